@@ -1,0 +1,52 @@
+"""Locate and read a case definition (``case.yaml``) — YAML via ``safe_load`` only.
+
+The runner reads the training sections, the comparison engine the ``metrics`` section
+(tolerance policies); this module only finds and parses the file.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from .errors import FormatError, StoreError
+
+CASE_FILE = "case.yaml"
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
+
+
+def check_name(name: str, what: str = "case") -> str:
+    """Reject hostile names (path separators, '..', control characters) before touching disk."""
+    if not isinstance(name, str) or not SAFE_NAME.match(name) or ".." in name:
+        raise StoreError(f"invalid {what} name {name!r}: use letters, digits, '_', '-', '.'")
+    return name
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FormatError("no such file", path=p) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FormatError(f"cannot read: {exc}", path=p) from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise FormatError(f"invalid YAML{where}: {problem}", path=p) from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise FormatError(f"expected a mapping at the top level, got {type(doc).__name__}", path=p)
+    return doc
+
+
+def load_case(case_dir: str | Path) -> dict[str, Any]:
+    """The parsed ``case.yaml`` of a case folder ({} when the folder has none, e.g. Megatron's)."""
+    path = Path(case_dir) / CASE_FILE
+    return load_yaml(path) if path.exists() else {}

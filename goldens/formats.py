@@ -1,0 +1,332 @@
+"""Read and write Megatron golden JSON (every historical variant) and the run artifact.
+
+Readers return faithful data or raise ``FormatError`` naming the file and the key; they never
+round. Writers emit the current Megatron layout (``json.dumps(indent=4)``, NaN as ``"nan"``),
+so a canonical file re-writes byte-identical and a Megatron checkout can use what we write.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .errors import FormatError, NotATrainingGolden
+from .model import Artifact, GoldenKey, GoldenSet, MetricSeries, Phase
+
+ARTIFACT_SCHEMA = "golden.artifact/1"
+ARTIFACT_STATUSES = ("complete", "incomplete", "failed")
+GRID_FIELDS = ("start_step", "end_step", "step_interval")
+_FILENAME = re.compile(r"^golden_values_(?P<env>[A-Za-z0-9]+)_(?P<platform>[A-Za-z0-9_.-]+?)(?P<second>_2nd)?\.json$")
+_NONFINITE_STRINGS = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf,
+                      "infinity": math.inf, "-infinity": -math.inf}
+
+
+# ---------------------------------------------------------------- file names and raw JSON
+
+def parse_golden_filename(path: str | Path) -> tuple[str, str, int] | None:
+    """``golden_values_dev_dgx_h100_2nd.json`` → ("dev", "dgx_h100", 2); None if not a golden name."""
+    m = _FILENAME.match(Path(path).name)
+    if not m:
+        return None
+    return m["env"], m["platform"], 2 if m["second"] else 1
+
+
+def load_json_text(text: str, path: object = None) -> Any:
+    """Parse JSON with a precise message for empty and truncated files."""
+    if not text.strip():
+        raise FormatError("empty file (no JSON document)", path=path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        what = "truncated JSON" if exc.pos >= len(text.rstrip()) else "malformed JSON"
+        raise FormatError(f"{what} at line {exc.lineno} column {exc.colno}: {exc.msg}", path=path) from None
+
+
+def read_text(path: str | Path) -> str:
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise FormatError("no such file", path=p) from None
+    except IsADirectoryError:
+        raise FormatError("is a directory, expected a JSON file", path=p) from None
+    except OSError as exc:
+        raise FormatError(f"cannot read: {exc.strerror}", path=p) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"not UTF-8 text (byte {exc.start})", path=p) from None
+
+
+# ---------------------------------------------------------------- numbers
+
+def to_float(raw: Any, *, path: object, key: str) -> float:
+    """A JSON value as float64, exactly: numbers, and the strings Megatron writes for NaN/inf."""
+    if isinstance(raw, bool) or raw is None:
+        raise FormatError(f"expected a number, got {json.dumps(raw)}", path=path, key=key)
+    if isinstance(raw, (int, float)):
+        return float(raw)
+    if isinstance(raw, str):
+        special = _NONFINITE_STRINGS.get(raw.strip().lower())
+        if special is not None:
+            return special
+        raise FormatError(f"expected a number, got the string {raw!r}", path=path, key=key)
+    raise FormatError(f"expected a number, got {type(raw).__name__}", path=path, key=key)
+
+
+def _to_step(raw: Any, *, path: object, key: str) -> int:
+    if isinstance(raw, bool):
+        raise FormatError(f"step must be an integer, got {raw!r}", path=path, key=key)
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, str) and re.fullmatch(r"-?\d+", raw.strip()):
+        return int(raw)
+    if isinstance(raw, float) and raw.is_integer():
+        return int(raw)
+    raise FormatError(f"step must be an integer, got {raw!r}", path=path, key=key)
+
+
+def _number_repr(value: float) -> Any:
+    """Megatron writes a missing value as the string "nan"; other numbers at full precision."""
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+# ---------------------------------------------------------------- Megatron golden JSON
+
+def _looks_like_inference(doc: Mapping[str, Any]) -> bool:
+    """Inference goldens are keyed by request id, each entry a dict of generated text/logprobs."""
+    if not doc:
+        return False
+    entries = list(doc.values())
+    return all(isinstance(v, dict) and not ({"values"} & v.keys()) for v in entries) and any(
+        {"generated_text", "logprobs", "input_prompt", "generated_tokens", "prompt"} & v.keys()
+        for v in entries)
+
+
+def parse_metric(name: str, raw: Any, *, path: object = None) -> MetricSeries:
+    """One Megatron metric object: values as a step-keyed dict (current) or a list (older)."""
+    if not isinstance(raw, dict):
+        raise FormatError(f"expected a metric object with 'values', got {type(raw).__name__}",
+                          path=path, key=name)
+    if "values" not in raw:
+        raise FormatError("metric object has no 'values'", path=path, key=name)
+    unknown = set(raw) - {"values", *GRID_FIELDS}
+    if unknown:
+        raise FormatError(f"unknown field(s) {sorted(unknown)} in metric object", path=path, key=name)
+    grid: dict[str, int | None] = {}
+    for field in GRID_FIELDS:
+        grid[field] = None if field not in raw else _to_step(raw[field], path=path, key=f"{name}.{field}")
+    values = raw["values"]
+    if isinstance(values, dict):
+        steps = [_to_step(s, path=path, key=f"{name}.values") for s in values]
+        floats = [to_float(v, path=path, key=f"{name}.values.{s}") for s, v in values.items()]
+        if len(set(steps)) != len(steps):
+            raise FormatError("duplicate step keys", path=path, key=f"{name}.values")
+        order = np.argsort(np.asarray(steps, dtype=np.int64), kind="stable")
+        steps_arr = np.asarray(steps, dtype=np.int64)[order]
+        vals_arr = np.asarray(floats, dtype=np.float64)[order]
+    elif isinstance(values, list):
+        start, interval = grid["start_step"], grid["step_interval"]
+        if start is None or interval is None:
+            raise FormatError("values given as a list need 'start_step' and 'step_interval'",
+                              path=path, key=name)
+        if interval <= 0:
+            raise FormatError(f"step_interval must be positive, got {interval}", path=path, key=f"{name}.step_interval")
+        floats = [to_float(v, path=path, key=f"{name}.values[{i}]") for i, v in enumerate(values)]
+        steps_arr = start + interval * np.arange(len(floats), dtype=np.int64)
+        vals_arr = np.asarray(floats, dtype=np.float64)
+    else:
+        raise FormatError(f"'values' must be an object or a list, got {type(values).__name__}",
+                          path=path, key=name)
+    return MetricSeries(name, steps_arr, vals_arr, **grid)
+
+
+def parse_golden(doc: Any, *, path: object = None, key: GoldenKey | None = None) -> GoldenSet:
+    """A parsed Megatron golden document → GoldenSet (raises FormatError on anything unfaithful)."""
+    if not isinstance(doc, dict):
+        raise FormatError(f"expected a JSON object of metrics, got {type(doc).__name__}", path=path)
+    if _looks_like_inference(doc):
+        raise NotATrainingGolden("not a training golden: an inference golden keyed by request id",
+                                 path=path)
+    metrics: dict[str, MetricSeries] = {}
+    scalars: dict[str, float] = {}
+    for name, raw in doc.items():
+        if isinstance(raw, dict):
+            metrics[name] = parse_metric(name, raw, path=path)
+        else:
+            scalars[name] = to_float(raw, path=path, key=name)
+    if not metrics and not scalars:
+        raise FormatError("no metrics in file (empty object)", path=path)
+    return GoldenSet(metrics=metrics, scalars=scalars, key=key, source=None if path is None else str(path))
+
+
+def read_golden(path: str | Path, *, case: str | None = None) -> GoldenSet:
+    """Read one ``golden_values_*.json`` file faithfully."""
+    p = Path(path)
+    parsed = parse_golden_filename(p)
+    key = None
+    if parsed:
+        env, platform, phase = parsed
+        key = GoldenKey(case or p.parent.name, env, platform, phase)
+    return parse_golden(load_json_text(read_text(p), p), path=p, key=key)
+
+
+def metric_to_json(series: MetricSeries) -> dict[str, Any]:
+    present = series.steps
+    out: dict[str, Any] = {}
+    out["start_step"] = series.start_step if series.start_step is not None else (int(present[0]) if present.size else 0)
+    out["end_step"] = series.end_step if series.end_step is not None else (int(present[-1]) if present.size else 0)
+    out["step_interval"] = series.step_interval if series.step_interval is not None else _infer_interval(present)
+    out["values"] = {str(s): _number_repr(v) for s, v in zip(series.steps.tolist(), series.values.tolist())}
+    return out
+
+
+def _infer_interval(steps: np.ndarray) -> int:
+    if steps.size < 2:
+        return 1
+    diffs = np.diff(steps)
+    return int(np.gcd.reduce(diffs)) or 1
+
+
+def golden_to_json(golden: GoldenSet) -> dict[str, Any]:
+    doc: dict[str, Any] = {name: metric_to_json(s) for name, s in golden.metrics.items()}
+    for name, value in golden.scalars.items():
+        doc[name] = _number_repr(value)
+    return doc
+
+
+def dumps_golden(golden: GoldenSet) -> str:
+    """The current Megatron layout, exactly as its tooling writes it (indent 4, no trailing newline)."""
+    return json.dumps(golden_to_json(golden), indent=4, allow_nan=False)
+
+
+# ---------------------------------------------------------------- the run artifact
+
+def _require(mapping: Mapping[str, Any], field: str, types: type | tuple[type, ...], *, path: object, where: str) -> Any:
+    if field not in mapping:
+        raise FormatError(f"missing required field {field!r}", path=path, key=where or None)
+    value = mapping[field]
+    if not isinstance(value, types) or isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        names = types.__name__ if isinstance(types, type) else " or ".join(t.__name__ for t in types)
+        raise FormatError(f"expected {names}, got {type(value).__name__}", path=path,
+                          key=f"{where}.{field}" if where else field)
+    return value
+
+
+def parse_artifact(doc: Any, *, path: object = None) -> Artifact:
+    if not isinstance(doc, dict):
+        raise FormatError("expected an artifact object", path=path)
+    schema = _require(doc, "schema", str, path=path, where="")
+    if schema != ARTIFACT_SCHEMA:
+        raise FormatError(f"unsupported schema {schema!r} (this version reads {ARTIFACT_SCHEMA!r})",
+                          path=path, key="schema")
+    case = _require(doc, "case", str, path=path, where="")
+    run_id = _require(doc, "run_id", str, path=path, where="")
+    status = _require(doc, "status", str, path=path, where="")
+    if status not in ARTIFACT_STATUSES:
+        raise FormatError(f"status must be one of {', '.join(ARTIFACT_STATUSES)}, got {status!r}",
+                          path=path, key="status")
+    provenance = _require(doc, "provenance", dict, path=path, where="")
+    raw_phases = _require(doc, "phases", dict, path=path, where="")
+    phases: dict[int, Phase] = {}
+    for label, raw in raw_phases.items():
+        where = f"phases.{label}"
+        number = _to_step(label, path=path, key="phases")
+        if number not in (1, 2):
+            raise FormatError(f"phase must be 1 or 2, got {label!r}", path=path, key="phases")
+        if not isinstance(raw, dict):
+            raise FormatError("expected a phase object", path=path, key=where)
+        raw_metrics = _require(raw, "metrics", dict, path=path, where=where)
+        steps = _require(raw, "steps", list, path=path, where=where)
+        if len(steps) != 2:
+            raise FormatError("steps must be [first, last]", path=path, key=f"{where}.steps")
+        first, last = (_to_step(s, path=path, key=f"{where}.steps") for s in steps)
+        resumed = raw.get("resumed_from")
+        metrics = {name: parse_metric(name, m, path=path) for name, m in raw_metrics.items()}
+        phases[number] = Phase(number, metrics, first, last,
+                               None if resumed is None else _to_step(resumed, path=path, key=f"{where}.resumed_from"))
+    error = doc.get("error")
+    return Artifact(case, run_id, status, provenance, dict(sorted(phases.items())),
+                    error=error if isinstance(error, str) else None,
+                    source=None if path is None else str(path))
+
+
+def read_artifact(path: str | Path) -> Artifact:
+    """Read ``artifact.json`` (or a run directory holding one)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "artifact.json"
+    return parse_artifact(load_json_text(read_text(p), p), path=p)
+
+
+def artifact_to_json(artifact: Artifact) -> dict[str, Any]:
+    phases: dict[str, Any] = {}
+    for number, phase in artifact.phases.items():
+        entry: dict[str, Any] = {}
+        if phase.resumed_from is not None:
+            entry["resumed_from"] = phase.resumed_from
+        entry["steps"] = [phase.first_step, phase.last_step]
+        entry["metrics"] = {name: metric_to_json(s) for name, s in phase.metrics.items()}
+        phases[str(number)] = entry
+    doc: dict[str, Any] = {"schema": ARTIFACT_SCHEMA, "case": artifact.case, "run_id": artifact.run_id,
+                           "status": artifact.status, "provenance": artifact.provenance, "phases": phases}
+    if artifact.error:
+        doc["error"] = artifact.error
+    return doc
+
+
+def dumps_artifact(artifact: Artifact) -> str:
+    return json.dumps(artifact_to_json(artifact), indent=2, allow_nan=False) + "\n"
+
+
+def artifact_phase_golden(artifact: Artifact, phase: int, *, span: tuple[int, int] | None = None) -> GoldenSet:
+    """One phase as a Megatron golden set.
+
+    Megatron's ``_2nd`` file spans the whole run (start 1 … end) with "nan" for the steps the
+    resumed phase did not run; ``span`` pads the phase to that range the same way.
+    """
+    ph = artifact.phases[phase]
+    metrics: dict[str, MetricSeries] = {}
+    for name, series in ph.metrics.items():
+        if span is None:
+            metrics[name] = series
+            continue
+        lo, hi = span
+        interval = series.step_interval or 1
+        grid = np.union1d(np.arange(lo, hi + 1, interval, dtype=np.int64), series.steps)
+        grid = grid[(grid >= lo) & (grid <= hi)]
+        values = np.full(grid.shape, np.nan)
+        idx = np.searchsorted(grid, series.steps)
+        inside = (series.steps >= lo) & (series.steps <= hi)
+        values[idx[inside]] = series.values[inside]
+        metrics[name] = MetricSeries(name, grid, values, lo, hi, interval)
+    return GoldenSet(metrics=metrics)
+
+
+def export_megatron(artifact: Artifact, directory: str | Path, env: str, platform: str) -> list[Path]:
+    """Write the Megatron file pair (``golden_values_<env>_<platform>.json`` and ``_2nd.json``)."""
+    from .atomic import atomic_write_text  # local: keeps formats import-light
+
+    out = Path(directory)
+    written = []
+    first = artifact.phases.get(1)
+    if first is None:
+        raise FormatError("artifact has no phase 1 to export", path=artifact.source)
+    key = GoldenKey(artifact.case, env, platform, 1)
+    target = out / key.filename()
+    atomic_write_text(target, dumps_golden(artifact_phase_golden(artifact, 1)))
+    written.append(target)
+    if 2 in artifact.phases:
+        span = (first.first_step, artifact.phases[2].last_step)
+        target = out / GoldenKey(artifact.case, env, platform, 2).filename()
+        atomic_write_text(target, dumps_golden(artifact_phase_golden(artifact, 2, span=span)))
+        written.append(target)
+    return written
