@@ -1,0 +1,150 @@
+"""Read the golden files of a store as they were at a git revision (the change report's input).
+
+The store is a folder of ``<case>/golden_values_*.json`` inside a git checkout (ours, or a
+Megatron checkout's ``tests/functional_tests/test_cases``). ``git ls-tree`` lists the golden
+files at a ref with their blob ids, so files whose blob did not change are never parsed, and
+``git cat-file --batch`` reads all the others in one process.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from goldens.errors import FormatError, NotATrainingGolden, StoreError
+from goldens.formats import load_json_text, parse_golden, parse_golden_filename
+from goldens.model import GoldenSet
+
+_STORE_VERSIONS = re.compile(r"^(?P<case>[A-Za-z0-9][A-Za-z0-9_.-]*)@v?(?P<base>\d+)\.\.v?(?P<head>\d+)$")
+
+
+@dataclass(frozen=True)
+class Revision:
+    """The golden files of one revision, keyed by their path inside the store."""
+
+    label: str
+    goldens: dict[str, GoldenSet]
+    blob_ids: dict[str, str] = field(default_factory=dict)
+    skipped: tuple[str, ...] = ()  # e.g. inference goldens, which hold no per-step metrics
+
+
+@dataclass(frozen=True)
+class ChangeSpec:
+    """A parsed ``--changes`` argument: two git refs, or two store versions of one case."""
+
+    base: str
+    head: str
+    case: str | None = None  # set for CASE@vA..vB
+
+    @property
+    def is_store_versions(self) -> bool:
+        return self.case is not None
+
+
+def parse_change_spec(text: str) -> ChangeSpec:
+    """``BASE..HEAD`` (git refs) or ``CASE@vA..vB`` (store versions)."""
+    text = text.strip()
+    versions = _STORE_VERSIONS.match(text)
+    if versions:
+        return ChangeSpec(versions["base"], versions["head"], case=versions["case"])
+    if "..." in text or text.count("..") != 1:
+        raise StoreError(f"--changes {text!r}: expected BASE..HEAD (two git refs) or CASE@vA..vB")
+    base, head = text.split("..")
+    if not base or not head:
+        raise StoreError(f"--changes {text!r}: both sides of '..' must name a git ref")
+    return ChangeSpec(base, head)
+
+
+def _git(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
+    try:
+        done = subprocess.run(["git", "-C", str(repo), *args], input=stdin, capture_output=True, check=False)
+    except FileNotFoundError:
+        raise StoreError("git is not installed; the change report over git refs needs it") from None
+    if done.returncode != 0:
+        message = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise StoreError(f"git {args[0]} failed in {repo}: {message[0] if message else 'exit ' + str(done.returncode)}")
+    return done.stdout
+
+
+def _store_location(store: Path) -> tuple[Path, str]:
+    """The git top-level holding the store and the store's path inside it ('' at the top)."""
+    if not store.is_dir():
+        raise StoreError(f"store {store} is not a directory")
+    top = Path(_git(store, "rev-parse", "--show-toplevel").decode().strip())
+    prefix = store.resolve().relative_to(top.resolve()).as_posix()
+    return top, "" if prefix == "." else prefix
+
+
+def _resolve(top: Path, ref: str) -> str:
+    if ref.startswith("-"):
+        raise StoreError(f"invalid git ref {ref!r}")
+    try:
+        return _git(top, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}").decode().strip()
+    except StoreError:
+        raise StoreError(f"unknown git ref {ref!r} in {top}") from None
+
+
+def _golden_blobs(top: Path, commit: str, prefix: str) -> dict[str, str]:
+    """store-relative path → blob id of every golden file in the store at ``commit``."""
+    listing = _git(top, "ls-tree", "-r", "-z", "--full-tree", commit, *([prefix] if prefix else []))
+    blobs: dict[str, str] = {}
+    for entry in filter(None, listing.split(b"\0")):
+        meta, _, raw_path = entry.partition(b"\t")
+        _mode, kind, blob_id = meta.decode().split()
+        path = raw_path.decode("utf-8", "surrogateescape")
+        if kind != "blob" or parse_golden_filename(path) is None:
+            continue
+        relative = path[len(prefix) + 1:] if prefix else path
+        blobs[relative] = blob_id
+    return blobs
+
+
+def _read_blobs(top: Path, blob_ids: list[str]) -> dict[str, bytes]:
+    """Contents of many blobs through one ``git cat-file --batch``."""
+    if not blob_ids:
+        return {}
+    out = _git(top, "cat-file", "--batch", stdin="".join(f"{b}\n" for b in blob_ids).encode())
+    contents: dict[str, bytes] = {}
+    position = 0
+    for blob_id in blob_ids:
+        header_end = out.index(b"\n", position)
+        _oid, _kind, size = out[position:header_end].decode().split()
+        start = header_end + 1
+        contents[blob_id] = out[start:start + int(size)]
+        position = start + int(size) + 1  # the content is followed by a newline
+    return contents
+
+
+def _parse(label: str, data: bytes) -> GoldenSet:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"not UTF-8 text (byte {exc.start})", path=label) from None
+    return parse_golden(load_json_text(text, label), path=label)
+
+
+def read_git_revisions(store: str | Path, base_ref: str, head_ref: str) -> tuple[Revision, Revision]:
+    """The store's golden files at two git refs; a file with the same blob at both is parsed once."""
+    top, prefix = _store_location(Path(store))
+    listings = {ref: _golden_blobs(top, _resolve(top, ref), prefix) for ref in (base_ref, head_ref)}
+    all_ids = sorted({b for listing in listings.values() for b in listing.values()})
+    contents = _read_blobs(top, all_ids)
+    parsed: dict[str, GoldenSet | None] = {}  # blob id → golden (None: not a training golden)
+    revisions = []
+    for ref in (base_ref, head_ref):
+        goldens: dict[str, GoldenSet] = {}
+        skipped: list[str] = []
+        for path, blob_id in sorted(listings[ref].items()):
+            if blob_id not in parsed:
+                label = f"{ref}:{prefix + '/' if prefix else ''}{path}"
+                try:
+                    parsed[blob_id] = _parse(label, contents[blob_id])
+                except NotATrainingGolden:
+                    parsed[blob_id] = None
+            if parsed[blob_id] is None:
+                skipped.append(f"{path} at {ref}: not a training golden (skipped)")
+            else:
+                goldens[path] = parsed[blob_id]
+        revisions.append(Revision(ref, goldens, dict(listings[ref]), tuple(skipped)))
+    return revisions[0], revisions[1]
