@@ -1,0 +1,181 @@
+"""``golden pending · approve · review · reject · rollback · prune``: typed options, one library call.
+
+The logic lives in ``goldens.approve``; the review screen in ``goldens.review_terminal``.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .cli_common import console, fail, handles_errors
+
+DEFAULT_STORE = "cases"
+
+StoreOpt = Annotated[Path, typer.Option("--store", metavar="PATH", envvar="GOLDEN_STORE",
+                                        help="Golden store: a cases folder, or a Megatron checkout's "
+                                             "tests/functional_tests/test_cases.")]
+CaseOpt = Annotated[Optional[str], typer.Option("--case", metavar="NAME", help="Only this case.")]
+EnvOpt = Annotated[Optional[str], typer.Option("--env", metavar="NAME", help="Target env (dev, lts, …).")]
+PlatformOpt = Annotated[Optional[str], typer.Option("--platform", metavar="NAME", help="Target platform (dgx_h100, cpu, …).")]
+ReasonOpt = Annotated[Optional[str], typer.Option("--reason", metavar="TEXT", help="Why these values are the new truth (required).")]
+ApproverOpt = Annotated[Optional[str], typer.Option("--approver", metavar="NAME", help="Who approves [default: git user.name, else $USER].")]
+AllowCiOpt = Annotated[bool, typer.Option("--allow-ci", help="Write even though CI is set (deliberate override).")]
+MetricOpt = Annotated[Optional[list[str]], typer.Option("--metric", metavar="NAME", help="Take only this metric from the run (repeatable); the others keep their values.")]
+OnlyFailingOpt = Annotated[bool, typer.Option("--only-failing", help="Take only the metrics whose staged verdict failed.")]
+PendingFlag = Annotated[bool, typer.Option("--pending", help="Act on the staged candidates (filtered by --case/--env/--platform).")]
+RunArg = Annotated[Optional[str], typer.Argument(metavar="RUN", help="A run: its artifact.json, its directory, or its id under runs/.")]
+
+
+def _store(root: Path) -> Any:
+    from .store import GoldenStore
+
+    return GoldenStore(root)
+
+
+def _candidates(store: Any, run: str | None, pending: bool, case: str | None, env: str | None,
+                platform: str | None) -> list[Any]:
+    from . import approve
+
+    if run is not None and pending:
+        raise fail("give a RUN or --pending, not both")
+    if run is not None:
+        return approve.candidates_for_run(store, run, case=case, env=env, platform=platform)
+    if not pending:
+        raise fail("say what to act on: a RUN, or --pending (with --case/--env/--platform to narrow it)")
+    return approve.list_pending(store, case=case, env=env, platform=platform)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("pending")
+    @handles_errors
+    def pending_cmd(store: StoreOpt = Path(DEFAULT_STORE), case: CaseOpt = None,
+                    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable list.")] = False) -> None:
+        """List staged candidates (runs that failed or had no golden), oldest target first."""
+        from . import approve
+        from .review_terminal import pending_table
+
+        found = approve.list_pending(_store(store), case=case)
+        if as_json:
+            print(json.dumps([dict(c.to_json(), path=str(c.path)) for c in found], indent=2))
+        elif not found:
+            print("no pending candidates")
+        else:
+            console().print(pending_table(found))
+
+    @app.command("approve")
+    @handles_errors
+    def approve_cmd(run: RunArg = None, pending: PendingFlag = False, store: StoreOpt = Path(DEFAULT_STORE),
+                    case: CaseOpt = None, env: EnvOpt = None, platform: PlatformOpt = None,
+                    metric: MetricOpt = None, only_failing: OnlyFailingOpt = False, reason: ReasonOpt = None,
+                    approver: ApproverOpt = None, allow_ci: AllowCiOpt = False) -> None:
+        """Make a run (or the staged candidates) the new golden: a new version with who, why, from which run."""
+        from . import approve
+        from .review_terminal import accepted_line
+
+        approve.require_reason(reason)
+        approve.refuse_in_ci(None, allow_ci)
+        golden_store = _store(store)
+        candidates = _candidates(golden_store, run, pending, case, env, platform)
+        if not candidates:
+            print("no pending candidates")
+            return
+        outcomes = approve.apply(approve.Operation.ACCEPT, golden_store, candidates, reason=reason,
+                                 approver=approver,
+                                 selection=approve.Selection(metrics=tuple(metric or ()), only_failing=only_failing),
+                                 allow_ci=allow_ci)
+        for outcome in outcomes:
+            print(accepted_line(outcome))
+
+    @app.command("reject")
+    @handles_errors
+    def reject_cmd(run: RunArg = None, pending: PendingFlag = False, store: StoreOpt = Path(DEFAULT_STORE),
+                   case: CaseOpt = None, env: EnvOpt = None, platform: PlatformOpt = None) -> None:
+        """Discard staged candidates; the goldens stay as they are."""
+        from . import approve
+
+        golden_store = _store(store)
+        candidates = _candidates(golden_store, run, pending, case, env, platform)
+        for outcome in approve.apply(approve.Operation.REJECT, golden_store, candidates):
+            print(f"rejected {outcome.candidate.target} (run {outcome.candidate.run_id})")
+        if not candidates:
+            print("no pending candidates")
+
+    @app.command("review")
+    @handles_errors
+    def review_cmd(store: StoreOpt = Path(DEFAULT_STORE), case: CaseOpt = None, env: EnvOpt = None,
+                   platform: PlatformOpt = None, metric: MetricOpt = None, only_failing: OnlyFailingOpt = False,
+                   reason: ReasonOpt = None, approver: ApproverOpt = None, allow_ci: AllowCiOpt = False) -> None:
+        """Review staged candidates one case at a time: a accept · r reject · s skip · A/R all remaining · q quit.
+
+        Without a terminal it prints the equivalent approve/reject commands instead.
+        """
+        from . import approve
+        from .review_terminal import review_commands, summary_lines
+
+        golden_store = _store(store)
+        candidates = approve.list_pending(golden_store, case=case, env=env, platform=platform)
+        if not candidates:
+            print("no pending candidates")
+            return
+        io = review_io()
+        if io is None:
+            store_option = "" if str(store) == DEFAULT_STORE else f" --store {store}"
+            print("\n".join(review_commands(candidates, store_option)))
+            return
+        summary = approve.review(golden_store, candidates, io, reason=reason, approver=approver,
+                                 selection=approve.Selection(metrics=tuple(metric or ()), only_failing=only_failing),
+                                 allow_ci=allow_ci)
+        for line in summary_lines(summary):
+            print(line)
+        if summary.refused:
+            raise typer.Exit(2)
+
+    @app.command("rollback")
+    @handles_errors
+    def rollback_cmd(case: Annotated[str, typer.Argument(help="The case to roll back.")],
+                     to: Annotated[str, typer.Option("--to", help="The version whose content becomes current (vN or N).")],
+                     store: StoreOpt = Path(DEFAULT_STORE), reason: ReasonOpt = None,
+                     approver: ApproverOpt = None, allow_ci: AllowCiOpt = False) -> None:
+        """Write a new version whose content equals vN (history is never rewritten)."""
+        from . import approve
+
+        version = to[1:] if to.lower().startswith("v") else to
+        if not version.isdigit():
+            raise fail(f"--to must be a version like v3, got {to!r}")
+        entry = approve.rollback(_store(store), case, int(version), reason=reason, approver=approver,
+                                 allow_ci=allow_ci)
+        print(f"rolled back {case} to the content of v{int(version)} as v{entry.version}")
+
+    @app.command("prune")
+    @handles_errors
+    def prune_cmd(store: StoreOpt = Path(DEFAULT_STORE),
+                  check: Annotated[bool, typer.Option("--check", help="Only list; exit 1 if anything is stale.")] = False) -> None:
+        """List goldens no case defines and candidates no run backs; without --check, discard those candidates."""
+        from . import approve
+
+        golden_store = _store(store)
+        report = approve.prune_check(golden_store) if check else approve.prune(golden_store)
+        for path in report.orphan_goldens:
+            print(f"orphan golden (no case.yaml/model_config.yaml beside it): {path}")
+        for path, why in report.stale_candidates:
+            print(f"{'stale' if check else 'discarded'} candidate {path}: {why}")
+        if report.clean:
+            print("nothing to prune")
+        elif check:
+            raise typer.Exit(1)
+
+
+def review_io() -> Any:
+    """The interactive key source, or None when stdin/stdout is not a terminal.
+
+    Tests replace this function to script the keys.
+    """
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return None
+    from .review_terminal import TerminalReviewIO
+
+    return TerminalReviewIO(console())

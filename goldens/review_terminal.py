@@ -1,0 +1,124 @@
+"""The terminal side of approval: pending tables, the review screen, its key source.
+
+rich lives here (an edge), never in ``approve.py``; ``TerminalReviewIO`` is the real key
+source and a test passes its own ``ReviewIO`` instead.
+"""
+from __future__ import annotations
+
+import shlex
+from typing import Any, Sequence
+
+from .approve import (REVIEW_KEYS, Candidate, CandidateView, MetricView, Outcome, ReviewSummary,
+                      finite_range, sparkline)
+
+VERDICT_STYLE = {"pass": "green", "fail": "bold red", "missing": "red", "new": "cyan", "skipped": "dim"}
+
+
+def pending_table(candidates: Sequence[Candidate]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"{len(candidates)} pending candidate(s)", title_justify="left")
+    for column in ("case", "env", "platform", "run", "verdict", "failing", "against", "staged"):
+        table.add_column(column)
+    for c in candidates:
+        failing = sorted(f"{m}" + (f" (p{p})" if p != 1 else "") for p, names in c.failing().items() for m in names)
+        table.add_row(c.case, c.env, c.platform, c.run_id,
+                      f"[{VERDICT_STYLE.get(c.verdict, '')}]{c.verdict}[/]", ", ".join(failing) or "-",
+                      "no golden" if not c.base_version else f"v{c.base_version}", c.created)
+    return table
+
+
+def _largest_change(m: MetricView) -> str:
+    import numpy as np
+
+    delta = np.abs(m.run - m.golden)
+    if not np.isfinite(delta).any():
+        return "-"
+    i = int(np.nanargmax(np.where(np.isfinite(delta), delta, np.nan)))
+    g = m.golden[i]
+    pct = f" ({100 * delta[i] / abs(g):.3g}%)" if g else ""
+    return f"{delta[i]:.6g}{pct} @ {int(m.steps[i])}"
+
+
+def candidate_panel(view: CandidateView, index: int, total: int) -> Any:
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    c = view.candidate
+    base = "no golden yet" if not c.base_version else f"staged against v{c.base_version}"
+    header = Text.from_markup(f"[bold][{index + 1}/{total}] {c.case}[/] {c.env}/{c.platform} · run "
+                              f"{c.run_id} · [{VERDICT_STYLE.get(c.verdict, '')}]{c.verdict}[/] · {base}")
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("", "phase", "metric", "verdict", "golden", "run", "largest |Δ|", "why"):
+        table.add_column(column, overflow="fold")
+    for m in view.metrics:
+        lo, hi = finite_range(m.golden, m.run)
+        table.add_row("✓" if m.selected else " ", str(m.phase), m.metric,
+                      f"[{VERDICT_STYLE.get(m.verdict, '')}]{m.verdict}[/]",
+                      sparkline(m.golden, lo, hi), sparkline(m.run, lo, hi), _largest_change(m),
+                      m.explanation)
+    parts: list[Any] = [header, table]
+    if view.problem:
+        parts.append(Text(f"cannot be accepted: {view.problem}", style="bold red"))
+    parts.append(Text("✓ = taken from the run if accepted · "
+                      + " · ".join(f"{k} {v}" for k, v in REVIEW_KEYS.items()), style="dim"))
+    return Group(*parts)
+
+
+def summary_lines(summary: ReviewSummary) -> list[str]:
+    lines = [f"accepted {len(summary.accepted)} · rejected {len(summary.rejected)} · "
+             f"skipped {len(summary.skipped)} · refused {len(summary.refused)}"]
+    lines += [accepted_line(o) for o in summary.accepted if o.entry is not None]
+    lines += [f"refused {c.target}: {why}" for c, why in summary.refused]
+    return lines
+
+
+def accepted_line(outcome: Outcome) -> str:
+    c = outcome.candidate
+    if outcome.entry is None:
+        return f"{c.target}: {outcome.note}"
+    line = f"approved {c.target} as v{outcome.entry.version} from run {c.run_id}"
+    if outcome.plan is not None and outcome.plan.selection.partial:
+        taken = sorted({n for ch in outcome.plan.changes for n in (*ch.replaced, *ch.added)})
+        kept = sorted({n for ch in outcome.plan.changes for n in ch.kept})
+        line += f" (took {', '.join(taken)}; kept {', '.join(kept) or 'nothing'})"
+    return line
+
+
+def review_commands(candidates: Sequence[Candidate], store_option: str) -> list[str]:
+    """What to type instead of the interactive review (no terminal to read keys from)."""
+    lines = []
+    for c in candidates:
+        where = f"--case {shlex.quote(c.case)} --env {shlex.quote(c.env)} --platform {shlex.quote(c.platform)}"
+        lines.append(f"# {c.target}: run {c.run_id} ({c.verdict})")
+        lines.append(f"golden approve --pending {where}{store_option} --reason 'WHY'")
+        lines.append(f"golden reject --pending {where}{store_option}")
+    return lines
+
+
+class TerminalReviewIO:
+    """Keys from the terminal, one press at a time (click.getchar: no Enter needed)."""
+
+    def __init__(self, console: Any):
+        self.console = console
+
+    def show(self, view: CandidateView, index: int, total: int) -> None:
+        self.console.rule()
+        self.console.print(candidate_panel(view, index, total))
+
+    def key(self) -> str:
+        import click
+
+        self.console.print("[bold]a/r/s/A/R/q[/] ", end="")
+        key = click.getchar()
+        self.console.print(key)
+        if key in ("\x03", "\x04"):
+            raise EOFError
+        return key
+
+    def reason(self) -> str | None:
+        return self.console.input("reason for accepting (recorded in the ledger): ")
+
+    def note(self, message: str) -> None:
+        self.console.print(message, style="yellow", markup=False)
