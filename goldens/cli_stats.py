@@ -1,0 +1,61 @@
+"""Commands that turn measurements into goldens and tolerances: ``import-tb`` and ``stats``.
+
+Each command is typed options plus one library call (goldens.ingest, goldens.stats); heavy
+imports stay inside the bodies so ``golden --help`` never loads numpy, pandas or torch.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .cli_common import handles_errors
+
+
+def register(app: typer.Typer) -> None:
+    app.command("import-tb")(import_tb)
+    app.command("stats")(stats)
+
+
+@handles_errors
+def import_tb(
+    logdir: Path = typer.Argument(..., help="TensorBoard log folder: event files, or run_1/run_2 "
+                                              "sub-folders for the phases of a resume case."),
+    out: Path = typer.Option(..., "--out", "-o", help="Artifact JSON to write ('-' for stdout)."),
+    phase: Optional[int] = typer.Option(None, "--phase", min=1, max=2,
+                                        help="Import only this phase (with run_N folders), or label a "
+                                             "flat folder as this phase (default 1)."),
+    case: Optional[str] = typer.Option(None, "--case", help="Case name (default: the folder's name)."),
+    run_id: Optional[str] = typer.Option(None, "--run-id", help="Run id (default: tb-<start time>)."),
+) -> None:
+    """TensorBoard event files → a run artifact at full precision (float32 values kept exactly)."""
+    from .atomic import atomic_write_text
+    from .case import check_name
+    from .formats import dumps_artifact
+    from .ingest import import_tensorboard
+
+    if case is not None:
+        check_name(case)
+    artifact = import_tensorboard(logdir, phase=phase, case=case, run_id=run_id)
+    check_name(artifact.case, "case (derived from the folder name; pass --case)")
+    text = dumps_artifact(artifact)
+    if str(out) == "-":
+        sys.stdout.write(text)
+    else:
+        atomic_write_text(out, text)
+    for number, ph in artifact.phases.items():
+        print(f"phase {number}: {len(ph.metrics)} metrics, steps {ph.first_step}..{ph.last_step}: "
+              f"{', '.join(ph.metrics)}", file=sys.stderr)
+    if str(out) != "-":
+        print(f"wrote {out}", file=sys.stderr)
+
+
+@handles_errors
+def stats(
+    runs: List[Path] = typer.Argument(..., help="Artifacts (or run folders) of repeated runs of one case."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the recommended policy YAML here."),
+) -> None:
+    """Repeated runs → per-step spread and a recommended tolerance policy per metric."""
+    raise NotImplementedError
