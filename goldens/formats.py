@@ -10,7 +10,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -21,8 +21,12 @@ ARTIFACT_SCHEMA = "golden.artifact/1"
 ARTIFACT_STATUSES = ("complete", "incomplete", "failed")
 GRID_FIELDS = ("start_step", "end_step", "step_interval")
 _FILENAME = re.compile(r"^golden_values_(?P<env>[A-Za-z0-9]+)_(?P<platform>[A-Za-z0-9_.-]+?)(?P<second>_2nd)?\.json$")
+_STEP_TEXT = re.compile(r"[0-9]+")
 _NONFINITE_STRINGS = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf,
                       "infinity": math.inf, "-infinity": -math.inf}
+# The spellings seen in files, looked up as written (fast); others go through strip().lower().
+_NONFINITE_SPELLINGS = {**_NONFINITE_STRINGS, "NaN": math.nan, "Infinity": math.inf,
+                        "-Infinity": -math.inf, "Inf": math.inf, "-Inf": -math.inf}
 
 
 # ---------------------------------------------------------------- file names and raw JSON
@@ -35,15 +39,40 @@ def parse_golden_filename(path: str | Path) -> tuple[str, str, int] | None:
     return m["env"], m["platform"], 2 if m["second"] else 1
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's object hook: a key written twice is ambiguous (json.loads would keep the last silently)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
 def load_json_text(text: str, path: object = None) -> Any:
-    """Parse JSON with a precise message for empty and truncated files."""
+    """Parse JSON with a precise message for empty, truncated and ambiguous (duplicate-key) files.
+
+    The bare literals ``NaN``/``Infinity`` that Python's json writes are accepted as floats.
+    """
     if not text.strip():
         raise FormatError("empty file (no JSON document)", path=path)
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise FormatError("key written twice in one object (ambiguous)", path=path, key=exc.key) from None
     except json.JSONDecodeError as exc:
         what = "truncated JSON" if exc.pos >= len(text.rstrip()) else "malformed JSON"
         raise FormatError(f"{what} at line {exc.lineno} column {exc.colno}: {exc.msg}", path=path) from None
+    except RecursionError:
+        raise FormatError("JSON nested too deeply", path=path) from None
 
 
 def read_text(path: str | Path) -> str:
@@ -62,14 +91,31 @@ def read_text(path: str | Path) -> str:
         raise FormatError(f"not UTF-8 text (byte {exc.start})", path=p) from None
 
 
-# ---------------------------------------------------------------- numbers
+# ---------------------------------------------------------------- numbers and step grids
+
+def megatron_grid(start: int, end: int, interval: int) -> np.ndarray:
+    """The steps a Megatron grid header declares: ``start``, then each multiple of ``interval`` up to ``end``.
+
+    That is how Megatron samples its logs: start 1, interval 5, end 100 → 1, 5, 10, …, 100.
+    """
+    if interval <= 0 or end < start:
+        return np.array([start], dtype=np.int64)
+    first_multiple = (start // interval + 1) * interval
+    return np.concatenate((np.array([start], dtype=np.int64),
+                           np.arange(first_multiple, end + 1, interval, dtype=np.int64)))
+
 
 def to_float(raw: Any, *, path: object, key: str) -> float:
     """A JSON value as float64, exactly: numbers, and the strings Megatron writes for NaN/inf."""
     if isinstance(raw, bool) or raw is None:
         raise FormatError(f"expected a number, got {json.dumps(raw)}", path=path, key=key)
-    if isinstance(raw, (int, float)):
-        return float(raw)
+    if isinstance(raw, float):
+        return raw
+    if isinstance(raw, int):
+        try:
+            return float(raw)
+        except OverflowError:
+            raise FormatError("integer too large for a float64", path=path, key=key) from None
     if isinstance(raw, str):
         special = _NONFINITE_STRINGS.get(raw.strip().lower())
         if special is not None:
@@ -78,16 +124,24 @@ def to_float(raw: Any, *, path: object, key: str) -> float:
     raise FormatError(f"expected a number, got {type(raw).__name__}", path=path, key=key)
 
 
+MAX_STEP = 2**53  # far beyond any training run; keeps steps exact in int64 and float64
+
+
 def _to_step(raw: Any, *, path: object, key: str) -> int:
+    step: int | None = None
     if isinstance(raw, bool):
+        step = None
+    elif isinstance(raw, int):
+        step = raw
+    elif isinstance(raw, str) and _STEP_TEXT.fullmatch(raw):
+        step = int(raw)
+    elif isinstance(raw, float) and raw.is_integer():
+        step = int(raw)
+    if step is None:
         raise FormatError(f"step must be an integer, got {raw!r}", path=path, key=key)
-    if isinstance(raw, int):
-        return raw
-    if isinstance(raw, str) and re.fullmatch(r"-?\d+", raw.strip()):
-        return int(raw)
-    if isinstance(raw, float) and raw.is_integer():
-        return int(raw)
-    raise FormatError(f"step must be an integer, got {raw!r}", path=path, key=key)
+    if not 0 <= step <= MAX_STEP:
+        raise FormatError(f"step must be between 0 and 2**53, got {step}", path=path, key=key)
+    return step
 
 
 def _number_repr(value: float) -> Any:
@@ -101,14 +155,47 @@ def _number_repr(value: float) -> Any:
 
 # ---------------------------------------------------------------- Megatron golden JSON
 
+_INFERENCE_FIELDS = frozenset({"generated_text", "logprobs", "input_prompt", "generated_tokens", "prompt"})
+
+
 def _looks_like_inference(doc: Mapping[str, Any]) -> bool:
-    """Inference goldens are keyed by request id, each entry a dict of generated text/logprobs."""
-    if not doc:
-        return False
-    entries = list(doc.values())
-    return all(isinstance(v, dict) and not ({"values"} & v.keys()) for v in entries) and any(
-        {"generated_text", "logprobs", "input_prompt", "generated_tokens", "prompt"} & v.keys()
-        for v in entries)
+    """Inference goldens are keyed by request id, each entry a dict of generated text/logprobs.
+
+    Newer ones carry extra top-level entries (e.g. a throughput list), so only the dict
+    entries are looked at: none is a metric object and at least one is a request record.
+    """
+    records = [v for v in doc.values() if isinstance(v, dict)]
+    return (bool(records) and not any("values" in v for v in records)
+            and any(_INFERENCE_FIELDS & v.keys() for v in records))
+
+
+def _step_array(keys: list[str], *, path: object, key: str) -> np.ndarray:
+    """Step keys ("1", "5", …) as int64; the common all-ASCII-digits case without a Python loop."""
+    joined = "".join(keys)
+    if joined.isascii() and joined.isdigit() and all(keys):
+        steps = list(map(int, keys))
+        if not steps or max(steps) <= MAX_STEP:
+            return np.array(steps, dtype=np.int64)
+    return np.array([_to_step(s, path=path, key=key) for s in keys], dtype=np.int64)
+
+
+def _value_array(raw: list[Any], labels: Iterable[str], *, path: object, key: str) -> np.ndarray:
+    """JSON values as float64, exactly; the common cases (numbers, "nan" strings) in bulk.
+
+    ``labels`` names each value in an error message (the step key or the list index).
+    """
+    kinds = set(map(type, raw))
+    try:
+        if kinds <= {float, int}:
+            return np.array(raw, dtype=np.float64)
+        if kinds <= {float, int, str}:
+            special = _NONFINITE_SPELLINGS
+            return np.array([special[v] if type(v) is str else v for v in raw],
+                            dtype=np.float64)
+    except (OverflowError, KeyError):
+        pass  # an integer beyond float64, an odd spelling or a string that is no number: slow path
+    return np.array([to_float(v, path=path, key=f"{key}{label}") for label, v in zip(labels, raw)],
+                    dtype=np.float64)
 
 
 def parse_metric(name: str, raw: Any, *, path: object = None) -> MetricSeries:
@@ -126,13 +213,17 @@ def parse_metric(name: str, raw: Any, *, path: object = None) -> MetricSeries:
         grid[field] = None if field not in raw else _to_step(raw[field], path=path, key=f"{name}.{field}")
     values = raw["values"]
     if isinstance(values, dict):
-        steps = [_to_step(s, path=path, key=f"{name}.values") for s in values]
-        floats = [to_float(v, path=path, key=f"{name}.values.{s}") for s, v in values.items()]
-        if len(set(steps)) != len(steps):
-            raise FormatError("duplicate step keys", path=path, key=f"{name}.values")
-        order = np.argsort(np.asarray(steps, dtype=np.int64), kind="stable")
-        steps_arr = np.asarray(steps, dtype=np.int64)[order]
-        vals_arr = np.asarray(floats, dtype=np.float64)[order]
+        keys = list(values)
+        steps_arr = _step_array(keys, path=path, key=f"{name}.values")
+        vals_arr = _value_array(list(values.values()), (f".{k}" for k in keys),
+                                path=path, key=f"{name}.values")
+        if steps_arr.size > 1 and not np.all(np.diff(steps_arr) > 0):
+            order = np.argsort(steps_arr, kind="stable")
+            steps_arr, vals_arr = steps_arr[order], vals_arr[order]
+            repeated = steps_arr[1:][np.diff(steps_arr) == 0]
+            if repeated.size:
+                raise FormatError(f"step {int(repeated[0])} written twice (e.g. '1' and '01')",
+                                  path=path, key=f"{name}.values")
     elif isinstance(values, list):
         start, interval = grid["start_step"], grid["step_interval"]
         if start is None or interval is None:
@@ -140,9 +231,8 @@ def parse_metric(name: str, raw: Any, *, path: object = None) -> MetricSeries:
                               path=path, key=name)
         if interval <= 0:
             raise FormatError(f"step_interval must be positive, got {interval}", path=path, key=f"{name}.step_interval")
-        floats = [to_float(v, path=path, key=f"{name}.values[{i}]") for i, v in enumerate(values)]
-        steps_arr = start + interval * np.arange(len(floats), dtype=np.int64)
-        vals_arr = np.asarray(floats, dtype=np.float64)
+        vals_arr = _value_array(values, (f"[{i}]" for i in range(len(values))), path=path, key=f"{name}.values")
+        steps_arr = start + interval * np.arange(len(values), dtype=np.int64)
     else:
         raise FormatError(f"'values' must be an object or a list, got {type(values).__name__}",
                           path=path, key=name)
@@ -301,7 +391,7 @@ def artifact_phase_golden(artifact: Artifact, phase: int, *, span: tuple[int, in
             continue
         lo, hi = span
         interval = series.step_interval or 1
-        grid = np.union1d(np.arange(lo, hi + 1, interval, dtype=np.int64), series.steps)
+        grid = np.union1d(megatron_grid(lo, hi, interval), series.steps)
         grid = grid[(grid >= lo) & (grid <= hi)]
         values = np.full(grid.shape, np.nan)
         idx = np.searchsorted(grid, series.steps)
