@@ -1,0 +1,111 @@
+"""Structural drift between two sides: which metrics appeared or vanished, whose step grid
+changed, and which recorded model arguments differ — computed with deepdiff, so the paths
+are deepdiff's and nested arguments come out as ``a.b`` paths.
+
+Informational: it explains a verdict (a changed ``--hidden-size`` explains a failing loss) but
+does not decide it; a vanished metric already fails as ``missing``.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping
+
+from deepdiff import DeepDiff
+from deepdiff.helper import NotPresent
+
+from .model import MetricSeries
+from .result import ArgChange, GridChange, StructuralDrift
+
+if TYPE_CHECKING:
+    from .compare import Side
+
+_CHANGE_NAMES = {
+    "values_changed": "changed", "type_changes": "type_changed",
+    "dictionary_item_added": "added", "dictionary_item_removed": "removed",
+    "iterable_item_added": "added", "iterable_item_removed": "removed",
+    "attribute_added": "added", "attribute_removed": "removed",
+    "set_item_added": "added", "set_item_removed": "removed",
+}
+
+
+def grid_of(series: MetricSeries) -> dict[str, Any]:
+    """The shape of a metric's step grid: the header Megatron wrote, or what the steps say."""
+    steps = series.steps
+    first = int(steps[0]) if steps.size else None
+    last = int(steps[-1]) if steps.size else None
+    interval = series.step_interval
+    if interval is None and steps.size > 1:
+        import numpy as np
+
+        interval = int(np.gcd.reduce(np.diff(steps)))
+    return {"start_step": series.start_step if series.start_step is not None else first,
+            "end_step": series.end_step if series.end_step is not None else last,
+            "step_interval": interval, "count": int(steps.size)}
+
+
+def _plain(value: Any) -> Any:
+    return None if isinstance(value, NotPresent) else value
+
+
+def _json_safe(value: Any) -> Any:
+    """Keep argument values JSON-representable for the result file."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return repr(value)
+
+
+def arg_changes(reference: Mapping[str, Any], candidate: Mapping[str, Any]) -> tuple[ArgChange, ...]:
+    """Model/config arguments that differ, as readable paths (``--hidden-size``, ``opt.lr``)."""
+    diff = DeepDiff(dict(reference), dict(candidate), view="tree", ignore_numeric_type_changes=True)
+    changes = []
+    for change_type, levels in diff.items():
+        kind = _CHANGE_NAMES.get(change_type, change_type)
+        for level in levels:
+            path = ".".join(str(p) for p in level.path(output_format="list"))
+            changes.append(ArgChange(path, kind, _json_safe(_plain(level.t1)), _json_safe(_plain(level.t2))))
+    return tuple(sorted(changes, key=lambda c: c.name))
+
+
+def structural_drift(reference: "Side", candidate: "Side") -> StructuralDrift:
+    """Metrics added/removed and grid changes per phase, and model-argument changes."""
+    def shape(side: "Side") -> dict[str, dict[str, dict[str, Any]]]:
+        doc = {f"phase {n}": {name: grid_of(s) for name, s in metrics.items()} for n, metrics in side.phases.items()}
+        if side.scalars:
+            doc.setdefault("phase 1", {}).update({name: {"scalar": True} for name in side.scalars})
+        return doc
+
+    ref_shape, cand_shape = shape(reference), shape(candidate)
+    common = sorted(ref_shape.keys() & cand_shape.keys())
+    diff = DeepDiff({p: ref_shape[p] for p in common}, {p: cand_shape[p] for p in common}, view="tree")
+    added, removed, grids = [], [], {}
+    for change_type, levels in diff.items():
+        for level in levels:
+            path = level.path(output_format="list")
+            phase = int(str(path[0]).split()[1])
+            label = path[1] if phase == 1 else f"{path[1]} (phase {phase})"
+            if len(path) == 2 and change_type == "dictionary_item_added":
+                added.append(label)
+            elif len(path) == 2 and change_type == "dictionary_item_removed":
+                removed.append(label)
+            elif len(path) >= 3:
+                grids[(phase, path[1])] = GridChange(path[1], phase, ref_shape[path[0]][path[1]],
+                                                     cand_shape[path[0]][path[1]])
+    notes = []
+    for p in sorted(ref_shape.keys() - cand_shape.keys()):
+        notes.append(f"the candidate has no {p}")
+    for p in sorted(cand_shape.keys() - ref_shape.keys()):
+        notes.append(f"the reference has no {p}")
+    args_compared = reference.model_args is not None and candidate.model_args is not None
+    changes: tuple[ArgChange, ...] = ()
+    if args_compared:
+        changes = arg_changes(reference.model_args, candidate.model_args)  # type: ignore[arg-type]
+    else:
+        missing = [label for label, side in (("reference", reference), ("candidate", candidate))
+                   if side.model_args is None]
+        notes.append(f"model arguments not compared: not recorded for the {' and the '.join(missing)}")
+    return StructuralDrift(metrics_added=tuple(added), metrics_removed=tuple(removed),
+                           grid_changes=tuple(grids[k] for k in sorted(grids)), arg_changes=changes,
+                           args_compared=args_compared, notes=tuple(notes))
