@@ -55,7 +55,49 @@ def import_tb(
 @handles_errors
 def stats(
     runs: List[Path] = typer.Argument(..., help="Artifacts (or run folders) of repeated runs of one case."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the recommended policy YAML here."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                       help="Write the recommended policy YAML here ('-' for stdout)."),
+    band: bool = typer.Option(False, "--band", help="Recommend per-step bands (mode: band) for per-step "
+                                                    "metrics instead of a single rtol."),
+    table: Optional[Path] = typer.Option(None, "--table", help="Write the per-step statistics and raw "
+                                                               "samples as CSV."),
+    preset_name: str = typer.Option("default", "--preset", help="Policy preset whose metric kinds decide "
+                                                                "each metric's statistic."),
 ) -> None:
-    """Repeated runs → per-step spread and a recommended tolerance policy per metric."""
-    raise NotImplementedError
+    """Repeated runs → per-step min/max/mean/std/median and a recommended policy per metric.
+
+    Each recommendation shows its formula: a t prediction interval for per-step metrics, Tukey's
+    IQR fences for counts, a one-sided log-normal bound for reduced metrics such as step time.
+    """
+    from .atomic import atomic_write_text
+    from .formats import read_artifact
+    from .policy import preset
+    from .stats import recommend_all, render_policy_yaml, spread
+
+    artifacts = [read_artifact(p) for p in runs]
+    policies = preset(preset_name)
+    spreads = spread(artifacts)
+    recommendations = recommend_all(spreads, policies)
+    run_ids = [a.run_id for a in artifacts]
+    text = render_policy_yaml(recommendations, case=artifacts[0].case, run_ids=run_ids, preset=preset_name,
+                              with_band=band, base_policies=policies)
+    if table is not None:
+        import pandas as pd
+
+        frame = pd.concat([sp.frame() for sp in spreads], ignore_index=True)
+        atomic_write_text(table, frame.to_csv(index=False))
+    if str(out) == "-":
+        sys.stdout.write(text)
+        return
+    print(f"{artifacts[0].case}: {len(artifacts)} runs ({', '.join(run_ids)})")
+    for rec in recommendations:
+        setting = "per-step band" if band and rec.band is not None else ", ".join(
+            f"{k} {v:.6g}" for k, v in rec.policy.items())
+        print(f"\n{rec.metric} (phase {rec.phase}, {rec.method}, N = {rec.n_runs}): {setting}")
+        for line in (*rec.formula, *rec.worked):
+            print(f"  {line}")
+    if table is not None:
+        print(f"\nwrote {table}")
+    if out is not None:
+        atomic_write_text(out, text)
+        print(f"wrote {out} (review it, then commit it or pass it with --policy)")
