@@ -46,6 +46,13 @@ class Budget:
         self.parts.append(text)
         return True
 
+    def add_if_room(self, text: str, *, reserve: int = 0) -> bool:
+        """Add ``text`` whole if it fits and still leaves ``reserve`` characters free."""
+        if len(text) + reserve > self.left:
+            return False
+        self.parts.append(text)
+        return True
+
     def add_table(self, headers: Sequence[str], rows_by_priority: Sequence[Sequence[str]], *,
                   align: Sequence[str] | None = None, reserve: int = 0,
                   omitted_note: Callable[[int], str], display_order: Callable[[list[int]], list[int]] | None = None) -> int:

@@ -5,11 +5,96 @@ output stays under GitHub's comment limit by dropping whole rows and sections (`
 """
 from __future__ import annotations
 
+from goldens.result import ComparisonResult, MetricVerdict
 from reports import text as fmt
-from reports.budget import GITHUB_COMMENT_LIMIT, Budget
+from reports.budget import GITHUB_COMMENT_LIMIT, Budget, table
 from reports.changes import BUCKETS, GoldenChanges
+from reports.document import (ICONS, CaseEntry, Report, drift_lines, environment_note, failing_summary, headline,
+                              verdict_label)
 
 _NOTE_ROOM = 400  # kept free for the closing notes after a budgeted table
+METRIC_HEADERS = ["metric", "rule", "verdict", "worst step", "golden → actual", "Δ%", "mean rel. diff"]
+METRIC_ALIGN = ["l", "l", "l", "r", "r", "r", "r"]
+
+
+# ---------------------------------------------------------------- comparison results
+
+def result_markdown(report: Report, *, limit: int = GITHUB_COMMENT_LIMIT) -> str:
+    """Headline, a one-row-per-case summary, then each case's details (failing first) while they fit."""
+    out = Budget(limit)
+    out.add(f"## {headline(report)}\n\n")
+    ordered = report.by_importance()
+    summary_rows = [[ICONS[e.result.verdict], fmt.md(e.title), fmt.md(failing_summary(e.result)),
+                     _resume_cell(e.result), "exact" if e.result.exact_applied else "approx"]
+                    for e in ordered]
+    details_room = min(out.left // 2, 2000)  # room for at least the first failing case's details
+    omitted_cases = out.add_table(["", "case", "metrics", "resume check", "regime"], summary_rows,
+                                  reserve=details_room,
+                                  omitted_note=lambda n: f"\n_{n} more passing case(s) not listed._\n")
+    out.add("\n")
+    left_out = 0
+    for position, entry in enumerate(ordered[:len(ordered) - omitted_cases]):
+        remaining = len(ordered) - omitted_cases - position - 1
+        block = _case_block(entry)
+        if not out.add_if_room(block, reserve=_NOTE_ROOM if remaining else 0):
+            block = _case_block(entry, failures_only=True)
+            if entry.result.passed or not out.add_if_room(block, reserve=_NOTE_ROOM if remaining else 0):
+                left_out += 1
+    if left_out:
+        out.add(f"_Details of {left_out} case(s) left out to stay within GitHub's comment limit; "
+                "the HTML, JUnit and JSON reports hold them all._\n")
+    return out.text()
+
+
+def _resume_cell(result: ComparisonResult) -> str:
+    if result.resume is None:
+        return "—"
+    return f"{ICONS[result.resume.verdict]} {result.resume.verdict.value}"
+
+
+def _metric_row(m: MetricVerdict) -> list[str]:
+    change = f"{fmt.value(m.golden_value)} → {fmt.value(m.actual_value)}"
+    return [fmt.md(m.metric), fmt.md(m.rule.text), verdict_label(m),
+            "—" if m.worst_step is None else str(m.worst_step), change,
+            fmt.percent(m.delta_pct), fmt.signed(m.mean_rel_diff)]
+
+
+def _case_block(entry: CaseEntry, *, failures_only: bool = False) -> str:
+    """One case in a collapsible section (open when it failed)."""
+    r = entry.result
+    is_open = " open" if not r.passed else ""
+    parts = [f"<details{is_open}><summary>{ICONS[r.verdict]} <b>{fmt.md_html(entry.title)}</b>: {r.verdict.value}"
+             f" ({fmt.md_html(failing_summary(r))})</summary>\n\n"]
+    note = environment_note(r)
+    if note:
+        parts.append(f"> {fmt.md(note)}\n\n")
+    else:
+        parts.append("Same environment fingerprint as the golden: exact comparison.\n\n")
+    for phase in r.phases:
+        metrics = [m for m in phase.metrics if not (failures_only and m.passed)]
+        if not metrics:
+            continue
+        title = "Phase 1 (from scratch)" if phase.phase == 1 else f"Phase {phase.phase} (resumed)"
+        parts.append(f"**{title}** against {fmt.md(phase.reference or r.reference)}\n\n")
+        parts.append(table(METRIC_HEADERS, [_metric_row(m) for m in metrics], METRIC_ALIGN) + "\n")
+    if failures_only:
+        parts.append("_Passing metrics of this case left out to fit the comment._\n\n")
+    if r.resume is not None:
+        parts.append(f"**Resume check:** {ICONS[r.resume.verdict]} {r.resume.verdict.value}: "
+                     f"{fmt.md(r.resume.explanation)}\n\n")
+        failing = [m for m in r.resume.metrics if not m.passed]
+        if failing:
+            parts.append(table(METRIC_HEADERS, [_metric_row(m) for m in failing], METRIC_ALIGN) + "\n")
+    drift = [fmt.md(line) for line in drift_lines(r)]
+    if drift:
+        parts.append("**Structural drift:**\n" + "".join(f"- {line}\n" for line in drift) + "\n")
+    if r.warnings:
+        parts.append("**Warnings:**\n" + "".join(f"- {fmt.md(w)}\n" for w in r.warnings) + "\n")
+    parts.append("</details>\n\n")
+    return "".join(parts)
+
+
+# ---------------------------------------------------------------- golden changes
 
 
 def changes_markdown(changes: GoldenChanges, *, limit: int = GITHUB_COMMENT_LIMIT) -> str:

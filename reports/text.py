@@ -6,6 +6,7 @@ significant digits: they summarise, they are not data.
 """
 from __future__ import annotations
 
+import html
 import math
 import re
 
@@ -48,3 +49,9 @@ def md(text: object) -> str:
     """Input-derived text made inert in GitHub Markdown (tables, HTML, emphasis, links)."""
     flat = " ".join(str(text).split())
     return _MARKDOWN_SPECIAL.sub(r"\\\1", flat)
+
+
+def md_html(text: object) -> str:
+    """Input-derived text inside a raw-HTML line of Markdown (``<summary>``): Markdown escapes
+    are not processed there, so HTML-escape instead."""
+    return html.escape(" ".join(str(text).split()))

@@ -1,0 +1,75 @@
+"""The two library calls behind ``golden report``: render results, or render golden changes."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from goldens.errors import GoldenError
+from reports.changes import GoldenChanges, compare_revisions
+from reports.output import CHANGES_FILES, RESULT_FILES, append_step_summary, write_all
+from reports.revisions import Revision, parse_change_spec, read_git_revisions
+
+
+@dataclass(frozen=True)
+class Written:
+    markdown: str
+    files: tuple[Path, ...]
+    step_summary: Path | None
+    passed: bool
+
+
+def build_result_report(inputs: Sequence[str | Path], out: Path | None, formats: Sequence[str]) -> Written:
+    """Results from run folders / result files → the requested formats in ``out`` (default: beside the run)."""
+    from reports.html import result_html
+    from reports.inputs import load_inputs
+    from reports.json_report import result_json
+    from reports.junit import result_junit
+    from reports.markdown import result_markdown
+
+    report, default_out = load_inputs(inputs)
+    target = out or default_out
+    if target is None:
+        raise GoldenError(f"{len(inputs)} inputs: give --out DIR for the combined report")
+    markdown = result_markdown(report)
+    renderers = {"md": lambda: markdown, "html": lambda: result_html(report),
+                 "junit": lambda: result_junit(report), "json": lambda: result_json(report)}
+    files = write_all(target, {f: renderers[f] for f in formats}, RESULT_FILES)
+    return Written(markdown, tuple(files), append_step_summary(markdown), report.passed)
+
+
+def read_changes(spec_text: str, store: Path) -> GoldenChanges:
+    """``BASE..HEAD`` over the git history of ``store``, or ``CASE@vA..vB`` from its version ledger."""
+    spec = parse_change_spec(spec_text)
+    if spec.is_store_versions:
+        base, head = (_store_revision(store, spec.case, int(v)) for v in (spec.base, spec.head))
+    else:
+        base, head = read_git_revisions(store, spec.base, spec.head)
+    changes = compare_revisions(base.goldens, head.goldens, base_label=base.label, head_label=head.label)
+    return dataclasses.replace(changes, notes=changes.notes + base.skipped + head.skipped)
+
+
+def _store_revision(root: Path, case: str, version: int) -> Revision:
+    from goldens.case import check_name
+    from goldens.store import GoldenStore
+
+    check_name(case)
+    goldens = GoldenStore(root).read_version(case, version)
+    return Revision(f"{case}@v{version}", {key.filename(): golden for key, golden in goldens.items()})
+
+
+def build_changes_report(spec_text: str, store: Path, out: Path | None, formats: Sequence[str]) -> Written:
+    """The golden-change report; without ``out`` only the Markdown is produced (for stdout)."""
+    from reports.html import changes_html
+    from reports.json_report import changes_json
+    from reports.markdown import changes_markdown
+
+    changes = read_changes(spec_text, store)
+    markdown = changes_markdown(changes)
+    files: list[Path] = []
+    if out is not None:
+        renderers = {"md": lambda: markdown, "html": lambda: changes_html(changes),
+                     "json": lambda: changes_json(changes)}
+        files = write_all(out, {f: renderers[f] for f in formats}, CHANGES_FILES)
+    return Written(markdown, tuple(files), append_step_summary(markdown), True)

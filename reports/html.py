@@ -1,0 +1,157 @@
+"""One self-contained HTML file: summary, provenance, per-metric tables and inline SVG plots.
+
+jinja2 with autoescape on renders every input-derived string as text; the only markup marked
+safe is the SVG that ``plots`` draws (it never contains input names). A Content-Security-Policy
+meta tag forbids scripts and remote loads, so the page works offline and stays inert.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from markupsafe import Markup
+
+from goldens.result import MetricVerdict
+from reports import text as fmt
+from reports.changes import BUCKETS, GoldenChanges
+from reports.document import CaseEntry, Report, drift_lines, environment_note, failing_summary, headline
+from reports.plots import metric_svg
+
+# Plots cost ~50 ms each; a huge result keeps its failing metrics' plots and the first others.
+MAX_PLOTS = 300
+
+
+def _environment():
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    return Environment(loader=PackageLoader("reports", "templates"), autoescape=True,
+                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+@dataclass(frozen=True)
+class _MetricView:
+    verdict: MetricVerdict
+    anchor: str
+    worst_step: str
+    golden: str
+    actual: str
+    delta: str
+    delta_pct: str
+    mean_rel_diff: str
+    svg: Markup | None
+    no_plot_reason: str
+
+
+def _slug(index: int, *parts: object) -> str:
+    """An id safe in any HTML attribute: a counter plus the name's harmless characters."""
+    tail = re.sub(r"[^A-Za-z0-9_-]+", "-", "-".join(str(p) for p in parts)).strip("-")[:60]
+    return f"m{index}-{tail}" if tail else f"m{index}"
+
+
+class _Plotter:
+    """Hands out plots until the budget is spent, failing metrics first (see ``_plan``)."""
+
+    def __init__(self, wanted: set[int]):
+        self.wanted = wanted
+        self.counter = 0
+
+    def view(self, m: MetricVerdict) -> _MetricView:
+        self.counter += 1
+        anchor = _slug(self.counter, m.metric, f"p{m.phase}")
+        svg, reason = None, ""
+        if m.steps is None or len(m.steps) == 0:
+            reason = "No per-step data in this result."
+        elif id(m) not in self.wanted:
+            reason = f"Plot left out: the report draws at most {MAX_PLOTS} plots (failing metrics first)."
+        else:
+            drawn = metric_svg(m, salt=anchor)
+            svg = Markup(drawn) if drawn else None
+        return _MetricView(
+            verdict=m, anchor=anchor,
+            worst_step="—" if m.worst_step is None else str(m.worst_step),
+            golden=fmt.value(m.golden_value), actual=fmt.value(m.actual_value),
+            delta=fmt.value(m.delta), delta_pct=fmt.percent(m.delta_pct), mean_rel_diff=fmt.signed(m.mean_rel_diff),
+            svg=svg, no_plot_reason=reason)
+
+
+def _plan(report: Report) -> set[int]:
+    """Which verdicts get a plot: failing ones first, then the rest, up to MAX_PLOTS."""
+    verdicts = [m for e in report.by_importance()
+                for m in (*e.result.metric_verdicts(), *(e.result.resume.metrics if e.result.resume else ()))
+                if m.steps is not None and len(m.steps)]
+    ordered = [m for m in verdicts if not m.passed] + [m for m in verdicts if m.passed]
+    return {id(m) for m in ordered[:MAX_PLOTS]}
+
+
+def _provenance_rows(entry: CaseEntry) -> list[tuple[str, str, str]]:
+    """Flattened provenance of both sides, one row per key either side recorded."""
+    reference, candidate = _flatten(entry.reference_provenance), _flatten(entry.candidate_provenance)
+    keys = list(dict.fromkeys([*reference, *candidate]))
+    return [(k, reference.get(k, "—"), candidate.get(k, "—")) for k in keys if k != "fingerprint"]
+
+
+def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def _case_view(index: int, entry: CaseEntry, plotter: _Plotter) -> dict[str, Any]:
+    r = entry.result
+    phases = [{"title": "Phase 1 (from scratch)" if p.phase == 1 else f"Phase {p.phase} (resumed)",
+               "reference": p.reference or r.reference,
+               "metrics": [plotter.view(m) for m in p.metrics]} for p in r.phases]
+    return {
+        "result": r, "title": entry.title, "anchor": _slug(index, "case", r.case or ""),
+        "summary": failing_summary(r),
+        "environment_note": environment_note(r), "provenance_rows": _provenance_rows(entry),
+        "phases": phases,
+        "resume_metrics": [plotter.view(m) for m in r.resume.metrics] if r.resume else [],
+        "drift": drift_lines(r),
+    }
+
+
+def _common() -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        toolkit = version("golden-toolkit")
+    except PackageNotFoundError:
+        toolkit = "unknown"
+    return {"generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "version": toolkit}
+
+
+def result_html(report: Report) -> str:
+    plotter = _Plotter(_plan(report))
+    cases = [_case_view(i, e, plotter) for i, e in enumerate(report.by_importance())]
+    return _environment().get_template("result.html.j2").render(
+        title=headline(report, icon=False), headline=headline(report, icon=False), report=report, cases=cases, **_common())
+
+
+def changes_html(changes: GoldenChanges) -> str:
+    metrics = list(changes.summary["metric"])
+    summary = changes.summary.to_dict("records")
+    widest = max((max(r[b] for b in BUCKETS) for r in summary), default=1) or 1
+    by_file = []
+    for name, group in changes.rows.groupby("file", sort=False):
+        diffs = dict(zip(group["metric"], group["mean_rel_diff"]))
+        by_file.append({"file": name, "steps": int(group["n_steps"].max()),
+                        "cells": [(fmt.signed(diffs[m]), _bucket_class(diffs[m])) if m in diffs else ("—", "")
+                                  for m in metrics]})
+    return _environment().get_template("changes.html.j2").render(
+        title=f"Golden changes {changes.base_label} → {changes.head_label}", changes=changes, metrics=metrics,
+        summary=summary, buckets=BUCKETS, widest=widest, by_file=by_file, fmt=fmt, **_common())
+
+
+def _bucket_class(value: float) -> str:
+    from reports.changes import decade_bucket
+
+    return f"b{int(decade_bucket([abs(value)])[0])}"
+

@@ -1,0 +1,55 @@
+"""Find what to report on: run folders and result files → a ``Report`` and where it goes by default.
+
+A run folder (``runs/<id>/``) holds ``result.json`` (what ``golden check``/``golden diff``
+computed) and ``artifact.json`` (whose provenance describes the candidate side). A result
+file is a ``golden.result/1`` or ``golden.report/1`` document. The report goes beside its one
+input (``runs/<id>/report/``); several inputs need an explicit ``--out``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from goldens.errors import FormatError, GoldenError
+from goldens.formats import load_json_text, read_text
+from reports.document import CaseEntry, Report
+from reports.json_report import results_from_json
+
+RESULT_FILE = "result.json"
+ARTIFACT_FILE = "artifact.json"
+REPORT_DIR = "report"
+
+
+def _artifact_provenance(run_dir: Path) -> dict[str, Any]:
+    """The candidate's provenance from the run's artifact (empty when there is none)."""
+    path = run_dir / ARTIFACT_FILE
+    if not path.is_file():
+        return {}
+    doc = load_json_text(read_text(path), path)
+    provenance = doc.get("provenance") if isinstance(doc, dict) else None
+    return dict(provenance) if isinstance(provenance, dict) else {}
+
+
+def load_inputs(paths: Sequence[str | Path]) -> tuple[Report, Path | None]:
+    """Every result in ``paths``, plus the default output folder (None when there are several)."""
+    entries: list[CaseEntry] = []
+    beside: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            result_path = path / RESULT_FILE
+            if not result_path.is_file():
+                raise FormatError(f"no {RESULT_FILE} in this run folder (run `golden check` or `golden diff` first)",
+                                  path=path)
+            provenance = _artifact_provenance(path)
+            beside.append(path / REPORT_DIR)
+        elif path.is_file():
+            result_path, provenance = path, {}
+            beside.append(path.parent / REPORT_DIR)
+        else:
+            raise GoldenError(f"{path}: no such run folder or result file")
+        doc = load_json_text(read_text(result_path), result_path)
+        entries.extend(CaseEntry(r, candidate_provenance=provenance)
+                       for r in results_from_json(doc, path=result_path))
+    default_out = beside[0] if len(beside) == 1 else None
+    return Report(tuple(entries)), default_out

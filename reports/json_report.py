@@ -1,0 +1,55 @@
+"""The JSON report: every result at full precision, readable back by ``golden report``.
+
+Schema ``golden.report/1``: ``{"schema", "verdict", "cases", "failed", "results": [<golden.result/1>...]}``.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from goldens.errors import FormatError
+from goldens.result import RESULT_SCHEMA, ComparisonResult
+from reports.changes import GoldenChanges
+from reports.document import REPORT_SCHEMA, Report
+
+CHANGES_SCHEMA = "golden.changes/1"
+
+
+def result_json(report: Report) -> str:
+    return json.dumps(report.to_json(), indent=2, allow_nan=False) + "\n"
+
+
+def results_from_json(doc: Any, *, path: object = None) -> list[ComparisonResult]:
+    """A single ``golden.result/1`` document or a ``golden.report/1`` holding several."""
+    if isinstance(doc, dict) and doc.get("schema") == REPORT_SCHEMA:
+        results = doc.get("results")
+        if not isinstance(results, list):
+            raise FormatError("'results' must be a list", path=path, key="results")
+        return [_one(r, path, f"results[{i}]") for i, r in enumerate(results)]
+    if isinstance(doc, dict) and doc.get("schema") == RESULT_SCHEMA:
+        return [_one(doc, path, None)]
+    schema = doc.get("schema") if isinstance(doc, dict) else None
+    raise FormatError(f"not a comparison result (schema {schema!r}; expected {RESULT_SCHEMA!r} or {REPORT_SCHEMA!r})",
+                      path=path, key="schema")
+
+
+def _one(doc: Any, path: object, where: str | None) -> ComparisonResult:
+    try:
+        return ComparisonResult.from_json(doc)
+    except FormatError as exc:
+        key = ".".join(k for k in (where, exc.key) if k) or None
+        raise FormatError(exc.reason, path=path, key=key) from None
+
+
+def changes_json(changes: GoldenChanges) -> str:
+    """The change report as data: rows and per-metric summary at full precision."""
+    doc = {"schema": CHANGES_SCHEMA, "base": changes.base_label, "head": changes.head_label,
+           "rows": changes.rows.to_dict("records"), "summary": changes.summary.to_dict("records"),
+           "added": list(changes.added), "removed": list(changes.removed),
+           "unchanged": list(changes.unchanged), "notes": list(changes.notes)}
+    return json.dumps(doc, indent=2, allow_nan=False, default=_plain) + "\n"
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars from pandas records → Python numbers."""
+    return value.item()
