@@ -17,11 +17,22 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _mode_for(target: Path) -> int:
+    """The replaced file's permission bits, or the usual 0644 less the umask for a new file."""
+    try:
+        return target.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(fd, _mode_for(target))  # mkstemp makes 0600; keep the file readable as before
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
