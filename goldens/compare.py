@@ -240,10 +240,11 @@ def _counted_problems(status: np.ndarray, policy: MetricPolicy) -> np.ndarray:
     return bad
 
 
-def _fmt(value: float | None, integer: bool = False) -> str:
+def _fmt(value: float | None) -> str:
+    """Full precision: the shortest repr that round-trips; whole numbers without '.0'."""
     if value is None:
         return "—"
-    if integer and np.isfinite(value) and float(value).is_integer():
+    if np.isfinite(value) and abs(value) < 2**53 and float(value).is_integer():
         return str(int(value))
     return repr(float(value))
 
@@ -293,8 +294,8 @@ def evaluate_per_step(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcom
         parts[0] += f" ({', '.join(detail)}; {allowed} allowed)"
     if worst is not None:
         d = None if a is None or g is None or np.isnan(a) or np.isnan(g) else a - g
-        parts.append(f"worst step {int(al.step[worst])}: golden {_fmt(g, policy.integer)}, "
-                     f"actual {_fmt(a, policy.integer)}{_pct(d, g)}")
+        parts.append(f"worst step {int(al.step[worst])}: golden {_fmt(g)}, "
+                     f"actual {_fmt(a)}{_pct(d, g)}")
     return Outcome(failing > allowed, status, failing, allowed, total,
                    None if worst is None else int(al.step[worst]), g, a, "; ".join(parts))
 
@@ -337,14 +338,14 @@ def evaluate_summary(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcome
     G = reduce(g_vals)
     if a_vals.size == 0:
         return Outcome(policy.on_missing == "fail", status, n_problems, 0, total, None, G, None,
-                       f"the run has no values in the window ({policy.reduce} of golden {_fmt(G, policy.integer)})")
+                       f"the run has no values in the window ({policy.reduce} of golden {_fmt(G)})")
     A = reduce(a_vals)
     with np.errstate(invalid="ignore", over="ignore"):
         dev = _deviation(A - G, policy.direction)
         ok = bool(A == G or dev <= _threshold(G, policy, policy.mode == "exact"))
     failing = (0 if ok else 1) + n_problems
-    text = (f"{policy.reduce} over {total} steps: golden {_fmt(G, policy.integer)}, "
-            f"actual {_fmt(A, policy.integer)}{_pct(A - G, G)}")
+    text = (f"{policy.reduce} over {total} steps: golden {_fmt(G)}, "
+            f"actual {_fmt(A)}{_pct(A - G, G)}")
     if n_problems:
         text += f"; {n_problems} steps missing or NaN in the window"
     text = ("within the rule: " if failing == 0 else "out of tolerance: ") + text
@@ -361,6 +362,11 @@ EVALUATORS: dict[str, Callable[[Aligned, MetricPolicy, Context], Outcome]] = {
 def register_evaluator(mode: str, evaluator: Callable[[Aligned, MetricPolicy, Context], Outcome]) -> None:
     """Hook for new modes (e.g. ``band``); the mode must also be in ``policy.MODES``."""
     EVALUATORS[mode] = evaluator
+
+
+from .band import evaluate_band  # noqa: E402  (the band mode: goldens/band.py)
+
+register_evaluator("band", evaluate_band)
 
 
 def mean_relative_diff(al: Aligned, mask: np.ndarray | None = None) -> float | None:
@@ -522,12 +528,12 @@ def same_platform(reference: Side, candidate: Side, regime: FingerprintCheck) ->
 
 def compare(reference: Side, candidate: Side, policies: PolicySet, *, force: str | None = None,
             case: str | None = None, env: str | None = None, platform: str | None = None,
-            check_resume: bool = True) -> ComparisonResult:
+            check_resume: bool = True, notes: tuple[str, ...] = ()) -> ComparisonResult:
     """The whole comparison: regime, every phase, the resume check, structural drift."""
     from .drift import structural_drift  # deepdiff is heavy; only here
 
     regime = decide_regime(reference, candidate, force)
-    warnings: list[str] = []
+    warnings: list[str] = list(notes)
     phases = []
     plat = same_platform(reference, candidate, regime)
     for number in sorted(set(reference.phases) | set(candidate.phases)):
