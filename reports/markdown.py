@@ -28,18 +28,23 @@ def result_markdown(report: Report, *, limit: int = GITHUB_COMMENT_LIMIT) -> str
                      _resume_cell(e.result), "exact" if e.result.exact_applied else "approx"]
                     for e in ordered]
     details_room = min(out.left // 2, 2000)  # room for at least the first failing case's details
+    failing = len(report.failed)
+
+    def not_listed(n: int) -> str:
+        failing_among = max(0, failing - (len(ordered) - n))
+        return f"\n_{n} more case(s) not listed ({failing_among} of them failing)._\n"
+
     omitted_cases = out.add_table(["", "case", "metrics", "resume check", "regime"], summary_rows,
-                                  reserve=details_room,
-                                  omitted_note=lambda n: f"\n_{n} more passing case(s) not listed._\n")
+                                  reserve=details_room, omitted_note=not_listed)
     out.add("\n")
-    left_out = 0
-    for position, entry in enumerate(ordered[:len(ordered) - omitted_cases]):
-        remaining = len(ordered) - omitted_cases - position - 1
-        block = _case_block(entry)
-        if not out.add_if_room(block, reserve=_NOTE_ROOM if remaining else 0):
-            block = _case_block(entry, failures_only=True)
-            if entry.result.passed or not out.add_if_room(block, reserve=_NOTE_ROOM if remaining else 0):
-                left_out += 1
+    listed = ordered[:len(ordered) - omitted_cases]
+    shown = 0
+    for position, entry in enumerate(listed):
+        reserve = _NOTE_ROOM if position < len(ordered) - 1 else 0
+        if out.add_if_room(_case_block(entry), reserve=reserve) or (
+                not entry.result.passed and out.add_if_room(_case_block(entry, failures_only=True), reserve=reserve)):
+            shown += 1
+    left_out = len(ordered) - shown
     if left_out:
         out.add(f"_Details of {left_out} case(s) left out to stay within GitHub's comment limit; "
                 "the HTML, JUnit and JSON reports hold them all._\n")

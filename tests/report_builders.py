@@ -4,6 +4,8 @@ The numbers are chosen so each test can state its expectations by hand.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from goldens.result import (STEP_STATUS_CODE, ArgChange, ComparisonResult, FingerprintCheck, MetricVerdict,
@@ -45,7 +47,7 @@ def result(case: str = "bert_tp2_pp2", *, fail: bool = False, metrics: tuple[str
     for i, name in enumerate(metrics):
         v = loss_verdict(name, fail=fail and i == 0)
         if not with_steps:
-            v = MetricVerdict(**{**v.__dict__, "steps": None})
+            v = replace(v, steps=None)
         verdicts.append(v)
     resume_check = None
     if resume is not None:

@@ -1,0 +1,127 @@
+"""The HTML report: one self-contained file, one plot per metric, provenance, hostile names as text."""
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import numpy as np
+
+from goldens.result import Rule
+from reports import html as html_report
+from reports.changes import compare_revisions
+from reports.document import CaseEntry, Report
+from reports.html import changes_html, result_html
+from reports.plots import tolerance_band
+from tests.report_builders import result
+from tests.test_report_changes import BASE, HEAD, _goldens
+
+HOSTILE = "<script>alert(1)</script>"
+
+
+class _Collector(HTMLParser):
+    """Tags, text and attributes as a browser's parser sees them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.text: list[str] = []
+        self.figures: list[dict] = []
+        self.attributes: list[tuple[str, str | None]] = []
+        self._figure: dict | None = None
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.attributes.extend(attrs)
+        if tag == "figure":
+            self._figure = {"svg": 0, "caption": ""}
+            self.figures.append(self._figure)
+        elif tag == "svg" and self._figure is not None:
+            self._figure["svg"] += 1
+
+    def handle_endtag(self, tag):
+        if tag == "figure":
+            self._figure = None
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(html: str) -> _Collector:
+    collector = _Collector()
+    collector.feed(html)
+    return collector
+
+
+def test_one_plot_per_metric_and_per_resume_metric():
+    report = Report.of(result(fail=True, metrics=("lm loss", "num-zeros", "iteration-time")), result("b", resume=None))
+    page = parse(result_html(report))
+    # case 1: 3 metrics + 1 resume metric; case 2: 2 metrics, no resume check
+    assert len(page.figures) == 6
+    assert all(f["svg"] == 1 for f in page.figures)
+
+
+def test_hostile_names_render_as_text_never_as_markup():
+    report = Report.of(result(HOSTILE, metrics=(HOSTILE, 'x" onmouseover="alert(2)'), fail=True))
+    html = result_html(report)
+    page = parse(html)
+    assert "script" not in page.tags
+    assert not any(name.startswith("on") for name, _ in page.attributes)
+    assert HOSTILE in "".join(page.text)  # shown to the reader as the literal name
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert re.search(r"<script", html, re.I) is None
+
+
+def test_self_contained_no_external_loads_and_scripts_forbidden_by_policy():
+    html = result_html(Report.of(result(fail=True)))
+    page = parse(html)
+    assert "link" not in page.tags and "img" not in page.tags and "iframe" not in page.tags
+    loads = [v for name, v in page.attributes if name in ("src", "href") and v and not v.startswith("#")]
+    assert loads == []
+    assert "default-src 'none'" in html
+
+
+def test_provenance_of_both_sides_and_environment_note():
+    entry = CaseEntry(result(fail=True), candidate_provenance={"host": "ci-7", "versions": {"torch": "2.13.0"}},
+                      reference_provenance={"host": "dgx-1", "versions": {"torch": "2.12.0"}})
+    text = " ".join(" ".join(parse(result_html(Report((entry,)))).text).split())
+    assert "cases/bert_tp2_pp2/golden_values_dev_cpu.json runs/bert_tp2_pp2-1/artifact.json" in text
+    assert "fingerprint abc def" in text
+    assert "host dgx-1 ci-7" in text and "versions.torch 2.12.0 2.13.0" in text
+    assert "Environment differs from the golden's (differs in: versions.torch, device)" in text
+
+
+def test_metric_table_shows_values_at_full_precision():
+    text = " ".join(" ".join(parse(result_html(Report.of(result(fail=True)))).text).split())
+    assert "8.0 → 8.8 0.8000000000000007 +10% +2.500e-02 1 / 4 (allowed 0)" in text
+
+
+def test_plot_budget_keeps_failing_metrics_first(monkeypatch):
+    monkeypatch.setattr(html_report, "MAX_PLOTS", 2)
+    report = Report.of(result("a", resume=None), result("b", fail=True, resume=None))
+    page = parse(result_html(report))
+    drawn = [f["svg"] for f in page.figures]
+    assert drawn == [1, 1, 0, 0]  # case b (failing) comes first and gets the two plots
+    assert "draws at most 2 plots" in " ".join(page.text)
+
+
+def test_tolerance_band_follows_the_policy_threshold():
+    golden = np.array([10.0, 2.0, 0.0])
+    band = tolerance_band(Rule("approx", {"rtol": 0.2, "atol": 1.0, "integer": True, "direction": "both"}, ""), golden)
+    assert band.below.tolist() == [2.0, 1.0, 1.0]  # floor(max(1, 0.2·|g|))
+    band = tolerance_band(Rule("summary", {"rtol": 0.1, "atol": 0.0, "direction": "increase_is_bad"}, ""), golden)
+    assert band.above.tolist() == [1.0, 0.2, 0.0] and np.isinf(band.below).all()
+    assert tolerance_band(Rule("exact", {}, ""), golden).above.tolist() == [0.0, 0.0, 0.0]
+    assert tolerance_band(Rule("custom", {}, ""), golden) is None
+
+
+def test_changes_html_escapes_and_holds_every_row():
+    base, head = _goldens(BASE), _goldens(HEAD)
+    base[f"x/{HOSTILE}.json"] = base["caseA/golden_values_dev_cpu.json"]
+    head[f"x/{HOSTILE}.json"] = head["caseA/golden_values_dev_cpu.json"]
+    html = changes_html(compare_revisions(base, head, base_label=HOSTILE, head_label="v2"))
+    page = parse(html)
+    assert "script" not in page.tags
+    text = " ".join(" ".join(page.text).split())
+    assert f"Golden changes: {HOSTILE} → v2" in text
+    assert "caseA/golden_values_dev_cpu.json 3 -5.000e-02 +5.000e-02 +2.000e-01" in text
+    assert f"x/{HOSTILE}.json 3 -5.000e-02" in text
