@@ -24,6 +24,7 @@ from .atomic import atomic_write_text
 from .case import check_name
 from .errors import FormatError, GoldenError, StoreError
 from .model import Artifact, GoldenKey, GoldenSet, MetricSeries
+from .store import VersionConflict
 
 if TYPE_CHECKING:
     from .result import ComparisonResult, MetricVerdict
@@ -110,12 +111,12 @@ class Candidate:
                                             verdict=str(m["verdict"]), passed=bool(m["passed"]),
                                             explanation=str(m.get("explanation", "")))
                             for m in doc.get("metrics") or ())
-            base = doc["base_version"]
-            if base is not None and (isinstance(base, bool) or not isinstance(base, int)):
-                raise ValueError(f"base_version must be an integer, got {base!r}")
             for name in ("case", "env", "platform", "run_id", "artifact"):
                 if not isinstance(doc[name], str) or not doc[name]:
                     raise ValueError(f"{name} must be a non-empty string")
+            base = doc["base_version"]
+            if base is not None and (isinstance(base, bool) or not isinstance(base, int)):
+                raise ValueError(f"base_version must be an integer, got {base!r}")
             return cls(case=check_name(doc["case"]), env=check_name(doc["env"], "env"),
                        platform=check_name(doc["platform"], "platform"), run_id=doc["run_id"],
                        artifact=doc["artifact"], base_version=base, fingerprint=doc.get("fingerprint"),
@@ -286,14 +287,22 @@ def check_run(artifact: Artifact, candidate: Candidate) -> None:
 
 
 def check_base_version(store: "GoldenStore", candidate: Candidate) -> int:
-    """The current version; refused when the candidate was made against an older one."""
-    current = _current_version(store, candidate.case)
-    if candidate.base_version is not None and candidate.base_version != current:
-        entry = store.current_entry(candidate.case)
-        who = f" by {entry.approver}" if entry is not None and getattr(entry, "approver", None) else ""
+    """The case's current version; refused when a version written after the one the candidate
+    was made against touched its target's files (someone approved in between). Versions are
+    per case, so an approval of another env/platform of the case does not make it stale."""
+    history = store.history(candidate.case)
+    current = int(history[-1].version) if history else 0
+    if candidate.base_version is None:
+        return current
+    target = {GoldenKey(candidate.case, candidate.env, candidate.platform, phase).filename() for phase in (1, 2)}
+    since = [e for e in history if int(e.version) > candidate.base_version and target & set(e.files)]
+    if since or candidate.base_version > current:
+        entry = since[-1] if since else None
+        how = (f"v{entry.version} ({entry.action} by {entry.approver}) changed it since" if entry is not None
+               else f"the case is at v{current}")
         raise ApprovalRefused(f"{candidate.target}: the candidate from run {candidate.run_id!r} was made "
-                              f"against v{candidate.base_version}, but v{current} was approved since{who}; "
-                              f"re-run golden diff to stage it against the current golden")
+                              f"against v{candidate.base_version}, but {how}; re-run golden diff to stage "
+                              f"it against the current golden")
     return current
 
 
@@ -445,11 +454,23 @@ def plan_accept(store: "GoldenStore", candidate: Candidate, selection: Selection
         for name in sorted(chosen[phase]):
             check_finite(key, candidate.run_id, run_set.metrics[name],
                          None if current is None else current.metrics.get(name))
-        changes.append(merge(current, run_set, chosen[phase], key))
+        change = merge(current, run_set, chosen[phase], key)
+        _check_writable(store, change)
+        changes.append(change)
     if not changes:
         return None
     return Plan(candidate=candidate, artifact=artifact, base_version=base, changes=tuple(changes),
                 selection=selection)
+
+
+def _check_writable(store: "GoldenStore", change: KeyChange) -> None:
+    """The store's own validation, run before the first write of a batch (so it writes nothing)."""
+    from .validate import ERROR, check_golden_set, declared_metrics
+
+    known = declared_metrics(Path(store.case_dir(change.key.case)))
+    errors = [f for f in check_golden_set(change.golden, known_metrics=known) if f.severity == ERROR]
+    if errors:
+        raise ApprovalRefused(f"{change.key.case}/{change.key.filename()}: {errors[0].message}")
 
 
 # ---------------------------------------------------------------- accept / reject
@@ -491,16 +512,9 @@ def _discard(candidate: Candidate) -> None:
         pass
 
 
-def _is_conflict(exc: StoreError) -> bool:
-    from . import store as store_module
-
-    conflict = getattr(store_module, "VersionConflict", None)
-    return conflict is not None and isinstance(exc, conflict)
-
-
 def _commit(store: "GoldenStore", candidate: Candidate, selection: Selection, *, reason: str,
             approver: str) -> Outcome:
-    """Plan and write one accept; a candidate made now (no staged base) re-plans on a race."""
+    """Plan and write one accept; when another write lands first, plan again on top of it."""
     for _ in range(CONFLICT_RETRIES):
         plan = plan_accept(store, candidate, selection)
         if plan is None:
@@ -511,13 +525,8 @@ def _commit(store: "GoldenStore", candidate: Candidate, selection: Selection, *,
                                 source_run_id=candidate.run_id, fingerprint=plan.artifact.fingerprint,
                                 provenance=dict(plan.artifact.provenance, selection=plan.selection_record()),
                                 expected_version=plan.base_version, action="approve")
-        except StoreError as exc:
-            if not _is_conflict(exc):
-                raise
-            if candidate.base_version is not None:
-                raise ApprovalRefused(f"{candidate.target}: another approval landed while this one was "
-                                      f"being written; re-run golden diff to stage it again") from None
-            continue
+        except VersionConflict:
+            continue  # another write landed: plan again (refused if it touched this target)
         return Outcome(candidate=candidate, operation=Operation.ACCEPT, entry=entry, plan=plan)
     raise ApprovalRefused(f"{candidate.target}: the case kept changing under {CONFLICT_RETRIES} "
                           f"attempts; try again")
@@ -561,7 +570,8 @@ def apply(operation: Operation, store: "GoldenStore", candidates: Sequence[Candi
 
 def rollback(store: "GoldenStore", case: str, version: int, *, reason: str | None,
              approver: str | None = None, ci: bool | None = None, allow_ci: bool = False) -> "LedgerEntry":
-    """A new version whose content equals ``version`` (history is never rewritten)."""
+    """A new version whose content equals ``version`` (history is never rewritten): files that
+    version did not have are removed, and the entry carries that version's run and fingerprint."""
     reason = require_reason(reason)
     refuse_in_ci(ci, allow_ci)
     check_name(case)
@@ -571,13 +581,21 @@ def rollback(store: "GoldenStore", case: str, version: int, *, reason: str | Non
         known = ", ".join(f"v{e.version}" for e in history) or "none"
         raise ApprovalRefused(f"{case} has no version v{version} (versions: {known})")
     current = history[-1]
-    goldens = store.read_version(case, version)
+    goldens: dict[GoldenKey, GoldenSet | None] = dict(store.read_version(case, version))
     if int(current.version) == version or store.read_version(case, int(current.version)) == goldens:
         raise ApprovalRefused(f"{case} v{current.version} already holds the content of v{version}")
+    for key in store.keys(case):
+        goldens.setdefault(key, None)
     return store.write(case, goldens, approver=approver or default_approver(store.root), reason=reason,
                        source_run_id=target.source_run_id, fingerprint=target.fingerprint,
-                       provenance={"rollback_to": version}, expected_version=int(current.version),
+                       provenance=dict(_without_selection(target.provenance), rollback_to=version),
+                       expected_version=int(current.version),
                        action="rollback")
+
+
+def _without_selection(provenance: dict[str, Any] | None) -> dict[str, Any]:
+    """A version's run provenance (fingerprint fields, model args) without what that approval picked."""
+    return {k: v for k, v in (provenance or {}).items() if k not in ("selection", "rollback_to")}
 
 
 # ---------------------------------------------------------------- prune

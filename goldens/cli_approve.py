@@ -5,6 +5,7 @@ The logic lives in ``goldens.approve``; the review screen in ``goldens.review_te
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -13,11 +14,9 @@ import typer
 
 from .cli_common import console, fail, handles_errors
 
-DEFAULT_STORE = "cases"
-
-StoreOpt = Annotated[Path, typer.Option("--store", metavar="PATH", envvar="GOLDEN_STORE",
+StoreOpt = Annotated[Optional[Path], typer.Option("--store", metavar="PATH", envvar="GOLDEN_STORE",
                                         help="Golden store: a cases folder, or a Megatron checkout's "
-                                             "tests/functional_tests/test_cases.")]
+                                             "tests/functional_tests/test_cases [default: $GOLDEN_STORE, else ./cases].")]
 CaseOpt = Annotated[Optional[str], typer.Option("--case", metavar="NAME", help="Only this case.")]
 EnvOpt = Annotated[Optional[str], typer.Option("--env", metavar="NAME", help="Target env (dev, lts, …).")]
 PlatformOpt = Annotated[Optional[str], typer.Option("--platform", metavar="NAME", help="Target platform (dgx_h100, cpu, …).")]
@@ -30,7 +29,7 @@ PendingFlag = Annotated[bool, typer.Option("--pending", help="Act on the staged 
 RunArg = Annotated[Optional[str], typer.Argument(metavar="RUN", help="A run: its artifact.json, its directory, or its id under runs/.")]
 
 
-def _store(root: Path) -> Any:
+def _store(root: Path | None) -> Any:
     from .store import GoldenStore
 
     return GoldenStore(root)
@@ -52,7 +51,7 @@ def _candidates(store: Any, run: str | None, pending: bool, case: str | None, en
 def register(app: typer.Typer) -> None:
     @app.command("pending")
     @handles_errors
-    def pending_cmd(store: StoreOpt = Path(DEFAULT_STORE), case: CaseOpt = None,
+    def pending_cmd(store: StoreOpt = None, case: CaseOpt = None,
                     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable list.")] = False) -> None:
         """List staged candidates (runs that failed or had no golden), oldest target first."""
         from . import approve
@@ -68,7 +67,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("approve")
     @handles_errors
-    def approve_cmd(run: RunArg = None, pending: PendingFlag = False, store: StoreOpt = Path(DEFAULT_STORE),
+    def approve_cmd(run: RunArg = None, pending: PendingFlag = False, store: StoreOpt = None,
                     case: CaseOpt = None, env: EnvOpt = None, platform: PlatformOpt = None,
                     metric: MetricOpt = None, only_failing: OnlyFailingOpt = False, reason: ReasonOpt = None,
                     approver: ApproverOpt = None, allow_ci: AllowCiOpt = False) -> None:
@@ -92,7 +91,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("reject")
     @handles_errors
-    def reject_cmd(run: RunArg = None, pending: PendingFlag = False, store: StoreOpt = Path(DEFAULT_STORE),
+    def reject_cmd(run: RunArg = None, pending: PendingFlag = False, store: StoreOpt = None,
                    case: CaseOpt = None, env: EnvOpt = None, platform: PlatformOpt = None) -> None:
         """Discard staged candidates; the goldens stay as they are."""
         from . import approve
@@ -106,7 +105,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("review")
     @handles_errors
-    def review_cmd(store: StoreOpt = Path(DEFAULT_STORE), case: CaseOpt = None, env: EnvOpt = None,
+    def review_cmd(store: StoreOpt = None, case: CaseOpt = None, env: EnvOpt = None,
                    platform: PlatformOpt = None, metric: MetricOpt = None, only_failing: OnlyFailingOpt = False,
                    reason: ReasonOpt = None, approver: ApproverOpt = None, allow_ci: AllowCiOpt = False) -> None:
         """Review staged candidates one case at a time: a accept · r reject · s skip · A/R all remaining · q quit.
@@ -123,7 +122,7 @@ def register(app: typer.Typer) -> None:
             return
         io = review_io()
         if io is None:
-            store_option = "" if str(store) == DEFAULT_STORE else f" --store {store}"
+            store_option = "" if store is None else f" --store {shlex.quote(str(store))}"
             print("\n".join(review_commands(candidates, store_option)))
             return
         summary = approve.review(golden_store, candidates, io, reason=reason, approver=approver,
@@ -138,7 +137,7 @@ def register(app: typer.Typer) -> None:
     @handles_errors
     def rollback_cmd(case: Annotated[str, typer.Argument(help="The case to roll back.")],
                      to: Annotated[str, typer.Option("--to", help="The version whose content becomes current (vN or N).")],
-                     store: StoreOpt = Path(DEFAULT_STORE), reason: ReasonOpt = None,
+                     store: StoreOpt = None, reason: ReasonOpt = None,
                      approver: ApproverOpt = None, allow_ci: AllowCiOpt = False) -> None:
         """Write a new version whose content equals vN (history is never rewritten)."""
         from . import approve
@@ -152,7 +151,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("prune")
     @handles_errors
-    def prune_cmd(store: StoreOpt = Path(DEFAULT_STORE),
+    def prune_cmd(store: StoreOpt = None,
                   check: Annotated[bool, typer.Option("--check", help="Only list; exit 1 if anything is stale.")] = False) -> None:
         """List goldens no case defines and candidates no run backs; without --check, discard those candidates."""
         from . import approve
