@@ -92,7 +92,7 @@ def stats(
     print(f"{artifacts[0].case}: {len(artifacts)} runs ({', '.join(run_ids)})")
     for rec in recommendations:
         setting = "per-step band" if band and rec.band is not None else ", ".join(
-            f"{k} {v:.6g}" for k, v in rec.policy.items())
+            f"{k} {v:.6g}" for k, v in rec.policy.items()) or "left to the preset"
         print(f"\n{rec.metric} (phase {rec.phase}, {rec.method}, N = {rec.n_runs}): {setting}")
         for line in (*rec.formula, *rec.worked):
             print(f"  {line}")

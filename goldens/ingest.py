@@ -15,7 +15,8 @@ Layout rules (Megatron's, written down once):
 - ``LOGDIR/run_1``, ``LOGDIR/run_2`` … hold the phases of a resume case; otherwise ``LOGDIR``
   itself (or its ``results/`` folder, or a run folder's ``tensorboard/``) is one phase.
 - Event files of one phase are read oldest first, ordered by the wall time of their first
-  record (written when the writer was created), then by name.
+  record (written when the writer was created), then by name; a file without a usable wall
+  time comes after those with one.
 - A step logged twice for one tag keeps the LATER value: a restarted job re-logs the steps
   after its last checkpoint, and TensorBoard itself drops the orphaned earlier values on a
   restart. (Megatron's own reader keeps the earlier one; we follow TensorBoard.)
@@ -28,6 +29,7 @@ Layout rules (Megatron's, written down once):
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import re
 import struct
 from dataclasses import dataclass, field
@@ -126,7 +128,7 @@ def read_event_file(path: str | Path) -> EventFileScalars:
         except DecodeError:
             raise FormatError(f"corrupt event file: record at byte {offset} is not a TensorBoard Event",
                               path=p) from None
-        if created is None:
+        if created is None and math.isfinite(event.wall_time):
             created = event.wall_time
         step = event.step
         for value in event.summary.value:  # empty for the other event kinds
@@ -208,11 +210,14 @@ def discover_phases(logdir: str | Path, phase: int | None = None) -> dict[int, l
     return layout
 
 
+def _creation_order(scalars: EventFileScalars) -> tuple[float, str]:
+    return (scalars.created if scalars.created is not None else math.inf, scalars.path.name)
+
+
 def merge_scalars(files: list[EventFileScalars]) -> dict[str, MetricSeries]:
     """Per-iteration tags → series; files oldest first, so a re-logged step keeps the later value."""
-    ordered = sorted(files, key=lambda f: (f.created if f.created is not None else float("inf"), f.path.name))
     merged: dict[str, dict[int, float]] = {}
-    for scalars in ordered:
+    for scalars in sorted(files, key=_creation_order):
         for tag, data in scalars.tags.items():
             if tag.endswith(OTHER_AXIS_SUFFIXES):
                 continue
@@ -241,23 +246,19 @@ def import_tensorboard(logdir: str | Path, *, phase: int | None = None, case: st
     layout = discover_phases(root, phase)
     phases: dict[int, Phase] = {}
     sources: dict[str, list[str]] = {}
-    first_wall_time: float | None = None
+    created: list[float] = []
     for number, paths in layout.items():
-        files = [read_event_file(p) for p in paths]
+        files = sorted((read_event_file(p) for p in paths), key=_creation_order)
         metrics = merge_scalars(files)
         if not metrics:
             continue
         steps = np.concatenate([s.steps for s in metrics.values()])
         phases[number] = Phase(number, metrics, int(steps.min()), int(steps.max()))
-        sources[str(number)] = [str(f.path.relative_to(root)) for f in
-                                sorted(files, key=lambda f: (f.created or 0.0, f.path.name))]
-        created = [f.created for f in files if f.created is not None]
-        if created:
-            first_wall_time = min(created + ([first_wall_time] if first_wall_time is not None else []))
+        sources[str(number)] = [str(f.path.relative_to(root)) for f in files]
+        created += [f.created for f in files if f.created is not None]
     if not phases:
         raise FormatError("event files hold no per-iteration scalars", path=root)
-    started = (_dt.datetime.fromtimestamp(first_wall_time, _dt.timezone.utc)
-               if first_wall_time is not None else None)
+    started = _utc(min(created)) if created else None
     provenance = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "source": {"kind": "tensorboard", "logdir": str(root), "event_files": sources,
@@ -266,3 +267,11 @@ def import_tensorboard(logdir: str | Path, *, phase: int | None = None, case: st
     default_id = "tb-" + (started.strftime("%Y%m%dT%H%M%SZ") if started else "unknown")
     return Artifact(case=case or root.resolve().name, run_id=run_id or default_id, status="complete",
                     provenance=provenance, phases=phases)
+
+
+def _utc(wall_time: float) -> _dt.datetime | None:
+    """A record's wall time as UTC, or None when a writer stored nonsense there."""
+    try:
+        return _dt.datetime.fromtimestamp(wall_time, _dt.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None

@@ -44,6 +44,7 @@ MIN_HISTORY = 5
 METHOD_T = "t_interval"
 METHOD_IQR = "iqr"
 METHOD_ONE_SIDED = "one_sided"
+METHOD_NONE = "unmeasured"
 
 
 def t_quantile(n: int, confidence: float = CONFIDENCE) -> float:
@@ -348,7 +349,14 @@ def recommend_all(spreads: Iterable[MetricSpread], policies: Any) -> tuple[Recom
     chosen: dict[str, MetricSpread] = {}
     for sp in sorted(spreads, key=lambda s: s.phase):
         chosen.setdefault(sp.metric, sp)
-    return tuple(recommend(sp, policies.base_for(name)) for name, sp in chosen.items())
+    recommendations = []
+    for name, sp in chosen.items():
+        try:
+            recommendations.append(recommend(sp, policies.base_for(name)))
+        except GoldenError as exc:  # e.g. a metric only one run logged: say so, keep the others
+            recommendations.append(Recommendation(name, sp.phase, METHOD_NONE, int(sp.count.max(initial=0)),
+                                                  {}, (), (f"no recommendation: {exc}",)))
+    return tuple(recommendations)
 
 
 # ---------------------------------------------------------------- the policy document
@@ -362,6 +370,8 @@ def policy_document(recommendations: Sequence[Recommendation], *, with_band: boo
     """
     metrics: dict[str, Any] = {}
     for rec in recommendations:
+        if rec.method == METHOD_NONE:
+            continue
         if with_band and rec.band is not None:
             entry: dict[str, Any] = {"mode": "band"}
             base = base_policies.base_for(rec.metric) if base_policies is not None else None
@@ -392,6 +402,8 @@ def render_policy_yaml(recommendations: Sequence[Recommendation], *, case: str, 
         lines.append(f"  # --- {rec.metric} (phase {rec.phase}, {rec.method}, N = {rec.n_runs})")
         lines += [f"  #   {line}" for line in rec.formula]
         lines += [f"  #   {line}" for line in rec.worked]
+        if rec.metric not in doc["metrics"]:
+            continue
         entry = yaml.safe_dump({rec.metric: doc["metrics"][rec.metric]}, sort_keys=False,
                                default_flow_style=None, allow_unicode=True, width=1 << 30)
         lines += ["  " + line for line in entry.rstrip("\n").split("\n")]

@@ -249,3 +249,13 @@ def test_cli_hostile_case_name_is_refused(tmp_path):
     result = CliRunner().invoke(app, ["import-tb", str(path.parent), "--case", "../x", "--out",
                                       str(tmp_path / "a.json")])
     assert result.exit_code == 2 and "invalid case name" in result.output
+
+
+def test_nonsense_wall_times_do_not_break_the_import(tmp_path):
+    logdir = tmp_path / "tb"
+    write_events(logdir / "events.out.tfevents.1.a", [header_event(float("nan")), scalar_event("lm loss", 1, 2.0)])
+    write_events(logdir / "events.out.tfevents.2.b", [header_event(1e300), scalar_event("lm loss", 1, 3.0)])
+    artifact = import_tensorboard(logdir)
+    assert artifact.run_id == "tb-unknown"
+    # a file without a usable creation time is ordered after those with one (then by name)
+    assert artifact.phases[1].metrics["lm loss"].as_dict() == {1: 2.0}
