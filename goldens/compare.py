@@ -266,7 +266,8 @@ def evaluate_per_step(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcom
         delta = al.actual - al.golden
         thr = _threshold(al.golden, policy, exact)
         dev = _deviation(delta, policy.direction)
-        ok = (al.actual == al.golden) | (dev <= thr)  # NaN deviation (inf vs -inf) is not ok
+        # An infinity only matches itself (as in numpy.isclose): inf·rtol must not excuse it.
+        ok = (al.actual == al.golden) | ((dev <= thr) & np.isfinite(al.actual) & np.isfinite(al.golden))
     fail = both & ~ok
     status[fail] = _S[StepStatus.FAIL]
     problems = _counted_problems(status, policy)
@@ -294,8 +295,8 @@ def evaluate_per_step(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcom
         parts[0] += f" ({', '.join(detail)}; {allowed} allowed)"
     if worst is not None:
         d = None if a is None or g is None or np.isnan(a) or np.isnan(g) else a - g
-        parts.append(f"worst step {int(al.step[worst])}: golden {_fmt(g)}, "
-                     f"actual {_fmt(a)}{_pct(d, g)}")
+        shown = "absent" if status[worst] == _S[StepStatus.MISSING] else _fmt(a)
+        parts.append(f"worst step {int(al.step[worst])}: golden {_fmt(g)}, actual {shown}{_pct(d, g)}")
     return Outcome(failing > allowed, status, failing, allowed, total,
                    None if worst is None else int(al.step[worst]), g, a, "; ".join(parts))
 
@@ -342,7 +343,8 @@ def evaluate_summary(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcome
     A = reduce(a_vals)
     with np.errstate(invalid="ignore", over="ignore"):
         dev = _deviation(A - G, policy.direction)
-        ok = bool(A == G or dev <= _threshold(G, policy, policy.mode == "exact"))
+        ok = bool(A == G or (np.isfinite(A) and np.isfinite(G)
+                             and dev <= _threshold(G, policy, policy.mode == "exact")))
     failing = (0 if ok else 1) + n_problems
     text = (f"{policy.reduce} over {total} steps: golden {_fmt(G)}, "
             f"actual {_fmt(A)}{_pct(A - G, G)}")
@@ -384,6 +386,11 @@ def mean_relative_diff(al: Aligned, mask: np.ndarray | None = None) -> float | N
     return float(np.mean((al.actual[use] - g) / np.abs(g)))
 
 
+def _value(x: float | None) -> float | None:
+    """NaN means 'no value' in the result's scalar fields (None); infinities are kept."""
+    return None if x is None or np.isnan(x) else float(x)
+
+
 def effective_policy(policy: MetricPolicy, exact_regime: bool) -> MetricPolicy:
     """A deterministic metric under the exact regime is compared bit-exactly on every step."""
     if exact_regime and policy.deterministic and policy.mode != "exact":
@@ -407,17 +414,16 @@ def compare_metric(name: str, golden: MetricSeries | None, actual: MetricSeries 
         rule = Rule(effective.mode, effective.params(), f"{text} — {origin}" if origin else text)
     outcome = EVALUATORS[effective.mode](al, effective, ctx)
     table = StepTable(al.step, al.golden, al.actual, outcome.status)
+    golden_value, actual_value = _value(outcome.golden_value), _value(outcome.actual_value)
     common = dict(metric=name, phase=ctx.phase, rule=rule, steps=table, step_counts=table.counts(),
                   mean_rel_diff=mean_relative_diff(al, outcome.status != _S[StepStatus.SKIPPED]),
                   failing_steps=outcome.failing_steps, allowed_failing_steps=outcome.allowed_failing_steps,
                   total_steps=outcome.total_steps, worst_step=outcome.worst_step,
-                  golden_value=outcome.golden_value, actual_value=outcome.actual_value)
-    delta = None
-    if outcome.golden_value is not None and outcome.actual_value is not None:
-        delta = outcome.actual_value - outcome.golden_value
-        common["delta"] = delta
-        if outcome.golden_value != 0 and np.isfinite(outcome.golden_value):
-            common["delta_pct"] = 100.0 * delta / abs(outcome.golden_value)
+                  golden_value=golden_value, actual_value=actual_value)
+    if golden_value is not None and actual_value is not None:
+        common["delta"] = _value(actual_value - golden_value)
+        if golden_value != 0 and np.isfinite(golden_value) and common["delta"] is not None:
+            common["delta_pct"] = 100.0 * common["delta"] / abs(golden_value)
     drift = common["mean_rel_diff"]
     drift_text = "" if drift is None else f"; mean rel diff {100.0 * drift:+.3g} %"
 
