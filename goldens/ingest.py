@@ -128,7 +128,7 @@ def read_event_file(path: str | Path) -> EventFileScalars:
         except DecodeError:
             raise FormatError(f"corrupt event file: record at byte {offset} is not a TensorBoard Event",
                               path=p) from None
-        if created is None and math.isfinite(event.wall_time):
+        if offset == 0 and math.isfinite(event.wall_time):
             created = event.wall_time
         step = event.step
         for value in event.summary.value:  # empty for the other event kinds
