@@ -69,7 +69,9 @@ def load_json_text(text: str, path: object = None) -> Any:
     except _DuplicateKey as exc:
         raise FormatError("key written twice in one object (ambiguous)", path=path, key=exc.key) from None
     except json.JSONDecodeError as exc:
-        what = "truncated JSON" if exc.pos >= len(text.rstrip()) else "malformed JSON"
+        # An unterminated string always runs into the end of the text: the file was cut short.
+        cut = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string")
+        what = "truncated JSON" if cut else "malformed JSON"
         raise FormatError(f"{what} at line {exc.lineno} column {exc.colno}: {exc.msg}", path=path) from None
     except RecursionError:
         raise FormatError("JSON nested too deeply", path=path) from None
@@ -251,8 +253,11 @@ def parse_golden(doc: Any, *, path: object = None, key: GoldenKey | None = None)
     for name, raw in doc.items():
         if isinstance(raw, dict):
             metrics[name] = parse_metric(name, raw, path=path)
-        else:
+        elif isinstance(raw, (int, float, str)) and not isinstance(raw, bool):
             scalars[name] = to_float(raw, path=path, key=name)
+        else:
+            raise FormatError(f"expected a metric object (with 'values') or a number, got {json.dumps(raw)[:40]}",
+                              path=path, key=name)
     if not metrics and not scalars:
         raise FormatError("no metrics in file (empty object)", path=path)
     return GoldenSet(metrics=metrics, scalars=scalars, key=key, source=None if path is None else str(path))

@@ -234,7 +234,7 @@ def validate_golden_file(path: str | Path, *, known_metrics: Iterable[str] | Non
         return FileReport(str(p), "golden", tuple(findings))
     except FormatError as exc:
         where = f"key {exc.key!r}: " if exc.key else ""
-        findings.append(Finding(ERROR, f"{where}{exc.reason}", metric=exc.key))
+        findings.append(Finding(ERROR, f"{where}{exc.reason}"))
         return FileReport(str(p), "golden", tuple(findings))
     findings += _written_order_findings(doc)
     list_metrics = [n for n, raw in doc.items() if isinstance(raw, dict) and isinstance(raw.get("values"), list)]
