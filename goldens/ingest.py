@@ -12,8 +12,9 @@ with the C implementation from ``google-crc32c``, and each payload is decoded by
 same with a pure-Python CRC and per-record file reads, which is why this is faster.
 
 Layout rules (Megatron's, written down once):
-- ``LOGDIR/run_1``, ``LOGDIR/run_2`` … hold the phases of a resume case; otherwise ``LOGDIR``
-  itself (or its ``results/`` folder, or a run folder's ``tensorboard/``) is one phase.
+- ``LOGDIR/run_1``, ``LOGDIR/run_2`` (Megatron; our runner writes ``phase1``, ``phase2``) hold
+  the phases of a resume case; otherwise ``LOGDIR`` itself (or its ``results/`` folder) is one
+  phase. A run folder works too: its ``tensorboard/`` is used.
 - Event files of one phase are read oldest first, ordered by the wall time of their first
   record (written when the writer was created), then by name; a file without a usable wall
   time comes after those with one.
@@ -42,7 +43,7 @@ from .errors import FormatError
 from .model import Artifact, MetricSeries, Phase
 
 EVENT_FILE_MARK = "tfevents"
-PHASE_DIR = re.compile(r"^run_(\d+)$")
+PHASE_DIR = re.compile(r"^(?:run_|phase)(\d+)$")  # Megatron's run_N; our runner's phaseN
 # Megatron logs every metric twice: per iteration, and "<tag> vs samples" against consumed samples
 # (forks add "vs tokens"). Only the per-iteration series is a golden.
 OTHER_AXIS_SUFFIXES = (" vs samples", " vs tokens")
@@ -188,14 +189,21 @@ def discover_phases(logdir: str | Path, phase: int | None = None) -> dict[int, l
     root = Path(logdir)
     if not root.is_dir():
         raise FormatError("not a directory of TensorBoard logs", path=root)
-    phase_dirs = {int(m[1]): d for d in root.iterdir() if d.is_dir() and (m := PHASE_DIR.match(d.name))}
+    phase_dirs: dict[int, Path] = {}
+    for d in sorted(root.iterdir()):
+        m = PHASE_DIR.match(d.name)
+        if m and d.is_dir():
+            if int(m[1]) in phase_dirs:
+                raise FormatError(f"{phase_dirs[int(m[1])].name} and {d.name} both claim phase {int(m[1])}",
+                                  path=root)
+            phase_dirs[int(m[1])] = d
     if phase_dirs:
         unknown = sorted(n for n in phase_dirs if n not in (1, 2))
         if unknown:
-            raise FormatError(f"run_{unknown[0]}: an artifact holds phases 1 and 2 only", path=root)
+            raise FormatError(f"{phase_dirs[unknown[0]].name}: an artifact holds phases 1 and 2 only", path=root)
         if phase is not None:
             if phase not in phase_dirs:
-                raise FormatError(f"no run_{phase} folder for --phase {phase}", path=root)
+                raise FormatError(f"no run_{phase} (or phase{phase}) folder for --phase {phase}", path=root)
             phase_dirs = {phase: phase_dirs[phase]}
         layout = {n: _event_files(d) for n, d in sorted(phase_dirs.items())}
     else:

@@ -259,3 +259,24 @@ def test_nonsense_wall_times_do_not_break_the_import(tmp_path):
     assert artifact.run_id == "tb-unknown"
     # a file without a usable creation time is ordered after those with one (then by name)
     assert artifact.phases[1].metrics["lm loss"].as_dict() == {1: 2.0}
+
+
+def test_runner_layout_phase_folders_and_double_precision_scalars(tmp_path):
+    """Our runner writes tensorboard/phase<N>/; with double_precision the values are float64-exact."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    for phase, steps in ((1, (1, 2, 3)), (2, (3,))):
+        writer = SummaryWriter(str(tmp_path / "run" / "tensorboard" / f"phase{phase}"))
+        for step in steps:
+            writer.add_scalar("lm loss", LOSSES[step], step, new_style=True, double_precision=True)
+        writer.close()
+    artifact = import_tensorboard(tmp_path / "run")
+    assert artifact.phases[1].metrics["lm loss"].as_dict() == {1: LOSSES[1], 2: LOSSES[2], 3: LOSSES[3]}
+    assert artifact.phases[2].metrics["lm loss"].as_dict() == {3: LOSSES[3]}
+
+
+def test_two_folders_claiming_one_phase_is_an_error(tmp_path):
+    write_with_summary_writer(tmp_path / "tb" / "run_1", {"lm loss": {1: 1.0}})
+    write_with_summary_writer(tmp_path / "tb" / "phase1", {"lm loss": {1: 1.0}})
+    with pytest.raises(FormatError, match="both claim phase 1"):
+        import_tensorboard(tmp_path / "tb")
