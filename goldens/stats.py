@@ -23,6 +23,7 @@ threshold that floating-point noise trips; every half-width is at least
 """
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from dataclasses import dataclass
@@ -393,13 +394,13 @@ def render_policy_yaml(recommendations: Sequence[Recommendation], *, case: str, 
     import yaml
 
     doc = policy_document(recommendations, with_band=with_band, base_policies=base_policies)
-    lines = [f"# Recommended tolerances for case {case!r} from {len(run_ids)} repeated runs:",
-             f"#   {', '.join(run_ids)}",
+    lines = [f"# Recommended tolerances for case {_comment_safe(case)} from {len(run_ids)} repeated runs:",
+             f"#   {', '.join(map(_comment_safe, run_ids))}",
              f"# Written by `golden stats`. Review, then commit beside the case or pass with --policy.",
              f"# Entries without 'mode' adjust the {preset!r} preset's policy of the metric's kind.",
              f"preset: {preset}", "metrics:"]
     for rec in recommendations:
-        lines.append(f"  # --- {rec.metric} (phase {rec.phase}, {rec.method}, N = {rec.n_runs})")
+        lines.append(f"  # --- {_comment_safe(rec.metric)} (phase {rec.phase}, {rec.method}, N = {rec.n_runs})")
         lines += [f"  #   {line}" for line in rec.formula]
         lines += [f"  #   {line}" for line in rec.worked]
         if rec.metric not in doc["metrics"]:
@@ -408,6 +409,11 @@ def render_policy_yaml(recommendations: Sequence[Recommendation], *, case: str, 
                                default_flow_style=None, allow_unicode=True, width=1 << 30)
         lines += ["  " + line for line in entry.rstrip("\n").split("\n")]
     return "\n".join(lines) + "\n"
+
+
+def _comment_safe(text: str) -> str:
+    """A name inside a YAML comment: escaped, so a hostile name cannot end the comment line."""
+    return json.dumps(text, ensure_ascii=False) if not text.isprintable() or '"' in text else text
 
 
 # ---------------------------------------------------------------- history-aware timing

@@ -302,3 +302,12 @@ def test_a_metric_only_one_run_logged_gets_no_recommendation_but_the_others_do()
     text = render_policy_yaml(tuple(recs.values()), case="tiny", run_ids=["r0", "r1", "r2"])
     assert list(yaml.safe_load(text)["metrics"]) == ["lm loss"]
     assert "# --- grad-norm" in text
+
+
+def test_hostile_metric_names_cannot_inject_policy_keys():
+    hostile = "x\nfallback: {mode: exact}\n#"
+    runs = [artifact(r, {hostile: LOSS * f}) for r, f in (("a", 1.0), ("b", 1.001), ("c", 0.999))]
+    text = render_policy_yaml(recommend_all(spread(runs), preset("default")), case="tiny", run_ids=["a", "b", "c"])
+    doc = yaml.safe_load(text)
+    assert set(doc) == {"preset", "metrics"} and list(doc["metrics"]) == [hostile]
+    assert build_policies(document=doc).base_for(hostile).rtol > 0
