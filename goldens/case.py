@@ -17,7 +17,7 @@ SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
 
 def check_name(name: str, what: str = "case") -> str:
     """Reject hostile names (path separators, '..', control characters) before touching disk."""
-    if not isinstance(name, str) or not SAFE_NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name) or ".." in name:
         raise StoreError(f"invalid {what} name {name!r}: use letters, digits, '_', '-', '.'")
     return name
 

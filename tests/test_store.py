@@ -1,0 +1,493 @@
+"""The golden store: discovery, reads, versions, the ledger, recovery and the integrity check."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from goldens import store as store_module
+from goldens.errors import StoreError
+from goldens.formats import dumps_golden, read_golden
+from goldens.model import GoldenKey, GoldenSet, MetricSeries
+from goldens.store import (IMPORTED, GoldenStore, VersionConflict, entry_hash_of, metric_change, parse_case_ref,
+                           sha256_hex)
+
+CASE = "bert_tiny"
+KEY = GoldenKey(CASE, "dev", "cpu", 1)
+KEY2 = GoldenKey(CASE, "dev", "cpu", 2)
+nan = float("nan")
+
+
+def golden(values: dict[str, list[float]], start: int = 1) -> GoldenSet:
+    metrics = {}
+    for name, vals in values.items():
+        steps = np.arange(start, start + len(vals))
+        metrics[name] = MetricSeries(name, steps, np.array(vals, dtype=float), start, start + len(vals) - 1, 1)
+    return GoldenSet(metrics)
+
+
+def tree(root: Path) -> dict[str, bytes | None]:
+    """Every path below root with its bytes (None for folders): 'nothing written' means equal trees."""
+    return {p.relative_to(root).as_posix(): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+
+
+@pytest.fixture
+def root(tmp_path) -> Path:
+    (tmp_path / "cases" / CASE).mkdir(parents=True)
+    (tmp_path / "cases" / CASE / "case.yaml").write_text("name: bert_tiny\n")
+    return tmp_path / "cases"
+
+
+@pytest.fixture
+def store(root) -> GoldenStore:
+    return GoldenStore(root)
+
+
+def write(store: GoldenStore, goldens: dict, **kw):
+    kw.setdefault("approver", "ada")
+    kw.setdefault("reason", "because")
+    return store.write(CASE, goldens, **kw)
+
+
+# ---------------------------------------------------------------- discovery
+
+def test_cases_found_flat_and_nested_megatron_style(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "case.yaml").write_text("{}")
+    (tmp_path / "bert" / "b").mkdir(parents=True)
+    (tmp_path / "bert" / "b" / "model_config.yaml").write_text("{}")
+    (tmp_path / "gpt" / "c").mkdir(parents=True)
+    (tmp_path / "gpt" / "c" / "golden_values_dev_cpu.json").write_text("{}")
+    (tmp_path / "gpt" / "notes").mkdir()
+    (tmp_path / ".pending" / "x").mkdir(parents=True)
+    (tmp_path / ".pending" / "x" / "case.yaml").write_text("{}")
+    store = GoldenStore(tmp_path)
+    assert store.cases() == ["a", "b", "c"]
+    assert store.case_dir("b") == tmp_path / "bert" / "b"
+
+
+def test_duplicate_case_names_are_an_error_naming_both_paths(tmp_path):
+    for model in ("bert", "gpt"):
+        (tmp_path / model / "same").mkdir(parents=True)
+        (tmp_path / model / "same" / "case.yaml").write_text("{}")
+    with pytest.raises(StoreError) as info:
+        GoldenStore(tmp_path).cases()
+    assert str(tmp_path / "bert" / "same") in str(info.value) and str(tmp_path / "gpt" / "same") in str(info.value)
+
+
+def test_unknown_and_hostile_case_names(store):
+    with pytest.raises(StoreError, match="unknown case 'bert_tiy'.*did you mean 'bert_tiny'"):
+        store.case_dir("bert_tiy")
+    for hostile in ("../etc", "a/b", "", ".hidden", "x\n"):
+        with pytest.raises(StoreError, match="invalid case name"):
+            store.case_dir(hostile)
+
+
+def test_missing_store_root(tmp_path):
+    with pytest.raises(StoreError, match="no golden store at"):
+        GoldenStore(tmp_path / "nope").cases()
+
+
+def test_default_root_prefers_env_then_cwd(tmp_path, monkeypatch):
+    monkeypatch.setenv("GOLDEN_STORE", str(tmp_path / "elsewhere"))
+    assert GoldenStore().root == tmp_path / "elsewhere"
+    monkeypatch.delenv("GOLDEN_STORE")
+    (tmp_path / "cases").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert GoldenStore().root == tmp_path / "cases"
+
+
+@pytest.mark.parametrize("ref, expected", [("c", ("c", None)), ("c@v3", ("c", 3)), ("c@12", ("c", 12))])
+def test_case_refs(ref, expected):
+    assert parse_case_ref(ref) == expected
+
+
+@pytest.mark.parametrize("ref", ["c@v0", "c@vx", "c@", "../c@v1"])
+def test_bad_case_refs(ref):
+    with pytest.raises(StoreError):
+        parse_case_ref(ref)
+
+
+# ---------------------------------------------------------------- reading
+
+def test_keys_and_read_the_plain_files(store, root):
+    (root / CASE / KEY2.filename()).write_text(dumps_golden(golden({"lm loss": [nan, 2.0]})))
+    (root / CASE / KEY.filename()).write_text(dumps_golden(golden({"lm loss": [1.0, 2.0]})))
+    (root / CASE / "golden_values_dev.json").write_text("{}")  # not addressable: no platform
+    assert store.keys(CASE) == [KEY, KEY2]
+    got = store.read(KEY)
+    assert got == golden({"lm loss": [1.0, 2.0]}) and got.key == KEY
+    with pytest.raises(StoreError, match="has no golden_values_lts_cpu.json"):
+        store.read(GoldenKey(CASE, "lts", "cpu"))
+    with pytest.raises(StoreError, match="invalid env name"):
+        store.read(GoldenKey(CASE, "../..", "cpu"))
+
+
+# ---------------------------------------------------------------- writing and versions
+
+def test_first_write_creates_version_1_blob_ledger_and_plain_file(store, root):
+    new = golden({"lm loss": [10.0, 9.5]})
+    entry = write(store, {KEY: new}, source_run_id="run-1", fingerprint="fp-1", provenance={"host": "h"})
+    data = dumps_golden(new).encode()
+    assert entry.version == 1 and entry.action == "approve" and entry.prev_entry_hash is None
+    assert entry.time.endswith("Z") and entry.approver == "ada" and entry.reason == "because"
+    record = entry.files[KEY.filename()]
+    assert record.hash == sha256_hex(data) and record.previous_hash is None
+    assert (root / CASE / KEY.filename()).read_bytes() == data
+    assert (root / CASE / ".golden" / "objects" / f"{record.hash}.json").read_bytes() == data
+    lines = (root / CASE / ".golden" / "ledger.jsonl").read_bytes().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["entry_hash"] == entry.entry_hash
+    assert store.history(CASE) == [entry] and store.current_entry(CASE) == entry
+    assert store.fingerprint_of(KEY) == "fp-1"
+
+
+def test_summary_against_the_previous_version_computed_by_hand(store):
+    write(store, {KEY: golden({"lm loss": [10.0, 20.0, 30.0], "num-zeros": [5.0, 6.0, 7.0]})})
+    entry = write(store, {KEY: golden({"lm loss": [10.0, 22.0, 33.0, 40.0]})})
+    summary = entry.files[KEY.filename()].summary
+    loss = summary["lm loss"]
+    assert (loss.steps_added, loss.steps_removed, loss.changed_steps) == (1, 0, 2)
+    assert loss.max_abs_rel_diff == pytest.approx(0.1, rel=1e-12)  # 3/30 and 2/20
+    assert loss.mean_rel_diff == pytest.approx((0 + 0.1 + 0.1) / 3, rel=1e-12)
+    zeros = summary["num-zeros"]
+    assert (zeros.steps_added, zeros.steps_removed, zeros.changed_steps, zeros.max_abs_rel_diff) == (0, 3, 0, None)
+
+
+def test_metric_change_counts_nan_transitions_and_skips_zero_denominators():
+    old = MetricSeries("m", np.array([1, 2, 3]), np.array([nan, 0.0, 4.0]))
+    new = MetricSeries("m", np.array([1, 2, 3]), np.array([1.0, 5.0, 3.0]))
+    change = metric_change(old, new)
+    assert change.changed_steps == 3 and change.max_abs_rel_diff == 0.25 and change.mean_rel_diff == -0.25
+    assert metric_change(old, old).changed_steps == 0
+
+
+def test_resume_pair_in_one_version_and_versions_are_per_case(store, root):
+    v1 = write(store, {KEY: golden({"lm loss": [1.0, 2.0]}), KEY2: golden({"lm loss": [nan, 2.0]})})
+    assert sorted(v1.files) == [KEY.filename(), KEY2.filename()]
+    v2 = write(store, {KEY: golden({"lm loss": [1.0, 2.5]})}, fingerprint="fp-2")
+    assert v2.version == 2 and list(v2.files) == [KEY.filename()] and v2.prev_entry_hash == v1.entry_hash
+    at1, at2 = store.read_version(CASE, 1), store.read_version(CASE, 2)
+    assert at1[KEY] == golden({"lm loss": [1.0, 2.0]}) and at2[KEY] == golden({"lm loss": [1.0, 2.5]})
+    assert at1[KEY2] == at2[KEY2] == golden({"lm loss": [nan, 2.0]})
+    assert store.fingerprint_of(KEY) == "fp-2" and store.fingerprint_of(KEY2) is None
+    with pytest.raises(StoreError, match="no version v3"):
+        store.read_version(CASE, 3)
+
+
+def test_none_removes_a_file_and_history_keeps_it(store, root):
+    write(store, {KEY: golden({"lm loss": [1.0]}), KEY2: golden({"lm loss": [nan]})}, fingerprint="fp")
+    entry = write(store, {KEY2: None}, action="rollback")
+    assert entry.files[KEY2.filename()].hash is None
+    assert not (root / CASE / KEY2.filename()).exists()
+    assert list(store.read_version(CASE, 2)) == [KEY] and KEY2 in store.read_version(CASE, 1)
+    assert store.fingerprint_of(KEY2) is None and store.fingerprint_of(KEY) == "fp"
+    assert store.fsck(repair=False) == []
+
+
+def test_expected_version_is_an_optimistic_check(store, root):
+    with pytest.raises(VersionConflict, match="no history yet"):
+        write(store, {KEY: golden({"lm loss": [1.0]})}, expected_version=1)
+    assert not (root / CASE / ".golden").exists()
+    write(store, {KEY: golden({"lm loss": [1.0]})}, expected_version=0)
+    before = tree(root)
+    with pytest.raises(VersionConflict, match="expected v0 but the ledger head is v1"):
+        write(store, {KEY: golden({"lm loss": [2.0]})}, expected_version=0)
+    assert tree(root) == before
+    assert write(store, {KEY: golden({"lm loss": [2.0]})}, expected_version=1).version == 2
+
+
+def test_write_on_a_megatron_folder_first_records_the_existing_files(store, root):
+    original = (root / CASE / KEY.filename())
+    original.write_text('{"lm loss": {"start_step": 1, "end_step": 1, "step_interval": 1, "values": {"1": 10.49226}}}')
+    shipped = original.read_bytes()
+    entry = write(store, {KEY: golden({"lm loss": [10.5]})}, expected_version=0)
+    imported, approved = store.history(CASE)
+    assert imported.action == IMPORTED and imported.files[KEY.filename()].hash == sha256_hex(shipped)
+    assert approved == entry and entry.version == 2
+    assert entry.files[KEY.filename()].previous_hash == sha256_hex(shipped)
+    assert store.read_version(CASE, 1)[KEY].metrics["lm loss"].values.tolist() == [10.49226]
+
+
+# ---------------------------------------------------------------- adopt
+
+def test_adopt_records_version_1_without_touching_the_files(store, root):
+    path = root / CASE / KEY.filename()
+    path.write_text('{"lm loss": {"values": {"1": 1.0}}}\n')  # odd but readable: bytes kept exactly
+    before = os.stat(path)
+    entry = store.adopt(CASE, approver="importer")
+    after = os.stat(path)
+    assert (after.st_ino, after.st_mtime_ns, after.st_mode) == (before.st_ino, before.st_mtime_ns, before.st_mode)
+    assert entry.version == 1 and entry.action == IMPORTED and entry.approver == "importer"
+    digest = entry.files[KEY.filename()].hash
+    assert (root / CASE / ".golden" / "objects" / f"{digest}.json").read_bytes() == path.read_bytes()
+    with pytest.raises(StoreError, match="nothing to adopt"):
+        store.adopt(CASE)
+    path.write_text('{"lm loss": {"values": {"1": 2.0}}}')
+    assert store.adopt(CASE).version == 2
+    assert store.fsck(repair=False) == []
+
+
+def test_adopt_keeps_an_unreadable_file_exactly(store, root):
+    (root / CASE / KEY.filename()).write_text('{"lm loss": ')
+    entry = store.adopt(CASE)
+    assert entry.files[KEY.filename()].summary is None
+    with pytest.raises(Exception, match="truncated JSON"):
+        store.read_version(CASE, 1)
+
+
+def test_adopt_without_golden_files_refuses_and_writes_nothing(store, root):
+    before = tree(root)
+    with pytest.raises(StoreError, match="no golden_values"):
+        store.adopt(CASE)
+    assert tree(root) == before
+
+
+# ---------------------------------------------------------------- bad input writes nothing
+
+@pytest.mark.parametrize("goldens, kw, message", [
+    ({KEY: golden({"lm loss": [1.0, nan, 2.0]})}, {}, "NaN at step 2 after values began at step 1"),
+    ({KEY: golden({"lm loss": [1.0, float("inf")]})}, {}, "infinite value at step 2"),
+    ({GoldenKey("other", "dev", "cpu"): golden({"lm loss": [1.0]})}, {}, "golden of case 'other' into case"),
+    ({GoldenKey(CASE, "../x", "cpu"): golden({"lm loss": [1.0]})}, {}, "invalid env name"),
+    ({GoldenKey(CASE, "dev", "a/b"): golden({"lm loss": [1.0]})}, {}, "invalid platform name"),
+    ({GoldenKey(CASE, "dev_x", "cpu"): golden({"lm loss": [1.0]})}, {}, "do not make a golden file name"),
+    ({GoldenKey(CASE, "dev", "cpu_2nd", 1): golden({"lm loss": [1.0]})}, {}, "do not make a golden file name"),
+    ({GoldenKey(CASE, "dev", "cpu", 3): golden({"lm loss": [1.0]})}, {}, "do not make a golden file name"),
+    ({KEY: GoldenSet({})}, {}, "no metrics"),
+    ({}, {}, "nothing to write"),
+    ({KEY: golden({"lm loss": [1.0]})}, {"approver": " "}, "non-empty approver"),
+    ({KEY: golden({"lm loss": [1.0]})}, {"reason": ""}, "non-empty reason"),
+    ({KEY: golden({"lm loss": [1.0]})}, {"action": "imported"}, "reserved"),
+    ({KEY: golden({"lm loss": [1.0]})}, {"action": "Drop Table"}, "invalid action"),
+    ({KEY: golden({"lm loss": [1.0]})}, {"provenance": {"x": nan}}, "provenance is not plain JSON"),
+    ({KEY: golden({"lm loss": [1.0]})}, {"provenance": {"x": object()}}, "provenance is not plain JSON"),
+    ({KEY: golden({"lm loss": [1.0]})}, {"expected_version": -1}, "expected_version"),
+])
+def test_bad_input_is_refused_before_anything_is_written(store, root, goldens, kw, message):
+    before = tree(root)
+    with pytest.raises(StoreError) as info:
+        write(store, goldens, **kw)
+    assert message in str(info.value)
+    assert tree(root) == before  # no blob, no ledger, no .golden folder, no plain file
+
+
+def test_bad_input_on_a_case_with_history_changes_nothing(store, root):
+    write(store, {KEY: golden({"lm loss": [1.0, 2.0]})})
+    before = tree(root)
+    with pytest.raises(StoreError):
+        write(store, {KEY: golden({"lm loss": [1.0, nan, 3.0]})})
+    assert tree(root) == before
+
+
+def test_unknown_and_hostile_case_in_write(store, root):
+    before = tree(root)
+    for case in ("nope", "../cases"):
+        with pytest.raises(StoreError):
+            store.write(case, {GoldenKey(case, "dev", "cpu"): golden({"lm loss": [1.0]})}, approver="a", reason="r")
+    assert tree(root) == before
+
+
+# ---------------------------------------------------------------- the lock
+
+def test_a_held_lock_times_out_with_a_store_error(root):
+    from filelock import FileLock
+
+    store = GoldenStore(root, lock_timeout=0.2)
+    write(store, {KEY: golden({"lm loss": [1.0]})})
+    holder = FileLock(str(root / CASE / ".golden" / "lock"))
+    with holder:
+        # another open file description: flock treats it as another writer
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(1) as pool:
+            message = pool.apply(_try_write, (str(root),))
+    assert "another writer holds the lock" in message
+    assert store.current_entry(CASE).version == 1
+
+
+def _try_write(root: str) -> str:
+    try:
+        GoldenStore(root, lock_timeout=0.2).write(CASE, {KEY: golden({"lm loss": [2.0]})}, approver="b", reason="r")
+    except StoreError as exc:
+        return str(exc)
+    return "written"
+
+
+# ---------------------------------------------------------------- recovery
+
+def test_crash_after_the_commit_is_rolled_forward(store, root, monkeypatch):
+    write(store, {KEY: golden({"lm loss": [1.0]}), KEY2: golden({"lm loss": [nan]})})
+    old = {k: (root / CASE / k.filename()).read_bytes() for k in (KEY, KEY2)}
+    real = store_module.atomic_write_bytes
+
+    def crash_on_second_plain_file(path, data):
+        if Path(path).name == KEY2.filename():
+            raise KeyboardInterrupt("killed")  # the process dies between the two plain files
+        real(path, data)
+
+    monkeypatch.setattr(store_module, "atomic_write_bytes", crash_on_second_plain_file)
+    new = {KEY: golden({"lm loss": [2.0]}), KEY2: golden({"lm loss": [3.0]})}
+    with pytest.raises(KeyboardInterrupt):
+        write(store, new)
+    monkeypatch.setattr(store_module, "atomic_write_bytes", real)
+    assert store.current_entry(CASE).version == 2  # committed
+    assert (root / CASE / KEY2.filename()).read_bytes() == old[KEY2]  # but not yet in place
+    report = store.fsck(repair=False)
+    assert [(p.kind, p.repaired) for p in report] == [("interrupted-write", False)]
+    assert (root / CASE / KEY2.filename()).read_bytes() == old[KEY2]  # --no-repair changed nothing
+    repaired = store.fsck(repair=True)
+    assert [(p.kind, p.repaired) for p in repaired] == [("interrupted-write", True)]
+    assert store.read(KEY2) == new[KEY2] and store.read(KEY) == new[KEY]
+    assert store.fsck(repair=False) == []
+
+
+def test_the_next_write_recovers_first(store, root, monkeypatch):
+    write(store, {KEY: golden({"lm loss": [1.0]})})
+    real = store_module.atomic_write_bytes
+    monkeypatch.setattr(store_module, "atomic_write_bytes",
+                        lambda p, d: (_ for _ in ()).throw(KeyboardInterrupt()) if Path(p).parent.name == CASE
+                        else real(p, d))
+    with pytest.raises(KeyboardInterrupt):
+        write(store, {KEY: golden({"lm loss": [2.0]})})
+    monkeypatch.setattr(store_module, "atomic_write_bytes", real)
+    entry = write(store, {GoldenKey(CASE, "lts", "cpu"): golden({"lm loss": [5.0]})})
+    assert entry.version == 3 and store.read(KEY) == golden({"lm loss": [2.0]})
+    assert [e.action for e in store.history(CASE)] == ["approve"] * 3  # no spurious import
+
+
+def test_crash_before_the_commit_leaves_the_old_version(store, root, monkeypatch):
+    write(store, {KEY: golden({"lm loss": [1.0]})})
+    before_plain = (root / CASE / KEY.filename()).read_bytes()
+    monkeypatch.setattr(store_module, "_append_line", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        write(store, {KEY: golden({"lm loss": [2.0]})})
+    monkeypatch.undo()
+    assert store.current_entry(CASE).version == 1
+    assert (root / CASE / KEY.filename()).read_bytes() == before_plain
+    problems = store.fsck(repair=True)
+    assert [(p.kind, p.repaired) for p in problems] == [("orphan-blob", True)]
+    assert store.fsck(repair=False) == []
+
+
+def test_torn_trailing_ledger_line_was_never_committed(store, root):
+    write(store, {KEY: golden({"lm loss": [1.0]})})
+    ledger = root / CASE / ".golden" / "ledger.jsonl"
+    committed = ledger.read_bytes()
+    with open(ledger, "ab") as fh:
+        fh.write(committed[: len(committed) // 2])  # a write cut short: no newline
+    assert len(store.history(CASE)) == 1
+    assert [(p.kind, p.repaired) for p in store.fsck(repair=False)] == [("torn-ledger-line", False)]
+    assert [(p.kind, p.repaired) for p in store.fsck(repair=True)] == [("torn-ledger-line", True)]
+    assert ledger.read_bytes() == committed
+    assert write(store, {KEY: golden({"lm loss": [2.0]})}).version == 2
+
+
+def test_stale_temp_files_are_cleaned_under_the_lock(store, root):
+    write(store, {KEY: golden({"lm loss": [1.0]})})
+    (root / CASE / ".golden_values_dev_cpu.json.abc123.tmp").write_text("half")
+    (root / CASE / ".golden" / "objects" / ".deadbeef.json.x.tmp").write_text("half")
+    problems = store.fsck(repair=True)
+    assert sorted(p.kind for p in problems) == ["stale-temp-file"] * 2 and all(p.repaired for p in problems)
+    assert not list(root.rglob("*.tmp"))
+
+
+# ---------------------------------------------------------------- integrity check
+
+def _ledger_lines(root: Path) -> list[dict]:
+    return [json.loads(line) for line in (root / CASE / ".golden" / "ledger.jsonl").read_bytes().splitlines()]
+
+
+def _rewrite_ledger(root: Path, entries: list[dict]) -> None:
+    text = "".join(json.dumps(e, sort_keys=True, separators=(",", ":")) + "\n" for e in entries)
+    (root / CASE / ".golden" / "ledger.jsonl").write_text(text)
+
+
+@pytest.fixture
+def two_versions(store, root):
+    write(store, {KEY: golden({"lm loss": [1.0]})})
+    write(store, {KEY: golden({"lm loss": [2.0]})})
+    return store
+
+
+def test_clean_store_passes_and_entry_hashes_chain(two_versions, root):
+    assert two_versions.fsck() == []
+    first, second = _ledger_lines(root)
+    assert entry_hash_of(first) == first["entry_hash"] and second["prev_entry_hash"] == first["entry_hash"]
+
+
+def test_fsck_finds_an_altered_entry(two_versions, root):
+    entries = _ledger_lines(root)
+    entries[0]["reason"] = "rewritten history"
+    _rewrite_ledger(root, entries)
+    assert [(p.kind, "entry_hash does not match" in p.message) for p in two_versions.fsck()] == [("ledger-chain", True)]
+
+
+def test_fsck_finds_a_broken_chain(two_versions, root):
+    entries = _ledger_lines(root)
+    entries[1]["prev_entry_hash"] = "0" * 64
+    entries[1]["entry_hash"] = entry_hash_of(entries[1])
+    _rewrite_ledger(root, entries)
+    assert ["prev_entry_hash does not match" in p.message for p in two_versions.fsck()] == [True]
+
+
+def test_fsck_finds_missing_and_corrupt_blobs(two_versions, root):
+    first, second = _ledger_lines(root)
+    objects = root / CASE / ".golden" / "objects"
+    (objects / f"{first['files'][KEY.filename()]['hash']}.json").unlink()
+    (objects / f"{second['files'][KEY.filename()]['hash']}.json").write_text("tampered")
+    kinds = sorted(p.kind for p in two_versions.fsck())
+    assert kinds == ["blob-hash-mismatch", "missing-blob"]
+    with pytest.raises(StoreError, match="is missing"):
+        two_versions.read_version(CASE, 1)
+    with pytest.raises(StoreError, match="is corrupt"):
+        two_versions.read_version(CASE, 2)
+
+
+def test_fsck_finds_a_plain_file_changed_outside_the_store(two_versions, root):
+    (root / CASE / KEY.filename()).write_text(dumps_golden(golden({"lm loss": [9.0]})))
+    (root / CASE / "golden_values_lts_cpu.json").write_text(dumps_golden(golden({"lm loss": [9.0]})))
+    problems = two_versions.fsck(repair=True)
+    assert sorted((p.kind, p.severity, p.repaired) for p in problems) == [
+        ("plain-file-differs", "error", False), ("untracked-file", "warning", False)]
+    assert read_golden(root / CASE / KEY.filename()) == golden({"lm loss": [9.0]})  # never clobbered
+    assert two_versions.adopt(CASE).version == 3 and two_versions.fsck() == []
+
+
+def test_unreadable_ledger_line_is_reported_and_blocks_writes(two_versions, root):
+    ledger = root / CASE / ".golden" / "ledger.jsonl"
+    lines = ledger.read_bytes().splitlines(keepends=True)
+    ledger.write_bytes(lines[0] + b"{not json\n" + lines[1])
+    problems = two_versions.fsck()
+    assert "unreadable-ledger-line" in [p.kind for p in problems]
+    with pytest.raises(StoreError, match="ledger line 2 is unreadable"):
+        two_versions.history(CASE)
+    before = tree(root)
+    with pytest.raises(StoreError, match="ledger line 2 is unreadable"):
+        write(two_versions, {KEY: golden({"lm loss": [3.0]})})
+    assert tree(root) == before
+
+
+def test_fsck_only_named_cases(two_versions):
+    assert two_versions.fsck(cases=[CASE]) == []
+    with pytest.raises(StoreError):
+        two_versions.fsck(cases=["nope"])
+
+
+# ---------------------------------------------------------------- a Megatron checkout as a store
+
+def test_megatron_test_cases_work_as_a_store_as_they_are(megatron_fixtures):
+    store = GoldenStore(megatron_fixtures / "test_cases")
+    cases = store.cases()
+    assert len(cases) == 10 and "bert_mcore_tp2_pp2_resume_torch_dist_local_spec" in cases
+    keys = store.keys("bert_mcore_tp2_pp2_resume_torch_dist_local_spec")
+    assert [k.filename() for k in keys] == ["golden_values_dev_dgx_a100.json", "golden_values_dev_dgx_h100.json",
+                                            "golden_values_dev_dgx_h100_2nd.json", "golden_values_lts_dgx_a100.json"]
+    for case in cases:
+        for key in store.keys(case):
+            assert store.read(key).metrics["lm loss"].values.size > 0
+        assert store.history(case) == [] and store.current_entry(case) is None
+    assert store.fsck(repair=False) == []
