@@ -68,6 +68,10 @@ def stats(
 
     Each recommendation shows its formula: a t prediction interval for per-step metrics, Tukey's
     IQR fences for counts, a one-sided log-normal bound for reduced metrics such as step time.
+
+    Example: golden run CASE --repeat 3 --seed-stride 1, then
+    golden stats runs/ID1 runs/ID2 runs/ID3 --out policy.yaml; review policy.yaml and use it
+    with golden diff --policy policy.yaml (or copy its metrics: into case.yaml).
     """
     from .atomic import atomic_write_text
     from .formats import read_artifact
