@@ -73,9 +73,15 @@ def diff(targets: TargetsArg = None, case: CaseOpt = None, env: EnvOpt = None, p
         if candidate.artifact is None:
             raise FormatError("one operand must be a run (artifact.json or its folder); "
                               "to compare two golden files give both", path=targets[0])
-        the_case = case or candidate.case
-        reference = di.load_store_golden(di.open_store(store), check_name(the_case), env or candidate.env,
-                                         platform or candidate.platform)
+        the_case = check_name(case or candidate.case)
+        golden_store = di.open_store(store)
+        target_env, target_platform = env or candidate.env, platform or candidate.platform
+        if not di.has_golden(golden_store, the_case, target_env, target_platform):
+            _stage(golden_store, candidate, target_env, target_platform, None)
+            print(f"no golden: case {the_case!r} has none for {target_env or '*'}/{target_platform or '*'} yet",
+                  file=sys.stderr)
+            raise typer.Exit(1)
+        reference = di.load_store_golden(golden_store, the_case, target_env, target_platform)
     the_case = case or reference.case or candidate.case
     case_policy, case_source = di.case_metrics(store, the_case)
     policies = di.load_policies(policy, case_policy=case_policy, case_source=case_source)
@@ -85,7 +91,27 @@ def diff(targets: TargetsArg = None, case: CaseOpt = None, env: EnvOpt = None, p
                      env=env or reference.env or candidate.env,
                      platform=platform or reference.platform or candidate.platform, notes=notes)
     emit(result, fmt)
+    if len(targets) < 2 and not result.passed:
+        _stage(golden_store, candidate, reference.env, reference.platform, result)
     raise typer.Exit(result.exit_code)
+
+
+def _stage(store: Any, run: Any, env: str | None, platform: str | None, result: Any) -> None:
+    """A failing run (or one without a golden) becomes the pending candidate for review —
+    outside CI only (``approve.stage_candidate`` writes nothing in CI). Never changes the exit code."""
+    from .approve import stage_candidate
+    from .errors import GoldenError
+
+    if env is None or platform is None or run.artifact is None:
+        return
+    try:
+        staged = stage_candidate(store, run.artifact, env, platform, result)
+    except GoldenError as exc:
+        print(f"note: not staged for review: {exc}", file=sys.stderr)
+        return
+    if staged is not None:
+        print(f"staged {staged.target} ({staged.run_id}) for review: golden review / golden approve",
+              file=sys.stderr)
 
 
 def emit(result: Any, fmt: str) -> None:

@@ -143,6 +143,12 @@ def load_store_golden(store: Any, case: str, env: str | None, platform: str | No
                                     model_args=args, platform=platform), case, env, platform)
 
 
+def has_golden(store: Any, case: str, env: str | None, platform: str | None) -> bool:
+    """Whether the case has a phase-1 golden for the target (an unknown case raises)."""
+    return any(k.phase == 1 and (env is None or k.env == env) and (platform is None or k.platform == platform)
+               for k in store.keys(case))
+
+
 def load_store_version(store: Any, case: str, version: int, env: str | None, platform: str | None) -> Loaded:
     """``CASE@vN``: the case's goldens as of ledger entry N."""
     goldens = store.read_version(case, version)

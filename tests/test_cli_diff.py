@@ -1,0 +1,283 @@
+"""``golden diff`` through the CLI: every operand kind, every format, policies, regimes, exit codes."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from goldens.cli import app
+from goldens.formats import dumps_artifact, dumps_golden
+from goldens.model import Artifact, GoldenKey, GoldenSet, MetricSeries, Phase
+from goldens.result import ComparisonResult, Verdict
+from goldens.store import GoldenStore
+
+STEPS = np.arange(1, 21)
+LOSS = 10.0 - 0.25 * STEPS + 1e-9 * STEPS ** 2  # values with many significant digits
+ZEROS = 1000.0 + 3 * STEPS
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    monkeypatch.delenv("GOLDEN_STORE", raising=False)
+    monkeypatch.setenv("CI", "1")  # diff must not stage candidates in these tests
+
+
+def golden(*args: str):
+    return CliRunner().invoke(app, ["diff", *args])
+
+
+def series(name, values, steps=STEPS):
+    return MetricSeries(name, np.asarray(steps), np.asarray(values, float), int(steps[0]), int(steps[-1]), 1)
+
+
+def write_golden(path: Path, loss=LOSS, zeros=ZEROS) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dumps_golden(GoldenSet({"lm loss": series("lm loss", loss),
+                                            "num-zeros": series("num-zeros", zeros)})))
+    return path
+
+
+def write_run(runs: Path, run_id: str, loss=LOSS, zeros=ZEROS, *, case="tiny", fingerprint="fp-1",
+              phase2=None, args=None) -> Path:
+    prov = {"fingerprint": fingerprint, "env": "dev", "platform": "cpu", "device": "cpu"}
+    if args is not None:
+        prov["model_args"] = args
+    phases = {1: Phase(1, {"lm loss": series("lm loss", loss), "num-zeros": series("num-zeros", zeros)}, 1, 20)}
+    if phase2 is not None:
+        steps = np.arange(11, 21)
+        phases[2] = Phase(2, {"lm loss": series("lm loss", phase2, steps)}, 11, 20, 10)
+    art = Artifact(case, run_id, "complete", prov, phases)
+    path = runs / run_id / "artifact.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dumps_artifact(art))
+    return path
+
+
+@pytest.fixture
+def store(tmp_path):
+    root = tmp_path / "cases"
+    (root / "tiny").mkdir(parents=True)
+    (root / "tiny" / "case.yaml").write_text("description: tiny\n")
+    s = GoldenStore(root)
+    s.write("tiny", {GoldenKey("tiny", "dev", "cpu", 1): GoldenSet({"lm loss": series("lm loss", LOSS),
+                                                                      "num-zeros": series("num-zeros", ZEROS)})},
+            approver="t", reason="seed", fingerprint="fp-1",
+            provenance={"fingerprint": "fp-1", "model_args": {"--hidden-size": 64}})
+    return s
+
+
+# ---------------------------------------------------------------- two golden files
+
+def test_two_identical_golden_files_pass(tmp_path):
+    a = write_golden(tmp_path / "a" / "golden_values_dev_cpu.json")
+    b = write_golden(tmp_path / "b" / "golden_values_dev_cpu.json")
+    out = golden(str(a), str(b))
+    assert out.exit_code == 0, out.output
+    assert "PASS" in out.stdout and "lm loss" in out.stdout
+
+
+def test_reference_first_and_rtol_relative_to_it(tmp_path):
+    # reference 10, candidate 10.52: |0.52| > 0.05*10 fails; reversed: 0.05*10.52 = 0.526 ≥ 0.52 passes.
+    ref = write_golden(tmp_path / "r" / "golden_values_dev_cpu.json", loss=np.full(20, 10.0))
+    cand = write_golden(tmp_path / "c" / "golden_values_dev_cpu.json", loss=np.full(20, 10.52))
+    assert golden(str(ref), str(cand)).exit_code == 1
+    assert golden(str(cand), str(ref)).exit_code == 0
+
+
+def test_json_format_is_the_result_and_round_trips(tmp_path):
+    a = write_golden(tmp_path / "a" / "golden_values_dev_cpu.json")
+    b = write_golden(tmp_path / "b" / "golden_values_dev_cpu.json", loss=LOSS * 1.1)
+    out = golden(str(a), str(b), "--format", "json")
+    assert out.exit_code == 1
+    result = ComparisonResult.from_json(json.loads(out.stdout))
+    loss = [m for m in result.metric_verdicts() if m.metric == "lm loss"][0]
+    assert loss.verdict == Verdict.FAIL and loss.failing_steps == 20
+    assert loss.steps.golden.tolist() == LOSS.tolist()  # full precision out
+
+
+def test_csv_format_has_one_row_per_step_at_full_precision(tmp_path):
+    a = write_golden(tmp_path / "a" / "golden_values_dev_cpu.json")
+    b = write_golden(tmp_path / "b" / "golden_values_dev_cpu.json")
+    out = golden(str(a), str(b), "--format", "csv")
+    assert out.exit_code == 0
+    frame = pd.read_csv(io.StringIO(out.stdout), engine="python")  # float() per cell: exact
+    assert len(frame) == 40 and set(frame.metric) == {"lm loss", "num-zeros"}
+    assert frame[frame.metric == "lm loss"].golden.tolist() == LOSS.tolist()
+
+
+def test_md_format(tmp_path):
+    a = write_golden(tmp_path / "a" / "golden_values_dev_cpu.json")
+    b = write_golden(tmp_path / "b" / "golden_values_dev_cpu.json", zeros=ZEROS * 2)
+    out = golden(str(a), str(b), "--format", "md")
+    assert out.exit_code == 1 and "num-zeros" in out.stdout and "|" in out.stdout
+
+
+# ---------------------------------------------------------------- a run against the store
+
+def test_run_against_its_store_golden(tmp_path, store):
+    run = write_run(tmp_path / "runs", "r1")
+    out = golden(str(run), "--store", str(store.root), "--format", "json")
+    assert out.exit_code == 0, out.output
+    result = ComparisonResult.from_json(json.loads(out.stdout))
+    assert (result.case, result.env, result.platform) == ("tiny", "dev", "cpu")
+    assert result.exact_applied and result.fingerprint.reason == "fingerprints equal"
+
+
+def test_run_folder_and_run_id_and_newest_run(tmp_path, store, monkeypatch):
+    write_run(tmp_path / "runs", "r1")
+    run2 = write_run(tmp_path / "runs", "r2", loss=LOSS * 1.2)
+    os.utime(run2, (2e9, 2e9))
+    monkeypatch.chdir(tmp_path)
+    assert golden(str(tmp_path / "runs" / "r1"), "--store", str(store.root)).exit_code == 0
+    assert golden("r1", "--store", str(store.root)).exit_code == 0
+    assert golden("--store", str(store.root)).exit_code == 1  # newest: r2, 20 % off
+
+
+def test_exact_regime_by_fingerprint_and_forced(tmp_path, store):
+    ulp = LOSS.copy()
+    ulp[3] = np.nextafter(ulp[3], 100.0)
+    same = write_run(tmp_path / "runs", "same", loss=ulp, fingerprint="fp-1")
+    other = write_run(tmp_path / "runs", "other", loss=ulp, fingerprint="fp-2")
+    s = str(store.root)
+    assert golden(str(same), "--store", s).exit_code == 1       # equal fingerprints: bit-exact
+    assert golden(str(same), "--store", s, "--approx").exit_code == 0
+    assert golden(str(other), "--store", s).exit_code == 0      # different fingerprints: 5 %
+    assert golden(str(other), "--store", s, "--exact").exit_code == 1
+
+
+def test_resume_divergence_fails_with_its_own_verdict(tmp_path, store):
+    bad = LOSS[10:].copy()
+    bad[4] += 1e-6
+    run = write_run(tmp_path / "runs", "resumed", phase2=bad, fingerprint="fp-2")
+    out = golden(str(run), "--store", str(store.root), "--format", "json")
+    assert out.exit_code == 1
+    result = ComparisonResult.from_json(json.loads(out.stdout))
+    assert all(p.verdict == Verdict.PASS for p in result.phases)
+    assert result.resume.verdict == Verdict.FAIL and result.resume.metrics[0].worst_step == 15
+    table = golden(str(run), "--store", str(store.root))
+    assert "resume check: fail" in table.stdout
+
+
+def test_model_argument_drift_is_shown(tmp_path, store):
+    run = write_run(tmp_path / "runs", "wider", args={"--hidden-size": 128})
+    out = golden(str(run), "--store", str(store.root))
+    assert out.exit_code == 0
+    assert "argument --hidden-size changed: 64 → 128" in " ".join(out.stdout.split())
+
+
+def test_env_platform_the_store_lacks_is_exit_2(tmp_path, store):
+    run = write_run(tmp_path / "runs", "r1")
+    out = golden(str(run), "--store", str(store.root), "--env", "lts")
+    assert out.exit_code == 1  # no golden for that target yet: a difference, not an input error
+    out = golden(str(run), "--store", str(store.root), "--case", "nope")
+    assert out.exit_code == 2 and "unknown case 'nope'" in out.stderr
+
+
+# ---------------------------------------------------------------- versions
+
+def test_two_versions_of_a_case(tmp_path, store):
+    store.write("tiny", {GoldenKey("tiny", "dev", "cpu", 1): GoldenSet({"lm loss": series("lm loss", LOSS * 1.5),
+                                                                         "num-zeros": series("num-zeros", ZEROS)})},
+                approver="t", reason="new", fingerprint="fp-9", provenance={"fingerprint": "fp-9"})
+    s = str(store.root)
+    out = golden("tiny@v1", "tiny@v2", "--store", s, "--format", "json")
+    assert out.exit_code == 1
+    result = ComparisonResult.from_json(json.loads(out.stdout))
+    assert (result.reference, result.candidate) == ("tiny@v1", "tiny@v2")
+    assert result.fingerprint.reference == "fp-1" and result.fingerprint.candidate == "fp-9"
+    assert golden("tiny@v1", "tiny@v1", "--store", s).exit_code == 0
+    bad = golden("tiny@v1", "tiny@v7", "--store", s)
+    assert bad.exit_code == 2 and "no version v7" in bad.stderr
+
+
+# ---------------------------------------------------------------- policies
+
+def test_policy_preset_megatron_allows_one_failing_step_default_none(tmp_path):
+    loss = LOSS.copy()
+    loss[5] *= 1.5
+    a = write_golden(tmp_path / "a" / "golden_values_dev_cpu.json")
+    b = write_golden(tmp_path / "b" / "golden_values_dev_cpu.json", loss=loss)
+    assert golden(str(a), str(b)).exit_code == 1
+    assert golden(str(a), str(b), "--policy", "default").exit_code == 1
+    assert golden(str(a), str(b), "--policy", "megatron").exit_code == 0  # min(max(20 // 100, 1), 50) = 1
+
+
+def test_policy_file_and_its_errors(tmp_path):
+    a = write_golden(tmp_path / "a" / "golden_values_dev_cpu.json")
+    b = write_golden(tmp_path / "b" / "golden_values_dev_cpu.json", loss=LOSS * 1.1)
+    loose = tmp_path / "loose.yaml"
+    loose.write_text("metrics:\n  lm loss: {rtol: 0.2}\n")
+    assert golden(str(a), str(b), "--policy", str(loose)).exit_code == 0
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("metrics:\n  lm loss: {rtoll: 0.2}\n")
+    out = golden(str(a), str(b), "--policy", str(typo))
+    assert out.exit_code == 2 and "unknown key 'rtoll'" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.output
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("metrics: [\n")
+    out = golden(str(a), str(b), "--policy", str(broken))
+    assert out.exit_code == 2 and "invalid YAML" in out.stderr
+    out = golden(str(a), str(b), "--policy", "nvidia")
+    assert out.exit_code == 2 and "neither a preset" in out.stderr
+
+
+def test_case_yaml_metrics_section_applies_and_bad_one_is_exit_2(tmp_path, store):
+    run = write_run(tmp_path / "runs", "r1", loss=LOSS * 1.1, fingerprint="fp-2")
+    s = str(store.root)
+    assert golden(str(run), "--store", s).exit_code == 1
+    (store.root / "tiny" / "case.yaml").write_text("metrics:\n  lm loss: {rtol: 0.2}\n")
+    assert golden(str(run), "--store", s).exit_code == 0
+    (store.root / "tiny" / "case.yaml").write_text("metrics:\n  lm loss: {direction: up}\n")
+    out = golden(str(run), "--store", s)
+    assert out.exit_code == 2 and "key 'direction'" in out.stderr and "case.yaml" in out.stderr
+
+
+# ---------------------------------------------------------------- bad input: one line, exit 2
+
+@pytest.mark.parametrize("content, needle", [
+    ("{", "JSON"), ("", "empty file"), ('{"lm loss": {"values": {"1": "x"}}}', "expected a number"),
+    ("[1, 2]", "expected a JSON object"),
+])
+def test_malformed_operands_are_one_line_exit_2(tmp_path, content, needle):
+    good = write_golden(tmp_path / "a" / "golden_values_dev_cpu.json")
+    bad = tmp_path / "b" / "golden_values_dev_cpu.json"
+    bad.parent.mkdir()
+    bad.write_text(content)
+    out = golden(str(good), str(bad))
+    assert out.exit_code == 2 and needle in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.output
+
+
+def test_usage_errors_are_exit_2(tmp_path):
+    a = write_golden(tmp_path / "a" / "golden_values_dev_cpu.json")
+    assert golden(str(a), str(a), str(a)).exit_code == 2
+    assert golden(str(a), str(a), "--format", "xml").exit_code == 2
+    assert golden(str(tmp_path / "nope.json"), str(a)).exit_code == 2
+    out = golden(str(a), "--store", str(tmp_path))
+    assert out.exit_code == 2 and "must be a run" in out.stderr
+    out = golden("../etc@v1", str(a), "--store", str(tmp_path))
+    assert out.exit_code == 2
+
+
+def test_no_golden_yet_stages_the_run_outside_ci(tmp_path, store, monkeypatch):
+    monkeypatch.delenv("CI")
+    run = write_run(tmp_path / "runs", "r1", loss=LOSS * 1.3, fingerprint="fp-2")
+    out = golden(str(run), "--store", str(store.root))
+    assert out.exit_code == 1 and "staged tiny dev/cpu" in out.stderr
+    assert (store.root / ".pending" / "tiny" / "dev_cpu.json").is_file()
+
+
+def test_module_imports_only_typer():
+    code = ("import sys, goldens.cli_compare; "
+            "print(sorted(m for m in ('numpy', 'pandas', 'rich', 'yaml', 'deepdiff', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]"
