@@ -142,7 +142,7 @@ def read_event_file(path: str | Path) -> EventFileScalars:
                     plugin_of.setdefault(tag, value.metadata.plugin_data.plugin_name)
                 if not value.HasField("tensor") or plugin_of.get(tag, SCALARS_PLUGIN) != SCALARS_PLUGIN:
                     continue
-                scalar = _tensor_scalar(value.tensor)
+                scalar = _tensor_scalar(value.tensor, path=p, where=f"tag {tag!r} step {step}")
                 if scalar is None:
                     continue
                 number, is_float32 = scalar
@@ -157,16 +157,17 @@ def read_event_file(path: str | Path) -> EventFileScalars:
     return EventFileScalars(p, created, tags)
 
 
-def _tensor_scalar(tensor: Any) -> tuple[float, bool] | None:
-    """A rank-0 numeric TensorProto as (float64 value, was-float32); None for anything else."""
+def _tensor_scalar(tensor: Any, *, path: Path, where: str) -> tuple[float, bool] | None:
+    """A rank-0 numeric TensorProto as (float64 value, was-float32); None for other data (text,
+    vectors); FormatError for a tensor TensorBoard itself cannot decode."""
     from tensorboard.util import tensor_util
 
     if tensor.tensor_shape.dim and any(d.size != 1 for d in tensor.tensor_shape.dim):
         return None
     try:
         array = tensor_util.make_ndarray(tensor)
-    except (TypeError, ValueError):
-        return None
+    except (TypeError, ValueError, KeyError, OverflowError, IndexError) as exc:
+        raise FormatError(f"{where}: undecodable tensor (dtype {tensor.dtype}): {exc}", path=path) from None
     if array.size != 1 or array.dtype.kind not in "fiub":
         return None
     return float(array.reshape(()).astype(np.float64)), array.dtype == np.float32

@@ -280,3 +280,22 @@ def test_two_folders_claiming_one_phase_is_an_error(tmp_path):
     write_with_summary_writer(tmp_path / "tb" / "phase1", {"lm loss": {1: 1.0}})
     with pytest.raises(FormatError, match="both claim phase 1"):
         import_tensorboard(tmp_path / "tb")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.binary(max_size=64), min_size=1, max_size=4), st.binary(max_size=8))
+def test_hostile_bytes_are_a_format_error_or_read_never_a_crash(tmp_path_factory, payloads, tail):
+    logdir = tmp_path_factory.mktemp("tb")
+    (logdir / "events.out.tfevents.1.h").write_bytes(b"".join(frame(p) for p in payloads) + tail)
+    try:
+        import_tensorboard(logdir)
+    except FormatError as exc:
+        assert "\n" not in str(exc)
+
+
+def test_undecodable_scalar_tensor_is_a_format_error(tmp_path):
+    bad = tensor_pb2.TensorProto(dtype=1, tensor_content=b"abc")  # 3 bytes cannot be a float32
+    path = write_events(tmp_path / "tb" / "events.out.tfevents.1.h",
+                        [header_event(1.0), tensor_event("lm loss", 7, bad, "scalars")])
+    with pytest.raises(FormatError, match="tag 'lm loss' step 7: undecodable tensor"):
+        import_tensorboard(path.parent)
