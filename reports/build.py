@@ -39,9 +39,12 @@ def build_result_report(inputs: Sequence[str | Path], out: Path | None, formats:
     return Written(markdown, tuple(files), append_step_summary(markdown), report.passed)
 
 
-def read_changes(spec_text: str, store: Path) -> GoldenChanges:
+def read_changes(spec_text: str, store: Path | None) -> GoldenChanges:
     """``BASE..HEAD`` over the git history of ``store``, or ``CASE@vA..vB`` from its version ledger."""
+    from goldens.store import default_store_root
+
     spec = parse_change_spec(spec_text)
+    store = store or default_store_root()
     if spec.is_store_versions:
         base, head = (_store_revision(store, spec.case, int(v)) for v in (spec.base, spec.head))
     else:
@@ -59,7 +62,7 @@ def _store_revision(root: Path, case: str, version: int) -> Revision:
     return Revision(f"{case}@v{version}", {key.filename(): golden for key, golden in goldens.items()})
 
 
-def build_changes_report(spec_text: str, store: Path, out: Path | None, formats: Sequence[str]) -> Written:
+def build_changes_report(spec_text: str, store: Path | None, out: Path | None, formats: Sequence[str]) -> Written:
     """The golden-change report; without ``out`` only the Markdown is produced (for stdout)."""
     from reports.html import changes_html
     from reports.json_report import changes_json

@@ -31,7 +31,8 @@ def report(
     changes: Optional[str] = typer.Option(
         None, "--changes", help="Golden-change report instead: BASE..HEAD (two git refs of the store) or "
                                 "CASE@vA..vB (two store versions)."),
-    store: Path = typer.Option(Path("cases"), "--store", help="The golden store folder (for --changes)."),
+    store: Optional[Path] = typer.Option(
+        None, "--store", help="The golden store folder for --changes (default: $GOLDEN_STORE, else ./cases)."),
 ) -> None:
     """Render reports for pull requests and CI.
 

@@ -19,8 +19,8 @@ from reports.changes import BUCKETS, GoldenChanges
 from reports.document import CaseEntry, Report, drift_lines, environment_note, failing_summary, headline
 from reports.plots import metric_svg
 
-# Plots cost ~50 ms each; a huge result keeps its failing metrics' plots and the first others.
-MAX_PLOTS = 300
+# Plots cost ~0.15 s of CPU each; a huge result keeps its failing metrics' plots and the first others.
+MAX_PLOTS = 120
 
 
 def _environment():

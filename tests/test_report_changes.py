@@ -194,6 +194,29 @@ def test_unknown_git_ref_is_a_store_error(store_repo: Path):
         read_git_revisions(store_repo, "--output=/tmp/x", "HEAD")
 
 
+def test_store_versions_of_a_case(tmp_path: Path):
+    from goldens.model import GoldenKey
+    from goldens.store import GoldenStore
+    from reports.build import read_changes
+
+    name = "caseA/golden_values_dev_cpu.json"
+    store = GoldenStore(tmp_path / "cases")
+    (tmp_path / "cases" / "caseA").mkdir(parents=True)
+    (tmp_path / "cases" / "caseA" / "case.yaml").write_text("{}\n")
+    key = GoldenKey("caseA", "dev", "cpu", 1)
+    old = {"lm loss": {"start_step": 1, "end_step": 3, "step_interval": 1, "values": {"1": 10.0, "2": 8.0, "3": 4.0}}}
+    new = {"lm loss": HEAD[name]["lm loss"]}  # (0 + 0.1 - 0.25) / 3 over steps 1..3
+    for version, doc in enumerate((old, new), start=1):
+        store.write("caseA", {key: parse_golden(doc)}, approver="t", reason=f"v{version}")
+    changes = read_changes("caseA@v1..v2", tmp_path / "cases")
+    assert (changes.base_label, changes.head_label) == ("caseA@v1", "caseA@v2")
+    rows = {r.metric: (r.n_steps, r.mean_rel_diff) for r in changes.rows.itertuples()}
+    assert rows["lm loss"][0] == 3 and rows["lm loss"][1] == pytest.approx(-0.05, rel=1e-12)
+    assert set(changes.changed_files) == {"golden_values_dev_cpu.json"}
+    with pytest.raises(StoreError, match="no version v3"):
+        read_changes("caseA@v1..v3", tmp_path / "cases")
+
+
 @pytest.mark.parametrize("text, expected", [
     ("main..HEAD", ("main", "HEAD", None)),
     ("v1.2..abc123", ("v1.2", "abc123", None)),
