@@ -1,0 +1,46 @@
+"""The module torchrun starts on every rank: ``python -m runner.worker PLAN.json``.
+
+Deliberately thin and import-light. Megatron's torch_dist writer may start a *spawn* process,
+which re-imports the ``__main__`` module: nothing heavy may happen at import here. It also lets
+the CPU import hook (``compat.skip_jit_fuser_binding``) go in before megatron-core is imported.
+Any exception becomes a one-line error in this rank's status file and exit code 1.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+
+def main(argv: list[str]) -> int:
+    from .faults import maybe_inject
+    from .plan import PhasePlan
+    from .status import RankStatus
+
+    plan = PhasePlan.read(argv[0])
+    rank = int(os.environ["RANK"])
+    status = RankStatus(plan.rank_status_path(rank), rank=rank, phase=plan.phase)
+    try:
+        maybe_inject("start", phase=plan.phase, rank=rank)
+        status.update("importing")
+        if plan.run.launch.device == "cpu":
+            from .compat import skip_jit_fuser_binding
+
+            skip_jit_fuser_binding()
+        # megatron-core warns once per module that Apex/Transformer Engine are absent: by design here.
+        warnings.filterwarnings("ignore", message=r".*(Apex|Transformer Engine).*")
+        from .train import run_phase
+
+        run_phase(plan, status)
+    except BaseException as exc:  # noqa: BLE001 - reported, then the rank exits non-zero
+        status.fail(exc)
+        import traceback
+
+        traceback.print_exc()
+        return 1
+    status.update("done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
