@@ -5,6 +5,7 @@ resumed phase did not run). Steps are int64 and strictly increasing.
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -33,6 +34,10 @@ class MetricSeries:
         values.flags.writeable = False
         object.__setattr__(self, "steps", steps)
         object.__setattr__(self, "values", values)
+        for grid_field in ("start_step", "end_step", "step_interval"):  # numpy ints → int (JSON-writable)
+            value = getattr(self, grid_field)
+            if value is not None:
+                object.__setattr__(self, grid_field, operator.index(value))
 
     @classmethod
     def from_mapping(cls, name: str, values: Mapping[int, float], **grid: Any) -> "MetricSeries":

@@ -344,3 +344,9 @@ def test_export_reproduces_megatron_s_own_resume_pair_byte_for_byte(megatron_fix
 def test_phase_golden_without_span_is_the_phase_as_recorded():
     artifact = _artifact()
     assert artifact_phase_golden(artifact, 2).metrics == artifact.phases[2].metrics
+
+
+def test_numpy_integer_grid_headers_are_plain_ints_and_writable():
+    series = MetricSeries("lm loss", np.array([1, 2]), np.array([1.0, 2.0]), np.int64(1), np.int64(2), np.int32(1))
+    assert type(series.end_step) is int and type(series.step_interval) is int
+    assert json.loads(dumps_golden(GoldenSet({"lm loss": series})))["lm loss"]["end_step"] == 2
