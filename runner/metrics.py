@@ -83,7 +83,8 @@ class Recorder:
         if self.rank == 0:
             self._write({"step": step, "phase": self.phase, "time": time.time(), "metrics": gathered})
             for name, value in gathered.items():
-                self._writer.add_scalar(name, value, step)
+                # float64 tensors (not float32 simple_value): import-tb then gives back these exact numbers
+                self._writer.add_scalar(name, value, step, new_style=True, double_precision=True)
         return gathered
 
     def _write(self, doc: dict[str, Any]) -> None:
