@@ -198,7 +198,12 @@ def list_pending(store: "GoldenStore", *, case: str | None = None, env: str | No
         return []
     found = []
     for path in sorted(root.glob("*/*.json")):
-        candidate = read_candidate(path)
+        try:
+            candidate = read_candidate(path)
+        except FormatError:
+            if not path.exists():
+                continue  # accepted or rejected by another process meanwhile
+            raise
         if ((case is None or candidate.case == case) and (env is None or candidate.env == env)
                 and (platform is None or candidate.platform == platform)):
             found.append(candidate)
@@ -638,7 +643,20 @@ def prune_check(store: "GoldenStore") -> PruneReport:
             continue
         if artifact.run_id != candidate.run_id:
             stale.append((path, f"{candidate.artifact} now holds run {artifact.run_id!r}"))
+            continue
+        landed = _approved_since(store, candidate)
+        if landed is not None:
+            stale.append((path, f"run {candidate.run_id!r} was already approved as v{landed.version}"))
     return PruneReport(orphan_goldens=tuple(orphans), stale_candidates=tuple(stale))
+
+
+def _approved_since(store: "GoldenStore", candidate: Candidate) -> "LedgerEntry | None":
+    """The version that approved this very run after the candidate was staged (a crash between
+    the commit and discarding the candidate leaves it staged)."""
+    if candidate.base_version is None or candidate.case not in store.cases():
+        return None
+    return next((e for e in store.history(candidate.case)
+                 if int(e.version) > candidate.base_version and e.source_run_id == candidate.run_id), None)
 
 
 def prune(store: "GoldenStore") -> PruneReport:

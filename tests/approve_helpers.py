@@ -78,3 +78,18 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
             path = Path(top) / name
             out[str(path.relative_to(root))] = path.read_bytes()
     return out
+
+
+def cli_worker(go_file: str, *args: str) -> None:
+    """Run ``golden ARGS`` in this process once ``go_file`` exists: imports done first, so
+    several workers reach the store at the same instant (see the concurrency tests)."""
+    import time
+
+    import goldens.approve  # noqa: F401  (warm every import the command needs)
+    import goldens.review_terminal  # noqa: F401
+    import goldens.validate  # noqa: F401
+    from goldens.cli import app
+
+    while not os.path.exists(go_file):
+        time.sleep(0.001)
+    app(list(args), prog_name="golden")

@@ -483,3 +483,17 @@ def test_approver_is_git_user_else_user(tmp_path, monkeypatch):
 def test_candidate_equality_ignores_where_it_is_staged(store, runs):
     staged = _stage(store, runs)
     assert replace(staged, path=None) == staged
+
+
+def test_a_candidate_left_staged_after_its_approval_is_pruned_and_refused(store, runs, monkeypatch, tmp_path):
+    staged = _stage(store, runs)
+    with monkeypatch.context() as m:
+        m.setattr(approve, "_discard", lambda candidate: None)   # as if killed right after the commit
+        accept(store, [staged])
+    assert approve.list_pending(store) == [staged]
+    report = approve.prune_check(store)
+    assert report.stale_candidates == ((staged.path, "run 'r1' was already approved as v2"),)
+    before = tree_bytes(tmp_path)
+    with pytest.raises(ApprovalRefused, match="made against v1, but v2"):
+        accept(store, [staged])
+    assert tree_bytes(tmp_path) == before
