@@ -82,7 +82,7 @@ def stats(
     policies = preset(preset_name)
     spreads = spread(artifacts)
     recommendations = recommend_all(spreads, policies)
-    run_ids = [a.run_id for a in artifacts]
+    run_ids = [a.run_id + (f" (seed {a.provenance['seed']})" if "seed" in a.provenance else "") for a in artifacts]
     text = render_policy_yaml(recommendations, case=artifacts[0].case, run_ids=run_ids, preset=preset_name,
                               with_band=band, base_policies=policies)
     if table is not None:
