@@ -69,19 +69,31 @@ def _thin(n: int, status: np.ndarray) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
-def _fill(ax, x, lower, upper, **style) -> None:
-    finite_lower = np.where(np.isfinite(lower), lower, np.nan)
-    finite_upper = np.where(np.isfinite(upper), upper, np.nan)
-    if np.isfinite(finite_lower).any() and np.isfinite(finite_upper).any():
-        ax.fill_between(x, finite_lower, finite_upper, step=None, **style)
-    for limit in (finite_lower, finite_upper):  # a one-sided band: draw its one limit
-        if np.isfinite(limit).any() and not (np.isfinite(finite_lower).any() and np.isfinite(finite_upper).any()):
-            ax.plot(x, limit, color=style.get("color", "tab:green"), linestyle="--", linewidth=1)
+def _band(ax, x, lower, upper, *, label: str | None = None) -> None:
+    """Shade the allowed region; a one-sided band (inf on one side) is drawn as its limit line."""
+    lower = np.where(np.isfinite(lower), lower, np.nan)
+    upper = np.where(np.isfinite(upper), upper, np.nan)
+    if np.isfinite(lower).any() and np.isfinite(upper).any():
+        ax.fill_between(x, lower, upper, color="tab:green", alpha=0.18, linewidth=0, label=label)
+        return
+    for limit in (lower, upper):
+        if np.isfinite(limit).any():
+            ax.plot(x, limit, color="tab:green", linestyle="--", linewidth=1, label=label)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) index of each run of True in ``mask``."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1))
 
 
 def metric_svg(verdict: MetricVerdict, *, salt: str) -> str | None:
     """One SVG with two panels (values with band; residual with band); None without step data.
 
+    Per-step rules get a band around every golden step. A summary rule judges one reduced
+    value, so it gets a band around the reduced golden, and the residual panel shows the
+    reduced Δ against that band. Steps outside the judged window are shaded grey and the
+    y-axes fit the judged steps (a warm-up spike would otherwise flatten the rest).
     ``salt`` makes the SVG's internal ids unique within the page (several SVGs share one DOM).
     """
     table = verdict.steps
@@ -95,31 +107,34 @@ def metric_svg(verdict: MetricVerdict, *, salt: str) -> str | None:
     step = table.step[pick].astype(np.float64)
     golden, actual, status = table.golden[pick], table.actual[pick], table.status[pick]
     residual = actual - golden
-    summary = verdict.rule.mode == "summary"
-    band = None
-    if summary and verdict.golden_value is not None and math.isfinite(verdict.golden_value):
-        reduced = np.full_like(golden, verdict.golden_value)
-        band = tolerance_band(verdict.rule, reduced)
-    elif not summary:
-        band = tolerance_band(verdict.rule, golden)
+    reduced_golden = verdict.golden_value
+    summary = (verdict.rule.mode == "summary" and reduced_golden is not None and math.isfinite(reduced_golden))
 
     # Fixed margins: constrained layout would double the drawing time for the same picture.
     with matplotlib.rc_context({"svg.hashsalt": salt, "svg.fonttype": "path", "font.size": 9}):
         fig = Figure(figsize=(7.2, 4.2))
         fig.subplots_adjust(left=0.12, right=0.98, top=0.97, bottom=0.11, hspace=0.08)
         top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])
+        if summary:
+            band = tolerance_band(verdict.rule, np.full_like(golden, reduced_golden))
+            top.axhline(reduced_golden, color="black", linewidth=0.8, linestyle=":", label="golden (reduced)")
+            if verdict.actual_value is not None:
+                top.axhline(verdict.actual_value, color="tab:blue", linewidth=0.8, linestyle=":",
+                            label="actual (reduced)")
+            if verdict.delta is not None:
+                bottom.axhline(verdict.delta, color="tab:blue", linewidth=0.8, linestyle=":")
+            centre, residual_centre = np.full_like(golden, reduced_golden), np.zeros_like(golden)
+        else:
+            band = tolerance_band(verdict.rule, golden)
+            centre, residual_centre = golden, np.zeros_like(golden)
         if band is not None and (band.below.any() or band.above.any()):  # an exact rule has no band to draw
-            centre = np.full_like(golden, verdict.golden_value) if summary else golden
-            _fill(top, step, centre - band.below, centre + band.above, color="tab:green", alpha=0.18,
-                  linewidth=0, label="tolerance")
-            _fill(bottom, step, -band.below + (centre - golden), band.above + (centre - golden),
-                  color="tab:green", alpha=0.18, linewidth=0)
+            _band(top, step, centre - band.below, centre + band.above, label="tolerance")
+            _band(bottom, step, residual_centre - band.below, residual_centre + band.above)
         top.plot(step, golden, color="black", linewidth=1.4, label="golden")
         top.plot(step, actual, color="tab:blue", linewidth=1.0, linestyle="--", marker=".", markersize=3,
                  label="actual")
-        if summary and verdict.actual_value is not None:
-            top.axhline(verdict.actual_value, color="tab:blue", linewidth=0.8, linestyle=":",
-                        label="actual (reduced)")
+        bottom.axhline(0.0, color="black", linewidth=0.8)
+        bottom.plot(step, residual, color="tab:blue", linewidth=1.0, marker=".", markersize=3)
         failing = status == _FAIL
         if failing.any():
             top.plot(step[failing], actual[failing], linestyle="none", marker="x", color="tab:red",
@@ -130,15 +145,20 @@ def metric_svg(verdict: MetricVerdict, *, salt: str) -> str | None:
             top.plot(step[missing], golden[missing], linestyle="none", marker="v", color="tab:orange",
                      markersize=5, label="no actual value")
         skipped = status == _SKIPPED
-        if skipped.any():
+        for first, last in _runs(skipped):
             for ax in (top, bottom):
-                ax.plot(step[skipped], np.zeros(int(skipped.sum())) + (np.nanmin(golden) if ax is top else 0.0),
-                        linestyle="none", marker="|", color="0.6", markersize=6)
-        bottom.axhline(0.0, color="black", linewidth=0.8)
-        bottom.plot(step, residual, color="tab:blue", linewidth=1.0, marker=".", markersize=3)
+                ax.axvspan(step[first] - 0.5, step[last] + 0.5, color="0.9", linewidth=0, zorder=0)
+        judged = ~skipped
+        if skipped.any() and judged.any():
+            limits = []  # a summary rule's two limits are single numbers worth keeping in view
+            if summary and band is not None:
+                limits = [reduced_golden - band.below[0], reduced_golden + band.above[0]]
+            reduced_delta = [verdict.delta] if summary and verdict.delta is not None else []
+            _fit_y(top, golden[judged], actual[judged], [reduced_golden, *limits] if summary else [])
+            _fit_y(bottom, residual[judged], [0.0], reduced_delta, [x - reduced_golden for x in limits])
         top.set_ylabel("value")
         bottom.set_ylabel("actual − golden")
-        bottom.set_xlabel("step")
+        bottom.set_xlabel("step" + (" (grey: not judged)" if skipped.any() else ""))
         bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
         top.legend(loc="best", fontsize=8, frameon=False)
         for ax in (top, bottom):
@@ -148,3 +168,14 @@ def metric_svg(verdict: MetricVerdict, *, salt: str) -> str | None:
         fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
     svg = buffer.getvalue()
     return svg[svg.index("<svg"):]
+
+
+def _fit_y(ax, *groups) -> None:
+    """Set the y-range to the finite values of ``groups`` plus a margin (band may extend past it)."""
+    values = np.concatenate([np.asarray(g, dtype=np.float64).ravel() for g in groups if len(g)])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return
+    lo, hi = float(values.min()), float(values.max())
+    pad = (hi - lo) * 0.15 or abs(hi) * 0.05 or 1.0
+    ax.set_ylim(lo - pad, hi + pad)
