@@ -136,13 +136,24 @@ class Aligned:
     actual_row: np.ndarray
 
 
+def _sorted_union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Union of two strictly increasing arrays in linear time: a stable sort (timsort) of two
+    sorted runs is a merge; np.union1d would hash or sort from scratch."""
+    merged = np.concatenate([a, b])
+    merged.sort(kind="stable")
+    keep = np.empty(merged.shape, dtype=bool)
+    keep[:1] = True
+    np.not_equal(merged[1:], merged[:-1], out=keep[1:])
+    return merged[keep]
+
+
 def align(golden: MetricSeries | None, actual: MetricSeries | None) -> Aligned:
     empty = MetricSeries("", np.empty(0, np.int64), np.empty(0))
     g, a = golden or empty, actual or empty
     if np.array_equal(g.steps, a.steps):
         rows = np.ones(g.steps.shape, dtype=bool)
         return Aligned(g.steps, g.values, a.values, rows, rows)
-    steps = np.union1d(g.steps, a.steps)
+    steps = _sorted_union(g.steps, a.steps)
 
     def place(series: MetricSeries) -> tuple[np.ndarray, np.ndarray]:
         values = np.full(steps.shape, np.nan)
@@ -372,18 +383,26 @@ register_evaluator("band", evaluate_band)
 
 
 def mean_relative_diff(al: Aligned, mask: np.ndarray | None = None) -> float | None:
-    """Signed mean of (actual - golden)/|golden| over steps where both have a nonzero golden value.
+    """Signed mean of (actual - golden)/|golden| over the masked steps (default: both sides
+    list the step) where both values are finite and the golden is nonzero.
 
     Always reported: a run 1 % worse on every step passes a 5 % rule but shows +1 % here.
     """
-    use = al.golden_row & al.actual_row & ~np.isnan(al.golden) & ~np.isnan(al.actual) & (al.golden != 0)
-    use &= np.isfinite(al.golden) & np.isfinite(al.actual)
-    if mask is not None:
-        use &= mask
-    if not use.any():
+    if mask is None:
+        mask = al.golden_row & al.actual_row
+    g, a = al.golden[mask], al.actual[mask]  # only the masked steps from here on
+    use = np.isfinite(g) & np.isfinite(a) & (g != 0)
+    if not use.all():
+        g, a = g[use], a[use]
+    if not g.size:
         return None
-    g = al.golden[use]
-    return float(np.mean((al.actual[use] - g) / np.abs(g)))
+    return float(np.mean((a - g) / np.abs(g)))
+
+
+def _compared(status: np.ndarray) -> np.ndarray:
+    """Steps where both sides had a value inside the judged window."""
+    return ((status == _S[StepStatus.PASS]) | (status == _S[StepStatus.FAIL])
+            | (status == _S[StepStatus.REDUCED]))
 
 
 def _value(x: float | None) -> float | None:
@@ -416,7 +435,7 @@ def compare_metric(name: str, golden: MetricSeries | None, actual: MetricSeries 
     table = StepTable(al.step, al.golden, al.actual, outcome.status)
     golden_value, actual_value = _value(outcome.golden_value), _value(outcome.actual_value)
     common = dict(metric=name, phase=ctx.phase, rule=rule, steps=table, step_counts=table.counts(),
-                  mean_rel_diff=mean_relative_diff(al, outcome.status != _S[StepStatus.SKIPPED]),
+                  mean_rel_diff=mean_relative_diff(al, _compared(outcome.status)),
                   failing_steps=outcome.failing_steps, allowed_failing_steps=outcome.allowed_failing_steps,
                   total_steps=outcome.total_steps, worst_step=outcome.worst_step,
                   golden_value=golden_value, actual_value=actual_value)
