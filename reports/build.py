@@ -20,15 +20,18 @@ class Written:
     passed: bool
 
 
-def build_result_report(inputs: Sequence[str | Path], out: Path | None, formats: Sequence[str]) -> Written:
+def build_result_report(inputs: Sequence[str | Path], out: Path | None, formats: Sequence[str], *,
+                        store: Path | None = None) -> Written:
     """Results from run folders / result files → the requested formats in ``out`` (default: beside the run)."""
+    from goldens.store import default_store_root
     from reports.html import result_html
     from reports.inputs import load_inputs
     from reports.json_report import result_json
     from reports.junit import result_junit
     from reports.markdown import result_markdown
 
-    report, default_out = load_inputs(inputs)
+    store = store or default_store_root()
+    report, default_out = load_inputs(inputs, store if store.is_dir() else None)
     target = out or default_out
     if target is None:
         raise GoldenError(f"{len(inputs)} inputs: give --out DIR for the combined report")

@@ -32,7 +32,8 @@ def report(
         None, "--changes", help="Golden-change report instead: BASE..HEAD (two git refs of the store) or "
                                 "CASE@vA..vB (two store versions)."),
     store: Optional[Path] = typer.Option(
-        None, "--store", help="The golden store folder for --changes (default: $GOLDEN_STORE, else ./cases)."),
+        None, "--store", help="The golden store: where --changes reads, and where the goldens' provenance "
+                              "(ledger) is looked up (default: $GOLDEN_STORE, else ./cases)."),
 ) -> None:
     """Render reports for pull requests and CI.
 
@@ -52,7 +53,8 @@ def report(
     else:
         if not inputs:
             raise fail("give run folders or result files to report on, or --changes BASE..HEAD")
-        written = build_result_report(inputs, out, parse_formats(formats or ",".join(RESULT_FORMATS), RESULT_FORMATS))
+        written = build_result_report(inputs, out, parse_formats(formats or ",".join(RESULT_FORMATS), RESULT_FORMATS),
+                                      store=store)
     for path in written.files:
         print(f"wrote {path}", file=sys.stderr)
     if written.step_summary is not None:

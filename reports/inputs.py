@@ -2,16 +2,19 @@
 
 A run folder (``runs/<id>/``) holds ``result.json`` (what ``golden check``/``golden diff``
 computed) and ``artifact.json`` (whose provenance describes the candidate side). A result
-file is a ``golden.result/1`` or ``golden.report/1`` document. The report goes beside its one
-input (``runs/<id>/report/``); several inputs need an explicit ``--out``.
+file is a ``golden.result/1`` or ``golden.report/1`` document. The golden side's provenance
+comes from the store's ledger entry that last wrote the case's golden file, when the store
+has one. The report goes beside its one input (``runs/<id>/report/``); several inputs need
+an explicit ``--out``.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Sequence
 
-from goldens.errors import FormatError, GoldenError
+from goldens.errors import FormatError, GoldenError, StoreError
 from goldens.formats import load_json_text, read_text
+from goldens.result import ComparisonResult
 from reports.document import CaseEntry, Report
 from reports.json_report import results_from_json
 
@@ -30,7 +33,30 @@ def _artifact_provenance(run_dir: Path) -> dict[str, Any]:
     return dict(provenance) if isinstance(provenance, dict) else {}
 
 
-def load_inputs(paths: Sequence[str | Path]) -> tuple[Report, Path | None]:
+def _golden_provenance(store_root: Path | None, result: ComparisonResult) -> dict[str, Any]:
+    """Who approved the golden, when, why and from which run: the ledger entry that last wrote it.
+
+    Informational only: a store without this case or without history gives nothing, and an
+    unreadable ledger is named instead of failing the whole report.
+    """
+    if store_root is None or not (result.case and result.env and result.platform):
+        return {}
+    from goldens.model import GoldenKey
+    from goldens.store import GoldenStore
+
+    filename = GoldenKey(result.case, result.env, result.platform).filename()
+    try:
+        history = GoldenStore(store_root).history(result.case)
+    except StoreError as exc:
+        return {"ledger": f"unavailable ({exc})"} if "unknown case" not in str(exc) else {}
+    for entry in reversed(history):
+        if filename in entry.files:
+            return {"version": f"v{entry.version}", "approved": entry.time, "approver": entry.approver,
+                    "reason": entry.reason, "source run": entry.source_run_id or "—", **(entry.provenance or {})}
+    return {}
+
+
+def load_inputs(paths: Sequence[str | Path], store_root: Path | None = None) -> tuple[Report, Path | None]:
     """Every result in ``paths``, plus the default output folder (None when there are several)."""
     entries: list[CaseEntry] = []
     beside: list[Path] = []
@@ -49,7 +75,8 @@ def load_inputs(paths: Sequence[str | Path]) -> tuple[Report, Path | None]:
         else:
             raise GoldenError(f"{path}: no such run folder or result file")
         doc = load_json_text(read_text(result_path), result_path)
-        entries.extend(CaseEntry(r, candidate_provenance=provenance)
+        entries.extend(CaseEntry(r, candidate_provenance=provenance,
+                                 reference_provenance=_golden_provenance(store_root, r))
                        for r in results_from_json(doc, path=result_path))
     default_out = beside[0] if len(beside) == 1 else None
     return Report(tuple(entries)), default_out

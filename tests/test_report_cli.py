@@ -55,6 +55,27 @@ def test_a_run_gets_its_report_beside_it_and_a_failure_exits_1(app, tmp_path):
     assert "Golden check failed: 1 of 1" in (run / "report" / "report.md").read_text()
 
 
+def test_golden_side_provenance_comes_from_the_store_ledger(app, tmp_path):
+    from goldens.formats import parse_golden
+    from goldens.model import GoldenKey
+    from goldens.store import GoldenStore
+    from tests.test_report_html import parse
+
+    run = make_run(tmp_path, "g", fail=False)
+    (tmp_path / "cases" / "case_g").mkdir(parents=True)
+    (tmp_path / "cases" / "case_g" / "case.yaml").write_text("{}\n")
+    golden = parse_golden({"lm loss": {"start_step": 1, "end_step": 1, "step_interval": 1, "values": {"1": 1.0}}})
+    GoldenStore(tmp_path / "cases").write("case_g", {GoldenKey("case_g", "dev", "cpu"): golden}, approver="alice",
+                                          reason="refresh after the torch bump", source_run_id="run-42",
+                                          provenance={"host": "dgx-1"})
+    assert invoke(app, str(run), "--store", str(tmp_path / "cases"), "--format", "html",
+                  env={"GITHUB_STEP_SUMMARY": ""}).exit_code == 0
+    text = " ".join(" ".join(parse((run / "report" / "report.html").read_text()).text).split())
+    assert "approver alice —" in text and "reason refresh after the torch bump —" in text
+    assert "source run run-42 —" in text and "version v1 —" in text
+    assert "host dgx-1 ci-runner-7" in text  # both sides of one provenance key side by side
+
+
 def test_passing_run_exits_0(app, tmp_path):
     run = make_run(tmp_path, "ok", fail=False)
     assert invoke(app, str(run), env={"GITHUB_STEP_SUMMARY": ""}).exit_code == 0
