@@ -281,3 +281,27 @@ def test_module_imports_only_typer():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "[]"
+
+
+def test_two_artifacts_compare_with_their_fingerprints(tmp_path):
+    a = write_run(tmp_path / "runs", "a", fingerprint="fp-x")
+    b = write_run(tmp_path / "runs", "b", fingerprint="fp-x")
+    out = golden(str(a), str(b), "--format", "json")
+    assert out.exit_code == 0
+    result = ComparisonResult.from_json(json.loads(out.stdout))
+    assert result.exact_applied and result.case == "tiny"
+
+
+def test_a_failed_run_is_compared_and_says_so(tmp_path, store):
+    path = write_run(tmp_path / "runs", "died")
+    doc = json.loads(path.read_text())
+    doc["status"], doc["error"] = "failed", "rank 3 died"
+    for m in doc["phases"]["1"]["metrics"].values():
+        m["values"] = {k: v for k, v in m["values"].items() if int(k) <= 10}
+    path.write_text(json.dumps(doc))
+    out = golden(str(path), "--store", str(store.root), "--format", "json")
+    assert out.exit_code == 1
+    result = ComparisonResult.from_json(json.loads(out.stdout))
+    assert "candidate: the run's status is 'failed': rank 3 died" in result.warnings
+    loss = [m for m in result.metric_verdicts() if m.metric == "lm loss"][0]
+    assert loss.step_counts == {"pass": 10, "missing": 10}
