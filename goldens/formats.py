@@ -219,7 +219,7 @@ def parse_metric(name: str, raw: Any, *, path: object = None) -> MetricSeries:
         steps_arr = _step_array(keys, path=path, key=f"{name}.values")
         vals_arr = _value_array(list(values.values()), (f".{k}" for k in keys),
                                 path=path, key=f"{name}.values")
-        if steps_arr.size > 1 and not np.all(np.diff(steps_arr) > 0):
+        if steps_arr.size > 1 and not (steps_arr[1:] > steps_arr[:-1]).all():
             order = np.argsort(steps_arr, kind="stable")
             steps_arr, vals_arr = steps_arr[order], vals_arr[order]
             repeated = steps_arr[1:][np.diff(steps_arr) == 0]
