@@ -130,11 +130,13 @@ def metric_svg(verdict: MetricVerdict, *, salt: str) -> str | None:
         if band is not None and (band.below.any() or band.above.any()):  # an exact rule has no band to draw
             _band(top, step, centre - band.below, centre + band.above, label="tolerance")
             _band(bottom, step, residual_centre - band.below, residual_centre + band.above)
-        top.plot(step, golden, color="black", linewidth=1.4, label="golden")
-        top.plot(step, actual, color="tab:blue", linewidth=1.0, linestyle="--", marker=".", markersize=3,
-                 label="actual")
+        # Lines join the steps a side has (different grids or gaps would otherwise break them into dots).
+        has_golden, has_actual, has_both = np.isfinite(golden), np.isfinite(actual), np.isfinite(residual)
+        top.plot(step[has_golden], golden[has_golden], color="black", linewidth=1.4, label="golden")
+        top.plot(step[has_actual], actual[has_actual], color="tab:blue", linewidth=1.0, linestyle="--", marker=".",
+                 markersize=3, label="actual")
         bottom.axhline(0.0, color="black", linewidth=0.8)
-        bottom.plot(step, residual, color="tab:blue", linewidth=1.0, marker=".", markersize=3)
+        bottom.plot(step[has_both], residual[has_both], color="tab:blue", linewidth=1.0, marker=".", markersize=3)
         failing = status == _FAIL
         if failing.any():
             top.plot(step[failing], actual[failing], linestyle="none", marker="x", color="tab:red",
