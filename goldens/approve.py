@@ -723,7 +723,7 @@ def candidate_view(store: "GoldenStore", candidate: Candidate, selection: Select
             steps = np.union1d(g.steps if g is not None else [], r.steps if r is not None else []).astype(np.int64)
             views.append(MetricView(
                 phase=phase, metric=name,
-                verdict=staged[(phase, name)].verdict if (phase, name) in staged else ("new" if g is None else "?"),
+                verdict=staged[(phase, name)].verdict if (phase, name) in staged else ("new" if g is None else "not compared"),
                 explanation=staged[(phase, name)].explanation if (phase, name) in staged else "",
                 steps=steps, golden=_on_grid(steps, g), run=_on_grid(steps, r),
                 selected=name in chosen.get(phase, set())))

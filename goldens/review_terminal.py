@@ -14,6 +14,17 @@ from .approve import (REVIEW_KEYS, Candidate, CandidateView, MetricView, Outcome
 VERDICT_STYLE = {"pass": "green", "fail": "bold red", "missing": "red", "new": "cyan", "skipped": "dim"}
 
 
+def _plain(value: str, style: str = "") -> Any:
+    """User data (names, explanations) as literal text: a '[' in a metric name is not markup."""
+    from rich.text import Text
+
+    return Text(value, style=style)
+
+
+def _verdict(verdict: str) -> Any:
+    return _plain(verdict, VERDICT_STYLE.get(verdict, ""))
+
+
 def pending_table(candidates: Sequence[Candidate]) -> Any:
     from rich.table import Table
 
@@ -22,9 +33,9 @@ def pending_table(candidates: Sequence[Candidate]) -> Any:
         table.add_column(column)
     for c in candidates:
         failing = sorted(f"{m}" + (f" (p{p})" if p != 1 else "") for p, names in c.failing().items() for m in names)
-        table.add_row(c.case, c.env, c.platform, c.run_id,
-                      f"[{VERDICT_STYLE.get(c.verdict, '')}]{c.verdict}[/]", ", ".join(failing) or "-",
-                      "no golden" if not c.base_version else f"v{c.base_version}", c.created)
+        table.add_row(*(_plain(x) for x in (c.case, c.env, c.platform, c.run_id)), _verdict(c.verdict),
+                      _plain(", ".join(failing) or "-"),
+                      _plain("no golden" if not c.base_version else f"v{c.base_version}"), _plain(c.created))
     return table
 
 
@@ -47,17 +58,16 @@ def candidate_panel(view: CandidateView, index: int, total: int) -> Any:
 
     c = view.candidate
     base = "no golden yet" if not c.base_version else f"staged against v{c.base_version}"
-    header = Text.from_markup(f"[bold][{index + 1}/{total}] {c.case}[/] {c.env}/{c.platform} · run "
-                              f"{c.run_id} · [{VERDICT_STYLE.get(c.verdict, '')}]{c.verdict}[/] · {base}")
+    header = Text.assemble((f"[{index + 1}/{total}] {c.case}", "bold"), f" {c.env}/{c.platform} · run {c.run_id} · ",
+                           _verdict(c.verdict), f" · {base}")
     table = Table(show_edge=False, pad_edge=False)
     for column in ("", "phase", "metric", "verdict", "golden", "run", "largest |Δ|", "why"):
         table.add_column(column, overflow="fold")
     for m in view.metrics:
         lo, hi = finite_range(m.golden, m.run)
-        table.add_row("✓" if m.selected else " ", str(m.phase), m.metric,
-                      f"[{VERDICT_STYLE.get(m.verdict, '')}]{m.verdict}[/]",
-                      sparkline(m.golden, lo, hi), sparkline(m.run, lo, hi), _largest_change(m),
-                      m.explanation)
+        table.add_row("✓" if m.selected else " ", str(m.phase), _plain(m.metric), _verdict(m.verdict),
+                      _plain(sparkline(m.golden, lo, hi), "yellow"), _plain(sparkline(m.run, lo, hi), "cyan"),
+                      _largest_change(m), _plain(m.explanation, "dim"))
     parts: list[Any] = [header, table]
     if view.problem:
         parts.append(Text(f"cannot be accepted: {view.problem}", style="bold red"))

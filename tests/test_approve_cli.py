@@ -264,3 +264,60 @@ def test_a_real_megatron_case_round_trips_byte_identical(megatron_fixtures, tmp_
     assert golden("rollback", source.name, "--to", "v1", "--store", str(test_cases), "--reason", "r",
                   "--approver", "ada").exit_code == 0
     assert golden_file.read_bytes() == original
+
+
+@pytest.mark.slow
+def test_review_in_a_real_terminal(world, tmp_path):
+    """``golden review`` on a pseudo-terminal: the real key source (one key press, no Enter)."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+    import time
+
+    store, runs = world
+    approve.stage_candidate(store, write_run(runs, "other", "r2", {"lm loss": shifted(LOSS, 1.1),
+                                                                     "num-[zeros]": ZEROS}), "dev", "cpu")
+    approve.stage_candidate(store, write_run(runs, "tiny", "r1", {"lm loss": shifted(LOSS, 1.1)}), "dev", "cpu")
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "GOLDEN_STORE")}
+    env.update(COLUMNS="120", TERM="xterm")
+    proc = subprocess.Popen([sys.executable, "-m", "goldens", "review", "--store", str(store.root),
+                             "--approver", "ada"], stdin=slave, stdout=slave, stderr=slave, env=env,
+                            cwd=Path(__file__).resolve().parents[1])
+    os.close(slave)
+    screen = b""
+
+    def wait_for(text: bytes, count: int = 1) -> None:
+        nonlocal screen
+        deadline = time.monotonic() + 60
+        while screen.count(text) < count and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    screen += os.read(master, 65536)
+                except OSError:
+                    break
+        assert screen.count(text) >= count, screen.decode(errors="replace")[-2000:]
+
+    def press(key: bytes, prompt: bytes, count: int) -> None:
+        wait_for(prompt, count)
+        time.sleep(0.5)   # the key reader switches the terminal to raw mode after drawing the prompt
+        os.write(master, key)
+
+    try:
+        press(b"a", b"a/r/s/A/R/q", 1)
+        press(b"from a terminal\r", b"reason for accepting", 1)
+        press(b"r", b"a/r/s/A/R/q", 2)
+        wait_for(b"accepted 1")
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    text = screen.decode(errors="replace")
+    assert proc.returncode == 0, text[-2000:]
+    assert "num-[zeros]" in text and "▁" in text                  # literal names, sparklines
+    assert "accepted 1 · rejected 1 · skipped 0 · refused 0" in text
+    assert store.current_entry("other").reason == "from a terminal"
+    assert store.current_entry("tiny").version == 1 and approve.list_pending(store) == []
