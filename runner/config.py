@@ -447,15 +447,15 @@ def parse_case(doc: Mapping[str, Any], *, name: str, path: Path) -> CaseDefiniti
                           profiles=tuple(profiles), metrics=metrics)
 
 
-def load_case_definition(store: str | Path, case: str) -> CaseDefinition:
-    """``<store>/<case>/case.yaml`` parsed and checked (hostile names rejected first)."""
+def load_case_definition(case_dir: str | Path) -> CaseDefinition:
+    """``<case_dir>/case.yaml`` parsed and checked; the folder's name is the case's name."""
     from goldens.case import CASE_FILE, check_name, load_yaml
 
-    check_name(case)
-    path = Path(store) / case / CASE_FILE
+    folder = Path(case_dir)
+    path = folder / CASE_FILE
     if not path.is_file():
-        raise FormatError(f"no case definition (looked for {CASE_FILE} in {Path(store) / case})", path=path)
-    return parse_case(load_yaml(path), name=case, path=path)
+        raise FormatError(f"no case definition ({CASE_FILE}) in {folder}", path=path)
+    return parse_case(load_yaml(path), name=check_name(folder.name), path=path)
 
 
 # ---------------------------------------------------------------- Megatron model_config.yaml

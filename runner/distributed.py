@@ -3,6 +3,11 @@
 CPU: gloo, the compatibility layer, the CPU RNG tracker. CUDA: nccl, one GPU per local rank,
 stock megatron-core (no shim). Seeds follow Megatron-LM's ``_set_random_seed``: the base seed
 plus 100 × pipeline rank for python/numpy/torch, and megatron's model-parallel seed offsets.
+
+Determinism is Megatron-LM's ``--deterministic-mode``: ``TransformerConfig.deterministic_mode``
+(set in bert.py) plus the case's environment (NCCL_ALGO, CUBLAS_WORKSPACE_CONFIG, ...), which the
+launcher exports. Like Megatron-LM, ``torch.use_deterministic_algorithms`` is not called — on
+torch 2.13 it also imports inductor and dynamo (~4 s per rank on 2 cores).
 """
 from __future__ import annotations
 
@@ -78,8 +83,6 @@ def setup(cfg: RunConfig) -> Layout:
         from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 
         model_parallel_cuda_manual_seed(seed)
-    if cfg.determinism.deterministic_mode:
-        torch.use_deterministic_algorithms(True)
     return layout
 
 

@@ -1,0 +1,86 @@
+"""Build the normalized artifact of a run from what its ranks left on disk.
+
+Phases come from rank 0's ``metrics.jsonl`` (full precision, steps in order; a phase that died
+keeps the steps it finished), provenance from the resolved config and the environment rank 0
+reported (its fingerprint). Written with ``goldens.formats.dumps_artifact``, atomically.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from goldens.atomic import atomic_write_text
+from goldens.formats import dumps_artifact
+from goldens.model import Artifact, MetricSeries, Phase
+
+from .config import RunConfig
+from .metrics import artifact_metric_names, read_log
+from .provenance import provenance
+
+ARTIFACT_FILE = "artifact.json"
+
+
+def _phase(number: int, log: Path, names: Sequence[str], *, first: int, last: int,
+           resumed_from: int | None) -> tuple[Phase | None, list[dict[str, Any]]]:
+    steps, events = read_log(log)
+    if not steps:
+        return None, events
+    metrics = {}
+    for name in names:
+        present = {s: v[name] for s, v in steps.items() if name in v}
+        if present:
+            metrics[name] = MetricSeries.from_mapping(name, present, start_step=first, end_step=last,
+                                                      step_interval=1)
+    return Phase(number, metrics, first, last, resumed_from), events
+
+
+def _timings(number: int, events: list[dict[str, Any]], wall_s: float | None) -> dict[str, Any]:
+    """Seconds spent where, from the phase's events: start-up (launch to first step), load, save."""
+    out: dict[str, Any] = {}
+    if wall_s is not None:
+        out["wall_s"] = wall_s
+    for event in events:
+        if event.get("event") in ("save", "load"):
+            out[f"{event['event']}_s"] = event["seconds"]
+    times = {e["event"]: e["time"] for e in events if e.get("event") in ("ready", "done")}
+    if "ready" in times and "done" in times:
+        out["steps_s"] = times["done"] - times["ready"] - out.get("save_s", 0.0)
+    return out
+
+
+def assemble(cfg: RunConfig, run_dir: Path, *, status: str, error: str | None, outcomes: Sequence[Any],
+             reused_phase1: Path | None = None) -> Artifact:
+    names = artifact_metric_names(cfg.launch.device)
+    s = cfg.schedule
+    walls = {o.phase: o.wall_s for o in outcomes}
+    phases: dict[int, Phase] = {}
+    timings: dict[str, Any] = {}
+    for number, first, resumed in ((1, 1, None), (2, s.save_interval + 1, s.save_interval)):
+        log_dir = run_dir / "logs" / f"phase{number}"
+        phase, events = _phase(number, log_dir / "metrics.jsonl", names, first=first, last=s.train_iters,
+                               resumed_from=resumed)
+        if phase is not None:
+            phases[number] = phase
+        if events or number in walls:
+            timings[f"phase{number}"] = _timings(number, events, walls.get(number))
+    environment = None
+    for number in (1, 2):
+        env_path = run_dir / "logs" / f"phase{number}" / "environment.json"
+        if env_path.is_file():
+            environment = json.loads(env_path.read_text(encoding="utf-8"))
+            break
+    prov = provenance(cfg, environment=environment, source_dir=Path(__file__).resolve().parent)
+    prov["timings"] = timings
+    if reused_phase1 is not None:
+        prov["phase1_reused_from"] = str(reused_phase1)
+    if status == "complete" and set(phases) != {1, 2}:
+        status, error = "incomplete", "a phase recorded no steps"
+    return Artifact(case=cfg.case, run_id=run_dir.name, status=status, provenance=prov, phases=phases,
+                    error=error)
+
+
+def write(artifact: Artifact, run_dir: Path) -> Path:
+    path = run_dir / ARTIFACT_FILE
+    atomic_write_text(path, dumps_artifact(artifact))
+    return path

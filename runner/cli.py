@@ -1,0 +1,203 @@
+"""``golden run`` and ``golden check``: typed options plus one library call each.
+
+Only typer and the standard library are imported at module level; the runner (and through it
+psutil), rich and the comparison engine load inside the commands. Torch is never imported in
+this process: the ranks run in their own processes. Exit codes: 0 pass, 1 a difference found,
+2 usage/input error or a run that failed (a rank died, a timeout, a bad checkpoint).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Iterator, Optional
+
+import typer
+
+from goldens.cli_common import console, fail, handles_errors
+
+CaseArg = Annotated[str, typer.Argument(metavar="CASE", help="Case name (a folder with case.yaml in the store).")]
+ProfileOpt = Annotated[Optional[str], typer.Option("--profile", metavar="NAME",
+                                                   help="Profile of the case [default: the case's default_profile, "
+                                                        "e.g. cpu-tiny].", show_default=False)]
+OutOpt = Annotated[Optional[Path], typer.Option("--out", metavar="DIR",
+                                                help="Run folder [default: runs/<run-id>].", show_default=False)]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", metavar="cpu|cuda",
+                                                  help="Override the profile's device (gloo on cpu, nccl on cuda).",
+                                                  show_default=False)]
+TimeoutOpt = Annotated[Optional[float], typer.Option("--timeout", metavar="SECONDS", min=1,
+                                                     help="Per-phase timeout [default: the profile's].",
+                                                     show_default=False)]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", metavar="N", min=0, help="Override the seed.",
+                                                show_default=False)]
+StoreOpt = Annotated[Optional[Path], typer.Option("--store", metavar="PATH", envvar="GOLDEN_STORE",
+                                                  help="Golden store holding the cases [default: ./cases].",
+                                                  show_default=False)]
+LauncherOpt = Annotated[str, typer.Option("--launcher", metavar="auto|fork|torchrun",
+                                          help="auto: fork (import once, fork the ranks) for single-node CPU "
+                                               "runs, torchrun otherwise.")]
+NnodesOpt = Annotated[Optional[int], typer.Option("--nnodes", metavar="N", min=1,
+                                                  help="Nodes (torchrun; run the same command on every node).",
+                                                  show_default=False)]
+NodeRankOpt = Annotated[Optional[int], typer.Option("--node-rank", metavar="R", min=0, help="This node's rank (torchrun).",
+                                                    show_default=False)]
+RdzvOpt = Annotated[Optional[str], typer.Option("--rdzv-endpoint", metavar="HOST:PORT",
+                                                help="Rendezvous endpoint (torchrun, multi-node).", show_default=False)]
+RdzvIdOpt = Annotated[Optional[str], typer.Option("--rdzv-id", metavar="ID", help="Rendezvous id (torchrun).",
+                                                  show_default=False)]
+TorchrunArgOpt = Annotated[Optional[list[str]], typer.Option(
+    "--torchrun-arg", metavar="ARG", help="Extra torchrun option, passed through as is (repeatable), "
+                                          "e.g. --torchrun-arg=--rdzv-backend=static.", show_default=False)]
+EnvOpt = Annotated[str, typer.Option("--env", metavar="NAME", help="Golden environment (Megatron's dev/lts).")]
+PlatformOpt = Annotated[str, typer.Option("--platform", metavar="NAME|auto",
+                                          help="Golden platform; auto: the run's (cpu, or dgx_<gpu> on CUDA).")]
+PolicyOpt = Annotated[Optional[str], typer.Option("--policy", metavar="megatron|default|FILE",
+                                                  help="Policy preset or file; the case's metrics: overlay the preset.",
+                                                  show_default=False)]
+FormatOpt = Annotated[str, typer.Option("--format", "-f", metavar="table|json|csv|md", help="Report format.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("check")(check)
+
+
+@handles_errors
+def run(case: CaseArg, profile: ProfileOpt = None, out: OutOpt = None, device: DeviceOpt = None,
+        timeout: TimeoutOpt = None, seed: SeedOpt = None, store: StoreOpt = None, launcher: LauncherOpt = "auto",
+        nnodes: NnodesOpt = None, node_rank: NodeRankOpt = None, rdzv_endpoint: RdzvOpt = None,
+        rdzv_id: RdzvIdOpt = None, torchrun_arg: TorchrunArgOpt = None) -> None:
+    """Run a case for real (both phases of a resume case) and write runs/<run-id>/artifact.json.
+
+    Multi-node: run the same command on every node with --nnodes, --node-rank and --rdzv-endpoint
+    (the artifact is written on the node that hosts global rank 0)."""
+    torchrun_args = _torchrun_args(node_rank=node_rank, rdzv_endpoint=rdzv_endpoint, rdzv_id=rdzv_id,
+                                   extra=torchrun_arg or [])
+    report = execute(case=case, store=store, profile=profile, out=out, device=device, timeout=timeout,
+                     seed=seed, launcher=launcher, nnodes=nnodes, torchrun_args=torchrun_args)
+    _print_summary(report)
+
+
+@handles_errors
+def check(case: CaseArg, store: StoreOpt = None, env: EnvOpt = "dev", platform: PlatformOpt = "auto",
+          profile: ProfileOpt = None, out: OutOpt = None, device: DeviceOpt = None, timeout: TimeoutOpt = None,
+          seed: SeedOpt = None, launcher: LauncherOpt = "auto", policy: PolicyOpt = None,
+          fmt: FormatOpt = "table") -> None:
+    """Run a case, compare it with its golden for this environment (plus the resume check), report.
+
+    Exit 0 pass, 1 a regression or a failed resume check, 2 bad input or a failed run."""
+    from goldens import diff_inputs
+    from goldens.case import check_name
+    from goldens.cli_compare import FORMATS, emit
+
+    if fmt not in FORMATS:
+        raise fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    check_name(env, "env")
+    if platform != "auto":
+        check_name(platform, "platform")
+    diff_inputs.load_policies(policy)  # a bad --policy is reported before the run, not after it
+    report = execute(case=case, store=store, profile=profile, out=out, device=device, timeout=timeout,
+                     seed=seed, launcher=launcher, nnodes=None, torchrun_args=())
+    _print_summary(report, stream=sys.stderr)
+    from .check import judge
+
+    target_platform = report.artifact.provenance["platform"] if platform == "auto" else platform
+    result = judge(report.artifact, case=case, store_root=store, env=env, platform=target_platform, policy=policy)
+    emit(result, fmt)
+    raise typer.Exit(result.exit_code)
+
+
+def _torchrun_args(*, node_rank: int | None, rdzv_endpoint: str | None, rdzv_id: str | None,
+                   extra: list[str]) -> tuple[str, ...]:
+    args = []
+    if node_rank is not None:
+        args.append(f"--node-rank={node_rank}")
+    if rdzv_endpoint is not None:
+        args += ["--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv_endpoint}"]
+    if rdzv_id is not None:
+        args.append(f"--rdzv-id={rdzv_id}")
+    return (*args, *extra)
+
+
+def execute(*, case: str, store: Path | None, profile: str | None, out: Path | None, device: str | None,
+            timeout: float | None, seed: int | None, launcher: str, nnodes: int | None,
+            torchrun_args: tuple[str, ...]) -> Any:
+    """Resolve the case's profile with the command-line overrides, run it with a progress display."""
+    from goldens.store import GoldenStore
+
+    from .config import load_case_definition
+    from .launch import RunOptions, run_case
+
+    definition = load_case_definition(GoldenStore(store).case_dir(case))
+    launch: dict[str, Any] = {}
+    if device is not None:
+        launch["device"] = device
+    if timeout is not None:
+        launch["phase_timeout_s"] = timeout
+    if nnodes is not None:
+        launch["nnodes"] = nnodes
+    overrides: dict[str, Any] = {"launch": launch} if launch else {}
+    if seed is not None:
+        overrides["determinism"] = {"seed": seed}
+    cfg = definition.run_config(profile, **overrides)
+    run_dir = out if out is not None else Path("runs") / new_run_id(cfg.case, cfg.profile)
+    with progress_display(cfg) as (on_progress, on_phase):
+        return run_case(cfg, RunOptions(run_dir=run_dir, launcher=launcher, torchrun_args=torchrun_args),
+                        on_progress=on_progress, on_phase=on_phase)
+
+
+def new_run_id(case: str, profile: str) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    return f"{case}-{profile}-{stamp}-{os.urandom(2).hex()}"
+
+
+@contextmanager
+def progress_display(cfg: Any) -> Iterator[tuple[Any, Any]]:
+    """A live bar per phase on stderr (phase, step, loss); plain lines when stderr is no terminal."""
+    s = cfg.schedule
+    totals = {1: s.train_iters, 2: s.train_iters - s.save_interval}
+    firsts = {1: 1, 2: s.save_interval + 1}
+    if not sys.stderr.isatty():
+        def plain_progress(phase: int, step: int, metrics: dict[str, float]) -> None:
+            loss = metrics.get("lm loss")
+            print(f"phase {phase} step {step}/{s.train_iters}" + (f" lm loss {loss!r}" if loss is not None else ""),
+                  file=sys.stderr, flush=True)
+
+        def plain_phase(phase: int) -> None:
+            print(f"phase {phase}: starting {cfg.parallelism.world_size} ranks", file=sys.stderr, flush=True)
+
+        yield plain_progress, plain_phase
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), console=console(stderr=True),
+                  transient=False) as bar:
+        tasks: dict[int, Any] = {}
+
+        def on_phase(phase: int) -> None:
+            what = "train from scratch" if phase == 1 else f"resume from {s.save_interval}"
+            tasks[phase] = bar.add_task(f"phase {phase} ({what})", total=totals[phase], loss="starting ranks…")
+
+        def on_progress(phase: int, step: int, metrics: dict[str, float]) -> None:
+            if phase not in tasks:
+                on_phase(phase)
+            loss = metrics.get("lm loss")
+            bar.update(tasks[phase], completed=step - firsts[phase] + 1,
+                       loss=f"step {step}  lm loss {loss:.5f}" if loss is not None else f"step {step}")
+
+        yield on_progress, on_phase
+
+
+def _print_summary(report: Any, stream: Any = None) -> None:
+    """Where the artifact is and how the loss moved, per phase."""
+    stream = stream or sys.stdout
+    artifact = report.artifact
+    print(f"artifact: {report.artifact_path} ({artifact.status})", file=stream)
+    for number, phase in artifact.phases.items():
+        loss = phase.metrics.get("lm loss")
+        moved = f"lm loss {float(loss.values[0])!r} → {float(loss.values[-1])!r}" if loss is not None and len(loss) else ""
+        origin = f", resumed from {phase.resumed_from}" if phase.resumed_from is not None else ""
+        print(f"phase {number}: steps {phase.first_step}-{phase.last_step}{origin}: {moved}", file=stream)

@@ -1,0 +1,462 @@
+"""Run a case: both phases in fresh processes, supervised, with a timeout per phase.
+
+Two launchers produce the same outcome record:
+
+- ``torchrun`` (``runner/torchrun.py`` = ``torch.distributed.run`` + a structured failure file):
+  any device, any number of nodes; extra torchrun options (``--nnodes``, ``--node-rank``,
+  ``--rdzv-endpoint``, ``--rdzv-id``, ...) pass through unchanged.
+- ``fork`` (``runner/forkserver.py``): single-node CPU only; imports once, forks the ranks.
+  ``auto`` picks it for single-node CPU runs, torchrun otherwise.
+
+Failure handling, whichever launcher: a rank that fails stops the phase (the launcher kills
+the other ranks); a phase past its timeout is stopped here — every process of the launcher's
+tree is frozen (SIGSTOP), collected again, then killed (SIGKILL), so nothing is left behind;
+the error names the rank and the phase; the artifact is written (status ``failed`` for an
+error, ``incomplete`` when stopped from outside) and ``RunError`` (exit 2) is raised.
+
+Only the standard library and psutil are imported here: no torch in the CLI process.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol
+
+from goldens.errors import RunError
+
+from .config import RunConfig
+from .plan import PhasePlan, checkpoint_dir, read_tracker
+from .status import STATES, RankState, read_states
+
+LAUNCHERS = ("auto", "fork", "torchrun")
+SOURCE_ROOT = Path(__file__).resolve().parents[1]
+POLL_S = 0.2
+# Errors a rank reports because a *peer* went away: consequences, not causes.
+PEER_ERROR = re.compile(r"connection (closed|reset)|broken pipe|peer|recv|send|gloo|nccl|socket|"
+                        r"timed out|timeout|aborted", re.IGNORECASE)
+
+ProgressFn = Callable[[int, int, Mapping[str, float]], None]
+
+
+@dataclass(frozen=True)
+class PhaseOutcome:
+    """How a phase ended: ``ok``, ``failed`` (a rank failed) or ``timeout``; plus what we know."""
+
+    phase: int
+    status: str
+    error: str | None = None
+    wall_s: float = 0.0
+
+
+# ---------------------------------------------------------------- process trees
+
+def kill_tree(root_pid: int) -> list[int]:
+    """Stop a process and all its descendants for good; returns the pids signalled.
+
+    Freeze first (SIGSTOP) so nothing can fork while we look, look again for late children,
+    then SIGKILL everything, the root last. Workers torchrun starts sit in their own sessions,
+    so the tree — not the process group — is what must be walked.
+    """
+    import psutil
+
+    try:
+        root = psutil.Process(root_pid)
+    except psutil.NoSuchProcess:
+        return []
+    seen: dict[int, psutil.Process] = {}
+    for _ in range(3):
+        try:
+            found = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            found = [root]
+        new = [p for p in found if p.pid not in seen]
+        if not new:
+            break
+        for proc in new:
+            seen[proc.pid] = proc
+            try:
+                proc.send_signal(signal.SIGSTOP)
+            except psutil.NoSuchProcess:
+                pass
+        for proc in list(seen.values()):  # children of frozen processes found by another pass
+            try:
+                for child in proc.children(recursive=True):
+                    if child.pid not in seen:
+                        seen[child.pid] = child
+                        child.send_signal(signal.SIGSTOP)
+            except psutil.NoSuchProcess:
+                pass
+    for proc in sorted(seen.values(), key=lambda p: p.pid == root_pid):
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(list(seen.values()), timeout=5)
+    return sorted(seen)
+
+
+def _child_env(cfg: RunConfig, extra: Mapping[str, str]) -> dict[str, str]:
+    threads = str(cfg.determinism.threads_per_rank)
+    env = {**os.environ, **cfg.determinism.env, **extra,
+           "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
+           "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SOURCE_ROOT), os.environ.get("PYTHONPATH")) if p)
+    return env
+
+
+# ---------------------------------------------------------------- launchers
+
+class Launcher(Protocol):
+    def begin(self, plan: PhasePlan) -> None: ...
+    def poll(self, wait_s: float) -> dict[str, Any] | None: ...
+    def kill(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class TorchrunLauncher:
+    """One ``torchrun`` per phase (fresh processes, torch's elastic agent supervising)."""
+
+    def __init__(self, cfg: RunConfig, *, extra_args: tuple[str, ...] = (), env: Mapping[str, str] = {}):
+        self.cfg, self.extra_args, self.env = cfg, extra_args, env
+        self.proc: subprocess.Popen | None = None
+        self.outcome_path: Path | None = None
+        self._log = None
+
+    def command(self, plan: PhasePlan, outcome_path: Path) -> list[str]:
+        args = ["--nproc-per-node", str(self.cfg.nproc_per_node), "--max-restarts", "0",
+                "--monitor-interval", "0.1"]
+        passes_rendezvous = any(a.split("=")[0] in ("--rdzv-endpoint", "--rdzv_endpoint", "--master-addr",
+                                                    "--master_addr", "--nnodes") for a in self.extra_args)
+        if self.cfg.launch.nnodes == 1 and not passes_rendezvous:
+            args.append("--standalone")
+        return [sys.executable, "-m", "runner.torchrun", str(outcome_path), *args, *self.extra_args,
+                "-m", "runner.worker", str(plan.plan_path)]
+
+    def begin(self, plan: PhasePlan) -> None:
+        self.outcome_path = plan.log_dir / "outcome.json"
+        self._log = plan.torchrun_log.open("ab")
+        self.proc = subprocess.Popen(self.command(plan, self.outcome_path), stdin=subprocess.DEVNULL,
+                                     stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=_child_env(self.cfg, self.env), cwd=str(plan.run_dir))
+
+    def poll(self, wait_s: float) -> dict[str, Any] | None:
+        assert self.proc is not None and self.outcome_path is not None
+        try:
+            code = self.proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            return None
+        self._close_log()
+        try:
+            return json.loads(self.outcome_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {"status": "ok" if code == 0 else "failed", "failures": [],
+                    "launcher_exit": code}
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            kill_tree(self.proc.pid)
+            self.proc.wait()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def close(self) -> None:
+        self.kill()
+
+
+class ForkLauncher:
+    """One fork server for the whole run; each phase's ranks are forked from it."""
+
+    def __init__(self, cfg: RunConfig, *, run_dir: Path, env: Mapping[str, str] = {}):
+        self.cfg, self.run_dir, self.env = cfg, run_dir, env
+        self.proc: subprocess.Popen | None = None
+        self.ready = False
+        self._buffer = b""
+        self._log = None
+
+    def _start(self) -> None:
+        log_path = self.run_dir / "logs" / "forkserver.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = log_path.open("ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "runner.forkserver"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self._log,
+                                     env=_child_env(self.cfg, self.env), cwd=str(self.run_dir))
+
+    def begin(self, plan: PhasePlan) -> None:
+        if self.proc is None:
+            self._start()
+        self._pending = json.dumps({"plan": str(plan.plan_path)}).encode() + b"\n"
+        if self.ready:
+            self._send()
+
+    def _send(self) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(self._pending)
+        self.proc.stdin.flush()
+        self._pending = b""
+
+    def _read_line(self, wait_s: float) -> dict[str, Any] | None:
+        assert self.proc is not None and self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + wait_s
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                code = self.proc.wait()
+                raise RunError(f"the fork launcher exited with code {code} "
+                               f"(see {self.run_dir / 'logs' / 'forkserver.log'})")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def poll(self, wait_s: float) -> dict[str, Any] | None:
+        reply = self._read_line(wait_s)
+        if reply is None:
+            return None
+        if reply.get("ready"):
+            self.ready = True
+            self._send()
+            return None
+        return reply
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            kill_tree(self.proc.pid)
+            self.proc.wait()
+        self.proc, self.ready = None, False
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
+
+def make_launcher(choice: str, cfg: RunConfig, *, run_dir: Path, torchrun_args: tuple[str, ...] = (),
+                  env: Mapping[str, str] = {}) -> Launcher:
+    if choice not in LAUNCHERS:
+        raise RunError(f"launcher must be one of {', '.join(LAUNCHERS)}, got {choice!r}")
+    forkable = cfg.launch.device == "cpu" and cfg.launch.nnodes == 1 and not torchrun_args
+    if choice == "fork" and not forkable:
+        raise RunError("the fork launcher is for single-node CPU runs without torchrun options: use torchrun")
+    if choice == "fork" or (choice == "auto" and forkable):
+        return ForkLauncher(cfg, run_dir=run_dir, env=env)
+    return TorchrunLauncher(cfg, extra_args=torchrun_args, env=env)
+
+
+# ---------------------------------------------------------------- naming what went wrong
+
+def _progress_key(state: RankState) -> tuple[int, int]:
+    order = STATES.index(state.state) if state.state in STATES else -1
+    return (state.step or 0, order)
+
+
+def explain_failure(phase: int, outcome: Mapping[str, Any], states: Mapping[int, RankState],
+                    *, timeout_s: float | None = None) -> str:
+    """One line naming the rank(s) and the phase, from the launcher's outcome and rank reports."""
+    def where(rank: int) -> str:
+        st = states.get(rank)
+        if st is None:
+            return "before reporting"
+        after = f" after step {st.step}" if st.step is not None else ""
+        return f"while {st.state}{after}"
+
+    if outcome.get("status") == "timeout":
+        if not states:
+            return f"phase {phase} timed out after {timeout_s:g} s before any rank reported (see logs)"
+        running = {r: s for r, s in states.items() if s.state not in ("done", "failed")}
+        if not running:
+            return f"phase {phase} timed out after {timeout_s:g} s"
+        slowest = min(_progress_key(s) for s in running.values())
+        stuck = sorted(r for r, s in running.items() if _progress_key(s) == slowest)
+        names = f"rank {stuck[0]}" if len(stuck) == 1 else "ranks " + ",".join(map(str, stuck))
+        others = "" if len(stuck) == len(states) else " (the others waited for it)"
+        return f"phase {phase} timed out after {timeout_s:g} s: {names} stuck {where(stuck[0])}{others}"
+    failures = [f for f in outcome.get("failures", []) if not f.get("stopped")]
+    errors = sorted((s.time, r, s.error) for r, s in states.items() if s.error)
+    own_errors = [e for e in errors if not PEER_ERROR.search(e[2])]
+    if own_errors:
+        _, rank, error = own_errors[0]
+        return f"rank {rank} failed in phase {phase} {where(rank)}: {error}"
+    by_signal = sorted((f.get("time", 0.0), f["rank"], f) for f in failures if f.get("signal"))
+    if by_signal:
+        _, rank, f = by_signal[0]
+        return f"rank {rank} died in phase {phase} {where(rank)} ({f['signal']})"
+    silent = [f for f in failures if not (states.get(f["rank"]) and states[f["rank"]].error)]
+    if silent:
+        f = min(silent, key=lambda f: f.get("time", 0.0))
+        return f"rank {f['rank']} exited with code {f['exitcode']} in phase {phase} {where(f['rank'])}"
+    if errors:
+        _, rank, error = errors[0]
+        return f"rank {rank} failed in phase {phase} {where(rank)}: {error}"
+    code = outcome.get("launcher_exit")
+    return f"phase {phase} failed" + (f" (launcher exit code {code})" if code is not None else "")
+
+
+# ---------------------------------------------------------------- running phases
+
+class MetricsTail:
+    """Reads a growing metrics.jsonl, returning complete new step lines."""
+
+    def __init__(self, path: Path):
+        self.path, self.offset = path, 0
+
+    def new_steps(self) -> list[tuple[int, dict[str, float]]]:
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return []
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        steps = []
+        for line in data[:end].splitlines():
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            if "step" in doc:
+                steps.append((int(doc["step"]), doc["metrics"]))
+        return steps
+
+
+def run_phase(launcher: Launcher, plan: PhasePlan, *, timeout_s: float,
+              on_progress: ProgressFn | None = None) -> PhaseOutcome:
+    """Start the phase, follow its progress, stop it at the deadline; never leaves processes."""
+    plan.log_dir.mkdir(parents=True, exist_ok=True)
+    plan.write()
+    started = time.monotonic()
+    deadline = started + timeout_s
+    tail = MetricsTail(plan.metrics_path)
+    launcher.begin(plan)
+    try:
+        while True:
+            outcome = launcher.poll(POLL_S)
+            if on_progress is not None:
+                for step, metrics in tail.new_steps():
+                    on_progress(plan.phase, step, metrics)
+            if outcome is not None:
+                break
+            if time.monotonic() > deadline:
+                launcher.kill()
+                outcome = {"status": "timeout", "failures": []}
+                break
+    except BaseException:
+        launcher.kill()
+        raise
+    wall = time.monotonic() - started
+    if outcome["status"] == "ok":
+        return PhaseOutcome(plan.phase, "ok", wall_s=wall)
+    error = explain_failure(plan.phase, outcome, read_states(plan.log_dir), timeout_s=timeout_s)
+    return PhaseOutcome(plan.phase, outcome["status"], error, wall)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run (not what): where, which launcher, torchrun pass-through, test hooks."""
+
+    run_dir: Path
+    launcher: str = "auto"
+    torchrun_args: tuple[str, ...] = ()
+    reuse_phase1_from: Path | None = None  # re-run only phase 2 from another run's checkpoint
+    load_optimizer: bool = True
+    env: Mapping[str, str] = field(default_factory=dict)  # extra environment for the ranks
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What run_case hands back: the artifact (also on disk) and per-phase wall times."""
+
+    artifact: Any  # goldens.model.Artifact
+    artifact_path: Path
+    outcomes: tuple[PhaseOutcome, ...]
+
+
+def _reuse_phase1(source: Path, run_dir: Path, cfg: RunConfig) -> None:
+    """Copy another run's phase-1 logs, checkpoint and data so phase 2 can resume from them."""
+    import shutil
+
+    source_plan = PhasePlan.read(source / "logs" / "phase1" / "plan.json")
+    if source_plan.run.to_dict() != cfg.to_dict():
+        raise RunError(f"run {source} used a different configuration: it cannot seed this run's phase 2")
+    shutil.copytree(source / "logs" / "phase1", run_dir / "logs" / "phase1")
+    shutil.copytree(source / "checkpoints", run_dir / "checkpoints")
+    shutil.copytree(source / "data", run_dir / "data")
+
+
+def run_case(cfg: RunConfig, options: RunOptions, *, on_progress: ProgressFn | None = None,
+             on_phase: Callable[[int], None] | None = None) -> RunReport:
+    """Phase 1 (train, save at the midpoint), then phase 2 (fresh processes, resume, train on);
+    writes ``artifact.json`` whatever happens and raises RunError if the run did not complete."""
+    from .artifact import assemble, write
+
+    run_dir = options.run_dir
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise RunError(f"run folder {run_dir} already exists and is not empty: choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "run.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
+    s = cfg.schedule
+    plan1 = PhasePlan(run=cfg, run_dir=run_dir, phase=1, first_step=1, last_step=s.train_iters,
+                      save_at=s.save_interval)
+    plan2 = PhasePlan(run=cfg, run_dir=run_dir, phase=2, first_step=s.save_interval + 1, last_step=s.train_iters,
+                      resume_from=s.save_interval, load_optimizer=options.load_optimizer)
+    outcomes: list[PhaseOutcome] = []
+    error: str | None = None
+    status = "complete"
+    launcher = make_launcher(options.launcher, cfg, run_dir=run_dir, torchrun_args=options.torchrun_args,
+                             env=options.env)
+    try:
+        if options.reuse_phase1_from is not None:
+            _reuse_phase1(options.reuse_phase1_from, run_dir, cfg)
+        else:
+            if on_phase:
+                on_phase(1)
+            outcomes.append(run_phase(launcher, plan1, timeout_s=cfg.launch.phase_timeout_s, on_progress=on_progress))
+        if all(o.status == "ok" for o in outcomes):
+            committed = read_tracker(plan2.checkpoint_root)
+            if committed != s.save_interval:
+                where = checkpoint_dir(plan2.checkpoint_root, s.save_interval)
+                why = "interrupted save" if where.exists() else "missing checkpoint"
+                raise RunError(f"phase 2 cannot start: {why} — no committed checkpoint of iteration "
+                               f"{s.save_interval} in {plan2.checkpoint_root}")
+            if on_phase:
+                on_phase(2)
+            outcomes.append(run_phase(launcher, plan2, timeout_s=cfg.launch.phase_timeout_s, on_progress=on_progress))
+    except RunError as exc:
+        status, error = "failed", str(exc)
+    except KeyboardInterrupt:
+        status, error = "incomplete", "interrupted"
+    finally:
+        launcher.close()
+    bad = next((o for o in outcomes if o.status != "ok"), None)
+    if bad is not None:
+        status = "incomplete" if bad.status == "timeout" else "failed"
+        error = bad.error
+    artifact = assemble(cfg, run_dir, status=status, error=error, outcomes=outcomes,
+                        reused_phase1=options.reuse_phase1_from)
+    path = write(artifact, run_dir)
+    if status != "complete":
+        raise RunError(f"{error} (artifact: {path}, status {status})")
+    return RunReport(artifact=artifact, artifact_path=path, outcomes=tuple(outcomes))
