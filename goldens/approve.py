@@ -6,6 +6,13 @@ accepts it (a new golden version through the store — the only writer, atomic a
 the ledger append is the commit point) or rejects it (the candidate is discarded). Accept
 and reject are one function taking an ``Operation``. Every guardrail refuses *before*
 anything is written, with a one-line message (``ApprovalRefused``, exit 2).
+
+The candidate file (schema ``golden.pending/1``) is the contract between the check and the
+review: case, env, platform, run id, the absolute path of the run's ``artifact.json``,
+``base_version`` (the case's ledger version it was compared against: approving is refused
+once a later version touched the same golden files), the run's fingerprint, the overall
+verdict and one line per metric (phase, verdict, passed, why). It lives in the store, not
+beside the run, so ``golden pending`` finds every candidate of a store in one place.
 """
 from __future__ import annotations
 
@@ -750,6 +757,8 @@ class ReviewIO(Protocol):
 
 REVIEW_KEYS = {"a": "accept", "r": "reject", "s": "skip", "A": "accept all remaining",
                "R": "reject all remaining", "q": "skip all remaining"}
+_ACTION_OF = {"a": "accept", "r": "reject", "s": "skip", "A": "accept", "R": "reject", "q": "skip"}
+_FOR_ALL_REMAINING = frozenset("ARq")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -769,30 +778,29 @@ def review(store: "GoldenStore", candidates: Iterable[Candidate], io: ReviewIO, 
     rejected: list[Candidate] = []
     skipped: list[Candidate] = []
     refused: list[tuple[Candidate, str]] = []
-    sticky: str | None = None
+    for_the_rest: str | None = None   # set by A / R / q
     for index, candidate in enumerate(pending):
-        if sticky is None:
+        action = for_the_rest
+        if action is None:
             io.show(candidate_view(store, candidate, selection), index, len(pending))
-            choice = _read_choice(io)
-            if choice in ("A", "R", "q"):
-                sticky = choice
-        action = {"A": "a", "R": "r", "q": "s"}.get(sticky or "", None) or choice
-        if action == "s":
+            key = _read_choice(io)
+            action = _ACTION_OF[key]
+            if key in _FOR_ALL_REMAINING:
+                for_the_rest = action
+        if action == "skip":
             skipped.append(candidate)
-        elif action == "r":
+        elif action == "reject":
             apply(Operation.REJECT, store, [candidate])
             rejected.append(candidate)
         else:
-            if reason is None:
+            if not reason:
                 reason = io.reason()
             try:
-                outcomes = apply(Operation.ACCEPT, store, [candidate], reason=reason, approver=approver,
-                                 selection=selection, ci=ci, allow_ci=allow_ci)
+                accepted += apply(Operation.ACCEPT, store, [candidate], reason=reason, approver=approver,
+                                  selection=selection, ci=ci, allow_ci=allow_ci)
             except GoldenError as exc:
                 refused.append((candidate, str(exc)))
                 io.note(f"not accepted: {exc}")
-                continue
-            accepted.extend(outcomes)
     return ReviewSummary(accepted=tuple(accepted), rejected=tuple(rejected), skipped=tuple(skipped),
                          refused=tuple(refused))
 
