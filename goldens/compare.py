@@ -519,7 +519,10 @@ def resume_check(candidate: Side, policies: PolicySet) -> ResumeCheck | None:
                   exact_reason="resume check: both phases on one machine" if exact else "")
     for name in [n for n in second if n in first]:
         a, b = first[name], second[name]
-        common = np.intersect1d(a.steps, b.steps, assume_unique=True)
+        # Phase 2 ran from its first value on: a leading NaN run is the padding of a Megatron
+        # ``_2nd`` file (steps before the resume), not steps that phase ran.
+        ran = b.steps[int(np.argmax(~np.isnan(b.values))):] if (~np.isnan(b.values)).any() else b.steps[:0]
+        common = np.intersect1d(a.steps, ran, assume_unique=True)
         overlap_total = max(overlap_total, int(common.size))
         pick = lambda s: MetricSeries(name, common, s.values[np.searchsorted(s.steps, common)])  # noqa: E731
         resolved = policies.resolve(name)

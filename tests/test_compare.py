@@ -420,3 +420,16 @@ def test_explanation_is_one_line():
     g, a = _perturbed(20, 3)
     v = compare_metric("lm loss", g, a, MetricPolicy(rtol=0.05), APPROX)
     assert "\n" not in v.explanation and "\n" not in v.rule.text
+
+
+def test_resume_check_skips_the_nan_padding_of_a_megatron_second_phase_but_not_later_nans():
+    loss = series("lm loss", np.arange(1, 11), np.linspace(10, 9, 10))
+    padded = loss.values.copy()
+    padded[:5] = np.nan          # steps 1..5: before the resume (Megatron's _2nd padding)
+    padded[7] = np.nan           # step 8: phase 2 really logged NaN
+    cand = Side("c", {1: {"lm loss": loss}, 2: {"lm loss": series("lm loss", np.arange(1, 11), padded)}})
+    r = compare(Side("g", {1: {"lm loss": loss}}), cand, preset("default")).resume
+    m = r.metrics[0]
+    assert r.overlapping_steps == 5 and m.total_steps == 5
+    assert (m.failing_steps, m.worst_step, r.verdict) == (1, 8, Verdict.FAIL)
+    assert m.step_counts == {"pass": 4, "nan_actual": 1}
