@@ -129,8 +129,9 @@ def run_trials(kills: int, *, seed: int = 0, max_delay: float = 0.2, root: Path 
         (root / CASE).mkdir(parents=True)
         (root / CASE / "case.yaml").write_text("name: crash_case\n")
         GoldenStore(root).write(CASE, content(1), approver="crash-bench", reason="version 1")
-        last_done = 1
         for trial in range(kills):
+            # committed before this writer starts (a killed writer may have committed without reporting it)
+            head_before = GoldenStore(root).current_entry(CASE).version
             proc = subprocess.Popen([sys.executable, __file__, "--child", str(root)], stdout=subprocess.PIPE,
                                     text=True, cwd=REPO)
             assert proc.stdout is not None
@@ -143,7 +144,7 @@ def run_trials(kills: int, *, seed: int = 0, max_delay: float = 0.2, root: Path 
             done = [int(line.split()[1]) for line in out.splitlines() if line.startswith("done ")]
             if proc.returncode != -signal.SIGKILL:
                 raise RuntimeError(f"writer exited with {proc.returncode} before the kill")
-            last_done = max(done, default=last_done)
+            last_done = max(done, default=head_before)
             # odd trials leave recovery to the next writer, which must recover before writing
             stats.outcomes[check_store(root, last_done, repair=trial % 2 == 0)] += 1
             stats.kills += 1

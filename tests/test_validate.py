@@ -1,10 +1,13 @@
 """golden validate's library half: every file classified ok / warning / error with a reason."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from goldens.errors import FormatError
 from goldens.model import GoldenSet, MetricSeries
@@ -187,3 +190,34 @@ def test_shared_megatron_test_cases_all_classified(megatron_fixtures):
     errors = sorted(Path(r.path).parent.name for r in summary.reports if r.status == ERROR)
     assert errors == ["bert_release"] * 3 + ["bert_release_sm"] * 2  # NaN inside their series
     assert all(r.status == OK for r in summary.reports if "bert_release" not in r.path)
+
+
+# ---------------------------------------------------------------- hostile input never tracebacks
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+    | st.sampled_from(["nan", "inf", "1", "values", "start_step"]),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(
+        st.text(max_size=6) | st.sampled_from(["values", "start_step", "end_step", "step_interval", "1", "2",
+                                               "lm loss", "generated_text"]), children, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=_json)
+def test_any_json_document_gets_a_report_not_an_exception(tmp_path, doc):
+    path = tmp_path / NAME
+    path.write_text(json.dumps(doc))
+    report = validate_golden_file(path)
+    assert report.status in (OK, WARNING, ERROR)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=200))
+def test_any_bytes_get_a_report_not_an_exception(tmp_path, data):
+    path = tmp_path / NAME
+    path.write_bytes(data)
+    assert validate_golden_file(path).status in (OK, WARNING, ERROR)
+    yaml_path = tmp_path / "model_config.yaml"
+    yaml_path.write_bytes(data)
+    assert validate_paths([yaml_path]).reports[0].status in (OK, ERROR)
