@@ -167,7 +167,7 @@ class _Ledger:
     committed_bytes: int = 0
     torn_tail: bytes = b""
     bad_lines: tuple[tuple[int, str], ...] = ()
-    raw_lines: tuple[bytes, ...] = field(default=(), repr=False)
+    entry_lines: tuple[bytes, ...] = field(default=(), repr=False)  # the raw line of each entry
 
 
 # ---------------------------------------------------------------- small pure helpers
@@ -301,7 +301,8 @@ class GoldenStore:
         return self._index
 
     def cases(self) -> list[str]:
-        return sorted(self._case_index())
+        """Addressable case names (a folder whose name ``check_name`` refuses is reported by fsck)."""
+        return sorted(name for name in self._case_index() if _addressable(name))
 
     def case_dir(self, case: str) -> Path:
         check_name(case)
@@ -314,13 +315,8 @@ class GoldenStore:
 
     def keys(self, case: str) -> list[GoldenKey]:
         """The current golden files of a case (plain files whose names the store can address)."""
-        case_dir = self.case_dir(case)
-        keys = []
-        for path in case_dir.iterdir():
-            parsed = parse_golden_filename(path.name) if path.is_file() else None
-            if parsed:
-                keys.append(GoldenKey(case, *parsed))
-        return sorted(keys, key=lambda k: (k.env, k.platform, k.phase))
+        keys = [GoldenKey(case, *parse_golden_filename(p.name)) for p in _plain_golden_files(self.case_dir(case))]
+        return sorted(keys, key=_key_order)
 
     def read(self, key: GoldenKey) -> GoldenSet:
         """The current golden: the plain Megatron file."""
@@ -353,7 +349,7 @@ class GoldenStore:
             raise StoreError(f"{case} has no version v{version} "
                              f"({'versions v1 … v' + str(len(entries)) if entries else 'no history yet'})")
         out: dict[GoldenKey, GoldenSet] = {}
-        for filename, digest in sorted(_state(entries[:version]).items()):
+        for filename, digest in _state(entries[:version]).items():
             parsed = parse_golden_filename(filename)
             if digest is None or parsed is None:
                 continue
@@ -365,7 +361,7 @@ class GoldenStore:
                                  f"run golden fsck")
             golden = _parse_bytes(data, f"{case}@v{version}/{filename}")
             out[key] = GoldenSet(golden.metrics, golden.scalars, key=key, source=str(blob))
-        return dict(sorted(out.items(), key=lambda kv: (kv[0].env, kv[0].platform, kv[0].phase)))
+        return {key: out[key] for key in sorted(out, key=_key_order)}
 
     def fingerprint_of(self, key: GoldenKey) -> str | None:
         """The fingerprint recorded with the version that last wrote this file (None if none did)."""
@@ -391,7 +387,10 @@ class GoldenStore:
         case_dir = self.case_dir(case)
         payload = _validated_payload(case, case_dir, goldens)
         meta = _validated_meta(approver=approver, reason=reason, action=action, source_run_id=source_run_id,
-                               fingerprint=fingerprint, provenance=provenance, expected_version=expected_version)
+                               fingerprint=fingerprint, provenance=provenance)
+        if expected_version is not None and (not isinstance(expected_version, int) or isinstance(expected_version, bool)
+                                             or expected_version < 0):
+            raise StoreError(f"expected_version must be a version number ≥ 0, got {expected_version!r}")
         if expected_version not in (None, 0) and not _ledger_path(case_dir).exists():
             raise VersionConflict(f"{case}: expected v{expected_version} but the case has no history yet")
         with self._locked(case, case_dir):
@@ -417,7 +416,7 @@ class GoldenStore:
         """
         case_dir = self.case_dir(case)
         approver = approver or _default_approver()
-        if not any(parse_golden_filename(p.name) for p in case_dir.iterdir() if p.is_file()):
+        if not _plain_golden_files(case_dir):
             raise StoreError(f"{case}: no golden_values_<env>_<platform>.json file to adopt in {case_dir}")
         with self._locked(case, case_dir):
             _recover_or_refuse(case, case_dir)
@@ -468,16 +467,21 @@ class GoldenStore:
         return problems
 
     def _unaddressable_folders(self) -> list[Problem]:
-        out = []
-        for name, path in self._case_index().items():
-            try:
-                check_name(name)
-            except StoreError as exc:
-                out.append(Problem(name, "bad-case-name", str(exc), severity="warning", path=str(path)))
-        return out
+        return [Problem(name, "bad-case-name", f"case folder {path} cannot be addressed: its name is not a valid "
+                                               f"case name (letters, digits, '_', '-', '.')",
+                        severity="warning", path=str(path))
+                for name, path in sorted(self._case_index().items()) if not _addressable(name)]
 
 
 # ---------------------------------------------------------------- layout
+
+def _addressable(name: str) -> bool:
+    try:
+        check_name(name)
+    except StoreError:
+        return False
+    return True
+
 
 def _is_case_folder(files: list[str]) -> bool:
     return any(f in (CASE_FILE, MEGATRON_CASE_FILE) or is_golden_name(f) for f in files)
@@ -493,6 +497,10 @@ def _objects_dir(case_dir: Path) -> Path:
 
 def _blob_path(case_dir: Path, digest: str) -> Path:
     return _objects_dir(case_dir) / f"{digest}.json"
+
+
+def _key_order(key: GoldenKey) -> tuple[str, str, int]:
+    return key.env, key.platform, key.phase
 
 
 def _plain_golden_files(case_dir: Path) -> list[Path]:
@@ -557,6 +565,7 @@ def _validated_payload(case: str, case_dir: Path, goldens: Mapping[GoldenKey, Go
 
 
 def _validated_meta(**meta: Any) -> dict[str, Any]:
+    """The entry's who/why/what, checked (approver and reason required); stripped copies returned."""
     for name in ("approver", "reason"):
         value = meta[name]
         if not isinstance(value, str) or not value.strip():
@@ -577,9 +586,6 @@ def _validated_meta(**meta: Any) -> dict[str, Any]:
             _canonical(provenance)
         except (TypeError, ValueError) as exc:
             raise StoreError(f"provenance is not plain JSON: {exc}") from None
-    expected = meta.pop("expected_version")
-    if expected is not None and (not isinstance(expected, int) or isinstance(expected, bool) or expected < 0):
-        raise StoreError(f"expected_version must be a version number ≥ 0, got {expected!r}")
     return meta
 
 
@@ -589,13 +595,14 @@ def _read_ledger(case_dir: Path) -> _Ledger:
     data = _read_bytes(_ledger_path(case_dir)) or b""
     committed_end = data.rfind(b"\n") + 1  # a line is committed only once its newline is written
     lines = data[:committed_end].split(b"\n")[:-1]
-    entries, bad = [], []
+    entries, entry_lines, bad = [], [], []
     for number, line in enumerate(lines, start=1):
         try:
             entries.append(LedgerEntry.from_json(json.loads(line)))
+            entry_lines.append(line)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             bad.append((number, str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__))
-    return _Ledger(tuple(entries), committed_end, data[committed_end:], tuple(bad), tuple(lines))
+    return _Ledger(tuple(entries), committed_end, data[committed_end:], tuple(bad), tuple(entry_lines))
 
 
 def _checked_ledger(case: str, case_dir: Path) -> _Ledger:
@@ -751,7 +758,7 @@ def _fsck_case(case: str, case_dir: Path, *, repair: bool) -> list[Problem]:
         problems.append(Problem(case, "unreadable-ledger-line", f"ledger line {line}: {why}",
                                 path=str(_ledger_path(case_dir))))
     previous_hash = None
-    for number, (raw, entry) in enumerate(zip(_readable_lines(ledger), ledger.entries), start=1):
+    for number, (raw, entry) in enumerate(zip(ledger.entry_lines, ledger.entries), start=1):
         if entry.version != number:
             problems.append(Problem(case, "ledger-chain", f"entry {number} says version {entry.version}"))
         if entry.prev_entry_hash != previous_hash:
@@ -767,11 +774,6 @@ def _fsck_case(case: str, case_dir: Path, *, repair: bool) -> list[Problem]:
         pending = {p.path for p in problems if p.kind == "interrupted-write" and not p.repaired}
         problems += [p for p in _check_plain_files(case, case_dir, list(ledger.entries)) if p.path not in pending]
     return problems
-
-
-def _readable_lines(ledger: _Ledger) -> list[bytes]:
-    bad = {line for line, _ in ledger.bad_lines}
-    return [raw for number, raw in enumerate(ledger.raw_lines, start=1) if number not in bad]
 
 
 def _check_blobs(case: str, case_dir: Path, referenced: set[str], *, repair: bool) -> list[Problem]:

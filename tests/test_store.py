@@ -69,6 +69,16 @@ def test_cases_found_flat_and_nested_megatron_style(tmp_path):
     assert store.case_dir("b") == tmp_path / "bert" / "b"
 
 
+def test_folder_with_an_unusable_name_is_skipped_and_reported(tmp_path):
+    for name in ("good", "my case"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "case.yaml").write_text("{}")
+    store = GoldenStore(tmp_path)
+    assert store.cases() == ["good"]
+    (problem,) = store.fsck()
+    assert (problem.kind, problem.severity, problem.case) == ("bad-case-name", "warning", "my case")
+
+
 def test_duplicate_case_names_are_an_error_naming_both_paths(tmp_path):
     for model in ("bert", "gpt"):
         (tmp_path / model / "same").mkdir(parents=True)
