@@ -331,11 +331,7 @@ class GoldenStore:
     # ------------------------------------------------------------ history (read-only)
 
     def history(self, case: str) -> list[LedgerEntry]:
-        ledger = _read_ledger(self.case_dir(case))
-        if ledger.bad_lines:
-            line, why = ledger.bad_lines[0]
-            raise StoreError(f"{case}: ledger line {line} is unreadable ({why}); run golden fsck")
-        return list(ledger.entries)
+        return list(_checked_ledger(case, self.case_dir(case)).entries)
 
     def current_entry(self, case: str) -> LedgerEntry | None:
         entries = self.history(case)
@@ -554,7 +550,9 @@ def _validated_payload(case: str, case_dir: Path, goldens: Mapping[GoldenKey, Go
         if golden is None:
             payload[filename] = None
             continue
-        if not isinstance(golden, GoldenSet) or not (golden.metrics or golden.scalars):
+        if not isinstance(golden, GoldenSet):
+            raise StoreError(f"refusing to write {case}/{filename}: expected a GoldenSet, got {type(golden).__name__}")
+        if not (golden.metrics or golden.scalars):
             raise StoreError(f"refusing to write {case}/{filename}: no metrics")
         errors = [f for f in check_golden_set(golden, known_metrics=known) if f.severity == ERROR]
         if errors:
@@ -609,7 +607,7 @@ def _checked_ledger(case: str, case_dir: Path) -> _Ledger:
     ledger = _read_ledger(case_dir)
     if ledger.bad_lines:
         line, why = ledger.bad_lines[0]
-        raise StoreError(f"{case}: ledger line {line} is unreadable ({why}); nothing written, run golden fsck")
+        raise StoreError(f"{case}: ledger line {line} is unreadable ({why}); run golden fsck")
     return ledger
 
 
