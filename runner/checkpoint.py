@@ -143,6 +143,21 @@ def find(plan: PhasePlan) -> Path:
     return target
 
 
+def _load_failure(exc: BaseException) -> str:
+    """One line for a failed load; torch's CheckpointException carries each rank's own error."""
+    from .status import one_line
+
+    failures = getattr(exc, "failures", None)
+    if isinstance(failures, dict) and failures:
+        ranks = sorted(failures)
+        first = failures[ranks[0]]
+        cause = first[0] if isinstance(first, tuple) and first else first
+        label = "rank" if len(ranks) == 1 else "ranks"
+        return f"{label} {', '.join(map(str, ranks))} could not read their shards: " + (
+            one_line(cause) if isinstance(cause, BaseException) else str(cause))
+    return one_line(exc)
+
+
 def load(trainer: Any, plan: PhasePlan) -> int:
     """Collective: load model, optimizer (unless the plan says not to), scheduler and RNG."""
     from megatron.core import dist_checkpointing
@@ -152,11 +167,11 @@ def load(trainer: Any, plan: PhasePlan) -> int:
     template = _state_dict(trainer, plan.resume_from, loading=True, with_optimizer=plan.load_optimizer)
     try:
         loaded = dist_checkpointing.load(template, str(target), get_default_load_sharded_strategy(str(target)))
-    except (RunError, KeyboardInterrupt):
+    except (RunError, KeyboardInterrupt, SystemExit):
         raise
-    except Exception as exc:  # corrupt or truncated shards surface as any exception type
-        raise RunError(f"cannot load checkpoint {target}: {type(exc).__name__}: "
-                       f"{' '.join(str(exc).split())[:300]}") from exc
+    except BaseException as exc:  # noqa: BLE001 - torch's CheckpointException derives from BaseException
+        # Corrupt or truncated shards surface as any exception type, on any rank.
+        raise RunError(f"cannot load checkpoint {target}: {_load_failure(exc)}") from exc
     if loaded.get("iteration") != plan.resume_from:
         raise RunError(f"checkpoint {target} holds iteration {loaded.get('iteration')}, expected {plan.resume_from}")
     trainer.model.module.load_state_dict(loaded["model"])

@@ -280,7 +280,7 @@ def explain_failure(phase: int, outcome: Mapping[str, Any], states: Mapping[int,
         if st is None:
             return "before reporting"
         after = f" after step {st.step}" if st.step is not None else ""
-        return f"while {st.state}{after}"
+        return f"while {st.activity}{after}"
 
     if outcome.get("status") == "timeout":
         if not states:
@@ -412,7 +412,7 @@ def run_case(cfg: RunConfig, options: RunOptions, *, on_progress: ProgressFn | N
     writes ``artifact.json`` whatever happens and raises RunError if the run did not complete."""
     from .artifact import assemble, write
 
-    run_dir = options.run_dir
+    run_dir = options.run_dir.resolve()
     if run_dir.exists() and any(run_dir.iterdir()):
         raise RunError(f"run folder {run_dir} already exists and is not empty: choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -18,9 +18,11 @@ STATES = ("starting", "importing", "building", "loading", "training", "saving", 
 
 
 def one_line(exc: BaseException) -> str:
-    """``Type: first line of the message`` — what a one-line error needs."""
+    """``Type: first line of the message`` (our own errors without the type) for a one-line error."""
+    from goldens.errors import GoldenError
+
     text = " ".join(str(exc).split("\n")[0].split()) or "(no message)"
-    return f"{type(exc).__name__}: {text}"[:500]
+    return (text if isinstance(exc, GoldenError) else f"{type(exc).__name__}: {text}")[:500]
 
 
 class RankStatus:
@@ -43,6 +45,7 @@ class RankStatus:
 
     def fail(self, exc: BaseException) -> None:
         self.doc["error"] = one_line(exc)
+        self.doc["failed_while"] = self.doc["state"]
         self.update("failed")
 
     def _write(self) -> None:
@@ -62,6 +65,12 @@ class RankState:
     step: int | None
     error: str | None
     time: float
+    failed_while: str | None = None
+
+    @property
+    def activity(self) -> str:
+        """What the rank was doing: its state, or for a failed rank the state it failed in."""
+        return self.failed_while if self.state == "failed" and self.failed_while else self.state
 
 
 def read_states(log_dir: Path) -> dict[int, RankState]:
@@ -71,7 +80,8 @@ def read_states(log_dir: Path) -> dict[int, RankState]:
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
             states[int(doc["rank"])] = RankState(int(doc["rank"]), doc.get("pid"), str(doc["state"]),
-                                                 doc.get("step"), doc.get("error"), float(doc["time"]))
+                                                 doc.get("step"), doc.get("error"), float(doc["time"]),
+                                                 doc.get("failed_while"))
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return states
