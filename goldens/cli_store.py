@@ -180,7 +180,7 @@ def show(
             s = golden.metrics[name]
             typer.echo(f"  {name}: {len(s)} steps, start_step {s.start_step}, end_step {s.end_step}, "
                        f"step_interval {s.step_interval}")
-        for line in _table(golden, names):
+        for line in _table(golden, names) if names else ():
             typer.echo(f"  {line}")
         for name, value in scalars.items():
             typer.echo(f"  {name} = {value!r}")

@@ -230,3 +230,10 @@ def read_golden_bytes(data: bytes) -> GoldenSet:
     from goldens.formats import load_json_text, parse_golden
 
     return parse_golden(load_json_text(data.decode()))
+
+
+def test_show_a_scalar_entry_only(tmp_path):
+    shutil.copytree(VARIANTS / "list_values", tmp_path / "old")
+    result = run("show", "old", "--store", str(tmp_path), "--metric", "iteration_timing_avg")
+    assert result.exit_code == 0 and "  iteration_timing_avg = 0.61" in result.output
+    assert "step" not in result.output.split("\n", 2)[2]  # no empty step table
