@@ -441,8 +441,16 @@ def merge(current: GoldenSet | None, run: GoldenSet, chosen: set[str], key: Gold
                      replaced=tuple(replaced), added=tuple(added), kept=tuple(kept))
 
 
-def _read_current(store: "GoldenStore", key: GoldenKey) -> GoldenSet | None:
-    return store.read(key) if key in set(store.keys(key.case)) else None
+def goldens_at(store: "GoldenStore", case: str, version: int) -> dict[GoldenKey, GoldenSet]:
+    """The case's goldens as of ``version``, read from its immutable blobs.
+
+    Not from the plain files: a concurrent writer replaces those just *after* its commit, so
+    they can lag the ledger head, and a merge built on them would silently drop that writer's
+    change. A case without history (version 0) has only its plain files.
+    """
+    if version == 0:
+        return {key: store.read(key) for key in store.keys(case)}
+    return store.read_version(case, version)
 
 
 def plan_accept(store: "GoldenStore", candidate: Candidate, selection: Selection = Selection()) -> Plan | None:
@@ -455,6 +463,7 @@ def plan_accept(store: "GoldenStore", candidate: Candidate, selection: Selection
         raise ApprovalRefused(f"{candidate.target}: cannot read run {candidate.run_id!r}: {exc}") from None
     check_run(artifact, candidate)
     base = check_base_version(store, candidate)
+    goldens = goldens_at(store, candidate.case, base)
     run_sets = _run_phase_sets(artifact)
     chosen = _chosen(candidate, selection, run_sets)
     changes = []
@@ -462,7 +471,7 @@ def plan_accept(store: "GoldenStore", candidate: Candidate, selection: Selection
         if not chosen[phase]:
             continue
         key = GoldenKey(candidate.case, candidate.env, candidate.platform, phase)
-        current = _read_current(store, key)
+        current = goldens.get(key)
         for name in sorted(chosen[phase]):
             check_finite(key, candidate.run_id, run_set.metrics[name],
                          None if current is None else current.metrics.get(name))
@@ -594,10 +603,11 @@ def rollback(store: "GoldenStore", case: str, version: int, *, reason: str | Non
         raise ApprovalRefused(f"{case} has no version v{version} (versions: {known})")
     current = history[-1]
     goldens: dict[GoldenKey, GoldenSet | None] = dict(store.read_version(case, version))
-    if int(current.version) == version or store.read_version(case, int(current.version)) == goldens:
+    head = store.read_version(case, int(current.version))
+    if int(current.version) == version or head == goldens:
         raise ApprovalRefused(f"{case} v{current.version} already holds the content of v{version}")
-    for key in store.keys(case):
-        goldens.setdefault(key, None)
+    for key in [*head, *store.keys(case)]:
+        goldens.setdefault(key, None)  # a file v{version} did not have is removed
     return store.write(case, goldens, approver=approver or default_approver(store.root), reason=reason,
                        source_run_id=target.source_run_id, fingerprint=target.fingerprint,
                        provenance=dict(_without_selection(target.provenance), rollback_to=version),
@@ -717,11 +727,12 @@ def candidate_view(store: "GoldenStore", candidate: Candidate, selection: Select
     except GoldenError as exc:
         problem = str(exc)
     staged = {(m.phase, m.metric): m for m in candidate.metrics}
+    goldens = goldens_at(store, candidate.case, _current_version(store, candidate.case))
     run_sets = _run_phase_sets(artifact)
     chosen = _chosen(candidate, selection, run_sets) if problem is None else {}
     views = []
     for phase, run_set in run_sets.items():
-        current = _read_current(store, GoldenKey(candidate.case, candidate.env, candidate.platform, phase))
+        current = goldens.get(GoldenKey(candidate.case, candidate.env, candidate.platform, phase))
         names = list(current.metrics) if current else []
         names += [n for n in run_set.metrics if n not in names]
         for name in names:

@@ -497,3 +497,18 @@ def test_a_candidate_left_staged_after_its_approval_is_pruned_and_refused(store,
     with pytest.raises(ApprovalRefused, match="made against v1, but v2"):
         accept(store, [staged])
     assert tree_bytes(tmp_path) == before
+
+
+def test_a_merge_builds_on_the_ledger_head_not_on_lagging_plain_files(store, runs):
+    """Another writer commits v2 and is about to replace the plain file (or died right there):
+    a selective approval must keep v2's change, not resurrect v1's values from the plain file."""
+    plain = store.case_dir("tiny") / KEY.filename()
+    v1_bytes = plain.read_bytes()
+    other = write_run(runs, "tiny", "r-zeros", {"lm loss": LOSS, "num-zeros": shifted(ZEROS, 2)})
+    accept(store, approve.candidates_for_run(store, other), selection=Selection(metrics=("num-zeros",)))
+    plain.write_bytes(v1_bytes)            # the plain file still lags behind the committed v2
+    run = write_run(runs, "tiny", "r-loss", {"lm loss": shifted(LOSS, 1.1), "num-zeros": ZEROS})
+    accept(store, approve.candidates_for_run(store, run), selection=Selection(metrics=("lm loss",)))
+    assert golden_values(store) == {"lm loss": shifted(LOSS, 1.1), "num-zeros": shifted(ZEROS, 2)}
+    assert [e.action for e in store.history("tiny")] == ["approve", "approve", "approve"]
+    assert store.fsck(repair=False) == []
