@@ -13,7 +13,6 @@ from goldens import approve, cli_approve
 from goldens.cli import app
 from goldens.formats import dumps_artifact, read_golden
 from goldens.model import Artifact, GoldenKey, GoldenSet, MetricSeries, Phase
-from goldens.result import ComparisonResult
 from goldens.store import GoldenStore
 from tests.approve_helpers import LOSS, ZEROS, make_store, seed, shifted, tree_bytes, write_run
 from tests.test_approve import ScriptedIO
@@ -38,12 +37,12 @@ def world(tmp_path):
 
 
 def diff_and_stage(store: GoldenStore, run: Path) -> int:
-    """``golden diff`` a run; stage it as ``golden diff``/``golden check`` do when it fails."""
+    """``golden diff`` a run: a failing run (or one without a golden) is staged for review."""
     out = golden("diff", str(run), "--store", str(store.root), "--format", "json")
     assert out.exit_code in (0, 1), out.output
     if out.exit_code == 1:
-        result = ComparisonResult.from_json(json.loads(out.stdout))
-        approve.stage_candidate(store, run, result.env, result.platform, result)
+        case = json.loads(run.read_text())["case"]
+        assert f"staged {case} dev/cpu" in out.stderr, out.stderr
     return out.exit_code
 
 
@@ -94,6 +93,20 @@ def test_failing_run_pending_review_approve_history_diff_rollback(world, monkeyp
     assert golden("diff", str(tiny_run), "--store", s).exit_code == 1
     assert golden("diff", str(other_run), "--store", s).exit_code == 0
     assert golden("fsck", "--store", s).exit_code == 0
+
+
+def test_a_case_without_a_golden_gets_its_first_one_through_review(world, monkeypatch):
+    store, runs = world
+    (store.root / "fresh").mkdir()
+    (store.root / "fresh" / "case.yaml").write_text("description: new case\n")
+    run = write_run(runs, "fresh", "r-first", {"lm loss": LOSS})
+    assert diff_and_stage(GoldenStore(store.root), run) == 1
+    [candidate] = approve.list_pending(GoldenStore(store.root), case="fresh")
+    assert (candidate.verdict, candidate.base_version, candidate.metrics) == ("new", 0, ())
+    monkeypatch.setattr(cli_approve, "review_io", lambda: ScriptedIO(["a"]))
+    out = golden("review", "--store", str(store.root), "--reason", "first golden of fresh", "--approver", "ada")
+    assert out.exit_code == 0 and "approved fresh dev/cpu as v1 from run r-first" in out.stdout
+    assert golden("diff", str(run), "--store", str(store.root)).exit_code == 0
 
 
 def test_selective_approve_from_the_cli(world):
