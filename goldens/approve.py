@@ -253,9 +253,10 @@ def candidates_for_run(store: "GoldenStore", run: str | Path, *, case: str | Non
         return staged
     declared_env, declared_platform = run_target(artifact)
     env, platform = env or declared_env, platform or declared_platform
-    if env is None or platform is None:
+    missing = [f"--{what}" for what, value in (("env", env), ("platform", platform)) if value is None]
+    if missing:
         raise ApprovalRefused(f"run {artifact.run_id!r} does not say which golden it targets: "
-                              f"give --env and --platform")
+                              f"give {' and '.join(missing)}")
     return [Candidate(case=check_name(artifact.case), env=check_name(env, "env"),
                       platform=check_name(platform, "platform"), run_id=artifact.run_id,
                       artifact=str(path), base_version=None, fingerprint=artifact.fingerprint,

@@ -184,6 +184,9 @@ def test_a_direct_run_needs_a_target_when_it_declares_none(store, runs):
     run = write_run(runs, "tiny", "r1", {"lm loss": LOSS}, env=None, platform=None)
     with pytest.raises(ApprovalRefused, match="give --env and --platform"):
         approve.candidates_for_run(store, run)
+    runner_like = write_run(runs, "tiny", "r2", {"lm loss": LOSS}, env=None)   # the runner names no env
+    with pytest.raises(ApprovalRefused, match="targets: give --env$"):
+        approve.candidates_for_run(store, runner_like)
     [candidate] = approve.candidates_for_run(store, run, env="lts", platform="cpu")
     assert (candidate.env, candidate.platform, candidate.base_version) == ("lts", "cpu", None)
 
