@@ -37,6 +37,7 @@ from .plan import PhasePlan, checkpoint_dir, read_tracker
 from .status import STATES, RankState, read_states
 
 LAUNCHERS = ("auto", "fork", "torchrun")
+RUN_DIR_ENV = "GOLDEN_RUN_DIR"
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
 POLL_S = 0.2
 # Errors a rank reports because a *peer* went away: consequences, not causes.
@@ -398,12 +399,14 @@ def _reuse_phase1(source: Path, run_dir: Path, cfg: RunConfig) -> None:
     """Copy another run's phase-1 logs, checkpoint and data so phase 2 can resume from them."""
     import shutil
 
-    source_plan = PhasePlan.read(source / "logs" / "phase1" / "plan.json")
-    if source_plan.run.to_dict() != cfg.to_dict():
+    plan_path = source / "logs" / "phase1" / "plan.json"
+    if not plan_path.is_file():
+        raise RunError(f"{source} is not a run folder with a phase 1 (no {plan_path})")
+    if PhasePlan.read(plan_path).run.to_dict() != cfg.to_dict():
         raise RunError(f"run {source} used a different configuration: it cannot seed this run's phase 2")
-    shutil.copytree(source / "logs" / "phase1", run_dir / "logs" / "phase1")
-    shutil.copytree(source / "checkpoints", run_dir / "checkpoints")
-    shutil.copytree(source / "data", run_dir / "data")
+    for part in (Path("logs") / "phase1", Path("checkpoints"), Path("data")):
+        if (source / part).is_dir():
+            shutil.copytree(source / part, run_dir / part)
 
 
 def run_case(cfg: RunConfig, options: RunOptions, *, on_progress: ProgressFn | None = None,
@@ -425,8 +428,10 @@ def run_case(cfg: RunConfig, options: RunOptions, *, on_progress: ProgressFn | N
     outcomes: list[PhaseOutcome] = []
     error: str | None = None
     status = "complete"
+    # Every process of the run inherits GOLDEN_RUN_DIR: what `ps e` shows, and how tests prove
+    # that nothing outlived the run.
     launcher = make_launcher(options.launcher, cfg, run_dir=run_dir, torchrun_args=options.torchrun_args,
-                             env=options.env)
+                             env={**options.env, RUN_DIR_ENV: str(run_dir)})
     try:
         if options.reuse_phase1_from is not None:
             _reuse_phase1(options.reuse_phase1_from, run_dir, cfg)

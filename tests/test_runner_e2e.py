@@ -1,0 +1,272 @@
+"""End to end on real megatron-core: one `golden check` run shared by most tests, plus a few
+short runs for the resume variants and the failure paths (each is a real multi-process run)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import psutil
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("megatron.core")
+
+from goldens.errors import RunError  # noqa: E402
+from goldens.formats import read_artifact  # noqa: E402
+from runner.config import load_case_definition  # noqa: E402
+from runner.launch import RUN_DIR_ENV, RunOptions, RunReport, run_case  # noqa: E402
+from runner.plan import TRACKER_FILE  # noqa: E402
+from runner.provenance import fingerprint  # noqa: E402
+from runner.status import read_states  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+CASE = "bert_mcore_tp2_pp2_resume_torch_dist_local_spec"
+STORE = REPO / "cases"
+DETERMINISTIC = ("lm loss", "sop loss", "num-zeros")
+SHORT = {"schedule": {"train_iters": 4, "save_interval": 2}}
+
+
+def leftover_processes(run_dir: Path) -> list[int]:
+    """Processes still carrying this run's marker (every launcher, rank and writer inherits it)."""
+    alive = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(RUN_DIR_ENV) == str(run_dir) and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return alive
+
+
+@pytest.fixture(scope="session")
+def checked(tmp_path_factory):
+    """The main job, for real: `golden check CASE` against the committed cpu-tiny golden."""
+    work = tmp_path_factory.mktemp("check")
+    run_dir = work / "run"
+    proc = subprocess.run([sys.executable, "-m", "goldens", "check", CASE, "--store", str(STORE), "--out",
+                           str(run_dir), "--format", "json"], cwd=work, capture_output=True, text=True, timeout=900)
+    if not (run_dir / "artifact.json").is_file():
+        pytest.fail(f"golden check wrote no artifact: {proc.stderr[-2000:]}")
+    return SimpleNamespace(proc=proc, run_dir=run_dir, artifact=read_artifact(run_dir))
+
+
+@pytest.fixture(scope="session")
+def cfg():
+    return load_case_definition(STORE / CASE).run_config()
+
+
+def test_golden_check_passes_against_the_committed_golden(checked):
+    assert checked.proc.returncode == 0, checked.proc.stdout[-3000:] + checked.proc.stderr[-2000:]
+    result = json.loads(checked.proc.stdout)
+    assert result["verdict"] == "pass"
+    assert result["resume"]["verdict"] == "pass"
+    assert "phase 1 step 20/20 lm loss" in checked.proc.stderr  # progress, plain lines off a terminal
+    assert not leftover_processes(checked.run_dir.resolve())
+
+
+def test_artifact_schema_and_provenance(checked):
+    artifact = checked.artifact
+    assert (artifact.case, artifact.status, artifact.error) == (CASE, "complete", None)
+    one, two = artifact.phases[1], artifact.phases[2]
+    assert (one.first_step, one.last_step, one.resumed_from) == (1, 20, None)
+    assert (two.first_step, two.last_step, two.resumed_from) == (11, 20, 10)
+    for phase, steps in ((one, list(range(1, 21))), (two, list(range(11, 21)))):
+        assert list(phase.metrics) == ["lm loss", "sop loss", "num-zeros", "iteration-time", "cpu-max-rss-bytes"]
+        for series in phase.metrics.values():
+            assert series.steps.tolist() == steps and np.isfinite(series.values).all()
+    prov = artifact.provenance
+    datetime.fromisoformat(prov["created"])
+    assert (prov["device"], prov["platform"], prov["world_size"], prov["tp"], prov["pp"], prov["dp"],
+            prov["seed"], prov["profile"]) == ("cpu", "cpu", 4, 2, 2, 1, 1234, "cpu-tiny")
+    assert set(prov["versions"]) == {"python", "torch", "megatron-core", "goldens"}
+    assert prov["versions"]["megatron-core"] == "0.16.1"
+    assert prov["host"] and "commit" in prov["git"]
+    assert prov["model_args"]["model"]["num_layers"] == 4
+    fields = prov["fingerprint_fields"]
+    assert prov["fingerprint"] == fingerprint(fields)
+    assert fields["device"]["type"] == "cpu" and fields["device"]["model"] and "torch_cpu_capability" in fields["device"]
+    assert fields["layout"] == {"world_size": 4, "tp": 2, "pp": 2, "dp": 1, "backend": "gloo", "nnodes": 1}
+    assert fields["threads"]["torch_intra_op"] == 1
+    assert set(fields) == {"device", "versions", "blas", "layout", "threads", "determinism"}
+    timings = prov["timings"]
+    assert {"wall_s", "save_s", "steps_s"} <= set(timings["phase1"])
+    assert {"wall_s", "load_s", "steps_s"} <= set(timings["phase2"])
+
+
+def test_resumed_phase_is_bit_identical_to_the_uninterrupted_one(checked):
+    one, two = checked.artifact.phases[1], checked.artifact.phases[2]
+    for name in DETERMINISTIC:
+        overlap = one.metrics[name].values[10:]
+        assert two.metrics[name].values.tobytes() == overlap.tobytes(), name
+
+
+def test_loss_visibly_falls(checked):
+    loss = checked.artifact.phases[1].metrics["lm loss"].values
+    assert loss[0] > 6.5  # ln(1024) ≈ 6.93: near-uniform at the start
+    assert loss[-5:].mean() < loss[:5].mean() - 0.3
+
+
+def test_tensorboard_events_carry_megatrons_tags(checked):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
+
+    events = EventAccumulator(str(checked.run_dir / "tensorboard" / "phase1"), size_guidance={"tensors": 0})
+    events.Reload()
+    tags = set(events.Tags()["tensors"]) | set(events.Tags()["scalars"])  # scalars in the tensor format
+    assert {"lm loss", "sop loss", "num-zeros", "iteration-time", "cpu-max-rss-bytes", "grad-norm",
+            "learning-rate"} <= tags
+    logged = [(e.step, float(make_ndarray(e.tensor_proto))) for e in events.Tensors("lm loss")]
+    series = checked.artifact.phases[1].metrics["lm loss"]
+    assert [s for s, _ in logged] == series.steps.tolist()
+    assert np.array_equal(np.float32([v for _, v in logged]), series.values.astype(np.float32))
+
+
+def test_checkpoint_is_committed_and_every_rank_finished(checked):
+    root = checked.run_dir / "checkpoints"
+    assert (root / TRACKER_FILE).read_text().strip() == "10"
+    assert (root / "iter_0000010" / "metadata.json").is_file()
+    for phase in (1, 2):
+        states = read_states(checked.run_dir / "logs" / f"phase{phase}")
+        assert sorted(states) == [0, 1, 2, 3] and {s.state for s in states.values()} == {"done"}
+
+
+def _perturbed_store(tmp_path: Path, factor: float) -> Path:
+    """A copy of the case (no history) whose phase-1 golden lm loss at step 15 is scaled."""
+    store = tmp_path / "store"
+    case_dir = store / CASE
+    case_dir.mkdir(parents=True)
+    for name in ("case.yaml", "golden_values_dev_cpu.json", "golden_values_dev_cpu_2nd.json"):
+        shutil.copy(STORE / CASE / name, case_dir / name)
+    path = case_dir / "golden_values_dev_cpu.json"
+    doc = json.loads(path.read_text())
+    doc["lm loss"]["values"]["15"] *= factor
+    path.write_text(json.dumps(doc, indent=4))
+    return store
+
+
+def test_a_perturbed_golden_fails_with_the_step_named(checked, tmp_path):
+    from runner.check import judge
+
+    result = judge(checked.artifact, case=CASE, store_root=_perturbed_store(tmp_path, 1.1), env="dev", platform="cpu")
+    assert result.exit_code == 1
+    failing = [v for v in result.failures() if not v.passed]
+    assert [(v.phase, v.metric, v.worst_step) for v in failing] == [(1, "lm loss", 15)]
+    assert "15" in failing[0].explanation
+    assert result.resume.passed  # the resume check is its own verdict and still passes
+
+
+def test_golden_check_cli_exits_1_on_a_difference(checked, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import runner.cli
+    from goldens.cli import app
+
+    report = RunReport(artifact=checked.artifact, artifact_path=checked.run_dir / "artifact.json", outcomes=())
+    monkeypatch.setattr(runner.cli, "execute", lambda **_: report)
+    store = _perturbed_store(tmp_path, 1.1)
+    result = CliRunner().invoke(app, ["check", CASE, "--store", str(store), "--format", "json"])
+    assert result.exit_code == 1, result.output
+    assert '"verdict": "fail"' in result.output
+
+
+def test_resume_without_optimizer_state_fails_the_resume_check(checked, cfg, tmp_path):
+    from runner.check import judge
+
+    report = run_case(cfg, RunOptions(run_dir=tmp_path / "no-opt", reuse_phase1_from=checked.run_dir,
+                                      load_optimizer=False))
+    one, two = report.artifact.phases[1], report.artifact.phases[2]
+    loss1, loss2 = one.metrics["lm loss"].values, two.metrics["lm loss"].values
+    assert loss2[0] == loss1[10]  # step 11's forward uses the loaded weights: equal
+    assert loss2[1] != loss1[11]  # its update used fresh Adam moments: from step 12 on they differ
+    result = judge(report.artifact, case=CASE, store_root=STORE, env="dev", platform="cpu")
+    assert result.exit_code == 1
+    assert not result.resume.passed
+    assert "diverges" in result.resume.explanation and "lm loss" in result.resume.explanation
+
+
+def test_torchrun_launcher_resumes_bit_identically(checked, cfg, tmp_path):
+    run_dir = tmp_path / "torchrun"
+    report = run_case(cfg, RunOptions(run_dir=run_dir, launcher="torchrun", reuse_phase1_from=checked.run_dir))
+    assert (run_dir / "logs" / "phase2" / "torchrun.log").is_file()
+    for name in DETERMINISTIC:
+        assert report.artifact.phases[2].metrics[name].values.tobytes() == \
+            checked.artifact.phases[2].metrics[name].values.tobytes(), name
+    assert not leftover_processes(run_dir.resolve())
+
+
+# ---------------------------------------------------------------- failure paths
+
+def _failing_run(cfg, run_dir: Path, **options) -> str:
+    with pytest.raises(RunError) as err:
+        run_case(cfg, RunOptions(run_dir=run_dir, **options))
+    assert not leftover_processes(run_dir.resolve())
+    return str(err.value)
+
+
+def test_a_killed_rank_stops_the_phase_under_torchrun(cfg, tmp_path):
+    run_dir = tmp_path / "killed"
+    message = _failing_run(cfg.replace(**SHORT), run_dir, launcher="torchrun",
+                           env={"GOLDEN_RUNNER_FAULT": "1:2:step2:kill"})
+    assert message.startswith("rank 2 died in phase 1 while training after step 2 (SIGKILL)")
+    artifact = read_artifact(run_dir)
+    assert artifact.status == "failed" and artifact.error.startswith("rank 2 died in phase 1")
+    assert 2 not in artifact.phases and artifact.phases[1].metrics["lm loss"].steps.tolist() == [1, 2]
+    assert not artifact.approvable
+
+
+def test_a_save_interrupted_half_way_is_never_resumed(cfg, tmp_path):
+    short = cfg.replace(**SHORT)
+    run_dir = tmp_path / "torn"
+    message = _failing_run(short, run_dir, launcher="fork", env={"GOLDEN_RUNNER_FAULT": "1:1:save:kill"})
+    assert message.startswith("rank 1 died in phase 1 while saving after step 2 (SIGKILL)")
+    assert read_artifact(run_dir).status == "failed"
+    assert (run_dir / "checkpoints" / "iter_0000002").is_dir()
+    assert not (run_dir / "checkpoints" / TRACKER_FILE).exists()  # the save never committed
+    again = tmp_path / "resume-torn"
+    message = _failing_run(short, again, reuse_phase1_from=run_dir)
+    assert "interrupted save" in message
+    assert not (again / "logs" / "phase2").exists()  # refused before any process started
+    assert read_artifact(again).status == "failed"
+
+
+def test_a_corrupt_checkpoint_fails_phase_two_on_load(checked, cfg, tmp_path):
+    source = tmp_path / "source"
+    for part in ("logs/phase1", "checkpoints", "data"):
+        shutil.copytree(checked.run_dir / part, source / part)
+    shard = sorted((source / "checkpoints" / "iter_0000010").glob("*.distcp"))[1]
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    run_dir = tmp_path / "corrupt"
+    message = _failing_run(cfg, run_dir, reuse_phase1_from=source)
+    assert "failed in phase 2 while loading: cannot load checkpoint" in message
+    assert "could not read their shards" in message
+    artifact = read_artifact(run_dir)
+    assert artifact.status == "failed" and list(artifact.phases) == [1]
+
+
+def test_a_missing_checkpoint_is_refused_before_launch(checked, cfg, tmp_path):
+    source = tmp_path / "source"
+    shutil.copytree(checked.run_dir / "logs" / "phase1", source / "logs" / "phase1")
+    message = _failing_run(cfg, tmp_path / "missing", reuse_phase1_from=source)
+    assert "missing checkpoint" in message
+
+
+def test_a_hang_times_out_with_one_line_and_exit_2(tmp_path):
+    run_dir = tmp_path / "hang"
+    env = {**os.environ, "GOLDEN_RUNNER_FAULT": "1:1:start:hang"}
+    proc = subprocess.run([sys.executable, "-m", "goldens", "run", CASE, "--store", str(STORE), "--out", str(run_dir),
+                           "--timeout", "20"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr
+    assert errors[0].startswith("error: phase 1 timed out after 20 s: rank 1 stuck while starting")
+    assert read_artifact(run_dir).status == "incomplete"
+    assert not leftover_processes(run_dir.resolve())
