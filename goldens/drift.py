@@ -28,17 +28,23 @@ _CHANGE_NAMES = {
 
 
 def grid_of(series: MetricSeries) -> dict[str, Any]:
-    """The shape of a metric's step grid: the header Megatron wrote, or what the steps say."""
-    steps = series.steps
-    first = int(steps[0]) if steps.size else None
-    last = int(steps[-1]) if steps.size else None
+    """The shape of a metric's step grid: from its first to its last step that holds a value.
+
+    Leading and trailing NaN steps are padding, not grid: Megatron's ``_2nd`` file spans the
+    whole run (start 1 … end) with "nan" for the steps the resumed phase did not run, while a
+    run's phase 2 lists only the steps it ran. Both describe the same grid. A NaN inside the
+    span stays counted: it is a value (the comparison reports it), not a change of grid.
+    The interval is the header's (Megatron's 1, 5, 10, … has gcd 1), else the steps' gcd.
+    """
+    import numpy as np
+
+    valued = np.flatnonzero(~np.isnan(series.values))
+    steps = series.steps[valued[0]:valued[-1] + 1] if valued.size else series.steps[:0]
     interval = series.step_interval
     if interval is None and steps.size > 1:
-        import numpy as np
-
         interval = int(np.gcd.reduce(np.diff(steps)))
-    return {"start_step": series.start_step if series.start_step is not None else first,
-            "end_step": series.end_step if series.end_step is not None else last,
+    return {"start_step": int(steps[0]) if steps.size else None,
+            "end_step": int(steps[-1]) if steps.size else None,
             "step_interval": interval, "count": int(steps.size)}
 
 
