@@ -86,7 +86,7 @@ def evaluate_band(al: Any, policy: Any, ctx: Any) -> Any:
         lower = np.full_like(lower, np.nan)
     elif policy.direction == "decrease_is_bad":
         upper = np.full_like(upper, np.nan)
-    judged = _window_mask(al, policy) & ~(np.isnan(lower) & np.isnan(upper))
+    judged = _window_mask(al, policy, ctx) & ~(np.isnan(lower) & np.isnan(upper))
     has_actual = al.actual_row & ~np.isnan(al.actual)
     with np.errstate(invalid="ignore"):
         above = np.where(np.isnan(upper), 0.0, al.actual - upper)

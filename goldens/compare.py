@@ -196,7 +196,15 @@ class Outcome:
     judged: bool = True  # False: nothing to judge (no golden steps in the window)
 
 
-def _window_mask(al: Aligned, policy: MetricPolicy) -> np.ndarray:
+def _resumed_padding(al: Aligned) -> int:
+    """How many leading golden rows are the padding of a Megatron ``_2nd`` file: the NaN
+    steps before the resumed phase's first value (that phase did not run them)."""
+    listed = al.golden[al.golden_row]
+    valued = np.flatnonzero(~np.isnan(listed))
+    return int(valued[0]) if valued.size else int(listed.size)
+
+
+def _window_mask(al: Aligned, policy: MetricPolicy, ctx: Context) -> np.ndarray:
     golden_steps = al.step[al.golden_row]
     last = int(golden_steps[-1]) if golden_steps.size else None
     lo, hi = policy.window_for(last)
@@ -206,7 +214,10 @@ def _window_mask(al: Aligned, policy: MetricPolicy) -> np.ndarray:
     if hi is not None:
         mask &= al.step <= hi
     if policy.skip_warmup:
-        cut = golden_steps[policy.skip_warmup] if golden_steps.size > policy.skip_warmup else None
+        # A resumed phase warms up again after loading the checkpoint: count its warm-up from
+        # the first step it ran, not from the padding before it.
+        ran = golden_steps[_resumed_padding(al):] if ctx.phase == 2 else golden_steps
+        cut = ran[policy.skip_warmup] if ran.size > policy.skip_warmup else None
         mask &= (al.step >= cut) if cut is not None else False
     return mask
 
@@ -271,7 +282,7 @@ def _pct(delta: float | None, golden: float | None) -> str:
 def evaluate_per_step(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcome:
     """exact / approx: every judged step against the threshold, failing steps counted honestly."""
     exact = policy.mode == "exact"
-    in_window = _window_mask(al, policy)
+    in_window = _window_mask(al, policy, ctx)
     status, both = _base_status(al, in_window)
     with np.errstate(invalid="ignore", over="ignore"):
         delta = al.actual - al.golden
@@ -336,7 +347,7 @@ _REDUCERS: dict[str, Callable[[np.ndarray], float]] = {
 
 def evaluate_summary(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcome:
     """summary: reduce each side over the window (on the golden's grid), compare the two numbers."""
-    in_window = _window_mask(al, policy) & al.golden_row  # the run's extra steps never count
+    in_window = _window_mask(al, policy, ctx) & al.golden_row  # the run's extra steps never count
     status, both = _base_status(al, in_window)
     status[both] = _S[StepStatus.REDUCED]
     g_vals = al.golden[in_window & ~np.isnan(al.golden)]

@@ -204,6 +204,22 @@ def test_summary_memory_peak_excludes_the_first_step():
     assert compare_metric("m", g, bad, p, APPROX).verdict == Verdict.FAIL
 
 
+def test_warmup_of_a_resumed_phase_starts_at_its_first_step_not_at_the_2nd_file_padding():
+    # Megatron's _2nd golden spans 1..8 with "nan" for 1..4; the resumed phase ran 5..8. Its first
+    # step after loading the checkpoint (5) is the warm-up to skip, not the padding step 1.
+    p = preset("default").resolve("cpu-max-rss-bytes").policy  # max, skip 1, +5 % is bad
+    g = series("cpu-max-rss-bytes", np.arange(1, 9), [np.nan] * 4 + [300.0, 100.0, 100.0, 100.0])
+    a = series("cpu-max-rss-bytes", np.arange(5, 9), [900.0, 100.0, 104.0, 100.0])  # load spike at 5
+    v = compare_metric("cpu-max-rss-bytes", g, a, p, Context(phase=2, exact=False, same_platform=True))
+    # The padding and the warm-up step lie before the judged window; neither fails nor is missing.
+    assert statuses(v) == {1: "skipped", 2: "skipped", 3: "skipped", 4: "skipped",
+                           5: "skipped", 6: "reduced", 7: "reduced", 8: "reduced"}
+    assert (v.verdict, v.golden_value, v.actual_value, v.total_steps) == (Verdict.PASS, 100.0, 104.0, 3)
+    # Phase 1 has no padding: its first listed step is the warm-up, whatever it holds.
+    v1 = compare_metric("cpu-max-rss-bytes", g, a, p, APPROX)
+    assert statuses(v1)[1] == "skipped" and statuses(v1)[5] == "reduced" and v1.verdict == Verdict.FAIL
+
+
 @pytest.mark.parametrize("reduce, expected", [("mean", 2.5), ("max", 4.0), ("min", 1.0), ("last", 2.0),
                                               ("median", 2.5)])
 def test_summary_reducers(reduce, expected):
