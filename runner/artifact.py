@@ -50,7 +50,7 @@ def _timings(number: int, events: list[dict[str, Any]], wall_s: float | None) ->
 
 
 def assemble(cfg: RunConfig, run_dir: Path, *, status: str, error: str | None, outcomes: Sequence[Any],
-             reused_phase1: Path | None = None) -> Artifact:
+             launcher: str | None = None, reused_phase1: Path | None = None) -> Artifact:
     names = artifact_metric_names(cfg.launch.device)
     s = cfg.schedule
     walls = {o.phase: o.wall_s for o in outcomes}
@@ -72,6 +72,8 @@ def assemble(cfg: RunConfig, run_dir: Path, *, status: str, error: str | None, o
             break
     prov = provenance(cfg, environment=environment, source_dir=Path(__file__).resolve().parent)
     prov["timings"] = timings
+    if launcher is not None:
+        prov["launcher"] = launcher
     if reused_phase1 is not None:
         prov["phase1_reused_from"] = str(reused_phase1)
     if status == "complete" and set(phases) != {1, 2}:

@@ -116,6 +116,8 @@ def _child_env(cfg: RunConfig, extra: Mapping[str, str]) -> dict[str, str]:
 # ---------------------------------------------------------------- launchers
 
 class Launcher(Protocol):
+    name: str
+
     def begin(self, plan: PhasePlan) -> None: ...
     def poll(self, wait_s: float) -> dict[str, Any] | None: ...
     def kill(self) -> None: ...
@@ -124,6 +126,8 @@ class Launcher(Protocol):
 
 class TorchrunLauncher:
     """One ``torchrun`` per phase (fresh processes, torch's elastic agent supervising)."""
+
+    name = "torchrun"
 
     def __init__(self, cfg: RunConfig, *, extra_args: tuple[str, ...] = (), env: Mapping[str, str] = {}):
         self.cfg, self.extra_args, self.env = cfg, extra_args, env
@@ -178,6 +182,8 @@ class TorchrunLauncher:
 
 class ForkLauncher:
     """One fork server for the whole run; each phase's ranks are forked from it."""
+
+    name = "fork"
 
     def __init__(self, cfg: RunConfig, *, run_dir: Path, env: Mapping[str, str] = {}):
         self.cfg, self.run_dir, self.env = cfg, run_dir, env
@@ -459,7 +465,7 @@ def run_case(cfg: RunConfig, options: RunOptions, *, on_progress: ProgressFn | N
     if bad is not None:
         status = "incomplete" if bad.status == "timeout" else "failed"
         error = bad.error
-    artifact = assemble(cfg, run_dir, status=status, error=error, outcomes=outcomes,
+    artifact = assemble(cfg, run_dir, status=status, error=error, outcomes=outcomes, launcher=launcher.name,
                         reused_phase1=options.reuse_phase1_from)
     path = write(artifact, run_dir)
     if status != "complete":

@@ -89,7 +89,7 @@ def test_artifact_schema_and_provenance(checked):
             prov["seed"], prov["profile"]) == ("cpu", "cpu", 4, 2, 2, 1, 1234, "cpu-tiny")
     assert set(prov["versions"]) == {"python", "torch", "megatron-core", "goldens"}
     assert prov["versions"]["megatron-core"] == "0.16.1"
-    assert prov["host"] and "commit" in prov["git"]
+    assert prov["host"] and "commit" in prov["git"] and prov["launcher"] == "fork"
     assert prov["model_args"]["model"]["num_layers"] == 4
     fields = prov["fingerprint_fields"]
     assert prov["fingerprint"] == fingerprint(fields)
