@@ -12,7 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .cli_common import console, fail, handles_errors
+from .cli_common import console, fail, handles_errors, show_table
 
 StoreOpt = Annotated[Optional[Path], typer.Option("--store", metavar="PATH", envvar="GOLDEN_STORE",
                                         help="Golden store: a cases folder, or a Megatron checkout's "
@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
         elif not found:
             print("no pending candidates")
         else:
-            console().print(pending_table(found))
+            show_table(console(), pending_table(found))
 
     @app.command("approve")
     @handles_errors

@@ -40,10 +40,40 @@ def handles_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+LOG_WIDTH = 200  # columns for output that is not a terminal (CI logs, pipes) when $COLUMNS is unset
+
+
+def writes_to_terminal(stderr: bool = False) -> bool:
+    """Whether stdout (or stderr) is a real terminal; a CI log, a pipe or a file is not."""
+    stream = sys.stderr if stderr else sys.stdout
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stream
+        return False
+
+
 def console(stderr: bool = False) -> Any:
+    """The rich console. A terminal keeps its own width; a log or pipe has no right edge, so it
+    gets ``$COLUMNS`` if set, else ``LOG_WIDTH`` — rich's 80-column default broke full-precision
+    numbers over several lines there."""
+    import os
+
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    width = None
+    if not writes_to_terminal(stderr):
+        columns = os.environ.get("COLUMNS", "")
+        width = int(columns) if columns.isdigit() and int(columns) > 0 else LOG_WIDTH
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+
+
+def show_table(out: Any, table: Any) -> None:
+    """Print a rich table; in a log or pipe at no less than its natural width, so a cell is never
+    wrapped or cut to fit an edge the log does not have (``$COLUMNS`` is only a preference there)."""
+    if not writes_to_terminal(out.stderr):
+        unbounded = out.options.update_width(1 << 16)  # measured as if the log were endless
+        out.width = max(out.width, out.measure(table, options=unbounded).maximum)
+    out.print(table)
 
 
 def in_ci() -> bool:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .cli_common import console, fail, handles_errors
+from .cli_common import console, fail, handles_errors, show_table
 
 FORMATS = ("table", "json", "csv", "md")
 
@@ -157,7 +157,10 @@ def print_table(result: Any) -> None:
     title = f"{result.case or ''} {where}".strip() or "golden diff"
     table = Table(title=escape(title), title_justify="left")
     for column in ("phase", "metric", "verdict", "failing", "worst step", "golden", "actual", "Δ%", "mean rel Δ"):
-        table.add_column(column, justify="left" if column in ("metric", "verdict") else "right", overflow="fold")
+        if column in ("metric", "verdict"):
+            table.add_column(column, justify="left", overflow="fold")
+        else:  # numbers: never split over lines; in a terminal too narrow for them, cut visibly (…)
+            table.add_column(column, justify="right", no_wrap=True, overflow="ellipsis")
     rows = [(m, "") for m in result.metric_verdicts()]
     if result.resume is not None:
         rows += [(m, "resume ") for m in result.resume.metrics]
@@ -171,7 +174,7 @@ def print_table(result: Any) -> None:
                       _pct(None if m.mean_rel_diff is None else 100.0 * m.mean_rel_diff))
         why.append(f"  {prefix}{m.phase} {escape(m.metric)}: [{style[m.verdict]}]{escape(m.explanation)}[/]"
                    f"\n      [dim]rule: {escape(m.rule.text)}[/]")
-    out.print(table)
+    show_table(out, table)
     out.print("[dim]failing = failing/allowed/judged steps; Δ% at the worst step (summary: of the reduced values)[/]")
     out.print("why:")
     for line in why:

@@ -305,3 +305,31 @@ def test_a_failed_run_is_compared_and_says_so(tmp_path, store):
     assert "candidate: the run's status is 'failed': rank 3 died" in result.warnings
     loss = [m for m in result.metric_verdicts() if m.metric == "lm loss"][0]
     assert loss.step_counts == {"pass": 10, "missing": 10}
+
+
+# ---------------------------------------------------------------- the table in a log or a pipe
+
+@pytest.mark.parametrize("columns", [None, "60"], ids=["no COLUMNS", "COLUMNS=60"])
+def test_table_in_a_log_keeps_every_full_precision_number_on_one_line(tmp_path, monkeypatch, columns):
+    # CliRunner's stdout is no terminal, as in CI or `golden diff … | cat`: rich used to wrap at 80
+    # columns and break 17-digit values over several lines.
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    golden_loss = LOSS.copy()
+    golden_loss[4] = 6.9530158042907715
+    run_loss = golden_loss.copy()
+    run_loss[4] = 7.300666594505317      # +5.000000000000093 %: the worst step, out of 5 %
+    names = {"lm loss": "lm loss", "num-zeros": "a-rather-long-metric-name-for-the-table/num-zeros"}
+    for side, loss in (("a", golden_loss), ("b", run_loss)):
+        path = tmp_path / side / "golden_values_dev_cpu.json"
+        path.parent.mkdir()
+        path.write_text(dumps_golden(GoldenSet({names["lm loss"]: series("lm loss", loss),
+                                                names["num-zeros"]: series(names["num-zeros"], ZEROS)})))
+    result = golden(str(tmp_path / "a" / "golden_values_dev_cpu.json"), str(tmp_path / "b" / "golden_values_dev_cpu.json"))
+    assert result.exit_code == 1, result.output
+    table = result.output.split("why:")[0]
+    for number in ("6.9530158042907715", "7.300666594505317"):
+        assert number in table, table     # whole, on one line of the table
+    assert names["num-zeros"] in table
