@@ -386,6 +386,22 @@ class Plan:
                 "files": [c.to_json() for c in self.changes]}
 
 
+def recorded_selection(provenance: Any) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Read back ``selection_record`` from a ledger entry's provenance: file → (metrics taken from
+    the run, metrics kept from the golden), for a selective approval only (else empty). Entries
+    written before the record existed, or by adopt/rollback, have none."""
+    selection = provenance.get("selection") if isinstance(provenance, dict) else None
+    if not isinstance(selection, dict) or selection.get("partial") is not True:
+        return {}
+
+    def names(record: dict[str, Any], *fields: str) -> tuple[str, ...]:
+        return tuple(str(n) for f in fields if isinstance(record.get(f), list) for n in record[f])
+
+    return {record["file"]: (names(record, "replaced", "added"), names(record, "kept"))
+            for record in selection.get("files") or ()
+            if isinstance(record, dict) and isinstance(record.get("file"), str)}
+
+
 def _run_phase_sets(artifact: Artifact) -> dict[int, GoldenSet]:
     """The run's phases as Megatron golden sets (phase 2 padded to the whole run, like ``_2nd``)."""
     from .formats import artifact_phase_golden

@@ -206,7 +206,11 @@ def history(
     store: StoreOpt = Path(DEFAULT_STORE),
     as_json: JsonOpt = False,
 ) -> None:
-    """The case's ledger: every version with who, when, why, from which run, and what changed."""
+    """The case's ledger: every version with who, when, why, from which run, and what changed
+    (for a selective approval, per file: which metrics it took from the run, which it kept)."""
+    from .approve import recorded_selection
+    from .review_terminal import took_and_kept
+
     entries = _store(store).history(case)
     if as_json:
         _echo_json({"case": case, "entries": [e.to_json() for e in entries]})
@@ -219,10 +223,12 @@ def history(
         fp = f"  fingerprint {entry.fingerprint[:16]}" if entry.fingerprint else ""
         typer.echo(f"v{entry.version}  {entry.time}  {entry.action}  by {entry.approver}{run}{fp}")
         typer.echo(f"    reason: {entry.reason}")
+        selection = recorded_selection(entry.provenance)
         for filename, record in entry.files.items():
             before = record.previous_hash[:12] if record.previous_hash else "(new)"
             after = record.hash[:12] if record.hash else "(removed)"
-            typer.echo(f"    {filename}  {before} → {after}")
+            took = f"  {took_and_kept(*selection[filename])}" if filename in selection else ""
+            typer.echo(f"    {filename}  {before} → {after}{took}")
             for name, change in (record.summary or {}).items():
                 typer.echo(f"        {name}: {_change_text(change)}")
 

@@ -92,8 +92,13 @@ def accepted_line(outcome: Outcome) -> str:
     if outcome.plan is not None and outcome.plan.selection.partial:
         taken = sorted({n for ch in outcome.plan.changes for n in (*ch.replaced, *ch.added)})
         kept = sorted({n for ch in outcome.plan.changes for n in ch.kept})
-        line += f" (took {', '.join(taken)}; kept {', '.join(kept) or 'nothing'})"
+        line += f" {took_and_kept(taken, kept)}"
     return line
+
+
+def took_and_kept(taken: Sequence[str], kept: Sequence[str]) -> str:
+    """A selective approval in a few words: what came from the run, what the golden kept."""
+    return f"(took {', '.join(taken) or 'nothing'}; kept {', '.join(kept) or 'nothing'})"
 
 
 def review_commands(candidates: Sequence[Candidate], store_option: str) -> list[str]:

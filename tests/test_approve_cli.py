@@ -120,6 +120,26 @@ def test_selective_approve_from_the_cli(world):
     assert values["lm loss"].as_dict() == LOSS and values["num-zeros"].as_dict() == shifted(ZEROS, 3)
 
 
+def test_history_shows_what_a_selective_approval_took_and_kept(tmp_path):
+    store = make_store(tmp_path / "cases")
+    second = {s: v for s, v in LOSS.items() if s > 10}
+    seed(store, "tiny", {"lm loss": LOSS, "num-zeros": ZEROS}, phase2={"lm loss": second, "num-zeros": ZEROS})
+    runs, s = tmp_path / "runs", str(store.root)
+    moved = {"lm loss": shifted(LOSS, 1.1), "num-zeros": shifted(ZEROS, 3)}
+    run = write_run(runs, "tiny", "r1", moved, phase2=moved, resumed_from=10)
+    assert golden("approve", str(run), "--store", s, "--metric", "num-zeros", "--reason", "init",
+                  "--approver", "ada").exit_code == 0
+    assert golden("approve", str(run), "--store", s, "--reason", "all of it", "--approver", "ada").exit_code == 0
+    out = golden("history", "tiny", "--store", s)
+    assert out.exit_code == 0, out.output
+    v1, v2, v3 = out.stdout.split("\nv")
+    # One line per file, as the ledger's provenance.selection recorded it.
+    for name in ("golden_values_dev_cpu.json", "golden_values_dev_cpu_2nd.json"):
+        [line] = [ln for ln in v2.splitlines() if ln.strip().startswith(name)]
+        assert line.endswith("(took num-zeros; kept lm loss)"), line
+    assert "took" not in v1 and "took" not in v3  # the seed and a whole-run approval took everything
+
+
 def _refusals(store, runs, monkeypatch):
     s = str(store.root)
     ok = write_run(runs, "tiny", "r-ok", {"lm loss": shifted(LOSS, 1.1)})
