@@ -20,7 +20,8 @@ BATCH_KEYS = ("text", "types", "labels", "is_random", "loss_mask", "padding_mask
 class Trainer:
     """What one rank trains with; built once per phase."""
 
-    model: Any  # megatron DistributedDataParallel around BertModel
+    model: Any  # megatron DistributedDataParallel around BertModel (in a Float16Module for bf16/fp16)
+    core: Any  # the BertModel itself: what checkpoints hold, as Megatron-LM's unwrap_model gives it
     optimizer: Any  # MegatronOptimizer
     scheduler: Any  # OptimizerParamScheduler
     forward_backward: Any
@@ -98,7 +99,12 @@ def build(cfg: RunConfig, layout: Layout) -> Trainer:
         overlap_grad_reduce=False,
         use_distributed_optimizer=False,
     )
-    model = DistributedDataParallel(config=tconfig, ddp_config=ddp_config, module=bert)
+    module = bert
+    if m.precision != "fp32":
+        from megatron.core.transformer.module import Float16Module
+
+        module = Float16Module(tconfig, bert)  # as Megatron-LM's get_model wraps bf16/fp16 models
+    model = DistributedDataParallel(config=tconfig, ddp_config=ddp_config, module=module)
     optimizer = get_megatron_optimizer(
         OptimizerConfig(
             optimizer="adam", lr=o.lr, min_lr=o.min_lr, weight_decay=o.weight_decay,
@@ -121,7 +127,7 @@ def build(cfg: RunConfig, layout: Layout) -> Trainer:
     tconfig.grad_scale_func = optimizer.scale_loss
     tconfig.finalize_model_grads_func = finalize_model_grads
     tconfig.no_sync_func = model.no_sync
-    return Trainer(model=model, optimizer=optimizer, scheduler=scheduler,
+    return Trainer(model=model, core=bert, optimizer=optimizer, scheduler=scheduler,
                    forward_backward=get_forward_backward_func(), cfg=cfg, layout=layout)
 
 

@@ -90,7 +90,7 @@ def _state_dict(trainer: Any, iteration: int, *, loading: bool, with_optimizer: 
     from megatron.core.dist_checkpointing.mapping import ShardedObject
 
     layout, device = trainer.layout, trainer.cfg.launch.device
-    model_sd = trainer.model.module.sharded_state_dict()  # unwrapped, as Megatron-LM saves it
+    model_sd = trainer.core.sharded_state_dict()  # unwrapped, as Megatron-LM saves it
     state: dict[str, Any] = {"checkpoint_version": 3.0, "iteration": iteration, "model": model_sd}
     if with_optimizer:
         state["optimizer"] = trainer.optimizer.sharded_state_dict(model_sd, is_loading=loading)
@@ -174,7 +174,7 @@ def load(trainer: Any, plan: PhasePlan) -> int:
         raise RunError(f"cannot load checkpoint {target}: {_load_failure(exc)}") from exc
     if loaded.get("iteration") != plan.resume_from:
         raise RunError(f"checkpoint {target} holds iteration {loaded.get('iteration')}, expected {plan.resume_from}")
-    trainer.model.module.load_state_dict(loaded["model"])
+    trainer.core.load_state_dict(loaded["model"])
     if plan.load_optimizer:
         trainer.optimizer.load_state_dict(loaded["optimizer"])
         trainer.scheduler.load_state_dict(loaded["opt_param_scheduler"])

@@ -70,7 +70,7 @@ def _child(plan_path: Path, rank: int, world_size: int, port: int) -> None:
         os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                           LOCAL_WORLD_SIZE=str(world_size), GROUP_RANK="0",
                           MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         from .worker import main
 
         code = main([str(plan_path)])
@@ -134,6 +134,11 @@ def run_phase(plan_path: Path) -> dict[str, Any]:
 
 def serve() -> int:
     from .compat import skip_jit_fuser_binding
+    from .worker import die_with_parent
+
+    die_with_parent()
+    # Ctrl-C reaches the whole foreground process group: the launcher decides what to stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     skip_jit_fuser_binding()
     import importlib

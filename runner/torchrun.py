@@ -27,6 +27,9 @@ def main(argv: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
+    from .worker import die_with_parent
+
+    die_with_parent()
     outcome_path = Path(argv[0])
     args = get_args_parser().parse_args(argv[1:])
     try:

@@ -8,8 +8,31 @@ Any exception becomes a one-line error in this rank's status file and exit code 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import warnings
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (prctl PR_SET_PDEATHSIG).
+
+    Each launcher level calls it (fork server, forked ranks, torchrun's agent and its ranks), so
+    killing the top — even with SIGKILL, which leaves no chance to clean up — takes the whole run
+    down and nothing is orphaned. A no-op where prctl does not exist.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def main(argv: list[str]) -> int:
@@ -17,6 +40,7 @@ def main(argv: list[str]) -> int:
     from .plan import PhasePlan
     from .status import RankStatus
 
+    die_with_parent()
     plan = PhasePlan.read(argv[0])
     rank = int(os.environ["RANK"])
     status = RankStatus(plan.rank_status_path(rank), rank=rank, phase=plan.phase)

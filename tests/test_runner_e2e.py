@@ -270,3 +270,24 @@ def test_a_hang_times_out_with_one_line_and_exit_2(tmp_path):
     assert errors[0].startswith("error: phase 1 timed out after 20 s: rank 1 stuck while starting")
     assert read_artifact(run_dir).status == "incomplete"
     assert not leftover_processes(run_dir.resolve())
+
+
+def test_killing_the_cli_outright_leaves_no_process_behind(tmp_path):
+    """SIGKILL gives the CLI no chance to clean up: every level dies with its parent instead."""
+    import time
+
+    run_dir = tmp_path / "killed-cli"
+    cli = subprocess.Popen([sys.executable, "-m", "goldens", "run", CASE, "--store", str(STORE), "--out", str(run_dir)],
+                           cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = run_dir / "logs" / "phase1" / "metrics.jsonl"
+    deadline = time.monotonic() + 240
+    while not (metrics.is_file() and '"step": 2' in metrics.read_text()):
+        assert cli.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    assert leftover_processes(run_dir.resolve())  # the run is alive: ranks carry the marker
+    cli.kill()
+    cli.wait()
+    deadline = time.monotonic() + 20
+    while leftover_processes(run_dir.resolve()):
+        assert time.monotonic() < deadline, leftover_processes(run_dir.resolve())
+        time.sleep(0.2)
