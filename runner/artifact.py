@@ -35,7 +35,7 @@ def _phase(number: int, log: Path, names: Sequence[str], *, first: int, last: in
     return Phase(number, metrics, first, last, resumed_from), events
 
 
-def _timings(number: int, events: list[dict[str, Any]], wall_s: float | None) -> dict[str, Any]:
+def _timings(events: list[dict[str, Any]], wall_s: float | None) -> dict[str, Any]:
     """Seconds spent where, from the phase's events: start-up (launch to first step), load, save."""
     out: dict[str, Any] = {}
     if wall_s is not None:
@@ -63,7 +63,7 @@ def assemble(cfg: RunConfig, run_dir: Path, *, status: str, error: str | None, o
         if phase is not None:
             phases[number] = phase
         if events or number in walls:
-            timings[f"phase{number}"] = _timings(number, events, walls.get(number))
+            timings[f"phase{number}"] = _timings(events, walls.get(number))
     environment = None
     for number in (1, 2):
         env_path = run_dir / "logs" / f"phase{number}" / "environment.json"

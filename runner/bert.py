@@ -11,9 +11,8 @@ from functools import partial
 from typing import Any, Iterator
 
 from .config import RunConfig
+from .data import BATCH_KEYS
 from .distributed import Layout
-
-BATCH_KEYS = ("text", "types", "labels", "is_random", "loss_mask", "padding_mask")
 
 
 @dataclass

@@ -53,11 +53,11 @@ def use_in_process_results_queue() -> bool:
 
 def _require_psutil() -> None:
     """megatron's torch_dist writer processes call psutil and hang without it (undeclared)."""
-    try:
-        import psutil  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("psutil") is None:
         raise RunError("psutil is not installed: megatron-core's torch_dist writer hangs without it "
-                       "(pip install psutil)") from None
+                       "(pip install psutil)")
 
 
 def _rng_state(device: str) -> dict[str, Any]:

@@ -17,7 +17,6 @@ its micro-batch slice), so a resumed run reads exactly the samples the uninterru
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,10 +40,6 @@ class CorpusTokenizer:
         self.inv_vocab = dict(enumerate(pieces))
         digest = hashlib.sha256("\n".join(pieces).encode()).hexdigest()[:16]
         self.unique_identifiers = {"class": type(self).__name__, "vocab_sha256": digest}
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.vocab)
 
     pad = property(lambda self: self.vocab["[PAD]"])
     cls = property(lambda self: self.vocab["[CLS]"])
@@ -163,9 +158,3 @@ def batches(dataset: Any, *, first_sample: int, micro_batch_size: int, dp_rank: 
         yield {key: torch.as_tensor(np.stack([np.asarray(s[key]) for s in samples]), dtype=torch.int64)
                for key in BATCH_KEYS}
         start += micro_batch_size * dp_size
-
-
-def describe(cfg: DataConfig) -> dict[str, Any]:
-    """What the data is, for provenance."""
-    return {"kind": "generated WordPiece Markov corpus → megatron BERTMaskedWordPieceDataset",
-            **dataclasses.asdict(cfg)}

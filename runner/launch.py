@@ -129,8 +129,8 @@ class TorchrunLauncher:
 
     name = "torchrun"
 
-    def __init__(self, cfg: RunConfig, *, extra_args: tuple[str, ...] = (), env: Mapping[str, str] = {}):
-        self.cfg, self.extra_args, self.env = cfg, extra_args, env
+    def __init__(self, cfg: RunConfig, *, extra_args: tuple[str, ...] = (), env: Mapping[str, str] | None = None):
+        self.cfg, self.extra_args, self.env = cfg, extra_args, dict(env or {})
         self.proc: subprocess.Popen | None = None
         self.outcome_path: Path | None = None
         self._log = None
@@ -185,11 +185,12 @@ class ForkLauncher:
 
     name = "fork"
 
-    def __init__(self, cfg: RunConfig, *, run_dir: Path, env: Mapping[str, str] = {}):
-        self.cfg, self.run_dir, self.env = cfg, run_dir, env
+    def __init__(self, cfg: RunConfig, *, run_dir: Path, env: Mapping[str, str] | None = None):
+        self.cfg, self.run_dir, self.env = cfg, run_dir, dict(env or {})
         self.proc: subprocess.Popen | None = None
         self.ready = False
         self._buffer = b""
+        self._pending = b""  # the next request, sent once the server reports ready
         self._log = None
 
     def _start(self) -> None:
@@ -261,7 +262,7 @@ class ForkLauncher:
 
 
 def make_launcher(choice: str, cfg: RunConfig, *, run_dir: Path, torchrun_args: tuple[str, ...] = (),
-                  env: Mapping[str, str] = {}) -> Launcher:
+                  env: Mapping[str, str] | None = None) -> Launcher:
     if choice not in LAUNCHERS:
         raise RunError(f"launcher must be one of {', '.join(LAUNCHERS)}, got {choice!r}")
     forkable = cfg.launch.device == "cpu" and cfg.launch.nnodes == 1 and not torchrun_args

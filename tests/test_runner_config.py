@@ -45,6 +45,8 @@ def test_the_shipped_case_resolves_both_profiles():
     assert (full.schedule.train_iters, full.schedule.save_interval) == (100, 50)
     assert (full.launch.backend, full.parallelism.data_parallel_size, full.num_microbatches) == ("nccl", 2, 16)
     assert full.model.precision == "bf16"
+    smoke = definition.run_config("cuda-smoke")
+    assert (smoke.launch.device, smoke.parallelism.world_size, smoke.model.precision) == ("cuda", 1, "bf16")
 
 
 def test_profile_overrides_base_key_by_key_and_keeps_the_rest():
