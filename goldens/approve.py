@@ -190,9 +190,9 @@ def stage_candidate(store: "GoldenStore", artifact: Artifact | str | Path, env: 
 
 
 def read_candidate(path: Path) -> Candidate:
-    from .formats import load_json_text, read_text
+    from .formats import read_json
 
-    return Candidate.from_json(load_json_text(read_text(path), path), path=path)
+    return Candidate.from_json(read_json(path), path=path)
 
 
 def list_pending(store: "GoldenStore", *, case: str | None = None, env: str | None = None,

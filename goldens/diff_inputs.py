@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from .case import CASE_FILE, load_case, load_yaml
 from .compare import Side, side_from_artifact, side_from_goldens
 from .errors import FormatError, GoldenError, PolicyError, StoreError
-from .formats import ARTIFACT_SCHEMA, load_json_text, parse_artifact, parse_golden, parse_golden_filename, read_text
+from .formats import ARTIFACT_SCHEMA, parse_artifact, parse_golden, parse_golden_filename, read_json
 from .model import Artifact, GoldenKey, GoldenSet
 from .policy import PRESETS, PolicySet, build_policies
 
@@ -60,7 +60,7 @@ def load_artifact_side(artifact: Artifact, label: str | None = None) -> Loaded:
 
 def load_file(path: Path) -> Loaded:
     """A JSON file: an artifact (by its schema) or a Megatron golden file (one phase)."""
-    doc = load_json_text(read_text(path), path)
+    doc = read_json(path)
     if isinstance(doc, dict) and doc.get("schema") == ARTIFACT_SCHEMA:
         return load_artifact_side(parse_artifact(doc, path=path), str(path))
     if isinstance(doc, dict) and isinstance(doc.get("schema"), str) and "phases" in doc:
@@ -197,7 +197,7 @@ def newest_run(runs_dir: Path, case: str | None) -> Path:
     for path in runs_dir.glob("*/artifact.json"):
         if case is not None:
             try:
-                doc = load_json_text(read_text(path), path)
+                doc = read_json(path)
             except GoldenError:
                 continue
             if not isinstance(doc, dict) or doc.get("case") != case:

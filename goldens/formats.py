@@ -77,6 +77,14 @@ def load_json_text(text: str, path: object = None) -> Any:
         raise FormatError("JSON nested too deeply", path=path) from None
 
 
+def decode_text(data: bytes, path: object = None) -> str:
+    """File bytes as UTF-8 text, or a FormatError naming where the first bad byte is."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"not UTF-8 text (byte {exc.start})", path=path) from None
+
+
 def read_text(path: str | Path) -> str:
     p = Path(path)
     try:
@@ -87,10 +95,12 @@ def read_text(path: str | Path) -> str:
         raise FormatError("is a directory, expected a JSON file", path=p) from None
     except OSError as exc:
         raise FormatError(f"cannot read: {exc.strerror}", path=p) from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise FormatError(f"not UTF-8 text (byte {exc.start})", path=p) from None
+    return decode_text(data, p)
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON file's document, with the precise messages of ``read_text`` and ``load_json_text``."""
+    return load_json_text(read_text(path), path)
 
 
 # ---------------------------------------------------------------- numbers and step grids
@@ -263,6 +273,11 @@ def parse_golden(doc: Any, *, path: object = None, key: GoldenKey | None = None)
     return GoldenSet(metrics=metrics, scalars=scalars, key=key, source=None if path is None else str(path))
 
 
+def parse_golden_bytes(data: bytes, where: object) -> GoldenSet:
+    """A golden file's bytes from somewhere other than a plain file (a store blob, a git revision)."""
+    return parse_golden(load_json_text(decode_text(data, where), where), path=where)
+
+
 def read_golden(path: str | Path, *, case: str | None = None) -> GoldenSet:
     """Read one ``golden_values_*.json`` file faithfully."""
     p = Path(path)
@@ -271,7 +286,7 @@ def read_golden(path: str | Path, *, case: str | None = None) -> GoldenSet:
     if parsed:
         env, platform, phase = parsed
         key = GoldenKey(case or p.parent.name, env, platform, phase)
-    return parse_golden(load_json_text(read_text(p), p), path=p, key=key)
+    return parse_golden(read_json(p), path=p, key=key)
 
 
 def metric_to_json(series: MetricSeries) -> dict[str, Any]:
@@ -359,7 +374,7 @@ def read_artifact(path: str | Path) -> Artifact:
     p = Path(path)
     if p.is_dir():
         p = p / "artifact.json"
-    return parse_artifact(load_json_text(read_text(p), p), path=p)
+    return parse_artifact(read_json(p), path=p)
 
 
 def artifact_to_json(artifact: Artifact) -> dict[str, Any]:

@@ -36,7 +36,7 @@ import numpy as np
 from .atomic import atomic_write_bytes, fsync_dir
 from .case import CASE_FILE, check_name
 from .errors import FormatError, StoreError
-from .formats import dumps_golden, load_json_text, parse_golden, parse_golden_filename
+from .formats import dumps_golden, parse_golden_bytes, parse_golden_filename
 from .model import GoldenKey, GoldenSet, MetricSeries
 from .validate import ERROR, MEGATRON_CASE_FILE, check_golden_set, declared_metrics, is_golden_name
 
@@ -226,18 +226,10 @@ def summarize_change(old: GoldenSet | None, new: GoldenSet | None) -> dict[str, 
     return {name: metric_change(before.get(name), after.get(name)) for name in names}
 
 
-def _parse_bytes(data: bytes, where: object) -> GoldenSet:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise FormatError("not UTF-8 text", path=where) from None
-    return parse_golden(load_json_text(text, where), path=where)
-
-
 def _summary_or_none(old: bytes | None, new: bytes | None, where: str) -> dict[str, MetricChange] | None:
     try:
-        return summarize_change(None if old is None else _parse_bytes(old, where),
-                                None if new is None else _parse_bytes(new, where))
+        return summarize_change(None if old is None else parse_golden_bytes(old, where),
+                                None if new is None else parse_golden_bytes(new, where))
     except FormatError:
         return None
 
@@ -325,7 +317,7 @@ class GoldenStore:
             have = ", ".join(k.filename() for k in self.keys(key.case)) or "none"
             raise StoreError(f"case {key.case!r} has no {key.filename()} (has: {have})")
         data = path.read_bytes()
-        golden = _parse_bytes(data, path)
+        golden = parse_golden_bytes(data, path)
         return GoldenSet(golden.metrics, golden.scalars, key=key, source=str(path))
 
     # ------------------------------------------------------------ history (read-only)
@@ -355,7 +347,7 @@ class GoldenStore:
             if data is None or sha256_hex(data) != digest:
                 raise StoreError(f"{case}@v{version}: blob {blob.name} is {'missing' if data is None else 'corrupt'}; "
                                  f"run golden fsck")
-            golden = _parse_bytes(data, f"{case}@v{version}/{filename}")
+            golden = parse_golden_bytes(data, f"{case}@v{version}/{filename}")
             out[key] = GoldenSet(golden.metrics, golden.scalars, key=key, source=str(blob))
         return {key: out[key] for key in sorted(out, key=_key_order)}
 

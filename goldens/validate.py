@@ -20,7 +20,7 @@ import numpy as np
 
 from .case import CASE_FILE, load_yaml
 from .errors import FormatError, NotATrainingGolden
-from .formats import load_json_text, megatron_grid, parse_golden, parse_golden_filename, read_text
+from .formats import megatron_grid, parse_golden, parse_golden_filename, read_json
 from .model import GoldenSet, MetricSeries
 
 MEGATRON_CASE_FILE = "model_config.yaml"
@@ -226,7 +226,7 @@ def validate_golden_file(path: str | Path, *, known_metrics: Iterable[str] | Non
         findings.append(Finding(WARNING, "name does not follow golden_values_<env>_<platform>[_2nd].json; "
                                          "the store cannot address it"))
     try:
-        doc = load_json_text(read_text(p), p)
+        doc = read_json(p)
         golden = parse_golden(doc, path=p)
     except NotATrainingGolden:
         findings.append(Finding(WARNING, "not a training golden (an inference golden keyed by request id); "

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from goldens.errors import FormatError, GoldenError, StoreError
-from goldens.formats import load_json_text, read_text
+from goldens.formats import read_json
 from goldens.result import ComparisonResult
 from reports.document import CaseEntry, Report
 from reports.json_report import results_from_json
@@ -28,7 +28,7 @@ def _artifact_provenance(run_dir: Path) -> dict[str, Any]:
     path = run_dir / ARTIFACT_FILE
     if not path.is_file():
         return {}
-    doc = load_json_text(read_text(path), path)
+    doc = read_json(path)
     provenance = doc.get("provenance") if isinstance(doc, dict) else None
     return dict(provenance) if isinstance(provenance, dict) else {}
 
@@ -74,7 +74,7 @@ def load_inputs(paths: Sequence[str | Path], store_root: Path | None = None) -> 
             beside.append(path.parent / REPORT_DIR)
         else:
             raise GoldenError(f"{path}: no such run folder or result file")
-        doc = load_json_text(read_text(result_path), result_path)
+        doc = read_json(result_path)
         entries.extend(CaseEntry(r, candidate_provenance=provenance,
                                  reference_provenance=_golden_provenance(store_root, r))
                        for r in results_from_json(doc, path=result_path))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from goldens.errors import FormatError, NotATrainingGolden, StoreError
-from goldens.formats import load_json_text, parse_golden, parse_golden_filename
+from goldens.formats import parse_golden_bytes, parse_golden_filename
 from goldens.model import GoldenSet
 
 _STORE_VERSIONS = re.compile(r"^(?P<case>[A-Za-z0-9][A-Za-z0-9_.-]*)@v?(?P<base>\d+)\.\.v?(?P<head>\d+)$")
@@ -116,14 +116,6 @@ def _read_blobs(top: Path, blob_ids: list[str]) -> dict[str, bytes]:
     return contents
 
 
-def _parse(label: str, data: bytes) -> GoldenSet:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise FormatError(f"not UTF-8 text (byte {exc.start})", path=label) from None
-    return parse_golden(load_json_text(text, label), path=label)
-
-
 def read_git_revisions(store: str | Path, base_ref: str, head_ref: str) -> tuple[Revision, Revision]:
     """The store's golden files at two git refs; a file with the same blob at both is parsed once."""
     top, prefix = _store_location(Path(store))
@@ -139,7 +131,7 @@ def read_git_revisions(store: str | Path, base_ref: str, head_ref: str) -> tuple
             if blob_id not in parsed:
                 label = f"{ref}:{prefix + '/' if prefix else ''}{path}"
                 try:
-                    parsed[blob_id] = _parse(label, contents[blob_id])
+                    parsed[blob_id] = parse_golden_bytes(contents[blob_id], label)
                 except NotATrainingGolden:
                     parsed[blob_id] = None
             if parsed[blob_id] is None:
