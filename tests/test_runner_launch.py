@@ -239,3 +239,22 @@ def test_fingerprint_is_order_independent_and_platform_names():
     assert platform_name(None, "cpu") == "cpu"
     assert platform_name({"device": {"name": "NVIDIA H100 80GB HBM3"}}, "cuda") == "dgx_h100"
     assert platform_name({"device": {"name": "Tesla V100-SXM2"}}, "cuda") == "tesla_v100_sxm2"
+
+
+def test_the_fork_server_refuses_to_fork_a_threaded_process(cfg, tmp_path):
+    import threading
+
+    from runner import forkserver
+
+    plan = PhasePlan(run=cfg, run_dir=tmp_path, phase=1, first_step=1, last_step=20, save_at=10)
+    plan.write()
+    stop = threading.Event()
+    helper = threading.Thread(target=stop.wait)
+    helper.start()
+    try:
+        with pytest.raises(RuntimeError, match="refusing to fork: the launcher process has [2-9]"):
+            forkserver.run_phase(plan.plan_path)
+    finally:
+        stop.set()
+        helper.join()
+    assert not list(tmp_path.glob("logs/phase1/rank*.json"))  # nothing was started
