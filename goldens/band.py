@@ -79,7 +79,8 @@ def _on_grid(band: dict[str, tuple], steps: np.ndarray) -> tuple[np.ndarray, np.
 
 def evaluate_band(al: Any, policy: Any, ctx: Any) -> Any:
     """Every aligned step the band covers: the run's value inside [lower, upper] (by direction)."""
-    from .compare import Outcome, _counted_problems, _fmt, _pct, _window_mask
+    from .compare import Outcome, _counted_problems, _pct, _window_mask
+    from .result import full_precision
 
     lower, upper = _on_grid(policy.model_extra["band"], al.step)
     if policy.direction == "increase_is_bad":
@@ -125,10 +126,10 @@ def evaluate_band(al: Any, policy: Any, ctx: Any) -> Any:
     if worst is not None:
         g = None if np.isnan(al.golden[worst]) else float(al.golden[worst])
         a = None if np.isnan(al.actual[worst]) else float(al.actual[worst])
-        lo = "…" if np.isnan(lower[worst]) else _fmt(lower[worst])
-        hi = "…" if np.isnan(upper[worst]) else _fmt(upper[worst])
+        lo = "…" if np.isnan(lower[worst]) else full_precision(lower[worst])
+        hi = "…" if np.isnan(upper[worst]) else full_precision(upper[worst])
         delta = None if a is None or g is None else a - g
-        parts.append(f"worst step {int(al.step[worst])}: actual {_fmt(a)}, band [{lo}, {hi}], "
-                     f"golden {_fmt(g)}{_pct(delta, g)}")
+        parts.append(f"worst step {int(al.step[worst])}: actual {full_precision(a)}, band [{lo}, {hi}], "
+                     f"golden {full_precision(g)}{_pct(delta, g)}")
     return Outcome(failing > allowed, status, failing, allowed, total,
                    None if worst is None else int(al.step[worst]), g, a, "; ".join(parts))

@@ -130,15 +130,6 @@ def emit(result: Any, fmt: str) -> None:
         print_table(result)
 
 
-def _num(value: float | None) -> str:
-    """Full precision (shortest round-trip repr); whole numbers without '.0'."""
-    if value is None:
-        return "—"
-    if value == value and abs(value) < 2**53 and float(value).is_integer():
-        return str(int(value))
-    return repr(float(value))
-
-
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:+.3g} %"
 
@@ -148,7 +139,7 @@ def print_table(result: Any) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from .result import Verdict
+    from .result import Verdict, full_precision
 
     out = console()
     style = {Verdict.PASS: "green", Verdict.FAIL: "bold red", Verdict.MISSING: "red",
@@ -169,8 +160,8 @@ def print_table(result: Any) -> None:
         verdict = f"[{style[m.verdict]}]{m.verdict.value}{'' if m.passed else ' ✗'}[/]"
         failing = f"{m.failing_steps}/{m.allowed_failing_steps}/{m.total_steps}" if m.total_steps else "—"
         table.add_row(f"{prefix}{m.phase}", escape(m.metric), verdict, failing,
-                      "—" if m.worst_step is None else str(m.worst_step), _num(m.golden_value),
-                      _num(m.actual_value), _pct(m.delta_pct),
+                      "—" if m.worst_step is None else str(m.worst_step), full_precision(m.golden_value),
+                      full_precision(m.actual_value), _pct(m.delta_pct),
                       _pct(None if m.mean_rel_diff is None else 100.0 * m.mean_rel_diff))
         why.append(f"  {prefix}{m.phase} {escape(m.metric)}: [{style[m.verdict]}]{escape(m.explanation)}[/]"
                    f"\n      [dim]rule: {escape(m.rule.text)}[/]")

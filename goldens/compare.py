@@ -19,7 +19,7 @@ import numpy as np
 from .model import Artifact, GoldenSet, MetricSeries
 from .policy import MetricPolicy, PolicySet
 from .result import (STEP_STATUS_CODE, ComparisonResult, FingerprintCheck, MetricVerdict, PhaseResult,
-                     ResumeCheck, Rule, StepStatus, StepTable, Verdict)
+                     ResumeCheck, Rule, StepStatus, StepTable, Verdict, full_precision)
 
 _S = {s: np.int8(STEP_STATUS_CODE[s]) for s in StepStatus}
 NOTHING_TO_JUDGE = "no golden values in the judged window"
@@ -78,12 +78,13 @@ def side_from_artifact(artifact: Artifact, label: str | None = None) -> Side:
 
 # ---------------------------------------------------------------- which regime: exact or approx
 
-def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_mapping(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level of dotted paths: ``{"versions": {"torch": …}}`` → ``versions.torch``."""
     flat: dict[str, Any] = {}
     for key, value in mapping.items():
         path = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{path}."))
+            flat.update(flatten_mapping(value, f"{path}."))
         else:
             flat[path] = value
     return flat
@@ -98,7 +99,7 @@ def decide_regime(reference: Side, candidate: Side, force: str | None = None) ->
     ref, cand = reference.fingerprint, candidate.fingerprint
     differing: tuple[str, ...] = ()
     if reference.fingerprint_fields is not None and candidate.fingerprint_fields is not None:
-        a, b = _flatten(reference.fingerprint_fields), _flatten(candidate.fingerprint_fields)
+        a, b = flatten_mapping(reference.fingerprint_fields), flatten_mapping(candidate.fingerprint_fields)
         differing = tuple(sorted(k for k in a.keys() | b.keys() if a.get(k, _MISSING) != b.get(k, _MISSING)))
     elif ref is not None and cand is not None and ref != cand:
         differing = ("fingerprint",)
@@ -262,15 +263,6 @@ def _counted_problems(status: np.ndarray, policy: MetricPolicy) -> np.ndarray:
     return bad
 
 
-def _fmt(value: float | None) -> str:
-    """Full precision: the shortest repr that round-trips; whole numbers without '.0'."""
-    if value is None:
-        return "—"
-    if np.isfinite(value) and abs(value) < 2**53 and float(value).is_integer():
-        return str(int(value))
-    return repr(float(value))
-
-
 def _pct(delta: float | None, golden: float | None) -> str:
     if delta is None or golden is None:
         return ""
@@ -317,8 +309,8 @@ def evaluate_per_step(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcom
         parts[0] += f" ({', '.join(detail)}; {allowed} allowed)"
     if worst is not None:
         d = None if a is None or g is None or np.isnan(a) or np.isnan(g) else a - g
-        shown = "absent" if status[worst] == _S[StepStatus.MISSING] else _fmt(a)
-        parts.append(f"worst step {int(al.step[worst])}: golden {_fmt(g)}, actual {shown}{_pct(d, g)}")
+        shown = "absent" if status[worst] == _S[StepStatus.MISSING] else full_precision(a)
+        parts.append(f"worst step {int(al.step[worst])}: golden {full_precision(g)}, actual {shown}{_pct(d, g)}")
     return Outcome(failing > allowed, status, failing, allowed, total,
                    None if worst is None else int(al.step[worst]), g, a, "; ".join(parts))
 
@@ -361,15 +353,15 @@ def evaluate_summary(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcome
     G = reduce(g_vals)
     if a_vals.size == 0:
         return Outcome(policy.on_missing == "fail", status, n_problems, 0, total, None, G, None,
-                       f"the run has no values in the window ({policy.reduce} of golden {_fmt(G)})")
+                       f"the run has no values in the window ({policy.reduce} of golden {full_precision(G)})")
     A = reduce(a_vals)
     with np.errstate(invalid="ignore", over="ignore"):
         dev = _deviation(A - G, policy.direction)
         ok = bool(A == G or (np.isfinite(A) and np.isfinite(G)
                              and dev <= _threshold(G, policy, policy.mode == "exact")))
     failing = (0 if ok else 1) + n_problems
-    text = (f"{policy.reduce} over {total} steps: golden {_fmt(G)}, "
-            f"actual {_fmt(A)}{_pct(A - G, G)}")
+    text = (f"{policy.reduce} over {total} steps: golden {full_precision(G)}, "
+            f"actual {full_precision(A)}{_pct(A - G, G)}")
     if n_problems:
         text += f"; {n_problems} steps missing or NaN in the window"
     text = ("within the rule: " if failing == 0 else "out of tolerance: ") + text

@@ -156,7 +156,7 @@ def _to_step(raw: Any, *, path: object, key: str) -> int:
     return step
 
 
-def _number_repr(value: float) -> Any:
+def number_to_json(value: float) -> Any:
     """Megatron writes a missing value as the string "nan"; other numbers at full precision."""
     if math.isnan(value):
         return "nan"
@@ -295,7 +295,7 @@ def metric_to_json(series: MetricSeries) -> dict[str, Any]:
     out["start_step"] = series.start_step if series.start_step is not None else (int(present[0]) if present.size else 0)
     out["end_step"] = series.end_step if series.end_step is not None else (int(present[-1]) if present.size else 0)
     out["step_interval"] = series.step_interval if series.step_interval is not None else _infer_interval(present)
-    out["values"] = {str(s): _number_repr(v) for s, v in zip(series.steps.tolist(), series.values.tolist())}
+    out["values"] = {str(s): number_to_json(v) for s, v in zip(series.steps.tolist(), series.values.tolist())}
     return out
 
 
@@ -309,7 +309,7 @@ def _infer_interval(steps: np.ndarray) -> int:
 def golden_to_json(golden: GoldenSet) -> dict[str, Any]:
     doc: dict[str, Any] = {name: metric_to_json(s) for name, s in golden.metrics.items()}
     for name, value in golden.scalars.items():
-        doc[name] = _number_repr(value)
+        doc[name] = number_to_json(value)
     return doc
 
 

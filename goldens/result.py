@@ -34,6 +34,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .errors import FormatError
+from .formats import number_to_json
 
 RESULT_SCHEMA = "golden.result/1"
 
@@ -72,14 +73,18 @@ STEP_STATUS_CODE: dict[StepStatus, int] = {s: i for i, s in enumerate(STEP_STATU
 
 def _num_out(value: float | None) -> Any:
     """Full precision out; non-finite as the strings Megatron uses; None stays null."""
+    return None if value is None else number_to_json(float(value))
+
+
+def full_precision(value: float | None) -> str:
+    """A metric value as text, never rounded: the shortest repr that reads back to the same
+    float64; whole numbers without '.0'; None (no value) as '—'."""
     if value is None:
-        return None
+        return "—"
     value = float(value)
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return value
+    if math.isfinite(value) and abs(value) < 2**53 and value.is_integer():
+        return str(int(value))
+    return repr(value)
 
 
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}

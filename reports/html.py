@@ -9,10 +9,11 @@ from __future__ import annotations
 import datetime as _dt
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from markupsafe import Markup
 
+from goldens.compare import flatten_mapping
 from goldens.result import MetricVerdict
 from reports import text as fmt
 from reports.changes import BUCKETS, GoldenChanges
@@ -87,20 +88,10 @@ def _plan(report: Report) -> set[int]:
 
 def _provenance_rows(entry: CaseEntry) -> list[tuple[str, str, str]]:
     """Flattened provenance of both sides, one row per key either side recorded."""
-    reference, candidate = _flatten(entry.reference_provenance), _flatten(entry.candidate_provenance)
+    reference = flatten_mapping(entry.reference_provenance)
+    candidate = flatten_mapping(entry.candidate_provenance)
     keys = list(dict.fromkeys([*reference, *candidate]))
-    return [(k, reference.get(k, "—"), candidate.get(k, "—")) for k in keys if k != "fingerprint"]
-
-
-def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    flat: dict[str, str] = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{name}."))
-        else:
-            flat[name] = str(value)
-    return flat
+    return [(k, str(reference.get(k, "—")), str(candidate.get(k, "—"))) for k in keys if k != "fingerprint"]
 
 
 def _case_view(index: int, entry: CaseEntry, plotter: _Plotter) -> dict[str, Any]:

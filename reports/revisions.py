@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from goldens.errors import FormatError, NotATrainingGolden, StoreError
+from goldens.errors import NotATrainingGolden, StoreError
 from goldens.formats import parse_golden_bytes, parse_golden_filename
 from goldens.model import GoldenSet
 

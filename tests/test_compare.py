@@ -14,7 +14,7 @@ from goldens.compare import (Context, Side, align, compare, compare_metric, deci
                              mean_relative_diff, side_from_artifact)
 from goldens.model import Artifact, MetricSeries, Phase
 from goldens.policy import MetricPolicy, build_policies, parse_metric_policy, preset
-from goldens.result import ComparisonResult, StepStatus, Verdict
+from goldens.result import ComparisonResult, StepStatus, Verdict, full_precision
 
 APPROX = Context(phase=1, exact=False, same_platform=True)
 EXACT = Context(phase=1, exact=True, same_platform=True, exact_reason="fingerprints equal")
@@ -401,6 +401,15 @@ def test_megatron_second_phase_golden_nans_align_as_empty():
     a2 = series("lm loss", np.arange(6, 11), [1.0] * 5)
     v = compare_metric("lm loss", g2, a2, pol(rtol=0.05), Context(phase=2, exact=False, same_platform=True))
     assert v.step_counts == {"pass": 5, "empty": 5} and v.verdict == Verdict.PASS
+
+
+def test_values_in_explanations_and_tables_are_never_rounded():
+    # The one formatter the engine, the band mode and the terminal table share.
+    assert full_precision(0.1 + 0.2) == "0.30000000000000004"
+    assert full_precision(np.float64(6.9530158042907715)) == "6.9530158042907715"
+    assert (full_precision(5.0), full_precision(-0.0), full_precision(None)) == ("5", "0", "—")
+    assert full_precision(2.0 ** 53) == "9007199254740992.0"   # beyond exact integers: the float's repr
+    assert (full_precision(np.nan), full_precision(-np.inf)) == ("nan", "-inf")
 
 
 # ---------------------------------------------------------------- the result object
