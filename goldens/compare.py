@@ -60,18 +60,25 @@ def side_from_goldens(goldens: Mapping[int, GoldenSet], label: str, *, fingerpri
                 model_args=model_args, platform=platform)
 
 
+def recorded_identity(provenance: Any) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]:
+    """(fingerprint fields, model arguments) as a provenance records them — a run's, or the
+    ledger entry's that wrote a golden; None for what is absent or not a mapping."""
+    prov = provenance if isinstance(provenance, Mapping) else {}
+    fields = prov.get("fingerprint_fields")
+    args = prov.get("model_args", prov.get("args"))
+    return (fields if isinstance(fields, Mapping) else None, args if isinstance(args, Mapping) else None)
+
+
 def side_from_artifact(artifact: Artifact, label: str | None = None) -> Side:
     """A run artifact; fingerprint, its fields, platform and model args come from provenance."""
     prov = artifact.provenance if isinstance(artifact.provenance, Mapping) else {}
-    fields = prov.get("fingerprint_fields")
-    args = prov.get("model_args", prov.get("args"))
+    fields, args = recorded_identity(prov)
     phase2 = artifact.phases.get(2)
     platform = prov.get("platform")
     return Side(label=label or artifact.run_id,
                 phases={n: dict(p.metrics) for n, p in sorted(artifact.phases.items())},
                 fingerprint=prov.get("fingerprint") if isinstance(prov.get("fingerprint"), str) else None,
-                fingerprint_fields=fields if isinstance(fields, Mapping) else None,
-                model_args=args if isinstance(args, Mapping) else None,
+                fingerprint_fields=fields, model_args=args,
                 platform=platform if isinstance(platform, str) else None,
                 resumed_from=phase2.resumed_from if phase2 is not None else None)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .case import CASE_FILE, load_case, load_yaml
-from .compare import Side, side_from_artifact, side_from_goldens
+from .compare import Side, recorded_identity, side_from_artifact, side_from_goldens
 from .errors import FormatError, GoldenError, PolicyError, StoreError
 from .formats import ARTIFACT_SCHEMA, parse_artifact, parse_golden, parse_golden_filename, read_json
 from .model import Artifact, GoldenKey, GoldenSet
@@ -89,26 +89,11 @@ def megatron_model_args(case_dir: Path) -> Mapping[str, Any] | None:
 
 # ---------------------------------------------------------------- the store
 
-def _writer_entry(store: Any, case: str, filename: str, upto: int | None = None) -> Any:
-    """The ledger entry that last wrote ``filename`` (up to version ``upto``); None if none did."""
-    entries = store.history(case)
-    if upto is not None:
-        entries = entries[:upto]
-    for entry in reversed(entries):
-        record = entry.files.get(filename)
-        if record is not None:
-            return entry if record.hash is not None else None
-    return None
-
-
 def _provenance_parts(entry: Any) -> tuple[str | None, Mapping[str, Any] | None, Mapping[str, Any] | None]:
+    """(fingerprint, fingerprint fields, model args) of the ledger entry that wrote a golden."""
     if entry is None:
         return None, None, None
-    prov = entry.provenance if isinstance(entry.provenance, Mapping) else {}
-    fields = prov.get("fingerprint_fields")
-    args = prov.get("model_args", prov.get("args"))
-    return (entry.fingerprint, fields if isinstance(fields, Mapping) else None,
-            args if isinstance(args, Mapping) else None)
+    return (entry.fingerprint, *recorded_identity(entry.provenance))
 
 
 def pick_target(keys: list[GoldenKey], env: str | None, platform: str | None, what: str) -> tuple[str, str]:
@@ -135,7 +120,7 @@ def load_store_golden(store: Any, case: str, env: str | None, platform: str | No
     second = GoldenKey(case, env, platform, 2)
     if second in keys:
         goldens[2] = store.read(second)
-    fingerprint, fields, args = _provenance_parts(_writer_entry(store, case, first.filename()))
+    fingerprint, fields, args = _provenance_parts(store.writer_of(first))
     if args is None:
         args = megatron_model_args(store.case_dir(case))
     label = str(store.case_dir(case) / first.filename())
@@ -156,8 +141,7 @@ def load_store_version(store: Any, case: str, version: int, env: str | None, pla
     phases = {k.phase: g for k, g in goldens.items() if (k.env, k.platform) == (env, platform)}
     if 1 not in phases:
         raise StoreError(f"{case}@v{version} has no phase-1 golden for {env}/{platform}")
-    filename = GoldenKey(case, env, platform, 1).filename()
-    fingerprint, fields, args = _provenance_parts(_writer_entry(store, case, filename, upto=version))
+    fingerprint, fields, args = _provenance_parts(store.writer_of(GoldenKey(case, env, platform, 1), upto=version))
     return Loaded(side_from_goldens(phases, f"{case}@v{version}", fingerprint=fingerprint,
                                     fingerprint_fields=fields, model_args=args, platform=platform),
                   case, env, platform)

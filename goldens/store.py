@@ -351,14 +351,21 @@ class GoldenStore:
             out[key] = GoldenSet(golden.metrics, golden.scalars, key=key, source=str(blob))
         return {key: out[key] for key in sorted(out, key=_key_order)}
 
-    def fingerprint_of(self, key: GoldenKey) -> str | None:
-        """The fingerprint recorded with the version that last wrote this file (None if none did)."""
+    def writer_of(self, key: GoldenKey, *, upto: int | None = None) -> LedgerEntry | None:
+        """The ledger entry (up to version ``upto``) whose write made this file what it is; None
+        when no entry wrote it or the last one to touch it removed it."""
         filename = _checked_filename(key)
-        for entry in reversed(self.history(key.case)):
+        entries = self.history(key.case)
+        for entry in reversed(entries if upto is None else entries[:upto]):
             record = entry.files.get(filename)
             if record is not None:
-                return entry.fingerprint if record.hash is not None else None
+                return entry if record.hash is not None else None
         return None
+
+    def fingerprint_of(self, key: GoldenKey) -> str | None:
+        """The fingerprint recorded with the version that last wrote this file (None if none did)."""
+        entry = self.writer_of(key)
+        return entry.fingerprint if entry is not None else None
 
     # ------------------------------------------------------------ writing
 
