@@ -768,10 +768,7 @@ def candidate_view(store: "GoldenStore", candidate: Candidate, selection: Select
 def _on_grid(steps: Any, series: MetricSeries | None) -> Any:
     import numpy as np
 
-    out = np.full(steps.shape, np.nan)
-    if series is not None and series.steps.size:
-        out[np.searchsorted(steps, series.steps)] = series.values
-    return out
+    return np.full(steps.shape, np.nan) if series is None else series.on_grid(steps)
 
 
 class ReviewIO(Protocol):

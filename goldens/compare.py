@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .model import Artifact, GoldenSet, MetricSeries
+from .model import Artifact, GoldenSet, MetricSeries, valued_span
 from .policy import MetricPolicy, PolicySet
 from .result import (STEP_STATUS_CODE, ComparisonResult, FingerprintCheck, MetricVerdict, PhaseResult,
                      ResumeCheck, Rule, StepStatus, StepTable, Verdict, full_precision)
@@ -204,14 +204,6 @@ class Outcome:
     judged: bool = True  # False: nothing to judge (no golden steps in the window)
 
 
-def _resumed_padding(al: Aligned) -> int:
-    """How many leading golden rows are the padding of a Megatron ``_2nd`` file: the NaN
-    steps before the resumed phase's first value (that phase did not run them)."""
-    listed = al.golden[al.golden_row]
-    valued = np.flatnonzero(~np.isnan(listed))
-    return int(valued[0]) if valued.size else int(listed.size)
-
-
 def _window_mask(al: Aligned, policy: MetricPolicy, ctx: Context) -> np.ndarray:
     golden_steps = al.step[al.golden_row]
     last = int(golden_steps[-1]) if golden_steps.size else None
@@ -224,7 +216,7 @@ def _window_mask(al: Aligned, policy: MetricPolicy, ctx: Context) -> np.ndarray:
     if policy.skip_warmup:
         # A resumed phase warms up again after loading the checkpoint: count its warm-up from
         # the first step it ran, not from the padding before it.
-        ran = golden_steps[_resumed_padding(al):] if ctx.phase == 2 else golden_steps
+        ran = golden_steps[valued_span(al.golden[al.golden_row]).start:] if ctx.phase == 2 else golden_steps
         cut = ran[policy.skip_warmup] if ran.size > policy.skip_warmup else None
         mask &= (al.step >= cut) if cut is not None else False
     return mask
@@ -531,7 +523,7 @@ def resume_check(candidate: Side, policies: PolicySet) -> ResumeCheck | None:
         a, b = first[name], second[name]
         # Phase 2 ran from its first value on: a leading NaN run is the padding of a Megatron
         # ``_2nd`` file (steps before the resume), not steps that phase ran.
-        ran = b.steps[int(np.argmax(~np.isnan(b.values))):] if (~np.isnan(b.values)).any() else b.steps[:0]
+        ran = b.steps[valued_span(b.values).start:]
         common = np.intersect1d(a.steps, ran, assume_unique=True)
         overlap_total = max(overlap_total, int(common.size))
         pick = lambda s: MetricSeries(name, common, s.values[np.searchsorted(s.steps, common)])  # noqa: E731

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from deepdiff import DeepDiff
 from deepdiff.helper import NotPresent
 
-from .model import MetricSeries
+from .model import MetricSeries, valued_span
 from .result import ArgChange, GridChange, StructuralDrift
 
 if TYPE_CHECKING:
@@ -38,8 +38,7 @@ def grid_of(series: MetricSeries) -> dict[str, Any]:
     """
     import numpy as np
 
-    valued = np.flatnonzero(~np.isnan(series.values))
-    steps = series.steps[valued[0]:valued[-1] + 1] if valued.size else series.steps[:0]
+    steps = series.steps[valued_span(series.values)]
     interval = series.step_interval
     if interval is None and steps.size > 1:
         interval = int(np.gcd.reduce(np.diff(steps)))

@@ -69,8 +69,26 @@ class MetricSeries:
         return MetricSeries(self.name, self.steps[keep], self.values[keep],
                             self.start_step, self.end_step, self.step_interval)
 
+    def on_grid(self, steps: np.ndarray) -> np.ndarray:
+        """The values placed on ``steps`` (sorted, holding every step of this series), NaN elsewhere."""
+        out = np.full(steps.shape, np.nan)
+        out[np.searchsorted(steps, self.steps)] = self.values
+        return out
+
     def as_dict(self) -> dict[int, float]:
         return dict(zip(self.steps.tolist(), self.values.tolist()))
+
+
+def valued_span(values: np.ndarray) -> slice:
+    """From the first to the last value that is not NaN (empty, at the end, when none is).
+
+    NaN outside it is padding: a Megatron ``_2nd`` file lists the steps before the resume as
+    "nan", and a run that stopped early may list the steps it never reached the same way.
+    """
+    valued = np.flatnonzero(~np.isnan(values))
+    if not valued.size:
+        return slice(values.size, values.size)
+    return slice(int(valued[0]), int(valued[-1]) + 1)
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,7 @@ def spread(artifacts: Sequence[Artifact]) -> tuple[MetricSpread, ...]:
             samples = np.full((len(artifacts), steps.size), np.nan)
             for row, s in enumerate(series):
                 if s is not None:
-                    samples[row, np.searchsorted(steps, s.steps)] = s.values
+                    samples[row] = s.on_grid(steps)
             samples.flags.writeable = False
             result.append(MetricSpread(phase, name, run_ids, steps, samples))
     return tuple(result)
