@@ -27,9 +27,10 @@ computed. Only numpy is imported here; pandas is imported inside ``frame()``.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -102,6 +103,18 @@ def _num_in(raw: Any, key: str) -> float | None:
     raise FormatError(f"expected a number, got {raw!r}", key=key)
 
 
+@contextmanager
+def _reading(key: str | None = None, *, also: tuple[type[Exception], ...] = ()) -> Iterator[None]:
+    """What a malformed result document raises while a section is rebuilt, as one FormatError
+    naming the key: a missing field, or the first line of the value's complaint."""
+    try:
+        yield
+    except KeyError as exc:
+        raise FormatError(f"missing field {exc.args[0]!r}", key=key) from None
+    except (ValueError, TypeError, *also) as exc:
+        raise FormatError(str(exc).splitlines()[0], key=key) from None
+
+
 def _array_out(values: np.ndarray) -> list[Any]:
     finite = np.isfinite(values)
     if finite.all():
@@ -167,16 +180,12 @@ class StepTable:
     def from_json(cls, doc: Any, key: str = "steps") -> "StepTable":
         if not isinstance(doc, dict):
             raise FormatError("expected an object of per-step arrays", key=key)
-        try:
+        with _reading(key):
             codes = [STEP_STATUS_CODE[StepStatus(s)] for s in doc["status"]]
             return cls(step=np.asarray(doc["step"], dtype=np.int64),
                        golden=_array_in(doc["golden"], f"{key}.golden"),
                        actual=_array_in(doc["actual"], f"{key}.actual"),
                        status=np.asarray(codes, dtype=np.int8))
-        except KeyError as exc:
-            raise FormatError(f"missing field {exc.args[0]!r}", key=key) from None
-        except (ValueError, TypeError) as exc:
-            raise FormatError(str(exc).splitlines()[0], key=key) from None
 
 
 # ---------------------------------------------------------------- verdicts
@@ -238,7 +247,7 @@ class MetricVerdict:
     def from_json(cls, doc: Any, key: str = "metric") -> "MetricVerdict":
         if not isinstance(doc, dict):
             raise FormatError("expected a metric verdict object", key=key)
-        try:
+        with _reading(key, also=(AttributeError,)):
             floats = {name: _num_in(doc.get(name), f"{key}.{name}") for name in cls._FLOATS}
             return cls(metric=str(doc["metric"]), phase=int(doc["phase"]),
                        verdict=Verdict(doc["verdict"]), passed=bool(doc["passed"]),
@@ -250,10 +259,6 @@ class MetricVerdict:
                        step_counts={str(k): int(v) for k, v in (doc.get("step_counts") or {}).items()},
                        steps=None if doc.get("steps") is None else StepTable.from_json(doc["steps"], f"{key}.steps"),
                        **floats)
-        except KeyError as exc:
-            raise FormatError(f"missing field {exc.args[0]!r}", key=key) from None
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise FormatError(str(exc).splitlines()[0], key=key) from None
 
 
 @dataclass(frozen=True)
@@ -271,15 +276,11 @@ class PhaseResult:
 
     @classmethod
     def from_json(cls, doc: Any, key: str = "phases") -> "PhaseResult":
-        try:
+        with _reading(key):
             return cls(phase=int(doc["phase"]), verdict=Verdict(doc["verdict"]),
                        reference=doc.get("reference"),
                        metrics=tuple(MetricVerdict.from_json(m, f"{key}.metrics[{i}]")
                                      for i, m in enumerate(doc["metrics"])))
-        except KeyError as exc:
-            raise FormatError(f"missing field {exc.args[0]!r}", key=key) from None
-        except (ValueError, TypeError) as exc:
-            raise FormatError(str(exc).splitlines()[0], key=key) from None
 
 
 @dataclass(frozen=True)
@@ -308,16 +309,12 @@ class ResumeCheck:
 
     @classmethod
     def from_json(cls, doc: Any) -> "ResumeCheck":
-        try:
+        with _reading("resume"):
             return cls(verdict=Verdict(doc["verdict"]), explanation=str(doc["explanation"]),
                        overlapping_steps=int(doc.get("overlapping_steps", 0)),
                        resumed_from=doc.get("resumed_from"),
                        metrics=tuple(MetricVerdict.from_json(m, f"resume.metrics[{i}]")
                                      for i, m in enumerate(doc.get("metrics") or ())))
-        except KeyError as exc:
-            raise FormatError(f"missing field {exc.args[0]!r}", key="resume") from None
-        except (ValueError, TypeError) as exc:
-            raise FormatError(str(exc).splitlines()[0], key="resume") from None
 
 
 @dataclass(frozen=True)
@@ -510,7 +507,7 @@ class ComparisonResult:
         if doc.get("schema") != RESULT_SCHEMA:
             raise FormatError(f"unsupported schema {doc.get('schema')!r} (this version reads {RESULT_SCHEMA!r})",
                               key="schema")
-        try:
+        with _reading():
             return cls(case=doc.get("case"), env=doc.get("env"), platform=doc.get("platform"),
                        reference=str(doc["reference"]), candidate=str(doc["candidate"]),
                        policy=str(doc["policy"]), verdict=Verdict(doc["verdict"]),
@@ -519,7 +516,3 @@ class ComparisonResult:
                        resume=None if doc.get("resume") is None else ResumeCheck.from_json(doc["resume"]),
                        drift=StructuralDrift.from_json(doc.get("drift") or {}),
                        warnings=tuple(str(w) for w in doc.get("warnings") or ()))
-        except KeyError as exc:
-            raise FormatError(f"missing field {exc.args[0]!r}") from None
-        except (ValueError, TypeError) as exc:
-            raise FormatError(str(exc).splitlines()[0]) from None

@@ -432,6 +432,28 @@ def test_result_round_trips_through_json_and_frames_every_step():
     assert scalar.verdict == Verdict.MISSING and scalar.passed  # runs never produce scalar entries
 
 
+def test_a_malformed_result_document_names_the_section_it_broke_in():
+    from goldens.errors import FormatError
+
+    good = compare(side("g", [series("lm loss", [1, 2], [1.0, 2.0])]), side("a", [series("lm loss", [1, 2], [1.0, 2.5])],
+                   phase2=[series("lm loss", [2], [2.5])]), preset("default")).to_json()
+
+    def broken(edit):
+        doc = json.loads(json.dumps(good))
+        edit(doc)
+        with pytest.raises(FormatError) as caught:
+            ComparisonResult.from_json(doc)
+        return caught.value.key, caught.value.reason
+
+    assert broken(lambda d: d["phases"][0]["metrics"][0].pop("rule")) == ("phases[0].metrics[0]", "missing field 'rule'")
+    assert broken(lambda d: d["phases"][0]["metrics"][0]["steps"]["status"].__setitem__(0, "bogus")) == (
+        "phases[0].metrics[0].steps", "'bogus' is not a valid StepStatus")
+    assert broken(lambda d: d["phases"][0].__setitem__("verdict", "maybe")) == (
+        "phases[0]", "'maybe' is not a valid Verdict")
+    assert broken(lambda d: d["resume"].pop("verdict")) == ("resume", "missing field 'verdict'")
+    assert broken(lambda d: d.pop("candidate")) == (None, "missing field 'candidate'")
+
+
 def test_megatron_preset_skips_metrics_it_has_no_threshold_for():
     ref = side("g", [series("grad-norm", [1], [1.0])])
     cand = side("a", [series("grad-norm", [1], [5.0])])
