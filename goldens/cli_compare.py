@@ -77,7 +77,7 @@ def diff(targets: TargetsArg = None, case: CaseOpt = None, env: EnvOpt = None, p
         golden_store = di.open_store(store)
         target_env, target_platform = env or candidate.env, platform or candidate.platform
         if not di.has_golden(golden_store, the_case, target_env, target_platform):
-            _stage(golden_store, candidate, target_env, target_platform, None)
+            stage_for_review(golden_store, candidate, target_env, target_platform, None)
             print(f"no golden: case {the_case!r} has none for {target_env or '*'}/{target_platform or '*'} yet",
                   file=sys.stderr)
             raise typer.Exit(1)
@@ -92,11 +92,11 @@ def diff(targets: TargetsArg = None, case: CaseOpt = None, env: EnvOpt = None, p
                      platform=platform or reference.platform or candidate.platform, notes=notes)
     emit(result, fmt)
     if len(targets) < 2 and not result.passed:
-        _stage(golden_store, candidate, reference.env, reference.platform, result)
+        stage_for_review(golden_store, candidate, reference.env, reference.platform, result)
     raise typer.Exit(result.exit_code)
 
 
-def _stage(store: Any, run: Any, env: str | None, platform: str | None, result: Any) -> None:
+def stage_for_review(store: Any, run: Any, env: str | None, platform: str | None, result: Any) -> None:
     """A failing run (or one without a golden) becomes the pending candidate for review —
     outside CI only (``approve.stage_candidate`` writes nothing in CI). Never changes the exit code."""
     from .approve import stage_candidate

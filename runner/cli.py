@@ -106,7 +106,28 @@ def check(case: CaseArg, store: StoreOpt = None, env: EnvOpt = "dev", platform: 
     target_platform = report.artifact.provenance["platform"] if platform == "auto" else platform
     result = judge(report.artifact, case=case, store_root=store, env=env, platform=target_platform, policy=policy)
     emit(result, fmt)
+    publish(result, report, store=store, env=env, platform=target_platform)
     raise typer.Exit(result.exit_code)
+
+
+def publish(result: Any, report: Any, *, store: Path | None, env: str, platform: str) -> None:
+    """Keep what ``golden check`` decided beside the run: ``result.json``, the reports in
+    ``report/`` (Markdown, HTML, JUnit, JSON), and — when it failed, outside CI — a pending
+    candidate for ``golden review``. Paths go to stderr so stdout stays the chosen format."""
+    import json
+
+    from goldens import diff_inputs
+    from goldens.atomic import atomic_write_text
+    from goldens.cli_compare import stage_for_review
+    from reports.build import build_result_report
+    from reports.output import RESULT_FILES
+
+    run_dir = report.artifact_path.parent
+    atomic_write_text(run_dir / "result.json", json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n")
+    written = build_result_report([run_dir], None, tuple(RESULT_FILES), store=store)
+    print(f"report: {written.files[0].parent}", file=sys.stderr)
+    if not result.passed:
+        stage_for_review(diff_inputs.open_store(store), diff_inputs.load_artifact_side(report.artifact), env, platform, result)
 
 
 def _torchrun_args(*, node_rank: int | None, rdzv_endpoint: str | None, rdzv_id: str | None,

@@ -73,6 +73,14 @@ def test_golden_check_passes_against_the_committed_golden(checked):
     assert not leftover_processes(checked.run_dir.resolve())
 
 
+def test_golden_check_keeps_its_result_and_reports_beside_the_run(checked):
+    saved = json.loads((checked.run_dir / "result.json").read_text())
+    assert saved["verdict"] == "pass" and saved["case"] == CASE
+    report = checked.run_dir / "report"
+    assert sorted(p.name for p in report.iterdir()) == ["junit.xml", "report.html", "report.json", "report.md"]
+    assert "lm loss" in (report / "report.md").read_text()
+
+
 def test_artifact_schema_and_provenance(checked):
     artifact = checked.artifact
     assert (artifact.case, artifact.status, artifact.error) == (CASE, "complete", None)
@@ -170,12 +178,20 @@ def test_golden_check_cli_exits_1_on_a_difference(checked, tmp_path, monkeypatch
     import runner.cli
     from goldens.cli import app
 
-    report = RunReport(artifact=checked.artifact, artifact_path=checked.run_dir / "artifact.json", outcomes=())
+    run_dir = tmp_path / "run"
+    shutil.copytree(checked.run_dir, run_dir, ignore=shutil.ignore_patterns("checkpoints", "data"))
+    report = RunReport(artifact=read_artifact(run_dir), artifact_path=run_dir / "artifact.json", outcomes=())
     monkeypatch.setattr(runner.cli, "execute", lambda **_: report)
+    monkeypatch.delenv("CI", raising=False)
     store = _perturbed_store(tmp_path, 1.1)
     result = CliRunner().invoke(app, ["check", CASE, "--store", str(store), "--format", "json"])
     assert result.exit_code == 1, result.output
     assert '"verdict": "fail"' in result.output
+    assert json.loads((run_dir / "result.json").read_text())["verdict"] == "fail"
+    assert "<failure" in (run_dir / "report" / "junit.xml").read_text()
+    # outside CI the failing run is staged for `golden review`
+    pending = json.loads((store / ".pending" / CASE / "dev_cpu.json").read_text())
+    assert pending["run_id"] == checked.artifact.run_id
 
 
 def test_resume_without_optimizer_state_fails_the_resume_check(checked, cfg, tmp_path):
