@@ -23,7 +23,8 @@ ProfileOpt = Annotated[Optional[str], typer.Option("--profile", metavar="NAME",
                                                    help="Profile of the case [default: the case's default_profile, "
                                                         "e.g. cpu-tiny].", show_default=False)]
 OutOpt = Annotated[Optional[Path], typer.Option("--out", metavar="DIR",
-                                                help="Run folder [default: runs/<run-id>].", show_default=False)]
+                                                help="Run folder [default: runs/<run-id>]; with --repeat, the "
+                                                     "folder that holds the runs' folders.", show_default=False)]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", metavar="cpu|cuda",
                                                   help="Override the profile's device (gloo on cpu, nccl on cuda).",
                                                   show_default=False)]
@@ -32,6 +33,14 @@ TimeoutOpt = Annotated[Optional[float], typer.Option("--timeout", metavar="SECON
                                                      show_default=False)]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", metavar="N", min=0, help="Override the seed.",
                                                 show_default=False)]
+RepeatOpt = Annotated[Optional[int], typer.Option(
+    "--repeat", metavar="N", min=1, show_default=False,
+    help="Run the case N times, run i with seed = base + i·K (base: --seed or the case's), each in its own "
+         "run folder (under --out DIR when given). stdout: one artifact path per line, for "
+         "`golden stats $(golden run CASE --repeat 3)`; the summaries go to stderr.")]
+SeedStrideOpt = Annotated[Optional[int], typer.Option(
+    "--seed-stride", metavar="K", min=0, show_default=False,
+    help="Seed step between repeats [default: 1]; 0 repeats the same seed to measure nondeterminism.")]
 StoreOpt = Annotated[Optional[Path], typer.Option("--store", metavar="PATH", envvar="GOLDEN_STORE",
                                                   help="Golden store holding the cases [default: ./cases].",
                                                   show_default=False)]
@@ -68,16 +77,37 @@ def register(app: typer.Typer) -> None:
 def run(case: CaseArg, profile: ProfileOpt = None, out: OutOpt = None, device: DeviceOpt = None,
         timeout: TimeoutOpt = None, seed: SeedOpt = None, store: StoreOpt = None, launcher: LauncherOpt = "auto",
         nnodes: NnodesOpt = None, node_rank: NodeRankOpt = None, rdzv_endpoint: RdzvOpt = None,
-        rdzv_id: RdzvIdOpt = None, torchrun_arg: TorchrunArgOpt = None) -> None:
+        rdzv_id: RdzvIdOpt = None, torchrun_arg: TorchrunArgOpt = None, repeat: RepeatOpt = None,
+        seed_stride: SeedStrideOpt = None) -> None:
     """Run a case for real (both phases of a resume case) and write runs/<run-id>/artifact.json.
 
     Multi-node: run the same command on every node with --nnodes, --node-rank and --rdzv-endpoint
-    (the artifact is written on the node that hosts global rank 0)."""
+    (the artifact is written on the node that hosts global rank 0).
+
+    Repeated runs for `golden stats`: --repeat N [--seed-stride K] (docs/calibration.md)."""
     torchrun_args = _torchrun_args(node_rank=node_rank, rdzv_endpoint=rdzv_endpoint, rdzv_id=rdzv_id,
                                    extra=torchrun_arg or [])
-    report = execute(case=case, store=store, profile=profile, out=out, device=device, timeout=timeout,
-                     seed=seed, launcher=launcher, nnodes=nnodes, torchrun_args=torchrun_args)
-    _print_summary(report)
+    options = dict(case=case, store=store, profile=profile, device=device, timeout=timeout, launcher=launcher,
+                   nnodes=nnodes, torchrun_args=torchrun_args)
+    if repeat is None:
+        if seed_stride is not None:
+            raise fail("--seed-stride needs --repeat N")
+        _print_summary(execute(out=out, seed=seed, **options))
+        return
+    base = seed if seed is not None else resolve_config(case=case, store=store, profile=profile).determinism.seed
+    seeds = repeat_seeds(base, repeat, 1 if seed_stride is None else seed_stride)
+    for index, run_seed in enumerate(seeds, start=1):
+        print(f"run {index} of {repeat}: seed {run_seed}", file=sys.stderr, flush=True)
+        # A run that is not complete raises RunError: exit 2, the paths printed so far stay valid.
+        report = execute(out=None, runs_root=out, seed=run_seed, **options)
+        _print_summary(report, stream=sys.stderr)
+        print(report.artifact_path, flush=True)
+
+
+def repeat_seeds(base: int, count: int, stride: int) -> list[int]:
+    """The seeds of ``--repeat``: base, base + K, …, base + (N − 1)·K (K = 0: one seed N times,
+    so the spread measured is the nondeterminism alone)."""
+    return [base + index * stride for index in range(count)]
 
 
 @handles_errors
@@ -142,14 +172,12 @@ def _torchrun_args(*, node_rank: int | None, rdzv_endpoint: str | None, rdzv_id:
     return (*args, *extra)
 
 
-def execute(*, case: str, store: Path | None, profile: str | None, out: Path | None, device: str | None,
-            timeout: float | None, seed: int | None, launcher: str, nnodes: int | None,
-            torchrun_args: tuple[str, ...]) -> Any:
-    """Resolve the case's profile with the command-line overrides, run it with a progress display."""
+def resolve_config(*, case: str, store: Path | None, profile: str | None, device: str | None = None,
+                   timeout: float | None = None, seed: int | None = None, nnodes: int | None = None) -> Any:
+    """The case's profile with the command-line overrides (a RunConfig)."""
     from goldens.store import GoldenStore
 
     from .config import load_case_definition
-    from .launch import RunOptions, run_case
 
     definition = load_case_definition(GoldenStore(store).case_dir(case))
     launch: dict[str, Any] = {}
@@ -162,8 +190,19 @@ def execute(*, case: str, store: Path | None, profile: str | None, out: Path | N
     overrides: dict[str, Any] = {"launch": launch} if launch else {}
     if seed is not None:
         overrides["determinism"] = {"seed": seed}
-    cfg = definition.run_config(profile, **overrides)
-    run_dir = out if out is not None else Path("runs") / new_run_id(cfg.case, cfg.profile)
+    return definition.run_config(profile, **overrides)
+
+
+def execute(*, case: str, store: Path | None, profile: str | None, out: Path | None, device: str | None,
+            timeout: float | None, seed: int | None, launcher: str, nnodes: int | None,
+            torchrun_args: tuple[str, ...], runs_root: Path | None = None) -> Any:
+    """Run the resolved case with a progress display, in ``out`` or ``<runs_root>/<run-id>``
+    (``runs_root`` default: runs/)."""
+    from .launch import RunOptions, run_case
+
+    cfg = resolve_config(case=case, store=store, profile=profile, device=device, timeout=timeout, seed=seed,
+                         nnodes=nnodes)
+    run_dir = out if out is not None else (runs_root or Path("runs")) / new_run_id(cfg.case, cfg.profile)
     with progress_display(cfg) as (on_progress, on_phase):
         return run_case(cfg, RunOptions(run_dir=run_dir, launcher=launcher, torchrun_args=torchrun_args),
                         on_progress=on_progress, on_phase=on_phase)
