@@ -7,12 +7,14 @@ truncated run or a different grid is a verdict with reasons, never a crash. All 
 is vectorized: there is no Python loop over steps.
 
 The reference is the first side (the golden, or ``REFERENCE`` in ``golden diff REF CAND``);
-relative tolerances are relative to it.
+relative tolerances are relative to it. A reference read from a store may carry its approved
+history (``Side.history``, gathered by ``goldens.diff_inputs``): step time is then judged
+against that history once it holds ``stats.MIN_HISTORY`` samples (see ``judge_by_history``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -33,7 +35,9 @@ class Side:
 
     ``phases`` maps phase number → metric name → series; phase 2 is a resume's second phase.
     ``fingerprint_fields`` (the inputs of the fingerprint hash) lets the result name which
-    fields differ; ``model_args`` feeds the structural-drift section.
+    fields differ; ``model_args`` feeds the structural-drift section. ``history`` (a store's
+    golden only) maps phase → metric → the series of every approved version of this golden,
+    oldest first, one per distinct content: the baseline of the history-aware timing check.
     """
 
     label: str
@@ -44,6 +48,7 @@ class Side:
     model_args: Mapping[str, Any] | None = None
     platform: str | None = None
     resumed_from: int | None = None
+    history: Mapping[int, Mapping[str, Sequence[MetricSeries]]] | None = None
 
 
 def side_from_goldens(goldens: Mapping[int, GoldenSet], label: str, *, fingerprint: str | None = None,
@@ -421,8 +426,9 @@ def effective_policy(policy: MetricPolicy, exact_regime: bool) -> MetricPolicy:
 
 def compare_metric(name: str, golden: MetricSeries | None, actual: MetricSeries | None,
                    policy: MetricPolicy | None, ctx: Context, *, origin: str = "",
-                   missing_is_ok: bool = False) -> MetricVerdict:
-    """One metric: align, evaluate with the policy's mode, explain."""
+                   missing_is_ok: bool = False, history: Sequence[MetricSeries] | None = None) -> MetricVerdict:
+    """One metric: align, evaluate with the policy's mode, explain. ``history``: the approved
+    versions of the golden's series (see ``judge_by_history``)."""
     al = align(golden, actual)
     if policy is None:
         # No rule for this metric (e.g. the megatron preset): report the numbers, judge nothing.
@@ -434,6 +440,9 @@ def compare_metric(name: str, golden: MetricSeries | None, actual: MetricSeries 
         text = effective.describe() + (f" [{ctx.exact_reason}]" if upgraded or effective.mode == "exact" else "")
         rule = Rule(effective.mode, effective.params(), f"{text} — {origin}" if origin else text)
     outcome = EVALUATORS[effective.mode](al, effective, ctx)
+    if history is not None and policy is not None and uses_history(effective) and ctx.same_platform \
+            and outcome.judged and outcome.actual_value is not None:
+        outcome, rule = judge_by_history(name, al, effective, ctx, outcome, rule, history, origin)
     table = StepTable(al.step, al.golden, al.actual, outcome.status)
     golden_value, actual_value = _value(outcome.golden_value), _value(outcome.actual_value)
     common = dict(metric=name, phase=ctx.phase, rule=rule, steps=table, step_counts=table.counts(),
@@ -473,6 +482,68 @@ def compare_metric(name: str, golden: MetricSeries | None, actual: MetricSeries 
                          explanation=f"{outcome.summary}{drift_text}", **common)
 
 
+# ---------------------------------------------------------------- history-aware timing
+
+def uses_history(policy: MetricPolicy) -> bool:
+    """Judged against the approved history: a one-sided ``summary`` metric judged only on its own
+    platform — the shape of the step-time kind, read from the policy (data), never the name."""
+    return policy.mode == "summary" and policy.direction != "both" and policy.only_on_same_platform
+
+
+def _ran_part(series: MetricSeries, phase: int) -> MetricSeries:
+    """A phase-2 golden from the step it ran (its NaN padding dropped), so the warm-up skip counts
+    from there — as ``_window_mask`` does for the golden."""
+    if phase != 2:
+        return series
+    span = valued_span(series.values)
+    return MetricSeries(series.name, series.steps[span], series.values[span])
+
+
+def judge_by_history(name: str, al: Aligned, policy: MetricPolicy, ctx: Context, outcome: Outcome, rule: Rule,
+                     history: Sequence[MetricSeries], origin: str) -> tuple[Outcome, Rule]:
+    """Step time against its approved history (same platform: the history is the golden's).
+
+    Each approved version is reduced as the summary check reduces the golden. With at least
+    ``stats.MIN_HISTORY`` positive values the one-sided log-normal prediction bound of
+    ``stats.history_timing_check`` decides; below that the summary rule's ``outcome`` stands.
+    Either way the rule's text and params say which check applied and on how many samples.
+    """
+    from .stats import MIN_HISTORY, history_timing_check, reduce_window
+
+    golden_steps = al.step[al.golden_row]
+    window = policy.window_for(int(golden_steps[-1]) if golden_steps.size else None)
+    past = [_ran_part(s, ctx.phase) for s in history]
+    reduced = [reduce_window(s.steps, s.values, skip_warmup=policy.skip_warmup, window=window,
+                             reduce=policy.reduce) for s in past]
+    usable = [s for s, v in zip(past, reduced) if not np.isnan(v)]
+    params = {**rule.params, "history_samples": len(usable)}
+    if len(usable) < MIN_HISTORY or any(v <= 0 for v in reduced if not np.isnan(v)):
+        why = (f"{len(usable)} < {MIN_HISTORY} approved samples" if len(usable) < MIN_HISTORY
+               else "a non-positive approved value")
+        return outcome, Rule(rule.mode, {**params, "baseline": "golden"},
+                             f"{rule.text} [rtol rule: the history has {why}]")
+    # The candidate exactly as the summary check saw it: on the golden's grid, inside the judged
+    # window, everything else NaN (so the check's own warm-up skip and window remove nothing more).
+    judged = _window_mask(al, policy, ctx) & al.golden_row & al.actual_row
+    candidate = MetricSeries(name, al.step[al.golden_row], np.where(judged, al.actual, np.nan)[al.golden_row])
+    check = history_timing_check(candidate, usable, rtol=policy.rtol, skip_warmup=policy.skip_warmup,
+                                 window=window, reduce=policy.reduce, direction=policy.direction,
+                                 min_history=MIN_HISTORY)
+    n_problems = int(np.count_nonzero(_counted_problems(outcome.status, policy)))
+    failing = (0 if check.passed else 1) + n_problems
+    text = (("within the rule: " if failing == 0 else "out of tolerance: ") + check.text
+            + f"; geometric mean {full_precision(check.baseline)}, golden {full_precision(outcome.golden_value)}")
+    if n_problems:
+        text += f"; {n_problems} steps missing or NaN in the window"
+    side = "x <= exp(m + w)" if policy.direction == "increase_is_bad" else "x >= exp(m − w)"
+    rule_text = (f"history bound over {check.n_history} approved goldens of this platform: {policy.reduce} of the "
+                 f"window {side}, m = mean log, w = t(0.995, n−1)·s_log·√(1 + 1/n)")
+    return (Outcome(failing > 0, outcome.status, failing, 0, outcome.total_steps, None, outcome.golden_value,
+                    check.candidate, text),
+            Rule(rule.mode, {**params, "baseline": "history", "bound": check.bound},
+                 f"{rule_text} — {origin}" if origin else rule_text))
+
+
 # ---------------------------------------------------------------- phases, resume, the whole result
 
 def _scalar_series(name: str, value: float) -> MetricSeries:
@@ -481,13 +552,16 @@ def _scalar_series(name: str, value: float) -> MetricSeries:
 
 def compare_phase(reference: Mapping[str, MetricSeries], candidate: Mapping[str, MetricSeries],
                   policies: PolicySet, ctx: Context, *, reference_scalars: Mapping[str, float] = {},
-                  candidate_scalars: Mapping[str, float] = {}, reference_label: str | None = None) -> PhaseResult:
-    """Every metric of one phase; metric order: the reference's, then the candidate's new ones."""
+                  candidate_scalars: Mapping[str, float] = {}, reference_label: str | None = None,
+                  history: Mapping[str, Sequence[MetricSeries]] | None = None) -> PhaseResult:
+    """Every metric of one phase; metric order: the reference's, then the candidate's new ones.
+    ``history``: the reference's approved versions per metric (None: not from a store)."""
     verdicts = []
     for name in [*reference, *(n for n in candidate if n not in reference)]:
         resolved = policies.resolve(name)
         verdicts.append(compare_metric(name, reference.get(name), candidate.get(name),
-                                       resolved.policy, ctx, origin=resolved.origin))
+                                       resolved.policy, ctx, origin=resolved.origin,
+                                       history=None if history is None else history.get(name, ())))
     # Scalar entries (e.g. an old golden's "iteration_timing_avg"): one value each, no window.
     # Runs never produce them, so one the candidate lacks is reported, never a failure.
     for name in [*reference_scalars, *(n for n in candidate_scalars if n not in reference_scalars)]:
@@ -576,7 +650,8 @@ def compare(reference: Side, candidate: Side, policies: PolicySet, *, force: str
         phases.append(compare_phase(reference.phases[number], candidate.phases.get(number, {}), policies, ctx,
                                     reference_scalars=reference.scalars if number == 1 else {},
                                     candidate_scalars=candidate.scalars if number == 1 else {},
-                                    reference_label=reference.label))
+                                    reference_label=reference.label,
+                                    history=None if reference.history is None else reference.history.get(number, {})))
         if number not in candidate.phases:
             warnings.append(f"the candidate has no phase {number}")
     resume = resume_check(candidate, policies) if check_resume else None

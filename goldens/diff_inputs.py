@@ -2,12 +2,13 @@
 
 The edge between files and the pure engine: artifacts (file, run folder or run id), golden
 files, store versions (``CASE@v3``) and the store's current golden for a run; a golden's
-fingerprint and provenance come from the ledger entry that wrote it. Everything here reads;
-nothing writes.
+fingerprint and provenance come from the ledger entry that wrote it, and its approved history
+(every version the ledger recorded) rides along for the history-aware timing check. Everything
+here reads; nothing writes.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -15,7 +16,7 @@ from .case import CASE_FILE, load_case, load_yaml
 from .compare import Side, recorded_identity, side_from_artifact, side_from_goldens
 from .errors import FormatError, GoldenError, PolicyError, StoreError
 from .formats import ARTIFACT_SCHEMA, parse_artifact, parse_golden, parse_golden_filename, read_json
-from .model import Artifact, GoldenKey, GoldenSet
+from .model import Artifact, GoldenKey, GoldenSet, MetricSeries
 from .policy import PRESETS, PolicySet, build_policies
 
 RUNS_DIR = "runs"
@@ -124,8 +125,32 @@ def load_store_golden(store: Any, case: str, env: str | None, platform: str | No
     if args is None:
         args = megatron_model_args(store.case_dir(case))
     label = str(store.case_dir(case) / first.filename())
-    return Loaded(side_from_goldens(goldens, label, fingerprint=fingerprint, fingerprint_fields=fields,
-                                    model_args=args, platform=platform), case, env, platform)
+    side = side_from_goldens(goldens, label, fingerprint=fingerprint, fingerprint_fields=fields,
+                             model_args=args, platform=platform)
+    return Loaded(replace(side, history=approved_history(store, case, env, platform)), case, env, platform)
+
+
+def approved_history(store: Any, case: str, env: str, platform: str) -> dict[int, dict[str, tuple[MetricSeries, ...]]]:
+    """phase → metric → the series of every content the ledger recorded for this golden (same
+    env and platform), oldest first. One sample per distinct content: a rollback to an earlier
+    version, or an entry that touched only other files, adds nothing. Imported versions count:
+    they are the goldens a store adopted. Empty when the case has no history."""
+    files = {GoldenKey(case, env, platform, phase).filename(): phase for phase in (1, 2)}
+    seen: set[tuple[str, str]] = set()
+    history: dict[int, dict[str, list[MetricSeries]]] = {}
+    for entry in store.history(case):
+        written = {(name, record.hash) for name, record in entry.files.items()
+                   if name in files and record.hash is not None} - seen
+        if not written:
+            continue
+        seen |= written
+        names = {name for name, _ in written}
+        for key, golden in store.read_version(case, entry.version).items():
+            if key.filename() in names:
+                for metric, series in golden.metrics.items():
+                    history.setdefault(key.phase, {}).setdefault(metric, []).append(series)
+    return {phase: {metric: tuple(series) for metric, series in metrics.items()}
+            for phase, metrics in history.items()}
 
 
 def has_golden(store: Any, case: str, env: str | None, platform: str | None) -> bool:
