@@ -526,9 +526,8 @@ def judge_by_history(name: str, al: Aligned, policy: MetricPolicy, ctx: Context,
     # window, everything else NaN (so the check's own warm-up skip and window remove nothing more).
     judged = _window_mask(al, policy, ctx) & al.golden_row & al.actual_row
     candidate = MetricSeries(name, al.step[al.golden_row], np.where(judged, al.actual, np.nan)[al.golden_row])
-    check = history_timing_check(candidate, usable, rtol=policy.rtol, skip_warmup=policy.skip_warmup,
-                                 window=window, reduce=policy.reduce, direction=policy.direction,
-                                 min_history=MIN_HISTORY)
+    check = history_timing_check(candidate, usable, skip_warmup=policy.skip_warmup, window=window,
+                                 reduce=policy.reduce, direction=policy.direction, min_history=MIN_HISTORY)
     n_problems = int(np.count_nonzero(_counted_problems(outcome.status, policy)))
     failing = (0 if check.passed else 1) + n_problems
     text = (("within the rule: " if failing == 0 else "out of tolerance: ") + check.text
