@@ -49,12 +49,16 @@ class Side:
     platform: str | None = None
     resumed_from: int | None = None
     history: Mapping[int, Mapping[str, Sequence[MetricSeries]]] | None = None
+    phase_sources: Mapping[int, str] = field(default_factory=dict)  # per-phase file, e.g. the _2nd golden
 
 
 def side_from_goldens(goldens: Mapping[int, GoldenSet], label: str, *, fingerprint: str | None = None,
                       fingerprint_fields: Mapping[str, Any] | None = None,
-                      model_args: Mapping[str, Any] | None = None, platform: str | None = None) -> Side:
-    """Golden files of one key: {1: phase-1 golden, 2: the ``_2nd`` golden (optional)}."""
+                      model_args: Mapping[str, Any] | None = None, platform: str | None = None,
+                      per_phase_sources: bool = False) -> Side:
+    """Golden files of one key: {1: phase-1 golden, 2: the ``_2nd`` golden (optional)}.
+
+    ``per_phase_sources`` labels each phase with its own file (the ``_2nd`` golden for phase 2)."""
     first = goldens.get(1)
     if platform is None:
         key = next((g.key for g in goldens.values() if g.key is not None), None)
@@ -62,7 +66,8 @@ def side_from_goldens(goldens: Mapping[int, GoldenSet], label: str, *, fingerpri
     return Side(label=label, phases={p: dict(g.metrics) for p, g in sorted(goldens.items())},
                 scalars=dict(first.scalars) if first is not None else {},
                 fingerprint=fingerprint, fingerprint_fields=fingerprint_fields,
-                model_args=model_args, platform=platform)
+                model_args=model_args, platform=platform,
+                phase_sources={p: g.source for p, g in goldens.items() if g.source} if per_phase_sources else {})
 
 
 def recorded_identity(provenance: Any) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]:
@@ -649,7 +654,7 @@ def compare(reference: Side, candidate: Side, policies: PolicySet, *, force: str
         phases.append(compare_phase(reference.phases[number], candidate.phases.get(number, {}), policies, ctx,
                                     reference_scalars=reference.scalars if number == 1 else {},
                                     candidate_scalars=candidate.scalars if number == 1 else {},
-                                    reference_label=reference.label,
+                                    reference_label=reference.phase_sources.get(number, reference.label),
                                     history=None if reference.history is None else reference.history.get(number, {})))
         if number not in candidate.phases:
             warnings.append(f"the candidate has no phase {number}")

@@ -126,7 +126,7 @@ def load_store_golden(store: Any, case: str, env: str | None, platform: str | No
         args = megatron_model_args(store.case_dir(case))
     label = str(store.case_dir(case) / first.filename())
     side = side_from_goldens(goldens, label, fingerprint=fingerprint, fingerprint_fields=fields,
-                             model_args=args, platform=platform)
+                             model_args=args, platform=platform, per_phase_sources=True)
     return Loaded(replace(side, history=approved_history(store, case, env, platform)), case, env, platform)
 
 

@@ -76,6 +76,10 @@ def test_golden_check_passes_against_the_committed_golden(checked):
 def test_golden_check_keeps_its_result_and_reports_beside_the_run(checked):
     saved = json.loads((checked.run_dir / "result.json").read_text())
     assert saved["verdict"] == "pass" and saved["case"] == CASE
+    # each phase names the golden file it was judged against (Megatron's _2nd file for phase 2)
+    references = {p["phase"]: p["reference"] for p in saved["phases"]}
+    assert references[1].endswith("golden_values_dev_cpu.json")
+    assert references[2].endswith("golden_values_dev_cpu_2nd.json")
     report = checked.run_dir / "report"
     assert sorted(p.name for p in report.iterdir()) == ["junit.xml", "report.html", "report.json", "report.md"]
     assert "lm loss" in (report / "report.md").read_text()
