@@ -196,6 +196,7 @@ class Context:
     exact: bool          # the exact regime applies (fingerprints equal or forced)
     same_platform: bool
     exact_reason: str = ""
+    other_platform_reason: str = "other platform"  # why a same-platform-only metric is not judged
 
 
 @dataclass(frozen=True)
@@ -348,8 +349,11 @@ _REDUCERS: dict[str, Callable[[np.ndarray], float]] = {
 
 def evaluate_summary(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcome:
     """summary: reduce each side over the window (on the golden's grid), compare the two numbers."""
-    in_window = _window_mask(al, policy, ctx) & al.golden_row  # the run's extra steps never count
-    status, both = _base_status(al, in_window)
+    window = _window_mask(al, policy, ctx)
+    # The run's steps the golden lacks never count; they keep their own status (extra), not
+    # "skipped", which means outside the judged window.
+    status, both = _base_status(al, window)
+    in_window = window & al.golden_row
     status[both] = _S[StepStatus.REDUCED]
     g_vals = al.golden[in_window & ~np.isnan(al.golden)]
     a_vals = al.actual[in_window & al.actual_row & ~np.isnan(al.actual)]
@@ -461,6 +465,9 @@ def compare_metric(name: str, golden: MetricSeries | None, actual: MetricSeries 
             common["delta_pct"] = 100.0 * common["delta"] / abs(golden_value)
     drift = common["mean_rel_diff"]
     drift_text = "" if drift is None else f"; mean rel diff {100.0 * drift:+.3g} %"
+    run_only = table.counts().get(StepStatus.EXTRA.value, 0)
+    if run_only and golden is not None:  # e.g. a run logging every step against a golden of every 5th
+        drift_text += f"; {run_only} steps only in the run (no golden value there, not judged)"
 
     if actual is None:
         ok = missing_is_ok or policy is None or policy.on_missing == "ignore"
@@ -481,7 +488,7 @@ def compare_metric(name: str, golden: MetricSeries | None, actual: MetricSeries 
                              explanation=f"report only: {outcome.summary}{drift_text}", **common)
     if effective.only_on_same_platform and not ctx.same_platform:
         return MetricVerdict(verdict=Verdict.SKIPPED, passed=True,
-                             explanation=f"report only (other platform): {outcome.summary}{drift_text}", **common)
+                             explanation=f"report only ({ctx.other_platform_reason}): {outcome.summary}{drift_text}", **common)
     verdict = Verdict.FAIL if outcome.failed else Verdict.PASS
     return MetricVerdict(verdict=verdict, passed=not outcome.failed,
                          explanation=f"{outcome.summary}{drift_text}", **common)
@@ -634,6 +641,14 @@ def same_platform(reference: Side, candidate: Side, regime: FingerprintCheck) ->
     return reference.platform is not None and reference.platform == candidate.platform
 
 
+def other_platform_reason(reference: Side, candidate: Side) -> str:
+    """Why two sides do not count as one platform: a side that names none is not "another" one."""
+    unknown = [label for label, side in (("reference", reference), ("candidate", candidate)) if side.platform is None]
+    if unknown:
+        return f"platform of the {' and the '.join(unknown)} unknown"
+    return f"other platform: {reference.platform} vs {candidate.platform}"
+
+
 def compare(reference: Side, candidate: Side, policies: PolicySet, *, force: str | None = None,
             case: str | None = None, env: str | None = None, platform: str | None = None,
             check_resume: bool = True, notes: tuple[str, ...] = ()) -> ComparisonResult:
@@ -646,18 +661,17 @@ def compare(reference: Side, candidate: Side, policies: PolicySet, *, force: str
     plat = same_platform(reference, candidate, regime)
     for number in sorted(set(reference.phases) | set(candidate.phases)):
         if number not in reference.phases:
-            warnings.append(f"the reference has no phase {number}: phase {number} is not compared"
+            # structural_drift notes which side lacks a phase; this says what that means here
+            warnings.append(f"the candidate's phase {number} is not compared"
                             + (" (the resume check covers it)" if number == 2 else ""))
             continue
         ctx = Context(phase=number, exact=regime.exact_applied, same_platform=plat,
-                      exact_reason=regime.reason)
+                      exact_reason=regime.reason, other_platform_reason=other_platform_reason(reference, candidate))
         phases.append(compare_phase(reference.phases[number], candidate.phases.get(number, {}), policies, ctx,
                                     reference_scalars=reference.scalars if number == 1 else {},
                                     candidate_scalars=candidate.scalars if number == 1 else {},
                                     reference_label=reference.phase_sources.get(number, reference.label),
                                     history=None if reference.history is None else reference.history.get(number, {})))
-        if number not in candidate.phases:
-            warnings.append(f"the candidate has no phase {number}")
     resume = resume_check(candidate, policies) if check_resume else None
     drift = structural_drift(reference, candidate)
     failed = any(p.verdict == Verdict.FAIL for p in phases) or (resume is not None and not resume.passed)

@@ -363,7 +363,8 @@ def test_resume_check_passes_when_phase_two_repeats_phase_one():
     assert by_name["lm loss"].rule.mode == "exact" and by_name["lm loss"].total_steps == 5
     assert by_name["iteration-time"].verdict == Verdict.SKIPPED
     assert result.verdict == Verdict.PASS
-    assert any("no phase 2" in w for w in result.warnings)
+    assert "the reference has no phase 2" in result.drift.notes
+    assert "the candidate's phase 2 is not compared (the resume check covers it)" in result.warnings
 
 
 def test_resume_check_fails_on_one_ulp_and_fails_the_result():
@@ -480,3 +481,49 @@ def test_resume_check_skips_the_nan_padding_of_a_megatron_second_phase_but_not_l
     assert r.overlapping_steps == 5 and m.total_steps == 5
     assert (m.failing_steps, m.worst_step, r.verdict) == (1, 8, Verdict.FAIL)
     assert m.step_counts == {"pass": 4, "nan_actual": 1}
+
+
+# ---------------------------------------------------------------- different step grids (real Megatron shape)
+
+def test_summary_run_steps_the_golden_lacks_are_extra_not_skipped():
+    # Megatron's dgx_a100 goldens log every 5th step, dgx_h100 ones every step: the run's steps
+    # between the golden's are "extra" (no golden value), not "skipped" (outside the window).
+    g = series("mem", [1, 5, 10], [4.0, 6.0, 8.0])
+    a = series("mem", [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [4.0, 9.0, 9.0, 9.0, 6.0, 9.0, 9.0, 9.0, 9.0, 8.0])
+    v = compare_metric("mem", g, a, pol(mode="summary", reduce="max", skip_warmup=1, rtol=0.05), APPROX)
+    # window: from the golden's second step (5) on; reduced on the golden's grid: max of
+    # golden 6, 8 and of actual 6, 8 (the run's 9.0 between them has no golden to compare with).
+    assert v.verdict == Verdict.PASS and (v.golden_value, v.actual_value) == (8.0, 8.0)
+    assert statuses(v) == {1: "skipped", 2: "skipped", 3: "skipped", 4: "skipped", 5: "reduced",
+                           6: "extra", 7: "extra", 8: "extra", 9: "extra", 10: "reduced"}
+    assert "4 steps only in the run" in v.explanation
+
+
+def test_per_step_explanation_counts_the_run_steps_the_golden_lacks():
+    g = series("lm loss", [1, 5], [10.0, 9.0])
+    a = series("lm loss", [1, 2, 3, 4, 5], [10.0, 9.8, 9.6, 9.4, 9.0])
+    v = compare_metric("lm loss", g, a, pol(rtol=0.05), APPROX)
+    assert v.verdict == Verdict.PASS and v.total_steps == 2
+    assert "all 2 steps within the rule" in v.explanation and "3 steps only in the run" in v.explanation
+
+
+def test_platform_only_metric_says_unknown_platform_rather_than_another_one():
+    steps = list(range(1, 11))
+    t = series("iteration-time", steps, [1.0] * 10)
+    named = side("ref", [t], platform="dgx_h100")
+    unnamed = side("cand", [t])  # e.g. a golden file saved under a name that carries no platform
+    (v,) = compare(named, unnamed, preset("default")).phases[0].metrics
+    assert v.verdict == Verdict.SKIPPED and "platform of the candidate unknown" in v.explanation
+    assert "other platform" not in v.explanation
+    (v,) = compare(named, side("cand", [t], platform="dgx_a100"), preset("default")).phases[0].metrics
+    assert "other platform: dgx_h100 vs dgx_a100" in v.explanation
+
+
+def test_a_missing_phase_is_noted_once():
+    # golden_values_dev_dgx_h100.json (phase 1) against its _2nd file (phase 2 only).
+    loss = series("lm loss", [1, 2], [10.0, 9.0])
+    result = compare(side("ref", [loss]), Side(label="cand", phases={2: {"lm loss": loss}}), preset("default"))
+    notes = [*result.drift.notes, *result.warnings]
+    assert sum("phase 1" in n for n in notes) == 1, notes
+    assert sum("phase 2" in n for n in notes) == 2, notes  # the fact, then what it means
+    assert "the candidate's phase 2 is not compared (the resume check covers it)" in notes
