@@ -134,10 +134,25 @@ def check(case: CaseArg, store: StoreOpt = None, env: EnvOpt = "dev", platform: 
     from .check import judge
 
     target_platform = report.artifact.provenance["platform"] if platform == "auto" else platform
+    stage_if_no_golden(report, case=case, store=store, env=env, platform=target_platform)
     result = judge(report.artifact, case=case, store_root=store, env=env, platform=target_platform, policy=policy)
     emit(result, fmt)
     publish(result, report, store=store, env=env, platform=target_platform)
     raise typer.Exit(result.exit_code)
+
+
+def stage_if_no_golden(report: Any, *, case: str, store: Path | None, env: str, platform: str) -> None:
+    """As ``golden diff`` does: a run with no golden to judge it by is staged as the first
+    candidate for ``golden review`` (outside CI) and the check exits 1 — a finding, not bad input."""
+    from goldens import diff_inputs
+    from goldens.cli_compare import stage_for_review
+
+    golden_store = diff_inputs.open_store(store)
+    if diff_inputs.has_golden(golden_store, case, env, platform):
+        return
+    stage_for_review(golden_store, diff_inputs.load_artifact_side(report.artifact), env, platform, None)
+    print(f"no golden: case {case!r} has none for {env}/{platform} yet", file=sys.stderr)
+    raise typer.Exit(1)
 
 
 def publish(result: Any, report: Any, *, store: Path | None, env: str, platform: str) -> None:

@@ -26,7 +26,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
@@ -416,6 +416,49 @@ def _reuse_phase1(source: Path, run_dir: Path, cfg: RunConfig) -> None:
             shutil.copytree(source / part, run_dir / part)
 
 
+CUDA_PROBE = ("import json, torch; print(json.dumps({'devices': torch.cuda.device_count(), "
+              "'torch': torch.__version__, 'cuda': torch.version.cuda}))")
+
+
+def visible_cuda_devices() -> dict[str, Any]:
+    """What a rank would see: CUDA devices, torch version and its CUDA build (None: a CPU build).
+    Asked of a fresh interpreter, because torch is never imported in the CLI process."""
+    try:
+        probe = subprocess.run([sys.executable, "-c", CUDA_PROBE], capture_output=True, text=True, timeout=120,
+                               stdin=subprocess.DEVNULL)
+        return json.loads(probe.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+        return {"devices": 0, "torch": None, "cuda": None}
+
+
+def check_device(cfg: RunConfig) -> None:
+    """A CUDA run on a machine without enough GPUs fails here, in one line, before any rank starts
+    (otherwise every rank dies inside torch.cuda with an error that names no cause)."""
+    if cfg.launch.device != "cuda":
+        return
+    found = visible_cuda_devices()
+    needed = cfg.nproc_per_node
+    if found["devices"] < needed:
+        build = f"CUDA {found['cuda']}" if found.get("cuda") else "a CPU-only build"
+        raise RunError(f"--device cuda needs {needed} CUDA device(s) per node, this machine has {found['devices']} "
+                       f"(torch {found.get('torch') or 'not importable'}, {build}): use --device cpu or a GPU machine")
+
+
+def prepare_run_dir(run_dir: Path) -> None:
+    """Create the (new or empty) run folder, or fail in one line naming why."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"run folder {run_dir} is a file, not a folder: choose another --out")
+    try:
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise RunError(f"run folder {run_dir} already exists and is not empty: choose another --out")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".writable"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise RunError(f"cannot use run folder {run_dir}: {exc.strerror or exc}") from None
+
+
 def run_case(cfg: RunConfig, options: RunOptions, *, on_progress: ProgressFn | None = None,
              on_phase: Callable[[int], None] | None = None) -> RunReport:
     """Phase 1 (train, save at the midpoint), then phase 2 (fresh processes, resume, train on);
@@ -423,9 +466,8 @@ def run_case(cfg: RunConfig, options: RunOptions, *, on_progress: ProgressFn | N
     from .artifact import assemble, write
 
     run_dir = options.run_dir.resolve()
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise RunError(f"run folder {run_dir} already exists and is not empty: choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    check_device(cfg)
+    prepare_run_dir(run_dir)
     (run_dir / "run.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
     s = cfg.schedule
     plan1 = PhasePlan(run=cfg, run_dir=run_dir, phase=1, first_step=1, last_step=s.train_iters,
@@ -469,6 +511,7 @@ def run_case(cfg: RunConfig, options: RunOptions, *, on_progress: ProgressFn | N
     artifact = assemble(cfg, run_dir, status=status, error=error, outcomes=outcomes, launcher=launcher.name,
                         reused_phase1=options.reuse_phase1_from)
     path = write(artifact, run_dir)
+    artifact = replace(artifact, source=str(path))  # as read back: staging for review points at the file
     if status != "complete":
         raise RunError(f"{error} (artifact: {path}, status {status})")
     return RunReport(artifact=artifact, artifact_path=path, outcomes=tuple(outcomes))

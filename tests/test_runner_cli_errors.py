@@ -1,0 +1,177 @@
+"""``golden run`` / ``golden check`` on bad input: one line, exit 2, before any rank starts; and
+``golden check`` without a golden behaves as ``golden diff`` does (stage, exit 1).
+
+No training runs here: the launcher is replaced by one that fails the test if it is ever built,
+and ``golden check``'s run by a report made from the committed cpu-tiny golden.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import runner.cli
+import runner.launch
+from goldens.cli import app
+from goldens.formats import dumps_artifact, read_artifact, read_golden
+from goldens.model import Artifact, Phase
+from runner.config import load_case_definition
+from runner.launch import RunReport
+from runner.plan import TRACKER_FILE
+
+REPO = Path(__file__).resolve().parents[1]
+CASE = "bert_mcore_tp2_pp2_resume_torch_dist_local_spec"
+STORE = REPO / "cases"
+
+
+@pytest.fixture
+def no_launch(monkeypatch):
+    """Any attempt to start ranks fails the test."""
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("a launcher was built: the error was not caught before the run")
+
+    monkeypatch.setattr(runner.launch, "make_launcher", refuse)
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def assert_one_line_usage_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, (result.output, result.exception)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_out_pointing_at_a_file_is_one_line_and_leaves_it_alone(tmp_path, no_launch):
+    target = tmp_path / "notes.txt"
+    target.write_text("keep me\n")
+    result = invoke("run", CASE, "--store", str(STORE), "--out", str(target))
+    assert_one_line_usage_error(result, str(target), "is a file")
+    assert target.read_text() == "keep me\n"
+
+
+def test_out_below_a_file_cannot_be_created(tmp_path, no_launch):
+    (tmp_path / "plain").write_text("")
+    result = invoke("run", CASE, "--store", str(STORE), "--out", str(tmp_path / "plain" / "run"))
+    assert_one_line_usage_error(result, "cannot use run folder", "Not a directory")
+
+
+def test_out_pointing_at_a_non_empty_folder_is_refused(tmp_path, no_launch):
+    (tmp_path / "old.txt").write_text("x")
+    result = invoke("run", CASE, "--store", str(STORE), "--out", str(tmp_path))
+    assert_one_line_usage_error(result, "already exists and is not empty")
+    assert [p.name for p in tmp_path.iterdir()] == ["old.txt"]
+
+
+def test_cuda_without_gpus_fails_before_any_rank_or_folder(tmp_path, monkeypatch, no_launch):
+    monkeypatch.setattr(runner.launch, "visible_cuda_devices",
+                        lambda: {"devices": 0, "torch": "2.13.0+cpu", "cuda": None})
+    out = tmp_path / "run"
+    result = invoke("run", CASE, "--store", str(STORE), "--device", "cuda", "--out", str(out))
+    # cpu-tiny is TP2 x PP2 on one node: 4 ranks, one GPU each
+    assert_one_line_usage_error(result, "--device cuda needs 4 CUDA device(s)", "has 0",
+                                "torch 2.13.0+cpu, a CPU-only build")
+    assert not out.exists()
+
+
+def test_cuda_with_too_few_gpus_names_both_counts(tmp_path, monkeypatch, no_launch):
+    monkeypatch.setattr(runner.launch, "visible_cuda_devices",
+                        lambda: {"devices": 2, "torch": "2.13.0+cu128", "cuda": "12.8"})
+    result = invoke("run", CASE, "--store", str(STORE), "--device", "cuda", "--out", str(tmp_path / "run"))
+    assert_one_line_usage_error(result, "needs 4 CUDA device(s) per node, this machine has 2", "CUDA 12.8")
+
+
+def test_the_cuda_probe_sees_this_machine():
+    torch = pytest.importorskip("torch")
+    found = runner.launch.visible_cuda_devices()
+    assert found["torch"] == torch.__version__
+    assert found["devices"] == torch.cuda.device_count()
+    assert found["cuda"] == torch.version.cuda
+
+
+# ---------------------------------------------------------------- golden check without a golden
+
+def _report_from_committed_golden(run_dir: Path) -> RunReport:
+    """A complete one-phase run whose metrics are the committed cpu-tiny golden."""
+    golden = read_golden(STORE / CASE / "golden_values_dev_cpu.json")
+    path = run_dir / "artifact.json"
+    artifact = Artifact(case=CASE, run_id="fake-run", status="complete",
+                        provenance={"platform": "cpu", "device": "cpu"},
+                        phases={1: Phase(1, dict(golden.metrics), 1, 20)}, source=str(path))
+    run_dir.mkdir(parents=True)
+    path.write_text(dumps_artifact(artifact))
+    return RunReport(artifact=artifact, artifact_path=path, outcomes=())
+
+
+@pytest.fixture
+def store_copy(tmp_path):
+    store = tmp_path / "store"
+    shutil.copytree(STORE / CASE, store / CASE)
+    return store
+
+
+@pytest.mark.parametrize("option, target", [(("--env", "lts"), "lts_cpu"), (("--platform", "dgx_a100"), "dev_dgx_a100")])
+def test_check_without_a_golden_stages_a_candidate_and_exits_1(store_copy, tmp_path, monkeypatch, option, target):
+    monkeypatch.delenv("CI", raising=False)
+    report = _report_from_committed_golden(tmp_path / "run")
+    monkeypatch.setattr(runner.cli, "execute", lambda **_: report)
+    result = invoke("check", CASE, "--store", str(store_copy), *option)
+    assert result.exit_code == 1, (result.output, result.exception)
+    env, platform = target.split("_", 1)
+    assert f"no golden: case {CASE!r} has none for {env}/{platform} yet" in result.output
+    pending = json.loads((store_copy / ".pending" / CASE / f"{target}.json").read_text())
+    assert pending["run_id"] == "fake-run"
+
+
+def test_check_without_a_golden_in_ci_stages_nothing(store_copy, tmp_path, monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    report = _report_from_committed_golden(tmp_path / "run")
+    monkeypatch.setattr(runner.cli, "execute", lambda **_: report)
+    result = invoke("check", CASE, "--store", str(store_copy), "--env", "lts")
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert "no golden" in result.output
+    assert not (store_copy / ".pending").exists()
+
+
+# ---------------------------------------------------------------- the report run_case hands back
+
+class _ScriptedLauncher:
+    """Writes each phase's step lines (and phase 1's committed checkpoint) and reports success."""
+
+    name = "scripted"
+
+    def begin(self, plan) -> None:
+        plan.metrics_path.parent.mkdir(parents=True, exist_ok=True)
+        steps = range(plan.first_step, plan.last_step + 1)
+        plan.metrics_path.write_text("".join(
+            json.dumps({"step": s, "phase": plan.phase, "time": 0.0, "metrics": {"lm loss": 7.0 - s / 3}}) + "\n"
+            for s in steps))
+        if plan.save_at is not None:
+            plan.checkpoint_root.mkdir(parents=True, exist_ok=True)
+            (plan.checkpoint_root / TRACKER_FILE).write_text(str(plan.save_at))
+
+    def poll(self, wait_s: float):
+        return {"status": "ok", "failures": []}
+
+    def kill(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_reported_artifact_points_at_its_file(tmp_path, monkeypatch):
+    """``golden check`` stages a failing run from the report's artifact: without its file it
+    would print 'not staged for review' and stage nothing."""
+    monkeypatch.setattr(runner.launch, "make_launcher", lambda *_a, **_k: _ScriptedLauncher())
+    cfg = load_case_definition(STORE / CASE).run_config("cpu-tiny")
+    report = runner.launch.run_case(cfg, runner.launch.RunOptions(run_dir=tmp_path / "run"))
+    assert report.artifact.status == "complete"
+    assert report.artifact.source == str(report.artifact_path)
+    assert report.artifact == read_artifact(report.artifact_path)
