@@ -128,8 +128,12 @@ def metric_svg(verdict: MetricVerdict, *, salt: str) -> str | None:
             band = tolerance_band(verdict.rule, golden)
             centre, residual_centre = golden, np.zeros_like(golden)
         if band is not None and (band.below.any() or band.above.any()):  # an exact rule has no band to draw
-            _band(top, step, centre - band.below, centre + band.above, label="tolerance")
-            _band(bottom, step, residual_centre - band.below, residual_centre + band.above)
+            # Only where the golden has a value: on the run's extra steps (a golden of every 5th
+            # step against a run of every step) the NaN gaps would cut the band into invisible dots.
+            at = np.isfinite(centre)
+            below, above = band.below[at], band.above[at]
+            _band(top, step[at], centre[at] - below, centre[at] + above, label="tolerance")
+            _band(bottom, step[at], residual_centre[at] - below, residual_centre[at] + above)
         # Lines join the steps a side has (different grids or gaps would otherwise break them into dots).
         has_golden, has_actual, has_both = np.isfinite(golden), np.isfinite(actual), np.isfinite(residual)
         top.plot(step[has_golden], golden[has_golden], color="black", linewidth=1.4, label="golden")

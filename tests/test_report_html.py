@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 
 import numpy as np
 
 from goldens.result import Rule
 from reports import html as html_report
+from reports import plots
 from reports.changes import compare_revisions
 from reports.document import CaseEntry, Report
 from reports.html import changes_html, result_html
 from reports.plots import tolerance_band
-from tests.report_builders import result
+from tests.report_builders import loss_verdict, result, steps_table
 from tests.test_report_changes import BASE, HEAD, _goldens
 
 HOSTILE = "<script>alert(1)</script>"
@@ -125,3 +127,19 @@ def test_changes_html_escapes_and_holds_every_row():
     assert f"Golden changes: {HOSTILE} → v2" in text
     assert "caseA/golden_values_dev_cpu.json 3 -5.000e-02 +5.000e-02 +2.000e-01" in text
     assert f"x/{HOSTILE}.json 3 -5.000e-02" in text
+
+
+def test_tolerance_band_spans_a_sparser_golden_grid(monkeypatch):
+    # A dgx_a100 golden (every 5th step) against a run of every step: the steps between the
+    # golden's are "extra" (golden NaN). The band must join the golden's steps, not break at
+    # every NaN into single points that draw nothing.
+    drawn = []
+    monkeypatch.setattr(plots, "_band", lambda ax, x, lower, upper, **kw: drawn.append((x, lower, upper)))
+    golden = [10.0, np.nan, np.nan, np.nan, 8.0]
+    actual = [10.0, 9.5, 9.0, 8.5, 8.0]
+    verdict = replace(loss_verdict(), steps=steps_table(golden, actual, ["pass", "extra", "extra", "extra", "pass"]))
+    assert plots.metric_svg(verdict, salt="t") is not None
+    (x, lower, upper), (_, res_lower, res_upper) = drawn  # values panel, residual panel
+    assert x.tolist() == [1.0, 5.0]
+    assert lower.tolist() == [9.5, 7.6] and upper.tolist() == [10.5, 8.4]  # ±5 % of 10 and of 8
+    assert res_lower.tolist() == [-0.5, -0.4] and res_upper.tolist() == [0.5, 0.4]
