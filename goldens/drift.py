@@ -84,20 +84,17 @@ def structural_drift(reference: "Side", candidate: "Side") -> StructuralDrift:
 
     ref_shape, cand_shape = shape(reference), shape(candidate)
     common = sorted(ref_shape.keys() & cand_shape.keys())
-    diff = DeepDiff({p: ref_shape[p] for p in common}, {p: cand_shape[p] for p in common}, view="tree")
     added, removed, grids = [], [], {}
-    for change_type, levels in diff.items():
-        for level in levels:
-            path = level.path(output_format="list")
-            phase = int(str(path[0]).split()[1])
-            label = path[1] if phase == 1 else f"{path[1]} (phase {phase})"
-            if len(path) == 2 and change_type == "dictionary_item_added":
-                added.append(label)
-            elif len(path) == 2 and change_type == "dictionary_item_removed":
-                removed.append(label)
-            elif len(path) >= 3:
-                grids[(phase, path[1])] = GridChange(path[1], phase, ref_shape[path[0]][path[1]],
-                                                     cand_shape[path[0]][path[1]])
+    for p in common:
+        # Set differences, not DeepDiff: a phase with no metrics on one side is one whole-dict change there.
+        phase = int(p.split()[1])
+        suffix = "" if phase == 1 else f" (phase {phase})"
+        ref_metrics, cand_metrics = ref_shape[p], cand_shape[p]
+        added += [f"{name}{suffix}" for name in sorted(cand_metrics.keys() - ref_metrics.keys())]
+        removed += [f"{name}{suffix}" for name in sorted(ref_metrics.keys() - cand_metrics.keys())]
+        for name in ref_metrics.keys() & cand_metrics.keys():
+            if ref_metrics[name] != cand_metrics[name]:
+                grids[(phase, name)] = GridChange(name, phase, ref_metrics[name], cand_metrics[name])
     notes = []
     for p in sorted(ref_shape.keys() - cand_shape.keys()):
         notes.append(f"the candidate has no {p}")

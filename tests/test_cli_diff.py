@@ -333,3 +333,14 @@ def test_table_in_a_log_keeps_every_full_precision_number_on_one_line(tmp_path, 
     for number in ("6.9530158042907715", "7.300666594505317"):
         assert number in table, table     # whole, on one line of the table
     assert names["num-zeros"] in table
+
+
+def test_run_phase_without_metrics_is_a_difference_not_a_crash(tmp_path, store):
+    run = write_run(tmp_path / "runs", "empty")
+    doc = json.loads(run.read_text())
+    doc["phases"]["1"]["metrics"] = {}
+    run.write_text(json.dumps(doc))
+    out = golden(str(run), "--store", str(store.root), "--format", "json")
+    assert out.exit_code == 1 and isinstance(out.exception, SystemExit)  # a crash is exit 1 too
+    drift = json.loads(out.stdout)["drift"]
+    assert drift["metrics_removed"] == ["lm loss", "num-zeros"] and drift["metrics_added"] == []
