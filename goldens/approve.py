@@ -31,7 +31,7 @@ from .atomic import atomic_write_text
 from .case import check_name
 from .errors import FormatError, GoldenError, StoreError
 from .model import Artifact, GoldenKey, GoldenSet, MetricSeries
-from .store import VersionConflict
+from .store import STORE_ENV, VersionConflict
 
 if TYPE_CHECKING:
     from .result import ComparisonResult, MetricVerdict
@@ -201,6 +201,8 @@ def list_pending(store: "GoldenStore", *, case: str | None = None, env: str | No
     root = pending_root(store)
     if case is not None:
         check_name(case)
+    if not Path(store.root).is_dir():  # a mistyped --store is not "no pending candidates"
+        raise StoreError(f"no golden store at {store.root} (set --store or ${STORE_ENV})")
     if not root.is_dir():
         return []
     found = []

@@ -160,11 +160,14 @@ def _refusals(store, runs, monkeypatch):
         "both": (["approve", str(ok), "--pending", "--store", s, "--reason", "r"], {}, "not both"),
         "hostile case": (["approve", "--pending", "--case", "../x", "--store", s, "--reason", "r"], {},
                          "invalid case name"),
+        "pending, no store": (["pending", "--store", s + "-typo"], {}, "no golden store at"),
+        "reject, no store": (["reject", "--pending", "--store", s + "-typo"], {}, "no golden store at"),
     }
 
 
 @pytest.mark.parametrize("name", ["no reason", "CI", "incomplete", "env", "stale", "rollback without reason",
-                                  "bad version", "neither", "both", "hostile case"])
+                                  "bad version", "neither", "both", "hostile case",
+                                  "pending, no store", "reject, no store"])
 def test_cli_refusals_are_one_line_exit_2_and_write_nothing(name, world, monkeypatch, tmp_path):
     store, runs = world
     args, env, message = _refusals(store, runs, monkeypatch)[name]
