@@ -56,10 +56,16 @@ class Report:
 
 
 def environment_note(result: ComparisonResult) -> str | None:
-    """Say when the run's environment differs from the golden's: approximate rules were applied."""
+    """Say why approximate rules were applied: the environments differ, one is not recorded
+    (two bare Megatron files), or the user asked for it. Never claim a difference nobody saw."""
     fp = result.fingerprint
     if fp.exact_applied:
         return None
+    if fp.forced == "approx":
+        return f"Approximate tolerances applied: {fp.reason}."
+    if fp.reference is None or fp.candidate is None:
+        return (f"Environment not recorded: {fp.reason}. Approximate tolerances applied; an exact "
+                "comparison needs both fingerprints recorded and equal.")
     fields = f" (differs in: {', '.join(fp.differing_fields)})" if fp.differing_fields else ""
     return (f"Environment differs from the golden's{fields}: {fp.reason}. Approximate tolerances applied; "
             "an exact comparison needs a matching fingerprint.")

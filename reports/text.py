@@ -10,15 +10,18 @@ import html
 import math
 import re
 
+from goldens.result import full_precision
+
 # Characters that can start emphasis, code, links, HTML or a table cell wherever they appear.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~<>&])")
 
 
 def value(x: float | None) -> str:
-    """A metric value at full precision (integers without the trailing '.0' noise kept)."""
+    """A metric value at full precision, as the terminal shows it (``full_precision``: whole
+    numbers such as num-zeros and byte counts without a '.0')."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "—"
-    return repr(float(x))
+    return full_precision(x)
 
 
 def signed(x: float | None) -> str:

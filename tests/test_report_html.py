@@ -94,7 +94,7 @@ def test_provenance_of_both_sides_and_environment_note():
 
 def test_metric_table_shows_values_at_full_precision():
     text = " ".join(" ".join(parse(result_html(Report.of(result(fail=True)))).text).split())
-    assert "8.0 → 8.8 0.8000000000000007 +10% +2.500e-02 1 / 4 (allowed 0)" in text
+    assert "8 → 8.8 0.8000000000000007 +10% +2.500e-02 1 / 4 (allowed 0)" in text
 
 
 def test_plot_budget_keeps_failing_metrics_first(monkeypatch):

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
-from goldens.result import Verdict
+from goldens.result import FingerprintCheck, Verdict
 from reports.budget import GITHUB_COMMENT_LIMIT
 from reports.document import Report
 from reports.markdown import METRIC_HEADERS, result_markdown
@@ -39,7 +40,7 @@ def test_failing_case_has_a_row_per_metric_with_rule_verdict_worst_step_values_a
     assert text.startswith("## ❌ Golden check failed: 1 of 1 case(s) failed\n")
     metric_table = next(t for t in tables(text) if t[0] == METRIC_HEADERS)
     assert metric_table[2] == ["lm loss", "approx |a-g| <= 0.05*|g| per step, <= 0 failing steps", "❌ fail", "3",
-                               "8.0 → 8.8", "+10%", "+2.500e-02"]
+                               "8 → 8.8", "+10%", "+2.500e-02"]  # whole numbers as the terminal shows them
     assert metric_table[3][0] == "num-zeros" and metric_table[3][2] == "✅ pass"
     assert len(metric_table) == 4
 
@@ -108,3 +109,26 @@ def test_a_tiny_limit_still_yields_complete_tables_and_says_what_was_dropped():
     assert text.count("<details") + left_out == 50
     summary = tables(text)[0]
     assert [row[1] for row in summary[2:5]] == [f"case_{i:03d} (dev/cpu)" for i in range(3)]
+
+
+def test_environment_note_never_claims_a_difference_nobody_saw():
+    def note(fp):
+        return result_markdown(Report.of(replace(result(), fingerprint=fp)))
+
+    # Two bare Megatron golden files: no fingerprint on either side, nothing known to differ.
+    bare = note(FingerprintCheck(None, None, False, "neither side has a recorded fingerprint"))
+    assert "> Environment not recorded: neither side has a recorded fingerprint. Approximate" in bare
+    assert "differs" not in bare
+    # Equal fingerprints, approx asked for on the command line.
+    forced = note(FingerprintCheck("abc", "abc", False, "forced --approx (fingerprints equal)", forced="approx"))
+    assert "> Approximate tolerances applied: forced --approx (fingerprints equal)." in forced
+    assert "differs" not in forced
+
+
+def test_whole_number_metrics_read_as_in_the_terminal():
+    # num-zeros and byte counts are whole numbers: "3687 → 3514", not "3687.0 → 3514.0";
+    # a fraction keeps every digit.
+    verdict = replace(result().phases[0].metrics[0], golden_value=3687.0, actual_value=1768285696.125)
+    one = replace(result(), phases=(replace(result().phases[0], metrics=(verdict,)),))
+    row = next(t for t in tables(result_markdown(Report.of(one))) if t[0] == METRIC_HEADERS)[2]
+    assert row[4] == "3687 → 1768285696.125"
