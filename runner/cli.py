@@ -190,10 +190,17 @@ def _torchrun_args(*, node_rank: int | None, rdzv_endpoint: str | None, rdzv_id:
 def resolve_config(*, case: str, store: Path | None, profile: str | None, device: str | None = None,
                    timeout: float | None = None, seed: int | None = None, nnodes: int | None = None) -> Any:
     """The case's profile with the command-line overrides (a RunConfig)."""
+    import math
+
     from goldens.store import GoldenStore
 
-    from .config import load_case_definition
+    from .config import DEVICES, load_case_definition
 
+    # Checked here so that the error names the option, not the case.yaml key it overrides.
+    if device is not None and device not in DEVICES:
+        raise fail(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if timeout is not None and not math.isfinite(timeout):
+        raise fail(f"--timeout must be a finite number of seconds, got {timeout!r}")
     definition = load_case_definition(GoldenStore(store).case_dir(case))
     launch: dict[str, Any] = {}
     if device is not None:

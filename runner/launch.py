@@ -44,6 +44,10 @@ POLL_S = 0.2
 PEER_ERROR = re.compile(r"connection (closed|reset)|broken pipe|peer|recv|send|gloo|nccl|socket|"
                         r"timed out|timeout|aborted", re.IGNORECASE)
 
+# torchrun options that name a rendezvous, and those that only make sense across nodes (both spellings).
+RENDEZVOUS_OPTIONS = frozenset({"--rdzv-endpoint", "--rdzv_endpoint", "--master-addr", "--master_addr"})
+MULTI_NODE_OPTIONS = frozenset({"--node-rank", "--node_rank", "--rdzv-endpoint", "--rdzv_endpoint"})
+
 ProgressFn = Callable[[int, int, Mapping[str, float]], None]
 
 
@@ -104,6 +108,10 @@ def kill_tree(root_pid: int) -> list[int]:
     return sorted(seen)
 
 
+def _option_names(args: tuple[str, ...]) -> set[str]:
+    return {a.split("=", 1)[0] for a in args if a.startswith("--")}
+
+
 def _child_env(cfg: RunConfig, extra: Mapping[str, str]) -> dict[str, str]:
     threads = str(cfg.determinism.threads_per_rank)
     env = {**os.environ, **cfg.determinism.env, **extra,
@@ -138,9 +146,10 @@ class TorchrunLauncher:
     def command(self, plan: PhasePlan, outcome_path: Path) -> list[str]:
         args = ["--nproc-per-node", str(self.cfg.nproc_per_node), "--max-restarts", "0",
                 "--monitor-interval", "0.1"]
-        passes_rendezvous = any(a.split("=")[0] in ("--rdzv-endpoint", "--rdzv_endpoint", "--master-addr",
-                                                    "--master_addr", "--nnodes") for a in self.extra_args)
-        if self.cfg.launch.nnodes == 1 and not passes_rendezvous:
+        names = _option_names(self.extra_args)
+        if self.cfg.launch.nnodes > 1 and not names & {"--nnodes"}:
+            args += ["--nnodes", str(self.cfg.launch.nnodes)]  # torchrun's default is one node
+        if self.cfg.launch.nnodes == 1 and not names & (RENDEZVOUS_OPTIONS | {"--nnodes"}):
             args.append("--standalone")
         return [sys.executable, "-m", "runner.torchrun", str(outcome_path), *args, *self.extra_args,
                 "-m", "runner.worker", str(plan.plan_path)]
@@ -261,14 +270,26 @@ class ForkLauncher:
         self.kill()
 
 
-def make_launcher(choice: str, cfg: RunConfig, *, run_dir: Path, torchrun_args: tuple[str, ...] = (),
-                  env: Mapping[str, str] | None = None) -> Launcher:
+def launcher_kind(choice: str, cfg: RunConfig, torchrun_args: tuple[str, ...] = ()) -> str:
+    """``fork`` or ``torchrun`` for this run, or a RunError naming the option at fault — asked
+    before the run folder is made, so a bad combination writes nothing and starts nothing."""
     if choice not in LAUNCHERS:
         raise RunError(f"launcher must be one of {', '.join(LAUNCHERS)}, got {choice!r}")
-    forkable = cfg.launch.device == "cpu" and cfg.launch.nnodes == 1 and not torchrun_args
+    names = _option_names(torchrun_args)
+    nodes = cfg.launch.nnodes
+    if nodes > 1 and not names & RENDEZVOUS_OPTIONS:
+        raise RunError(f"a run on {nodes} nodes needs --rdzv-endpoint HOST:PORT (the same on every node)")
+    if nodes == 1 and names & MULTI_NODE_OPTIONS:
+        raise RunError(f"{', '.join(sorted(names & MULTI_NODE_OPTIONS))} is for multi-node runs: add --nnodes N")
+    forkable = cfg.launch.device == "cpu" and nodes == 1 and not torchrun_args
     if choice == "fork" and not forkable:
         raise RunError("the fork launcher is for single-node CPU runs without torchrun options: use torchrun")
-    if choice == "fork" or (choice == "auto" and forkable):
+    return "fork" if choice == "fork" or (choice == "auto" and forkable) else "torchrun"
+
+
+def make_launcher(choice: str, cfg: RunConfig, *, run_dir: Path, torchrun_args: tuple[str, ...] = (),
+                  env: Mapping[str, str] | None = None) -> Launcher:
+    if launcher_kind(choice, cfg, torchrun_args) == "fork":
         return ForkLauncher(cfg, run_dir=run_dir, env=env)
     return TorchrunLauncher(cfg, extra_args=torchrun_args, env=env)
 
@@ -466,6 +487,7 @@ def run_case(cfg: RunConfig, options: RunOptions, *, on_progress: ProgressFn | N
     from .artifact import assemble, write
 
     run_dir = options.run_dir.resolve()
+    launcher_kind(options.launcher, cfg, options.torchrun_args)
     check_device(cfg)
     prepare_run_dir(run_dir)
     (run_dir / "run.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")

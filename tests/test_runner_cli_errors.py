@@ -19,8 +19,8 @@ from goldens.cli import app
 from goldens.formats import dumps_artifact, read_artifact, read_golden
 from goldens.model import Artifact, Phase
 from runner.config import load_case_definition
-from runner.launch import RunReport
-from runner.plan import TRACKER_FILE
+from runner.launch import RunReport, TorchrunLauncher
+from runner.plan import TRACKER_FILE, PhasePlan
 
 REPO = Path(__file__).resolve().parents[1]
 CASE = "bert_mcore_tp2_pp2_resume_torch_dist_local_spec"
@@ -175,3 +175,40 @@ def test_the_reported_artifact_points_at_its_file(tmp_path, monkeypatch):
     assert report.artifact.status == "complete"
     assert report.artifact.source == str(report.artifact_path)
     assert report.artifact == read_artifact(report.artifact_path)
+
+
+# ---------------------------------------------------------------- launcher options
+
+@pytest.mark.parametrize("args, message", [
+    (("--launcher", "nope"), "launcher must be one of auto, fork, torchrun, got 'nope'"),
+    (("--nnodes", "2"), "a run on 2 nodes needs --rdzv-endpoint HOST:PORT"),
+    (("--node-rank", "1"), "--node-rank is for multi-node runs: add --nnodes N"),
+    (("--rdzv-endpoint", "h:29400"), "--rdzv-endpoint is for multi-node runs"),
+    (("--launcher", "fork", "--nnodes", "2", "--rdzv-endpoint", "h:29400"), "the fork launcher is for single-node"),
+])
+def test_launch_option_errors_write_nothing(tmp_path, no_launch, args, message):
+    out = tmp_path / "run"
+    result = invoke("run", CASE, "--store", str(STORE), "--out", str(out), *args)
+    assert_one_line_usage_error(result, message)
+    assert not out.exists()
+
+
+def test_torchrun_is_told_the_node_count_of_a_multi_node_run(tmp_path):
+    """``golden run --nnodes 2 --node-rank R --rdzv-endpoint H:P``: without ``--nnodes 2`` torchrun
+    assumes one node and starts half the world."""
+    cfg = load_case_definition(STORE / CASE).run_config("cpu-tiny").replace(launch={"nnodes": 2})
+    plan = PhasePlan(run=cfg, run_dir=tmp_path, phase=1, first_step=1, last_step=20, save_at=10)
+    args = runner.cli._torchrun_args(node_rank=1, rdzv_endpoint="h:29400", rdzv_id=None, extra=[])
+    cmd = TorchrunLauncher(cfg, extra_args=args).command(plan, tmp_path / "o.json")
+    assert cmd[cmd.index("--nnodes") + 1] == "2" and cmd[cmd.index("--nproc-per-node") + 1] == "2"
+    assert "--standalone" not in cmd and "--node-rank=1" in cmd
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--device", "tpu"), "--device must be one of cpu, cuda, got 'tpu'"),
+    (("--timeout", "1e400"), "--timeout must be a finite number of seconds, got inf"),
+])
+def test_a_bad_override_names_the_option_not_the_case_file(tmp_path, no_launch, args, message):
+    result = invoke("run", CASE, "--store", str(STORE), "--out", str(tmp_path / "run"), *args)
+    assert_one_line_usage_error(result, message)
+    assert "case.yaml" not in result.output
