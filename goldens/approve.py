@@ -329,16 +329,16 @@ def check_finite(key: GoldenKey, run_id: str, new: MetricSeries, golden: MetricS
     if np.isinf(new.values).any():
         step = int(new.steps[np.isinf(new.values)][0])
         raise ApprovalRefused(f"{where} is infinite at step {step}; a golden cannot hold inf")
+    if np.isnan(new.values).all() and (golden is None or not np.isnan(golden.values).all()):
+        raise ApprovalRefused(f"{where} has no value at any step; a golden needs numbers")
     if golden is None:
-        if new.values.size and np.isnan(new.values).all():
-            raise ApprovalRefused(f"{where} has no value at any step; a golden needs numbers")
         return
     common, in_new, in_golden = np.intersect1d(new.steps, golden.steps, return_indices=True)
     bad = np.isfinite(golden.values[in_golden]) & ~np.isfinite(new.values[in_new])
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ApprovalRefused(f"{where} is {new.values[in_new][i]} at step {int(common[i])} where the "
-                              f"golden holds {golden.values[in_golden][i]!r}")
+                              f"golden holds {float(golden.values[in_golden][i])!r}")
 
 
 # ---------------------------------------------------------------- planning an accept

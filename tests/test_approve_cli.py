@@ -148,6 +148,10 @@ def _refusals(store, runs, monkeypatch):
     store.write("tiny", {GoldenKey("tiny", "dev", "cpu", 1): read_golden(
         store.case_dir("tiny") / "golden_values_dev_cpu.json")}, approver="x", reason="touch")
     broken = write_run(runs, "tiny", "r-broken", {"lm loss": LOSS}, status="incomplete")
+    empty = write_run(runs, "tiny", "r-empty", {"lm loss": LOSS})
+    doc = json.loads(empty.read_text())
+    doc["phases"]["1"]["metrics"]["lm loss"]["values"] = {}
+    empty.write_text(json.dumps(doc))
     return {
         "no reason": (["approve", str(ok), "--store", s], {}, "a reason is required"),
         "CI": (["approve", str(ok), "--store", s, "--reason", "r"], {"CI": "true"}, "CI never writes goldens"),
@@ -160,6 +164,8 @@ def _refusals(store, runs, monkeypatch):
         "both": (["approve", str(ok), "--pending", "--store", s, "--reason", "r"], {}, "not both"),
         "hostile case": (["approve", "--pending", "--case", "../x", "--store", s, "--reason", "r"], {},
                          "invalid case name"),
+        "empty metric": (["approve", str(empty), "--store", s, "--reason", "r"], {},
+                         "'lm loss' (phase 1) has no value at any step"),
         "pending, no store": (["pending", "--store", s + "-typo"], {}, "no golden store at"),
         "reject, no store": (["reject", "--pending", "--store", s + "-typo"], {}, "no golden store at"),
     }
@@ -167,7 +173,7 @@ def _refusals(store, runs, monkeypatch):
 
 @pytest.mark.parametrize("name", ["no reason", "CI", "incomplete", "env", "stale", "rollback without reason",
                                   "bad version", "neither", "both", "hostile case",
-                                  "pending, no store", "reject, no store"])
+                                  "empty metric", "pending, no store", "reject, no store"])
 def test_cli_refusals_are_one_line_exit_2_and_write_nothing(name, world, monkeypatch, tmp_path):
     store, runs = world
     args, env, message = _refusals(store, runs, monkeypatch)[name]
