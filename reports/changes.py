@@ -53,7 +53,7 @@ class GoldenChanges:
     added: tuple[str, ...]  # files only in head
     removed: tuple[str, ...]  # files only in base
     unchanged: tuple[str, ...]  # files bit-identical in both
-    notes: tuple[str, ...]  # metrics added/removed, metrics without a usable shared step
+    notes: tuple[str, ...]  # metrics added/removed, steps or grid changed, no usable shared step
 
     @property
     def changed_files(self) -> tuple[str, ...]:
@@ -71,6 +71,31 @@ def metric_diff(old: MetricSeries, new: MetricSeries) -> MetricDiff:
     old_values, new_values = old_values[usable], new_values[usable]
     relative = (new_values - old_values) / np.abs(old_values)
     return MetricDiff(float(np.mean(relative)), int(usable.sum()))
+
+
+def _steps_text(steps: np.ndarray) -> str:
+    shown = ", ".join(str(int(s)) for s in steps[:3])
+    return f"step {shown}" if steps.size == 1 else f"{steps.size} steps ({shown}{', …' if steps.size > 3 else ''})"
+
+
+def step_change(old: MetricSeries, new: MetricSeries) -> str | None:
+    """What changed in a metric's steps and grid header, in words; None if nothing did.
+
+    The relative difference covers the shared steps only, so a refresh that only drops a
+    leading "nan" (Megatron #6539), extends a run or changes the logging interval would
+    otherwise show as a changed file whose every difference is 0.
+    """
+    parts = []
+    dropped, added = np.setdiff1d(old.steps, new.steps), np.setdiff1d(new.steps, old.steps)
+    if dropped.size:
+        parts.append(f"{_steps_text(dropped)} dropped")
+    if added.size:
+        parts.append(f"{_steps_text(added)} added")
+    for field in ("start_step", "end_step", "step_interval"):
+        before, after = getattr(old, field), getattr(new, field)
+        if before != after:
+            parts.append(f"{field} {before} → {after}")
+    return "; ".join(parts) or None
 
 
 def decade_bucket(magnitudes: np.ndarray) -> np.ndarray:
@@ -117,6 +142,9 @@ def compare_revisions(base: Mapping[str, GoldenSet], head: Mapping[str, GoldenSe
         for metric in new_series.keys() - old_series.keys():
             notes.append(f"{name}: metric {metric!r} added")
         for metric in (m for m in old_series if m in new_series):
+            changed_steps = step_change(old_series[metric], new_series[metric])
+            if changed_steps:
+                notes.append(f"{name}: metric {metric!r} steps changed: {changed_steps}")
             diff = metric_diff(old_series[metric], new_series[metric])
             if diff.n_steps == 0:
                 notes.append(f"{name}: metric {metric!r} has no shared step with a usable value")

@@ -119,7 +119,8 @@ def test_metric_without_usable_shared_step_is_a_note_not_a_row():
     head = _goldens({"f.json": {"lm loss": {"values": {"2": 3.0, "3": 1.0}, "start_step": 2, "step_interval": 1}}})
     changes = compare_revisions(base, head, base_label="a", head_label="b")
     assert changes.rows.empty
-    assert changes.notes == ("f.json: metric 'lm loss' has no shared step with a usable value",)
+    assert changes.notes == ("f.json: metric 'lm loss' has no shared step with a usable value",
+                             "f.json: metric 'lm loss' steps changed: step 1 dropped; step 3 added; start_step 1 → 2")
     assert "No metric changed." in changes_markdown(changes)
 
 
@@ -295,3 +296,25 @@ def test_megatron_history_matches_an_independent_computation(megatron_fixtures: 
                     assert summary[label] == sum(_bucket(m) == label for m in magnitudes), (summary["metric"], label)
             compared_pairs += bool(expected_rows)
     assert compared_pairs >= 5  # the history holds real refreshes, not only identical revisions
+
+
+def test_a_refresh_that_only_moves_steps_says_so():
+    # Megatron #6539 dropped the leading "nan" iteration time (step 1) and moved start_step to 2:
+    # every shared value is equal, so only the note can tell the reviewer what changed.
+    base = _goldens({"f.json": {"iteration-time": {"start_step": 1, "end_step": 3, "step_interval": 1,
+                                                   "values": {"1": "nan", "2": 7.5, "3": 0.8}}}})
+    head = _goldens({"f.json": {"iteration-time": {"start_step": 2, "end_step": 3, "step_interval": 1,
+                                                   "values": {"2": 7.5, "3": 0.8}}}})
+    changes = compare_revisions(base, head, base_label="a", head_label="b")
+    assert changes.rows["mean_rel_diff"].tolist() == [0.0]
+    assert changes.notes == ("f.json: metric 'iteration-time' steps changed: step 1 dropped; start_step 1 → 2",)
+    assert "steps changed: step 1 dropped; start\\_step 1 → 2" in changes_markdown(changes)
+
+
+def test_megatron_nan_removal_commit_is_explained(megatron_fixtures: Path):
+    history = megatron_fixtures / "history" / "bert_mcore_tp2_pp2_resume_torch_dist_local_spec"
+    name = "golden_values_dev_dgx_h100.json"
+    changes = compare_revisions({name: read_golden(history / f"a53107c006_{name}")},
+                                {name: read_golden(history / f"93ebf8d72f_{name}")}, base_label="a", head_label="b")
+    assert (changes.rows["mean_rel_diff"] == 0).all()
+    assert changes.notes == (f"{name}: metric 'iteration-time' steps changed: step 1 dropped; start_step 1 → 2",)
