@@ -26,9 +26,10 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Iterator, Mapping, Protocol
 
 from goldens.errors import RunError
 
@@ -480,6 +481,30 @@ def prepare_run_dir(run_dir: Path) -> None:
         raise RunError(f"cannot use run folder {run_dir}: {exc.strerror or exc}") from None
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, as a CI job's cancel or timeout sends it: handled like Ctrl-C."""
+
+
+@contextmanager
+def sigterm_stops_the_run() -> Iterator[None]:
+    """While the run is supervised here, SIGTERM stops the ranks and still writes the artifact
+    (status ``incomplete``) as Ctrl-C does; Python's default would exit without either."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_case(cfg: RunConfig, options: RunOptions, *, on_progress: ProgressFn | None = None,
              on_phase: Callable[[int], None] | None = None) -> RunReport:
     """Phase 1 (train, save at the midpoint), then phase 2 (fresh processes, resume, train on);
@@ -504,24 +529,29 @@ def run_case(cfg: RunConfig, options: RunOptions, *, on_progress: ProgressFn | N
     launcher = make_launcher(options.launcher, cfg, run_dir=run_dir, torchrun_args=options.torchrun_args,
                              env={**options.env, RUN_DIR_ENV: str(run_dir)})
     try:
-        if options.reuse_phase1_from is not None:
-            _reuse_phase1(options.reuse_phase1_from, run_dir, cfg)
-        else:
-            if on_phase:
-                on_phase(1)
-            outcomes.append(run_phase(launcher, plan1, timeout_s=cfg.launch.phase_timeout_s, on_progress=on_progress))
-        if all(o.status == "ok" for o in outcomes):
-            committed = read_tracker(plan2.checkpoint_root)
-            if committed != s.save_interval:
-                where = checkpoint_dir(plan2.checkpoint_root, s.save_interval)
-                why = "interrupted save" if where.exists() else "missing checkpoint"
-                raise RunError(f"phase 2 cannot start: {why} — no committed checkpoint of iteration "
-                               f"{s.save_interval} in {plan2.checkpoint_root}")
-            if on_phase:
-                on_phase(2)
-            outcomes.append(run_phase(launcher, plan2, timeout_s=cfg.launch.phase_timeout_s, on_progress=on_progress))
+        with sigterm_stops_the_run():
+            if options.reuse_phase1_from is not None:
+                _reuse_phase1(options.reuse_phase1_from, run_dir, cfg)
+            else:
+                if on_phase:
+                    on_phase(1)
+                outcomes.append(run_phase(launcher, plan1, timeout_s=cfg.launch.phase_timeout_s,
+                                          on_progress=on_progress))
+            if all(o.status == "ok" for o in outcomes):
+                committed = read_tracker(plan2.checkpoint_root)
+                if committed != s.save_interval:
+                    where = checkpoint_dir(plan2.checkpoint_root, s.save_interval)
+                    why = "interrupted save" if where.exists() else "missing checkpoint"
+                    raise RunError(f"phase 2 cannot start: {why} — no committed checkpoint of iteration "
+                                   f"{s.save_interval} in {plan2.checkpoint_root}")
+                if on_phase:
+                    on_phase(2)
+                outcomes.append(run_phase(launcher, plan2, timeout_s=cfg.launch.phase_timeout_s,
+                                          on_progress=on_progress))
     except RunError as exc:
         status, error = "failed", str(exc)
+    except Terminated:
+        status, error = "incomplete", "terminated (SIGTERM)"
     except KeyboardInterrupt:
         status, error = "incomplete", "interrupted"
     finally:

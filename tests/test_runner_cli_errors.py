@@ -7,7 +7,9 @@ and ``golden check``'s run by a report made from the committed cpu-tiny golden.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from typer.testing import CliRunner
 import runner.cli
 import runner.launch
 from goldens.cli import app
+from goldens.errors import RunError
 from goldens.formats import dumps_artifact, read_artifact, read_golden
 from goldens.model import Artifact, Phase
 from runner.config import load_case_definition
@@ -116,7 +119,8 @@ def store_copy(tmp_path):
     return store
 
 
-@pytest.mark.parametrize("option, target", [(("--env", "lts"), "lts_cpu"), (("--platform", "dgx_a100"), "dev_dgx_a100")])
+@pytest.mark.parametrize("option, target", [(("--env", "lts"), "lts_cpu"),
+                                            (("--platform", "dgx_a100"), "dev_dgx_a100")])
 def test_check_without_a_golden_stages_a_candidate_and_exits_1(store_copy, tmp_path, monkeypatch, option, target):
     monkeypatch.delenv("CI", raising=False)
     report = _report_from_committed_golden(tmp_path / "run")
@@ -212,3 +216,36 @@ def test_a_bad_override_names_the_option_not_the_case_file(tmp_path, no_launch, 
     result = invoke("run", CASE, "--store", str(STORE), "--out", str(tmp_path / "run"), *args)
     assert_one_line_usage_error(result, message)
     assert "case.yaml" not in result.output
+
+
+class _EscapedSigterm(Exception):
+    pass
+
+
+def test_sigterm_stops_the_run_and_still_writes_the_artifact(tmp_path, monkeypatch):
+    """A CI job cancelled with SIGTERM: the ranks are stopped and the artifact says why."""
+    class SignalledLauncher(_ScriptedLauncher):
+        killed = False
+
+        def poll(self, wait_s: float):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return None
+
+        def kill(self) -> None:
+            SignalledLauncher.killed = True
+
+    def escape(signum, frame):  # where run_case leaves SIGTERM alone: fail the test, not pytest
+        raise _EscapedSigterm
+
+    outer = signal.signal(signal.SIGTERM, escape)
+    try:
+        monkeypatch.setattr(runner.launch, "make_launcher", lambda *_a, **_k: SignalledLauncher())
+        cfg = load_case_definition(STORE / CASE).run_config("cpu-tiny")
+        with pytest.raises(RunError, match=r"terminated \(SIGTERM\) .*status incomplete"):
+            runner.launch.run_case(cfg, runner.launch.RunOptions(run_dir=tmp_path / "run"))
+        assert signal.getsignal(signal.SIGTERM) is escape  # the previous handler is back
+    finally:
+        signal.signal(signal.SIGTERM, outer)
+    assert SignalledLauncher.killed
+    artifact = read_artifact(tmp_path / "run" / "artifact.json")
+    assert (artifact.status, artifact.error) == ("incomplete", "terminated (SIGTERM)")
