@@ -23,8 +23,13 @@ ProfileOpt = Annotated[Optional[str], typer.Option("--profile", metavar="NAME",
                                                    help="Profile of the case [default: the case's default_profile, "
                                                         "e.g. cpu-tiny].", show_default=False)]
 OutOpt = Annotated[Optional[Path], typer.Option("--out", metavar="DIR",
-                                                help="Run folder [default: runs/<run-id>]; with --repeat, the "
-                                                     "folder that holds the runs' folders.", show_default=False)]
+                                                help="Run folder, new or empty [default: runs/<run-id>]; with "
+                                                     "--repeat, the folder that holds the runs' folders.",
+                                                show_default=False)]
+CheckOutOpt = Annotated[Optional[Path], typer.Option("--out", metavar="DIR",
+                                                     help="Run folder, new or empty [default: runs/<run-id>]; "
+                                                          "result.json and report/ are written into it.",
+                                                     show_default=False)]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", metavar="cpu|cuda",
                                                   help="Override the profile's device (gloo on cpu, nccl on cuda).",
                                                   show_default=False)]
@@ -84,7 +89,10 @@ def run(case: CaseArg, profile: ProfileOpt = None, out: OutOpt = None, device: D
     Multi-node: run the same command on every node with --nnodes, --node-rank and --rdzv-endpoint
     (the artifact is written on the node that hosts global rank 0).
 
-    Repeated runs for `golden stats`: --repeat N [--seed-stride K] (docs/calibration.md)."""
+    Repeated runs for `golden stats`: --repeat N [--seed-stride K] (docs/calibration.md).
+
+    Exit 0 when the run completed; 2 for bad input or a run that did not complete (a rank
+    failed, a phase timed out, Ctrl-C or SIGTERM): the artifact is still written and says why."""
     torchrun_args = _torchrun_args(node_rank=node_rank, rdzv_endpoint=rdzv_endpoint, rdzv_id=rdzv_id,
                                    extra=torchrun_arg or [])
     options = dict(case=case, store=store, profile=profile, device=device, timeout=timeout, launcher=launcher,
@@ -112,12 +120,14 @@ def repeat_seeds(base: int, count: int, stride: int) -> list[int]:
 
 @handles_errors
 def check(case: CaseArg, store: StoreOpt = None, env: EnvOpt = "dev", platform: PlatformOpt = "auto",
-          profile: ProfileOpt = None, out: OutOpt = None, device: DeviceOpt = None, timeout: TimeoutOpt = None,
+          profile: ProfileOpt = None, out: CheckOutOpt = None, device: DeviceOpt = None,
+          timeout: TimeoutOpt = None,
           seed: SeedOpt = None, launcher: LauncherOpt = "auto", policy: PolicyOpt = None,
           fmt: FormatOpt = "table") -> None:
     """Run a case, compare it with its golden for this environment (plus the resume check), report.
 
-    Exit 0 pass, 1 a regression or a failed resume check, 2 bad input or a failed run."""
+    Exit 0 pass; 1 a regression, a failed resume check, or no golden yet for --env/--platform
+    (outside CI the run is then staged for `golden review`); 2 bad input or a failed run."""
     from goldens import diff_inputs
     from goldens.case import check_name
     from goldens.cli_compare import FORMATS, emit

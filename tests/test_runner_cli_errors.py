@@ -249,3 +249,11 @@ def test_sigterm_stops_the_run_and_still_writes_the_artifact(tmp_path, monkeypat
     assert SignalledLauncher.killed
     artifact = read_artifact(tmp_path / "run" / "artifact.json")
     assert (artifact.status, artifact.error) == ("incomplete", "terminated (SIGTERM)")
+
+
+def test_help_says_what_each_command_exits_with_and_check_offers_no_repeat():
+    run_help = invoke("run", "--help").output
+    check_help = invoke("check", "--help").output
+    assert "Exit 0 when the run completed; 2" in " ".join(run_help.split())
+    assert "no golden yet" in " ".join(check_help.split())
+    assert "--repeat" in run_help and "--repeat" not in check_help
