@@ -470,9 +470,12 @@ def compare_metric(name: str, golden: MetricSeries | None, actual: MetricSeries 
         drift_text += f"; {run_only} steps only in the run (no golden value there, not judged)"
 
     if actual is None:
-        ok = missing_is_ok or policy is None or policy.on_missing == "ignore"
-        return MetricVerdict(verdict=Verdict.MISSING, passed=ok,
-                             explanation=f"the run has no {name!r}" + ("" if ok else " (on_missing: fail)"),
+        # A metric that would only be reported (never judged) cannot fail by being absent either.
+        not_judged = policy is not None and (
+            policy.report_only or (policy.only_on_same_platform and not ctx.same_platform))
+        ok = missing_is_ok or policy is None or policy.on_missing == "ignore" or not_judged
+        why = " (on_missing: fail)" if not ok else " (report only: not judged)" if not_judged else ""
+        return MetricVerdict(verdict=Verdict.MISSING, passed=ok, explanation=f"the run has no {name!r}{why}",
                              **common)
     if golden is None:
         return MetricVerdict(verdict=Verdict.NEW, passed=True,
@@ -662,8 +665,9 @@ def compare(reference: Side, candidate: Side, policies: PolicySet, *, force: str
     for number in sorted(set(reference.phases) | set(candidate.phases)):
         if number not in reference.phases:
             # structural_drift notes which side lacks a phase; this says what that means here
+            resume_covers = number == 2 and check_resume and 1 in candidate.phases
             warnings.append(f"the candidate's phase {number} is not compared"
-                            + (" (the resume check covers it)" if number == 2 else ""))
+                            + (" (the resume check covers it)" if resume_covers else ""))
             continue
         ctx = Context(phase=number, exact=regime.exact_applied, same_platform=plat,
                       exact_reason=regime.reason, other_platform_reason=other_platform_reason(reference, candidate))

@@ -526,4 +526,28 @@ def test_a_missing_phase_is_noted_once():
     notes = [*result.drift.notes, *result.warnings]
     assert sum("phase 1" in n for n in notes) == 1, notes
     assert sum("phase 2" in n for n in notes) == 2, notes  # the fact, then what it means
-    assert "the candidate's phase 2 is not compared (the resume check covers it)" in notes
+    assert "the candidate's phase 2 is not compared" in notes  # no phase 1 there: no resume check either
+
+
+def test_a_metric_that_is_only_reported_cannot_fail_by_being_absent():
+    loss = series("lm loss", [1, 2], [10.0, 9.0])
+    time = series("iteration-time", [1, 2], [1.0, 1.0])
+    reported = build_policies(case_metrics={"iteration-time": {"report_only": True}})
+    (_, v) = compare(side("ref", [loss, time]), side("cand", [loss]), reported).phases[0].metrics
+    assert v.verdict == Verdict.MISSING and v.passed
+    assert v.explanation == "the run has no 'iteration-time' (report only: not judged)"
+    # judged where both sides name one platform; only reported (so never failing) elsewhere
+    judged_here = compare(side("ref", [loss, time], platform="a"), side("cand", [loss], platform="a"),
+                          preset("default"))
+    assert not judged_here.phases[0].metrics[1].passed and not judged_here.passed
+    elsewhere = compare(side("ref", [loss, time], platform="a"), side("cand", [loss], platform="b"),
+                        preset("default"))
+    assert elsewhere.phases[0].metrics[1].passed and elsewhere.passed
+
+
+def test_resume_check_is_promised_only_where_it_can_run():
+    # A phase-1 golden against a bare _2nd file: the candidate has no phase 1 to resume from.
+    loss = series("lm loss", [1, 2], [10.0, 9.0])
+    result = compare(side("ref", [loss]), Side(label="cand", phases={2: {"lm loss": loss}}), preset("default"))
+    assert result.resume is None
+    assert "the candidate's phase 2 is not compared" in result.warnings
