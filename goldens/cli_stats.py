@@ -19,6 +19,25 @@ def register(app: typer.Typer) -> None:
     app.command("stats")(stats)
 
 
+def _refuse_folders(*targets: Path | None) -> None:
+    """Checked before any work or write, so a folder given as an output writes nothing."""
+    from .errors import GoldenError
+
+    for target in targets:
+        if target is not None and str(target) != "-" and target.is_dir():
+            raise GoldenError(f"cannot write {target}: it is a directory")
+
+
+def _write(target: Path, text: str) -> None:
+    from .atomic import atomic_write_text
+    from .errors import GoldenError
+
+    try:
+        atomic_write_text(target, text)
+    except OSError as exc:
+        raise GoldenError(f"cannot write {target}: {exc.strerror or exc}") from None
+
+
 @handles_errors
 def import_tb(
     logdir: Path = typer.Argument(..., help="TensorBoard log folder: event files, or run_1/run_2 "
@@ -31,11 +50,11 @@ def import_tb(
     run_id: Optional[str] = typer.Option(None, "--run-id", help="Run id (default: tb-<start time>)."),
 ) -> None:
     """TensorBoard event files → a run artifact at full precision (float32 values kept exactly)."""
-    from .atomic import atomic_write_text
     from .case import check_name
     from .formats import dumps_artifact
     from .ingest import import_tensorboard
 
+    _refuse_folders(out)
     if case is not None:
         check_name(case)
     artifact = import_tensorboard(logdir, phase=phase, case=case, run_id=run_id)
@@ -44,7 +63,7 @@ def import_tb(
     if str(out) == "-":
         sys.stdout.write(text)
     else:
-        atomic_write_text(out, text)
+        _write(out, text)
     for number, ph in artifact.phases.items():
         print(f"phase {number}: {len(ph.metrics)} metrics, steps {ph.first_step}..{ph.last_step}: "
               f"{', '.join(ph.metrics)}", file=sys.stderr)
@@ -73,11 +92,11 @@ def stats(
     golden stats runs/ID1 runs/ID2 runs/ID3 --out policy.yaml; review policy.yaml and use it
     with golden diff --policy policy.yaml (or copy its metrics: into case.yaml).
     """
-    from .atomic import atomic_write_text
     from .formats import read_artifact
     from .policy import preset
     from .stats import recommend_all, render_policy_yaml, spread
 
+    _refuse_folders(out, table)
     artifacts = [read_artifact(p) for p in runs]
     policies = preset(preset_name)
     spreads = spread(artifacts)
@@ -89,7 +108,7 @@ def stats(
         import pandas as pd
 
         frame = pd.concat([sp.frame() for sp in spreads], ignore_index=True)
-        atomic_write_text(table, frame.to_csv(index=False))
+        _write(table, frame.to_csv(index=False))
     if str(out) == "-":
         sys.stdout.write(text)
         return
@@ -103,5 +122,5 @@ def stats(
     if table is not None:
         print(f"\nwrote {table}")
     if out is not None:
-        atomic_write_text(out, text)
+        _write(out, text)
         print(f"wrote {out} (review it, then commit it or pass it with --policy)")

@@ -251,6 +251,20 @@ def test_cli_hostile_case_name_is_refused(tmp_path):
     assert result.exit_code == 2 and "invalid case name" in result.output
 
 
+def test_cli_out_that_cannot_be_written_is_one_line_exit_2(tmp_path):
+    path = good_file(tmp_path)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    blocked = tmp_path / "a-file" / "artifact.json"  # its parent is a file
+    blocked.parent.write_text("")
+    for out, needle in ((folder, "it is a directory"), (blocked, "File exists")):
+        result = CliRunner().invoke(app, ["import-tb", str(path.parent), "--out", str(out)])
+        assert result.exit_code == 2, result.output
+        assert result.output.count("\n") == 1 and result.output.startswith(f"error: cannot write {out}")
+        assert needle in result.output
+    assert list(folder.iterdir()) == [] and blocked.parent.read_text() == ""
+
+
 def test_nonsense_wall_times_do_not_break_the_import(tmp_path):
     logdir = tmp_path / "tb"
     write_events(logdir / "events.out.tfevents.1.a", [header_event(float("nan")), scalar_event("lm loss", 1, 2.0)])

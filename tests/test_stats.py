@@ -293,6 +293,17 @@ def test_cli_stats_one_run_is_exit_2(tmp_path):
     assert result.exit_code == 2 and result.output.strip() == "error: stats need at least 2 runs, got 1"
 
 
+def test_cli_stats_folder_as_an_output_is_exit_2_and_writes_nothing(tmp_path):
+    paths = write_runs(tmp_path, noisy_runs(2))
+    folder, table = tmp_path / "out", tmp_path / "stats.csv"
+    folder.mkdir()
+    for args in (["--out", str(folder), "--table", str(table)], ["--table", str(folder)]):
+        result = CliRunner().invoke(app, ["stats", *paths, *args])
+        assert result.exit_code == 2, result.output
+        assert result.output.strip() == f"error: cannot write {folder}: it is a directory"
+    assert list(folder.iterdir()) == [] and not table.exists()
+
+
 def test_a_metric_only_one_run_logged_gets_no_recommendation_but_the_others_do():
     runs = noisy_runs(3)
     runs[0].phases[1].metrics["grad-norm"] = MetricSeries("grad-norm", STEPS, np.ones(STEPS.size))
