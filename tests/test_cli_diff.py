@@ -198,6 +198,22 @@ def test_two_versions_of_a_case(tmp_path, store):
     assert bad.exit_code == 2 and "no version v7" in bad.stderr
 
 
+
+def test_two_golden_versions_of_a_resume_case_are_not_held_to_the_resume_check(tmp_path, store):
+    # Megatron's _2nd golden comes from another job than phase 1: at the shared steps 11..20 it
+    # differs in the last digits. That is no regression between two golden versions.
+    second = np.where(STEPS > 10, LOSS * (1 + 1e-6), np.nan)
+    pair = {GoldenKey("tiny", "dev", "cpu", 1): GoldenSet({"lm loss": series("lm loss", LOSS)}),
+            GoldenKey("tiny", "dev", "cpu", 2): GoldenSet({"lm loss": series("lm loss", second)})}
+    store.write("tiny", pair, approver="t", reason="resume goldens", fingerprint="fp-1", provenance={})
+    store.write("tiny", pair, approver="t", reason="same again", fingerprint="fp-1", provenance={})
+    out = golden("tiny@v2", "tiny@v3", "--store", str(store.root), "--format", "json")
+    result = ComparisonResult.from_json(json.loads(out.stdout))
+    assert out.exit_code == 0 and result.resume is None
+    assert "resume check not run: the candidate is a golden, not a run" in result.warnings
+    # a run with the same phases is still checked (test_resume_divergence_fails_with_its_own_verdict)
+
+
 # ---------------------------------------------------------------- policies
 
 def test_policy_preset_megatron_allows_one_failing_step_default_none(tmp_path):
