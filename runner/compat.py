@@ -3,7 +3,8 @@
 megatron-core assumes CUDA in a handful of places. Each shim below names the call sites it
 serves and is unit-tested (tests/test_runner_compat.py). None is applied on CUDA: the runner
 calls :func:`install` only when the device is ``cpu``, and :func:`install` refuses to run where
-CUDA is available, so a GPU run is always stock megatron-core.
+CUDA is available, so a GPU run is always stock megatron-core. A CPU run on a GPU host starts its
+ranks with ``CUDA_VISIBLE_DEVICES=""`` (``launch._child_env``): they see a CPU-only host.
 
 Also here, because it must happen before megatron-core is imported:
 :func:`skip_jit_fuser_binding` (an import hook, CPU only; see its docstring for why it is safe).

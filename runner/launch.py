@@ -119,6 +119,10 @@ def _child_env(cfg: RunConfig, extra: Mapping[str, str]) -> dict[str, str]:
            "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
            "PYTHONUNBUFFERED": "1"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SOURCE_ROOT), os.environ.get("PYTHONPATH")) if p)
+    if cfg.launch.device == "cpu":
+        # A CPU run on a GPU host: its ranks see no GPU, so the CPU compatibility layer applies as on
+        # a CPU-only host (compat.install refuses to run where CUDA is available).
+        env["CUDA_VISIBLE_DEVICES"] = ""
     return env
 
 

@@ -10,6 +10,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -257,3 +259,23 @@ def test_help_says_what_each_command_exits_with_and_check_offers_no_repeat():
     assert "Exit 0 when the run completed; 2" in " ".join(run_help.split())
     assert "no golden yet" in " ".join(check_help.split())
     assert "--repeat" in run_help and "--repeat" not in check_help
+
+
+def test_cpu_ranks_never_see_a_gpu_and_cuda_ranks_see_the_hosts(monkeypatch):
+    """cpu-tiny on a GPU workstation: without hiding the GPUs every rank would stop in
+    compat.install ('must not be installed where CUDA is available')."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    cpu = load_case_definition(STORE / CASE).run_config("cpu-tiny")
+    cuda = load_case_definition(STORE / CASE).run_config("cuda-smoke")
+    assert runner.launch._child_env(cpu, {})["CUDA_VISIBLE_DEVICES"] == ""
+    assert runner.launch._child_env(cuda, {})["CUDA_VISIBLE_DEVICES"] == "0,1"
+
+
+def test_a_cpu_rank_environment_hides_the_hosts_gpus_from_torch():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a GPU host: on a CPU-only host there is no GPU to hide")
+    cpu = load_case_definition(STORE / CASE).run_config("cpu-tiny")
+    probe = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
+                           env=runner.launch._child_env(cpu, {}), capture_output=True, text=True, timeout=120)
+    assert probe.stdout.strip() == "False", probe.stderr[-500:]
