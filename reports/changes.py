@@ -82,8 +82,8 @@ def step_change(old: MetricSeries, new: MetricSeries) -> str | None:
     """What changed in a metric's steps and grid header, in words; None if nothing did.
 
     The relative difference covers the shared steps only, so a refresh that only drops a
-    leading "nan" (Megatron #6539), extends a run or changes the logging interval would
-    otherwise show as a changed file whose every difference is 0.
+    leading "nan" (Megatron #6539), turns a value into "nan", extends a run or changes the
+    logging interval would otherwise show as a changed file whose every difference is 0.
     """
     parts = []
     dropped, added = np.setdiff1d(old.steps, new.steps), np.setdiff1d(new.steps, old.steps)
@@ -91,6 +91,12 @@ def step_change(old: MetricSeries, new: MetricSeries) -> str | None:
         parts.append(f"{_steps_text(dropped)} dropped")
     if added.size:
         parts.append(f"{_steps_text(added)} added")
+    shared, old_at, new_at = np.intersect1d(old.steps, new.steps, assume_unique=True, return_indices=True)
+    old_nan, new_nan = np.isnan(old.values[old_at]), np.isnan(new.values[new_at])
+    if (became := shared[new_nan & ~old_nan]).size:
+        parts.append(f"{_steps_text(became)} now nan")
+    if (filled := shared[old_nan & ~new_nan]).size:
+        parts.append(f"{_steps_text(filled)} no longer nan")
     for field in ("start_step", "end_step", "step_interval"):
         before, after = getattr(old, field), getattr(new, field)
         if before != after:

@@ -120,7 +120,8 @@ def test_metric_without_usable_shared_step_is_a_note_not_a_row():
     changes = compare_revisions(base, head, base_label="a", head_label="b")
     assert changes.rows.empty
     assert changes.notes == ("f.json: metric 'lm loss' has no shared step with a usable value",
-                             "f.json: metric 'lm loss' steps changed: step 1 dropped; step 3 added; start_step 1 → 2")
+                             "f.json: metric 'lm loss' steps changed: step 1 dropped; step 3 added; step 2 no longer nan; "
+                             "start_step 1 → 2")
     assert "No metric changed." in changes_markdown(changes)
 
 
@@ -318,3 +319,14 @@ def test_megatron_nan_removal_commit_is_explained(megatron_fixtures: Path):
                                 {name: read_golden(history / f"93ebf8d72f_{name}")}, base_label="a", head_label="b")
     assert (changes.rows["mean_rel_diff"] == 0).all()
     assert changes.notes == (f"{name}: metric 'iteration-time' steps changed: step 1 dropped; start_step 1 → 2",)
+
+
+def test_a_value_that_turns_nan_is_named():
+    # Megatron bde826430d: iteration-time at step 1 went from 10.24286 to "nan" (the relative
+    # difference skips nan steps, so only the note shows it).
+    base = _goldens({"f.json": {"t": {"start_step": 1, "end_step": 3, "step_interval": 1,
+                                      "values": {"1": 10.0, "2": "nan", "3": 1.0}}}})
+    head = _goldens({"f.json": {"t": {"start_step": 1, "end_step": 3, "step_interval": 1,
+                                      "values": {"1": "nan", "2": 2.0, "3": 1.0}}}})
+    changes = compare_revisions(base, head, base_label="a", head_label="b")
+    assert changes.notes == ("f.json: metric 't' steps changed: step 1 now nan; step 2 no longer nan",)
