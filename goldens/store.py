@@ -239,6 +239,8 @@ def _read_bytes(path: Path) -> bytes | None:
         return path.read_bytes()
     except FileNotFoundError:
         return None
+    except OSError as exc:  # a folder or an unreadable file where the store expects a file
+        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def default_store_root() -> Path:
@@ -781,7 +783,7 @@ def _check_blobs(case: str, case_dir: Path, referenced: set[str], *, repair: boo
         problems.append(Problem(case, "missing-blob", f"blob {digest[:12]}… referenced by the ledger is missing",
                                 path=str(_blob_path(case_dir, digest))))
     for digest, path in sorted(present.items()):
-        if not _HASH.match(digest) or sha256_hex(path.read_bytes()) != digest:
+        if not _HASH.match(digest) or sha256_hex(_read_bytes(path) or b"") != digest:
             problems.append(Problem(case, "blob-hash-mismatch", f"blob {path.name} does not hash to its name",
                                     path=str(path)))
         elif digest not in referenced:

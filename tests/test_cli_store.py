@@ -163,6 +163,20 @@ def test_fsck_clean_then_damaged(store_root):
     assert doc["errors"] == 1 and doc["problems"][0]["kind"] == "plain-file-differs"
 
 
+@pytest.mark.parametrize("where", [".golden/ledger.jsonl", "golden_values_dev_cpu.json", ".golden/objects"])
+def test_a_folder_where_the_store_expects_a_file_is_one_line_exit_2(store_root, where):
+    target = store_root / CASE / where
+    if where == ".golden/objects":
+        target = next(target.glob("*.json"))  # one blob
+    target.unlink()
+    target.mkdir()
+    readers = (["fsck", "--no-repair"], ["validate"]) + ((["history", CASE],) if where.endswith(".jsonl") else ())
+    for args in readers:
+        result = run(*args, "--store", str(store_root))
+        assert result.exit_code == 2, (args, result.output)
+        assert result.output == f"error: cannot read {target}: Is a directory\n"
+
+
 def test_adopt_then_history(tmp_path):
     case = tmp_path / "bert" / "c"
     case.mkdir(parents=True)
