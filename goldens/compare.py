@@ -333,7 +333,13 @@ def _worst(al: Aligned, both: np.ndarray, fail: np.ndarray, problems: np.ndarray
         ratio = np.where(thr > 0, dev / np.where(thr > 0, thr, 1.0), np.where(dev > 0, np.inf, 0.0))
     ratio = np.where(np.isnan(ratio), np.inf, ratio)
     if fail.any():
-        return int(np.argmax(np.where(fail, ratio, -np.inf)))
+        ranked = np.where(fail, ratio, -np.inf)
+        # Ties (every failing step is "infinitely" out under a zero threshold, as in exact mode):
+        # the largest relative deviation among them, not simply the first.
+        tied = ranked == ranked.max()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            relative = np.abs(dev) / np.abs(al.golden)
+        return int(np.argmax(np.where(tied, np.nan_to_num(relative, nan=np.inf), -np.inf)))
     if problems.any():
         return int(np.argmax(problems))
     if both.any():

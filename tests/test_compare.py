@@ -551,3 +551,13 @@ def test_resume_check_is_promised_only_where_it_can_run():
     result = compare(side("ref", [loss]), Side(label="cand", phases={2: {"lm loss": loss}}), preset("default"))
     assert result.resume is None
     assert "the candidate's phase 2 is not compared" in result.warnings
+
+
+def test_exact_mode_worst_step_is_the_largest_difference_not_the_first():
+    # Under a zero threshold every differing step is out by an infinite ratio; the worst one is
+    # the largest relative difference (Megatron dev vs lts dgx_a100 with --exact: step 15, not 1).
+    g = series("lm loss", [1, 2, 3], [10.0, 10.0, 5.0])
+    a = series("lm loss", [1, 2, 3], [10.1, 10.5, 5.2])
+    v = compare_metric("lm loss", g, a, pol(mode="exact"), EXACT)
+    assert v.failing_steps == 3 and v.worst_step == 2  # 5 % beats 4 % (step 3) and 1 % (step 1)
+    assert "worst step 2: golden 10, actual 10.5" in v.explanation
