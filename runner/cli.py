@@ -36,8 +36,8 @@ DeviceOpt = Annotated[Optional[str], typer.Option("--device", metavar="cpu|cuda"
 TimeoutOpt = Annotated[Optional[float], typer.Option("--timeout", metavar="SECONDS", min=1,
                                                      help="Per-phase timeout [default: the profile's].",
                                                      show_default=False)]
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", metavar="N", min=0, help="Override the seed.",
-                                                show_default=False)]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", metavar="N", min=0, max=2**31 - 1,  # config.MAX_SEED
+                                                help="Override the seed.", show_default=False)]
 RepeatOpt = Annotated[Optional[int], typer.Option(
     "--repeat", metavar="N", min=1, show_default=False,
     help="Run the case N times, run i with seed = base + i·K (base: --seed or the case's), each in its own "
@@ -104,6 +104,10 @@ def run(case: CaseArg, profile: ProfileOpt = None, out: OutOpt = None, device: D
         return
     base = seed if seed is not None else resolve_config(case=case, store=store, profile=profile).determinism.seed
     seeds = repeat_seeds(base, repeat, 1 if seed_stride is None else seed_stride)
+    from .config import MAX_SEED
+
+    if seeds[-1] > MAX_SEED:
+        raise fail(f"--repeat {repeat} would reach seed {seeds[-1]}, above the largest seed {MAX_SEED}")
     for index, run_seed in enumerate(seeds, start=1):
         print(f"run {index} of {repeat}: seed {run_seed}", file=sys.stderr, flush=True)
         # A run that is not complete raises RunError: exit 2, the paths printed so far stay valid.

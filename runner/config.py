@@ -25,6 +25,9 @@ DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")
 LR_DECAY_STYLES = ("constant", "linear", "cosine", "inverse-square-root")
 CHECKPOINT_FORMATS = ("torch_dist",)
+# numpy takes seeds below 2**32 and each rank adds offsets to the case's seed (100 per pipeline
+# stage, megatron's 2718 + tensor rank): 2**31 - 1 leaves room for any layout.
+MAX_SEED = 2**31 - 1
 SECTIONS = ("model", "parallelism", "schedule", "optimizer", "data", "determinism", "checkpoint",
             "launch")
 
@@ -225,8 +228,8 @@ class DeterminismConfig:
 
     def __post_init__(self) -> None:
         _positive("threads_per_rank", self.threads_per_rank)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be an integer in [0, {MAX_SEED}], got {self.seed!r}")
         bad = [k for k, v in dict(self.env).items() if not isinstance(k, str) or isinstance(v, (dict, list))]
         if bad:
             raise ValueError(f"env values must be scalars, check {bad}")

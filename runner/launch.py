@@ -48,6 +48,8 @@ PEER_ERROR = re.compile(r"connection (closed|reset)|broken pipe|peer|recv|send|g
 # torchrun options that name a rendezvous, and those that only make sense across nodes (both spellings).
 RENDEZVOUS_OPTIONS = frozenset({"--rdzv-endpoint", "--rdzv_endpoint", "--master-addr", "--master_addr"})
 MULTI_NODE_OPTIONS = frozenset({"--node-rank", "--node_rank", "--rdzv-endpoint", "--rdzv_endpoint"})
+# What golden derives from the case and its own options; passed through, they would contradict it.
+DERIVED_OPTIONS = frozenset({"--nnodes", "--nproc-per-node", "--nproc_per_node", "--standalone"})
 
 ProgressFn = Callable[[int, int, Mapping[str, float]], None]
 
@@ -281,6 +283,9 @@ def launcher_kind(choice: str, cfg: RunConfig, torchrun_args: tuple[str, ...] = 
     if choice not in LAUNCHERS:
         raise RunError(f"launcher must be one of {', '.join(LAUNCHERS)}, got {choice!r}")
     names = _option_names(torchrun_args)
+    if names & DERIVED_OPTIONS:
+        raise RunError(f"--torchrun-arg {', '.join(sorted(names & DERIVED_OPTIONS))}: golden sets it from the case "
+                       f"and --nnodes; leave it out")
     nodes = cfg.launch.nnodes
     if nodes > 1 and not names & RENDEZVOUS_OPTIONS:
         raise RunError(f"a run on {nodes} nodes needs --rdzv-endpoint HOST:PORT (the same on every node)")

@@ -191,6 +191,7 @@ def test_the_reported_artifact_points_at_its_file(tmp_path, monkeypatch):
     (("--node-rank", "1"), "--node-rank is for multi-node runs: add --nnodes N"),
     (("--rdzv-endpoint", "h:29400"), "--rdzv-endpoint is for multi-node runs"),
     (("--launcher", "fork", "--nnodes", "2", "--rdzv-endpoint", "h:29400"), "the fork launcher is for single-node"),
+    (("--torchrun-arg=--nnodes=2",), "--torchrun-arg --nnodes: golden sets it from the case and --nnodes"),
 ])
 def test_launch_option_errors_write_nothing(tmp_path, no_launch, args, message):
     out = tmp_path / "run"
@@ -279,3 +280,23 @@ def test_a_cpu_rank_environment_hides_the_hosts_gpus_from_torch():
     probe = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
                            env=runner.launch._child_env(cpu, {}), capture_output=True, text=True, timeout=120)
     assert probe.stdout.strip() == "False", probe.stderr[-500:]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--seed", str(2**31)), "Invalid value for '--seed'"),
+    (("--repeat", "3", "--seed", str(2**31 - 2)), f"--repeat 3 would reach seed {2**31}, above the largest seed"),
+])
+def test_seeds_beyond_what_every_rank_can_use_are_refused_before_the_run(tmp_path, no_launch, args, message):
+    """numpy refuses seeds from 2**32 on, and each rank adds its offsets: such a seed used to
+    start the ranks and fail them all while building."""
+    result = invoke("run", CASE, "--store", str(STORE), "--out", str(tmp_path / "run"), *args)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_case_seed_is_bounded_too():
+    from runner.config import MAX_SEED, DeterminismConfig
+
+    assert DeterminismConfig(seed=MAX_SEED).seed == MAX_SEED
+    with pytest.raises(ValueError, match=rf"seed must be an integer in \[0, {MAX_SEED}\], got {MAX_SEED + 1}"):
+        DeterminismConfig(seed=MAX_SEED + 1)
