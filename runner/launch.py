@@ -524,7 +524,11 @@ def run_case(cfg: RunConfig, options: RunOptions, *, on_progress: ProgressFn | N
     launcher_kind(options.launcher, cfg, options.torchrun_args)
     check_device(cfg)
     prepare_run_dir(run_dir)
-    (run_dir / "run.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
+    try:  # created exclusively: of two runs started into one empty folder, the second stops here
+        with (run_dir / "run.json").open("x", encoding="utf-8") as fh:
+            fh.write(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    except FileExistsError:
+        raise RunError(f"run folder {run_dir} was just taken by another run: choose another --out") from None
     s = cfg.schedule
     plan1 = PhasePlan(run=cfg, run_dir=run_dir, phase=1, first_step=1, last_step=s.train_iters,
                       save_at=s.save_interval)

@@ -300,3 +300,18 @@ def test_the_case_seed_is_bounded_too():
     assert DeterminismConfig(seed=MAX_SEED).seed == MAX_SEED
     with pytest.raises(ValueError, match=rf"seed must be an integer in \[0, {MAX_SEED}\], got {MAX_SEED + 1}"):
         DeterminismConfig(seed=MAX_SEED + 1)
+
+
+def test_two_runs_into_one_empty_folder_the_second_stops(tmp_path, monkeypatch, no_launch):
+    """Both found the folder empty; the other run wrote its run.json first."""
+    prepare = runner.launch.prepare_run_dir
+
+    def other_run_wins(run_dir):
+        prepare(run_dir)
+        (run_dir / "run.json").write_text('{"other": true}\n')
+
+    monkeypatch.setattr(runner.launch, "prepare_run_dir", other_run_wins)
+    cfg = load_case_definition(STORE / CASE).run_config("cpu-tiny")
+    with pytest.raises(RunError, match="was just taken by another run"):
+        runner.launch.run_case(cfg, runner.launch.RunOptions(run_dir=tmp_path / "run"))
+    assert (tmp_path / "run" / "run.json").read_text() == '{"other": true}\n'
