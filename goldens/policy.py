@@ -249,7 +249,16 @@ def _error_text(where: str, exc: ValidationError, allowed: Sequence[str]) -> str
         msg = f"invalid value {err.get('input')!r}: {msg}"
     elif err["type"] == "value_error":
         msg = msg.removeprefix("Value error, ")
+    elif _is_number_text(err.get("input")):  # YAML 1.1 reads 1e-5 (no '.') as a string
+        msg = f"{msg}, got the text {err['input']!r} (YAML needs a '.' in an exponent number: write 1.0e-5)"
     return f"{where}: key {loc!r}: {msg}" if loc else f"{where}: {msg}"
+
+
+def _is_number_text(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and math.isfinite(float(value))
+    except ValueError:
+        return False
 
 
 POLICY_KEYS = tuple(MetricPolicy.model_fields)

@@ -245,6 +245,18 @@ def test_policy_file_and_its_errors(tmp_path):
     assert out.exit_code == 2 and "neither a preset" in out.stderr
 
 
+def test_policy_exponent_without_a_dot_says_how_to_write_it(tmp_path):
+    a = write_golden(tmp_path / "a" / "golden_values_dev_cpu.json")
+    policy = tmp_path / "p.yaml"
+    policy.write_text("metrics:\n  lm loss: {rtol: 1e-5}\n")  # YAML 1.1: the string '1e-5'
+    out = golden(str(a), str(a), "--policy", str(policy))
+    assert out.exit_code == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert "got the text '1e-5'" in out.stderr and "write 1.0e-5" in out.stderr
+    policy.write_text("metrics:\n  lm loss: {rtol: fast}\n")
+    out = golden(str(a), str(a), "--policy", str(policy))
+    assert out.exit_code == 2 and out.stderr.endswith("key 'rtol': Input should be a valid number\n")
+
+
 def test_case_yaml_metrics_section_applies_and_bad_one_is_exit_2(tmp_path, store):
     run = write_run(tmp_path / "runs", "r1", loss=LOSS * 1.1, fingerprint="fp-2")
     s = str(store.root)
