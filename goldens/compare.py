@@ -317,6 +317,11 @@ def evaluate_per_step(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcom
             if k:
                 detail.append(f"{k} {label}")
         parts[0] += f" ({', '.join(detail)}; {allowed} allowed)"
+    # Counted in T (Megatron's allowance counts every listed step), but nothing was compared
+    # there: the "nan" padding of a _2nd file, or a golden's nan tail the run never reached.
+    empty = int(np.count_nonzero(al.golden_row & in_window & (status == _S[StepStatus.EMPTY])))
+    if empty:
+        parts.append(f"{empty} of the {total} with no value on either side (not compared)")
     if worst is not None:
         d = None if a is None or g is None or np.isnan(a) or np.isnan(g) else a - g
         shown = "absent" if status[worst] == _S[StepStatus.MISSING] else full_precision(a)

@@ -561,3 +561,12 @@ def test_exact_mode_worst_step_is_the_largest_difference_not_the_first():
     v = compare_metric("lm loss", g, a, pol(mode="exact"), EXACT)
     assert v.failing_steps == 3 and v.worst_step == 2  # 5 % beats 4 % (step 3) and 1 % (step 1)
     assert "worst step 2: golden 10, actual 10.5" in v.explanation
+
+
+def test_steps_without_a_value_on_either_side_are_named_in_the_count():
+    # A Megatron _2nd golden against another: "nan" on both sides before the resume (steps 1, 2).
+    g = series("lm loss", [1, 2, 3, 4], [np.nan, np.nan, 9.0, 8.0])
+    a = series("lm loss", [1, 2, 3, 4], [np.nan, np.nan, 9.1, 8.0])
+    v = compare_metric("lm loss", g, a, pol(rtol=0.05), Context(phase=2, exact=False, same_platform=True))
+    assert v.passed and v.total_steps == 4  # T counts the listed steps (Megatron's allowance)
+    assert v.explanation.startswith("all 4 steps within the rule; 2 of the 4 with no value on either side (not compared)")
