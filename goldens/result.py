@@ -115,6 +115,14 @@ def _reading(key: str | None = None, *, also: tuple[type[Exception], ...] = ()) 
         raise FormatError(str(exc).splitlines()[0], key=key) from None
 
 
+def _optional_text(doc: dict[str, Any], key: str) -> str | None:
+    """Names the reports join and print: text or absent, never a list or a number."""
+    value = doc.get(key)
+    if value is not None and not isinstance(value, str):
+        raise FormatError(f"expected a string, got {type(value).__name__}", key=key)
+    return value
+
+
 def _array_out(values: np.ndarray) -> list[Any]:
     finite = np.isfinite(values)
     if finite.all():
@@ -508,7 +516,8 @@ class ComparisonResult:
             raise FormatError(f"unsupported schema {doc.get('schema')!r} (this version reads {RESULT_SCHEMA!r})",
                               key="schema")
         with _reading():
-            return cls(case=doc.get("case"), env=doc.get("env"), platform=doc.get("platform"),
+            return cls(case=_optional_text(doc, "case"), env=_optional_text(doc, "env"),
+                       platform=_optional_text(doc, "platform"),
                        reference=str(doc["reference"]), candidate=str(doc["candidate"]),
                        policy=str(doc["policy"]), verdict=Verdict(doc["verdict"]),
                        fingerprint=FingerprintCheck.from_json(doc["fingerprint"]),

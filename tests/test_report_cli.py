@@ -121,6 +121,18 @@ def test_bad_result_file_is_one_line_exit_2_and_writes_nothing(app, tmp_path, co
     assert not (tmp_path / "report").exists()
 
 
+@pytest.mark.parametrize("key", ["case", "env", "platform"])
+def test_a_name_that_is_not_text_is_one_line_exit_2(app, tmp_path, key):
+    doc = result().to_json()
+    doc[key] = ["dev", "lts"]  # the renderers join these names; a list crashed them
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(doc))
+    outcome = invoke(app, str(path))
+    assert outcome.exit_code == 2, outcome.output
+    assert outcome.output == f"error: {path}: key {key!r}: expected a string, got list\n"
+    assert not (tmp_path / "report").exists()
+
+
 def test_usage_errors(app, tmp_path):
     assert invoke(app).exit_code == 2
     assert invoke(app, str(tmp_path / "missing")).exit_code == 2
