@@ -66,7 +66,7 @@ def load_file(path: Path) -> Loaded:
         return load_artifact_side(parse_artifact(doc, path=path), str(path))
     if isinstance(doc, dict) and isinstance(doc.get("schema"), str) and "phases" in doc:
         parse_artifact(doc, path=path)  # raises the precise unsupported-schema message
-    parsed = parse_golden_filename(path)
+    parsed = parse_golden_filename(_megatron_name(path.name))
     env, platform, phase = parsed if parsed else (None, None, 1)
     case = path.resolve().parent.name
     key = GoldenKey(case, env, platform, phase) if parsed else None
@@ -74,6 +74,13 @@ def load_file(path: Path) -> Loaded:
     args = megatron_model_args(path.parent)
     return Loaded(side_from_goldens({phase: golden}, str(path), model_args=args, platform=platform),
                   case if parsed else None, env, platform)
+
+
+def _megatron_name(name: str) -> str:
+    """The Megatron file name inside a saved copy's name: ``f5b2ec0130_golden_values_dev_dgx_h100_2nd.json``
+    (``git show REV:path > REV_name``) keeps its env, platform and phase for a diff."""
+    start = name.find("golden_values_")
+    return name[start:] if start > 0 else name
 
 
 def megatron_model_args(case_dir: Path) -> Mapping[str, Any] | None:

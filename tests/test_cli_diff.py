@@ -214,6 +214,25 @@ def test_two_golden_versions_of_a_resume_case_are_not_held_to_the_resume_check(t
     # a run with the same phases is still checked (test_resume_divergence_fails_with_its_own_verdict)
 
 
+
+def test_saved_copies_with_a_prefix_keep_env_platform_and_phase(tmp_path):
+    # A maintainer saves two revisions side by side: git show REV:path > REV_golden_values_….json
+    time = series("iteration-time", 1.0 + 0.0 * STEPS)
+    slower = series("iteration-time", 1.5 + 0.0 * STEPS)  # +50 %: out of the step-time rule
+    old, new = tmp_path / "ad2ab2ca12_golden_values_dev_dgx_h100.json", tmp_path / "f5b2ec0130_golden_values_dev_dgx_h100.json"
+    old.write_text(dumps_golden(GoldenSet({"lm loss": series("lm loss", LOSS), "iteration-time": time})))
+    new.write_text(dumps_golden(GoldenSet({"lm loss": series("lm loss", LOSS), "iteration-time": slower})))
+    out = golden(str(old), str(new), "--format", "json")
+    result = ComparisonResult.from_json(json.loads(out.stdout))
+    assert (result.env, result.platform) == ("dev", "dgx_h100")
+    timing = result.phases[0].metrics[1]
+    assert timing.verdict == Verdict.FAIL and out.exit_code == 1  # same platform: judged, not "unknown"
+    second = tmp_path / "f5b2ec0130_golden_values_dev_dgx_h100_2nd.json"
+    second.write_text(dumps_golden(GoldenSet({"lm loss": series("lm loss", LOSS)})))
+    both_second = ComparisonResult.from_json(json.loads(golden(str(second), str(second), "--format", "json").stdout))
+    assert [p.phase for p in both_second.phases] == [2]
+
+
 # ---------------------------------------------------------------- policies
 
 def test_policy_preset_megatron_allows_one_failing_step_default_none(tmp_path):
