@@ -418,6 +418,9 @@ def _run_phase_sets(artifact: Artifact) -> dict[int, GoldenSet]:
 
 
 def _chosen(candidate: Candidate, selection: Selection, run_sets: dict[int, GoldenSet]) -> dict[int, set[str]]:
+    if selection.only_failing and candidate.path is None:  # made from the run now: no verdicts to go by
+        raise ApprovalRefused(f"--only-failing takes the metrics whose staged verdict failed, but run "
+                              f"{candidate.run_id!r} is not staged: golden diff it first, or name --metric")
     available = {name for s in run_sets.values() for name in s.metrics}
     if selection.metrics:
         unknown = [m for m in selection.metrics if m not in available]

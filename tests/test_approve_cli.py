@@ -166,6 +166,8 @@ def _refusals(store, runs, monkeypatch):
                          "invalid case name"),
         "empty metric": (["approve", str(empty), "--store", s, "--reason", "r"], {},
                          "'lm loss' (phase 1) has no value at any step"),
+        "only-failing, not staged": (["approve", str(ok), "--only-failing", "--store", s, "--reason", "r"], {},
+                                     "--only-failing takes the metrics whose staged verdict failed"),
         "pending, no store": (["pending", "--store", s + "-typo"], {}, "no golden store at"),
         "reject, no store": (["reject", "--pending", "--store", s + "-typo"], {}, "no golden store at"),
     }
@@ -173,7 +175,8 @@ def _refusals(store, runs, monkeypatch):
 
 @pytest.mark.parametrize("name", ["no reason", "CI", "incomplete", "env", "stale", "rollback without reason",
                                   "bad version", "neither", "both", "hostile case",
-                                  "empty metric", "pending, no store", "reject, no store"])
+                                  "empty metric", "only-failing, not staged",
+                                  "pending, no store", "reject, no store"])
 def test_cli_refusals_are_one_line_exit_2_and_write_nothing(name, world, monkeypatch, tmp_path):
     store, runs = world
     args, env, message = _refusals(store, runs, monkeypatch)[name]
