@@ -82,11 +82,18 @@ def diff(targets: TargetsArg = None, case: CaseOpt = None, env: EnvOpt = None, p
                   file=sys.stderr)
             raise typer.Exit(1)
         reference = di.load_store_golden(golden_store, the_case, target_env, target_platform)
+    notes = tuple(f"candidate: {n}" for n in candidate.notes) + tuple(f"reference: {n}" for n in reference.notes)
     the_case = case or reference.case or candidate.case
     case_policy, case_source = di.case_metrics(store, the_case)
+    if case_policy is not None and len(targets) == 2 and case is None \
+            and all(_loose_file_outside(text, loaded, case_source) for text, loaded in zip(targets, (reference, candidate))):
+        # Two golden files from elsewhere (a Megatron checkout) that merely share a case name
+        # with the store: that case's tolerances were set for its own goldens, not these.
+        notes += (f"policy: {case_source} not applied (the golden files are outside its case folder; "
+                  f"--case {the_case} applies it)",)
+        case_policy, case_source = None, None
     policies = di.load_policies(policy, case_policy=case_policy, case_source=case_source)
     force = None if exact is None else ("exact" if exact else "approx")
-    notes = tuple(f"candidate: {n}" for n in candidate.notes) + tuple(f"reference: {n}" for n in reference.notes)
     # The resume check asks whether a run's resumed phase reproduces its own phase 1 bit for bit.
     # A golden's _2nd file need not (Megatron records it from another job), and the versions'
     # difference is what a golden-vs-golden diff is about.
@@ -101,6 +108,15 @@ def diff(targets: TargetsArg = None, case: CaseOpt = None, env: EnvOpt = None, p
     if len(targets) < 2 and not result.passed:
         stage_for_review(golden_store, candidate, reference.env, reference.platform, result)
     raise typer.Exit(result.exit_code)
+
+
+def _loose_file_outside(text: str, loaded: Any, case_yaml: str | None) -> bool:
+    """An operand that is a plain golden file lying outside the folder of ``case_yaml``."""
+    from . import diff_inputs as di
+
+    if loaded.artifact is not None or case_yaml is None or di._is_version_ref(text):
+        return False
+    return not Path(text).resolve().is_relative_to(Path(case_yaml).resolve().parent)
 
 
 def stage_for_review(store: Any, run: Any, env: str | None, platform: str | None, result: Any) -> None:

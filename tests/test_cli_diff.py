@@ -233,6 +233,23 @@ def test_saved_copies_with_a_prefix_keep_env_platform_and_phase(tmp_path):
     assert [p.phase for p in both_second.phases] == [2]
 
 
+
+def test_loose_golden_files_sharing_a_case_name_do_not_take_that_cases_tolerances(tmp_path, store):
+    # Megatron's own files of a case the store also holds (its own, much looser, case.yaml):
+    # +10 % loss fails under the default 5 %, passes under the store case's 20 %.
+    (store.root / "tiny" / "case.yaml").write_text("metrics:\n  lm loss: {mode: approx, rtol: 0.2}\n")
+    ref = write_golden(tmp_path / "megatron" / "tiny" / "golden_values_dev_dgx_h100.json")
+    cand = write_golden(tmp_path / "megatron2" / "tiny" / "golden_values_dev_dgx_h100.json", loss=LOSS * 1.1)
+    s = str(store.root)
+    loose = golden(str(ref), str(cand), "--store", s, "--format", "json")
+    assert loose.exit_code == 1
+    warnings = ComparisonResult.from_json(json.loads(loose.stdout)).warnings
+    assert any("case.yaml not applied" in w and "--case tiny" in w for w in warnings)
+    assert golden(str(ref), str(cand), "--store", s, "--case", "tiny").exit_code == 0  # asked for: applied
+    inside = write_golden(store.root / "tiny" / "golden_values_dev_dgx_h100.json", loss=LOSS * 1.1)
+    assert golden(str(ref), str(inside), "--store", s).exit_code == 0  # a store file: its case applies
+
+
 # ---------------------------------------------------------------- policies
 
 def test_policy_preset_megatron_allows_one_failing_step_default_none(tmp_path):
