@@ -51,12 +51,14 @@ def import_tb(
 ) -> None:
     """TensorBoard event files → a run artifact at full precision (float32 values kept exactly)."""
     from .case import check_name
-    from .formats import dumps_artifact
+    from .formats import check_run_id, dumps_artifact
     from .ingest import import_tensorboard
 
     _refuse_folders(out)
     if case is not None:
         check_name(case)
+    if run_id is not None:
+        check_run_id(run_id)
     artifact = import_tensorboard(logdir, phase=phase, case=case, run_id=run_id)
     check_name(artifact.case, "case (derived from the folder name; pass --case)")
     text = dumps_artifact(artifact)

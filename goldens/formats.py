@@ -331,6 +331,15 @@ def _require(mapping: Mapping[str, Any], field: str, types: type | tuple[type, .
     return value
 
 
+def check_run_id(run_id: str, *, path: object = None) -> str:
+    """A run id names a folder under runs/ and a ledger field printed one entry a line: no
+    separators, no control characters (no length cap: it embeds the case name)."""
+    if not run_id.isprintable() or "/" in run_id or "\\" in run_id or run_id.strip(".") == "":
+        raise FormatError(f"invalid run id {run_id!r}: it must be printable, without '/' or '\\', "
+                          f"and not only dots", path=path, key="run_id")
+    return run_id
+
+
 def parse_artifact(doc: Any, *, path: object = None) -> Artifact:
     if not isinstance(doc, dict):
         raise FormatError("expected an artifact object", path=path)
@@ -339,7 +348,7 @@ def parse_artifact(doc: Any, *, path: object = None) -> Artifact:
         raise FormatError(f"unsupported schema {schema!r} (this version reads {ARTIFACT_SCHEMA!r})",
                           path=path, key="schema")
     case = _require(doc, "case", str, path=path, where="")
-    run_id = _require(doc, "run_id", str, path=path, where="")
+    run_id = check_run_id(_require(doc, "run_id", str, path=path, where=""), path=path)
     status = _require(doc, "status", str, path=path, where="")
     if status not in ARTIFACT_STATUSES:
         raise FormatError(f"status must be one of {', '.join(ARTIFACT_STATUSES)}, got {status!r}",

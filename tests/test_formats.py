@@ -294,6 +294,10 @@ def test_artifact_dump_parse_round_trip(tmp_path):
     (lambda d: d["phases"].update({"3": d["phases"]["1"]}), "phase must be 1 or 2"),
     (lambda d: d["phases"]["1"].update(steps=[1]), "steps must be [first, last]"),
     (lambda d: d.update(provenance=[]), "expected dict"),
+    (lambda d: d.update(run_id="r1\nv9  approve  by mallory"), "key 'run_id': invalid run id 'r1\\nv9"),
+    (lambda d: d.update(run_id="../../etc"), "key 'run_id': invalid run id '../../etc'"),
+    (lambda d: d.update(run_id=".."), "key 'run_id': invalid run id '..'"),
+    (lambda d: d.update(run_id=""), "key 'run_id': invalid run id ''"),
 ])
 def test_malformed_artifacts_are_rejected(mutate, message):
     doc = json.loads(dumps_artifact(_artifact()))

@@ -249,6 +249,10 @@ def test_cli_hostile_case_name_is_refused(tmp_path):
     result = CliRunner().invoke(app, ["import-tb", str(path.parent), "--case", "../x", "--out",
                                       str(tmp_path / "a.json")])
     assert result.exit_code == 2 and "invalid case name" in result.output
+    result = CliRunner().invoke(app, ["import-tb", str(path.parent), "--run-id", "a\nb", "--out",
+                                      str(tmp_path / "a.json")])
+    assert result.exit_code == 2 and result.output.startswith("error: key 'run_id': invalid run id 'a\\nb'")
+    assert result.output.count("\n") == 1 and not (tmp_path / "a.json").exists()
 
 
 def test_cli_out_that_cannot_be_written_is_one_line_exit_2(tmp_path):
