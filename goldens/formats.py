@@ -75,6 +75,8 @@ def load_json_text(text: str, path: object = None) -> Any:
         raise FormatError(f"{what} at line {exc.lineno} column {exc.colno}: {exc.msg}", path=path) from None
     except RecursionError:
         raise FormatError("JSON nested too deeply", path=path) from None
+    except ValueError as exc:  # an integer literal longer than Python's int-digit limit
+        raise FormatError(f"malformed JSON: {str(exc).split(';')[0]}", path=path) from None
 
 
 def decode_text(data: bytes, path: object = None) -> str:

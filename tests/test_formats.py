@@ -354,3 +354,9 @@ def test_numpy_integer_grid_headers_are_plain_ints_and_writable():
     series = MetricSeries("lm loss", np.array([1, 2]), np.array([1.0, 2.0]), np.int64(1), np.int64(2), np.int32(1))
     assert type(series.end_step) is int and type(series.step_interval) is int
     assert json.loads(dumps_golden(GoldenSet({"lm loss": series})))["lm loss"]["end_step"] == 2
+
+
+def test_an_integer_past_pythons_digit_limit_is_a_format_error():
+    text = '{"lm loss": {"values": {"1": 1' + "0" * 5000 + "}}}"
+    with pytest.raises(FormatError, match=r"g\.json: malformed JSON: Exceeds the limit \(4300 digits\)"):
+        load_json_text(text, path="g.json")
