@@ -13,8 +13,8 @@ from reports.document import (ICONS, CaseEntry, Report, drift_lines, environment
                               verdict_label)
 
 _NOTE_ROOM = 400  # kept free for the closing notes after a budgeted table
-METRIC_HEADERS = ["metric", "rule", "verdict", "worst step", "golden → actual", "Δ%", "mean rel. diff"]
-METRIC_ALIGN = ["l", "l", "l", "r", "r", "r", "r"]
+METRIC_HEADERS = ["metric", "rule", "verdict", "failing steps", "worst step", "golden → actual", "Δ%", "mean rel. diff"]
+METRIC_ALIGN = ["l", "l", "l", "r", "r", "r", "r", "r"]
 
 
 # ---------------------------------------------------------------- comparison results
@@ -59,7 +59,9 @@ def _resume_cell(result: ComparisonResult) -> str:
 
 def _metric_row(m: MetricVerdict) -> list[str]:
     change = f"{fmt.value(m.golden_value)} → {fmt.value(m.actual_value)}"
-    return [fmt.md(m.metric), fmt.md(m.rule.text), verdict_label(m),
+    # how many steps broke the rule against how many it allows: the verdict's reason at a glance
+    failing = f"{m.failing_steps} / {m.total_steps} (allowed {m.allowed_failing_steps})" if m.total_steps else "—"
+    return [fmt.md(m.metric), fmt.md(m.rule.text), verdict_label(m), failing,
             "—" if m.worst_step is None else str(m.worst_step), change,
             fmt.percent(m.delta_pct), fmt.signed(m.mean_rel_diff)]
 

@@ -50,8 +50,9 @@ def test_all_formats_render_an_engine_result():
     markdown = result_markdown(report)
     metric_rows = {row[0]: row for t in tables(markdown) if t[0][0] == "metric" for row in t[2:]}
     assert set(metric_rows) == {"lm loss", "num-zeros", "iteration-time"}
-    assert metric_rows["lm loss"][2] == "❌ fail" and metric_rows["lm loss"][3] == "30"
-    assert metric_rows["lm loss"][5] == "+20%"
+    assert metric_rows["lm loss"][2] == "❌ fail" and metric_rows["lm loss"][4] == "30"
+    assert metric_rows["lm loss"][3] == "1 / 40 (allowed 0)"
+    assert metric_rows["lm loss"][6] == "+20%"
 
     page = parse(result_html(report))
     with_steps = [m for m in result.metric_verdicts() if m.steps is not None and len(m.steps)]

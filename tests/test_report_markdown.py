@@ -39,7 +39,8 @@ def test_failing_case_has_a_row_per_metric_with_rule_verdict_worst_step_values_a
     text = result_markdown(Report.of(result(fail=True)))
     assert text.startswith("## ❌ Golden check failed: 1 of 1 case(s) failed\n")
     metric_table = next(t for t in tables(text) if t[0] == METRIC_HEADERS)
-    assert metric_table[2] == ["lm loss", "approx |a-g| <= 0.05*|g| per step, <= 0 failing steps", "❌ fail", "3",
+    assert metric_table[2] == ["lm loss", "approx |a-g| <= 0.05*|g| per step, <= 0 failing steps", "❌ fail",
+                               "1 / 4 (allowed 0)", "3",
                                "8 → 8.8", "+10%", "+2.500e-02"]  # whole numbers as the terminal shows them
     assert metric_table[3][0] == "num-zeros" and metric_table[3][2] == "✅ pass"
     assert len(metric_table) == 4
@@ -131,4 +132,4 @@ def test_whole_number_metrics_read_as_in_the_terminal():
     verdict = replace(result().phases[0].metrics[0], golden_value=3687.0, actual_value=1768285696.125)
     one = replace(result(), phases=(replace(result().phases[0], metrics=(verdict,)),))
     row = next(t for t in tables(result_markdown(Report.of(one))) if t[0] == METRIC_HEADERS)[2]
-    assert row[4] == "3687 → 1768285696.125"
+    assert row[5] == "3687 → 1768285696.125"
