@@ -199,8 +199,9 @@ def list_pending(store: "GoldenStore", *, case: str | None = None, env: str | No
                  platform: str | None = None) -> list[Candidate]:
     """Staged candidates, sorted by case, env, platform; filters match exactly."""
     root = pending_root(store)
-    if case is not None:
-        check_name(case)
+    for value, what in ((case, "case"), (env, "env"), (platform, "platform")):
+        if value is not None:
+            check_name(value, what)
     if not Path(store.root).is_dir():  # a mistyped --store is not "no pending candidates"
         raise StoreError(f"no golden store at {store.root} (set --store or ${STORE_ENV})")
     if not root.is_dir():

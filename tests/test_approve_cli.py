@@ -168,6 +168,8 @@ def _refusals(store, runs, monkeypatch):
                          "'lm loss' (phase 1) has no value at any step"),
         "only-failing, not staged": (["approve", str(ok), "--only-failing", "--store", s, "--reason", "r"], {},
                                      "--only-failing takes the metrics whose staged verdict failed"),
+        "hostile env filter": (["reject", "--pending", "--env", "../x", "--store", s], {}, "invalid env name"),
+        "hostile platform filter": (["review", "--platform", "a\nb", "--store", s], {}, "invalid platform name"),
         "pending, no store": (["pending", "--store", s + "-typo"], {}, "no golden store at"),
         "reject, no store": (["reject", "--pending", "--store", s + "-typo"], {}, "no golden store at"),
     }
@@ -176,6 +178,7 @@ def _refusals(store, runs, monkeypatch):
 @pytest.mark.parametrize("name", ["no reason", "CI", "incomplete", "env", "stale", "rollback without reason",
                                   "bad version", "neither", "both", "hostile case",
                                   "empty metric", "only-failing, not staged",
+                                  "hostile env filter", "hostile platform filter",
                                   "pending, no store", "reject, no store"])
 def test_cli_refusals_are_one_line_exit_2_and_write_nothing(name, world, monkeypatch, tmp_path):
     store, runs = world
