@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .errors import FormatError, NotATrainingGolden
+from .errors import FormatError, NotATrainingGolden, StoreError
 from .model import Artifact, GoldenKey, GoldenSet, MetricSeries, Phase
 
 ARTIFACT_SCHEMA = "golden.artifact/1"
@@ -333,6 +333,17 @@ def _require(mapping: Mapping[str, Any], field: str, types: type | tuple[type, .
     return value
 
 
+def _check_target_name(value: Any, field: str, *, path: object) -> None:
+    from .case import check_name
+
+    if not isinstance(value, str):
+        raise FormatError(f"expected a string, got {type(value).__name__}", path=path, key=f"provenance.{field}")
+    try:
+        check_name(value, field)
+    except StoreError as exc:
+        raise FormatError(str(exc), path=path, key=f"provenance.{field}") from None
+
+
 def check_run_id(run_id: str, *, path: object = None) -> str:
     """A run id names a folder under runs/ and a ledger field printed one entry a line: no
     separators, no control characters (no length cap: it embeds the case name)."""
@@ -356,6 +367,9 @@ def parse_artifact(doc: Any, *, path: object = None) -> Artifact:
         raise FormatError(f"status must be one of {', '.join(ARTIFACT_STATUSES)}, got {status!r}",
                           path=path, key="status")
     provenance = _require(doc, "provenance", dict, path=path, where="")
+    for field in ("env", "platform"):  # they name the golden file the run is compared with and staged for
+        if provenance.get(field) is not None:
+            _check_target_name(provenance[field], field, path=path)
     raw_phases = _require(doc, "phases", dict, path=path, where="")
     phases: dict[int, Phase] = {}
     for label, raw in raw_phases.items():

@@ -298,6 +298,9 @@ def test_artifact_dump_parse_round_trip(tmp_path):
     (lambda d: d.update(run_id="../../etc"), "key 'run_id': invalid run id '../../etc'"),
     (lambda d: d.update(run_id=".."), "key 'run_id': invalid run id '..'"),
     (lambda d: d.update(run_id=""), "key 'run_id': invalid run id ''"),
+    (lambda d: d["provenance"].update(env="../x"), "key 'provenance.env': invalid env name '../x'"),
+    (lambda d: d["provenance"].update(platform="a\nb"), "key 'provenance.platform': invalid platform name"),
+    (lambda d: d["provenance"].update(platform=["cpu"]), "key 'provenance.platform': expected a string, got list"),
 ])
 def test_malformed_artifacts_are_rejected(mutate, message):
     doc = json.loads(dumps_artifact(_artifact()))
