@@ -384,7 +384,14 @@ def parse_artifact(doc: Any, *, path: object = None) -> Artifact:
         if len(steps) != 2:
             raise FormatError("steps must be [first, last]", path=path, key=f"{where}.steps")
         first, last = (_to_step(s, path=path, key=f"{where}.steps") for s in steps)
+        if first > last:
+            raise FormatError(f"steps must be [first, last] with first ≤ last, got {steps}", path=path,
+                              key=f"{where}.steps")
         resumed = raw.get("resumed_from")
+        for name in raw_metrics:  # a run's names become golden keys, printed one per line
+            if not name.strip() or not name.isprintable():
+                raise FormatError("a metric name must be printable text, not empty or holding control "
+                                  "characters", path=path, key=name)
         metrics = {name: parse_metric(name, m, path=path) for name, m in raw_metrics.items()}
         phases[number] = Phase(number, metrics, first, last,
                                None if resumed is None else _to_step(resumed, path=path, key=f"{where}.resumed_from"))

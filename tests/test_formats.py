@@ -301,6 +301,11 @@ def test_artifact_dump_parse_round_trip(tmp_path):
     (lambda d: d["provenance"].update(env="../x"), "key 'provenance.env': invalid env name '../x'"),
     (lambda d: d["provenance"].update(platform="a\nb"), "key 'provenance.platform': invalid platform name"),
     (lambda d: d["provenance"].update(platform=["cpu"]), "key 'provenance.platform': expected a string, got list"),
+    (lambda d: d["phases"]["1"].update(steps=[20, 1]), "first ≤ last, got [20, 1]"),
+    (lambda d: d["phases"]["1"]["metrics"].update({"a\nb": d["phases"]["1"]["metrics"]["lm loss"]}),
+     "key 'a\\nb': a metric name must be printable text"),
+    (lambda d: d["phases"]["1"]["metrics"].update({"": d["phases"]["1"]["metrics"]["lm loss"]}),
+     "key '': a metric name must be printable text"),
 ])
 def test_malformed_artifacts_are_rejected(mutate, message):
     doc = json.loads(dumps_artifact(_artifact()))
