@@ -41,7 +41,24 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
-    app()
+    """Run the app; a usage error (bad option, missing argument) is one line and exit 2, like
+    every other input error, instead of click's multi-line usage block."""
+    import sys
+
+    if len(sys.argv) <= 1:
+        app()  # bare `golden`: the help, as typer prints it
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except typer.TyperException as exc:  # click's usage errors, vendored by typer
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        print(f"error: {' '.join(message.split())}{hint}", file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", 2))
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

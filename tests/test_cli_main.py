@@ -1,0 +1,37 @@
+"""The installed entry point: usage errors are one line and exit 2, like every input error."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def golden(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "goldens", *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["show"], "Missing argument"),
+    (["show", "x", "--phase", "3"], "--phase"),
+    (["diff", "--bogus"], "No such option: --bogus"),
+    (["nosuchcommand"], "No such command"),
+])
+def test_usage_errors_are_one_line_and_exit_2(args, says):
+    proc = golden(*args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_help_and_bare_command_still_print_the_help():
+    assert golden("--help").returncode == 0
+    assert "Commands" in golden("--help").stdout
+    bare = golden()
+    assert "Usage: " in bare.stdout + bare.stderr
+
+
+def test_a_command_exit_code_passes_through():
+    proc = golden("show", "no-such-case", "--store", "cases")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
