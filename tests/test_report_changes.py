@@ -169,17 +169,22 @@ def _commit_revision(repo: Path, store: Path, docs: dict, message: str) -> str:
     return _git(repo, "rev-parse", "HEAD")
 
 
-@pytest.fixture
-def store_repo(tmp_path: Path) -> Path:
+def git_store(tmp_path: Path, *revisions: dict) -> Path:
+    """A git repository whose ``cases/`` store holds each revision in turn, one commit each."""
     repo = tmp_path / "repo"
     store = repo / "cases"
     store.mkdir(parents=True)
     _git(repo, "init", "-q")
+    for number, docs in enumerate(revisions, 1):
+        _commit_revision(repo, store, docs, f"v{number}")
+    return store
+
+
+@pytest.fixture
+def store_repo(tmp_path: Path) -> Path:
     inference = {"caseI/golden_values_dev_dgx_h100.json":
                  {"0": {"input_prompt": "hi", "generated_text": "there", "logprobs": [-0.1]}}}
-    _commit_revision(repo, store, {**BASE, **inference}, "v1")
-    _commit_revision(repo, store, {**HEAD, **inference}, "v2")
-    return store
+    return git_store(tmp_path, {**BASE, **inference}, {**HEAD, **inference})
 
 
 def test_git_refs_of_a_store_give_the_hand_computed_changes(store_repo: Path):

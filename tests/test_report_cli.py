@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from goldens.formats import ARTIFACT_SCHEMA
 from reports import cli as report_cli
 from tests.report_builders import result
-from tests.test_report_changes import BASE, HEAD, _commit_revision, _git
+from tests.test_report_changes import BASE, HEAD, git_store
 
 ALL_FILES = {"report.md", "report.html", "junit.xml", "report.json"}
 
@@ -145,13 +145,7 @@ def test_usage_errors(app, tmp_path):
 
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
-    repo = tmp_path / "repo"
-    store = repo / "cases"
-    store.mkdir(parents=True)
-    _git(repo, "init", "-q")
-    _commit_revision(repo, store, BASE, "v1")
-    _commit_revision(repo, store, HEAD, "v2")
-    return store
+    return git_store(tmp_path, BASE, HEAD)
 
 
 def test_changes_to_files_and_to_stdout(app, store, tmp_path):
