@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # no BLAS threads across fork()
@@ -43,8 +43,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from goldens import approve  # noqa: E402  (after the path set-up above)
-from goldens.formats import dumps_artifact, read_artifact  # noqa: E402
-from goldens.model import Artifact, GoldenKey, MetricSeries, Phase  # noqa: E402
+from goldens.formats import dumps_artifact  # noqa: E402
+from goldens.model import Artifact, MetricSeries, Phase  # noqa: E402
 from goldens.store import GoldenStore  # noqa: E402
 
 CASE = "crash_case"

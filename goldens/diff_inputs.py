@@ -16,7 +16,7 @@ from .case import CASE_FILE, load_case, load_yaml
 from .compare import Side, recorded_identity, side_from_artifact, side_from_goldens
 from .errors import FormatError, GoldenError, PolicyError, StoreError
 from .formats import ARTIFACT_SCHEMA, parse_artifact, parse_golden, parse_golden_filename, read_json
-from .model import Artifact, GoldenKey, GoldenSet, MetricSeries
+from .model import Artifact, GoldenKey, MetricSeries
 from .policy import PRESETS, PolicySet, build_policies
 
 RUNS_DIR = "runs"

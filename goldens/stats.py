@@ -396,7 +396,7 @@ def render_policy_yaml(recommendations: Sequence[Recommendation], *, case: str, 
     doc = policy_document(recommendations, with_band=with_band, base_policies=base_policies)
     lines = [f"# Recommended tolerances for case {_comment_safe(case)} from {len(run_ids)} repeated runs:",
              f"#   {', '.join(map(_comment_safe, run_ids))}",
-             f"# Written by `golden stats`. Review, then commit beside the case or pass with --policy.",
+             "# Written by `golden stats`. Review, then commit beside the case or pass with --policy.",
              f"# Entries without 'mode' adjust the {preset!r} preset's policy of the metric's kind.",
              f"preset: {preset}", "metrics:"]
     for rec in recommendations:

@@ -107,7 +107,7 @@ def _case_block(entry: CaseEntry, *, failures_only: bool = False) -> str:
 def changes_markdown(changes: GoldenChanges, *, limit: int = GITHUB_COMMENT_LIMIT) -> str:
     """The golden-change table: per metric the spread and histogram, per file the signed diffs."""
     out = Budget(limit)
-    rows, summary = changes.rows, changes.summary
+    summary = changes.summary
     files = changes.changed_files
     out.add(f"## Golden changes: {fmt.md(changes.base_label)} → {fmt.md(changes.head_label)}\n\n")
     out.add(f"**{len(files)} changed** golden file(s) · {len(changes.unchanged)} unchanged · "
