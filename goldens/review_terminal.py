@@ -113,7 +113,7 @@ def review_commands(candidates: Sequence[Candidate], store_option: str) -> list[
 
 
 class TerminalReviewIO:
-    """Keys from the terminal, one press at a time (click.getchar: no Enter needed)."""
+    """Keys from the terminal, one press at a time (typer.getchar: no Enter needed)."""
 
     def __init__(self, console: Any):
         self.console = console
@@ -123,10 +123,10 @@ class TerminalReviewIO:
         self.console.print(candidate_panel(view, index, total))
 
     def key(self) -> str:
-        import click
+        import typer
 
         self.console.print("[bold]a/r/s/A/R/q[/] ", end="")
-        key = click.getchar()
+        key = typer.getchar()
         self.console.print(key)
         if key in ("\x03", "\x04"):
             raise EOFError
