@@ -50,6 +50,9 @@ def import_tb(
     run_id: Optional[str] = typer.Option(None, "--run-id", help="Run id (default: tb-<start time>)."),
 ) -> None:
     """TensorBoard event files → a run artifact at full precision (float32 values kept exactly)."""
+    from .extras import require_extra
+
+    require_extra("tb", "import-tb")
     from .case import check_name
     from .formats import check_run_id, dumps_artifact
     from .ingest import import_tensorboard

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Iterator, Optional
 import typer
 
 from goldens.cli_common import console, fail, handles_errors
+from goldens.extras import require_extra
 
 CaseArg = Annotated[str, typer.Argument(metavar="CASE", help="Case name (a folder with case.yaml in the store).")]
 ProfileOpt = Annotated[Optional[str], typer.Option("--profile", metavar="NAME",
@@ -93,6 +94,7 @@ def run(case: CaseArg, profile: ProfileOpt = None, out: OutOpt = None, device: D
 
     Exit 0 when the run completed; 2 for bad input or a run that did not complete (a rank
     failed, a phase timed out, Ctrl-C or SIGTERM): the artifact is still written and says why."""
+    require_extra("runner", "run")
     torchrun_args = _torchrun_args(node_rank=node_rank, rdzv_endpoint=rdzv_endpoint, rdzv_id=rdzv_id,
                                    extra=torchrun_arg or [])
     options = dict(case=case, store=store, profile=profile, device=device, timeout=timeout, launcher=launcher,
@@ -132,6 +134,7 @@ def check(case: CaseArg, store: StoreOpt = None, env: EnvOpt = "dev", platform: 
 
     Exit 0 pass; 1 a regression, a failed resume check, or no golden yet for --env/--platform
     (outside CI the run is then staged for `golden review`); 2 bad input or a failed run."""
+    require_extra("runner", "check")
     from goldens import diff_inputs
     from goldens.case import check_name
     from goldens.cli_compare import FORMATS, emit

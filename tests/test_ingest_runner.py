@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from goldens.ingest import import_tensorboard
+from goldens.extras import missing_reason
+
+if missing_reason("runner"):
+    pytest.skip(missing_reason("runner"), allow_module_level=True)
+
+from goldens.ingest import import_tensorboard  # noqa: E402
 
 STEPS = {
     1: {"lm loss": 10.512345678901234, "num-zeros": 33554433.0, "iteration-time": 0.123456789012345,
@@ -21,7 +26,7 @@ STEPS = {
 
 @pytest.fixture
 def one_rank_group(tmp_path):
-    torch = pytest.importorskip("torch")
+    import torch
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)

@@ -6,8 +6,12 @@ import queue
 
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("megatron.core")
+from goldens.extras import missing_reason
+
+if missing_reason("runner"):
+    pytest.skip(missing_reason("runner"), allow_module_level=True)
+
+import torch  # noqa: E402
 
 from megatron.core import package_info  # noqa: E402
 from megatron.core.dist_checkpointing.strategies import filesystem_async as fsa  # noqa: E402

@@ -15,6 +15,12 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from goldens.extras import missing_reason
+
+if missing_reason("runner"):
+    pytest.skip(missing_reason("runner"), allow_module_level=True)
+
 from typer.testing import CliRunner
 
 import runner.cli

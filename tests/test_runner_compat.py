@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("megatron.core")
+from goldens.extras import missing_reason
+
+if missing_reason("runner"):
+    pytest.skip(missing_reason("runner"), allow_module_level=True)
+
+import torch  # noqa: E402
 
 from runner import compat  # noqa: E402
 

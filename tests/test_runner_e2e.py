@@ -12,11 +12,14 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-import psutil
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("megatron.core")
+from goldens.extras import missing_reason
+
+if missing_reason("runner"):
+    pytest.skip(missing_reason("runner"), allow_module_level=True)
+
+import psutil  # noqa: E402
 
 from goldens.errors import RunError  # noqa: E402
 from goldens.formats import read_artifact  # noqa: E402

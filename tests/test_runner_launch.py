@@ -9,8 +9,14 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import psutil
 import pytest
+
+from goldens.extras import missing_reason
+
+if missing_reason("runner"):
+    pytest.skip(missing_reason("runner"), allow_module_level=True)
+
+import psutil  # noqa: E402
 
 from goldens.errors import RunError
 from goldens.formats import artifact_to_json, parse_artifact, read_artifact

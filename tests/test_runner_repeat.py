@@ -12,6 +12,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
+from goldens.extras import missing_reason
+
+if missing_reason("runner"):
+    pytest.skip(missing_reason("runner"), allow_module_level=True)
+
 from typer.testing import CliRunner
 
 import runner.cli
