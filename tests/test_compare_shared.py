@@ -23,7 +23,7 @@ def training_goldens(root):
 @pytest.mark.parametrize("policy", ["default", "megatron"])
 def test_every_real_golden_equals_itself_bit_exactly(megatron_fixtures, policy):
     count = 0
-    for path, golden in training_goldens(megatron_fixtures / "test_cases"):
+    for path, golden in training_goldens(megatron_fixtures / "test_cases" / "bert"):
         phase = parse_golden_filename(path)[2]
         side = side_from_goldens({phase: golden}, str(path), fingerprint="same")
         result = compare(side, side, preset(policy))

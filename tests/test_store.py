@@ -490,7 +490,7 @@ def test_fsck_only_named_cases(two_versions):
 # ---------------------------------------------------------------- a Megatron checkout as a store
 
 def test_megatron_test_cases_work_as_a_store_as_they_are(megatron_fixtures):
-    store = GoldenStore(megatron_fixtures / "test_cases")
+    store = GoldenStore(megatron_fixtures / "test_cases" / "bert")
     cases = store.cases()
     assert len(cases) == 10 and "bert_mcore_tp2_pp2_resume_torch_dist_local_spec" in cases
     keys = store.keys("bert_mcore_tp2_pp2_resume_torch_dist_local_spec")
