@@ -16,7 +16,7 @@ from .model import MetricSeries, valued_span
 from .result import ArgChange, GridChange, StructuralDrift
 
 if TYPE_CHECKING:
-    from .compare import Side
+    from .compare.sides import Side
 
 _CHANGE_NAMES = {
     "values_changed": "changed", "type_changes": "type_changed",

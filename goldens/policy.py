@@ -16,7 +16,7 @@ adjusts it (``lm loss: {rtol: 0.02}`` keeps everything else of the ``loss`` kind
 
 Policy keys (``MetricPolicy``)::
 
-    mode           exact | approx | summary  (+ modes registered later, e.g. band)
+    mode           exact | approx | summary | band   (the table: goldens.modes.MODES)
     rtol, atol     per-step threshold = max(atol, rtol * |golden|)  (atol is a floor;
                    with atol 0 this is numpy.isclose(actual, golden, rtol, 0), Megatron's test)
     direction      both | increase_is_bad | decrease_is_bad
@@ -39,45 +39,16 @@ import fnmatch
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import PolicyError
+from .modes import MODES
 
 Direction = Literal["both", "increase_is_bad", "decrease_is_bad"]
 Reduce = Literal["none", "median", "mean", "max", "min", "last"]
 OnProblem = Literal["fail", "ignore"]
-
-
-# ---------------------------------------------------------------- the mode registry
-
-@dataclass(frozen=True)
-class ModeSpec:
-    """A comparison mode the policy language accepts.
-
-    ``extra_keys`` maps keys only this mode understands to validators (value → value, raising
-    ValueError); they land in ``MetricPolicy.model_extra``. The engine looks the mode's
-    evaluator up in ``goldens.compare.EVALUATORS``; a new mode (e.g. ``band``) registers in both.
-    """
-
-    name: str
-    per_step: bool
-    needs_reduce: bool = False
-    extra_keys: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
-    describe: Callable[[Any], str] | None = None  # the rule's human line, for modes with their own keys
-
-
-MODES: dict[str, ModeSpec] = {}
-
-
-def register_mode(spec: ModeSpec) -> None:
-    MODES[spec.name] = spec
-
-
-register_mode(ModeSpec("exact", per_step=True))
-register_mode(ModeSpec("approx", per_step=True))
-register_mode(ModeSpec("summary", per_step=False, needs_reduce=True))
 
 
 # ---------------------------------------------------------------- one metric's policy
@@ -224,7 +195,7 @@ class MetricPolicy(BaseModel):
             extras.append("window " + _window_text(self.window))  # type: ignore[arg-type]
         if self.skip_warmup:
             extras.append(f"skip first {self.skip_warmup} steps")
-        if MODES.get(self.mode, ModeSpec("", True)).per_step:
+        if spec is None or spec.per_step:
             allowance = self.max_failing_steps
             extras.append(f"<= {allowance if isinstance(allowance, int) else allowance.describe()} failing steps")
         if self.report_only:
@@ -499,6 +470,3 @@ def build_policies(*, preset_name: str | None = None, case_metrics: Any = None, 
     if document is not None:
         policies = policies.with_document({k: v for k, v in document.items() if k != "preset"}, document_source)
     return policies
-
-
-from . import band as _band  # noqa: E402,F401  (registers mode "band"; goldens/band.py)

@@ -7,19 +7,22 @@ usual keys apply: ``direction`` (only ``upper`` for increase_is_bad, only ``lowe
 decrease_is_bad), ``skip_warmup`` / ``window``, ``max_failing_steps``, ``on_missing`` /
 ``on_nan``, and ``deterministic`` (bit-exact against the golden when the fingerprints match).
 
-Registered in ``goldens.policy.MODES`` (parsing) and ``goldens.compare.EVALUATORS`` (judging).
+One row of the mode table (``goldens.modes.MODES``): ``parse_band`` checks the policy key,
+``describe_band`` is the rule's line, ``evaluate_band`` judges.
 """
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .policy import ModeSpec, register_mode
-from .result import STEP_STATUS_CODE, StepStatus
+from ..align import Aligned
+from ..result import StepStatus, full_precision
+from .common import CODE, Context, Outcome, counted_problems, pct_text, window_mask
 
-_CODE = {s: np.int8(STEP_STATUS_CODE[s]) for s in StepStatus}
+if TYPE_CHECKING:
+    from ..policy import MetricPolicy
 
 
 def parse_band(raw: Any) -> dict[str, tuple]:
@@ -51,16 +54,13 @@ def parse_band(raw: Any) -> dict[str, tuple]:
     return {"steps": tuple(steps), **bounds}
 
 
-def describe_band(policy: Any) -> str:
+def describe_band(policy: MetricPolicy) -> str:
     band = (policy.model_extra or {}).get("band") or {"steps": ()}
     steps = band["steps"]
     span = f"steps {steps[0]}..{steps[-1]}" if steps else "no steps"
     side = {"both": "lower <= x <= upper", "increase_is_bad": "x <= upper",
             "decrease_is_bad": "x >= lower"}[policy.direction]
     return f"band {side} per step ({len(steps)} bounds, {span})"
-
-
-register_mode(ModeSpec("band", per_step=True, extra_keys={"band": parse_band}, describe=describe_band))
 
 
 def _on_grid(band: dict[str, tuple], steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -77,17 +77,14 @@ def _on_grid(band: dict[str, tuple], steps: np.ndarray) -> tuple[np.ndarray, np.
     return lower, upper
 
 
-def evaluate_band(al: Any, policy: Any, ctx: Any) -> Any:
+def evaluate_band(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcome:
     """Every aligned step the band covers: the run's value inside [lower, upper] (by direction)."""
-    from .compare import Outcome, _counted_problems, _pct, _window_mask
-    from .result import full_precision
-
     lower, upper = _on_grid(policy.model_extra["band"], al.step)
     if policy.direction == "increase_is_bad":
         lower = np.full_like(lower, np.nan)
     elif policy.direction == "decrease_is_bad":
         upper = np.full_like(upper, np.nan)
-    judged = _window_mask(al, policy, ctx) & ~(np.isnan(lower) & np.isnan(upper))
+    judged = window_mask(al, policy, ctx) & ~(np.isnan(lower) & np.isnan(upper))
     has_actual = al.actual_row & ~np.isnan(al.actual)
     with np.errstate(invalid="ignore"):
         above = np.where(np.isnan(upper), 0.0, al.actual - upper)
@@ -95,13 +92,13 @@ def evaluate_band(al: Any, policy: Any, ctx: Any) -> Any:
     excess = np.fmax(above, below)  # > 0: outside the band by this much
     fail = judged & has_actual & (excess > 0)
 
-    status = np.full(al.step.shape, _CODE[StepStatus.EMPTY], dtype=np.int8)
-    status[(al.golden_row | al.actual_row) & ~judged] = _CODE[StepStatus.SKIPPED]
-    status[judged & has_actual] = _CODE[StepStatus.PASS]
-    status[fail] = _CODE[StepStatus.FAIL]
-    status[judged & ~al.actual_row] = _CODE[StepStatus.MISSING]
-    status[judged & al.actual_row & np.isnan(al.actual)] = _CODE[StepStatus.NAN_ACTUAL]
-    problems = _counted_problems(status, policy)
+    status = np.full(al.step.shape, CODE[StepStatus.EMPTY], dtype=np.int8)
+    status[(al.golden_row | al.actual_row) & ~judged] = CODE[StepStatus.SKIPPED]
+    status[judged & has_actual] = CODE[StepStatus.PASS]
+    status[fail] = CODE[StepStatus.FAIL]
+    status[judged & ~al.actual_row] = CODE[StepStatus.MISSING]
+    status[judged & al.actual_row & np.isnan(al.actual)] = CODE[StepStatus.NAN_ACTUAL]
+    problems = counted_problems(status, policy)
 
     total = int(np.count_nonzero(judged))
     allowed = policy.allowed_failing(total)
@@ -130,6 +127,6 @@ def evaluate_band(al: Any, policy: Any, ctx: Any) -> Any:
         hi = "…" if np.isnan(upper[worst]) else full_precision(upper[worst])
         delta = None if a is None or g is None else a - g
         parts.append(f"worst step {int(al.step[worst])}: actual {full_precision(a)}, band [{lo}, {hi}], "
-                     f"golden {full_precision(g)}{_pct(delta, g)}")
+                     f"golden {full_precision(g)}{pct_text(delta, g)}")
     return Outcome(failing > allowed, status, failing, allowed, total,
                    None if worst is None else int(al.step[worst]), g, a, "; ".join(parts))

@@ -1,0 +1,152 @@
+"""One metric, one phase: align, judge with the policy's mode, explain.
+
+Every metric is aligned by step (``goldens.align``) and every aligned step gets an explicit
+status — missing, extra, NaN on either side, outside the window — so a truncated run or a
+different grid is a verdict with reasons, never a crash. The policy's mode
+(``goldens.modes.MODES``) judges; all per-step work is vectorised. Relative tolerances are
+relative to the reference (the golden).
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..align import Aligned, align
+from ..model import MetricSeries
+from ..modes import MODES
+from ..modes.common import CODE, NOTHING_TO_JUDGE, Context
+from ..policy import MetricPolicy, PolicySet
+from ..result import MetricVerdict, PhaseResult, Rule, StepStatus, StepTable, Verdict
+from .history import judge_by_history, uses_history
+
+
+def mean_relative_diff(al: Aligned, mask: np.ndarray | None = None) -> float | None:
+    """Signed mean of (actual - golden)/|golden| over the masked steps (default: both sides
+    list the step) where both values are finite and the golden is nonzero.
+
+    Always reported: a run 1 % worse on every step passes a 5 % rule but shows +1 % here.
+    """
+    if mask is None:
+        mask = al.golden_row & al.actual_row
+    g, a = al.golden[mask], al.actual[mask]  # only the masked steps from here on
+    use = np.isfinite(g) & np.isfinite(a) & (g != 0)
+    if not use.all():
+        g, a = g[use], a[use]
+    if not g.size:
+        return None
+    return float(np.mean((a - g) / np.abs(g)))
+
+
+def _compared(status: np.ndarray) -> np.ndarray:
+    """Steps where both sides had a value inside the judged window."""
+    return ((status == CODE[StepStatus.PASS]) | (status == CODE[StepStatus.FAIL])
+            | (status == CODE[StepStatus.REDUCED]))
+
+
+def _value(x: float | None) -> float | None:
+    """NaN means 'no value' in the result's scalar fields (None); infinities are kept."""
+    return None if x is None or np.isnan(x) else float(x)
+
+
+def effective_policy(policy: MetricPolicy, exact_regime: bool) -> MetricPolicy:
+    """A deterministic metric under the exact regime is compared bit-exactly on every step."""
+    if exact_regime and policy.deterministic and policy.mode != "exact":
+        return policy.model_copy(update={"mode": "exact", "max_failing_steps": 0})
+    return policy
+
+
+def compare_metric(name: str, golden: MetricSeries | None, actual: MetricSeries | None,
+                   policy: MetricPolicy | None, ctx: Context, *, origin: str = "",
+                   missing_is_ok: bool = False, history: Sequence[MetricSeries] | None = None) -> MetricVerdict:
+    """One metric: align, evaluate with the policy's mode, explain. ``history``: the approved
+    versions of the golden's series (see ``judge_by_history``)."""
+    al = align(golden, actual)
+    if policy is None:
+        # No rule for this metric (e.g. the megatron preset): report the numbers, judge nothing.
+        effective = MetricPolicy(mode="exact")
+        rule = Rule("none", {}, f"not judged ({origin})")
+    else:
+        effective = effective_policy(policy, ctx.exact)
+        upgraded = effective is not policy
+        text = effective.describe() + (f" [{ctx.exact_reason}]" if upgraded or effective.mode == "exact" else "")
+        rule = Rule(effective.mode, effective.params(), f"{text} — {origin}" if origin else text)
+    outcome = MODES[effective.mode].evaluate(al, effective, ctx)
+    if history is not None and policy is not None and uses_history(effective) and ctx.same_platform \
+            and outcome.judged and outcome.actual_value is not None:
+        outcome, rule = judge_by_history(name, al, effective, ctx, outcome, rule, history, origin)
+    table = StepTable(al.step, al.golden, al.actual, outcome.status)
+    golden_value, actual_value = _value(outcome.golden_value), _value(outcome.actual_value)
+    common = dict(metric=name, phase=ctx.phase, rule=rule, steps=table, step_counts=table.counts(),
+                  mean_rel_diff=mean_relative_diff(al, _compared(outcome.status)),
+                  failing_steps=outcome.failing_steps, allowed_failing_steps=outcome.allowed_failing_steps,
+                  total_steps=outcome.total_steps, worst_step=outcome.worst_step,
+                  golden_value=golden_value, actual_value=actual_value)
+    if golden_value is not None and actual_value is not None:
+        common["delta"] = _value(actual_value - golden_value)
+        if golden_value != 0 and np.isfinite(golden_value) and common["delta"] is not None:
+            common["delta_pct"] = 100.0 * common["delta"] / abs(golden_value)
+    drift = common["mean_rel_diff"]
+    drift_text = "" if drift is None else f"; mean rel diff {100.0 * drift:+.3g} %"
+    run_only = table.counts().get(StepStatus.EXTRA.value, 0)
+    if run_only and golden is not None:  # e.g. a run logging every step against a golden of every 5th
+        drift_text += f"; {run_only} steps only in the run (no golden value there, not judged)"
+
+    if actual is None:
+        # A metric that would only be reported (never judged) cannot fail by being absent either.
+        not_judged = policy is not None and (
+            policy.report_only or (policy.only_on_same_platform and not ctx.same_platform))
+        ok = missing_is_ok or policy is None or policy.on_missing == "ignore" or not_judged
+        why = " (on_missing: fail)" if not ok else " (report only: not judged)" if not_judged else ""
+        return MetricVerdict(verdict=Verdict.MISSING, passed=ok, explanation=f"the run has no {name!r}{why}",
+                             **common)
+    if golden is None:
+        return MetricVerdict(verdict=Verdict.NEW, passed=True,
+                             explanation=f"{name!r} is new: the reference has no such metric", **common)
+    if policy is None:
+        return MetricVerdict(verdict=Verdict.SKIPPED, passed=True,
+                             explanation=f"not judged: {origin}; {outcome.summary}{drift_text}", **common)
+    if not outcome.judged:
+        return MetricVerdict(verdict=Verdict.SKIPPED, passed=True,
+                             explanation=f"not judged: {outcome.summary}", **common)
+    if effective.report_only:
+        return MetricVerdict(verdict=Verdict.SKIPPED, passed=True,
+                             explanation=f"report only: {outcome.summary}{drift_text}", **common)
+    if effective.only_on_same_platform and not ctx.same_platform:
+        return MetricVerdict(verdict=Verdict.SKIPPED, passed=True,
+                             explanation=f"report only ({ctx.other_platform_reason}): {outcome.summary}{drift_text}", **common)
+    verdict = Verdict.FAIL if outcome.failed else Verdict.PASS
+    return MetricVerdict(verdict=verdict, passed=not outcome.failed,
+                         explanation=f"{outcome.summary}{drift_text}", **common)
+
+
+def _scalar_series(name: str, value: float) -> MetricSeries:
+    return MetricSeries(name, np.zeros(1, np.int64), np.array([value]))
+
+
+def compare_phase(reference: Mapping[str, MetricSeries], candidate: Mapping[str, MetricSeries],
+                  policies: PolicySet, ctx: Context, *, reference_scalars: Mapping[str, float] = {},
+                  candidate_scalars: Mapping[str, float] = {}, reference_label: str | None = None,
+                  history: Mapping[str, Sequence[MetricSeries]] | None = None) -> PhaseResult:
+    """Every metric of one phase; metric order: the reference's, then the candidate's new ones.
+    ``history``: the reference's approved versions per metric (None: not from a store)."""
+    verdicts = []
+    for name in [*reference, *(n for n in candidate if n not in reference)]:
+        resolved = policies.resolve(name)
+        verdicts.append(compare_metric(name, reference.get(name), candidate.get(name),
+                                       resolved.policy, ctx, origin=resolved.origin,
+                                       history=None if history is None else history.get(name, ())))
+    # Scalar entries (e.g. an old golden's "iteration_timing_avg"): one value each, no window.
+    # Runs never produce them, so one the candidate lacks is reported, never a failure.
+    for name in [*reference_scalars, *(n for n in candidate_scalars if n not in reference_scalars)]:
+        resolved = policies.resolve(name)
+        policy = None if resolved.policy is None else resolved.policy.model_copy(
+            update={"skip_warmup": 0, "window": None})
+        g = reference_scalars.get(name)
+        a = candidate_scalars.get(name)
+        verdicts.append(compare_metric(name, None if g is None else _scalar_series(name, g),
+                                       None if a is None else _scalar_series(name, a),
+                                       policy, ctx, origin=resolved.origin + " (scalar entry)",
+                                       missing_is_ok=True))
+    failed = any(not v.passed for v in verdicts)
+    return PhaseResult(ctx.phase, Verdict.FAIL if failed else Verdict.PASS, tuple(verdicts), reference_label)

@@ -1,0 +1,41 @@
+"""The comparison modes, in one table: what the policy language accepts and how each mode judges.
+
+A row is a ``Mode``: its name, whether it judges step by step (so a failing-step allowance
+applies), whether it reduces a window (``reduce:``), the policy keys only it understands (with
+their validators), the rule's human line, and the evaluator
+``(Aligned, MetricPolicy, Context) -> Outcome``. ``goldens.policy`` reads the table to parse
+policies, the engine to judge; adding a mode is one evaluator module and one row here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from .band import describe_band, evaluate_band, parse_band
+from .common import Context, Outcome
+from .per_step import evaluate_per_step
+from .summary import evaluate_summary
+
+if TYPE_CHECKING:
+    from ..align import Aligned
+    from ..policy import MetricPolicy
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One comparison mode: its policy-language spec and its evaluator, side by side."""
+
+    name: str
+    per_step: bool
+    evaluate: Callable[["Aligned", "MetricPolicy", Context], Outcome]
+    needs_reduce: bool = False
+    extra_keys: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)  # value → value, or ValueError
+    describe: Callable[["MetricPolicy"], str] | None = None  # the rule's line, for modes with keys of their own
+
+
+MODES: Mapping[str, Mode] = {mode.name: mode for mode in (
+    Mode("exact", per_step=True, evaluate=evaluate_per_step),
+    Mode("approx", per_step=True, evaluate=evaluate_per_step),
+    Mode("summary", per_step=False, evaluate=evaluate_summary, needs_reduce=True),
+    Mode("band", per_step=True, evaluate=evaluate_band, extra_keys={"band": parse_band}, describe=describe_band),
+)}

@@ -1,0 +1,86 @@
+"""Modes ``exact`` and ``approx``: every judged step against its threshold, failing steps counted
+honestly (an integer count against the allowance, never a mean of booleans)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..align import Aligned
+from ..result import StepStatus, full_precision
+from .common import (CODE, NOTHING_TO_JUDGE, Context, Outcome, base_status, counted_problems, deviation, pct_text,
+                     threshold, window_mask)
+
+if TYPE_CHECKING:
+    from ..policy import MetricPolicy
+
+
+def evaluate_per_step(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcome:
+    """exact / approx: every judged step against the threshold, failing steps counted honestly."""
+    exact = policy.mode == "exact"
+    in_window = window_mask(al, policy, ctx)
+    status, both = base_status(al, in_window)
+    with np.errstate(invalid="ignore", over="ignore"):
+        delta = al.actual - al.golden
+        thr = threshold(al.golden, policy, exact)
+        dev = deviation(delta, policy.direction)
+        # An infinity only matches itself (as in numpy.isclose): inf·rtol must not excuse it.
+        ok = (al.actual == al.golden) | ((dev <= thr) & np.isfinite(al.actual) & np.isfinite(al.golden))
+    fail = both & ~ok
+    status[fail] = CODE[StepStatus.FAIL]
+    problems = counted_problems(status, policy)
+    failing = int(np.count_nonzero(fail)) + int(np.count_nonzero(problems))
+    total = int(np.count_nonzero(al.golden_row & in_window))
+    allowed = policy.allowed_failing(total)
+    worst = _worst(al, both, fail, problems, dev, thr)
+    g = a = None
+    if worst is not None:
+        g, a = float(al.golden[worst]), float(al.actual[worst])
+    word = "differ" if exact else "out of tolerance"
+    if total == 0:
+        return Outcome(False, status, 0, allowed, 0, None, None, None, NOTHING_TO_JUDGE, judged=False)
+    n_fail = int(np.count_nonzero(fail))
+    parts = [f"{failing} of {total} steps {word}" if failing else f"all {total} steps within the rule"]
+    if failing:
+        detail = []
+        if n_fail:
+            detail.append(f"{n_fail} by value")
+        for st, label in ((StepStatus.MISSING, "missing in the run"), (StepStatus.NAN_ACTUAL, "NaN in the run"),
+                          (StepStatus.NAN_GOLDEN, "NaN in the golden")):
+            k = int(np.count_nonzero(problems & (status == CODE[st])))
+            if k:
+                detail.append(f"{k} {label}")
+        parts[0] += f" ({', '.join(detail)}; {allowed} allowed)"
+    # Counted in T (Megatron's allowance counts every listed step), but nothing was compared
+    # there: the "nan" padding of a _2nd file, or a golden's nan tail the run never reached.
+    empty = int(np.count_nonzero(al.golden_row & in_window & (status == CODE[StepStatus.EMPTY])))
+    if empty:
+        parts.append(f"{empty} of the {total} with no value on either side (not compared)")
+    if worst is not None:
+        d = None if a is None or g is None or np.isnan(a) or np.isnan(g) else a - g
+        shown = "absent" if status[worst] == CODE[StepStatus.MISSING] else full_precision(a)
+        parts.append(f"worst step {int(al.step[worst])}: golden {full_precision(g)}, actual {shown}{pct_text(d, g)}")
+    return Outcome(failing > allowed, status, failing, allowed, total,
+                   None if worst is None else int(al.step[worst]), g, a, "; ".join(parts))
+
+
+def _worst(al: Aligned, both: np.ndarray, fail: np.ndarray, problems: np.ndarray,
+           dev: np.ndarray, thr: np.ndarray) -> int | None:
+    """Index of the worst step: the largest violation ratio; else the first counted missing/NaN
+    step; else (all fine) the largest deviation."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(thr > 0, dev / np.where(thr > 0, thr, 1.0), np.where(dev > 0, np.inf, 0.0))
+    ratio = np.where(np.isnan(ratio), np.inf, ratio)
+    if fail.any():
+        ranked = np.where(fail, ratio, -np.inf)
+        # Ties (every failing step is "infinitely" out under a zero threshold, as in exact mode):
+        # the largest relative deviation among them, not simply the first.
+        tied = ranked == ranked.max()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            relative = np.abs(dev) / np.abs(al.golden)
+        return int(np.argmax(np.where(tied, np.nan_to_num(relative, nan=np.inf), -np.inf)))
+    if problems.any():
+        return int(np.argmax(problems))
+    if both.any():
+        return int(np.argmax(np.where(both, np.abs(dev), -np.inf)))
+    return None
