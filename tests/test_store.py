@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from goldens import store as store_module
+from goldens.store import ledger as store_module
 from goldens.errors import StoreError
 from goldens.formats import dumps_golden, read_golden
 from goldens.model import GoldenKey, GoldenSet, MetricSeries
@@ -372,7 +372,7 @@ def test_the_next_write_recovers_first(store, root, monkeypatch):
 def test_crash_before_the_commit_leaves_the_old_version(store, root, monkeypatch):
     write(store, {KEY: golden({"lm loss": [1.0]})})
     before_plain = (root / CASE / KEY.filename()).read_bytes()
-    monkeypatch.setattr(store_module, "_append_line", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(store_module, "append_line", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         write(store, {KEY: golden({"lm loss": [2.0]})})
     monkeypatch.undo()
