@@ -177,7 +177,7 @@ def check_after_recovery(root: Path, expected: dict[str, dict[str, bytes]], tall
     elif not (head.source_run_id or "").startswith(kinds[0]):
         problems.append(f"files hold run kind {kinds[0]} but the head v{head.version} names {head.source_run_id}")
     for candidate in approve.list_pending(store):
-        landed = approve._approved_since(store, candidate)
+        landed = approve.approved_since(store, candidate)
         if landed is None:
             tally.left_staged["not yet approved"] += 1
             continue

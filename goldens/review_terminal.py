@@ -8,8 +8,9 @@ from __future__ import annotations
 import shlex
 from typing import Any, Sequence
 
-from .approve import (REVIEW_KEYS, Candidate, CandidateView, MetricView, Outcome, ReviewSummary,
-                      finite_range, sparkline)
+import math
+
+from .approve import REVIEW_KEYS, Candidate, CandidateView, MetricView, Outcome, ReviewSummary
 
 VERDICT_STYLE = {"pass": "green", "fail": "bold red", "missing": "red", "new": "cyan", "skipped": "dim"}
 
@@ -137,3 +138,35 @@ class TerminalReviewIO:
 
     def note(self, message: str) -> None:
         self.console.print(message, style="yellow", markup=False)
+
+
+def sparkline(values: Any, lo: float, hi: float, width: int = 32) -> str:
+    """Values as ▁▂▃▄▅▆▇█ on a shared [lo, hi] scale (a blank where there is no value)."""
+    import numpy as np
+
+    bars = "▁▂▃▄▅▆▇█"
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return ""
+    buckets = np.array_split(values, min(width, values.size))
+    out = []
+    for bucket in buckets:
+        finite = bucket[np.isfinite(bucket)]
+        if finite.size == 0:
+            out.append(" ")
+            continue
+        v = float(finite.mean())
+        level = 0 if hi <= lo else int(round((v - lo) / (hi - lo) * (len(bars) - 1)))
+        out.append(bars[min(max(level, 0), len(bars) - 1)])
+    return "".join(out)
+
+
+def finite_range(*arrays: Any) -> tuple[float, float]:
+    import numpy as np
+
+    finite = [a[np.isfinite(a)] for a in arrays]
+    finite = [a for a in finite if a.size]
+    if not finite:
+        return (math.nan, math.nan)
+    both = np.concatenate(finite)
+    return float(both.min()), float(both.max())

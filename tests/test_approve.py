@@ -4,12 +4,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from goldens.errors import FormatError, GoldenError
 from goldens import approve
+from goldens.approve import operations
 from goldens.approve import ApprovalRefused, Operation, Selection
 from goldens.compare import compare, side_from_artifact, side_from_goldens
 from goldens.formats import read_artifact, read_golden
@@ -92,7 +93,7 @@ def test_a_corrupt_candidate_is_a_one_line_error(store):
     path = store.root / ".pending" / "tiny" / "dev_cpu.json"
     path.parent.mkdir(parents=True)
     path.write_text('{"schema": "golden.pending/1", "case": "tiny"}')
-    with pytest.raises(approve.FormatError, match="missing field 'env'"):
+    with pytest.raises(FormatError, match="missing field 'env'"):
         approve.list_pending(store)
 
 
@@ -102,7 +103,7 @@ def test_hostile_names_in_a_candidate_are_refused(store):
     doc = {"schema": "golden.pending/1", "case": "../../etc", "env": "dev", "platform": "cpu",
            "run_id": "r", "artifact": "/x", "base_version": 1}
     path.write_text(json.dumps(doc))
-    with pytest.raises(approve.FormatError, match="invalid case name"):
+    with pytest.raises(FormatError, match="invalid case name"):
         approve.list_pending(store)
 
 
@@ -195,7 +196,7 @@ def test_a_run_can_be_named_by_directory_or_id(store, runs):
     run = write_run(runs, "tiny", "r1", {"lm loss": LOSS})
     assert approve.resolve_run(run.parent) == run.resolve()
     assert approve.resolve_run("r1", runs) == run.resolve()
-    with pytest.raises(approve.GoldenError, match="no run 'nope'"):
+    with pytest.raises(GoldenError, match="no run 'nope'"):
         approve.resolve_run("nope", runs)
 
 
@@ -307,7 +308,7 @@ def test_reject_of_an_unstaged_run_is_refused(store, runs):
 def test_accepting_keeps_a_newer_candidate_staged_meanwhile(store, runs):
     staged = _stage(store, runs)
     newer = approve.stage_candidate(store, write_run(runs, "tiny", "r9", {"lm loss": LOSS}), "dev", "cpu")
-    approve._discard(staged)
+    approve.discard(staged)
     assert approve.list_pending(store) == [newer]
 
 
@@ -464,23 +465,27 @@ def test_candidate_view_aligns_golden_and_run(store, runs):
 
 
 def test_sparkline_on_a_shared_scale():
-    assert approve.sparkline([0, 1, 2, 3, 4, 5, 6, 7], 0, 7) == "▁▂▃▄▅▆▇█"
-    assert approve.sparkline([0, math.nan, 7], 0, 14) == "▁ ▅"
-    assert len(approve.sparkline(np.arange(1000.0), 0, 999, width=32)) == 32
-    assert approve.finite_range(np.array([1.0, math.nan]), np.array([-2.0, math.inf])) == (-2.0, 1.0)
+    from goldens.review_terminal import finite_range, sparkline
+
+    assert sparkline([0, 1, 2, 3, 4, 5, 6, 7], 0, 7) == "▁▂▃▄▅▆▇█"
+    assert sparkline([0, math.nan, 7], 0, 14) == "▁ ▅"
+    assert len(sparkline(np.arange(1000.0), 0, 999, width=32)) == 32
+    assert finite_range(np.array([1.0, math.nan]), np.array([-2.0, math.inf])) == (-2.0, 1.0)
 
 
 # ---------------------------------------------------------------- approver
 
 def test_approver_is_git_user_else_user(tmp_path, monkeypatch):
+    from goldens.identity import default_approver
+
     config = tmp_path / "gitconfig"
     config.write_text("[user]\n\tname = Ada Lovelace\n")
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    assert approve.default_approver(tmp_path) == "Ada Lovelace"
+    assert default_approver(tmp_path) == "Ada Lovelace"
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "absent"))
     monkeypatch.setenv("USER", "bob")
-    assert approve.default_approver(tmp_path) == "bob"
+    assert default_approver(tmp_path) == "bob"
 
 
 def test_candidate_equality_ignores_where_it_is_staged(store, runs):
@@ -491,7 +496,7 @@ def test_candidate_equality_ignores_where_it_is_staged(store, runs):
 def test_a_candidate_left_staged_after_its_approval_is_pruned_and_refused(store, runs, monkeypatch, tmp_path):
     staged = _stage(store, runs)
     with monkeypatch.context() as m:
-        m.setattr(approve, "_discard", lambda candidate: None)   # as if killed right after the commit
+        m.setattr(operations, "discard", lambda candidate: None)   # as if killed right after the commit
         accept(store, [staged])
     assert approve.list_pending(store) == [staged]
     report = approve.prune_check(store)

@@ -15,7 +15,7 @@ import numpy as np
 from ..align import Aligned, align
 from ..model import MetricSeries
 from ..modes import MODES
-from ..modes.common import CODE, NOTHING_TO_JUDGE, Context
+from ..modes.common import CODE, Context
 from ..policy import MetricPolicy, PolicySet
 from ..result import MetricVerdict, PhaseResult, Rule, StepStatus, StepTable, Verdict
 from .history import judge_by_history, uses_history

@@ -20,7 +20,7 @@ from ..formats import parse_golden_bytes, parse_golden_filename
 from ..identity import default_approver
 from ..model import GoldenKey, GoldenSet
 from ..validate import MEGATRON_CASE_FILE, is_golden_name
-from .ledger import (HISTORY_DIR, IMPORTED, LOCK_FILE, LedgerEntry, blob_path, checked_filename, checked_ledger,
+from .ledger import (HISTORY_DIR, LOCK_FILE, LedgerEntry, blob_path, checked_filename, checked_ledger,
                      commit, commit_untracked, file_state, key_order, ledger_path, plain_golden_files, read_bytes,
                      validated_meta, validated_payload)
 from .records import Problem, sha256_hex

@@ -1,0 +1,110 @@
+"""Guardrails: every refusal of an approval is checked before anything is written, and says why
+in one line (``ApprovalRefused``, exit 2): no reason, CI, an incomplete or foreign run, a stale
+candidate, a value a golden cannot hold, a golden file the store would refuse.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import GoldenError
+from ..model import Artifact, GoldenKey, MetricSeries
+
+if TYPE_CHECKING:
+    from ..store import GoldenStore
+    from .candidate import Candidate
+    from .plan import KeyChange
+
+
+class ApprovalRefused(GoldenError):
+    """A guardrail said no; nothing was written."""
+
+
+
+def in_ci(ci: bool | None) -> bool:
+    return bool(os.environ.get("CI")) if ci is None else ci
+
+
+def require_reason(reason: str | None) -> str:
+    if reason is None or not reason.strip():
+        raise ApprovalRefused("a reason is required: --reason TEXT (why these values are the new truth)")
+    return reason.strip()
+
+
+def refuse_in_ci(ci: bool | None, allow_ci: bool) -> None:
+    if in_ci(ci) and not allow_ci:
+        raise ApprovalRefused("CI is set: CI never writes goldens (pass --allow-ci to override deliberately)")
+
+
+def check_run(artifact: Artifact, candidate: "Candidate") -> None:
+    """Only a complete run of the right case, env and platform may become a golden."""
+    if artifact.case != candidate.case:
+        raise ApprovalRefused(f"run {artifact.run_id!r} is of case {artifact.case!r}, "
+                              f"not {candidate.case!r}")
+    if artifact.run_id != candidate.run_id:
+        raise ApprovalRefused(f"candidate {candidate.target} names run {candidate.run_id!r} but "
+                              f"{candidate.artifact} holds run {artifact.run_id!r}")
+    if not artifact.approvable:
+        why = f" ({artifact.error})" if artifact.error else ""
+        raise ApprovalRefused(f"run {artifact.run_id!r} is {artifact.status}{why}: "
+                              f"only a complete run can become a golden")
+    from .runs import run_target
+
+    env, platform = run_target(artifact)
+    for what, declared, wanted in (("env", env, candidate.env), ("platform", platform, candidate.platform)):
+        if declared is not None and declared != wanted:
+            raise ApprovalRefused(f"run {artifact.run_id!r} ran with {what} {declared!r} but the target "
+                                  f"golden is {candidate.env}/{candidate.platform}")
+
+
+def check_base_version(store: "GoldenStore", candidate: "Candidate") -> int:
+    """The case's current version; refused when a version written after the one the candidate
+    was made against touched its target's files (someone approved in between). Versions are
+    per case, so an approval of another env/platform of the case does not make it stale."""
+    history = store.history(candidate.case)
+    current = int(history[-1].version) if history else 0
+    if candidate.base_version is None:
+        return current
+    target = {GoldenKey(candidate.case, candidate.env, candidate.platform, phase).filename() for phase in (1, 2)}
+    since = [e for e in history if int(e.version) > candidate.base_version and target & set(e.files)]
+    if since or candidate.base_version > current:
+        entry = since[-1] if since else None
+        how = (f"v{entry.version} ({entry.action} by {entry.approver}) changed it since" if entry is not None
+               else f"the case is at v{current}")
+        raise ApprovalRefused(f"{candidate.target}: the candidate from run {candidate.run_id!r} was made "
+                              f"against v{candidate.base_version}, but {how}; re-run golden diff to stage "
+                              f"it against the current golden")
+    return current
+
+
+def check_finite(key: GoldenKey, run_id: str, new: MetricSeries, golden: MetricSeries | None) -> None:
+    """No NaN/inf where the golden holds a number; no inf ever; no all-NaN new metric."""
+    import numpy as np
+
+    where = f"run {run_id!r}: {new.name!r} (phase {key.phase})"
+    if np.isinf(new.values).any():
+        step = int(new.steps[np.isinf(new.values)][0])
+        raise ApprovalRefused(f"{where} is infinite at step {step}; a golden cannot hold inf")
+    if np.isnan(new.values).all() and (golden is None or not np.isnan(golden.values).all()):
+        raise ApprovalRefused(f"{where} has no value at any step; a golden needs numbers")
+    if golden is None:
+        return
+    common, in_new, in_golden = np.intersect1d(new.steps, golden.steps, return_indices=True)
+    bad = np.isfinite(golden.values[in_golden]) & ~np.isfinite(new.values[in_new])
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ApprovalRefused(f"{where} is {new.values[in_new][i]} at step {int(common[i])} where the "
+                              f"golden holds {float(golden.values[in_golden][i])!r}")
+
+
+
+def check_writable(store: "GoldenStore", change: "KeyChange") -> None:
+    """The store's own validation, run before the first write of a batch (so it writes nothing)."""
+    from ..validate import ERROR, check_golden_set, declared_metrics
+
+    known = declared_metrics(Path(store.case_dir(change.key.case)))
+    errors = [f for f in check_golden_set(change.golden, known_metrics=known) if f.severity == ERROR]
+    if errors:
+        raise ApprovalRefused(f"{change.key.case}/{change.key.filename()}: {errors[0].message}")
+
