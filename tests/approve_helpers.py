@@ -86,7 +86,7 @@ def cli_worker(go_file: str, *args: str) -> None:
     import time
 
     import goldens.approve  # noqa: F401  (warm every import the command needs)
-    import goldens.review_terminal  # noqa: F401
+    import goldens.cli.review_screen  # noqa: F401
     import goldens.validate  # noqa: F401
     from goldens.cli import app
 

@@ -465,7 +465,7 @@ def test_candidate_view_aligns_golden_and_run(store, runs):
 
 
 def test_sparkline_on_a_shared_scale():
-    from goldens.review_terminal import finite_range, sparkline
+    from goldens.cli.review_screen import finite_range, sparkline
 
     assert sparkline([0, 1, 2, 3, 4, 5, 6, 7], 0, 7) == "▁▂▃▄▅▆▇█"
     assert sparkline([0, math.nan, 7], 0, 14) == "▁ ▅"

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from goldens import approve, cli_approve
+from goldens import approve
+from goldens.cli import approve as approve_command
 from goldens.cli import app
 from goldens.formats import dumps_artifact, read_golden
 from goldens.model import Artifact, GoldenKey, GoldenSet, MetricSeries, Phase
@@ -63,7 +64,7 @@ def test_failing_run_pending_review_approve_history_diff_rollback(world, monkeyp
     assert "tiny" in golden("pending", "--store", s).stdout
 
     io = ScriptedIO(["a", "s"])
-    monkeypatch.setattr(cli_approve, "review_io", lambda: io)
+    monkeypatch.setattr(approve_command, "review_io", lambda: io)
     reviewed = golden("review", "--store", s, "--reason", "other: new tokenizer", "--approver", "ada")
     assert reviewed.exit_code == 0, reviewed.output
     assert [t for t, *_ in io.shown] == ["other dev/cpu", "tiny dev/cpu"]
@@ -103,7 +104,7 @@ def test_a_case_without_a_golden_gets_its_first_one_through_review(world, monkey
     assert diff_and_stage(GoldenStore(store.root), run) == 1
     [candidate] = approve.list_pending(GoldenStore(store.root), case="fresh")
     assert (candidate.verdict, candidate.base_version, candidate.metrics) == ("new", 0, ())
-    monkeypatch.setattr(cli_approve, "review_io", lambda: ScriptedIO(["a"]))
+    monkeypatch.setattr(approve_command, "review_io", lambda: ScriptedIO(["a"]))
     out = golden("review", "--store", str(store.root), "--reason", "first golden of fresh", "--approver", "ada")
     assert out.exit_code == 0 and "approved fresh dev/cpu as v1 from run r-first" in out.stdout
     assert golden("diff", str(run), "--store", str(store.root)).exit_code == 0
@@ -215,7 +216,7 @@ def test_review_without_a_terminal_prints_the_commands_that_work(world, monkeypa
 def test_review_with_a_refusal_exits_2(world, monkeypatch):
     store, runs = world
     approve.stage_candidate(store, write_run(runs, "tiny", "r1", {"lm loss": LOSS}, status="failed"), "dev", "cpu")
-    monkeypatch.setattr(cli_approve, "review_io", lambda: ScriptedIO(["a"]))
+    monkeypatch.setattr(approve_command, "review_io", lambda: ScriptedIO(["a"]))
     out = golden("review", "--store", str(store.root), "--reason", "r")
     assert out.exit_code == 2
     assert "refused tiny dev/cpu: run 'r1' is failed" in out.stdout

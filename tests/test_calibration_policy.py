@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from goldens.compare import compare
-from goldens.diff_inputs import case_metrics, load_artifact_side, load_policies, load_store_golden, open_store
+from goldens.inputs import case_metrics, load_artifact_side, load_policies, load_store_golden, open_store
 from goldens.model import Artifact, Phase
 
 REPO = Path(__file__).resolve().parents[1]

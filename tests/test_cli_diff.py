@@ -340,7 +340,7 @@ def test_no_golden_yet_stages_the_run_outside_ci(tmp_path, store, monkeypatch):
 
 
 def test_module_imports_only_typer():
-    code = ("import sys, goldens.cli_compare; "
+    code = ("import sys, goldens.cli.compare; "
             "print(sorted(m for m in ('numpy', 'pandas', 'rich', 'yaml', 'deepdiff', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])

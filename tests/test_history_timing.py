@@ -20,7 +20,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from goldens import diff_inputs
+from goldens import inputs as diff_inputs
 from goldens.cli import app
 from goldens.compare import Side, compare
 from goldens.model import GoldenKey, MetricSeries

@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from goldens.formats import ARTIFACT_SCHEMA
-from reports import cli as report_cli
+from goldens.cli import app as golden_app
 from tests.report_builders import result
 from tests.test_report_changes import BASE, HEAD, git_store
 
@@ -20,15 +20,7 @@ ALL_FILES = {"report.md", "report.html", "junit.xml", "report.json"}
 
 @pytest.fixture
 def app() -> typer.Typer:
-    """Only the report command: these tests do not depend on the other command modules."""
-    application = typer.Typer()
-    report_cli.register(application)
-
-    @application.callback()
-    def _root() -> None:  # keeps "report" a sub-command, as in the real app
-        pass
-
-    return application
+    return golden_app
 
 
 def invoke(app, *args: str, env: dict | None = None):
@@ -170,8 +162,8 @@ def test_the_installed_command_runs_and_help_stays_light(tmp_path):
                           capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip() == f"wrote {run / 'report' / 'report.md'}"
-    probe = ("import sys, typer; from typer.testing import CliRunner; import reports.cli; app = typer.Typer(); "
-             "app.callback()(lambda: None); reports.cli.register(app); CliRunner().invoke(app, ['report', '--help']); "
+    probe = ("import sys; from typer.testing import CliRunner; from goldens.cli import app; "
+             "CliRunner().invoke(app, ['report', '--help']); "
              "print(sorted(m for m in ('pandas', 'numpy', 'matplotlib', 'jinja2', 'torch') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"

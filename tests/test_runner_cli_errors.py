@@ -23,7 +23,7 @@ if missing_reason("runner"):
 
 from typer.testing import CliRunner
 
-import runner.cli
+from goldens.cli import run as run_command
 import runner.launch
 from goldens.cli import app
 from goldens.errors import RunError
@@ -132,7 +132,7 @@ def store_copy(tmp_path):
 def test_check_without_a_golden_stages_a_candidate_and_exits_1(store_copy, tmp_path, monkeypatch, option, target):
     monkeypatch.delenv("CI", raising=False)
     report = _report_from_committed_golden(tmp_path / "run")
-    monkeypatch.setattr(runner.cli, "execute", lambda **_: report)
+    monkeypatch.setattr(run_command, "execute", lambda **_: report)
     result = invoke("check", CASE, "--store", str(store_copy), *option)
     assert result.exit_code == 1, (result.output, result.exception)
     env, platform = target.split("_", 1)
@@ -144,7 +144,7 @@ def test_check_without_a_golden_stages_a_candidate_and_exits_1(store_copy, tmp_p
 def test_check_without_a_golden_in_ci_stages_nothing(store_copy, tmp_path, monkeypatch):
     monkeypatch.setenv("CI", "true")
     report = _report_from_committed_golden(tmp_path / "run")
-    monkeypatch.setattr(runner.cli, "execute", lambda **_: report)
+    monkeypatch.setattr(run_command, "execute", lambda **_: report)
     result = invoke("check", CASE, "--store", str(store_copy), "--env", "lts")
     assert result.exit_code == 1, (result.output, result.exception)
     assert "no golden" in result.output
@@ -211,7 +211,7 @@ def test_torchrun_is_told_the_node_count_of_a_multi_node_run(tmp_path):
     assumes one node and starts half the world."""
     cfg = load_case_definition(STORE / CASE).run_config("cpu-tiny").replace(launch={"nnodes": 2})
     plan = PhasePlan(run=cfg, run_dir=tmp_path, phase=1, first_step=1, last_step=20, save_at=10)
-    args = runner.cli._torchrun_args(node_rank=1, rdzv_endpoint="h:29400", rdzv_id=None, extra=[])
+    args = run_command._torchrun_args(node_rank=1, rdzv_endpoint="h:29400", rdzv_id=None, extra=[])
     cmd = TorchrunLauncher(cfg, extra_args=args).command(plan, tmp_path / "o.json")
     assert cmd[cmd.index("--nnodes") + 1] == "2" and cmd[cmd.index("--nproc-per-node") + 1] == "2"
     assert "--standalone" not in cmd and "--node-rank=1" in cmd

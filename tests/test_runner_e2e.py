@@ -168,10 +168,18 @@ def _perturbed_store(tmp_path: Path, factor: float) -> Path:
     return store
 
 
-def test_a_perturbed_golden_fails_with_the_step_named(checked, tmp_path):
-    from runner.check import judge
+def judge(artifact, store_root):
+    """The artifact against the store's dev/cpu golden, as golden check judges it (nothing staged)."""
+    from goldens.inputs import load_artifact_side
+    from goldens.store import GoldenStore
+    from goldens.workflow import judge_run
 
-    result = judge(checked.artifact, case=CASE, store_root=_perturbed_store(tmp_path, 1.1), env="dev", platform="cpu")
+    return judge_run(GoldenStore(store_root), load_artifact_side(artifact), env="dev", platform="cpu",
+                     stage=False).result
+
+
+def test_a_perturbed_golden_fails_with_the_step_named(checked, tmp_path):
+    result = judge(checked.artifact, _perturbed_store(tmp_path, 1.1))
     assert result.exit_code == 1
     failing = [v for v in result.failures() if not v.passed]
     assert [(v.phase, v.metric, v.worst_step) for v in failing] == [(1, "lm loss", 15)]
@@ -182,13 +190,13 @@ def test_a_perturbed_golden_fails_with_the_step_named(checked, tmp_path):
 def test_golden_check_cli_exits_1_on_a_difference(checked, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    import runner.cli
     from goldens.cli import app
+    from goldens.cli import run as run_command
 
     run_dir = tmp_path / "run"
     shutil.copytree(checked.run_dir, run_dir, ignore=shutil.ignore_patterns("checkpoints", "data"))
     report = RunReport(artifact=read_artifact(run_dir), artifact_path=run_dir / "artifact.json", outcomes=())
-    monkeypatch.setattr(runner.cli, "execute", lambda **_: report)
+    monkeypatch.setattr(run_command, "execute", lambda **_: report)
     monkeypatch.delenv("CI", raising=False)
     store = _perturbed_store(tmp_path, 1.1)
     result = CliRunner().invoke(app, ["check", CASE, "--store", str(store), "--format", "json"])
@@ -202,15 +210,13 @@ def test_golden_check_cli_exits_1_on_a_difference(checked, tmp_path, monkeypatch
 
 
 def test_resume_without_optimizer_state_fails_the_resume_check(checked, cfg, tmp_path):
-    from runner.check import judge
-
     report = run_case(cfg, RunOptions(run_dir=tmp_path / "no-opt", reuse_phase1_from=checked.run_dir,
                                       load_optimizer=False))
     one, two = report.artifact.phases[1], report.artifact.phases[2]
     loss1, loss2 = one.metrics["lm loss"].values, two.metrics["lm loss"].values
     assert loss2[0] == loss1[10]  # step 11's forward uses the loaded weights: equal
     assert loss2[1] != loss1[11]  # its update used fresh Adam moments: from step 12 on they differ
-    result = judge(report.artifact, case=CASE, store_root=STORE, env="dev", platform="cpu")
+    result = judge(report.artifact, STORE)
     assert result.exit_code == 1
     assert not result.resume.passed
     assert "diverges" in result.resume.explanation and "lm loss" in result.resume.explanation

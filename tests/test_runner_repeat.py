@@ -20,10 +20,10 @@ if missing_reason("runner"):
 
 from typer.testing import CliRunner
 
-import runner.cli
+from goldens.cli import run as run_command
 from goldens.cli import app
 from goldens.errors import RunError
-from runner.cli import repeat_seeds
+from goldens.cli.run import repeat_seeds
 
 REPO = Path(__file__).resolve().parents[1]
 CASE = "bert_mcore_tp2_pp2_resume_torch_dist_local_spec"
@@ -53,7 +53,7 @@ def fake_execute(monkeypatch, tmp_path):
         artifact = SimpleNamespace(status="complete", phases={})
         return SimpleNamespace(artifact=artifact, artifact_path=path)
 
-    monkeypatch.setattr(runner.cli, "execute", execute)
+    monkeypatch.setattr(run_command, "execute", execute)
     return SimpleNamespace(calls=calls, fail_at=fail_at, tmp=tmp_path)
 
 

@@ -1,9 +1,12 @@
-"""``golden run`` and ``golden check``: typed options plus one library call each.
+"""``golden run`` and ``golden check``: run a case for real; ``check`` then judges it (the main job).
 
-Only typer and the standard library are imported at module level; the runner (and through it
-psutil), rich and the comparison engine load inside the commands. Torch is never imported in
-this process: the ranks run in their own processes. Exit codes: 0 pass, 1 a difference found,
-2 usage/input error or a run that failed (a rank died, a timeout, a bad checkpoint).
+``execute`` runs the case with a progress display (``runner.launch.run_case``); ``check`` hands
+the run to ``goldens.workflow.check_run`` — the judge/stage path ``golden diff`` shares — and
+renders. Only typer and the standard library are imported at module level; the runner (and
+through it psutil), rich and the comparison engine load inside the commands. Torch is never
+imported in this process: the ranks run in their own processes. Exit codes: 0 pass, 1 a
+difference found, 2 usage/input error or a run that failed (a rank died, a timeout, a bad
+checkpoint).
 """
 from __future__ import annotations
 
@@ -16,21 +19,19 @@ from typing import Annotated, Any, Iterator, Optional
 
 import typer
 
-from goldens.cli_common import console, fail, handles_errors
-from goldens.extras import require_extra
+from ..extras import require_extra
+from .common import console, fail, handles_errors
+from .options import (EnvOpt, ExactOpt, PlatformOpt, PolicyOpt, ResultFormatOpt, StoreOpt, check_result_format,
+                      out_option)
 
 CaseArg = Annotated[str, typer.Argument(metavar="CASE", help="Case name (a folder with case.yaml in the store).")]
 ProfileOpt = Annotated[Optional[str], typer.Option("--profile", metavar="NAME",
                                                    help="Profile of the case [default: the case's default_profile, "
                                                         "e.g. cpu-tiny].", show_default=False)]
-OutOpt = Annotated[Optional[Path], typer.Option("--out", metavar="DIR",
-                                                help="Run folder, new or empty [default: runs/<run-id>]; with "
-                                                     "--repeat, the folder that holds the runs' folders.",
-                                                show_default=False)]
-CheckOutOpt = Annotated[Optional[Path], typer.Option("--out", metavar="DIR",
-                                                     help="Run folder, new or empty [default: runs/<run-id>]; "
-                                                          "result.json and report/ are written into it.",
-                                                     show_default=False)]
+OutOpt = Annotated[Optional[Path], out_option("Run folder, new or empty [default: runs/<run-id>]; with --repeat, "
+                                             "the folder that holds the runs' folders.")]
+CheckOutOpt = Annotated[Optional[Path], out_option("Run folder, new or empty [default: runs/<run-id>]; result.json "
+                                                  "and report/ are written into it.")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", metavar="cpu|cuda",
                                                   help="Override the profile's device (gloo on cpu, nccl on cuda).",
                                                   show_default=False)]
@@ -47,9 +48,6 @@ RepeatOpt = Annotated[Optional[int], typer.Option(
 SeedStrideOpt = Annotated[Optional[int], typer.Option(
     "--seed-stride", metavar="K", min=0, show_default=False,
     help="Seed step between repeats [default: 1]; 0 repeats the same seed to measure nondeterminism.")]
-StoreOpt = Annotated[Optional[Path], typer.Option("--store", metavar="PATH", envvar="GOLDEN_STORE",
-                                                  help="Golden store holding the cases [default: ./cases].",
-                                                  show_default=False)]
 LauncherOpt = Annotated[str, typer.Option("--launcher", metavar="auto|fork|torchrun",
                                           help="auto: fork (import once, fork the ranks) for single-node CPU "
                                                "runs, torchrun otherwise.")]
@@ -65,20 +63,6 @@ RdzvIdOpt = Annotated[Optional[str], typer.Option("--rdzv-id", metavar="ID", hel
 TorchrunArgOpt = Annotated[Optional[list[str]], typer.Option(
     "--torchrun-arg", metavar="ARG", help="Extra torchrun option, passed through as is (repeatable), "
                                           "e.g. --torchrun-arg=--rdzv-backend=static.", show_default=False)]
-EnvOpt = Annotated[str, typer.Option("--env", metavar="NAME", help="Golden environment (Megatron's dev/lts).")]
-PlatformOpt = Annotated[str, typer.Option("--platform", metavar="NAME|auto",
-                                          help="Golden platform; auto: the run's (cpu, or dgx_<gpu> on CUDA).")]
-PolicyOpt = Annotated[Optional[str], typer.Option("--policy", metavar="megatron|default|FILE",
-                                                  help="Policy preset or file; the case's metrics: overlay the preset.",
-                                                  show_default=False)]
-FormatOpt = Annotated[str, typer.Option("--format", "-f", metavar="table|json|csv|md", help="Report format.")]
-
-
-def register(app: typer.Typer) -> None:
-    app.command("run")(run)
-    app.command("check")(check)
-
-
 @handles_errors
 def run(case: CaseArg, profile: ProfileOpt = None, out: OutOpt = None, device: DeviceOpt = None,
         timeout: TimeoutOpt = None, seed: SeedOpt = None, store: StoreOpt = None, launcher: LauncherOpt = "auto",
@@ -106,7 +90,7 @@ def run(case: CaseArg, profile: ProfileOpt = None, out: OutOpt = None, device: D
         return
     base = seed if seed is not None else resolve_config(case=case, store=store, profile=profile).determinism.seed
     seeds = repeat_seeds(base, repeat, 1 if seed_stride is None else seed_stride)
-    from .config import MAX_SEED
+    from runner.config import MAX_SEED
 
     if seeds[-1] > MAX_SEED:
         raise fail(f"--repeat {repeat} would reach seed {seeds[-1]}, above the largest seed {MAX_SEED}")
@@ -125,71 +109,34 @@ def repeat_seeds(base: int, count: int, stride: int) -> list[int]:
 
 
 @handles_errors
-def check(case: CaseArg, store: StoreOpt = None, env: EnvOpt = "dev", platform: PlatformOpt = "auto",
+def check(case: CaseArg, store: StoreOpt = None, env: EnvOpt = None, platform: PlatformOpt = None,
           profile: ProfileOpt = None, out: CheckOutOpt = None, device: DeviceOpt = None,
-          timeout: TimeoutOpt = None,
-          seed: SeedOpt = None, launcher: LauncherOpt = "auto", policy: PolicyOpt = None,
-          fmt: FormatOpt = "table") -> None:
+          timeout: TimeoutOpt = None, seed: SeedOpt = None, launcher: LauncherOpt = "auto",
+          policy: PolicyOpt = None, exact: ExactOpt = None, fmt: ResultFormatOpt = "table") -> None:
     """Run a case, compare it with its golden for this environment (plus the resume check), report.
 
-    Exit 0 pass; 1 a regression, a failed resume check, or no golden yet for --env/--platform
+    The golden is the store's for --env [default: dev] and --platform [default, or auto: the run's:
+    cpu, or dgx_<gpu> on CUDA]. result.json and report/ (Markdown, HTML, JUnit, JSON) are written into the
+    run folder. Exit 0 pass; 1 a regression, a failed resume check, or no golden yet for the target
     (outside CI the run is then staged for `golden review`); 2 bad input or a failed run."""
     require_extra("runner", "check")
-    from goldens import diff_inputs
-    from goldens.case import check_name
-    from goldens.cli_compare import FORMATS, emit
+    from .. import inputs, workflow
+    from .compare import emit, tell
 
-    if fmt not in FORMATS:
-        raise fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    check_name(env, "env")
-    if platform != "auto":
-        check_name(platform, "platform")
-    diff_inputs.load_policies(policy)  # a bad --policy is reported before the run, not after it
+    check_result_format(fmt)
+    inputs.load_policies(policy)  # a bad --policy is reported before the run, not after it
     report = execute(case=case, store=store, profile=profile, out=out, device=device, timeout=timeout,
                      seed=seed, launcher=launcher, nnodes=None, torchrun_args=())
     _print_summary(report, stream=sys.stderr)
-    from .check import judge
-
-    target_platform = report.artifact.provenance["platform"] if platform == "auto" else platform
-    stage_if_no_golden(report, case=case, store=store, env=env, platform=target_platform)
-    result = judge(report.artifact, case=case, store_root=store, env=env, platform=target_platform, policy=policy)
-    emit(result, fmt)
-    publish(result, report, store=store, env=env, platform=target_platform)
-    raise typer.Exit(result.exit_code)
-
-
-def stage_if_no_golden(report: Any, *, case: str, store: Path | None, env: str, platform: str) -> None:
-    """As ``golden diff`` does: a run with no golden to judge it by is staged as the first
-    candidate for ``golden review`` (outside CI) and the check exits 1 — a finding, not bad input."""
-    from goldens import diff_inputs
-    from goldens.cli_compare import stage_for_review
-
-    golden_store = diff_inputs.open_store(store)
-    if diff_inputs.has_golden(golden_store, case, env, platform):
-        return
-    stage_for_review(golden_store, diff_inputs.load_artifact_side(report.artifact), env, platform, None)
-    print(f"no golden: case {case!r} has none for {env}/{platform} yet", file=sys.stderr)
-    raise typer.Exit(1)
-
-
-def publish(result: Any, report: Any, *, store: Path | None, env: str, platform: str) -> None:
-    """Keep what ``golden check`` decided beside the run: ``result.json``, the reports in
-    ``report/`` (Markdown, HTML, JUnit, JSON), and — when it failed, outside CI — a pending
-    candidate for ``golden review``. Paths go to stderr so stdout stays the chosen format."""
-    import json
-
-    from goldens import diff_inputs
-    from goldens.atomic import atomic_write_text
-    from goldens.cli_compare import stage_for_review
-    from reports.build import build_result_report
-    from reports.output import RESULT_FILES
-
-    run_dir = report.artifact_path.parent
-    atomic_write_text(run_dir / "result.json", json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n")
-    written = build_result_report([run_dir], None, tuple(RESULT_FILES), store=store)
-    print(f"report: {written.files[0].parent}", file=sys.stderr)
-    if not result.passed:
-        stage_for_review(diff_inputs.open_store(store), diff_inputs.load_artifact_side(report.artifact), env, platform, result)
+    judgement, published = workflow.check_run(report, store_root=store, env=env or "dev",
+                                              platform=None if platform == "auto" else platform,
+                                              policy=policy, force=workflow.force_regime(exact))
+    if judgement.result is not None:
+        emit(judgement.result, fmt)
+    if published is not None:
+        print(f"report: {published.report_dir}", file=sys.stderr)
+    tell(judgement.notes)
+    raise typer.Exit(judgement.exit_code)
 
 
 def _torchrun_args(*, node_rank: int | None, rdzv_endpoint: str | None, rdzv_id: str | None,
@@ -209,16 +156,16 @@ def resolve_config(*, case: str, store: Path | None, profile: str | None, device
     """The case's profile with the command-line overrides (a RunConfig)."""
     import math
 
-    from goldens.store import GoldenStore
+    from runner.config import DEVICES, load_case_definition
 
-    from .config import DEVICES, load_case_definition
+    from .options import open_store
 
     # Checked here so that the error names the option, not the case.yaml key it overrides.
     if device is not None and device not in DEVICES:
         raise fail(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
     if timeout is not None and not math.isfinite(timeout):
         raise fail(f"--timeout must be a finite number of seconds, got {timeout!r}")
-    definition = load_case_definition(GoldenStore(store).case_dir(case))
+    definition = load_case_definition(open_store(store).case_dir(case))
     launch: dict[str, Any] = {}
     if device is not None:
         launch["device"] = device
@@ -237,7 +184,7 @@ def execute(*, case: str, store: Path | None, profile: str | None, out: Path | N
             torchrun_args: tuple[str, ...], runs_root: Path | None = None) -> Any:
     """Run the resolved case with a progress display, in ``out`` or ``<runs_root>/<run-id>``
     (``runs_root`` default: runs/)."""
-    from .launch import RunOptions, run_case
+    from runner.launch import RunOptions, run_case
 
     cfg = resolve_config(case=case, store=store, profile=profile, device=device, timeout=timeout, seed=seed,
                          nnodes=nnodes)

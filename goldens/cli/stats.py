@@ -7,21 +7,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
-from .cli_common import handles_errors
-
-
-def register(app: typer.Typer) -> None:
-    app.command("import-tb")(import_tb)
-    app.command("stats")(stats)
+from .common import handles_errors
+from .options import CaseOpt, out_option
 
 
 def _refuse_folders(*targets: Path | None) -> None:
     """Checked before any work or write, so a folder given as an output writes nothing."""
-    from .errors import GoldenError
+    from ..errors import GoldenError
 
     for target in targets:
         if target is not None and str(target) != "-" and target.is_dir():
@@ -29,8 +25,8 @@ def _refuse_folders(*targets: Path | None) -> None:
 
 
 def _write(target: Path, text: str) -> None:
-    from .atomic import atomic_write_text
-    from .errors import GoldenError
+    from ..atomic import atomic_write_text
+    from ..errors import GoldenError
 
     try:
         atomic_write_text(target, text)
@@ -40,22 +36,21 @@ def _write(target: Path, text: str) -> None:
 
 @handles_errors
 def import_tb(
-    logdir: Path = typer.Argument(..., help="TensorBoard log folder: event files, or run_1/run_2 "
-                                              "sub-folders for the phases of a resume case."),
-    out: Path = typer.Option(..., "--out", "-o", help="Artifact JSON to write ('-' for stdout)."),
-    phase: Optional[int] = typer.Option(None, "--phase", min=1, max=2,
-                                        help="Import only this phase (with run_N folders), or label a "
-                                             "flat folder as this phase (default 1)."),
-    case: Optional[str] = typer.Option(None, "--case", help="Case name (default: the folder's name)."),
-    run_id: Optional[str] = typer.Option(None, "--run-id", help="Run id (default: tb-<start time>)."),
+    logdir: Annotated[Path, typer.Argument(help="TensorBoard log folder: event files, or run_1/run_2 sub-folders "
+                                                "for the phases of a resume case.")],
+    out: Annotated[Path, out_option("Artifact JSON to write ('-' for stdout).")],
+    phase: Annotated[Optional[int], typer.Option("--phase", min=1, max=2, help="Import only this phase (with run_N "
+                                                 "folders), or label a flat folder as this phase (default 1).")] = None,
+    case: CaseOpt = None,
+    run_id: Annotated[Optional[str], typer.Option("--run-id", help="Run id (default: tb-<start time>).")] = None,
 ) -> None:
     """TensorBoard event files → a run artifact at full precision (float32 values kept exactly)."""
-    from .extras import require_extra
+    from ..extras import require_extra
 
     require_extra("tb", "import-tb")
-    from .case import check_name
-    from .formats import check_run_id, dumps_artifact
-    from .ingest import import_tensorboard
+    from ..case import check_name
+    from ..formats import check_run_id, dumps_artifact
+    from ..ingest import import_tensorboard
 
     _refuse_folders(out)
     if case is not None:
@@ -78,15 +73,14 @@ def import_tb(
 
 @handles_errors
 def stats(
-    runs: List[Path] = typer.Argument(..., help="Artifacts (or run folders) of repeated runs of one case."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o",
-                                       help="Write the recommended policy YAML here ('-' for stdout)."),
-    band: bool = typer.Option(False, "--band", help="Recommend per-step bands (mode: band) for per-step "
-                                                    "metrics instead of a single rtol."),
-    table: Optional[Path] = typer.Option(None, "--table", help="Write the per-step statistics and raw "
-                                                               "samples as CSV."),
-    preset_name: str = typer.Option("default", "--preset", help="Policy preset whose metric kinds decide "
-                                                                "each metric's statistic."),
+    runs: Annotated[List[Path], typer.Argument(help="Artifacts (or run folders) of repeated runs of one case.")],
+    out: Annotated[Optional[Path], out_option("Write the recommended policy YAML here ('-' for stdout).")] = None,
+    band: Annotated[bool, typer.Option("--band", help="Recommend per-step bands (mode: band) for per-step metrics "
+                                                      "instead of a single rtol.")] = False,
+    table: Annotated[Optional[Path], typer.Option("--table", help="Write the per-step statistics and raw samples "
+                                                                  "as CSV.")] = None,
+    preset_name: Annotated[str, typer.Option("--preset", help="Policy preset whose metric kinds decide each "
+                                                              "metric's statistic.")] = "default",
 ) -> None:
     """Repeated runs → per-step min/max/mean/std/median and a recommended policy per metric.
 
@@ -97,9 +91,9 @@ def stats(
     golden stats runs/ID1 runs/ID2 runs/ID3 --out policy.yaml; review policy.yaml and use it
     with golden diff --policy policy.yaml (or copy its metrics: into case.yaml).
     """
-    from .formats import read_artifact
-    from .policy import preset
-    from .stats import recommend_all, render_policy_yaml, spread
+    from ..formats import read_artifact
+    from ..policy import preset
+    from ..stats import recommend_all, render_policy_yaml, spread
 
     _refuse_folders(out, table)
     artifacts = [read_artifact(p) for p in runs]

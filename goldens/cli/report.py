@@ -7,33 +7,28 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
-from goldens.cli_common import fail, handles_errors
-
-
-def register(app: typer.Typer) -> None:
-    app.command("report")(report)
+from .common import fail, handles_errors
+from .options import StoreOpt, out_option
 
 
 @handles_errors
 def report(
-    inputs: Optional[List[Path]] = typer.Argument(
-        None, help="Run folders (runs/<id>/ holding result.json) or result JSON files."),
-    out: Optional[Path] = typer.Option(
-        None, "--out", "-o", help="Folder for the report files (default: <run>/report/ beside the one input; "
-                                  "with --changes, print the Markdown instead)."),
-    formats: Optional[str] = typer.Option(
-        None, "--format", "-f", help="Comma-separated subset of md, html, junit, json (--changes: md, html, json); "
-                                     "default: all."),
-    changes: Optional[str] = typer.Option(
-        None, "--changes", help="Golden-change report instead: BASE..HEAD (two git refs of the store) or "
-                                "CASE@vA..vB (two store versions)."),
-    store: Optional[Path] = typer.Option(
-        None, "--store", help="The golden store: where --changes reads, and where the goldens' provenance "
-                              "(ledger) is looked up (default: $GOLDEN_STORE, else ./cases)."),
+    inputs: Annotated[Optional[List[Path]], typer.Argument(
+        help="Run folders (runs/<id>/ holding result.json) or result JSON files.")] = None,
+    out: Annotated[Optional[Path], out_option(
+        "Folder for the report files (default: <run>/report/ beside the one input; with --changes, print the "
+        "Markdown instead).")] = None,
+    formats: Annotated[Optional[str], typer.Option(
+        "--format", "-f", help="Comma-separated subset of md, html, junit, json (--changes: md, html, json); "
+                               "default: all.")] = None,
+    changes: Annotated[Optional[str], typer.Option(
+        "--changes", help="Golden-change report instead: BASE..HEAD (two git refs of the store) or CASE@vA..vB "
+                          "(two store versions).")] = None,
+    store: StoreOpt = None,
 ) -> None:
     """Render reports for pull requests and CI.
 

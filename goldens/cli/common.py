@@ -1,7 +1,7 @@
-"""What every CLI command shares: error rendering, exit codes, the terminal console.
+"""What every command shares at run time: error rendering, exit codes, the terminal console.
 
-Library code raises ``GoldenError``; here it becomes one line on stderr and exit 2.
-Only typer (and rich, lazily) is imported at module level to keep ``golden --help`` fast.
+Library code raises ``GoldenError``; here it becomes one line on stderr and exit 2. Only typer
+(and rich, lazily) is imported at module level to keep ``golden --help`` fast.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any, Callable, TypeVar
 
 import typer
 
-from .errors import EXIT_INPUT, GoldenError
+from ..errors import EXIT_INPUT, GoldenError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -76,7 +76,8 @@ def show_table(out: Any, table: Any) -> None:
     out.print(table)
 
 
-def in_ci() -> bool:
-    import os
+def echo_json(doc: Any) -> None:
+    """A document on stdout, strict JSON (NaN never written as a bare literal)."""
+    import json
 
-    return bool(os.environ.get("CI"))
+    typer.echo(json.dumps(doc, indent=2, allow_nan=False))

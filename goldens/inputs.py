@@ -1,4 +1,4 @@
-"""Turn what ``golden diff`` is given into the two sides of a comparison and its policies.
+"""Turn what a comparison is given into its two sides and its policies (``golden diff``, ``check``).
 
 The edge between files and the pure engine: artifacts (file, run folder or run id), golden
 files, store versions (``CASE@v3``) and the store's current golden for a run; a golden's
@@ -179,7 +179,7 @@ def load_store_version(store: Any, case: str, version: int, env: str | None, pla
                   case, env, platform)
 
 
-def _is_version_ref(text: str) -> bool:
+def is_version_ref(text: str) -> bool:
     return "@" in text and not Path(text).exists()
 
 
@@ -192,7 +192,7 @@ def open_store(root: Path | None) -> Any:
 def load_operand(text: str, *, store_root: Path | None, env: str | None, platform: str | None,
                  runs_dir: Path = Path(RUNS_DIR)) -> Loaded:
     """One operand of ``golden diff REF CAND``: CASE@vN, a golden file, an artifact or a run."""
-    if _is_version_ref(text):
+    if is_version_ref(text):
         from .store import parse_case_ref
 
         case, version = parse_case_ref(text)

@@ -7,43 +7,18 @@ or ``--json``.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from .cli_common import fail, handles_errors
-from .errors import EXIT_DIFFERENCE, EXIT_INPUT, EXIT_PASS
+from ..errors import EXIT_DIFFERENCE, EXIT_INPUT, EXIT_PASS
+from .common import echo_json, fail, handles_errors
+from .options import ApproverOpt, JsonOpt, StoreOpt, open_store
 
 if TYPE_CHECKING:
-    from .model import GoldenKey, GoldenSet
-    from .store import GoldenStore, LedgerEntry, Problem
-
-DEFAULT_STORE = "cases"
-
-StoreOpt = Annotated[Path, typer.Option("--store", metavar="PATH", envvar="GOLDEN_STORE",
-                                        help="Golden store: a cases folder, or a Megatron checkout's "
-                                             "tests/functional_tests/test_cases [env GOLDEN_STORE; default: cases].")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
-
-
-def register(app: typer.Typer) -> None:
-    app.command("validate")(validate)
-    app.command("show")(show)
-    app.command("history")(history)
-    app.command("fsck")(fsck)
-    app.command("adopt")(adopt)
-
-
-def _store(root: Path) -> "GoldenStore":
-    from .store import GoldenStore
-
-    return GoldenStore(root)
-
-
-def _echo_json(doc: Any) -> None:
-    typer.echo(json.dumps(doc, indent=2, allow_nan=False))
+    from ..model import GoldenKey, GoldenSet
+    from ..store import LedgerEntry, Problem
 
 
 # ---------------------------------------------------------------- validate
@@ -55,30 +30,29 @@ def validate(
                                    "search for them [default: the store].")] = None,
     as_json: JsonOpt = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings too.")] = False,
-    store: Annotated[Optional[Path], typer.Option(
-        "--store", metavar="PATH", help="Also check this store's history (ledger chain, blobs, plain files "
-                                        "against the ledger; read-only). Validates its files when no PATHS.")] = None,
+    store: StoreOpt = None,
 ) -> None:
     """Classify golden files ok / warning / error, each with a reason (usable as a pre-commit hook).
 
-    Exit 0 when nothing worse than a warning is found (1 with --strict), 1 when any file has an
-    error, 2 for a usage error such as a path that does not exist.
+    Without PATHS it validates the store (--store, else the usual store) and also checks its
+    history read-only: ledger chain, blobs, plain files against the ledger. Exit 0 when nothing worse
+    than a warning is found (1 with --strict), 1 when any file has an error, 2 for a usage error
+    such as a path that does not exist.
     """
-    import os
-
-    from .validate import ERROR, OK, WARNING, Finding, FileReport, ValidationSummary, validate_paths
+    from ..validate import ERROR, OK, WARNING, Finding, FileReport, ValidationSummary, validate_paths
 
     targets = list(paths or [])
+    golden_store = open_store(store) if store is not None or not targets else None
     if not targets:
-        targets = [store if store is not None else Path(os.environ.get("GOLDEN_STORE") or DEFAULT_STORE)]
+        targets = [golden_store.root]
     summary = validate_paths(targets)
-    if store is not None:
-        problems = _store(store).fsck(repair=False)
+    if golden_store is not None and golden_store.root.is_dir():
+        problems = golden_store.fsck(repair=False)
         extra = [FileReport(p.path or p.case, "store", (Finding(p.severity, f"{p.case}: {p.message}"),))
                  for p in problems]
         summary = ValidationSummary(summary.reports + tuple(extra))
     if as_json:
-        _echo_json(summary.to_json())
+        echo_json(summary.to_json())
     else:
         for report in summary.reports:
             typer.echo(f"{report.status.upper():8} {report.path}")
@@ -131,15 +105,15 @@ def show(
     metric: Annotated[Optional[list[str]], typer.Option("--metric", metavar="NAME",
                                                         help="Only this metric (repeatable).")] = None,
     phase: Annotated[Optional[int], typer.Option("--phase", min=1, max=2, help="Only this phase (2 = _2nd).")] = None,
-    store: StoreOpt = Path(DEFAULT_STORE),
+    store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Print a case's golden series at full precision (current files, or CASE@vN from the history)."""
-    from .formats import metric_to_json
-    from .store import parse_case_ref
+    from ..formats import metric_to_json
+    from ..store import parse_case_ref
 
     case, version = parse_case_ref(ref)
-    golden_store = _store(store)
+    golden_store = open_store(store)
     entries = golden_store.history(case)
     if version is None:
         goldens = {k: golden_store.read(k) for k in golden_store.keys(case)}
@@ -164,7 +138,7 @@ def show(
         scalars = {n: v for n, v in golden.scalars.items() if not metric or n in metric}
         shown.append((key, golden, names, scalars))
     if as_json:
-        _echo_json({"case": case, "version": version, "origin": origin, "goldens": [
+        echo_json({"case": case, "version": version, "origin": origin, "goldens": [
             {"file": key.filename(), "env": key.env, "platform": key.platform, "phase": key.phase,
              "fingerprint": fingerprints.get(key.filename()),
              "metrics": {n: metric_to_json(golden.metrics[n]) for n in names},
@@ -203,17 +177,17 @@ def _change_text(change: Any) -> str:
 @handles_errors
 def history(
     case: Annotated[str, typer.Argument(metavar="CASE")],
-    store: StoreOpt = Path(DEFAULT_STORE),
+    store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The case's ledger: every version with who, when, why, from which run, and what changed
     (for a selective approval, per file: which metrics it took from the run, which it kept)."""
-    from .approve import recorded_selection
-    from .review_terminal import took_and_kept
+    from ..approve import recorded_selection
+    from .review_screen import took_and_kept
 
-    entries = _store(store).history(case)
+    entries = open_store(store).history(case)
     if as_json:
-        _echo_json({"case": case, "entries": [e.to_json() for e in entries]})
+        echo_json({"case": case, "entries": [e.to_json() for e in entries]})
         return
     if not entries:
         typer.echo(f"{case}: no history yet (plain files only; `golden adopt {case}` records them as v1)")
@@ -243,7 +217,7 @@ def _problem_line(problem: "Problem") -> str:
 @handles_errors
 def fsck(
     cases: Annotated[Optional[list[str]], typer.Argument(metavar="[CASES]...", help="Only these cases.")] = None,
-    store: StoreOpt = Path(DEFAULT_STORE),
+    store: StoreOpt = None,
     no_repair: Annotated[bool, typer.Option("--no-repair", help="Only report; change nothing.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -252,11 +226,11 @@ def fsck(
     Repairs (unless --no-repair) what a crash leaves: a torn ledger line, an interrupted write,
     temp files, unreferenced blobs. Exit 1 when an error remains.
     """
-    golden_store = _store(store)
+    golden_store = open_store(store)
     problems = golden_store.fsck(repair=not no_repair, cases=cases or None)
     remaining = [p for p in problems if not p.repaired and p.severity == "error"]
     if as_json:
-        _echo_json({"problems": [p.to_json() for p in problems], "errors": len(remaining)})
+        echo_json({"problems": [p.to_json() for p in problems], "errors": len(remaining)})
     else:
         for problem in problems:
             typer.echo(_problem_line(problem))
@@ -269,14 +243,13 @@ def fsck(
 @handles_errors
 def adopt(
     cases: Annotated[list[str], typer.Argument(metavar="CASES...", help="Cases whose golden files to record.")],
-    store: StoreOpt = Path(DEFAULT_STORE),
-    approver: Annotated[Optional[str], typer.Option("--approver", metavar="NAME",
-                                                    help="Who records them [default: $USER].")] = None,
+    store: StoreOpt = None,
+    approver: ApproverOpt = None,
     reason: Annotated[str, typer.Option("--reason", metavar="TEXT")] = "imported existing golden files",
 ) -> None:
     """Record the golden files as they are (exact bytes, files untouched): v1 "imported" for a
     Megatron folder without history, or a new version for files changed outside the store."""
-    golden_store = _store(store)
+    golden_store = open_store(store)
     for case in cases:
         entry = golden_store.adopt(case, approver=approver, reason=reason)
         typer.echo(f"{case}: recorded v{entry.version} ({len(entry.files)} files)")

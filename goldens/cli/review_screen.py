@@ -1,16 +1,15 @@
 """The terminal side of approval: pending tables, the review screen, its key source.
 
-rich lives here (an edge), never in ``approve.py``; ``TerminalReviewIO`` is the real key
+rich lives here (an edge), never in ``goldens.approve``; ``TerminalReviewIO`` is the real key
 source and a test passes its own ``ReviewIO`` instead.
 """
 from __future__ import annotations
 
+import math
 import shlex
 from typing import Any, Sequence
 
-import math
-
-from .approve import REVIEW_KEYS, Candidate, CandidateView, MetricView, Outcome, ReviewSummary
+from ..approve import REVIEW_KEYS, Candidate, CandidateView, MetricView, Outcome, ReviewSummary
 
 VERDICT_STYLE = {"pass": "green", "fail": "bold red", "missing": "red", "new": "cyan", "skipped": "dim"}
 

@@ -1,0 +1,59 @@
+"""The ``golden`` command: a thin typer layer over the library.
+
+One module per command group — ``store`` (validate, show, history, fsck, adopt), ``compare``
+(diff), ``approve`` (pending, approve, reject, review, rollback, prune), ``stats`` (stats,
+import-tb), ``report``, ``run`` (run, check) — and ``options``, where every shared option and its
+rule (store discovery, approver, name checks) is declared once. A command parses, calls one
+library function (``goldens.workflow`` for judging), renders, and maps errors to exit codes:
+0 pass, 1 a regression/difference, 2 usage or input error (``common.handles_errors``).
+
+Layers, checked by ``tests/test_layers.py``: cli → workflow → {runner, reports} → core.
+Heavy imports (numpy, pandas, torch) happen inside the command bodies: ``golden --help`` stays fast.
+"""
+from __future__ import annotations
+
+import typer
+
+from . import approve, compare, report, run, stats, store
+
+app = typer.Typer(
+    name="golden",
+    help="Golden values for distributed-training regression tests: run a case, compare it with its "
+         "golden, report, and approve new baselines with a record of why.\n\n"
+         "Exit codes: 0 pass, 1 a regression/difference found, 2 usage or input error.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+COMMANDS = (
+    ("run", run.run), ("check", run.check), ("diff", compare.diff), ("report", report.report),
+    ("pending", approve.pending), ("approve", approve.accept), ("review", approve.review),
+    ("reject", approve.reject), ("rollback", approve.rollback), ("prune", approve.prune),
+    ("history", store.history), ("show", store.show), ("validate", store.validate), ("fsck", store.fsck),
+    ("adopt", store.adopt), ("stats", stats.stats), ("import-tb", stats.import_tb),
+)
+for _name, _command in COMMANDS:
+    app.command(_name)(_command)
+
+
+def main() -> None:
+    """Run the app; a usage error (bad option, missing argument) is one line and exit 2, like
+    every other input error, instead of click's multi-line usage block."""
+    import sys
+
+    if len(sys.argv) <= 1:
+        app()  # bare `golden`: the help, as typer prints it
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except typer.TyperException as exc:  # click's usage errors, vendored by typer
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        print(f"error: {' '.join(message.split())}{hint}", file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", 2))
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,164 @@
+"""``golden pending · approve · review · reject · rollback · prune``: typed options, one library call.
+
+The logic lives in ``goldens.approve``; the review screen in ``goldens.cli.review_screen``.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .common import console, fail, handles_errors, show_table
+from .options import AllowCiOpt, ApproverOpt, CaseOpt, EnvOpt, JsonOpt, PlatformOpt, ReasonOpt, StoreOpt, open_store
+
+MetricOpt = Annotated[Optional[list[str]], typer.Option("--metric", metavar="NAME", help="Take only this metric from the run (repeatable); the others keep their values.")]
+OnlyFailingOpt = Annotated[bool, typer.Option("--only-failing", help="Take only the metrics whose staged verdict failed.")]
+PendingFlag = Annotated[bool, typer.Option("--pending", help="Act on the staged candidates (filtered by --case/--env/--platform).")]
+RunArg = Annotated[Optional[str], typer.Argument(metavar="RUN", help="A run: its artifact.json, its directory, or its id under runs/.")]
+
+
+def _candidates(store: Any, run: str | None, pending: bool, case: str | None, env: str | None,
+                platform: str | None) -> list[Any]:
+    from .. import approve
+
+    if run is not None and pending:
+        raise fail("give a RUN or --pending, not both")
+    if run is not None:
+        return approve.candidates_for_run(store, run, case=case, env=env, platform=platform)
+    if not pending:
+        raise fail("say what to act on: a RUN, or --pending (with --case/--env/--platform to narrow it)")
+    return approve.list_pending(store, case=case, env=env, platform=platform)
+
+
+@handles_errors
+def pending(store: StoreOpt = None, case: CaseOpt = None,
+            as_json: JsonOpt = False) -> None:
+    """List staged candidates (runs that failed or had no golden), oldest target first."""
+    from .. import approve
+    from .review_screen import pending_table
+
+    found = approve.list_pending(open_store(store), case=case)
+    if as_json:
+        print(json.dumps([dict(c.to_json(), path=str(c.path)) for c in found], indent=2))
+    elif not found:
+        print("no pending candidates")
+    else:
+        show_table(console(), pending_table(found))
+
+
+@handles_errors
+def accept(run: RunArg = None, pending: PendingFlag = False, store: StoreOpt = None,
+           case: CaseOpt = None, env: EnvOpt = None, platform: PlatformOpt = None,
+           metric: MetricOpt = None, only_failing: OnlyFailingOpt = False, reason: ReasonOpt = None,
+           approver: ApproverOpt = None, allow_ci: AllowCiOpt = False) -> None:
+    """Make a run (or the staged candidates) the new golden: a new version with who, why, from which run."""
+    from .. import approve
+    from .review_screen import accepted_line
+
+    approve.require_reason(reason)
+    approve.refuse_in_ci(None, allow_ci)
+    golden_store = open_store(store)
+    candidates = _candidates(golden_store, run, pending, case, env, platform)
+    if not candidates:
+        print("no pending candidates")
+        return
+    outcomes = approve.apply(approve.Operation.ACCEPT, golden_store, candidates, reason=reason,
+                             approver=approver,
+                             selection=approve.Selection(metrics=tuple(metric or ()), only_failing=only_failing),
+                             allow_ci=allow_ci)
+    for outcome in outcomes:
+        print(accepted_line(outcome))
+
+
+@handles_errors
+def reject(run: RunArg = None, pending: PendingFlag = False, store: StoreOpt = None,
+           case: CaseOpt = None, env: EnvOpt = None, platform: PlatformOpt = None) -> None:
+    """Discard staged candidates; the goldens stay as they are."""
+    from .. import approve
+
+    golden_store = open_store(store)
+    candidates = _candidates(golden_store, run, pending, case, env, platform)
+    for outcome in approve.apply(approve.Operation.REJECT, golden_store, candidates):
+        print(f"rejected {outcome.candidate.target} (run {outcome.candidate.run_id})")
+    if not candidates:
+        print("no pending candidates")
+
+
+@handles_errors
+def review(store: StoreOpt = None, case: CaseOpt = None, env: EnvOpt = None,
+           platform: PlatformOpt = None, metric: MetricOpt = None, only_failing: OnlyFailingOpt = False,
+           reason: ReasonOpt = None, approver: ApproverOpt = None, allow_ci: AllowCiOpt = False) -> None:
+    """Review staged candidates one case at a time: a accept · r reject · s skip · A/R all remaining · q quit.
+
+    Without a terminal it prints the equivalent approve/reject commands instead.
+    """
+    from .. import approve
+    from .review_screen import review_commands, summary_lines
+
+    golden_store = open_store(store)
+    candidates = approve.list_pending(golden_store, case=case, env=env, platform=platform)
+    if not candidates:
+        print("no pending candidates")
+        return
+    io = review_io()
+    if io is None:
+        store_option = "" if store is None else f" --store {shlex.quote(str(store))}"
+        print("\n".join(review_commands(candidates, store_option)))
+        return
+    summary = approve.review(golden_store, candidates, io, reason=reason, approver=approver,
+                             selection=approve.Selection(metrics=tuple(metric or ()), only_failing=only_failing),
+                             allow_ci=allow_ci)
+    for line in summary_lines(summary):
+        print(line)
+    if summary.refused:
+        raise typer.Exit(2)
+
+
+@handles_errors
+def rollback(case: Annotated[str, typer.Argument(help="The case to roll back.")],
+             to: Annotated[str, typer.Option("--to", help="The version whose content becomes current (vN or N).")],
+             store: StoreOpt = None, reason: ReasonOpt = None,
+             approver: ApproverOpt = None, allow_ci: AllowCiOpt = False) -> None:
+    """Write a new version whose content equals vN (history is never rewritten)."""
+    from .. import approve
+
+    version = to[1:] if to.lower().startswith("v") else to
+    if not version.isdigit():
+        raise fail(f"--to must be a version like v3, got {to!r}")
+    entry = approve.rollback(open_store(store), case, int(version), reason=reason, approver=approver,
+                             allow_ci=allow_ci)
+    print(f"rolled back {case} to the content of v{int(version)} as v{entry.version}")
+
+
+@handles_errors
+def prune(store: StoreOpt = None,
+          check: Annotated[bool, typer.Option("--check", help="Only list; exit 1 if anything is stale.")] = False) -> None:
+    """List goldens no case defines and candidates no run backs; without --check, discard those candidates."""
+    from .. import approve
+
+    golden_store = open_store(store)
+    report = approve.prune_check(golden_store) if check else approve.prune(golden_store)
+    for path in report.orphan_goldens:
+        print(f"orphan golden (no case.yaml/model_config.yaml beside it): {path}")
+    for path, why in report.stale_candidates:
+        print(f"{'stale' if check else 'discarded'} candidate {path}: {why}")
+    if report.clean:
+        print("nothing to prune")
+    elif check:
+        raise typer.Exit(1)
+
+
+
+def review_io() -> Any:
+    """The interactive key source, or None when stdin/stdout is not a terminal.
+
+    Tests replace this function to script the keys.
+    """
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return None
+    from .review_screen import TerminalReviewIO
+
+    return TerminalReviewIO(console())

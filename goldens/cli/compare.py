@@ -1,0 +1,67 @@
+"""``golden diff``: compare a run with its golden, or any two of golden files, artifacts, versions.
+
+Parse, call ``goldens.workflow.diff``, render, exit: 0 pass, 1 a regression/difference (or no
+golden yet), 2 usage or input error.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .common import console, handles_errors, show_table
+from .options import (CaseOpt, EnvOpt, ExactOpt, PlatformOpt, PolicyOpt, ResultFormatOpt, StoreOpt,
+                      check_result_format)
+
+TargetsArg = Annotated[Optional[list[str]], typer.Argument(
+    metavar="[ARTIFACT|RUN_DIR] | REFERENCE CANDIDATE",
+    help="One run (artifact.json, its folder, or its id under runs/) to compare with the store's golden; "
+         "or two operands — golden files, artifacts or versions (CASE@v3 CASE@v7) — reference first. "
+         "None: the newest run under runs/.", show_default=False)]
+
+
+@handles_errors
+def diff(targets: TargetsArg = None, case: CaseOpt = None, env: EnvOpt = None, platform: PlatformOpt = None,
+         store: StoreOpt = None, fmt: ResultFormatOpt = "table", policy: PolicyOpt = None,
+         exact: ExactOpt = None) -> None:
+    """Compare a run with its golden (or REFERENCE with CANDIDATE) under tolerance policies.
+
+    A run that fails (or has no golden yet) is staged for `golden review`, outside CI."""
+    from .. import workflow
+
+    check_result_format(fmt)
+    judgement = workflow.diff(list(targets or []), store_root=store, case=case, env=env, platform=platform,
+                              policy=policy, force=workflow.force_regime(exact))
+    if judgement.result is not None:
+        emit(judgement.result, fmt)
+    tell(judgement.notes)
+    raise typer.Exit(judgement.exit_code)
+
+
+def tell(notes: tuple[str, ...]) -> None:
+    """What the workflow has to say beside the result (staged, not staged, no golden): stderr."""
+    for note in notes:
+        print(note, file=sys.stderr)
+
+
+def emit(result: Any, fmt: str) -> None:
+    """The result on stdout in the chosen format."""
+    if fmt == "json":
+        import json
+
+        sys.stdout.write(json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n")
+    elif fmt == "csv":
+        result.frame().to_csv(sys.stdout, index=False)
+    elif fmt == "md":
+        from reports.document import Report
+        from reports.markdown import result_markdown
+
+        sys.stdout.write(result_markdown(Report.of(result)) + "\n")
+    else:
+        from reports.terminal import result_lines, result_table
+
+        out = console()
+        show_table(out, result_table(result))
+        for line in result_lines(result):
+            out.print(line)

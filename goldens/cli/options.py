@@ -1,0 +1,96 @@
+"""Every option more than one command takes, declared once; and the one rule each of them follows.
+
+- ``--store``: the option, else ``$GOLDEN_STORE``, else ``./cases`` when it exists, else the
+  repository's ``cases/`` (``goldens.store.default_store_root``) — the same for every command,
+  from any folder (``open_store``).
+- ``--approver``: the option, else ``git config user.name`` in the store, else ``$USER``
+  (``goldens.identity.resolve_approver``) — the same for every command that writes.
+- ``--case`` / ``--env`` / ``--platform``: names checked before anything is read
+  (letters, digits, '_', '-', '.'), so a hostile one is one line and exit 2.
+
+Only typer and the standard library are imported here: ``golden --help`` stays light.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from ..store import GoldenStore
+
+STORE_ENV = "GOLDEN_STORE"  # goldens.store.STORE_ENV (not imported: it would load the store at --help)
+
+
+def _name_checker(what: str):
+    """A parse-time check: a hostile name is the usual one line and exit 2 (as every input error),
+    before the command reads anything."""
+    def check(value: Optional[str]) -> Optional[str]:
+        if value is None:
+            return None
+        from ..case import check_name
+        from ..errors import StoreError
+        from .common import fail
+
+        try:
+            return check_name(value, what)
+        except StoreError as exc:
+            raise fail(str(exc)) from None
+    return check
+
+
+StoreOpt = Annotated[Optional[Path], typer.Option(
+    "--store", metavar="PATH", envvar=STORE_ENV, show_default=False,
+    help="Golden store: a cases folder, or a Megatron checkout's tests/functional_tests/test_cases "
+         "[default: $GOLDEN_STORE, else ./cases, else this repository's cases/].")]
+CaseOpt = Annotated[Optional[str], typer.Option(
+    "--case", metavar="NAME", callback=_name_checker("case"), show_default=False,
+    help="The case [default: the run's]; where candidates are listed, only this case.")]
+EnvOpt = Annotated[Optional[str], typer.Option(
+    "--env", metavar="NAME", callback=_name_checker("env"), show_default=False,
+    help="Golden environment: dev, lts, … [default: the run's, or the only one].")]
+PlatformOpt = Annotated[Optional[str], typer.Option(
+    "--platform", metavar="NAME", callback=_name_checker("platform"), show_default=False,
+    help="Golden platform: dgx_h100, cpu, … [default: the run's, or the only one].")]
+PolicyOpt = Annotated[Optional[str], typer.Option(
+    "--policy", metavar="megatron|default|FILE", show_default=False,
+    help="Policy preset or YAML policy file; the case's case.yaml metrics: overlay the preset, the file "
+         "overlays both.")]
+RESULT_FORMATS = ("table", "json", "csv", "md")
+ResultFormatOpt = Annotated[str, typer.Option(
+    "--format", "-f", metavar="|".join(RESULT_FORMATS),
+    help="table (rich, for terminals), json (the result, for reports), csv (one row per step), md (markdown).")]
+ExactOpt = Annotated[Optional[bool], typer.Option(
+    "--exact/--approx", show_default=False,
+    help="Force the exact regime (as if fingerprints matched) or the approximate one [default: exact only "
+         "when fingerprints are equal].")]
+ApproverOpt = Annotated[Optional[str], typer.Option(
+    "--approver", metavar="NAME", show_default=False,
+    help="Who is accountable for this write [default: git config user.name in the store, else $USER].")]
+ReasonOpt = Annotated[Optional[str], typer.Option(
+    "--reason", metavar="TEXT", show_default=False,
+    help="Why these values are the new truth (recorded with the version; required).")]
+AllowCiOpt = Annotated[bool, typer.Option("--allow-ci", help="Write even though CI is set (deliberate override).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+
+
+def out_option(help: str) -> object:
+    """``--out/-o PATH``: where a command writes (its help says what: a run folder, a report
+    folder, a file). One declaration, each command's own help."""
+    return typer.Option("--out", "-o", metavar="PATH", show_default=False, help=help)
+
+
+def check_result_format(fmt: str) -> str:
+    if fmt not in RESULT_FORMATS:
+        from ..errors import GoldenError
+
+        raise GoldenError(f"--format must be one of {', '.join(RESULT_FORMATS)}, got {fmt!r}")
+    return fmt
+
+
+def open_store(root: Path | None) -> "GoldenStore":
+    """The store every command uses: ``root`` when given, else the discovery rule above."""
+    from ..store import GoldenStore
+
+    return GoldenStore(root)

@@ -1,0 +1,209 @@
+"""judge → stage if failing (outside CI) → result: the one path ``golden diff``, ``golden check``
+(and any bulk command) share.
+
+A run is judged against the store's golden for its target (case, env, platform) under the
+policies that apply to that case; when the verdict is not a pass — or there is no golden yet — the
+run is staged as the pending candidate for ``golden review`` (``should_stage`` is the rule, in one
+place). In CI nothing is staged: ``goldens.approve.stage_candidate`` writes nothing there. Two
+operands (``golden diff REF CAND``) are compared the same way but never staged: neither side is a
+run judged against the store.
+
+Layering: the CLI calls this module; it calls the core (inputs, compare, approve) and, for
+``golden check``, the reports. It never prints: what to tell the user comes back as ``notes``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from .case import check_name
+from .errors import EXIT_DIFFERENCE, EXIT_PASS, FormatError, GoldenError
+
+if TYPE_CHECKING:
+    from .approve import Candidate
+    from .inputs import Loaded
+    from .result import ComparisonResult
+    from .store import GoldenStore
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What judging produced: the result (None: no golden for the target), the candidate staged for
+    review (None: nothing staged), and lines for the user (why something was or was not staged)."""
+
+    result: "ComparisonResult | None"
+    case: str | None = None
+    env: str | None = None
+    platform: str | None = None
+    staged: "Candidate | None" = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def passed(self) -> bool:
+        return self.result is not None and self.result.passed
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_PASS if self.passed else EXIT_DIFFERENCE
+
+
+def should_stage(result: "ComparisonResult | None") -> bool:
+    """The staging rule: a run that failed its judgement, or had no golden to be judged by."""
+    return result is None or not result.passed
+
+
+def force_regime(exact: bool | None) -> str | None:
+    """``--exact/--approx`` as the engine's ``force`` argument."""
+    return None if exact is None else ("exact" if exact else "approx")
+
+
+def judge_run(store: "GoldenStore", run: "Loaded", *, case: str | None = None, env: str | None = None,
+              platform: str | None = None, policy: str | None = None, force: str | None = None,
+              notes: Sequence[str] = (), stage: bool = True) -> Judgement:
+    """A run against the store's current golden of its target; staged for review when
+    ``should_stage`` says so (``stage=False``: judge only, write nothing). Case, env and platform
+    default to what the run declares."""
+    from . import inputs
+    from .compare import compare
+
+    if run.artifact is None:
+        raise FormatError("one operand must be a run (artifact.json or its folder); to compare two golden files "
+                          "give both")
+    the_case = check_name(case or run.case)
+    target_env, target_platform = env or run.env, platform or run.platform
+    inputs.load_policies(policy)  # a bad --policy is refused before anything else is read
+    if not inputs.has_golden(store, the_case, target_env, target_platform):
+        judgement = Judgement(None, the_case, target_env, target_platform)
+        judgement = _staged(store, run, judgement) if stage else judgement
+        return replace(judgement, notes=(*judgement.notes, f"no golden: case {the_case!r} has none for "
+                                                           f"{target_env or '*'}/{target_platform or '*'} yet"))
+    reference = inputs.load_store_golden(store, the_case, target_env, target_platform)
+    case_policy, case_source = inputs.case_metrics(store.root, the_case)
+    policies = inputs.load_policies(policy, case_policy=case_policy, case_source=case_source)
+    all_notes = tuple(notes) + tuple(f"candidate: {n}" for n in run.notes) \
+        + tuple(f"reference: {n}" for n in reference.notes)
+    result = compare(reference.side, run.side, policies, force=force, case=the_case, env=reference.env,
+                     platform=reference.platform, notes=all_notes)
+    judgement = Judgement(result, the_case, reference.env, reference.platform)
+    return _staged(store, run, judgement) if stage and should_stage(result) else judgement
+
+
+def _staged(store: "GoldenStore", run: "Loaded", judgement: Judgement) -> Judgement:
+    """Stage the run for the judgement's target (outside CI); a refusal to stage is a note, never a
+    change of the verdict or the exit code."""
+    from .approve import stage_candidate
+
+    if judgement.env is None or judgement.platform is None or run.artifact is None:
+        return judgement
+    try:
+        staged = stage_candidate(store, run.artifact, judgement.env, judgement.platform, judgement.result)
+    except GoldenError as exc:
+        return replace(judgement, notes=(*judgement.notes, f"note: not staged for review: {exc}"))
+    if staged is None:  # CI: nothing is written
+        return judgement
+    return replace(judgement, staged=staged, notes=(
+        *judgement.notes, f"staged {staged.target} ({staged.run_id}) for review: golden review / golden approve"))
+
+
+def compare_operands(reference: "Loaded", candidate: "Loaded", *, store_root: Path | None, case: str | None = None,
+                     env: str | None = None, platform: str | None = None, policy: str | None = None,
+                     force: str | None = None, texts: Sequence[str] = ()) -> Judgement:
+    """``golden diff REF CAND``: two golden files, artifacts or versions, reference first. Never
+    staged. The resume check runs only when the candidate is a run (a golden's ``_2nd`` file comes
+    from another job and need not reproduce its phase 1 bit for bit)."""
+    from . import inputs
+    from .compare import compare
+
+    the_case = case or reference.case or candidate.case
+    case_policy, case_source = inputs.case_metrics(store_root, the_case)
+    notes = tuple(f"candidate: {n}" for n in candidate.notes) + tuple(f"reference: {n}" for n in reference.notes)
+    if case_policy is not None and case is None and texts \
+            and all(_loose_file_outside(text, loaded, case_source) for text, loaded in zip(texts, (reference, candidate))):
+        # Two golden files from elsewhere (a Megatron checkout) that merely share a case name with
+        # the store: that case's tolerances were set for its own goldens, not these.
+        notes += (f"policy: {case_source} not applied (the golden files are outside its case folder; "
+                  f"--case {the_case} applies it)",)
+        case_policy, case_source = None, None
+    policies = inputs.load_policies(policy, case_policy=case_policy, case_source=case_source)
+    run_candidate = candidate.artifact is not None
+    if not run_candidate and 2 in candidate.side.phases:
+        notes += ("resume check not run: the candidate is a golden, not a run",)
+    result = compare(reference.side, candidate.side, policies, force=force, case=the_case,
+                     env=env or reference.env or candidate.env,
+                     platform=platform or reference.platform or candidate.platform, notes=notes,
+                     check_resume=run_candidate)
+    return Judgement(result, the_case, result.env, result.platform)
+
+
+def _loose_file_outside(text: str, loaded: "Loaded", case_yaml: str | None) -> bool:
+    """An operand that is a plain golden file lying outside the folder of ``case_yaml``."""
+    from . import inputs
+
+    if loaded.artifact is not None or case_yaml is None or inputs.is_version_ref(text):
+        return False
+    return not Path(text).resolve().is_relative_to(Path(case_yaml).resolve().parent)
+
+
+def diff(targets: Sequence[str], *, store_root: Path | None, case: str | None = None, env: str | None = None,
+         platform: str | None = None, policy: str | None = None, force: str | None = None,
+         runs_dir: Path = Path("runs")) -> Judgement:
+    """What ``golden diff`` does with its operands: none (the newest run), one run (against the
+    store's golden, staged if failing), or two operands (reference first, never staged)."""
+    from . import inputs
+
+    if len(targets) > 2:
+        raise GoldenError(f"give at most two operands (REFERENCE CANDIDATE), got {len(targets)}")
+    inputs.load_policies(policy)  # a bad --policy is reported before any file is read
+    load = lambda text: inputs.load_operand(text, store_root=store_root, env=env, platform=platform,  # noqa: E731
+                                            runs_dir=runs_dir)
+    if len(targets) == 2:
+        return compare_operands(load(targets[0]), load(targets[1]), store_root=store_root, case=case, env=env,
+                                platform=platform, policy=policy, force=force, texts=targets)
+    run = load(targets[0]) if targets else inputs.load_file(inputs.newest_run(runs_dir, case))
+    if run.artifact is None:
+        raise FormatError("one operand must be a run (artifact.json or its folder); to compare two golden files "
+                          "give both", path=targets[0] if targets else None)
+    from .store import GoldenStore
+
+    return judge_run(GoldenStore(store_root), run, case=case, env=env, platform=platform, policy=policy,
+                     force=force)
+
+
+@dataclass(frozen=True)
+class Published:
+    """What ``publish`` wrote beside a run."""
+
+    result_file: Path
+    report_dir: Path
+
+
+def publish(judgement: Judgement, run_dir: Path, *, store_root: Path | None) -> Published | None:
+    """Keep what ``golden check`` decided beside the run: ``result.json`` and the reports in
+    ``report/`` (Markdown, HTML, JUnit, JSON). Nothing when there was no golden to judge by."""
+    import json
+
+    from reports.build import build_result_report
+    from reports.output import RESULT_FILES
+
+    from .atomic import atomic_write_text
+
+    if judgement.result is None:
+        return None
+    result_file = run_dir / "result.json"
+    atomic_write_text(result_file, json.dumps(judgement.result.to_json(), indent=2, allow_nan=False) + "\n")
+    written = build_result_report([run_dir], None, tuple(RESULT_FILES), store=store_root)
+    return Published(result_file, written.files[0].parent)
+
+
+def check_run(report: Any, *, store_root: Path | None, env: str | None = None, platform: str | None = None,
+              policy: str | None = None, force: str | None = None) -> tuple[Judgement, Published | None]:
+    """``golden check`` after its run: judge the run's artifact (staged if failing or without a
+    golden), then publish the result and reports beside it."""
+    from . import inputs
+    from .store import GoldenStore
+
+    run = inputs.load_artifact_side(report.artifact)
+    judgement = judge_run(GoldenStore(store_root), run, case=report.artifact.case, env=env, platform=platform,
+                          policy=policy, force=force)
+    return judgement, publish(judgement, report.artifact_path.parent, store_root=store_root)

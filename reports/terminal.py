@@ -1,0 +1,80 @@
+"""The terminal view of a comparison result (rich): what ``golden diff`` and ``golden check`` print.
+
+A renderer like the others in this package: ``result_table`` is the table of metrics,
+``result_lines`` the rich-markup lines printed under it (why, regime, resume check, drift, notes,
+the verdict). The CLI prints both on its console, whose width rules for terminals and logs live
+in ``goldens.cli.common``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from goldens.result import ComparisonResult, Verdict, full_precision
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.3g} %"
+
+
+STYLE = {Verdict.PASS: "green", Verdict.FAIL: "bold red", Verdict.MISSING: "red", Verdict.NEW: "cyan",
+         Verdict.SKIPPED: "dim"}
+
+
+def _rows(result: ComparisonResult) -> list[tuple[Any, str]]:
+    rows = [(m, "") for m in result.metric_verdicts()]
+    if result.resume is not None:
+        rows += [(m, "resume ") for m in result.resume.metrics]
+    return rows
+
+
+def result_table(result: ComparisonResult) -> Any:
+    """One row per metric verdict (the resume check's rows last)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    style = STYLE
+    where = "/".join(x for x in (result.env, result.platform) if x)
+    title = f"{result.case or ''} {where}".strip() or "golden diff"
+    table = Table(title=escape(title), title_justify="left")
+    for column in ("phase", "metric", "verdict", "failing", "worst step", "golden", "actual", "Δ%", "mean rel Δ"):
+        if column in ("metric", "verdict"):
+            table.add_column(column, justify="left", overflow="fold")
+        else:  # numbers: never split over lines; in a terminal too narrow for them, cut visibly (…)
+            table.add_column(column, justify="right", no_wrap=True, overflow="ellipsis")
+    for m, prefix in _rows(result):
+        verdict = f"[{style[m.verdict]}]{m.verdict.value}{'' if m.passed else ' ✗'}[/]"
+        failing = f"{m.failing_steps}/{m.allowed_failing_steps}/{m.total_steps}" if m.total_steps else "—"
+        table.add_row(f"{prefix}{m.phase}", escape(m.metric), verdict, failing,
+                      "—" if m.worst_step is None else str(m.worst_step), full_precision(m.golden_value),
+                      full_precision(m.actual_value), _pct(m.delta_pct),
+                      _pct(None if m.mean_rel_diff is None else 100.0 * m.mean_rel_diff))
+    return table
+
+
+def result_lines(result: ComparisonResult) -> list[str]:
+    """What is printed under the table, as rich markup (user data escaped)."""
+    from rich.markup import escape
+
+    style = STYLE
+    out = ["[dim]failing = failing/allowed/judged steps; Δ% at the worst step (summary: of the reduced values)[/]",
+           "why:"]
+    for m, prefix in _rows(result):
+        out.append(f"  {prefix}{m.phase} {escape(m.metric)}: [{style[m.verdict]}]{escape(m.explanation)}[/]"
+                   f"\n      [dim]rule: {escape(m.rule.text)}[/]")
+    fp = result.fingerprint
+    out.append(f"regime: {'exact' if fp.exact_applied else 'approx'} — {escape(fp.reason)}")
+    if result.resume is not None:
+        r = result.resume
+        out.append(f"resume check: [{style[r.verdict]}]{r.verdict.value}[/] — {escape(r.explanation)}")
+    drift = result.drift
+    lines = [f"metric added: {name}" for name in drift.metrics_added]
+    lines += [f"metric removed: {name}" for name in drift.metrics_removed]
+    lines += [f"grid of {g.metric!r} (phase {g.phase}): {dict(g.reference)} → {dict(g.candidate)}"
+              for g in drift.grid_changes]
+    lines += [f"argument {a.name} {a.change}: {a.reference!r} → {a.candidate!r}" for a in drift.arg_changes]
+    out += [f"drift: {escape(line)}" for line in lines]
+    out += [f"[yellow]note:[/] {escape(note)}" for note in (*drift.notes, *result.warnings)]
+    color = "green" if result.passed else "bold red"
+    out.append(f"[{color}]{result.verdict.value.upper()}[/] {escape(result.candidate)} vs "
+               f"{escape(result.reference)} (policy {escape(result.policy)})")
+    return out
