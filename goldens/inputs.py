@@ -205,6 +205,22 @@ def load_operand(text: str, *, store_root: Path | None, env: str | None, platfor
     return load_file(path)
 
 
+def load_run(text: str, runs_dir: Path = Path(RUNS_DIR), *, env: str | None = None,
+             platform: str | None = None) -> Loaded:
+    """A run operand: an artifact, its folder, a run id under ``runs_dir``, or a Megatron
+    golden_values file (with its ``_2nd`` pair) taken as a candidate run (``formats.megatron_run``;
+    ``env`` / ``platform`` override its file name's)."""
+    from .formats import read_run
+
+    path = _artifact_path(text, runs_dir)
+    if path is None:
+        raise FormatError("no such file, run folder or run id", path=text)
+    if parse_golden_filename(path) is None:
+        return load_file(path)  # an artifact, or the precise reason it is none
+    artifact = read_run(path, env=env, platform=platform)
+    return load_artifact_side(artifact, str(path))
+
+
 def newest_run(runs_dir: Path, case: str | None) -> Path:
     """The most recent ``runs/<id>/artifact.json`` (of ``case`` when given)."""
     if not runs_dir.is_dir():

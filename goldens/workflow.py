@@ -148,8 +148,9 @@ def _loose_file_outside(text: str, loaded: "Loaded", case_yaml: str | None) -> b
 def diff(targets: Sequence[str], *, store_root: Path | None, case: str | None = None, env: str | None = None,
          platform: str | None = None, policy: str | None = None, force: str | None = None,
          runs_dir: Path = Path("runs")) -> Judgement:
-    """What ``golden diff`` does with its operands: none (the newest run), one run (against the
-    store's golden, staged if failing), or two operands (reference first, never staged)."""
+    """What ``golden diff`` does with its operands: none (the newest run), one run — an artifact, a
+    run folder or id, or a golden_values file as Megatron's CI writes it — against the store's
+    golden (staged if failing), or two operands (reference first, never staged)."""
     from . import inputs
 
     if len(targets) > 2:
@@ -160,7 +161,10 @@ def diff(targets: Sequence[str], *, store_root: Path | None, case: str | None = 
     if len(targets) == 2:
         return compare_operands(load(targets[0]), load(targets[1]), store_root=store_root, case=case, env=env,
                                 platform=platform, policy=policy, force=force, texts=targets)
-    run = load(targets[0]) if targets else inputs.load_file(inputs.newest_run(runs_dir, case))
+    if targets and inputs.is_version_ref(targets[0]):
+        raise FormatError("a version is a golden, not a run: give a second operand to compare it with",
+                          path=targets[0])
+    run = inputs.load_run(targets[0], runs_dir, env=env, platform=platform) if targets else inputs.load_file(inputs.newest_run(runs_dir, case))
     if run.artifact is None:
         raise FormatError("one operand must be a run (artifact.json or its folder); to compare two golden files "
                           "give both", path=targets[0] if targets else None)

@@ -325,8 +325,8 @@ def test_usage_errors_are_exit_2(tmp_path):
     assert golden(str(a), str(a), str(a)).exit_code == 2
     assert golden(str(a), str(a), "--format", "xml").exit_code == 2
     assert golden(str(tmp_path / "nope.json"), str(a)).exit_code == 2
-    out = golden(str(a), "--store", str(tmp_path))
-    assert out.exit_code == 2 and "must be a run" in out.stderr
+    out = golden("a@v1", "--store", str(tmp_path))
+    assert out.exit_code == 2 and "a version is a golden, not a run" in out.stderr
     out = golden("../etc@v1", str(a), "--store", str(tmp_path))
     assert out.exit_code == 2
 

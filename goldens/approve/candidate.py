@@ -148,8 +148,8 @@ def stage_candidate(store: "GoldenStore", artifact: Artifact | str | Path, env: 
     if in_ci(ci):
         return None
     if not isinstance(artifact, Artifact):
-        from ..formats import read_artifact
-        artifact = read_artifact(artifact)
+        from ..formats import read_run
+        artifact = read_run(artifact, env=env, platform=platform)
     if not artifact.source:
         raise GoldenError(f"run {artifact.run_id!r}: the artifact has no file to point the candidate at")
     verdict, metrics = _summarise(result)

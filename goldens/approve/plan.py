@@ -148,10 +148,10 @@ def goldens_at(store: "GoldenStore", case: str, version: int) -> dict[GoldenKey,
 
 def plan_accept(store: "GoldenStore", candidate: Candidate, selection: Selection = Selection()) -> Plan | None:
     """Every check, then the new golden sets; ``None`` when the selection picks nothing."""
-    from ..formats import read_artifact
+    from ..formats import read_run
 
     try:
-        artifact = read_artifact(candidate.artifact)
+        artifact = read_run(candidate.artifact, env=candidate.env, platform=candidate.platform)
     except FormatError as exc:
         raise ApprovalRefused(f"{candidate.target}: cannot read run {candidate.run_id!r}: {exc}") from None
     check_run(artifact, candidate)

@@ -29,7 +29,7 @@ CASE_DEFINITIONS = ("case.yaml", "model_config.yaml")  # ours, and a Megatron ch
 
 
 def prune_check(store: "GoldenStore") -> PruneReport:
-    from ..formats import read_artifact
+    from ..formats import read_run
 
     orphans = []
     for case in store.cases():
@@ -45,7 +45,7 @@ def prune_check(store: "GoldenStore") -> PruneReport:
             stale.append((path, f"unreadable: {exc.reason}"))
             continue
         try:
-            artifact = read_artifact(candidate.artifact)
+            artifact = read_run(candidate.artifact, env=candidate.env, platform=candidate.platform)
         except FormatError:
             stale.append((path, f"run {candidate.run_id!r} is gone ({candidate.artifact})"))
             continue

@@ -41,10 +41,10 @@ def candidate_view(store: "GoldenStore", candidate: Candidate, selection: Select
     """Everything the review screen shows; a refusal found now is shown, not raised."""
     import numpy as np
 
-    from ..formats import read_artifact
+    from ..formats import read_run
 
     try:
-        artifact = read_artifact(candidate.artifact)
+        artifact = read_run(candidate.artifact, env=candidate.env, platform=candidate.platform)
     except FormatError as exc:
         return CandidateView(candidate=candidate, metrics=(), problem=str(exc))
     problem = None

@@ -1,5 +1,6 @@
-"""Which run an approval acts on: an artifact path, a run folder, or a run id under ``runs/`` —
-and the candidate(s) for it (the staged one, with its base version, or one made now)."""
+"""Which run an approval acts on: an artifact path, a run folder, a run id under ``runs/``, or a
+golden_values file as Megatron's CI writes it — and the candidate(s) for it (the staged one, with
+its base version, or one made now)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,12 +17,13 @@ if TYPE_CHECKING:
 
 
 def resolve_run(run: str | Path, runs_dir: str | Path = "runs") -> Path:
-    """A run given as artifact.json, its directory, or a run id under ``runs_dir``."""
+    """A run given as artifact.json, its directory, a Megatron golden_values file, or a run id under
+    ``runs_dir``."""
     path = Path(run)
     for candidate in (path, path / "artifact.json", Path(runs_dir) / str(run) / "artifact.json"):
         if candidate.is_file():
             return candidate.resolve()
-    raise GoldenError(f"no run {str(run)!r}: expected an artifact.json, a run directory, "
+    raise GoldenError(f"no run {str(run)!r}: expected an artifact.json, a run directory, a golden_values file "
                       f"or a run id under {runs_dir}/")
 
 
@@ -37,10 +39,10 @@ def candidates_for_run(store: "GoldenStore", run: str | Path, *, case: str | Non
                        runs_dir: str | Path = "runs") -> list[Candidate]:
     """The candidate(s) for one run: its staged candidate if there is one (with the staged
     base version), else one made now for the target given or declared by the run."""
-    from ..formats import read_artifact
+    from ..formats import read_run
 
     path = resolve_run(run, runs_dir)
-    artifact = read_artifact(path)
+    artifact = read_run(path, env=env, platform=platform)
     if case is not None and check_name(case) != artifact.case:
         raise ApprovalRefused(f"run {artifact.run_id!r} is of case {artifact.case!r}, not {case!r}")
     staged = [c for c in list_pending(store, case=artifact.case, env=env, platform=platform)
