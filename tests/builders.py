@@ -130,10 +130,10 @@ def write_run(runs: Path, case: str, run_id: str, metrics: Mapping[str, Values],
 
 def make_store(root: Path, cases: tuple[str, ...] = ("tiny",), *,
                case_yaml: str = "description: synthetic case {case}\n") -> GoldenStore:
-    """A store at ``root`` with a folder and a case.yaml (``case_yaml``, {case} filled in) per case."""
+    """A store at ``root`` with a folder and a case.yaml (``case_yaml``, its ``{case}`` the case's name) per case."""
     for case in cases:
         (root / case).mkdir(parents=True, exist_ok=True)
-        (root / case / "case.yaml").write_text(case_yaml.format(case=case))
+        (root / case / "case.yaml").write_text(case_yaml.replace("{case}", case))
     return GoldenStore(root)
 
 
@@ -230,6 +230,9 @@ def git_store(tmp_path: Path, *revisions: dict) -> Path:
 # ---------------------------------------------------------------- results for the report tests
 # Real ``goldens.result`` objects, no engine needed; the numbers are chosen so each test can
 # state its expectations by hand.
+
+HOSTILE = "<script>alert(1)</script>"
+"""A name a report must show as text, never run."""
 
 APPROX_5PCT = Rule("approx", {"rtol": 0.05, "atol": 0.0, "direction": "both"},
                    "approx |a-g| <= 0.05*|g| per step, <= 0 failing steps")

@@ -15,8 +15,7 @@ from reports.html import result_html
 from reports.json_report import result_json, results_from_json
 from reports.junit import result_junit
 from reports.markdown import result_markdown
-from tests.test_report_html import parse
-from tests.test_report_markdown import tables
+from tests.builders import markdown_tables, parse_html
 
 STEPS = np.arange(1, 41)
 
@@ -48,13 +47,13 @@ def test_all_formats_render_an_engine_result():
     report = Report.of(result)
 
     markdown = result_markdown(report)
-    metric_rows = {row[0]: row for t in tables(markdown) if t[0][0] == "metric" for row in t[2:]}
+    metric_rows = {row[0]: row for t in markdown_tables(markdown) if t[0][0] == "metric" for row in t[2:]}
     assert set(metric_rows) == {"lm loss", "num-zeros", "iteration-time"}
     assert metric_rows["lm loss"][2] == "❌ fail" and metric_rows["lm loss"][4] == "30"
     assert metric_rows["lm loss"][3] == "1 / 40 (allowed 0)"
     assert metric_rows["lm loss"][6] == "+20%"
 
-    page = parse(result_html(report))
+    page = parse_html(result_html(report))
     with_steps = [m for m in result.metric_verdicts() if m.steps is not None and len(m.steps)]
     assert len(page.figures) == len(result.metric_verdicts())
     assert sum(f["svg"] for f in page.figures) == len(with_steps) == 3
