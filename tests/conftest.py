@@ -1,9 +1,12 @@
-"""Fixtures shared by the whole suite."""
+"""Fixtures shared by the whole suite; the builders they use are in tests/builders.py."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+
+from goldens.store import GoldenStore
+from tests.builders import LOSS, ZEROS, make_store, seed
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -16,3 +19,19 @@ def megatron_fixtures() -> Path:
     if not MEGATRON_FIXTURES.is_dir():
         pytest.skip(f"{MEGATRON_FIXTURES} is absent: real-Megatron fixture tests are extra")
     return MEGATRON_FIXTURES
+
+
+@pytest.fixture
+def store(tmp_path) -> GoldenStore:
+    """The synthetic store: cases ``tiny`` and ``other`` in tmp_path/cases; ``tiny`` holds a dev/cpu
+    golden of LOSS and ZEROS under fingerprint fp-seed (so a run from ``write_run``, fp-1 by default,
+    is judged in the approx regime); ``other`` has no golden yet."""
+    made = make_store(tmp_path / "cases", ("tiny", "other"))
+    seed(made, "tiny", {"lm loss": LOSS, "num-zeros": ZEROS})
+    return made
+
+
+@pytest.fixture
+def runs(tmp_path) -> Path:
+    """Where the tests' runs go (``write_run`` makes it): tmp_path/runs."""
+    return tmp_path / "runs"

@@ -17,7 +17,7 @@ from goldens.formats import read_artifact, read_golden
 from goldens.model import GoldenKey
 from goldens.policy import preset
 from goldens.store import GoldenStore
-from tests.approve_helpers import LOSS, ZEROS, make_store, seed, shifted, tree_bytes, write_run
+from tests.builders import LOSS, ZEROS, ScriptedIO, seed, shifted, tree_bytes, write_run
 
 KEY = GoldenKey("tiny", "dev", "cpu", 1)
 
@@ -25,18 +25,6 @@ KEY = GoldenKey("tiny", "dev", "cpu", 1)
 @pytest.fixture(autouse=True)
 def not_in_ci(monkeypatch):
     monkeypatch.delenv("CI", raising=False)
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = make_store(tmp_path / "cases", ("tiny", "other"))
-    seed(s, "tiny", {"lm loss": LOSS, "num-zeros": ZEROS})
-    return s
-
-
-@pytest.fixture
-def runs(tmp_path):
-    return tmp_path / "runs"
 
 
 def diff_result(store, artifact_path):
@@ -370,27 +358,6 @@ def test_prune_finds_orphan_goldens_and_candidates_without_a_run(store, runs):
 
 
 # ---------------------------------------------------------------- review
-
-class ScriptedIO:
-    def __init__(self, keys, reasons=("scripted reason",)):
-        self.keys, self.reasons = list(keys), list(reasons)
-        self.shown, self.notes, self.reasons_asked = [], [], 0
-
-    def show(self, view, index, total):
-        self.shown.append((view.candidate.target, index, total, view))
-
-    def key(self):
-        if not self.keys:
-            raise EOFError
-        return self.keys.pop(0)
-
-    def reason(self):
-        self.reasons_asked += 1
-        return self.reasons.pop(0) if self.reasons else None
-
-    def note(self, message):
-        self.notes.append(message)
-
 
 def _three_candidates(store, runs):
     store_cases = ("tiny", "other")

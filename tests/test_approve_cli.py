@@ -12,11 +12,10 @@ from typer.testing import CliRunner
 from goldens import approve
 from goldens.cli import approve as approve_command
 from goldens.cli import app
-from goldens.formats import dumps_artifact, read_golden
-from goldens.model import Artifact, GoldenKey, GoldenSet, MetricSeries, Phase
+from goldens.formats import read_golden
+from goldens.model import GoldenKey, GoldenSet, MetricSeries
 from goldens.store import GoldenStore
-from tests.approve_helpers import LOSS, ZEROS, make_store, seed, shifted, tree_bytes, write_run
-from tests.test_approve import ScriptedIO
+from tests.builders import LOSS, ZEROS, ScriptedIO, make_store, seed, shifted, tree_bytes, write_run
 
 
 @pytest.fixture(autouse=True)
@@ -30,11 +29,10 @@ def golden(*args: str, env: dict | None = None):
 
 
 @pytest.fixture
-def world(tmp_path):
-    store = make_store(tmp_path / "cases", ("tiny", "other"))
-    seed(store, "tiny", {"lm loss": LOSS, "num-zeros": ZEROS})
+def world(store, runs):
+    """conftest's store with a golden for case other too, and where the runs go."""
     seed(store, "other", {"lm loss": LOSS})
-    return store, tmp_path / "runs"
+    return store, runs
 
 
 def diff_and_stage(store: GoldenStore, run: Path) -> int:
@@ -261,16 +259,11 @@ def _megatron_checkout(root: Path) -> Path:
 
 
 def _megatron_run(runs: Path, golden: GoldenSet, run_id: str, factor: float, case: str = "bert_tiny") -> Path:
+    """A dev/dgx_h100 run of ``golden`` scaled by ``factor``, on its grid; provenance: fingerprint, env, platform."""
     metrics = {name: MetricSeries(name, s.steps, s.values * factor, s.start_step, s.end_step, s.step_interval)
                for name, s in golden.metrics.items()}
-    steps = next(iter(metrics.values())).steps
-    artifact = Artifact(case=case, run_id=run_id, status="complete",
-                        provenance={"fingerprint": "fp-h100", "env": "dev", "platform": "dgx_h100"},
-                        phases={1: Phase(1, metrics, int(steps[0]), int(steps[-1]))})
-    path = runs / run_id / "artifact.json"
-    path.parent.mkdir(parents=True)
-    path.write_text(dumps_artifact(artifact))
-    return path
+    return write_run(runs, case, run_id, metrics, platform="dgx_h100", fingerprint="fp-h100",
+                     provenance={"created": None, "device": None})
 
 
 def test_approving_into_a_megatron_checkout_updates_its_file_in_place(tmp_path):

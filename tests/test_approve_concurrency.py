@@ -12,7 +12,7 @@ import pytest
 from goldens import approve
 from goldens.model import GoldenKey
 from goldens.store import GoldenStore
-from tests.approve_helpers import LOSS, ZEROS, make_store, seed, shifted, write_run
+from tests.builders import LOSS, ZEROS, make_store, seed, shifted, write_run
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("lm loss", "num-zeros", "mem-allocated-bytes", "mem-max-allocated-bytes")
@@ -28,7 +28,7 @@ def race(tmp_path: Path, commands: list[list[str]]) -> list[subprocess.Completed
     go = tmp_path / "go"
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "GOLDEN_STORE")}
     env["PYTHONPATH"] = str(REPO)
-    procs = [subprocess.Popen([sys.executable, "-c", "import sys; from tests.approve_helpers import cli_worker; "
+    procs = [subprocess.Popen([sys.executable, "-c", "import sys; from tests.builders import cli_worker; "
                                                      "cli_worker(*sys.argv[1:])", str(go), *args],
                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for args in commands]

@@ -14,10 +14,11 @@ import pytest
 from typer.testing import CliRunner
 
 from goldens.cli import app
-from goldens.formats import dumps_artifact, dumps_golden
-from goldens.model import Artifact, GoldenKey, GoldenSet, MetricSeries, Phase
+from goldens.formats import dumps_golden
+from goldens.model import GoldenKey
 from goldens.result import ComparisonResult, Verdict
 from goldens.store import GoldenStore
+from tests.builders import golden_set, make_store, seed, series, write_run
 
 STEPS = np.arange(1, 21)
 LOSS = 10.0 - 0.25 * STEPS + 1e-9 * STEPS ** 2  # values with many significant digits
@@ -34,44 +35,31 @@ def golden(*args: str):
     return CliRunner().invoke(app, ["diff", *args])
 
 
-def series(name, values, steps=STEPS):
-    return MetricSeries(name, np.asarray(steps), np.asarray(values, float), int(steps[0]), int(steps[-1]), 1)
-
-
 def write_golden(path: Path, loss=LOSS, zeros=ZEROS) -> Path:
+    """A golden file of lm loss and num-zeros over steps 1..20."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dumps_golden(GoldenSet({"lm loss": series("lm loss", loss),
-                                            "num-zeros": series("num-zeros", zeros)})))
+    path.write_text(dumps_golden(golden_set({"lm loss": loss, "num-zeros": zeros})))
     return path
 
 
-def write_run(runs: Path, run_id: str, loss=LOSS, zeros=ZEROS, *, case="tiny", fingerprint="fp-1",
-              phase2=None, args=None) -> Path:
-    prov = {"fingerprint": fingerprint, "env": "dev", "platform": "cpu", "device": "cpu"}
-    if args is not None:
-        prov["model_args"] = args
-    phases = {1: Phase(1, {"lm loss": series("lm loss", loss), "num-zeros": series("num-zeros", zeros)}, 1, 20)}
-    if phase2 is not None:
-        steps = np.arange(11, 21)
-        phases[2] = Phase(2, {"lm loss": series("lm loss", phase2, steps)}, 11, 20, 10)
-    art = Artifact(case, run_id, "complete", prov, phases)
-    path = runs / run_id / "artifact.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dumps_artifact(art))
-    return path
+def write_loss_run(runs: Path, run_id: str, loss=LOSS, zeros=ZEROS, *, case="tiny", fingerprint="fp-1",
+                   phase2=None, args=None) -> Path:
+    """A dev/cpu run of lm loss and num-zeros over steps 1..20; ``phase2``: its lm loss resumed after step 10."""
+    return write_run(runs, case, run_id, {"lm loss": loss, "num-zeros": zeros}, fingerprint=fingerprint,
+                     phase2=None if phase2 is None else {"lm loss": series("lm loss", np.arange(11, 21), phase2,
+                                                                           grid=True)},
+                     resumed_from=None if phase2 is None else 10,
+                     provenance={"created": None, **({} if args is None else {"model_args": args})})
 
 
 @pytest.fixture
-def store(tmp_path):
-    root = tmp_path / "cases"
-    (root / "tiny").mkdir(parents=True)
-    (root / "tiny" / "case.yaml").write_text("description: tiny\n")
-    s = GoldenStore(root)
-    s.write("tiny", {GoldenKey("tiny", "dev", "cpu", 1): GoldenSet({"lm loss": series("lm loss", LOSS),
-                                                                      "num-zeros": series("num-zeros", ZEROS)})},
-            approver="t", reason="seed", fingerprint="fp-1",
-            provenance={"fingerprint": "fp-1", "model_args": {"--hidden-size": 64}})
-    return s
+def fp1_store(tmp_path) -> GoldenStore:
+    """Unlike conftest's ``store``: case tiny alone, its golden under fingerprint fp-1, the one
+    ``write_loss_run`` gives a run by default (so the exact regime), and with model arguments."""
+    made = make_store(tmp_path / "cases", ("tiny",), case_yaml="description: {case}\n")
+    seed(made, "tiny", {"lm loss": LOSS, "num-zeros": ZEROS}, approver="t", reason="seed", source_run_id=None,
+         fingerprint="fp-1", provenance={"fingerprint": "fp-1", "model_args": {"--hidden-size": 64}})
+    return made
 
 
 # ---------------------------------------------------------------- two golden files
@@ -122,72 +110,72 @@ def test_md_format(tmp_path):
 
 # ---------------------------------------------------------------- a run against the store
 
-def test_run_against_its_store_golden(tmp_path, store):
-    run = write_run(tmp_path / "runs", "r1")
-    out = golden(str(run), "--store", str(store.root), "--format", "json")
+def test_run_against_its_store_golden(tmp_path, fp1_store):
+    run = write_loss_run(tmp_path / "runs", "r1")
+    out = golden(str(run), "--store", str(fp1_store.root), "--format", "json")
     assert out.exit_code == 0, out.output
     result = ComparisonResult.from_json(json.loads(out.stdout))
     assert (result.case, result.env, result.platform) == ("tiny", "dev", "cpu")
     assert result.exact_applied and result.fingerprint.reason == "fingerprints equal"
 
 
-def test_run_folder_and_run_id_and_newest_run(tmp_path, store, monkeypatch):
-    write_run(tmp_path / "runs", "r1")
-    run2 = write_run(tmp_path / "runs", "r2", loss=LOSS * 1.2)
+def test_run_folder_and_run_id_and_newest_run(tmp_path, fp1_store, monkeypatch):
+    write_loss_run(tmp_path / "runs", "r1")
+    run2 = write_loss_run(tmp_path / "runs", "r2", loss=LOSS * 1.2)
     os.utime(run2, (2e9, 2e9))
     monkeypatch.chdir(tmp_path)
-    assert golden(str(tmp_path / "runs" / "r1"), "--store", str(store.root)).exit_code == 0
-    assert golden("r1", "--store", str(store.root)).exit_code == 0
-    assert golden("--store", str(store.root)).exit_code == 1  # newest: r2, 20 % off
+    assert golden(str(tmp_path / "runs" / "r1"), "--store", str(fp1_store.root)).exit_code == 0
+    assert golden("r1", "--store", str(fp1_store.root)).exit_code == 0
+    assert golden("--store", str(fp1_store.root)).exit_code == 1  # newest: r2, 20 % off
 
 
-def test_exact_regime_by_fingerprint_and_forced(tmp_path, store):
+def test_exact_regime_by_fingerprint_and_forced(tmp_path, fp1_store):
     ulp = LOSS.copy()
     ulp[3] = np.nextafter(ulp[3], 100.0)
-    same = write_run(tmp_path / "runs", "same", loss=ulp, fingerprint="fp-1")
-    other = write_run(tmp_path / "runs", "other", loss=ulp, fingerprint="fp-2")
-    s = str(store.root)
+    same = write_loss_run(tmp_path / "runs", "same", loss=ulp, fingerprint="fp-1")
+    other = write_loss_run(tmp_path / "runs", "other", loss=ulp, fingerprint="fp-2")
+    s = str(fp1_store.root)
     assert golden(str(same), "--store", s).exit_code == 1       # equal fingerprints: bit-exact
     assert golden(str(same), "--store", s, "--approx").exit_code == 0
     assert golden(str(other), "--store", s).exit_code == 0      # different fingerprints: 5 %
     assert golden(str(other), "--store", s, "--exact").exit_code == 1
 
 
-def test_resume_divergence_fails_with_its_own_verdict(tmp_path, store):
+def test_resume_divergence_fails_with_its_own_verdict(tmp_path, fp1_store):
     bad = LOSS[10:].copy()
     bad[4] += 1e-6
-    run = write_run(tmp_path / "runs", "resumed", phase2=bad, fingerprint="fp-2")
-    out = golden(str(run), "--store", str(store.root), "--format", "json")
+    run = write_loss_run(tmp_path / "runs", "resumed", phase2=bad, fingerprint="fp-2")
+    out = golden(str(run), "--store", str(fp1_store.root), "--format", "json")
     assert out.exit_code == 1
     result = ComparisonResult.from_json(json.loads(out.stdout))
     assert all(p.verdict == Verdict.PASS for p in result.phases)
     assert result.resume.verdict == Verdict.FAIL and result.resume.metrics[0].worst_step == 15
-    table = golden(str(run), "--store", str(store.root))
+    table = golden(str(run), "--store", str(fp1_store.root))
     assert "resume check: fail" in table.stdout
 
 
-def test_model_argument_drift_is_shown(tmp_path, store):
-    run = write_run(tmp_path / "runs", "wider", args={"--hidden-size": 128})
-    out = golden(str(run), "--store", str(store.root))
+def test_model_argument_drift_is_shown(tmp_path, fp1_store):
+    run = write_loss_run(tmp_path / "runs", "wider", args={"--hidden-size": 128})
+    out = golden(str(run), "--store", str(fp1_store.root))
     assert out.exit_code == 0
     assert "argument --hidden-size changed: 64 → 128" in " ".join(out.stdout.split())
 
 
-def test_env_platform_the_store_lacks_is_exit_2(tmp_path, store):
-    run = write_run(tmp_path / "runs", "r1")
-    out = golden(str(run), "--store", str(store.root), "--env", "lts")
+def test_env_platform_the_store_lacks_is_exit_2(tmp_path, fp1_store):
+    run = write_loss_run(tmp_path / "runs", "r1")
+    out = golden(str(run), "--store", str(fp1_store.root), "--env", "lts")
     assert out.exit_code == 1  # no golden for that target yet: a difference, not an input error
-    out = golden(str(run), "--store", str(store.root), "--case", "nope")
+    out = golden(str(run), "--store", str(fp1_store.root), "--case", "nope")
     assert out.exit_code == 2 and "unknown case 'nope'" in out.stderr
 
 
 # ---------------------------------------------------------------- versions
 
-def test_two_versions_of_a_case(tmp_path, store):
-    store.write("tiny", {GoldenKey("tiny", "dev", "cpu", 1): GoldenSet({"lm loss": series("lm loss", LOSS * 1.5),
-                                                                         "num-zeros": series("num-zeros", ZEROS)})},
-                approver="t", reason="new", fingerprint="fp-9", provenance={"fingerprint": "fp-9"})
-    s = str(store.root)
+def test_two_versions_of_a_case(tmp_path, fp1_store):
+    fp1_store.write("tiny", {GoldenKey("tiny", "dev", "cpu", 1): golden_set({"lm loss": LOSS * 1.5,
+                                                                             "num-zeros": ZEROS})},
+                    approver="t", reason="new", fingerprint="fp-9", provenance={"fingerprint": "fp-9"})
+    s = str(fp1_store.root)
     out = golden("tiny@v1", "tiny@v2", "--store", s, "--format", "json")
     assert out.exit_code == 1
     result = ComparisonResult.from_json(json.loads(out.stdout))
@@ -199,15 +187,15 @@ def test_two_versions_of_a_case(tmp_path, store):
 
 
 
-def test_two_golden_versions_of_a_resume_case_are_not_held_to_the_resume_check(tmp_path, store):
+def test_two_golden_versions_of_a_resume_case_are_not_held_to_the_resume_check(tmp_path, fp1_store):
     # Megatron's _2nd golden comes from another job than phase 1: at the shared steps 11..20 it
     # differs in the last digits. That is no regression between two golden versions.
     second = np.where(STEPS > 10, LOSS * (1 + 1e-6), np.nan)
-    pair = {GoldenKey("tiny", "dev", "cpu", 1): GoldenSet({"lm loss": series("lm loss", LOSS)}),
-            GoldenKey("tiny", "dev", "cpu", 2): GoldenSet({"lm loss": series("lm loss", second)})}
-    store.write("tiny", pair, approver="t", reason="resume goldens", fingerprint="fp-1", provenance={})
-    store.write("tiny", pair, approver="t", reason="same again", fingerprint="fp-1", provenance={})
-    out = golden("tiny@v2", "tiny@v3", "--store", str(store.root), "--format", "json")
+    pair = {GoldenKey("tiny", "dev", "cpu", 1): golden_set({"lm loss": LOSS}),
+            GoldenKey("tiny", "dev", "cpu", 2): golden_set({"lm loss": second})}
+    fp1_store.write("tiny", pair, approver="t", reason="resume goldens", fingerprint="fp-1", provenance={})
+    fp1_store.write("tiny", pair, approver="t", reason="same again", fingerprint="fp-1", provenance={})
+    out = golden("tiny@v2", "tiny@v3", "--store", str(fp1_store.root), "--format", "json")
     result = ComparisonResult.from_json(json.loads(out.stdout))
     assert out.exit_code == 0 and result.resume is None
     assert "resume check not run: the candidate is a golden, not a run" in result.warnings
@@ -217,36 +205,36 @@ def test_two_golden_versions_of_a_resume_case_are_not_held_to_the_resume_check(t
 
 def test_saved_copies_with_a_prefix_keep_env_platform_and_phase(tmp_path):
     # A maintainer saves two revisions side by side: git show REV:path > REV_golden_values_….json
-    time = series("iteration-time", 1.0 + 0.0 * STEPS)
-    slower = series("iteration-time", 1.5 + 0.0 * STEPS)  # +50 %: out of the step-time rule
+    time = 1.0 + 0.0 * STEPS
+    slower = 1.5 + 0.0 * STEPS  # +50 %: out of the step-time rule
     old, new = tmp_path / "ad2ab2ca12_golden_values_dev_dgx_h100.json", tmp_path / "f5b2ec0130_golden_values_dev_dgx_h100.json"
-    old.write_text(dumps_golden(GoldenSet({"lm loss": series("lm loss", LOSS), "iteration-time": time})))
-    new.write_text(dumps_golden(GoldenSet({"lm loss": series("lm loss", LOSS), "iteration-time": slower})))
+    old.write_text(dumps_golden(golden_set({"lm loss": LOSS, "iteration-time": time})))
+    new.write_text(dumps_golden(golden_set({"lm loss": LOSS, "iteration-time": slower})))
     out = golden(str(old), str(new), "--format", "json")
     result = ComparisonResult.from_json(json.loads(out.stdout))
     assert (result.env, result.platform) == ("dev", "dgx_h100")
     timing = result.phases[0].metrics[1]
     assert timing.verdict == Verdict.FAIL and out.exit_code == 1  # same platform: judged, not "unknown"
     second = tmp_path / "f5b2ec0130_golden_values_dev_dgx_h100_2nd.json"
-    second.write_text(dumps_golden(GoldenSet({"lm loss": series("lm loss", LOSS)})))
+    second.write_text(dumps_golden(golden_set({"lm loss": LOSS})))
     both_second = ComparisonResult.from_json(json.loads(golden(str(second), str(second), "--format", "json").stdout))
     assert [p.phase for p in both_second.phases] == [2]
 
 
 
-def test_loose_golden_files_sharing_a_case_name_do_not_take_that_cases_tolerances(tmp_path, store):
+def test_loose_golden_files_sharing_a_case_name_do_not_take_that_cases_tolerances(tmp_path, fp1_store):
     # Megatron's own files of a case the store also holds (its own, much looser, case.yaml):
     # +10 % loss fails under the default 5 %, passes under the store case's 20 %.
-    (store.root / "tiny" / "case.yaml").write_text("metrics:\n  lm loss: {mode: approx, rtol: 0.2}\n")
+    (fp1_store.root / "tiny" / "case.yaml").write_text("metrics:\n  lm loss: {mode: approx, rtol: 0.2}\n")
     ref = write_golden(tmp_path / "megatron" / "tiny" / "golden_values_dev_dgx_h100.json")
     cand = write_golden(tmp_path / "megatron2" / "tiny" / "golden_values_dev_dgx_h100.json", loss=LOSS * 1.1)
-    s = str(store.root)
+    s = str(fp1_store.root)
     loose = golden(str(ref), str(cand), "--store", s, "--format", "json")
     assert loose.exit_code == 1
     warnings = ComparisonResult.from_json(json.loads(loose.stdout)).warnings
     assert any("case.yaml not applied" in w and "--case tiny" in w for w in warnings)
     assert golden(str(ref), str(cand), "--store", s, "--case", "tiny").exit_code == 0  # asked for: applied
-    inside = write_golden(store.root / "tiny" / "golden_values_dev_dgx_h100.json", loss=LOSS * 1.1)
+    inside = write_golden(fp1_store.root / "tiny" / "golden_values_dev_dgx_h100.json", loss=LOSS * 1.1)
     assert golden(str(ref), str(inside), "--store", s).exit_code == 0  # a store file: its case applies
 
 
@@ -293,13 +281,13 @@ def test_policy_exponent_without_a_dot_says_how_to_write_it(tmp_path):
     assert out.exit_code == 2 and out.stderr.endswith("key 'rtol': Input should be a valid number\n")
 
 
-def test_case_yaml_metrics_section_applies_and_bad_one_is_exit_2(tmp_path, store):
-    run = write_run(tmp_path / "runs", "r1", loss=LOSS * 1.1, fingerprint="fp-2")
-    s = str(store.root)
+def test_case_yaml_metrics_section_applies_and_bad_one_is_exit_2(tmp_path, fp1_store):
+    run = write_loss_run(tmp_path / "runs", "r1", loss=LOSS * 1.1, fingerprint="fp-2")
+    s = str(fp1_store.root)
     assert golden(str(run), "--store", s).exit_code == 1
-    (store.root / "tiny" / "case.yaml").write_text("metrics:\n  lm loss: {rtol: 0.2}\n")
+    (fp1_store.root / "tiny" / "case.yaml").write_text("metrics:\n  lm loss: {rtol: 0.2}\n")
     assert golden(str(run), "--store", s).exit_code == 0
-    (store.root / "tiny" / "case.yaml").write_text("metrics:\n  lm loss: {direction: up}\n")
+    (fp1_store.root / "tiny" / "case.yaml").write_text("metrics:\n  lm loss: {direction: up}\n")
     out = golden(str(run), "--store", s)
     assert out.exit_code == 2 and "key 'direction'" in out.stderr and "case.yaml" in out.stderr
 
@@ -331,12 +319,12 @@ def test_usage_errors_are_exit_2(tmp_path):
     assert out.exit_code == 2
 
 
-def test_no_golden_yet_stages_the_run_outside_ci(tmp_path, store, monkeypatch):
+def test_no_golden_yet_stages_the_run_outside_ci(tmp_path, fp1_store, monkeypatch):
     monkeypatch.delenv("CI")
-    run = write_run(tmp_path / "runs", "r1", loss=LOSS * 1.3, fingerprint="fp-2")
-    out = golden(str(run), "--store", str(store.root))
+    run = write_loss_run(tmp_path / "runs", "r1", loss=LOSS * 1.3, fingerprint="fp-2")
+    out = golden(str(run), "--store", str(fp1_store.root))
     assert out.exit_code == 1 and "staged tiny dev/cpu" in out.stderr
-    assert (store.root / ".pending" / "tiny" / "dev_cpu.json").is_file()
+    assert (fp1_store.root / ".pending" / "tiny" / "dev_cpu.json").is_file()
 
 
 def test_module_imports_only_typer():
@@ -348,22 +336,22 @@ def test_module_imports_only_typer():
 
 
 def test_two_artifacts_compare_with_their_fingerprints(tmp_path):
-    a = write_run(tmp_path / "runs", "a", fingerprint="fp-x")
-    b = write_run(tmp_path / "runs", "b", fingerprint="fp-x")
+    a = write_loss_run(tmp_path / "runs", "a", fingerprint="fp-x")
+    b = write_loss_run(tmp_path / "runs", "b", fingerprint="fp-x")
     out = golden(str(a), str(b), "--format", "json")
     assert out.exit_code == 0
     result = ComparisonResult.from_json(json.loads(out.stdout))
     assert result.exact_applied and result.case == "tiny"
 
 
-def test_a_failed_run_is_compared_and_says_so(tmp_path, store):
-    path = write_run(tmp_path / "runs", "died")
+def test_a_failed_run_is_compared_and_says_so(tmp_path, fp1_store):
+    path = write_loss_run(tmp_path / "runs", "died")
     doc = json.loads(path.read_text())
     doc["status"], doc["error"] = "failed", "rank 3 died"
     for m in doc["phases"]["1"]["metrics"].values():
         m["values"] = {k: v for k, v in m["values"].items() if int(k) <= 10}
     path.write_text(json.dumps(doc))
-    out = golden(str(path), "--store", str(store.root), "--format", "json")
+    out = golden(str(path), "--store", str(fp1_store.root), "--format", "json")
     assert out.exit_code == 1
     result = ComparisonResult.from_json(json.loads(out.stdout))
     assert "candidate: the run's status is 'failed': rank 3 died" in result.warnings
@@ -389,8 +377,7 @@ def test_table_in_a_log_keeps_every_full_precision_number_on_one_line(tmp_path, 
     for side, loss in (("a", golden_loss), ("b", run_loss)):
         path = tmp_path / side / "golden_values_dev_cpu.json"
         path.parent.mkdir()
-        path.write_text(dumps_golden(GoldenSet({names["lm loss"]: series("lm loss", loss),
-                                                names["num-zeros"]: series(names["num-zeros"], ZEROS)})))
+        path.write_text(dumps_golden(golden_set({names["lm loss"]: loss, names["num-zeros"]: ZEROS})))
     result = golden(str(tmp_path / "a" / "golden_values_dev_cpu.json"), str(tmp_path / "b" / "golden_values_dev_cpu.json"))
     assert result.exit_code == 1, result.output
     table = result.output.split("why:")[0]
@@ -399,12 +386,12 @@ def test_table_in_a_log_keeps_every_full_precision_number_on_one_line(tmp_path, 
     assert names["num-zeros"] in table
 
 
-def test_run_phase_without_metrics_is_a_difference_not_a_crash(tmp_path, store):
-    run = write_run(tmp_path / "runs", "empty")
+def test_run_phase_without_metrics_is_a_difference_not_a_crash(tmp_path, fp1_store):
+    run = write_loss_run(tmp_path / "runs", "empty")
     doc = json.loads(run.read_text())
     doc["phases"]["1"]["metrics"] = {}
     run.write_text(json.dumps(doc))
-    out = golden(str(run), "--store", str(store.root), "--format", "json")
+    out = golden(str(run), "--store", str(fp1_store.root), "--format", "json")
     assert out.exit_code == 1 and isinstance(out.exception, SystemExit)  # a crash is exit 1 too
     drift = json.loads(out.stdout)["drift"]
     assert drift["metrics_removed"] == ["lm loss", "num-zeros"] and drift["metrics_added"] == []

@@ -7,14 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from goldens.cli import app
 from goldens.formats import dumps_golden, read_golden
-from goldens.model import GoldenKey, GoldenSet, MetricSeries
+from goldens.model import GoldenKey, GoldenSet
 from goldens.store import GoldenStore
+from tests.builders import golden_set, make_store
 
 VARIANTS = Path(__file__).parent / "fixtures" / "megatron_variants"
 CASE = "tiny"
@@ -27,22 +27,17 @@ def run(*args: str, env: dict | None = None):
     return result
 
 
-def golden(values: list[float], start: int = 1) -> GoldenSet:
-    steps = np.arange(start, start + len(values))
-    return GoldenSet({"lm loss": MetricSeries("lm loss", steps, np.array(values), start, steps[-1], 1)})
-
-
 @pytest.fixture
 def store_root(tmp_path) -> Path:
-    root = tmp_path / "cases"
-    (root / CASE).mkdir(parents=True)
-    (root / CASE / "case.yaml").write_text("name: tiny\n")
-    store = GoldenStore(root)
+    """Case tiny with two versions: v1 by ada (a resume pair), v2 by bob (phase 1 only)."""
+    store = make_store(tmp_path / "cases", (CASE,), case_yaml="name: {case}\n")
     key, key2 = GoldenKey(CASE, "dev", "cpu", 1), GoldenKey(CASE, "dev", "cpu", 2)
-    store.write(CASE, {key: golden([10.0, 9.5, 9.25]), key2: golden([float("nan"), 9.5, 9.25])},
+    store.write(CASE, {key: golden_set({"lm loss": [10.0, 9.5, 9.25]}),
+                       key2: golden_set({"lm loss": [float("nan"), 9.5, 9.25]})},
                 approver="ada", reason="first", source_run_id="run-1", fingerprint="fp-one")
-    store.write(CASE, {key: golden([10.0, 9.5, 0.1 + 0.2])}, approver="bob", reason="second", fingerprint="fp-two")
-    return root
+    store.write(CASE, {key: golden_set({"lm loss": [10.0, 9.5, 0.1 + 0.2]})}, approver="bob", reason="second",
+                fingerprint="fp-two")
+    return store.root
 
 
 # ---------------------------------------------------------------- validate
@@ -148,7 +143,7 @@ def test_history_table_and_json(store_root):
 
 def test_history_of_a_case_without_history(tmp_path):
     (tmp_path / "c").mkdir()
-    (tmp_path / "c" / "golden_values_dev_cpu.json").write_text(dumps_golden(golden([1.0])))
+    (tmp_path / "c" / "golden_values_dev_cpu.json").write_text(dumps_golden(golden_set({"lm loss": [1.0]})))
     result = run("history", "c", "--store", str(tmp_path))
     assert result.exit_code == 0 and "no history yet" in result.output
 
@@ -156,7 +151,7 @@ def test_history_of_a_case_without_history(tmp_path):
 def test_fsck_clean_then_damaged(store_root):
     assert run("fsck", "--store", str(store_root)).exit_code == 0
     plain = store_root / CASE / "golden_values_dev_cpu.json"
-    plain.write_text(dumps_golden(golden([1.0, 2.0, 3.0])))
+    plain.write_text(dumps_golden(golden_set({"lm loss": [1.0, 2.0, 3.0]})))
     result = run("fsck", "--store", str(store_root))
     assert result.exit_code == 1 and "golden_values_dev_cpu.json differs from v2" in result.output
     doc = json.loads(run("fsck", "--store", str(store_root), "--json", "--no-repair").output)
@@ -232,8 +227,8 @@ def test_every_megatron_history_revision_loads_and_shows(megatron_fixtures, tmp_
     for number, files in versions.items():
         at = store.read_version("resume", number)
         assert sorted(k.filename() for k in at) == sorted(files)
-        for key, golden_set in at.items():
-            assert golden_set == read_golden_bytes(files[key.filename()])
+        for key, golden in at.items():
+            assert golden == read_golden_bytes(files[key.filename()])
         result = run("show", f"resume@v{number}", "--store", str(tmp_path))
         assert result.exit_code == 0 and f"v{number}: imported" in result.output
         for name, data in files.items():

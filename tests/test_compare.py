@@ -12,16 +12,13 @@ import pytest
 
 from goldens.compare import (Context, Side, align, compare, compare_metric, decide_regime,
                              mean_relative_diff, side_from_artifact)
-from goldens.model import Artifact, MetricSeries, Phase
+from goldens.model import Artifact, Phase
 from goldens.policy import MetricPolicy, build_policies, parse_metric_policy, preset
 from goldens.result import ComparisonResult, StepStatus, Verdict, full_precision
+from tests.builders import series
 
 APPROX = Context(phase=1, exact=False, same_platform=True)
 EXACT = Context(phase=1, exact=True, same_platform=True, exact_reason="fingerprints equal")
-
-
-def series(name, steps, values):
-    return MetricSeries(name, np.asarray(steps, np.int64), np.asarray(values, np.float64))
 
 
 def pol(**kw):

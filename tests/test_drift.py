@@ -10,11 +10,7 @@ from goldens.drift import arg_changes, grid_of, structural_drift
 from goldens.model import MetricSeries
 from goldens.policy import preset
 from goldens.result import ComparisonResult, Verdict
-
-
-def series(name, steps, value=1.0, **grid):
-    steps = np.asarray(steps, np.int64)
-    return MetricSeries(name, steps, np.full(steps.shape, value), **grid)
+from tests.builders import series
 
 
 def side(metrics, phase2=None, args=None):

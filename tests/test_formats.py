@@ -15,6 +15,7 @@ from goldens.formats import (ARTIFACT_SCHEMA, artifact_phase_golden, dumps_artif
                              load_json_text, megatron_grid, parse_artifact, parse_golden, parse_golden_filename,
                              parse_metric, read_artifact, read_golden)
 from goldens.model import Artifact, GoldenKey, GoldenSet, MetricSeries, Phase
+from tests.builders import series
 
 VARIANTS = Path(__file__).parent / "fixtures" / "megatron_variants"
 NAME = "golden_values_dev_cpu.json"
@@ -223,8 +224,8 @@ def test_read_write_read_is_bit_identical(doc, indent):
     written = dumps_golden(first)
     second = parse_golden(load_json_text(written))
     assert second == first  # steps, float64 bits (NaN equals NaN), grid headers, scalars, order
-    for name, series in first.metrics.items():
-        assert bits(second.metrics[name].values) == bits(series.values)
+    for name, metric in first.metrics.items():
+        assert bits(second.metrics[name].values) == bits(metric.values)
     assert dumps_golden(second) == written  # a canonical file re-writes byte-identical
 
 
@@ -255,16 +256,11 @@ def test_shared_megatron_files_round_trip(megatron_fixtures):
 
 # ---------------------------------------------------------------- artifact
 
-def _series(name: str, steps, values, interval: int = 1) -> MetricSeries:
-    steps = np.asarray(steps, dtype=np.int64)
-    return MetricSeries(name, steps, np.asarray(values, dtype=np.float64), int(steps[0]), int(steps[-1]), interval)
-
-
 def _artifact() -> Artifact:
-    p1 = {"lm loss": _series("lm loss", range(1, 21), [10 - i / 8 for i in range(20)]),
-          "iteration-time": _series("iteration-time", range(2, 21), [0.5 + i / 256 for i in range(19)])}
-    p2 = {"lm loss": _series("lm loss", range(11, 21), [10 - i / 8 for i in range(10, 20)]),
-          "iteration-time": _series("iteration-time", range(12, 21), [0.5 + i / 256 for i in range(9)])}
+    p1 = {"lm loss": series("lm loss", range(1, 21), [10 - i / 8 for i in range(20)], grid=True),
+          "iteration-time": series("iteration-time", range(2, 21), [0.5 + i / 256 for i in range(19)], grid=True)}
+    p2 = {"lm loss": series("lm loss", range(11, 21), [10 - i / 8 for i in range(10, 20)], grid=True),
+          "iteration-time": series("iteration-time", range(12, 21), [0.5 + i / 256 for i in range(9)], grid=True)}
     return Artifact(case="resume_case", run_id="run-1", status="complete",
                     provenance={"created": "2026-01-01T00:00:00Z", "device": "cpu", "fingerprint": "abc"},
                     phases={1: Phase(1, p1, 1, 20), 2: Phase(2, p2, 11, 20, resumed_from=10)})
@@ -334,8 +330,10 @@ def test_export_writes_the_megatron_pair_with_nan_for_steps_phase_2_did_not_run(
 
 def test_export_pads_a_sparse_phase_2_on_megatron_s_grid(tmp_path):
     steps = list(range(55, 101, 5))
-    p1 = {"lm loss": _series("lm loss", [1, *range(5, 101, 5)], [10.0 - i / 16 for i in range(21)], 5)}
-    p2 = {"lm loss": _series("lm loss", steps, [9.0 - i / 16 for i in range(len(steps))], 5)}
+    p1 = {"lm loss": series("lm loss", [1, *range(5, 101, 5)], [10.0 - i / 16 for i in range(21)], grid=True,
+                            step_interval=5)}
+    p2 = {"lm loss": series("lm loss", steps, [9.0 - i / 16 for i in range(len(steps))], grid=True,
+                            step_interval=5)}
     artifact = Artifact("c", "r", "complete", {}, {1: Phase(1, p1, 1, 100), 2: Phase(2, p2, 51, 100, 50)})
     second = json.loads(export_megatron(artifact, tmp_path, "dev", "cpu")[1].read_text())["lm loss"]
     assert list(second["values"]) == ["1", *map(str, range(5, 101, 5))]

@@ -26,7 +26,7 @@ from goldens.compare import Side, compare
 from goldens.model import GoldenKey, MetricSeries
 from goldens.policy import build_policies
 from goldens.result import Verdict
-from tests.approve_helpers import golden_set, make_store, write_run
+from tests.builders import golden_set, make_store, write_run
 
 T_995_4 = 4.604094871415897  # Student t, 0.995 quantile, 4 degrees of freedom (tables: 4.6041)
 MEDIANS = (1.00, 1.02, 0.98, 1.01, 0.99)

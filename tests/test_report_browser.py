@@ -16,13 +16,12 @@ import pytest
 
 from reports.document import Report
 from reports.html import result_html
-from tests.report_builders import result
+from tests.builders import HOSTILE, result
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None)
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="chromium is not installed (Debian package 'chromium'; .ci/run installs it)")
 
-HOSTILE = "<script>alert(1)</script>"
 TAB_BLUE, TAB_RED = (31, 119, 180), (214, 39, 40)  # matplotlib's actual line and failing-step marker
 BAND_GREEN = tuple(round(0.82 * 255 + 0.18 * c) for c in (44, 160, 44))  # tab:green at alpha 0.18 on white
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -19,48 +18,7 @@ from goldens.formats import parse_golden, read_golden
 from reports.changes import BUCKETS, compare_revisions, decade_bucket
 from reports.markdown import changes_markdown
 from reports.revisions import parse_change_spec, read_git_revisions
-
-BASE = {
-    "caseA/golden_values_dev_cpu.json": {
-        "lm loss": {"start_step": 1, "end_step": 4, "step_interval": 1,
-                    "values": {"1": 10.0, "2": 8.0, "3": 4.0, "4": "nan"}},
-        "num-zeros": {"start_step": 1, "end_step": 3, "step_interval": 1,
-                      "values": {"1": 0.0, "2": 100.0, "3": 50.0}},
-        "iteration_timing_avg": 0.5,
-    },
-    "caseB/golden_values_dev_cpu.json": {
-        "lm loss": {"start_step": 1, "end_step": 2, "step_interval": 1, "values": {"1": 2.0, "2": 2.0}},
-        "num-zeros": {"start_step": 1, "end_step": 2, "step_interval": 1, "values": {"1": 10.0, "2": 10.0}},
-    },
-    "caseC/golden_values_dev_cpu.json": {
-        "lm loss": {"start_step": 1, "end_step": 1, "step_interval": 1, "values": {"1": 1.0}}},
-    "caseD/golden_values_dev_cpu.json": {
-        "lm loss": {"start_step": 1, "end_step": 1, "step_interval": 1, "values": {"1": 1.0}}},
-}
-HEAD = {
-    "caseA/golden_values_dev_cpu.json": {
-        # shared finite steps 1..3 (step 4 is NaN in the old golden): (0 + 0.1 - 0.25) / 3 = -0.05
-        "lm loss": {"start_step": 1, "end_step": 5, "step_interval": 1,
-                    "values": {"1": 10.0, "2": 8.8, "3": 3.0, "4": 5.0, "5": 1.0}},
-        # step 1 skipped (old value 0): (0 + 0.1) / 2 = 0.05
-        "num-zeros": {"start_step": 1, "end_step": 3, "step_interval": 1,
-                      "values": {"1": 5.0, "2": 100.0, "3": 55.0}},
-        "iteration_timing_avg": 0.6,  # (0.6 - 0.5) / 0.5 = 0.2
-        "mem-allocated-bytes": {"start_step": 1, "end_step": 1, "step_interval": 1, "values": {"1": 7.0}},
-    },
-    "caseB/golden_values_dev_cpu.json": {
-        # (0 + 5e-6) / 2 = 2.5e-6
-        "lm loss": {"start_step": 1, "end_step": 2, "step_interval": 1, "values": {"1": 2.0, "2": 2.00001}},
-        "num-zeros": {"start_step": 1, "end_step": 2, "step_interval": 1, "values": {"1": 10.0, "2": 10.0}},
-    },
-    "caseC/golden_values_dev_cpu.json": BASE["caseC/golden_values_dev_cpu.json"],
-    "caseE/golden_values_dev_cpu.json": {
-        "lm loss": {"start_step": 1, "end_step": 1, "step_interval": 1, "values": {"1": 3.0}}},
-}
-
-
-def _goldens(docs: dict) -> dict:
-    return {name: parse_golden(doc, path=name) for name, doc in docs.items()}
+from tests.builders import BASE, HEAD, git_store, make_store, parsed_goldens
 
 
 def _row(changes, file: str, metric: str):
@@ -98,7 +56,7 @@ def _check_hand_computed(changes) -> None:
 
 
 def test_hand_computed_changes_on_own_fixtures():
-    changes = compare_revisions(_goldens(BASE), _goldens(HEAD), base_label="v1", head_label="v2")
+    changes = compare_revisions(parsed_goldens(BASE), parsed_goldens(HEAD), base_label="v1", head_label="v2")
     _check_hand_computed(changes)
 
 
@@ -108,15 +66,15 @@ def test_decade_buckets_put_each_edge_in_the_bucket_above():
 
 
 def test_sign_follows_new_minus_old_over_abs_old():
-    base = _goldens({"f.json": {"lm loss": {"values": {"1": -2.0}, "start_step": 1, "step_interval": 1}}})
-    head = _goldens({"f.json": {"lm loss": {"values": {"1": -1.0}, "start_step": 1, "step_interval": 1}}})
+    base = parsed_goldens({"f.json": {"lm loss": {"values": {"1": -2.0}, "start_step": 1, "step_interval": 1}}})
+    head = parsed_goldens({"f.json": {"lm loss": {"values": {"1": -1.0}, "start_step": 1, "step_interval": 1}}})
     changes = compare_revisions(base, head, base_label="a", head_label="b")
     assert changes.rows["mean_rel_diff"].tolist() == [0.5]  # new is larger: (−1 − −2) / 2
 
 
 def test_metric_without_usable_shared_step_is_a_note_not_a_row():
-    base = _goldens({"f.json": {"lm loss": {"values": {"1": 1.0, "2": "nan"}, "start_step": 1, "step_interval": 1}}})
-    head = _goldens({"f.json": {"lm loss": {"values": {"2": 3.0, "3": 1.0}, "start_step": 2, "step_interval": 1}}})
+    base = parsed_goldens({"f.json": {"lm loss": {"values": {"1": 1.0, "2": "nan"}, "start_step": 1, "step_interval": 1}}})
+    head = parsed_goldens({"f.json": {"lm loss": {"values": {"2": 3.0, "3": 1.0}, "start_step": 2, "step_interval": 1}}})
     changes = compare_revisions(base, head, base_label="a", head_label="b")
     assert changes.rows.empty
     assert changes.notes == ("f.json: metric 'lm loss' has no shared step with a usable value",
@@ -126,7 +84,7 @@ def test_metric_without_usable_shared_step_is_a_note_not_a_row():
 
 
 def test_markdown_holds_the_summary_and_per_file_rows():
-    changes = compare_revisions(_goldens(BASE), _goldens(HEAD), base_label="v1", head_label="v2")
+    changes = compare_revisions(parsed_goldens(BASE), parsed_goldens(HEAD), base_label="v1", head_label="v2")
     text = changes_markdown(changes)
     assert "| lm loss | 2 | 2.500e-02 | 5.000e-02 | 0 | 0 | 1 | 0 | 0 | 1 | 0 |" in text
     assert "| caseA/golden\\_values\\_dev\\_cpu.json | 3 | -5.000e-02 | +5.000e-02 | +2.000e-01 |" in text
@@ -139,7 +97,7 @@ def test_markdown_drops_whole_file_rows_to_fit_and_says_so():
             {"lm loss": {"values": {"1": 1.0, "2": 1.0}, "start_step": 1, "step_interval": 1}} for i in range(400)}
     head = {name: {"lm loss": {"values": {"1": 1.0 + i * 1e-4, "2": 1.0}, "start_step": 1, "step_interval": 1}}
             for i, name in enumerate(base)}
-    changes = compare_revisions(_goldens(base), _goldens(head), base_label="a", head_label="b")
+    changes = compare_revisions(parsed_goldens(base), parsed_goldens(head), base_label="a", head_label="b")
     text = changes_markdown(changes, limit=6000)
     assert len(text) <= 6000
     shown = [line for line in text.splitlines() if line.startswith("| case")]
@@ -150,35 +108,6 @@ def test_markdown_drops_whole_file_rows_to_fit_and_says_so():
 
 
 # ---------------------------------------------------------------- git refs of a store
-
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
-                          check=True, capture_output=True, text=True).stdout.strip()
-
-
-def _commit_revision(repo: Path, store: Path, docs: dict, message: str) -> str:
-    """Make the store hold exactly ``docs`` (store-relative path → JSON document) and commit."""
-    for old in store.rglob("golden_values_*.json"):
-        old.unlink()
-    for name, doc in docs.items():
-        target = store / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(doc, indent=4))
-    _git(repo, "add", "-A", ".")
-    _git(repo, "commit", "-q", "--allow-empty", "-m", message)
-    return _git(repo, "rev-parse", "HEAD")
-
-
-def git_store(tmp_path: Path, *revisions: dict) -> Path:
-    """A git repository whose ``cases/`` store holds each revision in turn, one commit each."""
-    repo = tmp_path / "repo"
-    store = repo / "cases"
-    store.mkdir(parents=True)
-    _git(repo, "init", "-q")
-    for number, docs in enumerate(revisions, 1):
-        _commit_revision(repo, store, docs, f"v{number}")
-    return store
-
 
 @pytest.fixture
 def store_repo(tmp_path: Path) -> Path:
@@ -203,13 +132,10 @@ def test_unknown_git_ref_is_a_store_error(store_repo: Path):
 
 def test_store_versions_of_a_case(tmp_path: Path):
     from goldens.model import GoldenKey
-    from goldens.store import GoldenStore
     from reports.build import read_changes
 
     name = "caseA/golden_values_dev_cpu.json"
-    store = GoldenStore(tmp_path / "cases")
-    (tmp_path / "cases" / "caseA").mkdir(parents=True)
-    (tmp_path / "cases" / "caseA" / "case.yaml").write_text("{}\n")
+    store = make_store(tmp_path / "cases", ("caseA",), case_yaml="{}\n")
     key = GoldenKey("caseA", "dev", "cpu", 1)
     old = {"lm loss": {"start_step": 1, "end_step": 3, "step_interval": 1, "values": {"1": 10.0, "2": 8.0, "3": 4.0}}}
     new = {"lm loss": HEAD[name]["lm loss"]}  # (0 + 0.1 - 0.25) / 3 over steps 1..3
@@ -307,9 +233,9 @@ def test_megatron_history_matches_an_independent_computation(megatron_fixtures: 
 def test_a_refresh_that_only_moves_steps_says_so():
     # Megatron #6539 dropped the leading "nan" iteration time (step 1) and moved start_step to 2:
     # every shared value is equal, so only the note can tell the reviewer what changed.
-    base = _goldens({"f.json": {"iteration-time": {"start_step": 1, "end_step": 3, "step_interval": 1,
+    base = parsed_goldens({"f.json": {"iteration-time": {"start_step": 1, "end_step": 3, "step_interval": 1,
                                                    "values": {"1": "nan", "2": 7.5, "3": 0.8}}}})
-    head = _goldens({"f.json": {"iteration-time": {"start_step": 2, "end_step": 3, "step_interval": 1,
+    head = parsed_goldens({"f.json": {"iteration-time": {"start_step": 2, "end_step": 3, "step_interval": 1,
                                                    "values": {"2": 7.5, "3": 0.8}}}})
     changes = compare_revisions(base, head, base_label="a", head_label="b")
     assert changes.rows["mean_rel_diff"].tolist() == [0.0]
@@ -329,9 +255,9 @@ def test_megatron_nan_removal_commit_is_explained(megatron_fixtures: Path):
 def test_a_value_that_turns_nan_is_named():
     # Megatron bde826430d: iteration-time at step 1 went from 10.24286 to "nan" (the relative
     # difference skips nan steps, so only the note shows it).
-    base = _goldens({"f.json": {"t": {"start_step": 1, "end_step": 3, "step_interval": 1,
+    base = parsed_goldens({"f.json": {"t": {"start_step": 1, "end_step": 3, "step_interval": 1,
                                       "values": {"1": 10.0, "2": "nan", "3": 1.0}}}})
-    head = _goldens({"f.json": {"t": {"start_step": 1, "end_step": 3, "step_interval": 1,
+    head = parsed_goldens({"f.json": {"t": {"start_step": 1, "end_step": 3, "step_interval": 1,
                                       "values": {"1": "nan", "2": 2.0, "3": 1.0}}}})
     changes = compare_revisions(base, head, base_label="a", head_label="b")
     assert changes.notes == ("f.json: metric 't' steps changed: step 1 now nan; step 2 no longer nan",)

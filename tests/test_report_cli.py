@@ -12,8 +12,7 @@ from typer.testing import CliRunner
 
 from goldens.formats import ARTIFACT_SCHEMA
 from goldens.cli import app as golden_app
-from tests.report_builders import result
-from tests.test_report_changes import BASE, HEAD, git_store
+from tests.builders import BASE, HEAD, git_store, make_store, parse_html, result
 
 ALL_FILES = {"report.md", "report.html", "junit.xml", "report.json"}
 
@@ -50,19 +49,15 @@ def test_a_run_gets_its_report_beside_it_and_a_failure_exits_1(app, tmp_path):
 def test_golden_side_provenance_comes_from_the_store_ledger(app, tmp_path):
     from goldens.formats import parse_golden
     from goldens.model import GoldenKey
-    from goldens.store import GoldenStore
-    from tests.test_report_html import parse
 
     run = make_run(tmp_path, "g", fail=False)
-    (tmp_path / "cases" / "case_g").mkdir(parents=True)
-    (tmp_path / "cases" / "case_g" / "case.yaml").write_text("{}\n")
+    store = make_store(tmp_path / "cases", ("case_g",), case_yaml="{}\n")
     golden = parse_golden({"lm loss": {"start_step": 1, "end_step": 1, "step_interval": 1, "values": {"1": 1.0}}})
-    GoldenStore(tmp_path / "cases").write("case_g", {GoldenKey("case_g", "dev", "cpu"): golden}, approver="alice",
-                                          reason="refresh after the torch bump", source_run_id="run-42",
-                                          provenance={"host": "dgx-1"})
+    store.write("case_g", {GoldenKey("case_g", "dev", "cpu"): golden}, approver="alice",
+                reason="refresh after the torch bump", source_run_id="run-42", provenance={"host": "dgx-1"})
     assert invoke(app, str(run), "--store", str(tmp_path / "cases"), "--format", "html",
                   env={"GITHUB_STEP_SUMMARY": ""}).exit_code == 0
-    text = " ".join(" ".join(parse((run / "report" / "report.html").read_text()).text).split())
+    text = " ".join(" ".join(parse_html((run / "report" / "report.html").read_text()).text).split())
     assert "approver alice —" in text and "reason refresh after the torch bump —" in text
     assert "source run run-42 —" in text and "version v1 —" in text
     assert "host dgx-1 ci-runner-7" in text  # both sides of one provenance key side by side
@@ -135,12 +130,8 @@ def test_usage_errors(app, tmp_path):
     assert not (run / "report").exists()
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Path:
-    return git_store(tmp_path, BASE, HEAD)
-
-
-def test_changes_to_files_and_to_stdout(app, store, tmp_path):
+def test_changes_to_files_and_to_stdout(app, tmp_path):
+    store = git_store(tmp_path, BASE, HEAD)
     out = tmp_path / "changes"
     outcome = invoke(app, "--changes", "HEAD~1..HEAD", "--store", str(store), "--out", str(out),
                      env={"GITHUB_STEP_SUMMARY": ""})

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 
 from goldens.compare import compare, side_from_goldens
-from goldens.model import GoldenSet, MetricSeries
+from goldens.model import GoldenSet
 from goldens.policy import preset
 from goldens.result import ComparisonResult
 from reports.document import Report
@@ -15,8 +15,7 @@ from reports.html import result_html
 from reports.json_report import result_json, results_from_json
 from reports.junit import result_junit
 from reports.markdown import result_markdown
-from tests.test_report_html import parse
-from tests.test_report_markdown import tables
+from tests.builders import golden_set, markdown_tables, parse_html
 
 STEPS = np.arange(1, 41)
 
@@ -26,12 +25,8 @@ def _golden(loss_bump_at: int | None = None) -> dict[int, GoldenSet]:
     if loss_bump_at is not None:
         loss = loss.copy()
         loss[STEPS == loss_bump_at] *= 1.2  # 20 % off at one step: outside lm loss's 5 %
-    metrics = {
-        "lm loss": MetricSeries("lm loss", STEPS, loss, 1, 40, 1),
-        "num-zeros": MetricSeries("num-zeros", STEPS, 1000.0 + STEPS, 1, 40, 1),
-        "iteration-time": MetricSeries("iteration-time", STEPS, np.r_[5.0, np.full(39, 0.5)], 1, 40, 1),
-    }
-    return {1: GoldenSet(metrics)}
+    return {1: golden_set({"lm loss": loss, "num-zeros": 1000.0 + STEPS,
+                           "iteration-time": np.r_[5.0, np.full(39, 0.5)]})}  # steps 1..40
 
 
 def engine_result() -> ComparisonResult:
@@ -48,13 +43,13 @@ def test_all_formats_render_an_engine_result():
     report = Report.of(result)
 
     markdown = result_markdown(report)
-    metric_rows = {row[0]: row for t in tables(markdown) if t[0][0] == "metric" for row in t[2:]}
+    metric_rows = {row[0]: row for t in markdown_tables(markdown) if t[0][0] == "metric" for row in t[2:]}
     assert set(metric_rows) == {"lm loss", "num-zeros", "iteration-time"}
     assert metric_rows["lm loss"][2] == "❌ fail" and metric_rows["lm loss"][4] == "30"
     assert metric_rows["lm loss"][3] == "1 / 40 (allowed 0)"
     assert metric_rows["lm loss"][6] == "+20%"
 
-    page = parse(result_html(report))
+    page = parse_html(result_html(report))
     with_steps = [m for m in result.metric_verdicts() if m.steps is not None and len(m.steps)]
     assert len(page.figures) == len(result.metric_verdicts())
     assert sum(f["svg"] for f in page.figures) == len(with_steps) == 3

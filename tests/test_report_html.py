@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from html.parser import HTMLParser
 
 import numpy as np
 
@@ -14,49 +13,12 @@ from reports.changes import compare_revisions
 from reports.document import CaseEntry, Report
 from reports.html import changes_html, result_html
 from reports.plots import tolerance_band
-from tests.report_builders import loss_verdict, result, steps_table
-from tests.test_report_changes import BASE, HEAD, _goldens
-
-HOSTILE = "<script>alert(1)</script>"
-
-
-class _Collector(HTMLParser):
-    """Tags, text and attributes as a browser's parser sees them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.tags: list[str] = []
-        self.text: list[str] = []
-        self.figures: list[dict] = []
-        self.attributes: list[tuple[str, str | None]] = []
-        self._figure: dict | None = None
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append(tag)
-        self.attributes.extend(attrs)
-        if tag == "figure":
-            self._figure = {"svg": 0, "caption": ""}
-            self.figures.append(self._figure)
-        elif tag == "svg" and self._figure is not None:
-            self._figure["svg"] += 1
-
-    def handle_endtag(self, tag):
-        if tag == "figure":
-            self._figure = None
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-
-def parse(html: str) -> _Collector:
-    collector = _Collector()
-    collector.feed(html)
-    return collector
+from tests.builders import BASE, HEAD, HOSTILE, loss_verdict, parse_html, parsed_goldens, result, steps_table
 
 
 def test_one_plot_per_metric_and_per_resume_metric():
     report = Report.of(result(fail=True, metrics=("lm loss", "num-zeros", "iteration-time")), result("b", resume=None))
-    page = parse(result_html(report))
+    page = parse_html(result_html(report))
     # case 1: 3 metrics + 1 resume metric; case 2: 2 metrics, no resume check
     assert len(page.figures) == 6
     assert all(f["svg"] == 1 for f in page.figures)
@@ -65,7 +27,7 @@ def test_one_plot_per_metric_and_per_resume_metric():
 def test_hostile_names_render_as_text_never_as_markup():
     report = Report.of(result(HOSTILE, metrics=(HOSTILE, 'x" onmouseover="alert(2)'), fail=True))
     html = result_html(report)
-    page = parse(html)
+    page = parse_html(html)
     assert "script" not in page.tags
     assert not any(name.startswith("on") for name, _ in page.attributes)
     assert HOSTILE in "".join(page.text)  # shown to the reader as the literal name
@@ -75,7 +37,7 @@ def test_hostile_names_render_as_text_never_as_markup():
 
 def test_self_contained_no_external_loads_and_scripts_forbidden_by_policy():
     html = result_html(Report.of(result(fail=True)))
-    page = parse(html)
+    page = parse_html(html)
     assert "link" not in page.tags and "img" not in page.tags and "iframe" not in page.tags
     loads = [v for name, v in page.attributes if name in ("src", "href") and v and not v.startswith("#")]
     assert loads == []
@@ -85,7 +47,7 @@ def test_self_contained_no_external_loads_and_scripts_forbidden_by_policy():
 def test_provenance_of_both_sides_and_environment_note():
     entry = CaseEntry(result(fail=True), candidate_provenance={"host": "ci-7", "versions": {"torch": "2.13.0"}},
                       reference_provenance={"host": "dgx-1", "versions": {"torch": "2.12.0"}})
-    text = " ".join(" ".join(parse(result_html(Report((entry,)))).text).split())
+    text = " ".join(" ".join(parse_html(result_html(Report((entry,)))).text).split())
     assert "cases/bert_tp2_pp2/golden_values_dev_cpu.json runs/bert_tp2_pp2-1/artifact.json" in text
     assert "fingerprint abc def" in text
     assert "host dgx-1 ci-7" in text and "versions.torch 2.12.0 2.13.0" in text
@@ -93,14 +55,14 @@ def test_provenance_of_both_sides_and_environment_note():
 
 
 def test_metric_table_shows_values_at_full_precision():
-    text = " ".join(" ".join(parse(result_html(Report.of(result(fail=True)))).text).split())
+    text = " ".join(" ".join(parse_html(result_html(Report.of(result(fail=True)))).text).split())
     assert "8 → 8.8 0.8000000000000007 +10% +2.500e-02 1 / 4 (allowed 0)" in text
 
 
 def test_plot_budget_keeps_failing_metrics_first(monkeypatch):
     monkeypatch.setattr(html_report, "MAX_PLOTS", 2)
     report = Report.of(result("a", resume=None), result("b", fail=True, resume=None))
-    page = parse(result_html(report))
+    page = parse_html(result_html(report))
     drawn = [f["svg"] for f in page.figures]
     assert drawn == [1, 1, 0, 0]  # case b (failing) comes first and gets the two plots
     assert "draws at most 2 plots" in " ".join(page.text)
@@ -117,11 +79,11 @@ def test_tolerance_band_follows_the_policy_threshold():
 
 
 def test_changes_html_escapes_and_holds_every_row():
-    base, head = _goldens(BASE), _goldens(HEAD)
+    base, head = parsed_goldens(BASE), parsed_goldens(HEAD)
     base[f"x/{HOSTILE}.json"] = base["caseA/golden_values_dev_cpu.json"]
     head[f"x/{HOSTILE}.json"] = head["caseA/golden_values_dev_cpu.json"]
     html = changes_html(compare_revisions(base, head, base_label=HOSTILE, head_label="v2"))
-    page = parse(html)
+    page = parse_html(html)
     assert "script" not in page.tags
     text = " ".join(" ".join(page.text).split())
     assert f"Golden changes: {HOSTILE} → v2" in text

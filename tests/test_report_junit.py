@@ -12,7 +12,7 @@ from goldens.result import PhaseResult, Verdict
 from reports.document import Report
 from reports.json_report import result_json, results_from_json
 from reports.junit import result_junit
-from tests.report_builders import result
+from tests.builders import result
 
 
 def test_one_testcase_per_case_metric_and_resume_check_with_the_explanation_as_failure_message():

@@ -8,37 +8,12 @@ from goldens.result import FingerprintCheck, Verdict
 from reports.budget import GITHUB_COMMENT_LIMIT
 from reports.document import Report
 from reports.markdown import METRIC_HEADERS, result_markdown
-from tests.report_builders import result
-
-_CELL_SPLIT = re.compile(r"(?<!\\)\|")
-
-
-def table_rows(text: str) -> list[list[str]]:
-    """Every Markdown table line as its unescaped cells."""
-    rows = []
-    for line in text.splitlines():
-        if line.startswith("| ") and line.endswith(" |"):
-            cells = _CELL_SPLIT.split(line)[1:-1]
-            rows.append([re.sub(r"\\(.)", r"\1", c.strip()) for c in cells])
-    return rows
-
-
-def tables(text: str) -> list[list[list[str]]]:
-    """Group consecutive table lines into tables (header, rule, rows...)."""
-    groups, current = [], []
-    for line in text.splitlines() + [""]:
-        if line.startswith("| ") and line.endswith(" |"):
-            current.append(line)
-        elif current:
-            groups.append(table_rows("\n".join(current)))
-            current = []
-    return groups
-
+from tests.builders import markdown_tables, result
 
 def test_failing_case_has_a_row_per_metric_with_rule_verdict_worst_step_values_and_diffs():
     text = result_markdown(Report.of(result(fail=True)))
     assert text.startswith("## ❌ Golden check failed: 1 of 1 case(s) failed\n")
-    metric_table = next(t for t in tables(text) if t[0] == METRIC_HEADERS)
+    metric_table = next(t for t in markdown_tables(text) if t[0] == METRIC_HEADERS)
     assert metric_table[2] == ["lm loss", "approx |a-g| <= 0.05*|g| per step, <= 0 failing steps", "❌ fail",
                                "1 / 4 (allowed 0)", "3",
                                "8 → 8.8", "+10%", "+2.500e-02"]  # whole numbers as the terminal shows them
@@ -55,7 +30,7 @@ def test_environment_note_resume_verdict_and_collapsible_details():
     assert "**Resume check:** ❌ fail: phase 2 differs from phase 1 at step 3 (8.8 vs 8.0)" in second
     assert first.startswith(" open>")  # failing cases are expanded
     assert text.count("<details") == text.count("</details>") == 2
-    summary = tables(text)[0]
+    summary = markdown_tables(text)[0]
     assert [row[1] for row in summary[2:]] == ["bert_tp2_pp2 (dev/cpu)", "same_env (dev/cpu)"]
     assert summary[3][3] == "❌ fail"  # the resume column
 
@@ -70,14 +45,14 @@ def test_hostile_names_stay_text_and_keep_the_table_shape():
     text = result_markdown(Report.of(result(hostile, metrics=(hostile, "ok"), fail=True)))
     assert "<script>" not in text
     assert "<b>&lt;script&gt;alert(1)&lt;/script&gt;|x*y*`z` (dev/cpu)</b>" in text  # inside <summary>: HTML-escaped
-    metric_table = next(t for t in tables(text) if t[0] == METRIC_HEADERS)
+    metric_table = next(t for t in markdown_tables(text) if t[0] == METRIC_HEADERS)
     assert metric_table[2][0] == hostile
     assert all(len(row) == len(METRIC_HEADERS) for row in metric_table)
 
 
 def _check_well_formed(text: str) -> None:
     assert text.count("<details") == text.count("</details>")
-    for t in tables(text):
+    for t in markdown_tables(text):
         assert all(len(row) == len(t[0]) for row in t), t[0]
 
 
@@ -88,7 +63,7 @@ def test_300_cases_stay_under_the_comment_limit_with_every_failure_listed():
     text = result_markdown(Report(tuple(Report.of(*results).entries)))
     assert len(text) <= GITHUB_COMMENT_LIMIT
     _check_well_formed(text)
-    summary = tables(text)[0]
+    summary = markdown_tables(text)[0]
     listed = [row[1] for row in summary[2:]]
     failing = [f"case_{i:03d} (dev/cpu)" for i in range(300) if i % 30 == 7]
     assert listed[:10] == failing  # failures first
@@ -108,7 +83,7 @@ def test_a_tiny_limit_still_yields_complete_tables_and_says_what_was_dropped():
     assert "more case(s) not listed (0 of them failing)" in text
     left_out = int(re.search(r"Details of (\d+) case\(s\) left out", text).group(1))
     assert text.count("<details") + left_out == 50
-    summary = tables(text)[0]
+    summary = markdown_tables(text)[0]
     assert [row[1] for row in summary[2:5]] == [f"case_{i:03d} (dev/cpu)" for i in range(3)]
 
 
@@ -131,5 +106,5 @@ def test_whole_number_metrics_read_as_in_the_terminal():
     # a fraction keeps every digit.
     verdict = replace(result().phases[0].metrics[0], golden_value=3687.0, actual_value=1768285696.125)
     one = replace(result(), phases=(replace(result().phases[0], metrics=(verdict,)),))
-    row = next(t for t in tables(result_markdown(Report.of(one))) if t[0] == METRIC_HEADERS)[2]
+    row = next(t for t in markdown_tables(result_markdown(Report.of(one))) if t[0] == METRIC_HEADERS)[2]
     assert row[5] == "3687 → 1768285696.125"

@@ -14,6 +14,7 @@ from goldens.formats import dumps_golden, read_golden
 from goldens.model import GoldenKey, GoldenSet, MetricSeries
 from goldens.store import (IMPORTED, GoldenStore, VersionConflict, entry_hash_of, metric_change, parse_case_ref,
                            sha256_hex)
+from tests.builders import golden_set, make_store, tree_bytes
 
 CASE = "bert_tiny"
 KEY = GoldenKey(CASE, "dev", "cpu", 1)
@@ -21,28 +22,15 @@ KEY2 = GoldenKey(CASE, "dev", "cpu", 2)
 nan = float("nan")
 
 
-def golden(values: dict[str, list[float]], start: int = 1) -> GoldenSet:
-    metrics = {}
-    for name, vals in values.items():
-        steps = np.arange(start, start + len(vals))
-        metrics[name] = MetricSeries(name, steps, np.array(vals, dtype=float), start, start + len(vals) - 1, 1)
-    return GoldenSet(metrics)
-
-
-def tree(root: Path) -> dict[str, bytes | None]:
-    """Every path below root with its bytes (None for folders): 'nothing written' means equal trees."""
-    return {p.relative_to(root).as_posix(): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
-
-
 @pytest.fixture
 def root(tmp_path) -> Path:
-    (tmp_path / "cases" / CASE).mkdir(parents=True)
-    (tmp_path / "cases" / CASE / "case.yaml").write_text("name: bert_tiny\n")
-    return tmp_path / "cases"
+    """The store's folder: case bert_tiny (a case.yaml), no golden yet."""
+    return make_store(tmp_path / "cases", (CASE,), case_yaml="name: {case}\n").root
 
 
 @pytest.fixture
-def store(root) -> GoldenStore:
+def empty_store(root) -> GoldenStore:
+    """The store at ``root`` (unlike conftest's ``store``, nothing written yet)."""
     return GoldenStore(root)
 
 
@@ -88,12 +76,12 @@ def test_duplicate_case_names_are_an_error_naming_both_paths(tmp_path):
     assert str(tmp_path / "bert" / "same") in str(info.value) and str(tmp_path / "gpt" / "same") in str(info.value)
 
 
-def test_unknown_and_hostile_case_names(store):
+def test_unknown_and_hostile_case_names(empty_store):
     with pytest.raises(StoreError, match="unknown case 'bert_tiy'.*did you mean 'bert_tiny'"):
-        store.case_dir("bert_tiy")
+        empty_store.case_dir("bert_tiy")
     for hostile in ("../etc", "a/b", "", ".hidden", "x\n"):
         with pytest.raises(StoreError, match="invalid case name"):
-            store.case_dir(hostile)
+            empty_store.case_dir(hostile)
 
 
 def test_missing_store_root(tmp_path):
@@ -123,24 +111,24 @@ def test_bad_case_refs(ref):
 
 # ---------------------------------------------------------------- reading
 
-def test_keys_and_read_the_plain_files(store, root):
-    (root / CASE / KEY2.filename()).write_text(dumps_golden(golden({"lm loss": [nan, 2.0]})))
-    (root / CASE / KEY.filename()).write_text(dumps_golden(golden({"lm loss": [1.0, 2.0]})))
+def test_keys_and_read_the_plain_files(empty_store, root):
+    (root / CASE / KEY2.filename()).write_text(dumps_golden(golden_set({"lm loss": [nan, 2.0]})))
+    (root / CASE / KEY.filename()).write_text(dumps_golden(golden_set({"lm loss": [1.0, 2.0]})))
     (root / CASE / "golden_values_dev.json").write_text("{}")  # not addressable: no platform
-    assert store.keys(CASE) == [KEY, KEY2]
-    got = store.read(KEY)
-    assert got == golden({"lm loss": [1.0, 2.0]}) and got.key == KEY
+    assert empty_store.keys(CASE) == [KEY, KEY2]
+    got = empty_store.read(KEY)
+    assert got == golden_set({"lm loss": [1.0, 2.0]}) and got.key == KEY
     with pytest.raises(StoreError, match="has no golden_values_lts_cpu.json"):
-        store.read(GoldenKey(CASE, "lts", "cpu"))
+        empty_store.read(GoldenKey(CASE, "lts", "cpu"))
     with pytest.raises(StoreError, match="invalid env name"):
-        store.read(GoldenKey(CASE, "../..", "cpu"))
+        empty_store.read(GoldenKey(CASE, "../..", "cpu"))
 
 
 # ---------------------------------------------------------------- writing and versions
 
-def test_first_write_creates_version_1_blob_ledger_and_plain_file(store, root):
-    new = golden({"lm loss": [10.0, 9.5]})
-    entry = write(store, {KEY: new}, source_run_id="run-1", fingerprint="fp-1", provenance={"host": "h"})
+def test_first_write_creates_version_1_blob_ledger_and_plain_file(empty_store, root):
+    new = golden_set({"lm loss": [10.0, 9.5]})
+    entry = write(empty_store, {KEY: new}, source_run_id="run-1", fingerprint="fp-1", provenance={"host": "h"})
     data = dumps_golden(new).encode()
     assert entry.version == 1 and entry.action == "approve" and entry.prev_entry_hash is None
     assert entry.time.endswith("Z") and entry.approver == "ada" and entry.reason == "because"
@@ -150,13 +138,13 @@ def test_first_write_creates_version_1_blob_ledger_and_plain_file(store, root):
     assert (root / CASE / ".golden" / "objects" / f"{record.hash}.json").read_bytes() == data
     lines = (root / CASE / ".golden" / "ledger.jsonl").read_bytes().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["entry_hash"] == entry.entry_hash
-    assert store.history(CASE) == [entry] and store.current_entry(CASE) == entry
-    assert store.fingerprint_of(KEY) == "fp-1"
+    assert empty_store.history(CASE) == [entry] and empty_store.current_entry(CASE) == entry
+    assert empty_store.fingerprint_of(KEY) == "fp-1"
 
 
-def test_summary_against_the_previous_version_computed_by_hand(store):
-    write(store, {KEY: golden({"lm loss": [10.0, 20.0, 30.0], "num-zeros": [5.0, 6.0, 7.0]})})
-    entry = write(store, {KEY: golden({"lm loss": [10.0, 22.0, 33.0, 40.0]})})
+def test_summary_against_the_previous_version_computed_by_hand(empty_store):
+    write(empty_store, {KEY: golden_set({"lm loss": [10.0, 20.0, 30.0], "num-zeros": [5.0, 6.0, 7.0]})})
+    entry = write(empty_store, {KEY: golden_set({"lm loss": [10.0, 22.0, 33.0, 40.0]})})
     summary = entry.files[KEY.filename()].summary
     loss = summary["lm loss"]
     assert (loss.steps_added, loss.steps_removed, loss.changed_steps) == (1, 0, 2)
@@ -174,130 +162,130 @@ def test_metric_change_counts_nan_transitions_and_skips_zero_denominators():
     assert metric_change(old, old).changed_steps == 0
 
 
-def test_resume_pair_in_one_version_and_versions_are_per_case(store, root):
-    v1 = write(store, {KEY: golden({"lm loss": [1.0, 2.0]}), KEY2: golden({"lm loss": [nan, 2.0]})})
+def test_resume_pair_in_one_version_and_versions_are_per_case(empty_store, root):
+    v1 = write(empty_store, {KEY: golden_set({"lm loss": [1.0, 2.0]}), KEY2: golden_set({"lm loss": [nan, 2.0]})})
     assert sorted(v1.files) == [KEY.filename(), KEY2.filename()]
-    v2 = write(store, {KEY: golden({"lm loss": [1.0, 2.5]})}, fingerprint="fp-2")
+    v2 = write(empty_store, {KEY: golden_set({"lm loss": [1.0, 2.5]})}, fingerprint="fp-2")
     assert v2.version == 2 and list(v2.files) == [KEY.filename()] and v2.prev_entry_hash == v1.entry_hash
-    at1, at2 = store.read_version(CASE, 1), store.read_version(CASE, 2)
-    assert at1[KEY] == golden({"lm loss": [1.0, 2.0]}) and at2[KEY] == golden({"lm loss": [1.0, 2.5]})
-    assert at1[KEY2] == at2[KEY2] == golden({"lm loss": [nan, 2.0]})
-    assert store.fingerprint_of(KEY) == "fp-2" and store.fingerprint_of(KEY2) is None
+    at1, at2 = empty_store.read_version(CASE, 1), empty_store.read_version(CASE, 2)
+    assert at1[KEY] == golden_set({"lm loss": [1.0, 2.0]}) and at2[KEY] == golden_set({"lm loss": [1.0, 2.5]})
+    assert at1[KEY2] == at2[KEY2] == golden_set({"lm loss": [nan, 2.0]})
+    assert empty_store.fingerprint_of(KEY) == "fp-2" and empty_store.fingerprint_of(KEY2) is None
     with pytest.raises(StoreError, match="no version v3"):
-        store.read_version(CASE, 3)
+        empty_store.read_version(CASE, 3)
 
 
-def test_none_removes_a_file_and_history_keeps_it(store, root):
-    write(store, {KEY: golden({"lm loss": [1.0]}), KEY2: golden({"lm loss": [nan]})}, fingerprint="fp")
-    entry = write(store, {KEY2: None}, action="rollback")
+def test_none_removes_a_file_and_history_keeps_it(empty_store, root):
+    write(empty_store, {KEY: golden_set({"lm loss": [1.0]}), KEY2: golden_set({"lm loss": [nan]})}, fingerprint="fp")
+    entry = write(empty_store, {KEY2: None}, action="rollback")
     assert entry.files[KEY2.filename()].hash is None
     assert not (root / CASE / KEY2.filename()).exists()
-    assert list(store.read_version(CASE, 2)) == [KEY] and KEY2 in store.read_version(CASE, 1)
-    assert store.fingerprint_of(KEY2) is None and store.fingerprint_of(KEY) == "fp"
-    assert store.fsck(repair=False) == []
+    assert list(empty_store.read_version(CASE, 2)) == [KEY] and KEY2 in empty_store.read_version(CASE, 1)
+    assert empty_store.fingerprint_of(KEY2) is None and empty_store.fingerprint_of(KEY) == "fp"
+    assert empty_store.fsck(repair=False) == []
 
 
-def test_expected_version_is_an_optimistic_check(store, root):
+def test_expected_version_is_an_optimistic_check(empty_store, root):
     with pytest.raises(VersionConflict, match="no history yet"):
-        write(store, {KEY: golden({"lm loss": [1.0]})}, expected_version=1)
+        write(empty_store, {KEY: golden_set({"lm loss": [1.0]})}, expected_version=1)
     assert not (root / CASE / ".golden").exists()
-    write(store, {KEY: golden({"lm loss": [1.0]})}, expected_version=0)
-    before = tree(root)
+    write(empty_store, {KEY: golden_set({"lm loss": [1.0]})}, expected_version=0)
+    before = tree_bytes(root, folders=True)
     with pytest.raises(VersionConflict, match="expected v0 but the ledger head is v1"):
-        write(store, {KEY: golden({"lm loss": [2.0]})}, expected_version=0)
-    assert tree(root) == before
-    assert write(store, {KEY: golden({"lm loss": [2.0]})}, expected_version=1).version == 2
+        write(empty_store, {KEY: golden_set({"lm loss": [2.0]})}, expected_version=0)
+    assert tree_bytes(root, folders=True) == before
+    assert write(empty_store, {KEY: golden_set({"lm loss": [2.0]})}, expected_version=1).version == 2
 
 
-def test_write_on_a_megatron_folder_first_records_the_existing_files(store, root):
+def test_write_on_a_megatron_folder_first_records_the_existing_files(empty_store, root):
     original = (root / CASE / KEY.filename())
     original.write_text('{"lm loss": {"start_step": 1, "end_step": 1, "step_interval": 1, "values": {"1": 10.49226}}}')
     shipped = original.read_bytes()
-    entry = write(store, {KEY: golden({"lm loss": [10.5]})}, expected_version=0)
-    imported, approved = store.history(CASE)
+    entry = write(empty_store, {KEY: golden_set({"lm loss": [10.5]})}, expected_version=0)
+    imported, approved = empty_store.history(CASE)
     assert imported.action == IMPORTED and imported.files[KEY.filename()].hash == sha256_hex(shipped)
     assert approved == entry and entry.version == 2
     assert entry.files[KEY.filename()].previous_hash == sha256_hex(shipped)
-    assert store.read_version(CASE, 1)[KEY].metrics["lm loss"].values.tolist() == [10.49226]
+    assert empty_store.read_version(CASE, 1)[KEY].metrics["lm loss"].values.tolist() == [10.49226]
 
 
 # ---------------------------------------------------------------- adopt
 
-def test_adopt_records_version_1_without_touching_the_files(store, root):
+def test_adopt_records_version_1_without_touching_the_files(empty_store, root):
     path = root / CASE / KEY.filename()
     path.write_text('{"lm loss": {"values": {"1": 1.0}}}\n')  # odd but readable: bytes kept exactly
     before = os.stat(path)
-    entry = store.adopt(CASE, approver="importer")
+    entry = empty_store.adopt(CASE, approver="importer")
     after = os.stat(path)
     assert (after.st_ino, after.st_mtime_ns, after.st_mode) == (before.st_ino, before.st_mtime_ns, before.st_mode)
     assert entry.version == 1 and entry.action == IMPORTED and entry.approver == "importer"
     digest = entry.files[KEY.filename()].hash
     assert (root / CASE / ".golden" / "objects" / f"{digest}.json").read_bytes() == path.read_bytes()
     with pytest.raises(StoreError, match="nothing to adopt"):
-        store.adopt(CASE)
+        empty_store.adopt(CASE)
     path.write_text('{"lm loss": {"values": {"1": 2.0}}}')
-    assert store.adopt(CASE).version == 2
-    assert store.fsck(repair=False) == []
+    assert empty_store.adopt(CASE).version == 2
+    assert empty_store.fsck(repair=False) == []
 
 
-def test_adopt_keeps_an_unreadable_file_exactly(store, root):
+def test_adopt_keeps_an_unreadable_file_exactly(empty_store, root):
     (root / CASE / KEY.filename()).write_text('{"lm loss": ')
-    entry = store.adopt(CASE)
+    entry = empty_store.adopt(CASE)
     assert entry.files[KEY.filename()].summary is None
     with pytest.raises(Exception, match="truncated JSON"):
-        store.read_version(CASE, 1)
+        empty_store.read_version(CASE, 1)
 
 
-def test_adopt_without_golden_files_refuses_and_writes_nothing(store, root):
-    before = tree(root)
+def test_adopt_without_golden_files_refuses_and_writes_nothing(empty_store, root):
+    before = tree_bytes(root, folders=True)
     with pytest.raises(StoreError, match="no golden_values"):
-        store.adopt(CASE)
-    assert tree(root) == before
+        empty_store.adopt(CASE)
+    assert tree_bytes(root, folders=True) == before
 
 
 # ---------------------------------------------------------------- bad input writes nothing
 
 @pytest.mark.parametrize("goldens, kw, message", [
-    ({KEY: golden({"lm loss": [1.0, nan, 2.0]})}, {}, "NaN at step 2 after values began at step 1"),
-    ({KEY: golden({"lm loss": [1.0, float("inf")]})}, {}, "infinite value at step 2"),
-    ({GoldenKey("other", "dev", "cpu"): golden({"lm loss": [1.0]})}, {}, "golden of case 'other' into case"),
-    ({GoldenKey(CASE, "../x", "cpu"): golden({"lm loss": [1.0]})}, {}, "invalid env name"),
-    ({GoldenKey(CASE, "dev", "a/b"): golden({"lm loss": [1.0]})}, {}, "invalid platform name"),
-    ({GoldenKey(CASE, "dev_x", "cpu"): golden({"lm loss": [1.0]})}, {}, "do not make a golden file name"),
-    ({GoldenKey(CASE, "dev", "cpu_2nd", 1): golden({"lm loss": [1.0]})}, {}, "do not make a golden file name"),
-    ({GoldenKey(CASE, "dev", "cpu", 3): golden({"lm loss": [1.0]})}, {}, "do not make a golden file name"),
+    ({KEY: golden_set({"lm loss": [1.0, nan, 2.0]})}, {}, "NaN at step 2 after values began at step 1"),
+    ({KEY: golden_set({"lm loss": [1.0, float("inf")]})}, {}, "infinite value at step 2"),
+    ({GoldenKey("other", "dev", "cpu"): golden_set({"lm loss": [1.0]})}, {}, "golden of case 'other' into case"),
+    ({GoldenKey(CASE, "../x", "cpu"): golden_set({"lm loss": [1.0]})}, {}, "invalid env name"),
+    ({GoldenKey(CASE, "dev", "a/b"): golden_set({"lm loss": [1.0]})}, {}, "invalid platform name"),
+    ({GoldenKey(CASE, "dev_x", "cpu"): golden_set({"lm loss": [1.0]})}, {}, "do not make a golden file name"),
+    ({GoldenKey(CASE, "dev", "cpu_2nd", 1): golden_set({"lm loss": [1.0]})}, {}, "do not make a golden file name"),
+    ({GoldenKey(CASE, "dev", "cpu", 3): golden_set({"lm loss": [1.0]})}, {}, "do not make a golden file name"),
     ({KEY: GoldenSet({})}, {}, "no metrics"),
     ({}, {}, "nothing to write"),
-    ({KEY: golden({"lm loss": [1.0]})}, {"approver": " "}, "non-empty approver"),
-    ({KEY: golden({"lm loss": [1.0]})}, {"reason": ""}, "non-empty reason"),
-    ({KEY: golden({"lm loss": [1.0]})}, {"action": "imported"}, "reserved"),
-    ({KEY: golden({"lm loss": [1.0]})}, {"action": "Drop Table"}, "invalid action"),
-    ({KEY: golden({"lm loss": [1.0]})}, {"provenance": {"x": nan}}, "provenance is not plain JSON"),
-    ({KEY: golden({"lm loss": [1.0]})}, {"provenance": {"x": object()}}, "provenance is not plain JSON"),
-    ({KEY: golden({"lm loss": [1.0]})}, {"expected_version": -1}, "expected_version"),
+    ({KEY: golden_set({"lm loss": [1.0]})}, {"approver": " "}, "non-empty approver"),
+    ({KEY: golden_set({"lm loss": [1.0]})}, {"reason": ""}, "non-empty reason"),
+    ({KEY: golden_set({"lm loss": [1.0]})}, {"action": "imported"}, "reserved"),
+    ({KEY: golden_set({"lm loss": [1.0]})}, {"action": "Drop Table"}, "invalid action"),
+    ({KEY: golden_set({"lm loss": [1.0]})}, {"provenance": {"x": nan}}, "provenance is not plain JSON"),
+    ({KEY: golden_set({"lm loss": [1.0]})}, {"provenance": {"x": object()}}, "provenance is not plain JSON"),
+    ({KEY: golden_set({"lm loss": [1.0]})}, {"expected_version": -1}, "expected_version"),
 ])
-def test_bad_input_is_refused_before_anything_is_written(store, root, goldens, kw, message):
-    before = tree(root)
+def test_bad_input_is_refused_before_anything_is_written(empty_store, root, goldens, kw, message):
+    before = tree_bytes(root, folders=True)
     with pytest.raises(StoreError) as info:
-        write(store, goldens, **kw)
+        write(empty_store, goldens, **kw)
     assert message in str(info.value)
-    assert tree(root) == before  # no blob, no ledger, no .golden folder, no plain file
+    assert tree_bytes(root, folders=True) == before  # no blob, no ledger, no .golden folder, no plain file
 
 
-def test_bad_input_on_a_case_with_history_changes_nothing(store, root):
-    write(store, {KEY: golden({"lm loss": [1.0, 2.0]})})
-    before = tree(root)
+def test_bad_input_on_a_case_with_history_changes_nothing(empty_store, root):
+    write(empty_store, {KEY: golden_set({"lm loss": [1.0, 2.0]})})
+    before = tree_bytes(root, folders=True)
     with pytest.raises(StoreError):
-        write(store, {KEY: golden({"lm loss": [1.0, nan, 3.0]})})
-    assert tree(root) == before
+        write(empty_store, {KEY: golden_set({"lm loss": [1.0, nan, 3.0]})})
+    assert tree_bytes(root, folders=True) == before
 
 
-def test_unknown_and_hostile_case_in_write(store, root):
-    before = tree(root)
+def test_unknown_and_hostile_case_in_write(empty_store, root):
+    before = tree_bytes(root, folders=True)
     for case in ("nope", "../cases"):
         with pytest.raises(StoreError):
-            store.write(case, {GoldenKey(case, "dev", "cpu"): golden({"lm loss": [1.0]})}, approver="a", reason="r")
-    assert tree(root) == before
+            empty_store.write(case, {GoldenKey(case, "dev", "cpu"): golden_set({"lm loss": [1.0]})}, approver="a", reason="r")
+    assert tree_bytes(root, folders=True) == before
 
 
 # ---------------------------------------------------------------- the lock
@@ -306,7 +294,7 @@ def test_a_held_lock_times_out_with_a_store_error(root):
     from filelock import FileLock
 
     store = GoldenStore(root, lock_timeout=0.2)
-    write(store, {KEY: golden({"lm loss": [1.0]})})
+    write(store, {KEY: golden_set({"lm loss": [1.0]})})
     holder = FileLock(str(root / CASE / ".golden" / "lock"))
     with holder:
         # another open file description: flock treats it as another writer
@@ -321,7 +309,7 @@ def test_a_held_lock_times_out_with_a_store_error(root):
 
 def _try_write(root: str) -> str:
     try:
-        GoldenStore(root, lock_timeout=0.2).write(CASE, {KEY: golden({"lm loss": [2.0]})}, approver="b", reason="r")
+        GoldenStore(root, lock_timeout=0.2).write(CASE, {KEY: golden_set({"lm loss": [2.0]})}, approver="b", reason="r")
     except StoreError as exc:
         return str(exc)
     return "written"
@@ -329,8 +317,8 @@ def _try_write(root: str) -> str:
 
 # ---------------------------------------------------------------- recovery
 
-def test_crash_after_the_commit_is_rolled_forward(store, root, monkeypatch):
-    write(store, {KEY: golden({"lm loss": [1.0]}), KEY2: golden({"lm loss": [nan]})})
+def test_crash_after_the_commit_is_rolled_forward(empty_store, root, monkeypatch):
+    write(empty_store, {KEY: golden_set({"lm loss": [1.0]}), KEY2: golden_set({"lm loss": [nan]})})
     old = {k: (root / CASE / k.filename()).read_bytes() for k in (KEY, KEY2)}
     real = store_module.atomic_write_bytes
 
@@ -340,67 +328,67 @@ def test_crash_after_the_commit_is_rolled_forward(store, root, monkeypatch):
         real(path, data)
 
     monkeypatch.setattr(store_module, "atomic_write_bytes", crash_on_second_plain_file)
-    new = {KEY: golden({"lm loss": [2.0]}), KEY2: golden({"lm loss": [3.0]})}
+    new = {KEY: golden_set({"lm loss": [2.0]}), KEY2: golden_set({"lm loss": [3.0]})}
     with pytest.raises(KeyboardInterrupt):
-        write(store, new)
+        write(empty_store, new)
     monkeypatch.setattr(store_module, "atomic_write_bytes", real)
-    assert store.current_entry(CASE).version == 2  # committed
+    assert empty_store.current_entry(CASE).version == 2  # committed
     assert (root / CASE / KEY2.filename()).read_bytes() == old[KEY2]  # but not yet in place
-    report = store.fsck(repair=False)
+    report = empty_store.fsck(repair=False)
     assert [(p.kind, p.repaired) for p in report] == [("interrupted-write", False)]
     assert (root / CASE / KEY2.filename()).read_bytes() == old[KEY2]  # --no-repair changed nothing
-    repaired = store.fsck(repair=True)
+    repaired = empty_store.fsck(repair=True)
     assert [(p.kind, p.repaired) for p in repaired] == [("interrupted-write", True)]
-    assert store.read(KEY2) == new[KEY2] and store.read(KEY) == new[KEY]
-    assert store.fsck(repair=False) == []
+    assert empty_store.read(KEY2) == new[KEY2] and empty_store.read(KEY) == new[KEY]
+    assert empty_store.fsck(repair=False) == []
 
 
-def test_the_next_write_recovers_first(store, root, monkeypatch):
-    write(store, {KEY: golden({"lm loss": [1.0]})})
+def test_the_next_write_recovers_first(empty_store, root, monkeypatch):
+    write(empty_store, {KEY: golden_set({"lm loss": [1.0]})})
     real = store_module.atomic_write_bytes
     monkeypatch.setattr(store_module, "atomic_write_bytes",
                         lambda p, d: (_ for _ in ()).throw(KeyboardInterrupt()) if Path(p).parent.name == CASE
                         else real(p, d))
     with pytest.raises(KeyboardInterrupt):
-        write(store, {KEY: golden({"lm loss": [2.0]})})
+        write(empty_store, {KEY: golden_set({"lm loss": [2.0]})})
     monkeypatch.setattr(store_module, "atomic_write_bytes", real)
-    entry = write(store, {GoldenKey(CASE, "lts", "cpu"): golden({"lm loss": [5.0]})})
-    assert entry.version == 3 and store.read(KEY) == golden({"lm loss": [2.0]})
-    assert [e.action for e in store.history(CASE)] == ["approve"] * 3  # no spurious import
+    entry = write(empty_store, {GoldenKey(CASE, "lts", "cpu"): golden_set({"lm loss": [5.0]})})
+    assert entry.version == 3 and empty_store.read(KEY) == golden_set({"lm loss": [2.0]})
+    assert [e.action for e in empty_store.history(CASE)] == ["approve"] * 3  # no spurious import
 
 
-def test_crash_before_the_commit_leaves_the_old_version(store, root, monkeypatch):
-    write(store, {KEY: golden({"lm loss": [1.0]})})
+def test_crash_before_the_commit_leaves_the_old_version(empty_store, root, monkeypatch):
+    write(empty_store, {KEY: golden_set({"lm loss": [1.0]})})
     before_plain = (root / CASE / KEY.filename()).read_bytes()
     monkeypatch.setattr(store_module, "append_line", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
-        write(store, {KEY: golden({"lm loss": [2.0]})})
+        write(empty_store, {KEY: golden_set({"lm loss": [2.0]})})
     monkeypatch.undo()
-    assert store.current_entry(CASE).version == 1
+    assert empty_store.current_entry(CASE).version == 1
     assert (root / CASE / KEY.filename()).read_bytes() == before_plain
-    problems = store.fsck(repair=True)
+    problems = empty_store.fsck(repair=True)
     assert [(p.kind, p.repaired) for p in problems] == [("orphan-blob", True)]
-    assert store.fsck(repair=False) == []
+    assert empty_store.fsck(repair=False) == []
 
 
-def test_torn_trailing_ledger_line_was_never_committed(store, root):
-    write(store, {KEY: golden({"lm loss": [1.0]})})
+def test_torn_trailing_ledger_line_was_never_committed(empty_store, root):
+    write(empty_store, {KEY: golden_set({"lm loss": [1.0]})})
     ledger = root / CASE / ".golden" / "ledger.jsonl"
     committed = ledger.read_bytes()
     with open(ledger, "ab") as fh:
         fh.write(committed[: len(committed) // 2])  # a write cut short: no newline
-    assert len(store.history(CASE)) == 1
-    assert [(p.kind, p.repaired) for p in store.fsck(repair=False)] == [("torn-ledger-line", False)]
-    assert [(p.kind, p.repaired) for p in store.fsck(repair=True)] == [("torn-ledger-line", True)]
+    assert len(empty_store.history(CASE)) == 1
+    assert [(p.kind, p.repaired) for p in empty_store.fsck(repair=False)] == [("torn-ledger-line", False)]
+    assert [(p.kind, p.repaired) for p in empty_store.fsck(repair=True)] == [("torn-ledger-line", True)]
     assert ledger.read_bytes() == committed
-    assert write(store, {KEY: golden({"lm loss": [2.0]})}).version == 2
+    assert write(empty_store, {KEY: golden_set({"lm loss": [2.0]})}).version == 2
 
 
-def test_stale_temp_files_are_cleaned_under_the_lock(store, root):
-    write(store, {KEY: golden({"lm loss": [1.0]})})
+def test_stale_temp_files_are_cleaned_under_the_lock(empty_store, root):
+    write(empty_store, {KEY: golden_set({"lm loss": [1.0]})})
     (root / CASE / ".golden_values_dev_cpu.json.abc123.tmp").write_text("half")
     (root / CASE / ".golden" / "objects" / ".deadbeef.json.x.tmp").write_text("half")
-    problems = store.fsck(repair=True)
+    problems = empty_store.fsck(repair=True)
     assert sorted(p.kind for p in problems) == ["stale-temp-file"] * 2 and all(p.repaired for p in problems)
     assert not list(root.rglob("*.tmp"))
 
@@ -417,10 +405,10 @@ def _rewrite_ledger(root: Path, entries: list[dict]) -> None:
 
 
 @pytest.fixture
-def two_versions(store, root):
-    write(store, {KEY: golden({"lm loss": [1.0]})})
-    write(store, {KEY: golden({"lm loss": [2.0]})})
-    return store
+def two_versions(empty_store, root):
+    write(empty_store, {KEY: golden_set({"lm loss": [1.0]})})
+    write(empty_store, {KEY: golden_set({"lm loss": [2.0]})})
+    return empty_store
 
 
 def test_clean_store_passes_and_entry_hashes_chain(two_versions, root):
@@ -458,12 +446,12 @@ def test_fsck_finds_missing_and_corrupt_blobs(two_versions, root):
 
 
 def test_fsck_finds_a_plain_file_changed_outside_the_store(two_versions, root):
-    (root / CASE / KEY.filename()).write_text(dumps_golden(golden({"lm loss": [9.0]})))
-    (root / CASE / "golden_values_lts_cpu.json").write_text(dumps_golden(golden({"lm loss": [9.0]})))
+    (root / CASE / KEY.filename()).write_text(dumps_golden(golden_set({"lm loss": [9.0]})))
+    (root / CASE / "golden_values_lts_cpu.json").write_text(dumps_golden(golden_set({"lm loss": [9.0]})))
     problems = two_versions.fsck(repair=True)
     assert sorted((p.kind, p.severity, p.repaired) for p in problems) == [
         ("plain-file-differs", "error", False), ("untracked-file", "warning", False)]
-    assert read_golden(root / CASE / KEY.filename()) == golden({"lm loss": [9.0]})  # never clobbered
+    assert read_golden(root / CASE / KEY.filename()) == golden_set({"lm loss": [9.0]})  # never clobbered
     assert two_versions.adopt(CASE).version == 3 and two_versions.fsck() == []
 
 
@@ -475,10 +463,10 @@ def test_unreadable_ledger_line_is_reported_and_blocks_writes(two_versions, root
     assert "unreadable-ledger-line" in [p.kind for p in problems]
     with pytest.raises(StoreError, match="ledger line 2 is unreadable"):
         two_versions.history(CASE)
-    before = tree(root)
+    before = tree_bytes(root, folders=True)
     with pytest.raises(StoreError, match="ledger line 2 is unreadable"):
-        write(two_versions, {KEY: golden({"lm loss": [3.0]})})
-    assert tree(root) == before
+        write(two_versions, {KEY: golden_set({"lm loss": [3.0]})})
+    assert tree_bytes(root, folders=True) == before
 
 
 def test_fsck_only_named_cases(two_versions):

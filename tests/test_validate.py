@@ -13,6 +13,7 @@ from goldens.errors import FormatError
 from goldens.model import GoldenSet, MetricSeries
 from goldens.validate import (ERROR, OK, WARNING, check_golden_set, check_grid, check_values, validate_golden_file,
                               validate_paths)
+from tests.builders import series
 
 VARIANTS = Path(__file__).parent / "fixtures" / "megatron_variants"
 NAME = "golden_values_dev_cpu.json"
@@ -117,43 +118,37 @@ def test_json_shape():
 
 # ---------------------------------------------------------------- the in-memory rules
 
-def series(values, steps=None, start=None, end=None, interval=1, name="lm loss") -> MetricSeries:
-    steps = np.arange(1, len(values) + 1) if steps is None else np.asarray(steps)
-    return MetricSeries(name, steps, np.asarray(values, dtype=float),
-                        int(steps[0]) if start is None else start, int(steps[-1]) if end is None else end, interval)
-
-
 nan, inf = float("nan"), float("inf")
 
 
 def test_leading_nan_run_is_the_steps_not_run_marker():
-    assert check_values(series([nan, nan, nan, 1.0, 2.0])) == []
+    assert check_values(series("lm loss", values=[nan, nan, nan, 1.0, 2.0], grid=True)) == []
 
 
 def test_nan_after_the_first_value_is_an_error_naming_every_step():
-    findings = check_values(series([nan, 1.0, nan, 2.0, nan]))
+    findings = check_values(series("lm loss", values=[nan, 1.0, nan, 2.0, nan], grid=True))
     assert [(f.severity, f.metric, f.step) for f in findings] == [(ERROR, "lm loss", 3)]
     assert "NaN at step 3, 5 after values began at step 2" in findings[0].message
 
 
 def test_long_lists_of_steps_are_abbreviated_with_a_count():
-    message = check_values(series([1.0] + [nan] * 8))[0].message
+    message = check_values(series("lm loss", values=[1.0] + [nan] * 8, grid=True))[0].message
     assert "step 2, 3, 4, 5, 6, … (8 in all)" in message
 
 
 def test_any_infinity_is_an_error_even_in_the_leading_run():
-    findings = check_values(series([-inf, 1.0, inf]))
+    findings = check_values(series("lm loss", values=[-inf, 1.0, inf], grid=True))
     assert [(f.severity, f.step) for f in findings] == [(ERROR, 1)]
     assert "infinite value at step 1, 3" in findings[0].message
 
 
 def test_all_nan_metric_warns():
-    assert [f.severity for f in check_values(series([nan, nan]))] == [WARNING]
+    assert [f.severity for f in check_values(series("lm loss", values=[nan, nan], grid=True))] == [WARNING]
 
 
 def test_megatron_grid_start_1_interval_5_is_normal():
     steps = [1, *range(5, 101, 5)]
-    assert check_grid(series([1.0] * len(steps), steps=steps, interval=5)) == []
+    assert check_grid(series("lm loss", steps, [1.0] * len(steps), grid=True, step_interval=5)) == []
 
 
 @pytest.mark.parametrize("start, end, interval, message", [
@@ -161,7 +156,8 @@ def test_megatron_grid_start_1_interval_5_is_normal():
     (10, 1, 1, "end_step 1 is before start_step 10"),
 ])
 def test_impossible_headers_are_errors(start, end, interval, message):
-    findings = check_grid(series([1.0, 2.0], start=start, end=end, interval=interval))
+    findings = check_grid(series("lm loss", values=[1.0, 2.0], grid=True, start_step=start, end_step=end,
+                                step_interval=interval))
     assert findings[0].severity == ERROR and message in findings[0].message
 
 
