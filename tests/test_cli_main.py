@@ -35,3 +35,13 @@ def test_help_and_bare_command_still_print_the_help():
 def test_a_command_exit_code_passes_through():
     proc = golden("show", "no-such-case", "--store", "cases")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+
+
+def test_help_imports_no_heavy_library():
+    code = ("import sys; sys.argv = ['golden', '--help']\n"
+            "from goldens.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('numpy', 'pandas', 'torch', 'deepdiff', 'matplotlib', 'scipy') "
+            "if m in sys.modules), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "Commands" in proc.stdout and proc.stderr.strip() == "[]", proc.stderr
