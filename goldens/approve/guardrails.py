@@ -21,7 +21,6 @@ class ApprovalRefused(GoldenError):
     """A guardrail said no; nothing was written."""
 
 
-
 def in_ci(ci: bool | None) -> bool:
     return bool(os.environ.get("CI")) if ci is None else ci
 
@@ -96,7 +95,6 @@ def check_finite(key: GoldenKey, run_id: str, new: MetricSeries, golden: MetricS
         i = int(np.flatnonzero(bad)[0])
         raise ApprovalRefused(f"{where} is {new.values[in_new][i]} at step {int(common[i])} where the "
                               f"golden holds {float(golden.values[in_golden][i])!r}")
-
 
 
 def check_writable(store: "GoldenStore", change: "KeyChange") -> None:

@@ -32,7 +32,6 @@ class Operation(StrEnum):
     REJECT = "reject"
 
 
-
 @dataclass(frozen=True, kw_only=True)
 class Outcome:
     candidate: Candidate
@@ -40,7 +39,6 @@ class Outcome:
     entry: "LedgerEntry | None" = None   # the version written (accept)
     plan: Plan | None = None
     note: str = ""                        # why nothing was written, when nothing was
-
 
 
 def discard(candidate: Candidate) -> None:

@@ -151,7 +151,6 @@ def prune(store: StoreOpt = None,
         raise typer.Exit(1)
 
 
-
 def review_io() -> Any:
     """The interactive key source, or None when stdin/stdout is not a terminal.
 

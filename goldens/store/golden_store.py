@@ -261,7 +261,6 @@ class GoldenStore:
                 for name, path in sorted(self._case_index().items()) if not _addressable(name)]
 
 
-
 def _addressable(name: str) -> bool:
     try:
         check_name(name)

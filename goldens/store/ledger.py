@@ -59,7 +59,6 @@ def read_bytes(path: Path) -> bytes | None:
         raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-
 def ledger_path(case_dir: Path) -> Path:
     return case_dir / HISTORY_DIR / LEDGER_FILE
 
