@@ -52,24 +52,30 @@ def check_with(monkeypatch):
     return check
 
 
+def judged_by(command: str, request, run: Path, store):
+    """`golden diff RUN` or `golden check` (its run replaced by RUN) on the synthetic store."""
+    if command == "diff":
+        return invoke("diff", str(run), "--store", str(store.root))
+    return request.getfixturevalue("check_with")(run, store)
+
+
+@pytest.mark.parametrize("command", ["diff", "check"])
 @pytest.mark.parametrize("rule, passing_staged, failing_staged", [
     (lambda result: result is None or not result.passed, [], ["dev_cpu.json"]),   # the real rule
     (lambda result: True, ["dev_cpu.json"], ["dev_cpu.json"]),                      # stage everything
     (lambda result: False, [], []),                                                 # stage nothing
 ])
-def test_diff_and_check_follow_one_staging_rule(store, runs, monkeypatch, check_with, rule, passing_staged,
+def test_diff_and_check_follow_one_staging_rule(store, runs, monkeypatch, request, command, rule, passing_staged,
                                                 failing_staged):
     monkeypatch.setattr(workflow, "should_stage", rule)
     passing = write_run(runs, "tiny", "good", {"lm loss": LOSS, "num-zeros": ZEROS})
     failing = write_run(runs, "tiny", "bad", {"lm loss": shifted(LOSS, 1.3), "num-zeros": ZEROS})
-    for command in ("diff", "check"):
-        for run, expected in ((passing, passing_staged), (failing, failing_staged)):
-            out = invoke("diff", str(run), "--store", str(store.root)) if command == "diff" \
-                else check_with(run, store)
-            assert out.exit_code == (0 if run == passing else 1), (command, out.output)
-            assert pending_of(store) == expected, (command, run.parent.name)
-            for staged in (store.root / ".pending").rglob("*.json"):
-                staged.unlink()
+    for run, expected in ((passing, passing_staged), (failing, failing_staged)):
+        out = judged_by(command, request, run, store)
+        assert out.exit_code == (0 if run == passing else 1), out.output
+        assert pending_of(store) == expected, run.parent.name
+        for staged in (store.root / ".pending").rglob("*.json"):
+            staged.unlink()
 
 
 def test_check_and_diff_give_the_same_result_and_notes(store, runs, check_with):
