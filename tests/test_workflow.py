@@ -87,7 +87,7 @@ def test_check_and_diff_give_the_same_result_and_notes(store, runs, check_with):
     assert "staged tiny dev/cpu (bad) for review" in by_check.stderr
 
 
-def test_no_golden_is_exit_1_and_staged_in_both(store, runs, check_with):
+def test_no_golden_is_exit_1_and_staged(store, runs):
     run = write_run(runs, "tiny", "r", {"lm loss": LOSS}, platform="gpu")
     out = invoke("diff", str(run), "--store", str(store.root))
     assert out.exit_code == 1 and "no golden: case 'tiny' has none for dev/gpu yet" in out.stderr
