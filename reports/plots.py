@@ -136,20 +136,26 @@ class _Axes:
         return np.clip(y, -1e5, 1e5)  # far outside the panel: clipped anyway, and never an overflow
 
 
-def _path(xs: np.ndarray, ys: np.ndarray, *, close: bool = False) -> str:
+def _path(xs: np.ndarray, ys: np.ndarray, *, close: bool = False, vertices: bool = False) -> str:
     """Path data through the finite points, joined (a gap or another grid never breaks a line into
-    dots): one absolute move, then relative integer steps (small numbers, small files)."""
+    dots): one absolute move, then relative integer steps (small numbers, small files). Without
+    ``vertices`` (no markers drawn on them), runs of collinear steps are merged — the same line."""
     ok = np.isfinite(xs) & np.isfinite(ys)
     xi, yi = np.rint(xs[ok]).astype(np.int64), np.rint(ys[ok]).astype(np.int64)
     if xi.size == 0:
         return ""
-    moves = " ".join(map("{},{}".format, np.diff(xi).tolist(), np.diff(yi).tolist()))
+    dx, dy = np.diff(xi), np.diff(yi)
+    if not vertices and dx.size > 1:
+        same = (dx[1:] * dy[:-1] == dy[1:] * dx[:-1]) & (dx[1:] * dx[:-1] + dy[1:] * dy[:-1] > 0)
+        starts = np.flatnonzero(np.r_[True, ~same])
+        dx, dy = np.add.reduceat(dx, starts), np.add.reduceat(dy, starts)
+    moves = " ".join(map("{},{}".format, dx.tolist(), dy.tolist()))
     return f"M{xi[0]},{yi[0]}" + (f"l{moves}" if moves else "") + ("z" if close else "")
 
 
-def _line(xs, ys, colour: str, width: float, extra: str = "") -> str:
-    data = _path(xs, ys)
-    return f'<path d="{data}" fill="none" stroke="{colour}" stroke-width="{width}"{extra}/>' if data else ""
+def _line(xs, ys, colour: str, width: float, extra: str = "", *, dots: str = "") -> str:
+    data = _path(xs, ys, vertices=bool(dots))
+    return f'<path d="{data}" fill="none" stroke="{colour}" stroke-width="{width}"{extra}{dots}/>' if data else ""
 
 
 def _band(axes: _Axes, x: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> str:
@@ -287,7 +293,7 @@ def metric_svg(verdict: MetricVerdict, *, salt: str) -> str | None:
         if verdict.actual_value is not None:
             out.append(_line(top.x(x_range), top.y([verdict.actual_value] * 2), BLUE, 1.6, ' stroke-dasharray="3,4"'))
     out.append(_line(top.x(step[has_golden]), top.y(golden[has_golden]), "#1f2328", 2.8))
-    out.append(_line(top.x(step[has_actual]), top.y(actual[has_actual]), BLUE, 2, ' stroke-dasharray="10,5"' + dot))
+    out.append(_line(top.x(step[has_actual]), top.y(actual[has_actual]), BLUE, 2, ' stroke-dasharray="10,5"', dots=dot))
     failing, missing = status == _FAIL, np.isin(status, _MISSING)
     out.append(_crosses(top, step[failing], actual[failing]))
     out.append(_triangles(top, step[missing], golden[missing]))
@@ -299,7 +305,7 @@ def metric_svg(verdict: MetricVerdict, *, salt: str) -> str | None:
     out.append(_line(bottom.x(x_range), bottom.y([0.0, 0.0]), "#1f2328", 1.6))
     if reduced_delta:
         out.append(_line(bottom.x(x_range), bottom.y(reduced_delta * 2), BLUE, 1.6, ' stroke-dasharray="3,4"'))
-    out.append(_line(bottom.x(step[has_both]), bottom.y(residual[has_both]), BLUE, 2, dot))
+    out.append(_line(bottom.x(step[has_both]), bottom.y(residual[has_both]), BLUE, 2, dots=dot))
     out.append(_crosses(bottom, step[failing], residual[failing]))
     out.append("</g>")
 
