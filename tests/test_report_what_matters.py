@@ -138,6 +138,10 @@ def test_the_command_a_report_shows_approves_the_run(store, runs, monkeypatch):
                                env={"GITHUB_STEP_SUMMARY": ""})
     assert shown.exit_code == 1, shown.output
     [command] = re.findall(r"<pre><code>(.*?)</code></pre>", (out / "report.md").read_text())
+    # golden diff shows the same command, on one line however long (a log has no right edge)
+    shown_by_diff = CliRunner().invoke(app, ["diff", str(run), "--store", str(store.root)], env={"COLUMNS": "60"})
+    assert shown_by_diff.exit_code == 1
+    assert f"to approve (after review; the reason is yours to write): {html.unescape(command)}\n" in shown_by_diff.stdout
     argv = shlex.split(html.unescape(command))
     assert argv[:2] == ["golden", "approve"] and argv[-2:] == ["--reason", "<why these values are right>"]
     argv[-1] = "loss +10 % after the fused-kernel change"
