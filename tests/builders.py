@@ -927,6 +927,8 @@ class ActionRun:
             contexts = self.contexts()
             condition = str(step.get("if", "success()")).strip()
             condition = condition[3:-2] if condition.startswith("${{") else condition
+            if not re.search(r"\b(success|failure|always|cancelled)\(\)", condition):
+                condition = f"success() && ({condition})"  # GitHub's rule: no status function, success() implied
             outcome: dict[str, Any] = {"name": step.get("name"), "id": step.get("id"), "ran": False,
                                        "uses": step.get("uses"), "if": condition}
             self.outcomes.append(outcome)

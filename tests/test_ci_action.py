@@ -136,6 +136,20 @@ def test_a_regression_is_judged_summarised_uploaded_commented_and_fails_the_job(
     assert [r["method"] for r in fake_ci.requests if "/issues/" in r["path"]] == ["GET", "POST", "GET", "PATCH"]
 
 
+def test_a_comment_that_cannot_be_posted_is_a_warning_and_a_push_gets_none(tmp_path, fake_ci, tools_path):
+    megatron_store(tmp_path)
+    candidates(tmp_path, drifted=False)
+    fake_ci.fail(r"/issues/42/comments", 403, body={"message": "Resource not accessible by integration"})
+    run = run_action(tmp_path, fake_ci, tools_path, candidates="candidates", store="store", comment="true")
+    comment = run.step("Comment on the pull request")
+    assert comment["returncode"] == 0 and "::warning::the pull-request comment was not posted" in comment["stdout"]
+    assert run.step("Verdict")["ran"] and not run.failed
+    push = ActionRun(ACTION, tmp_path, inputs={"install": "false", "candidates": "candidates", "store": "store",
+                                               "comment": "true"}, event={"ref": "refs/heads/main"},
+                     env={**runner_env(fake_ci, tools_path), "GITHUB_EVENT_NAME": "push"}).run()
+    assert not push.step("Comment on the pull request")["ran"] and push.step("Verdict")["returncode"] == 0
+
+
 def test_candidates_fetched_from_the_run_only_failing_and_passing(tmp_path, fake_ci, tools_path):
     megatron_store(tmp_path)
     run_id = 16482213

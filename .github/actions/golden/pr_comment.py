@@ -2,6 +2,8 @@
 
 Standard library only, so it runs with any Python. The comment is recognised by a hidden marker;
 GitHub rejects a body over 65,536 characters, so a longer report becomes a pointer to the artifact.
+A comment that cannot be posted (a fork's read-only token, an API error) is a warning in the log,
+never a failed job: the verdict is the judge's, and the report is in the step summary anyway.
 
     GITHUB_TOKEN=… GITHUB_REPOSITORY=owner/name PR_NUMBER=42 python pr_comment.py REPORT.md
     ($GITHUB_API_URL, set by GitHub Actions, points elsewhere for GitHub Enterprise.)
@@ -52,4 +54,9 @@ def main(report_path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    if len(sys.argv) != 2:
+        sys.exit("usage: pr_comment.py REPORT.md (with GITHUB_TOKEN, GITHUB_REPOSITORY, PR_NUMBER set)")
+    try:
+        sys.exit(main(sys.argv[1]))
+    except (OSError, KeyError, ValueError) as exc:  # urllib's HTTPError and URLError are OSErrors
+        print(f"::warning::the pull-request comment was not posted: {type(exc).__name__}: {exc}")
