@@ -17,7 +17,9 @@ Shape::
       does this verdict let the comparison pass), rule (Rule: mode, params, text), worst_step,
       golden_value, actual_value, delta (actual - golden), delta_pct, mean_rel_diff (signed),
       failing_steps, allowed_failing_steps, total_steps, step_counts {status: n},
-      explanation (one line: why), steps (StepTable | None: the per-step rows)
+      explanation (one line: why), steps (StepTable | None: the per-step rows),
+      within_rule (bool | None: whether the values met the rule, also for a report-only metric,
+      which cannot fail the comparison; None where no rule was evaluated)
 
 ``.frame()`` gives one pandas row per (check, phase, metric, step); ``.to_json()`` /
 ``ComparisonResult.from_json()`` round-trip exactly (NaN/inf written as Megatron does, as the
@@ -88,6 +90,37 @@ def full_precision(value: float | None) -> str:
     return repr(value)
 
 
+# float64 carries 15.95 significant decimal digits; arithmetic on it (a median of two steps, a
+# difference, a ratio) leaves its rounding noise in the 16th and 17th.
+DERIVED_DIGITS = 15
+
+
+def derived_precision(value: float | None, scale: float | None = None) -> str:
+    """A number computed from metric values (a median or mean of steps, a Δ, a ratio) as text:
+    rounded to 15 significant digits of ``scale`` — the largest number it was computed from
+    (default: itself) — then in its shortest form, so float noise never shows: 0.1 + 0.2 reads
+    0.3, not 0.30000000000000004, and 7.046254800000001 − 6.52431 reads 0.5219448, not
+    0.5219448000000009 (a difference keeps the noise of its operands, which sits at their 16th
+    digit). Fifteen digits are more than any golden holds (Megatron writes float32 values rounded
+    to 5 decimals), so nothing the inputs said is lost; a nonzero number below that resolution
+    (operands a few bits apart) shows 3 significant digits, never 0. Metric values themselves
+    are never rounded: they go through ``full_precision``. None (no value) is '—'."""
+    if value is None:
+        return "—"
+    value = float(value)
+    if not math.isfinite(value):
+        return full_precision(value)
+    scale = abs(value) if scale is None or not math.isfinite(scale) else max(abs(float(scale)), abs(value))
+    if scale == 0:
+        return "0"
+    decimals = DERIVED_DIGITS - 1 - math.floor(math.log10(scale))
+    rounded = round(value, decimals) + 0.0  # + 0.0: a rounded -0.0 reads 0
+    if rounded == 0 and value != 0:
+        # Below the operands' resolution (bit-level differences): still not zero, so never shown as 0.
+        return f"{value:.3g}"
+    return full_precision(rounded)
+
+
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
@@ -120,6 +153,14 @@ def _optional_text(doc: dict[str, Any], key: str) -> str | None:
     value = doc.get(key)
     if value is not None and not isinstance(value, str):
         raise FormatError(f"expected a string, got {type(value).__name__}", key=key)
+    return value
+
+
+def _optional_bool(doc: dict[str, Any], name: str, key: str) -> bool | None:
+    """A field later versions added: absent (an older result) reads as None."""
+    value = doc.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise FormatError(f"expected true, false or null, got {value!r}", key=key)
     return value
 
 
@@ -235,6 +276,15 @@ class MetricVerdict:
     total_steps: int = 0           # steps judged (or reduced) for this metric
     step_counts: Mapping[str, int] = field(default_factory=dict)  # StepStatus value -> count
     steps: StepTable | None = None
+    # Whether the values met the rule. It equals ``passed`` for a judged metric; for a report-only
+    # one (SKIPPED, always passed) it says whether it was out of tolerance, which a report must
+    # name. None: no rule was evaluated (missing, new, no policy, nothing in the window).
+    within_rule: bool | None = None
+
+    @property
+    def report_only_out_of_tolerance(self) -> bool:
+        """Reported, not judged, and outside its rule: passes, but a reader must see it."""
+        return self.verdict == Verdict.SKIPPED and self.within_rule is False
 
     _FLOATS = ("golden_value", "actual_value", "delta", "delta_pct", "mean_rel_diff")
 
@@ -247,7 +297,8 @@ class MetricVerdict:
         for name in self._FLOATS:
             doc[name] = _num_out(getattr(self, name))
         doc.update(failing_steps=self.failing_steps, allowed_failing_steps=self.allowed_failing_steps,
-                   total_steps=self.total_steps, step_counts=dict(self.step_counts))
+                   total_steps=self.total_steps, step_counts=dict(self.step_counts),
+                   within_rule=self.within_rule)
         doc["steps"] = self.steps.to_json() if (steps and self.steps is not None) else None
         return doc
 
@@ -266,6 +317,7 @@ class MetricVerdict:
                        total_steps=int(doc.get("total_steps", 0)),
                        step_counts={str(k): int(v) for k, v in (doc.get("step_counts") or {}).items()},
                        steps=None if doc.get("steps") is None else StepTable.from_json(doc["steps"], f"{key}.steps"),
+                       within_rule=_optional_bool(doc, "within_rule", f"{key}.within_rule"),
                        **floats)
 
 

@@ -30,8 +30,10 @@ def build_result_report(inputs: Sequence[str | Path], out: Path | None, formats:
     from reports.junit import result_junit
     from reports.markdown import result_markdown
 
+    given = store
     store = store or default_store_root()
     report, default_out = load_inputs(inputs, store if store.is_dir() else None)
+    report = dataclasses.replace(report, store=None if given is None else str(given))  # for the approve commands
     target = out or default_out
     if target is None:
         raise GoldenError(f"{len(inputs)} inputs: give --out DIR for the combined report")

@@ -4,6 +4,7 @@ Renderers take a ``Report`` and return text; nothing here reads files (``reports
 """
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -31,11 +32,16 @@ class CaseEntry:
 
 @dataclass(frozen=True)
 class Report:
+    """The cases to report on. ``store``: the golden store as the user gave it (option or
+    environment), written into each failing case's approve command; None when it was not given
+    (the command then finds the store by the usual rule)."""
+
     entries: tuple[CaseEntry, ...]
+    store: str | None = None
 
     @classmethod
-    def of(cls, *results: ComparisonResult) -> "Report":
-        return cls(tuple(CaseEntry(r) for r in results))
+    def of(cls, *results: ComparisonResult, store: str | None = None) -> "Report":
+        return cls(tuple(CaseEntry(r) for r in results), store)
 
     @property
     def passed(self) -> bool:
@@ -71,28 +77,74 @@ def environment_note(result: ComparisonResult) -> str | None:
             "an exact comparison needs a matching fingerprint.")
 
 
+def out_of_tolerance(result: ComparisonResult) -> tuple[MetricVerdict, ...]:
+    """Report-only metrics outside their rule: they cannot fail the case, and must not hide in a pass."""
+    return tuple(m for m in result.metric_verdicts() if m.report_only_out_of_tolerance)
+
+
+def _out_of_tolerance_text(count: int) -> str:
+    return f"{count} report-only out of tolerance"
+
+
 def headline(report: Report, *, icon: bool = True) -> str:
     total, failed = len(report.entries), len(report.failed)
     if not total:
         return "No comparison results"
     mark = (ICONS[Verdict.FAIL if failed else Verdict.PASS] + " ") if icon else ""
-    if failed:
-        return f"{mark}Golden check failed: {failed} of {total} case(s) failed"
-    return f"{mark}Golden check passed: all {total} case(s) passed"
+    line = (f"{mark}Golden check failed: {failed} of {total} case(s) failed" if failed
+            else f"{mark}Golden check passed: all {total} case(s) passed")
+    outside = [len(out_of_tolerance(e.result)) for e in report.entries]
+    if any(outside):
+        line += (f" · {_out_of_tolerance_text(sum(outside))} in {sum(1 for n in outside if n)} case(s)")
+    return line
+
+
+def verdict_line(result: ComparisonResult) -> str:
+    """The case's verdict with what a pass may hide, e.g. 'PASS · 3 report-only out of tolerance'."""
+    outside = len(out_of_tolerance(result))
+    return result.verdict.value.upper() + (f" · {_out_of_tolerance_text(outside)}" if outside else "")
 
 
 def failing_summary(result: ComparisonResult) -> str:
-    """e.g. '1 of 5 metric(s) failed; resume check failed'."""
+    """The metrics column of a case: e.g. '1 of 5 metric(s) failed; resume check failed', or
+    '2 metric(s) passed · 3 report-only out of tolerance' (a report-only metric outside its rule
+    is never counted as passed)."""
     metrics = result.metric_verdicts()
     bad = [m for m in metrics if not m.passed]
-    parts = [f"{len(bad)} of {len(metrics)} metric(s) failed" if bad else f"{len(metrics)} metric(s) passed"]
+    outside = len(out_of_tolerance(result))
+    first = (f"{len(bad)} of {len(metrics)} metric(s) failed" if bad
+             else f"{len(metrics) - outside} metric(s) passed")
+    parts = [first + (f" · {_out_of_tolerance_text(outside)}" if outside else "")]
     if result.resume is not None and result.resume.verdict == Verdict.FAIL:
         parts.append("resume check failed")
     return "; ".join(parts)
 
 
 def verdict_label(m: MetricVerdict) -> str:
+    if m.report_only_out_of_tolerance:
+        return f"{ICONS[Verdict.MISSING]} report only, out of tolerance"
     return f"{ICONS.get(m.verdict, '')} {m.verdict.value}".strip()
+
+
+APPROVE_REASON = "<why these values are right>"
+
+
+def approve_command(result: ComparisonResult, store: str | None = None) -> str | None:
+    """The command that makes a failing case's candidate the new golden, ready to paste but for the
+    reason: ``golden approve CANDIDATE --case C --env E --platform P [--store S] --reason …``.
+
+    None when the case passed, or when the result does not name all of case, env and platform,
+    or its candidate is a store version (``CASE@vN``: that is ``golden rollback``), or a part is
+    not printable (it could not be pasted as one line)."""
+    if result.passed or not (result.case and result.env and result.platform):
+        return None
+    if result.candidate.startswith(f"{result.case}@v") and result.candidate[len(result.case) + 2:].isdigit():
+        return None
+    parts = ["golden", "approve", result.candidate, "--case", result.case, "--env", result.env,
+             "--platform", result.platform, *(("--store", store) if store else ()), "--reason", APPROVE_REASON]
+    if not all(part.isprintable() for part in parts):
+        return None
+    return shlex.join(parts)
 
 
 def drift_lines(result: ComparisonResult) -> list[str]:

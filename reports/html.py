@@ -17,11 +17,13 @@ from goldens.compare import flatten_mapping
 from goldens.result import MetricVerdict
 from reports import text as fmt
 from reports.changes import BUCKETS, GoldenChanges
-from reports.document import CaseEntry, Report, drift_lines, environment_note, failing_summary, headline
+from reports.document import (CaseEntry, Report, approve_command, drift_lines, environment_note, failing_summary,
+                              headline, out_of_tolerance)
 from reports.plots import metric_svg
 
-# Plots cost ~0.15 s of CPU each; a huge result keeps its failing metrics' plots and the first others.
-MAX_PLOTS = 120
+# A plot is a few kB and about a millisecond; a huge result keeps its failing metrics' plots (then
+# the report-only ones out of tolerance) and the first others, so the page stays a few MB.
+MAX_PLOTS = 300
 
 
 def _environment():
@@ -35,6 +37,8 @@ def _environment():
 class _MetricView:
     verdict: MetricVerdict
     anchor: str
+    badge: str        # css class of the verdict badge
+    label: str        # its text
     worst_step: str
     golden: str
     actual: str
@@ -69,20 +73,24 @@ class _Plotter:
         else:
             drawn = metric_svg(m, salt=anchor)
             svg = Markup(drawn) if drawn else None
+        golden, actual = fmt.golden_actual(m)
+        outside = m.report_only_out_of_tolerance
         return _MetricView(
-            verdict=m, anchor=anchor,
+            verdict=m, anchor=anchor, badge="warn" if outside else m.verdict.value,
+            label="out of tolerance" if outside else m.verdict.value,
             worst_step="—" if m.worst_step is None else str(m.worst_step),
-            golden=fmt.value(m.golden_value), actual=fmt.value(m.actual_value),
-            delta=fmt.value(m.delta), delta_pct=fmt.percent(m.delta_pct), mean_rel_diff=fmt.signed(m.mean_rel_diff),
+            golden=golden, actual=actual,
+            delta=fmt.delta(m), delta_pct=fmt.percent(m.delta_pct), mean_rel_diff=fmt.signed(m.mean_rel_diff),
             svg=svg, no_plot_reason=reason)
 
 
 def _plan(report: Report) -> set[int]:
-    """Which verdicts get a plot: failing ones first, then the rest, up to MAX_PLOTS."""
+    """Which verdicts get a plot: failing ones first, then report-only ones out of tolerance,
+    then the rest, up to MAX_PLOTS."""
     verdicts = [m for e in report.by_importance()
                 for m in (*e.result.metric_verdicts(), *(e.result.resume.metrics if e.result.resume else ()))
                 if m.steps is not None and len(m.steps)]
-    ordered = [m for m in verdicts if not m.passed] + [m for m in verdicts if m.passed]
+    ordered = sorted(verdicts, key=lambda m: 0 if not m.passed else 1 if m.report_only_out_of_tolerance else 2)
     return {id(m) for m in ordered[:MAX_PLOTS]}
 
 
@@ -94,14 +102,15 @@ def _provenance_rows(entry: CaseEntry) -> list[tuple[str, str, str]]:
     return [(k, str(reference.get(k, "—")), str(candidate.get(k, "—"))) for k in keys if k != "fingerprint"]
 
 
-def _case_view(index: int, entry: CaseEntry, plotter: _Plotter) -> dict[str, Any]:
+def _case_view(index: int, entry: CaseEntry, plotter: _Plotter, store: str | None) -> dict[str, Any]:
     r = entry.result
     phases = [{"title": "Phase 1 (from scratch)" if p.phase == 1 else f"Phase {p.phase} (resumed)",
                "reference": p.reference or r.reference,
                "metrics": [plotter.view(m) for m in p.metrics]} for p in r.phases]
     return {
         "result": r, "title": entry.title, "anchor": _slug(index, "case", r.case or ""),
-        "summary": failing_summary(r),
+        "summary": failing_summary(r), "approve": approve_command(r, store),
+        "out_of_tolerance": [(m.metric, fmt.percent(m.delta_pct)) for m in out_of_tolerance(r)],
         "environment_note": environment_note(r), "provenance_rows": _provenance_rows(entry),
         "phases": phases,
         "resume_metrics": [plotter.view(m) for m in r.resume.metrics] if r.resume else [],
@@ -121,7 +130,7 @@ def _common() -> dict[str, Any]:
 
 def result_html(report: Report) -> str:
     plotter = _Plotter(_plan(report))
-    cases = [_case_view(i, e, plotter) for i, e in enumerate(report.by_importance())]
+    cases = [_case_view(i, e, plotter, report.store) for i, e in enumerate(report.by_importance())]
     return _environment().get_template("result.html.j2").render(
         title=headline(report, icon=False), headline=headline(report, icon=False), report=report, cases=cases, **_common())
 

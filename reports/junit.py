@@ -9,7 +9,8 @@ import re
 import xml.etree.ElementTree as ET
 
 from goldens.result import ComparisonResult, MetricVerdict, Verdict
-from reports.document import Report
+from reports import text as fmt
+from reports.document import Report, approve_command
 
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -24,11 +25,12 @@ def _classname(result: ComparisonResult) -> str:
 
 def _details(m: MetricVerdict) -> str:
     lines = [m.explanation, f"rule: {m.rule.text}"]
-    if m.worst_step is not None:
-        lines.append(f"worst step {m.worst_step}: golden {m.golden_value!r} → actual {m.actual_value!r} "
-                     f"(Δ {m.delta!r}, Δ% {m.delta_pct!r})")
+    golden, actual = fmt.golden_actual(m)
+    if m.worst_step is not None or m.rule.mode == "summary":
+        where = f"worst step {m.worst_step}" if m.worst_step is not None else "reduced window"
+        lines.append(f"{where}: golden {golden} → actual {actual} (Δ {fmt.delta(m)}, Δ% {fmt.percent(m.delta_pct)})")
     if m.mean_rel_diff is not None:
-        lines.append(f"mean relative difference {m.mean_rel_diff!r}")
+        lines.append(f"mean relative difference {fmt.signed(m.mean_rel_diff)}")
     lines.append(f"failing steps {m.failing_steps} of {m.total_steps} (allowed {m.allowed_failing_steps})")
     return _clean("\n".join(lines))
 
@@ -69,6 +71,9 @@ def result_junit(report: Report) -> str:
             elif r.resume.verdict == Verdict.SKIPPED:
                 skipped += 1
                 ET.SubElement(case, "skipped", message=_clean(r.resume.explanation))
+        command = approve_command(r, report.store)
+        if command:
+            ET.SubElement(suite, "system-out").text = _clean(f"to approve (after review): {command}")
         suite.set("tests", str(tests))
         suite.set("failures", str(failures))
         suite.set("errors", "0")

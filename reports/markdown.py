@@ -5,12 +5,14 @@ output stays under GitHub's comment limit by dropping whole rows and sections (`
 """
 from __future__ import annotations
 
+import html
+
 from goldens.result import ComparisonResult, MetricVerdict
 from reports import text as fmt
 from reports.budget import GITHUB_COMMENT_LIMIT, Budget, table
 from reports.changes import BUCKETS, GoldenChanges
-from reports.document import (ICONS, CaseEntry, Report, drift_lines, environment_note, failing_summary, headline,
-                              verdict_label)
+from reports.document import (ICONS, CaseEntry, Report, approve_command, drift_lines, environment_note,
+                              failing_summary, headline, out_of_tolerance, verdict_label)
 
 _NOTE_ROOM = 400  # kept free for the closing notes after a budgeted table
 METRIC_HEADERS = ["metric", "rule", "verdict", "failing steps", "worst step", "golden → actual", "Δ%", "mean rel. diff"]
@@ -41,8 +43,9 @@ def result_markdown(report: Report, *, limit: int = GITHUB_COMMENT_LIMIT) -> str
     shown = 0
     for position, entry in enumerate(listed):
         reserve = _NOTE_ROOM if position < len(ordered) - 1 else 0
-        if out.add_if_room(_case_block(entry), reserve=reserve) or (
-                not entry.result.passed and out.add_if_room(_case_block(entry, failures_only=True), reserve=reserve)):
+        if out.add_if_room(_case_block(entry, report.store), reserve=reserve) or (
+                not entry.result.passed and out.add_if_room(_case_block(entry, report.store, failures_only=True),
+                                                            reserve=reserve)):
             shown += 1
     left_out = len(ordered) - shown
     if left_out:
@@ -58,7 +61,7 @@ def _resume_cell(result: ComparisonResult) -> str:
 
 
 def _metric_row(m: MetricVerdict) -> list[str]:
-    change = f"{fmt.value(m.golden_value)} → {fmt.value(m.actual_value)}"
+    change = " → ".join(fmt.golden_actual(m))
     # how many steps broke the rule against how many it allows: the verdict's reason at a glance
     failing = f"{m.failing_steps} / {m.total_steps} (allowed {m.allowed_failing_steps})" if m.total_steps else "—"
     return [fmt.md(m.metric), fmt.md(m.rule.text), verdict_label(m), failing,
@@ -66,12 +69,23 @@ def _metric_row(m: MetricVerdict) -> list[str]:
             fmt.percent(m.delta_pct), fmt.signed(m.mean_rel_diff)]
 
 
-def _case_block(entry: CaseEntry, *, failures_only: bool = False) -> str:
-    """One case in a collapsible section (open when it failed)."""
+def _case_block(entry: CaseEntry, store: str | None = None, *, failures_only: bool = False) -> str:
+    """One case in a collapsible section (open when it failed): the approve command of a
+    failing case, and the report-only metrics a pass would otherwise hide, come first."""
     r = entry.result
     is_open = " open" if not r.passed else ""
     parts = [f"<details{is_open}><summary>{ICONS[r.verdict]} <b>{fmt.md_html(entry.title)}</b>: {r.verdict.value}"
              f" ({fmt.md_html(failing_summary(r))})</summary>\n\n"]
+    outside = out_of_tolerance(r)
+    if outside:
+        listed = ", ".join(f"{fmt.md(m.metric)} ({fmt.percent(m.delta_pct)})" for m in outside)
+        parts.append(f"**{len(outside)} report-only metric(s) out of tolerance** (reported, not judged: "
+                     f"they cannot fail this case): {listed}\n\n")
+    command = approve_command(r, store)
+    if command:
+        # <pre> rather than a fence: its text is HTML-escaped like every other input-derived string
+        parts.append("**To approve** these values as the new golden (after review; the reason is yours to "
+                     f"write):\n\n<pre><code>{html.escape(command)}</code></pre>\n\n")
     note = environment_note(r)
     if note:
         parts.append(f"> {fmt.md(note)}\n\n")

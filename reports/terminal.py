@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from goldens.result import ComparisonResult, Verdict, full_precision
+from goldens.result import ComparisonResult, Verdict
+from reports import text as fmt
+from reports.document import approve_command, verdict_line
 
 
 def _pct(value: float | None) -> str:
@@ -42,17 +44,18 @@ def result_table(result: ComparisonResult) -> Any:
         else:  # numbers: never split over lines; in a terminal too narrow for them, cut visibly (…)
             table.add_column(column, justify="right", no_wrap=True, overflow="ellipsis")
     for m, prefix in _rows(result):
-        verdict = f"[{style[m.verdict]}]{m.verdict.value}{'' if m.passed else ' ✗'}[/]"
+        verdict = ("[yellow]report only, out of tolerance[/]" if m.report_only_out_of_tolerance
+                   else f"[{style[m.verdict]}]{m.verdict.value}{'' if m.passed else ' ✗'}[/]")
         failing = f"{m.failing_steps}/{m.allowed_failing_steps}/{m.total_steps}" if m.total_steps else "—"
         table.add_row(f"{prefix}{m.phase}", escape(m.metric), verdict, failing,
-                      "—" if m.worst_step is None else str(m.worst_step), full_precision(m.golden_value),
-                      full_precision(m.actual_value), _pct(m.delta_pct),
+                      "—" if m.worst_step is None else str(m.worst_step), *fmt.golden_actual(m), _pct(m.delta_pct),
                       _pct(None if m.mean_rel_diff is None else 100.0 * m.mean_rel_diff))
     return table
 
 
-def result_lines(result: ComparisonResult) -> list[str]:
-    """What is printed under the table, as rich markup (user data escaped)."""
+def result_lines(result: ComparisonResult, store: str | None = None) -> list[str]:
+    """What is printed under the table, as rich markup (user data escaped); ``store`` as the user
+    gave it, for the approve command of a failing case."""
     from rich.markup import escape
 
     style = STYLE
@@ -74,7 +77,10 @@ def result_lines(result: ComparisonResult) -> list[str]:
     lines += [f"argument {a.name} {a.change}: {a.reference!r} → {a.candidate!r}" for a in drift.arg_changes]
     out += [f"drift: {escape(line)}" for line in lines]
     out += [f"[yellow]note:[/] {escape(note)}" for note in (*drift.notes, *result.warnings)]
+    command = approve_command(result, store)
+    if command:
+        out.append(f"to approve (after review; the reason is yours to write): {escape(command)}")
     color = "green" if result.passed else "bold red"
-    out.append(f"[{color}]{result.verdict.value.upper()}[/] {escape(result.candidate)} vs "
+    out.append(f"[{color}]{escape(verdict_line(result))}[/] {escape(result.candidate)} vs "
                f"{escape(result.reference)} (policy {escape(result.policy)})")
     return out

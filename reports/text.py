@@ -1,8 +1,15 @@
 """Number and name formatting shared by the renderers.
 
-Metric values are shown at full precision (``repr`` of the float64: the shortest text that
-reads back to the same bits). Derived numbers (relative differences, Δ%) are shown to four
-significant digits: they summarise, they are not data.
+The rule for numbers, in one place:
+
+- a metric value — what a golden or a run holds at a step, and a window's max, min or last,
+  which is one of those — is shown at full precision (``value``: the shortest text that reads
+  back to the same float64; whole numbers such as byte counts without '.0');
+- a number computed from metric values — a median or mean over a window, Δ = actual − golden —
+  is shown in its shortest faithful form (``derived``: 15 significant digits, so float noise
+  such as 0.24371999999999994 reads 0.24372);
+- relative quantities (Δ%, mean relative differences) summarise and are shown to four
+  significant digits (``percent``, ``signed``, ``magnitude``).
 """
 from __future__ import annotations
 
@@ -10,7 +17,7 @@ import html
 import math
 import re
 
-from goldens.result import full_precision
+from goldens.result import MetricVerdict, derived_precision, full_precision
 
 # Characters that can start emphasis, code, links, HTML or a table cell wherever they appear.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~<>&])")
@@ -22,6 +29,36 @@ def value(x: float | None) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "—"
     return full_precision(x)
+
+
+def derived(x: float | None, scale: float | None = None) -> str:
+    """A number computed from metric values (Δ, a median or mean), without float noise; ``scale``:
+    the largest operand (see ``derived_precision``)."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    return derived_precision(x, scale)
+
+
+def delta(m: MetricVerdict) -> str:
+    """Δ = actual − golden, at the resolution of the larger of the two."""
+    operands = [abs(v) for v in (m.golden_value, m.actual_value) if v is not None and math.isfinite(v)]
+    return derived(m.delta, max(operands, default=None))
+
+
+# Summary modes whose reduced value is computed from several steps (max, min and last pick one).
+_COMPUTED_REDUCTIONS = ("median", "mean")
+
+
+def reduced_by_arithmetic(m: MetricVerdict) -> bool:
+    """Whether the verdict's golden and actual values were computed (a median or mean of the
+    window) rather than read at a step."""
+    return m.rule.mode == "summary" and m.rule.params.get("reduce") in _COMPUTED_REDUCTIONS
+
+
+def golden_actual(m: MetricVerdict) -> tuple[str, str]:
+    """The verdict's golden and actual values as the rule above shows them."""
+    show = derived if reduced_by_arithmetic(m) else value
+    return show(m.golden_value), show(m.actual_value)
 
 
 def signed(x: float | None) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from goldens.store import GoldenStore
-from tests.builders import LOSS, ZEROS, make_store, seed
+from tests.builders import LOSS, ZEROS, FakeCI, make_store, seed
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -35,3 +35,12 @@ def store(tmp_path) -> GoldenStore:
 def runs(tmp_path) -> Path:
     """Where the tests' runs go (``write_run`` makes it): tmp_path/runs."""
     return tmp_path / "runs"
+
+
+@pytest.fixture
+def fake_ci():
+    """GitHub's and GitLab's APIs on 127.0.0.1 (``builders.FakeCI``), stopped after the test (and
+    by itself after two minutes in any case)."""
+    ci = FakeCI().start()
+    yield ci
+    ci.stop()

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reports.document import Report
+from reports.document import CaseEntry, Report
 from reports.html import result_html
 from tests.builders import HOSTILE, result
 
@@ -85,3 +85,84 @@ def test_screenshot_shows_the_plots(report_page: Path, tmp_path: Path):
     assert count_near(pixels, TAB_BLUE) > 100  # the actual series and residual lines
     assert count_near(pixels, TAB_RED, tolerance=4) > 5  # the failing step's marker (not the red badges)
     assert count_near(pixels, BAND_GREEN, tolerance=4) > 5000  # the tolerance band
+
+
+# ---------------------------------------------------------------- the page fits a 1,280 px window
+
+# Test-only: the report's policy forbids scripts, so the copy measured here swaps it for one that
+# allows this inline script, which writes what the browser laid out into an attribute of <body>.
+MEASURE = """<script>
+const tables = [...document.querySelectorAll('table')];
+const scrollers = [...document.querySelectorAll('.scroll')];
+document.body.setAttribute('data-measured', JSON.stringify({
+  page: document.documentElement.scrollWidth, window: window.innerWidth, tables: tables.length,
+  right: Math.max(0, ...tables.map(t => Math.ceil(t.getBoundingClientRect().right))),
+  hidden: Math.max(0, ...scrollers.map(s => s.scrollWidth - s.clientWidth))}));
+</script>"""
+
+
+WINDOW = 1280 - 16
+
+
+def measured_at_1280(markup: str, tmp_path: Path) -> dict:
+    import html as html_module
+    import json
+    import re
+
+    page = tmp_path / "measured.html"
+    markup = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>',
+                    "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+                    "style-src 'unsafe-inline'; img-src data:; script-src 'unsafe-inline'\">", markup)
+    page.write_text(markup.replace("</body>", MEASURE + "</body>"), encoding="utf-8")
+    # 1,280 px less a 16 px vertical scrollbar: what a desktop browser leaves for the page
+    done = chromium(page, tmp_path / "profile-measure", "--dump-dom", f"--window-size={WINDOW},900", "--hide-scrollbars")
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = re.search(r'data-measured="([^"]*)"', done.stdout)
+    assert found, done.stdout[-2000:]
+    return json.loads(html_module.unescape(found.group(1)))
+
+
+def wide_report() -> Report:
+    """Real-sized names and numbers: a long Megatron case name, values at full precision with 17
+    significant digits, a hostile metric name, long rules and explanations."""
+    from dataclasses import replace
+
+    long_case = "gpt3_mcore_te_tp2_pp2_ep4_etp1_resume_torch_dist_dist_optimizer_overlap_grad_reduce_param_gather"
+    base = result(long_case, fail=True, metrics=("lm loss", "mem-max-allocated-bytes", HOSTILE))
+    wide = replace(base.phases[0].metrics[1], golden_value=60720852992.0, actual_value=66792938291.200005,
+                   delta=6072085299.200005, delta_pct=10.000000000000009, mean_rel_diff=-1.2345678901234567e-05,
+                   worst_step=100000, failing_steps=100000, total_steps=1000000, allowed_failing_steps=50)
+    phase = replace(base.phases[0], metrics=(base.phases[0].metrics[0], wide, base.phases[0].metrics[2]))
+    return Report((CaseEntry(replace(base, phases=(phase,), candidate=f"candidates/gpt/{long_case}/"
+                                     "golden_values_dev_dgx_h100.json"),
+                             candidate_provenance={"versions": {"megatron-core": "0.16.1+" + "f" * 40}}),),
+                  store="/builds/nvidia/megatron-lm/tests/functional_tests/test_cases")
+
+
+def test_the_report_fits_a_1280_px_window(tmp_path: Path):
+    measured = measured_at_1280(result_html(wide_report()), tmp_path)
+    assert measured["window"] == WINDOW and measured["tables"] >= 4
+    assert measured["page"] <= WINDOW  # no horizontal scrolling of the page
+    assert measured["right"] <= WINDOW  # no table reaches past the window
+    assert measured["hidden"] == 0  # and none scrolls inside its box either
+
+
+def test_the_change_report_fits_a_1280_px_window(tmp_path: Path):
+    from reports.changes import compare_revisions
+    from reports.html import changes_html
+    from tests.builders import golden_set
+
+    metrics = ["lm loss", "num-zeros", "iteration-time", "mem-allocated-bytes", "mem-max-allocated-bytes",
+               "mtp_1 loss", "mtp_2 loss", "total loss"]
+    name = "gpt/gpt3_mcore_te_tp2_pp2_ep4_etp1_resume_torch_dist_dist_optimizer/golden_values_dev_dgx_h100.json"
+    base = {name: golden_set({m: [1.0, 2.0, 3.0] for m in metrics})}
+    head = {name: golden_set({m: [1.0, 2.0 + 1e-7 * i, 3.5] for i, m in enumerate(metrics)})}
+    measured = measured_at_1280(changes_html(compare_revisions(base, head, base_label="main", head_label="pr")), tmp_path)
+    assert measured["page"] <= WINDOW and measured["right"] <= WINDOW and measured["hidden"] == 0
+
+
+def test_the_measurement_sees_a_table_wider_than_the_window(tmp_path: Path):
+    markup = result_html(Report.of(result())).replace(
+        "</body>", '<table><tr><td style="white-space: nowrap">' + "9" * 400 + "</td></tr></table></body>")
+    measured = measured_at_1280(markup, tmp_path)
+    assert measured["page"] > WINDOW and measured["right"] > WINDOW

@@ -54,9 +54,16 @@ def test_provenance_of_both_sides_and_environment_note():
     assert "Environment differs from the golden's (differs in: versions.torch, device)" in text
 
 
-def test_metric_table_shows_values_at_full_precision():
+def test_metric_table_shows_values_at_full_precision_and_derived_numbers_without_noise():
     text = " ".join(" ".join(parse_html(result_html(Report.of(result(fail=True)))).text).split())
-    assert "8 → 8.8 0.8000000000000007 +10% +2.500e-02 1 / 4 (allowed 0)" in text
+    # failing steps / judged (allowed), worst step, golden → actual, Δ (8.8 − 8.0 is 0.8000000000000007
+    # in float64: noise, shown as 0.8) and Δ%, mean relative difference
+    assert "1 / 4 allowed 0 3 8 → 8.8 0.8 +10% +2.500e-02" in text
+    precise = replace(loss_verdict(fail=True), golden_value=6.52431, actual_value=7.046254800000001,
+                      delta=7.046254800000001 - 6.52431)
+    one = replace(result(fail=True), phases=(replace(result().phases[0], metrics=(precise,)),))
+    text = " ".join(" ".join(parse_html(result_html(Report.of(one))).text).split())
+    assert "6.52431 → 7.046254800000001 0.5219448 +10%" in text
 
 
 def test_plot_budget_keeps_failing_metrics_first(monkeypatch):
@@ -96,7 +103,7 @@ def test_tolerance_band_spans_a_sparser_golden_grid(monkeypatch):
     # golden's are "extra" (golden NaN). The band must join the golden's steps, not break at
     # every NaN into single points that draw nothing.
     drawn = []
-    monkeypatch.setattr(plots, "_band", lambda ax, x, lower, upper, **kw: drawn.append((x, lower, upper)))
+    monkeypatch.setattr(plots, "_band", lambda axes, x, lower, upper: drawn.append((x, lower, upper)) or "")
     golden = [10.0, np.nan, np.nan, np.nan, 8.0]
     actual = [10.0, 9.5, 9.0, 8.5, 8.0]
     verdict = replace(loss_verdict(), steps=steps_table(golden, actual, ["pass", "extra", "extra", "extra", "pass"]))

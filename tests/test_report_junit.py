@@ -26,7 +26,11 @@ def test_one_testcase_per_case_metric_and_resume_check_with_the_explanation_as_f
     failure = cases[0].find("failure")
     assert failure.get("message") == ("lm loss: step 3 actual 8.8 vs golden 8.0 (Δ +10%) exceeds rtol 0.05; "
                                       "1 failing step, 0 allowed")
-    assert "worst step 3: golden 8.0 → actual 8.8 (Δ 0.8000000000000007" in failure.text
+    # the values as they are, the derived Δ without float noise (8.8 - 8.0 = 0.8000000000000007)
+    assert "worst step 3: golden 8 → actual 8.8 (Δ 0.8, Δ% +10%)" in failure.text
+    assert suites[0].find("system-out").text == ("to approve (after review): golden approve runs/bert_tp2_pp2-1/artifact.json "
+                                                "--case bert_tp2_pp2 --env dev --platform cpu "
+                                                "--reason '<why these values are right>'")
     assert cases[1].find("failure") is None and cases[2].find("failure") is None
     resume = suites[1].findall("testcase")[-1]
     assert resume.find("failure").get("message") == "phase 2 differs from phase 1 at step 3 (8.8 vs 8.0)"

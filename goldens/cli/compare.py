@@ -34,7 +34,7 @@ def diff(targets: TargetsArg = None, case: CaseOpt = None, env: EnvOpt = None, p
     judgement = workflow.diff(list(targets or []), store_root=store, case=case, env=env, platform=platform,
                               policy=policy, force=workflow.force_regime(exact))
     if judgement.result is not None:
-        emit(judgement.result, fmt)
+        emit(judgement.result, fmt, store=None if store is None else str(store))
     tell(judgement.notes)
     raise typer.Exit(judgement.exit_code)
 
@@ -45,8 +45,8 @@ def tell(notes: tuple[str, ...]) -> None:
         print(note, file=sys.stderr)
 
 
-def emit(result: Any, fmt: str) -> None:
-    """The result on stdout in the chosen format."""
+def emit(result: Any, fmt: str, *, store: str | None = None) -> None:
+    """The result on stdout in the chosen format; ``store`` as given, for a failing case's approve command."""
     if fmt == "json":
         import json
 
@@ -57,11 +57,11 @@ def emit(result: Any, fmt: str) -> None:
         from reports.document import Report
         from reports.markdown import result_markdown
 
-        sys.stdout.write(result_markdown(Report.of(result)) + "\n")
+        sys.stdout.write(result_markdown(Report.of(result, store=store)) + "\n")
     else:
         from reports.terminal import result_lines, result_table
 
         out = console()
         show_table(out, result_table(result))
-        for line in result_lines(result):
-            out.print(line)
+        for line in result_lines(result, store):
+            out.print(line, soft_wrap=True)  # never broken: an approve command must paste as one line

@@ -109,6 +109,7 @@ def compare_metric(name: str, golden: MetricSeries | None, actual: MetricSeries 
     if not outcome.judged:
         return MetricVerdict(verdict=Verdict.SKIPPED, passed=True,
                              explanation=f"not judged: {outcome.summary}", **common)
+    common["within_rule"] = not outcome.failed  # also for report-only metrics: a report names those out of it
     if effective.report_only:
         return MetricVerdict(verdict=Verdict.SKIPPED, passed=True,
                              explanation=f"report only: {outcome.summary}{drift_text}", **common)
