@@ -1,4 +1,5 @@
-"""Run a case: both phases in fresh processes, supervised, with a timeout per phase.
+"""Run a case: its phases (a ckpt-resume case two, a regular case one) in fresh processes,
+supervised, with a timeout per phase.
 
 Two launchers produce the same outcome record:
 
