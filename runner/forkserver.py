@@ -62,11 +62,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _child(plan_path: Path, rank: int, world_size: int, port: int) -> None:
-    """In the forked rank: own process group, torchrun's environment, run, never return."""
+def rank_cpus(rank: int, threads: int, allowed: list[int]) -> set[int]:
+    """The CPUs a rank runs on: consecutive ranks on consecutive CPUs of the allowed set (wrapping
+    around when there are more ranks than CPUs), ``threads`` CPUs each.
+
+    Why: ranks are numbered tensor-parallel fastest, so a tensor-parallel pair — which meets in an
+    all-reduce several times per micro-batch — lands on different CPUs and runs side by side
+    instead of waiting for each other's time slice. Measured on 2 cores, 4 ranks: the seed's 30
+    steps took 7.1 s pinned against 7.8 s unpinned (mean of 4 alternating pairs). Placement only:
+    the numbers computed are the same.
+    """
+    return {allowed[(rank * threads + i) % len(allowed)] for i in range(max(1, threads))}
+
+
+def _child(plan_path: Path, rank: int, world_size: int, port: int, threads: int = 1) -> None:
+    """In the forked rank: own process group, its CPUs, torchrun's environment, run, never return."""
     code = 1
     try:
         os.setpgid(0, 0)
+        allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        if len(allowed) > 1:
+            os.sched_setaffinity(0, rank_cpus(rank, threads, allowed))
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.dup2(2, 1)  # stdout is the protocol pipe: ranks write to the log instead
@@ -108,7 +124,7 @@ def run_phase(plan_path: Path) -> dict[str, Any]:
     for rank in range(world_size):
         pid = os.fork()
         if pid == 0:
-            _child(plan_path, rank, world_size, port)
+            _child(plan_path, rank, world_size, port, plan.run.determinism.threads_per_rank)
         try:
             os.setpgid(pid, pid)
         except (ProcessLookupError, PermissionError):

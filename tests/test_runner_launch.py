@@ -280,3 +280,12 @@ def test_the_fork_server_refuses_to_fork_a_threaded_process(cfg, tmp_path):
         stop.set()
         helper.join()
     assert not list(tmp_path.glob("logs/phase1/rank*.json"))  # nothing was started
+
+
+def test_forked_ranks_spread_over_the_allowed_cpus_tensor_partners_apart():
+    from runner.forkserver import rank_cpus
+
+    # 4 ranks (tensor-parallel fastest) on 2 CPUs: each TP pair (0,1), (2,3) on different CPUs
+    assert [rank_cpus(r, 1, [0, 1]) for r in range(4)] == [{0}, {1}, {0}, {1}]
+    assert [rank_cpus(r, 1, [2, 5, 7, 9]) for r in range(4)] == [{2}, {5}, {7}, {9}]
+    assert [rank_cpus(r, 2, [0, 1, 2, 3]) for r in range(3)] == [{0, 1}, {2, 3}, {0, 1}]
