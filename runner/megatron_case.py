@@ -281,11 +281,6 @@ def _timing_log_level(value: Any, ctx: _Context, flag: str) -> Entry:
     return Entry(flag, value, "waived", reason="timers above level 0 are not recorded (no golden holds them)")
 
 
-def _weight_decay(value: Any, ctx: _Context, flag: str) -> Entry:
-    ctx.set("optimizer", "weight_decay", _as_float(value))
-    return Entry(flag, value, "mapped", "optimizer.weight_decay")
-
-
 def _deterministic(value: Any, ctx: _Context, flag: str) -> Entry:
     switch("determinism", "deterministic_mode", True)(value, ctx, flag)
     return Entry(flag, value, "mapped", "determinism.deterministic_mode = True (TransformerConfig."
@@ -341,7 +336,7 @@ MODEL_ARGS: dict[str, Rule] = {
     "--lr-warmup-iters": to("optimizer", "lr_warmup_iters"),
     "--lr-decay-iters": to("optimizer", "lr_decay_iters"),
     "--lr-decay-style": to("optimizer", "lr_decay_style", _as_text),
-    "--weight-decay": _weight_decay,
+    "--weight-decay": to("optimizer", "weight_decay", _as_float),
     "--clip-grad": to("optimizer", "clip_grad", _as_float),
     "--adam-beta1": to("optimizer", "adam_beta1", _as_float),
     "--adam-beta2": to("optimizer", "adam_beta2", _as_float),

@@ -86,7 +86,9 @@ class MemoryTracker:
 
 class IntervalTimer:
     """Megatron's ``interval-time`` timer: wall time between readings, each behind a barrier of
-    every rank (and a CUDA synchronise on GPUs), so the slowest rank's step is what is timed."""
+    every rank (then a CUDA synchronise on GPUs), so the slowest rank's step is what is timed.
+    Megatron's ``Timer.elapsed`` stops and restarts, with a barrier each; one barrier per reading
+    marks the same instant on every rank."""
 
     def __init__(self, device: str, clock: Any = time.perf_counter, barrier: Any = None):
         self.device, self.clock = device, clock
@@ -100,9 +102,9 @@ class IntervalTimer:
             return
         import torch
 
+        torch.distributed.barrier()  # then the device, in Megatron's Timer order
         if self.device == "cuda":
             torch.cuda.synchronize()
-        torch.distributed.barrier()
 
     def start(self) -> None:
         self._sync()
