@@ -281,3 +281,33 @@ def test_the_seed_in_the_store_is_megatrons_file_byte_for_byte(megatron_fixtures
     real = megatron_fixtures / "test_cases" / "bert" / SEED / "model_config.yaml"
     assert (SEED_DIR / "model_config.yaml").read_bytes() == real.read_bytes()
     assert cpu_tiny_shrink(load_model_config(real.parent)) == cpu_tiny_shrink(load_model_config(SEED_DIR))
+
+
+def _without_spec() -> dict:
+    doc = with_args()
+    del doc["MODEL_ARGS"]["--spec"]
+    return doc
+
+
+@pytest.mark.parametrize("doc, fragment", [
+    (with_args(**{"--use-torch-fsdp2": True}), "unknown Megatron flag --use-torch-fsdp2"),
+    (_without_spec(), "case bert_odd cannot run here: --spec: needs Transformer Engine"),
+])
+def test_golden_run_of_a_megatron_store_case_it_cannot_run_is_one_line_and_exit_2(tmp_path, doc, fragment):
+    """A store that is a Megatron tree (model_config.yaml only): the CLI refuses the case by the flag's
+    name or with the reason, exit 2, before any process starts or any folder is written."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("torch")
+    store = tmp_path / "test_cases"
+    case = store / "bert_odd"
+    case.mkdir(parents=True)
+    (case / "model_config.yaml").write_text(yaml.safe_dump(doc))
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "goldens", "run", "bert_odd", "--store", str(store), "--out", str(out)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and fragment in lines[0], proc.stderr
+    assert not out.exists()
