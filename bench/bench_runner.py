@@ -5,7 +5,8 @@ and load, and one import of torch + megatron-core (measured in this run by start
 server, which imports exactly what the ranks need, and stopping it). Everything else is
 overhead — process start-up, process-group setup, model and data build, the CLI and the
 comparison. Reported: total wall time of `golden check`, time in training steps, save, load,
-process start-up per phase (launch until the first step), one import, and total / floor.
+process start-up per phase (launch until the first step), one import, total / floor, and whether
+the total meets the main job's target (TARGET_S on 2 cores).
 
     python bench/bench_runner.py [--repeats 1] [--launcher fork|torchrun|both]
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CASE = "bert_mcore_tp2_pp2_resume_torch_dist_local_spec"
+TARGET_S = 15.0  # issue 14: `golden check` of the seed case on 2 cores
 
 
 def one_import() -> float:
@@ -82,6 +84,8 @@ def main() -> None:
             print(f"  {label:<55} {best[key]:6.2f} s")
         print(f"  {'floor (steps + save + load + one import)':<55} {floor:6.2f} s")
         print(f"  {'overhead ratio (total / floor)':<55} {best['total'] / floor:6.2f} x")
+        verdict = "met" if best["total"] <= TARGET_S else "NOT met"
+        print(f"  {f'target: total <= {TARGET_S:g} s':<55} {verdict} ({best['total']:.2f} s)")
 
 
 if __name__ == "__main__":

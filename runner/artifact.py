@@ -30,7 +30,9 @@ def _phase(number: int, log: Path, names: Sequence[str], *, first: int, last: in
     for name in names:
         present = {s: v[name] for s, v in steps.items() if name in v}
         if present:
-            metrics[name] = MetricSeries.from_mapping(name, present, start_step=first, end_step=last,
+            # iteration-time starts at the phase's second step (Megatron's goldens: "start_step": 2)
+            start = min(present) if name == "iteration-time" else first
+            metrics[name] = MetricSeries.from_mapping(name, present, start_step=start, end_step=last,
                                                       step_interval=1)
     return Phase(number, metrics, first, last, resumed_from), events
 
@@ -56,7 +58,8 @@ def assemble(cfg: RunConfig, run_dir: Path, *, status: str, error: str | None, o
     walls = {o.phase: o.wall_s for o in outcomes}
     phases: dict[int, Phase] = {}
     timings: dict[str, Any] = {}
-    for number, first, resumed in ((1, 1, None), (2, s.save_interval + 1, s.save_interval)):
+    layout = ((1, 1, None), (2, s.save_interval + 1, s.save_interval))
+    for number, first, resumed in layout[:len(cfg.phases)]:
         log_dir = run_dir / "logs" / f"phase{number}"
         phase, events = _phase(number, log_dir / "metrics.jsonl", names, first=first, last=s.train_iters,
                                resumed_from=resumed)
@@ -76,7 +79,7 @@ def assemble(cfg: RunConfig, run_dir: Path, *, status: str, error: str | None, o
         prov["launcher"] = launcher
     if reused_phase1 is not None:
         prov["phase1_reused_from"] = str(reused_phase1)
-    if status == "complete" and set(phases) != {1, 2}:
+    if status == "complete" and set(phases) != set(cfg.phases):
         status, error = "incomplete", "a phase recorded no steps"
     return Artifact(case=cfg.case, run_id=run_dir.name, status=status, provenance=prov, phases=phases,
                     error=error)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Iterator
 
-from .config import RunConfig
+from .config import FUSIONS, RunConfig
 from .data import BATCH_KEYS
 from .distributed import Layout
 
@@ -26,9 +26,13 @@ class Trainer:
     forward_backward: Any
     cfg: RunConfig
     layout: Layout
+    kernels: dict[str, Any]  # runner.kernels.record(): which fused kernels run, and why
 
 
-def transformer_config(cfg: RunConfig) -> Any:
+def transformer_config(cfg: RunConfig, fusions: dict[str, bool] | None = None) -> Any:
+    """megatron-core's TransformerConfig as Megatron-LM's ``core_transformer_config_from_args``
+    builds it for BERT; ``fusions`` are the kernel choices (runner.kernels.effective), by default
+    the case's own flags."""
     import torch
     import torch.nn.functional as F
     from megatron.core.transformer.enums import AttnBackend
@@ -37,6 +41,8 @@ def transformer_config(cfg: RunConfig) -> Any:
     m, p = cfg.model, cfg.parallelism
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[m.precision]
     cpu = cfg.launch.device == "cpu"
+    fused = {name: getattr(m, name) for name in FUSIONS}
+    fused.update(fusions or {})
     return TransformerConfig(
         num_layers=m.num_layers,
         hidden_size=m.hidden_size,
@@ -55,11 +61,16 @@ def transformer_config(cfg: RunConfig) -> Any:
         bf16=m.precision == "bf16",
         fp16=m.precision == "fp16",
         attention_backend=AttnBackend[m.attention_backend],
-        bias_dropout_fusion=m.bias_dropout_fusion,
-        bias_activation_fusion=m.bias_activation_fusion,
-        masked_softmax_fusion=m.masked_softmax_fusion,
-        gradient_accumulation_fusion=False,
+        bias_dropout_fusion=fused["bias_dropout_fusion"],
+        bias_activation_fusion=fused["bias_activation_fusion"],
+        masked_softmax_fusion=fused["masked_softmax_fusion"],
+        persist_layer_norm=fused["persist_layer_norm"],
+        gradient_accumulation_fusion=fused["gradient_accumulation_fusion"],
         deterministic_mode=cfg.determinism.deterministic_mode,
+        # Megatron-LM hard-codes this (core_transformer_config_from_args; no flag): a pipeline
+        # stage frees its sent activations' data and backward runs through the autograd engine
+        # directly. Memory only: the numbers are the same.
+        deallocate_pipeline_outputs=True,
         use_cpu_initialization=cpu,
         perform_initialization=True,
     )
@@ -75,8 +86,13 @@ def build(cfg: RunConfig, layout: Layout) -> Trainer:
     from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
     from megatron.core.pipeline_parallel import get_forward_backward_func
 
+    from . import kernels
+
     m, o, s = cfg.model, cfg.optimizer, cfg.schedule
-    tconfig = transformer_config(cfg)
+    choices = kernels.decide(cfg)
+    # Megatron-LM's pretrain() warms the jit functions up after seeding, before building the model.
+    warmup = kernels.warmup_jit_functions(cfg, choices)
+    tconfig = transformer_config(cfg, kernels.effective(cfg, choices))
     bert = BertModel(
         config=tconfig,
         num_tokentypes=2 if m.binary_head else 0,
@@ -121,13 +137,15 @@ def build(cfg: RunConfig, layout: Layout) -> Trainer:
         lr_warmup_steps=o.warmup_iters(decay_iters) * gbs, lr_decay_steps=decay_iters * gbs,
         lr_decay_style=o.lr_decay_style, start_wd=o.weight_decay, end_wd=o.weight_decay,
         wd_incr_steps=s.train_iters * gbs, wd_incr_style="constant",
+        use_checkpoint_opt_param_scheduler=cfg.checkpoint.use_checkpoint_opt_param_scheduler,
     )
     # What Megatron-LM's training loop wires into the config for the pipeline schedule.
     tconfig.grad_scale_func = optimizer.scale_loss
     tconfig.finalize_model_grads_func = finalize_model_grads
     tconfig.no_sync_func = model.no_sync
     return Trainer(model=model, core=bert, optimizer=optimizer, scheduler=scheduler,
-                   forward_backward=get_forward_backward_func(), cfg=cfg, layout=layout)
+                   forward_backward=get_forward_backward_func(), cfg=cfg, layout=layout,
+                   kernels=kernels.record(choices, warmup=warmup))
 
 
 def loss_func(loss_mask: Any, sentence_order: Any, output_tensor: Any) -> tuple[Any, dict[str, Any]]:

@@ -1,13 +1,29 @@
-"""Save and load the resume checkpoint with megatron-core's dist_checkpointing (torch_dist).
+"""Save and load the resume checkpoint in either of Megatron's formats (``checkpoint.format``).
 
-The state follows Megatron-LM's ``generate_state_dict``: the model's sharded state dict, the
-optimizer's (built from it), the LR scheduler, the iteration and every RNG (python, numpy,
-torch CPU, CUDA, megatron's tracker) as a ShardedObject per (pipeline, tensor) rank. A save is
-committed by ``latest_checkpointed_iteration.txt``, written by rank 0 after every rank has
-finished (Megatron's tracker file): a save interrupted half-way leaves no tracker, so a resume
-refuses it instead of loading a torn checkpoint.
+Behind one small base class, :class:`Checkpointer`:
 
-Saving speed: megatron's torch_dist writer (``filesystem_async.py``) creates its results queue
+- ``torch`` (:class:`LegacyCheckpointer`): Megatron-LM's legacy layout as its ``save_checkpoint``
+  writes it — ``<root>/iter_0000010/mp_rank_<tp:02d>[_<pp:03d>]/model_optim_rng.pt`` (the pipeline
+  suffix whenever pipeline parallel > 1, for stage 0 too), one file per (tensor, pipeline) rank,
+  written by data-parallel rank 0; each rank loads its own file. Each file holds ``args`` (a
+  Namespace), ``checkpoint_version`` 3.0, ``iteration``, ``model`` (the unwrapped model's
+  ``state_dict_for_save_checkpoint``), ``optimizer``, ``opt_param_scheduler`` and ``rng_state`` (a
+  one-element list of this rank's generator states). Not written:
+  ``num_floating_point_operations_so_far`` (the runner counts no FLOPs; Megatron's loader reads
+  it with a default of 0) and, on CPU, ``cuda_rng_state`` (no CUDA generator; the model-parallel
+  tracker's CPU states stand in under ``rng_tracker_states``).
+- ``torch_dist`` (:class:`DistCheckpointer`): megatron-core's dist_checkpointing with the
+  torch_dist backend — the same state as a sharded state dict (``args`` in the common part, the
+  RNG states as a ShardedObject per (pipeline, tensor) rank).
+
+Both: every rank takes part; ``latest_checkpointed_iteration.txt`` (``str(iteration)``, as
+Megatron writes it) is written by rank 0 after every rank has finished — the save's commit
+point: an interrupted save leaves no tracker and is refused on resume, never loaded torn. ``args``
+carries ``consumed_train_samples`` (where the data stream resumes: the loader returns it and the
+phase starts reading there) and ``golden_training_hash`` (RunConfig.training_hash); a checkpoint
+of another configuration is refused on load.
+
+Saving speed (torch_dist): megatron's writer (``filesystem_async.py``) creates its results queue
 with a *spawn*-context ``multiprocessing.Manager()`` — a fresh interpreter that re-imports
 ``__main__`` and torch (~10 s on 2 cores) — even for a synchronous save, where the queue is
 only ever put to and read back in this very process. :func:`use_in_process_results_queue`
@@ -16,18 +32,32 @@ checks the module still looks as expected and otherwise leaves megatron alone.
 """
 from __future__ import annotations
 
+import argparse
+import os
 import queue
 import random
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from goldens.errors import RunError
 
 from .faults import maybe_inject
-from .plan import PhasePlan, checkpoint_dir, read_tracker
+from .plan import TRACKER_FILE, PhasePlan, checkpoint_dir, read_tracker
 
 # megatron-core versions whose filesystem_async.py was read for the results-queue shim.
 RESULTS_QUEUE_CHECKED = ("0.16.",)
+LEGACY_FILE = "model_optim_rng.pt"
+CHECKPOINT_VERSION = 3.0  # Megatron-LM's generate_state_dict
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """What a load hands the training loop: where the run continues."""
+
+    iteration: int
+    consumed_train_samples: int
 
 
 def use_in_process_results_queue() -> bool:
@@ -60,7 +90,10 @@ def _require_psutil() -> None:
                        "(pip install psutil)")
 
 
-def _rng_state(device: str) -> dict[str, Any]:
+# ---------------------------------------------------------------- state shared by both formats
+
+def rng_state(device: str) -> dict[str, Any]:
+    """This rank's generator states, under Megatron's keys (``get_rng_state``)."""
     import numpy as np
     import torch
     from megatron.core import tensor_parallel
@@ -73,7 +106,7 @@ def _rng_state(device: str) -> dict[str, Any]:
     return state
 
 
-def _restore_rng(state: dict[str, Any], device: str) -> None:
+def restore_rng(state: dict[str, Any], device: str) -> None:
     import numpy as np
     import torch
     from megatron.core import tensor_parallel
@@ -86,50 +119,55 @@ def _restore_rng(state: dict[str, Any], device: str) -> None:
     tensor_parallel.get_cuda_rng_tracker().set_states(state["rng_tracker_states"])
 
 
-def _state_dict(trainer: Any, iteration: int, *, loading: bool, with_optimizer: bool) -> dict[str, Any]:
-    from megatron.core.dist_checkpointing.mapping import ShardedObject
+def training_args(trainer: Any, iteration: int, consumed_train_samples: int) -> argparse.Namespace:
+    """The ``args`` Megatron keeps in a checkpoint, under its names, for what this run has: the
+    fields its ``check_checkpoint_args`` compares, the data position, and the run's own hash."""
+    cfg, layout = trainer.cfg, trainer.layout
+    m, s = cfg.model, cfg.schedule
+    return argparse.Namespace(
+        num_layers=m.num_layers, hidden_size=m.hidden_size, ffn_hidden_size=m.ffn_size,
+        num_attention_heads=m.num_attention_heads, seq_length=m.seq_length,
+        max_position_embeddings=m.max_position_embeddings, add_position_embedding=True,
+        make_vocab_size_divisible_by=m.make_vocab_size_divisible_by, padded_vocab_size=cfg.padded_vocab_size,
+        tensor_model_parallel_size=layout.tp_size, pipeline_model_parallel_size=layout.pp_size,
+        data_parallel_size=layout.dp_size, world_size=layout.world_size,
+        micro_batch_size=s.micro_batch_size, global_batch_size=s.global_batch_size, train_iters=s.train_iters,
+        bf16=m.precision == "bf16", fp16=m.precision == "fp16", seed=cfg.determinism.seed,
+        ckpt_format=cfg.checkpoint.format, iteration=iteration,
+        consumed_train_samples=consumed_train_samples, skipped_train_samples=0, consumed_valid_samples=0,
+        golden_case=cfg.case, golden_profile=cfg.profile, golden_training_hash=cfg.training_hash(),
+    )
 
-    layout, device = trainer.layout, trainer.cfg.launch.device
-    model_sd = trainer.core.sharded_state_dict()  # unwrapped, as Megatron-LM saves it
-    state: dict[str, Any] = {"checkpoint_version": 3.0, "iteration": iteration, "model": model_sd}
-    if with_optimizer:
-        state["optimizer"] = trainer.optimizer.sharded_state_dict(model_sd, is_loading=loading)
-        state["opt_param_scheduler"] = trainer.scheduler.state_dict()
-    state["rng_state"] = ShardedObject("rng_state", [_rng_state(device)], (layout.pp_size, layout.tp_size),
-                                       (layout.pp_rank, layout.tp_rank), replica_id=layout.dp_rank)
-    return state
+
+def check_args(args: Any, trainer: Any, where: Path, iteration: int) -> int:
+    """The checkpoint's ``args`` against this run; returns its consumed-sample count."""
+    expected = trainer.cfg.training_hash()
+    found = getattr(args, "golden_training_hash", None)
+    if found != expected:
+        raise RunError(f"checkpoint {where} was saved by another training configuration (hash {found}, this "
+                       f"run's is {expected}): it cannot resume this run")
+    consumed = getattr(args, "consumed_train_samples", None)
+    if not isinstance(consumed, int) or isinstance(consumed, bool) or consumed < 0:
+        raise RunError(f"checkpoint {where} records no consumed-sample count (args.consumed_train_samples)")
+    if getattr(args, "iteration", iteration) != iteration:
+        raise RunError(f"checkpoint {where}: args.iteration {args.iteration} is not its iteration {iteration}")
+    return consumed
 
 
-def save(trainer: Any, plan: PhasePlan, iteration: int) -> Path:
-    """Collective: every rank saves its shards; rank 0 commits the tracker file last."""
+def commit(trainer: Any, root: Path, iteration: int) -> None:
+    """Collective: after every rank's write, rank 0 writes the tracker, Megatron's commit point."""
     import torch
-    from megatron.core import dist_checkpointing
-    from megatron.core.dist_checkpointing.serialization import get_default_save_sharded_strategy
 
     from goldens.atomic import atomic_write_text
 
-    _require_psutil()
-    target = checkpoint_dir(plan.checkpoint_root, iteration)
-    if trainer.layout.rank == 0:
-        target.mkdir(parents=True, exist_ok=True)
-    torch.distributed.barrier()
-    strategy = get_default_save_sharded_strategy("torch_dist")
-    strategy.thread_count = trainer.cfg.checkpoint.writer_processes
-    use_in_process_results_queue()
-    state = _state_dict(trainer, iteration, loading=False, with_optimizer=True)
-    dist_checkpointing.save(state, str(target), strategy)
-    maybe_inject("save", phase=plan.phase, rank=trainer.layout.rank)
     torch.distributed.barrier()
     if trainer.layout.rank == 0:
-        atomic_write_text(plan.checkpoint_root / "latest_checkpointed_iteration.txt", f"{iteration}\n")
+        atomic_write_text(root / TRACKER_FILE, str(iteration))  # as Megatron: no newline
     torch.distributed.barrier()
-    return target
 
 
 def find(plan: PhasePlan) -> Path:
-    """The committed checkpoint a phase resumes from, or a RunError saying what is wrong."""
-    from megatron.core import dist_checkpointing
-
+    """The committed checkpoint folder a phase resumes from, or a RunError saying what is wrong."""
     want = plan.resume_from
     committed = read_tracker(plan.checkpoint_root)
     target = checkpoint_dir(plan.checkpoint_root, want)
@@ -138,8 +176,8 @@ def find(plan: PhasePlan) -> Path:
         raise RunError(f"no committed checkpoint in {plan.checkpoint_root} ({why})")
     if committed != want:
         raise RunError(f"the last committed checkpoint is iteration {committed}, not {want}")
-    if not dist_checkpointing.check_is_distributed_checkpoint(str(target)):
-        raise RunError(f"{target} is missing or not a distributed checkpoint")
+    if not target.is_dir():
+        raise RunError(f"{target} is missing")
     return target
 
 
@@ -158,28 +196,170 @@ def _load_failure(exc: BaseException) -> str:
     return one_line(exc)
 
 
-def load(trainer: Any, plan: PhasePlan) -> int:
-    """Collective: load model, optimizer (unless the plan says not to), scheduler and RNG."""
-    from megatron.core import dist_checkpointing
-    from megatron.core.dist_checkpointing.serialization import get_default_load_sharded_strategy
+# ---------------------------------------------------------------- the two formats
 
-    target = find(plan)
-    template = _state_dict(trainer, plan.resume_from, loading=True, with_optimizer=plan.load_optimizer)
-    try:
-        loaded = dist_checkpointing.load(template, str(target), get_default_load_sharded_strategy(str(target)))
-    except (RunError, KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:  # noqa: BLE001 - torch's CheckpointException derives from BaseException
-        # Corrupt or truncated shards surface as any exception type, on any rank.
-        raise RunError(f"cannot load checkpoint {target}: {_load_failure(exc)}") from exc
-    if loaded.get("iteration") != plan.resume_from:
-        raise RunError(f"checkpoint {target} holds iteration {loaded.get('iteration')}, expected {plan.resume_from}")
-    trainer.core.load_state_dict(loaded["model"])
-    if plan.load_optimizer:
-        trainer.optimizer.load_state_dict(loaded["optimizer"])
-        trainer.scheduler.load_state_dict(loaded["opt_param_scheduler"])
-    else:
-        # Without optimizer state the LR schedule still has to be at the resume point.
-        trainer.scheduler.step(increment=plan.resume_from * trainer.cfg.schedule.global_batch_size)
-    _restore_rng(loaded["rng_state"][0], trainer.cfg.launch.device)
-    return int(loaded["iteration"])
+class Checkpointer(ABC):
+    """One checkpoint format: a collective save of iteration N, a collective load of it."""
+
+    format: str
+
+    @abstractmethod
+    def save(self, trainer: Any, root: Path, iteration: int, consumed_train_samples: int) -> Path: ...
+
+    @abstractmethod
+    def load(self, trainer: Any, plan: PhasePlan) -> Resumed: ...
+
+    @staticmethod
+    def _apply(trainer: Any, state: dict[str, Any], plan: PhasePlan, model: Any) -> None:
+        """Model, optimizer and LR schedule (unless the plan says not to), then every RNG."""
+        trainer.core.load_state_dict(model)
+        if plan.load_optimizer:
+            trainer.optimizer.load_state_dict(state["optimizer"])
+            trainer.scheduler.load_state_dict(state["opt_param_scheduler"])
+        else:
+            # Without optimizer state the LR schedule still has to be at the resume point.
+            trainer.scheduler.step(increment=plan.resume_from * trainer.cfg.schedule.global_batch_size)
+
+
+class LegacyCheckpointer(Checkpointer):
+    """``--ckpt-format torch``: Megatron-LM's per-rank ``model_optim_rng.pt`` files."""
+
+    format = "torch"
+
+    @staticmethod
+    def rank_file(root: Path, iteration: int, tp_rank: int, pp_rank: int, pp_size: int) -> Path:
+        """Megatron's ``get_checkpoint_name`` for this runner (no expert parallelism)."""
+        common = f"mp_rank_{tp_rank:02d}" + (f"_{pp_rank:03d}" if pp_size > 1 else "")
+        return checkpoint_dir(root, iteration) / common / LEGACY_FILE
+
+    def _file(self, trainer: Any, root: Path, iteration: int) -> Path:
+        layout = trainer.layout
+        return self.rank_file(root, iteration, layout.tp_rank, layout.pp_rank, layout.pp_size)
+
+    def save(self, trainer: Any, root: Path, iteration: int, consumed_train_samples: int) -> Path:
+        import torch
+
+        rng = rng_state(trainer.cfg.launch.device)  # every rank, as Megatron (a collective there)
+        if trainer.layout.dp_rank == 0:
+            state = {"args": training_args(trainer, iteration, consumed_train_samples),
+                     "checkpoint_version": CHECKPOINT_VERSION, "iteration": iteration,
+                     "model": trainer.core.state_dict_for_save_checkpoint(),
+                     "optimizer": trainer.optimizer.state_dict(),
+                     "opt_param_scheduler": trainer.scheduler.state_dict(),
+                     "rng_state": [rng]}
+            path = self._file(trainer, root, iteration)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f".{path.name}.partial")
+            torch.save(state, partial)
+            os.replace(partial, path)
+        return checkpoint_dir(root, iteration)
+
+    def load(self, trainer: Any, plan: PhasePlan) -> Resumed:
+        import torch
+
+        find(plan)
+        iteration = plan.resume_from
+        path = self._file(trainer, plan.checkpoint_root, iteration)
+        if not path.is_file():
+            raise RunError(f"checkpoint {path.parent.parent} has no file for this rank ({path.relative_to(plan.checkpoint_root)})")
+        try:
+            # weights_only (torch's default): megatron.core registers Namespace & co. as safe globals.
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - a corrupt or truncated file raises anything
+            from .status import one_line
+
+            raise RunError(f"cannot load checkpoint {path}: {one_line(exc)}") from exc
+        if not isinstance(state, dict) or state.get("iteration") != iteration:
+            raise RunError(f"checkpoint {path} holds iteration {state.get('iteration') if isinstance(state, dict) else None}"
+                           f", expected {iteration}")
+        consumed = check_args(state.get("args"), trainer, path, iteration)
+        self._apply(trainer, state, plan, state["model"])
+        restore_rng(state["rng_state"][0], trainer.cfg.launch.device)
+        return Resumed(iteration, consumed)
+
+
+class DistCheckpointer(Checkpointer):
+    """``--ckpt-format torch_dist``: megatron-core dist_checkpointing, torch_dist backend."""
+
+    format = "torch_dist"
+
+    @staticmethod
+    def _state(trainer: Any, iteration: int, *, loading: bool, with_optimizer: bool,
+               consumed_train_samples: int = 0) -> dict[str, Any]:
+        from megatron.core.dist_checkpointing.mapping import ShardedObject
+
+        layout, device = trainer.layout, trainer.cfg.launch.device
+        model_sd = trainer.core.sharded_state_dict()  # unwrapped, as Megatron-LM saves it
+        state: dict[str, Any] = {"args": training_args(trainer, iteration, consumed_train_samples),
+                                 "checkpoint_version": CHECKPOINT_VERSION, "iteration": iteration, "model": model_sd}
+        if with_optimizer:
+            state["optimizer"] = trainer.optimizer.sharded_state_dict(model_sd, is_loading=loading)
+            state["opt_param_scheduler"] = trainer.scheduler.state_dict()
+        state["rng_state"] = ShardedObject("rng_state", [rng_state(device)], (layout.pp_size, layout.tp_size),
+                                           (layout.pp_rank, layout.tp_rank), replica_id=layout.dp_rank)
+        return state
+
+    def save(self, trainer: Any, root: Path, iteration: int, consumed_train_samples: int) -> Path:
+        import torch
+        from megatron.core import dist_checkpointing
+        from megatron.core.dist_checkpointing.serialization import get_default_save_sharded_strategy
+
+        _require_psutil()
+        target = checkpoint_dir(root, iteration)
+        if trainer.layout.rank == 0:
+            target.mkdir(parents=True, exist_ok=True)
+        torch.distributed.barrier()
+        strategy = get_default_save_sharded_strategy("torch_dist")
+        strategy.thread_count = trainer.cfg.checkpoint.writer_processes
+        use_in_process_results_queue()
+        state = self._state(trainer, iteration, loading=False, with_optimizer=True,
+                            consumed_train_samples=consumed_train_samples)
+        dist_checkpointing.save(state, str(target), strategy)
+        return target
+
+    def load(self, trainer: Any, plan: PhasePlan) -> Resumed:
+        from megatron.core import dist_checkpointing
+        from megatron.core.dist_checkpointing.serialization import get_default_load_sharded_strategy
+
+        target = find(plan)
+        if not dist_checkpointing.check_is_distributed_checkpoint(str(target)):
+            raise RunError(f"{target} is not a distributed (torch_dist) checkpoint")
+        template = self._state(trainer, plan.resume_from, loading=True, with_optimizer=plan.load_optimizer)
+        try:
+            loaded = dist_checkpointing.load(template, str(target), get_default_load_sharded_strategy(str(target)),
+                                             strict=trainer.cfg.checkpoint.dist_ckpt_strictness)
+        except (RunError, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - torch's CheckpointException derives from BaseException
+            # Corrupt or truncated shards surface as any exception type, on any rank.
+            raise RunError(f"cannot load checkpoint {target}: {_load_failure(exc)}") from exc
+        if isinstance(loaded, tuple):  # the return_* strictness modes add the mismatched keys
+            loaded = loaded[0]
+        if loaded.get("iteration") != plan.resume_from:
+            raise RunError(f"checkpoint {target} holds iteration {loaded.get('iteration')}, expected {plan.resume_from}")
+        consumed = check_args(loaded.get("args"), trainer, target, plan.resume_from)
+        self._apply(trainer, loaded, plan, loaded["model"])
+        restore_rng(loaded["rng_state"][0], trainer.cfg.launch.device)
+        return Resumed(plan.resume_from, consumed)
+
+
+CHECKPOINTERS: dict[str, type[Checkpointer]] = {c.format: c for c in (LegacyCheckpointer, DistCheckpointer)}
+
+
+def checkpointer(fmt: str) -> Checkpointer:
+    return CHECKPOINTERS[fmt]()
+
+
+def save(trainer: Any, plan: PhasePlan, iteration: int, consumed_train_samples: int) -> Path:
+    """Collective: every rank writes its part in the case's format; rank 0 commits the tracker last."""
+    target = checkpointer(trainer.cfg.checkpoint.format).save(trainer, plan.checkpoint_root, iteration,
+                                                              consumed_train_samples)
+    maybe_inject("save", phase=plan.phase, rank=trainer.layout.rank)
+    commit(trainer, plan.checkpoint_root, iteration)
+    return target
+
+
+def load(trainer: Any, plan: PhasePlan) -> Resumed:
+    """Collective: load model, optimizer (unless the plan says not to), scheduler and RNG; returns
+    the iteration and the consumed-sample count the data stream resumes from."""
+    return checkpointer(trainer.cfg.checkpoint.format).load(trainer, plan)

@@ -2,10 +2,15 @@
 
 A ``case.yaml`` holds base sections (``model``, ``parallelism``, ``schedule``, ``optimizer``,
 ``data``, ``determinism``, ``checkpoint``, ``launch``) plus ``profiles`` whose sections override
-the base key by key; :func:`load_run_config` resolves one profile into a :class:`RunConfig`.
-The ``metrics`` section (tolerance policies) is carried through untouched for the comparison
-engine. Precedence, stated once: command-line options > the chosen profile > base sections >
-the dataclass defaults.
+the base key by key; :meth:`CaseDefinition.run_config` resolves one profile into a
+:class:`RunConfig`. The ``metrics`` section (tolerance policies) is carried through untouched for
+the comparison engine. Precedence, stated once: command-line options > the chosen profile > base
+sections > the dataclass defaults.
+
+A case may instead be defined by Megatron's own ``model_config.yaml`` (``runner/megatron_case.py``):
+either a Megatron case folder as it is (profiles ``full`` and the reviewed ``cpu-tiny`` shrink), or
+a case.yaml whose ``megatron: model_config.yaml`` makes that file its base sections — the case.yaml
+then adds profiles, tolerance policies and what Megatron's file cannot say, never a flag's value.
 
 Only the standard library is imported here: the CLI and the torchrun entry read configs before
 torch is imported.
@@ -24,7 +29,11 @@ from goldens.errors import FormatError
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")
 LR_DECAY_STYLES = ("constant", "linear", "cosine", "inverse-square-root")
-CHECKPOINT_FORMATS = ("torch_dist",)
+CHECKPOINT_FORMATS = ("torch", "torch_dist")
+# megatron.core.dist_checkpointing.validation.StrictHandling values (--dist-ckpt-strictness)
+DIST_CKPT_STRICTNESS = ("assume_ok_unexpected", "log_unexpected", "log_all", "raise_unexpected", "raise_all",
+                        "return_unexpected", "return_all", "ignore_all")
+TEST_TYPES = ("regular", "ckpt-resume")
 # numpy takes seeds below 2**32 and each rank adds offsets to the case's seed (100 per pipeline
 # stage, megatron's 2718 + tensor rank): 2**31 - 1 leaves room for any layout.
 MAX_SEED = 2**31 - 1
@@ -63,10 +72,15 @@ class ModelConfig:
     layer_spec: str = "local"
     attention_backend: str = "local"
     precision: str = "fp32"
-    # Megatron-LM turns these on by default; each routes through megatron.core.jit's fuser.
+    # Megatron-LM turns these on by default. The bias fusions route through megatron.core.jit's
+    # fuser (torch.compile); the masked softmax, the persistent layer norm and the gradient
+    # accumulation fusion are Apex CUDA kernels. On CUDA each is used only where it is available
+    # (runner/kernels.py decides and records it); a cpu profile must switch them all off.
     bias_dropout_fusion: bool = False
     bias_activation_fusion: bool = False
     masked_softmax_fusion: bool = False
+    persist_layer_norm: bool = False
+    gradient_accumulation_fusion: bool = False
 
     def __post_init__(self) -> None:
         for name in ("num_layers", "hidden_size", "num_attention_heads", "seq_length",
@@ -97,8 +111,11 @@ class ModelConfig:
 
     @property
     def fusions(self) -> tuple[str, ...]:
-        return tuple(name for name in ("bias_dropout_fusion", "bias_activation_fusion",
-                                       "masked_softmax_fusion") if getattr(self, name))
+        return tuple(name for name in FUSIONS if getattr(self, name))
+
+
+FUSIONS = ("bias_dropout_fusion", "bias_activation_fusion", "masked_softmax_fusion", "persist_layer_norm",
+           "gradient_accumulation_fusion")
 
 
 @dataclass(kw_only=True, slots=True, frozen=True)
@@ -128,8 +145,9 @@ class ParallelConfig:
 
 @dataclass(kw_only=True, slots=True, frozen=True)
 class ScheduleConfig:
-    """Iterations and batch sizes. Phase 1 trains 1..train_iters and saves at ``save_interval``;
-    phase 2 resumes from that checkpoint in fresh processes and trains to train_iters."""
+    """Iterations and batch sizes. Phase 1 trains 1..train_iters; a ckpt-resume case saves at
+    ``save_interval`` and phase 2 resumes from that checkpoint in fresh processes and trains to
+    train_iters. A regular case runs phase 1 only (Megatron's save-interval 10000: no save)."""
 
     train_iters: int
     save_interval: int
@@ -139,9 +157,6 @@ class ScheduleConfig:
     def __post_init__(self) -> None:
         for name in ("train_iters", "save_interval", "micro_batch_size", "global_batch_size"):
             _positive(name, getattr(self, name))
-        if not self.save_interval < self.train_iters:
-            raise ValueError(f"save_interval {self.save_interval} must be below train_iters "
-                             f"{self.train_iters} so that phase 2 has steps to resume")
 
     def num_microbatches(self, data_parallel_size: int) -> int:
         per_step = self.micro_batch_size * data_parallel_size
@@ -238,16 +253,25 @@ class DeterminismConfig:
 
 @dataclass(kw_only=True, slots=True, frozen=True)
 class CheckpointConfig:
-    """dist_checkpointing with the torch_dist backend, saved synchronously."""
+    """Megatron's two checkpoint formats (runner/checkpoint.py): ``torch``, the legacy per-rank
+    ``model_optim_rng.pt`` files, and ``torch_dist``, dist_checkpointing with the torch_dist
+    backend; both saved synchronously. Megatron-LM's default is torch_dist (--ckpt-format)."""
 
     format: str = "torch_dist"
-    writer_processes: int = 1  # files (and forked writers) per rank and save
+    writer_processes: int = 1  # torch_dist: files (and forked writers) per rank and save
+    # --use-checkpoint-opt_param-scheduler: on load take the LR schedule's settings from the
+    # checkpoint instead of asserting they equal the run's (Megatron-LM's default: assert).
+    use_checkpoint_opt_param_scheduler: bool = False
+    dist_ckpt_strictness: str = "assume_ok_unexpected"  # --dist-ckpt-strictness (torch_dist loads)
 
     def __post_init__(self) -> None:
         if self.format not in CHECKPOINT_FORMATS:
             raise ValueError(f"checkpoint format must be one of {', '.join(CHECKPOINT_FORMATS)}, "
                              f"got {self.format!r}")
         _positive("writer_processes", self.writer_processes)
+        if self.dist_ckpt_strictness not in DIST_CKPT_STRICTNESS:
+            raise ValueError(f"dist_ckpt_strictness must be one of {', '.join(DIST_CKPT_STRICTNESS)}, "
+                             f"got {self.dist_ckpt_strictness!r}")
 
 
 @dataclass(kw_only=True, slots=True, frozen=True)
@@ -289,8 +313,18 @@ class RunConfig:
     determinism: DeterminismConfig
     checkpoint: CheckpointConfig
     launch: LaunchConfig
+    test_type: str = "ckpt-resume"  # regular: phase 1 only; ckpt-resume: phase 2 resumes at save_interval
+    # A Megatron case: every model_config.yaml entry and what became of it (MegatronCase.record),
+    # listed in the artifact's provenance.
+    megatron: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        if self.test_type not in TEST_TYPES:
+            raise ValueError(f"test_type must be one of {', '.join(TEST_TYPES)}, got {self.test_type!r}")
+        s = self.schedule
+        if self.resumes and not s.save_interval < s.train_iters:
+            raise ValueError(f"save_interval {s.save_interval} must be below train_iters "
+                             f"{s.train_iters} so that phase 2 has steps to resume")
         model, par = self.model, self.parallelism
         tp, pp = par.tensor_model_parallel_size, par.pipeline_model_parallel_size
         if model.num_attention_heads % tp:
@@ -313,6 +347,15 @@ class RunConfig:
                                  "set them false in a cpu profile")
 
     @property
+    def resumes(self) -> bool:
+        """A ckpt-resume case: phase 1 saves at save_interval, phase 2 resumes from it."""
+        return self.test_type == "ckpt-resume"
+
+    @property
+    def phases(self) -> tuple[int, ...]:
+        return (1, 2) if self.resumes else (1,)
+
+    @property
     def nproc_per_node(self) -> int:
         return self.launch.nproc_per_node or self.parallelism.world_size // self.launch.nnodes
 
@@ -329,12 +372,14 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["determinism"]["env"] = dict(self.determinism.env)
+        out["megatron"] = copy.deepcopy(dict(self.megatron)) if self.megatron is not None else None
         return out
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], *, path: object = None) -> "RunConfig":
         return _build_run_config(doc["case"], doc["profile"],
-                                 {s: doc.get(s, {}) for s in SECTIONS}, path=path, where="")
+                                 {s: doc.get(s, {}) for s in SECTIONS}, path=path, where="",
+                                 test_type=doc.get("test_type", "ckpt-resume"), megatron=doc.get("megatron"))
 
     def replace(self, **sections: Mapping[str, Any]) -> "RunConfig":
         """A copy with some fields of some sections changed (CLI overrides, tests)."""
@@ -344,6 +389,21 @@ class RunConfig:
                 raise ValueError(f"unknown section {section!r}")
             doc[section] = {**doc[section], **changes}
         return RunConfig.from_dict(doc)
+
+    def training_hash(self) -> str:
+        """sha256 of what decides the training trajectory (model, layout, schedule, optimizer, data,
+        seed and determinism, test type) — not where or how long it runs, nor the checkpoint's
+        format. Saved in every checkpoint and checked on resume: a checkpoint of another
+        configuration is refused instead of resumed into a different run."""
+        import hashlib
+        import json
+
+        doc = self.to_dict()
+        training = {name: doc[name] for name in ("model", "parallelism", "schedule", "optimizer", "data")}
+        training["determinism"] = {k: v for k, v in doc["determinism"].items() if k != "env"}
+        training["test_type"] = self.test_type
+        canonical = json.dumps(training, sort_keys=True, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 SECTION_TYPES: dict[str, type] = {
@@ -376,10 +436,11 @@ def _build_section(name: str, raw: Any, *, path: object, where: str) -> Any:
 
 
 def _build_run_config(case: str, profile: str, sections: Mapping[str, Any], *, path: object,
-                      where: str) -> RunConfig:
+                      where: str, test_type: str = "ckpt-resume",
+                      megatron: Mapping[str, Any] | None = None) -> RunConfig:
     built = {name: _build_section(name, sections.get(name), path=path, where=where) for name in SECTIONS}
     try:
-        return RunConfig(case=case, profile=profile, **built)
+        return RunConfig(case=case, profile=profile, test_type=test_type, megatron=megatron, **built)
     except ValueError as exc:
         raise FormatError(str(exc), path=path, key=f"profiles.{profile}" if profile else None) from None
 
@@ -397,7 +458,8 @@ def merge_sections(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict
 
 @dataclass(frozen=True)
 class CaseDefinition:
-    """A parsed case.yaml: its sections, profiles and the untouched ``metrics`` policies."""
+    """A parsed case: its sections, profiles and the untouched ``metrics`` policies; for a case
+    defined by Megatron's model_config.yaml also the import (what became of every entry)."""
 
     name: str
     path: Path
@@ -405,6 +467,16 @@ class CaseDefinition:
     default_profile: str
     profiles: tuple[str, ...]
     metrics: Mapping[str, Any]
+    test_type: str = "ckpt-resume"
+    megatron: Any = None  # runner.megatron_case.MegatronCase
+
+    def base_sections(self) -> dict[str, Any]:
+        """The sections every profile overrides: the Megatron import (if any), then case.yaml's."""
+        doc = self.document
+        own = {name: doc.get(name) or {} for name in SECTIONS}
+        if self.megatron is None:
+            return own
+        return merge_sections(self.megatron.sections, own)
 
     def run_config(self, profile: str | None = None, **overrides: Mapping[str, Any]) -> RunConfig:
         chosen = profile or self.default_profile
@@ -413,6 +485,8 @@ class CaseDefinition:
         if chosen not in profiles:
             raise FormatError(f"unknown profile {chosen!r}; this case has: {', '.join(self.profiles)}",
                               path=self.path, key="profiles")
+        if self.megatron is not None:
+            self.megatron.check_runnable()  # CaseRefused (exit 2) with every reason
         prof = profiles[chosen] or {}
         if not isinstance(prof, Mapping):
             raise FormatError("expected a mapping of sections", path=self.path, key=f"profiles.{chosen}")
@@ -420,16 +494,21 @@ class CaseDefinition:
         if unknown:
             raise FormatError(f"unknown section(s) {unknown}; allowed: {', '.join(SECTIONS)}",
                               path=self.path, key=f"profiles.{chosen}")
-        base = {name: doc.get(name) or {} for name in SECTIONS}
-        sections = merge_sections(merge_sections(base, prof), overrides)
-        return _build_run_config(self.name, chosen, sections, path=self.path,
-                                 where=f"profiles.{chosen}.")
+        sections = merge_sections(merge_sections(self.base_sections(), prof), overrides)
+        record = self.megatron.record() if self.megatron is not None else None
+        return _build_run_config(self.name, chosen, sections, path=self.path, where=f"profiles.{chosen}.",
+                                 test_type=self.test_type, megatron=record)
 
 
 def parse_case(doc: Mapping[str, Any], *, name: str, path: Path) -> CaseDefinition:
-    """Check the top level of a case document (sections are checked when a profile resolves)."""
+    """Check the top level of a case document (sections are checked when a profile resolves).
+
+    ``megatron: model_config.yaml`` (a file in the case folder) makes Megatron's own case file the
+    base sections: case.yaml may then add fields that file does not set (the generated corpus,
+    timeouts), but restating a field one of its flags sets is an error — no hand copies.
+    """
     top = set(SECTIONS) | {"case", "description", "source", "test_type", "default_profile",
-                           "profiles", "metrics"}
+                           "profiles", "metrics", "megatron"}
     unknown = sorted(set(doc) - top)
     if unknown:
         raise FormatError(f"unknown top-level key(s) {unknown}", path=path)
@@ -446,113 +525,86 @@ def parse_case(doc: Mapping[str, Any], *, name: str, path: Path) -> CaseDefiniti
     metrics = doc.get("metrics") or {}
     if not isinstance(metrics, Mapping):
         raise FormatError("expected a mapping of metric name to policy", path=path, key="metrics")
+    megatron = _referenced_megatron_case(doc, name=name, path=path)
+    test_type = doc.get("test_type", megatron.test_type if megatron is not None else "ckpt-resume")
+    if megatron is not None and test_type != megatron.test_type:
+        raise FormatError(f"test_type {test_type!r} contradicts the Megatron case's TEST_TYPE "
+                          f"{megatron.test_type!r}: remove it", path=path, key="test_type")
+    if megatron is None and test_type not in TEST_TYPES:
+        raise FormatError(f"test_type must be one of {', '.join(TEST_TYPES)}, got {test_type!r}", path=path,
+                          key="test_type")
     return CaseDefinition(name=name, path=path, document=doc, default_profile=default,
-                          profiles=tuple(profiles), metrics=metrics)
+                          profiles=tuple(profiles), metrics=metrics, test_type=test_type, megatron=megatron)
+
+
+def _referenced_megatron_case(doc: Mapping[str, Any], *, name: str, path: Path) -> Any:
+    ref = doc.get("megatron")
+    if ref is None:
+        return None
+    if not isinstance(ref, str) or Path(ref).name != ref or ref in (".", ".."):
+        raise FormatError("expected the name of a file in the case folder (model_config.yaml)", path=path,
+                          key="megatron")
+    target = path.parent / ref
+    if not target.is_file():
+        raise FormatError(f"no such file {target}", path=path, key="megatron")
+    from goldens.case import load_yaml
+    from .megatron_case import import_model_config
+
+    megatron = import_model_config(load_yaml(target), name=name, path=target)
+    for section in SECTIONS:
+        own = doc.get(section) or {}
+        if not isinstance(own, Mapping):
+            continue  # reported when a profile resolves
+        restated = sorted(key for key in own if (section, key) in megatron.from_entries)
+        if restated:
+            raise FormatError(f"{section}.{restated[0]} is set by {ref}: remove it here (a profile may "
+                              "change it)", path=path, key=f"{section}.{restated[0]}")
+    return megatron
+
+
+def megatron_case_definition(folder: str | Path) -> CaseDefinition:
+    """A Megatron case folder as it is (``model_config.yaml`` and its goldens, no case.yaml):
+    profiles ``full`` (the import) and ``cpu-tiny`` (the reviewed shrink), cpu-tiny by default."""
+    from .megatron_case import cpu_tiny_shrink, load_model_config
+
+    megatron = load_model_config(folder)
+    profiles = {"full": {}, "cpu-tiny": cpu_tiny_shrink(megatron) if megatron.runnable else {}}
+    doc = {"case": megatron.name, "profiles": profiles, "default_profile": "cpu-tiny"}
+    return CaseDefinition(name=megatron.name, path=megatron.path, document=doc, default_profile="cpu-tiny",
+                          profiles=tuple(profiles), metrics={}, test_type=megatron.test_type, megatron=megatron)
 
 
 def load_case_definition(case_dir: str | Path) -> CaseDefinition:
-    """``<case_dir>/case.yaml`` parsed and checked; the folder's name is the case's name."""
+    """``<case_dir>/case.yaml`` parsed and checked, or else a Megatron case folder's
+    ``model_config.yaml`` imported; the folder's name is the case's name."""
     from goldens.case import CASE_FILE, check_name, load_yaml
+
+    from .megatron_case import MODEL_CONFIG_FILE
 
     folder = Path(case_dir)
     path = folder / CASE_FILE
     if not path.is_file():
-        raise FormatError(f"no case definition ({CASE_FILE}) in {folder}", path=path)
+        if (folder / MODEL_CONFIG_FILE).is_file():
+            return megatron_case_definition(folder)
+        raise FormatError(f"no case definition ({CASE_FILE} or Megatron's {MODEL_CONFIG_FILE}) in {folder}",
+                          path=path)
     return parse_case(load_yaml(path), name=check_name(folder.name), path=path)
 
 
-# ---------------------------------------------------------------- Megatron model_config.yaml
+def case_folder(case: str, store: str | Path | None = None) -> Path:
+    """Where ``golden run CASE`` finds its case: CASE itself when it is a folder holding a case.yaml
+    or a Megatron model_config.yaml (``golden run path/to/test_cases/bert/<case>``), else the store's
+    folder of that name."""
+    from goldens.case import CASE_FILE
+    from goldens.store import GoldenStore
 
-# Megatron CLI flag → (section, field). Flags not listed are recorded as ignored.
-MEGATRON_FLAGS: dict[str, tuple[str, str]] = {
-    "--num-layers": ("model", "num_layers"),
-    "--hidden-size": ("model", "hidden_size"),
-    "--ffn-hidden-size": ("model", "ffn_hidden_size"),
-    "--num-attention-heads": ("model", "num_attention_heads"),
-    "--seq-length": ("model", "seq_length"),
-    "--max-position-embeddings": ("model", "max_position_embeddings"),
-    "--make-vocab-size-divisible-by": ("model", "make_vocab_size_divisible_by"),
-    "--hidden-dropout": ("model", "hidden_dropout"),
-    "--attention-dropout": ("model", "attention_dropout"),
-    "--init-method-std": ("model", "init_method_std"),
-    "--attention-backend": ("model", "attention_backend"),
-    "--spec": ("model", "layer_spec"),
-    "--tensor-model-parallel-size": ("parallelism", "tensor_model_parallel_size"),
-    "--pipeline-model-parallel-size": ("parallelism", "pipeline_model_parallel_size"),
-    "--train-iters": ("schedule", "train_iters"),
-    "--save-interval": ("schedule", "save_interval"),
-    "--micro-batch-size": ("schedule", "micro_batch_size"),
-    "--global-batch-size": ("schedule", "global_batch_size"),
-    "--lr": ("optimizer", "lr"),
-    "--min-lr": ("optimizer", "min_lr"),
-    "--lr-warmup-fraction": ("optimizer", "lr_warmup_fraction"),
-    "--lr-warmup-iters": ("optimizer", "lr_warmup_iters"),
-    "--lr-decay-iters": ("optimizer", "lr_decay_iters"),
-    "--lr-decay-style": ("optimizer", "lr_decay_style"),
-    "--weight-decay": ("optimizer", "weight_decay"),
-    "--clip-grad": ("optimizer", "clip_grad"),
-    "--adam-beta1": ("optimizer", "adam_beta1"),
-    "--adam-beta2": ("optimizer", "adam_beta2"),
-    "--adam-eps": ("optimizer", "adam_eps"),
-    "--seed": ("determinism", "seed"),
-    "--deterministic-mode": ("determinism", "deterministic_mode"),
-    "--mask-prob": ("data", "mask_prob"),
-    "--short-seq-prob": ("data", "short_seq_prob"),
-}
-MEGATRON_SWITCHES = {  # boolean flags that set a field to a fixed value
-    "--bf16": ("model", "precision", "bf16"),
-    "--fp16": ("model", "precision", "fp16"),
-    "--bert-no-binary-head": ("model", "binary_head", False),
-    "--untie-embeddings-and-output-weights": ("model", "untie_embeddings_and_output_weights", True),
-    "--no-bias-dropout-fusion": ("model", "bias_dropout_fusion", False),
-    "--no-bias-gelu-fusion": ("model", "bias_activation_fusion", False),
-    "--no-masked-softmax-fusion": ("model", "masked_softmax_fusion", False),
-}
-# What Megatron-LM's argument parser defaults to where megatron-core's do not.
-MEGATRON_DEFAULTS = {"model": {"bias_dropout_fusion": True, "bias_activation_fusion": True,
-                               "masked_softmax_fusion": True}}
+    from .megatron_case import MODEL_CONFIG_FILE
 
-
-@dataclass(frozen=True)
-class MegatronImport:
-    """A Megatron functional-test config translated into our sections."""
-
-    sections: dict[str, dict[str, Any]]
-    test_type: str | None
-    ignored_flags: tuple[str, ...]
-
-
-def from_megatron_model_config(doc: Mapping[str, Any], *, path: object = None) -> MegatronImport:
-    """Translate Megatron's ``model_config.yaml`` (ENV_VARS, MODEL_ARGS, TEST_TYPE) into sections.
-
-    The world size is not in Megatron's file (its CI picks the GPU count), so it is left to the
-    caller; ``${VAR}`` paths (data, checkpoints, tensorboard) belong to the runner and are ignored.
-    """
-    if not isinstance(doc, Mapping):
-        raise FormatError("expected a mapping", path=path)
-    args = doc.get("MODEL_ARGS") or {}
-    if not isinstance(args, Mapping):
-        raise FormatError("expected a mapping of flags", path=path, key="MODEL_ARGS")
-    sections: dict[str, dict[str, Any]] = {k: dict(v) for k, v in MEGATRON_DEFAULTS.items()}
-    ignored = []
-    for flag, value in args.items():
-        if flag in MEGATRON_FLAGS:
-            section, name = MEGATRON_FLAGS[flag]
-            if name == "deterministic_mode":
-                value = bool(value)
-            sections.setdefault(section, {})[name] = value
-        elif flag in MEGATRON_SWITCHES and value is True:
-            section, name, fixed = MEGATRON_SWITCHES[flag]
-            sections.setdefault(section, {})[name] = fixed
-        else:
-            ignored.append(flag)
-    if "ffn_hidden_size" not in sections.get("model", {}):
-        sections.setdefault("model", {})["ffn_hidden_size"] = None
-    env = doc.get("ENV_VARS") or {}
-    if not isinstance(env, Mapping):
-        raise FormatError("expected a mapping", path=path, key="ENV_VARS")
-    if env:
-        sections.setdefault("determinism", {})["env"] = {str(k): str(v) for k, v in env.items()}
-    test_type = doc.get("TEST_TYPE")
-    return MegatronImport(sections=sections, test_type=None if test_type is None else str(test_type),
-                          ignored_flags=tuple(ignored))
+    given = Path(case)
+    if "/" in case or given.is_absolute():
+        if not given.is_dir():
+            raise FormatError(f"no such case folder {given}")
+        if not ((given / CASE_FILE).is_file() or (given / MODEL_CONFIG_FILE).is_file()):
+            raise FormatError(f"{given} holds neither {CASE_FILE} nor Megatron's {MODEL_CONFIG_FILE}")
+        return given
+    return GoldenStore(store).case_dir(case)

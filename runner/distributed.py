@@ -4,10 +4,14 @@ CPU: gloo, the compatibility layer, the CPU RNG tracker. CUDA: nccl, one GPU per
 stock megatron-core (no shim). Seeds follow Megatron-LM's ``_set_random_seed``: the base seed
 plus 100 × pipeline rank for python/numpy/torch, and megatron's model-parallel seed offsets.
 
-Determinism is Megatron-LM's ``--deterministic-mode``: ``TransformerConfig.deterministic_mode``
-(set in bert.py) plus the case's environment (NCCL_ALGO, CUBLAS_WORKSPACE_CONFIG, ...), which the
-launcher exports. Like Megatron-LM, ``torch.use_deterministic_algorithms`` is not called — on
-torch 2.13 it also imports inductor and dynamo (~4 s per rank on 2 cores).
+Determinism is Megatron-LM's ``--deterministic-mode`` (``megatron/training/determinism.py``):
+``TransformerConfig.deterministic_mode`` (set in bert.py), ``torch.use_deterministic_algorithms(True)``
+on every device, and on CUDA the environment it checks and completes before NCCL, cuBLAS or TE
+start (:func:`determinism_env`). On CPU those variables mean nothing (no NCCL, cuBLAS or TE) and
+are not set. ``use_deterministic_algorithms`` imports torch._dynamo (1.2 s on 2 cores); so does
+megatron's Adam, so it costs nothing extra, and the fork launcher imports it once for all ranks.
+Measured on the cpu-tiny case: bit-identical metrics with and without it (no CPU kernel this
+model uses has a nondeterministic variant).
 """
 from __future__ import annotations
 
@@ -17,6 +21,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from .config import RunConfig
+
+# What --deterministic-mode requires of the environment (Megatron-LM's determinism.py): a value
+# already set must be one of these, an unset one gets the first.
+DETERMINISM_ENV: dict[str, tuple[str, ...]] = {
+    "NVTE_ALLOW_NONDETERMINISTIC_ALGO": ("0",),
+    "CUBLAS_WORKSPACE_CONFIG": (":4096:8", ":16:8"),
+}
+NCCL_ALGO_TOKENS = ("Ring", "CollnetDirect", "CollnetChain", "^NVLS")  # Tree is not deterministic
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,26 @@ class Layout:
         return self.pp_rank == self.pp_size - 1
 
 
+def determinism_env(env: dict[str, str]) -> dict[str, str]:
+    """The variables --deterministic-mode adds to ``env`` (a RuntimeError names a value it refuses)."""
+    added = {}
+    algo = env.get("NCCL_ALGO")
+    if algo is None:
+        added["NCCL_ALGO"] = "Ring"
+    elif not all(token.strip() in NCCL_ALGO_TOKENS for token in algo.split(",")):
+        raise RuntimeError(f"NCCL_ALGO={algo!r} is not deterministic: use {', '.join(NCCL_ALGO_TOKENS)}")
+    for name, accepted in DETERMINISM_ENV.items():
+        value = env.get(name)
+        if value is None:
+            added[name] = accepted[0]
+        elif value not in accepted:
+            raise RuntimeError(f"{name}={value!r} is not deterministic: use {' or '.join(accepted)}")
+    for name in ("MAMBA_DETERMINISTIC", "CAUSAL_CONV1D_DETERMINISTIC"):
+        if env.get(name) and not env[name].startswith("1"):
+            raise RuntimeError(f"{name}={env[name]!r}: deterministic mode needs 1")
+    return added
+
+
 def setup(cfg: RunConfig) -> Layout:
     """Initialise everything process-wide before the model is built; returns this rank's place."""
     import numpy as np
@@ -49,6 +81,10 @@ def setup(cfg: RunConfig) -> Layout:
     from megatron.core import parallel_state as ps
 
     torch.set_num_threads(cfg.determinism.threads_per_rank)
+    if cfg.determinism.deterministic_mode:
+        if cfg.launch.device == "cuda":  # before the first NCCL communicator and cuBLAS handle
+            os.environ.update(determinism_env(dict(os.environ)))
+        torch.use_deterministic_algorithms(True)
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if world != cfg.parallelism.world_size:

@@ -40,6 +40,9 @@ PRELOAD = (
     "megatron.core.dist_checkpointing.strategies.filesystem_async", "megatron.core.optimizer_param_scheduler",
     "megatron.core.datasets.bert_dataset", "megatron.core.datasets.blended_megatron_dataset_builder",
     "torch.utils.tensorboard",
+    # imported by torch.optim's Adam (megatron's optimizer) and torch.use_deterministic_algorithms:
+    # 1.2 s per rank and phase on 2 cores when each forked rank imports it, once here.
+    "torch._dynamo",
 )
 
 
@@ -59,11 +62,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _child(plan_path: Path, rank: int, world_size: int, port: int) -> None:
-    """In the forked rank: own process group, torchrun's environment, run, never return."""
+def rank_cpus(rank: int, threads: int, allowed: list[int]) -> set[int]:
+    """The CPUs a rank runs on: consecutive ranks on consecutive CPUs of the allowed set (wrapping
+    around when there are more ranks than CPUs), ``threads`` CPUs each.
+
+    Why: ranks are numbered tensor-parallel fastest, so a tensor-parallel pair — which meets in an
+    all-reduce several times per micro-batch — lands on different CPUs and runs side by side
+    instead of waiting for each other's time slice. Measured on 2 cores, 4 ranks: the seed's 30
+    steps took 7.1 s pinned against 7.8 s unpinned (mean of 4 alternating pairs). Placement only:
+    the numbers computed are the same.
+    """
+    return {allowed[(rank * threads + i) % len(allowed)] for i in range(max(1, threads))}
+
+
+def _child(plan_path: Path, rank: int, world_size: int, port: int, threads: int = 1) -> None:
+    """In the forked rank: own process group, its CPUs, torchrun's environment, run, never return."""
     code = 1
     try:
         os.setpgid(0, 0)
+        allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        if len(allowed) > 1:
+            os.sched_setaffinity(0, rank_cpus(rank, threads, allowed))
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.dup2(2, 1)  # stdout is the protocol pipe: ranks write to the log instead
@@ -105,7 +124,7 @@ def run_phase(plan_path: Path) -> dict[str, Any]:
     for rank in range(world_size):
         pid = os.fork()
         if pid == 0:
-            _child(plan_path, rank, world_size, port)
+            _child(plan_path, rank, world_size, port, plan.run.determinism.threads_per_rank)
         try:
             os.setpgid(pid, pid)
         except (ProcessLookupError, PermissionError):
@@ -158,4 +177,10 @@ def serve() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(serve())
+    code = serve()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # No interpreter teardown: this process only imported modules and forked (it holds no file,
+    # buffer or state to finalise), and tearing torch + megatron-core down took 1.2 s on 2 cores
+    # while the launcher waited for it.
+    os._exit(code)

@@ -1,4 +1,5 @@
-"""Run a case: both phases in fresh processes, supervised, with a timeout per phase.
+"""Run a case: its phases (a ckpt-resume case two, a regular case one) in fresh processes,
+supervised, with a timeout per phase.
 
 Two launchers produce the same outcome record:
 
@@ -516,11 +517,14 @@ def sigterm_stops_the_run() -> Iterator[None]:
 
 def run_case(cfg: RunConfig, options: RunOptions, *, on_progress: ProgressFn | None = None,
              on_phase: Callable[[int], None] | None = None) -> RunReport:
-    """Phase 1 (train, save at the midpoint), then phase 2 (fresh processes, resume, train on);
-    writes ``artifact.json`` whatever happens and raises RunError if the run did not complete."""
+    """Phase 1 (train, save at the midpoint), then for a ckpt-resume case phase 2 (fresh processes,
+    resume, train on); writes ``artifact.json`` whatever happens and raises RunError if the run did
+    not complete."""
     from .artifact import assemble, write
 
     run_dir = options.run_dir.resolve()
+    if options.reuse_phase1_from is not None and not cfg.resumes:
+        raise RunError(f"a {cfg.test_type} case has no phase 2 to resume: reusing phase 1 needs a ckpt-resume case")
     launcher_kind(options.launcher, cfg, options.torchrun_args)
     check_device(cfg)
     prepare_run_dir(run_dir)
@@ -531,9 +535,9 @@ def run_case(cfg: RunConfig, options: RunOptions, *, on_progress: ProgressFn | N
         raise RunError(f"run folder {run_dir} was just taken by another run: choose another --out") from None
     s = cfg.schedule
     plan1 = PhasePlan(run=cfg, run_dir=run_dir, phase=1, first_step=1, last_step=s.train_iters,
-                      save_at=s.save_interval)
+                      save_at=s.save_interval if cfg.resumes else None)
     plan2 = PhasePlan(run=cfg, run_dir=run_dir, phase=2, first_step=s.save_interval + 1, last_step=s.train_iters,
-                      resume_from=s.save_interval, load_optimizer=options.load_optimizer)
+                      resume_from=s.save_interval, load_optimizer=options.load_optimizer) if cfg.resumes else None
     outcomes: list[PhaseOutcome] = []
     error: str | None = None
     status = "complete"
@@ -550,7 +554,7 @@ def run_case(cfg: RunConfig, options: RunOptions, *, on_progress: ProgressFn | N
                     on_phase(1)
                 outcomes.append(run_phase(launcher, plan1, timeout_s=cfg.launch.phase_timeout_s,
                                           on_progress=on_progress))
-            if all(o.status == "ok" for o in outcomes):
+            if cfg.resumes and all(o.status == "ok" for o in outcomes):
                 committed = read_tracker(plan2.checkpoint_root)
                 if committed != s.save_interval:
                     where = checkpoint_dir(plan2.checkpoint_root, s.save_interval)

@@ -5,12 +5,26 @@ Python's float repr round-trips) and writes TensorBoard scalars with Megatron's 
 The launcher tails the JSONL for the progress display and builds the artifact from it, so a
 phase that dies half-way still leaves the steps it finished.
 
-Metrics (Megatron's names): ``lm loss``, ``sop loss`` (the binary head) from the last pipeline
-stage, averaged over micro-batches; ``num-zeros`` (zeros in the gradients, summed over the
-model-parallel ranks by megatron's optimizer); ``grad-norm``; ``learning-rate``;
-``iteration-time`` (seconds, the slowest rank); memory — on CUDA the allocator's
-``mem-allocated-bytes`` / ``mem-max-allocated-bytes``, on CPU ``cpu-max-rss-bytes`` (the peak
-resident set size of the largest rank process: a process measure, not an allocator one).
+Metrics, defined as Megatron-LM defines them (``training.py``'s ``training_log``):
+
+- ``lm loss``, ``sop loss`` (the binary head): the last pipeline stage's micro-batch mean of
+  the data-parallel-averaged losses;
+- ``num-zeros``: zeros in the fp32 main gradients after clipping, summed over the model-parallel
+  ranks by megatron's optimizer; ``grad-norm``; ``learning-rate``;
+- ``iteration-time``: :class:`IntervalTimer` — wall time between barrier-synchronised readings
+  after each step, saves excluded, the first step of each process not logged (its time goes into
+  the second step's average): a phase's series starts at its second step (2, and the first
+  resumed step + 1), as Megatron's goldens do;
+- memory, on the last rank (Megatron's TensorBoard writer, rank world_size − 1), every step: on
+  CUDA the caching allocator's ``mem-allocated-bytes`` / ``mem-max-allocated-bytes``
+  (``allocated_bytes.all.current`` / ``.peak``, the peak never reset); on CPU
+  ``cpu-max-rss-anon-bytes``: the largest anonymous resident set (``RssAnon`` of
+  /proc/self/status) seen after any step of this process so far. Anonymous pages are what the
+  code allocates (heaps, tensors, the interpreter); file-backed pages (``libtorch_cpu.so``'s
+  text, read-only data) are left out because how many of them are resident depends on the page
+  cache, not on the code — ``ru_maxrss``, which counts them, moved by 96 MB between two fresh
+  environments of one commit.
+
 One all-reduce(MAX) over a float64 vector per step gathers them: a rank that does not own a
 metric contributes -inf.
 """
@@ -23,9 +37,10 @@ from pathlib import Path
 from typing import Any
 
 ARTIFACT_METRICS = ("lm loss", "sop loss", "num-zeros", "iteration-time")
-CPU_MEMORY = ("cpu-max-rss-bytes",)
+CPU_MEMORY = ("cpu-max-rss-anon-bytes",)
 CUDA_MEMORY = ("mem-allocated-bytes", "mem-max-allocated-bytes")
 TENSORBOARD_ONLY = ("grad-norm", "learning-rate")
+STATUS_FILE = "/proc/self/status"
 
 
 def metric_names(device: str) -> tuple[str, ...]:
@@ -37,16 +52,81 @@ def artifact_metric_names(device: str) -> tuple[str, ...]:
     return tuple(n for n in metric_names(device) if n not in TENSORBOARD_ONLY)
 
 
-def memory_readings(device: str) -> dict[str, float]:
-    """This process's memory measures (see the module docstring for what each means)."""
-    if device == "cuda":
+def rss_anon_bytes(status_text: str | None = None) -> int:
+    """``RssAnon`` of /proc/self/status in bytes (Linux); the text may be given (tests)."""
+    if status_text is None:
+        with open(STATUS_FILE, encoding="ascii") as fh:
+            status_text = fh.read()
+    for line in status_text.splitlines():
+        if line.startswith("RssAnon:"):
+            value, unit = line.split()[1:3]
+            if unit != "kB":
+                raise ValueError(f"unexpected unit in {line!r}")
+            return int(value) * 1024
+    raise ValueError("no RssAnon line in /proc/self/status (a Linux kernel ≥ 4.5 has one)")
+
+
+class MemoryTracker:
+    """This process's memory measures after a step (see the module docstring)."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self.peak_anon = 0
+
+    def read(self) -> dict[str, float]:
+        if self.device == "cuda":
+            import torch
+
+            stats = torch.cuda.memory_stats()
+            return {"mem-allocated-bytes": float(stats["allocated_bytes.all.current"]),
+                    "mem-max-allocated-bytes": float(stats["allocated_bytes.all.peak"])}
+        self.peak_anon = max(self.peak_anon, rss_anon_bytes())
+        return {"cpu-max-rss-anon-bytes": float(self.peak_anon)}
+
+
+class IntervalTimer:
+    """Megatron's ``interval-time`` timer: wall time between readings, each behind a barrier of
+    every rank (then a CUDA synchronise on GPUs), so the slowest rank's step is what is timed.
+    Megatron's ``Timer.elapsed`` stops and restarts, with a barrier each; one barrier per reading
+    marks the same instant on every rank."""
+
+    def __init__(self, device: str, clock: Any = time.perf_counter, barrier: Any = None):
+        self.device, self.clock = device, clock
+        self._barrier = barrier
+        self.accumulated = 0.0
+        self.started_at: float | None = None
+
+    def _sync(self) -> None:
+        if self._barrier is not None:
+            self._barrier()
+            return
         import torch
 
-        return {"mem-allocated-bytes": float(torch.cuda.memory_allocated()),
-                "mem-max-allocated-bytes": float(torch.cuda.max_memory_allocated())}
-    import resource
+        torch.distributed.barrier()  # then the device, in Megatron's Timer order
+        if self.device == "cuda":
+            torch.cuda.synchronize()
 
-    return {"cpu-max-rss-bytes": float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)}
+    def start(self) -> None:
+        self._sync()
+        self.started_at = self.clock()
+
+    def stop(self) -> None:
+        self._sync()
+        if self.started_at is not None:
+            self.accumulated += self.clock() - self.started_at
+        self.started_at = None
+
+    def elapsed(self, *, reset: bool) -> float:
+        """Seconds timed since the last reset (the timer keeps running); ``reset`` starts the
+        next interval now."""
+        self._sync()
+        now = self.clock()
+        total = self.accumulated + (now - self.started_at if self.started_at is not None else 0.0)
+        if reset:
+            self.accumulated = 0.0
+            if self.started_at is not None:
+                self.started_at = now
+        return total
 
 
 class Recorder:

@@ -7,7 +7,8 @@ Run folder layout (``runs/<run-id>/``)::
 
     artifact.json                       the normalized result (goldens.formats schema)
     run.json                            the resolved RunConfig
-    checkpoints/iter_0000010/           torch_dist checkpoint (dist_checkpointing)
+    checkpoints/iter_0000010/           the resume checkpoint in the case's format: torch (Megatron's
+                                        legacy mp_rank_XX[_YYY]/model_optim_rng.pt) or torch_dist
     checkpoints/latest_checkpointed_iteration.txt   written last: the save's commit point
     data/                               generated corpus (IndexedDataset) + megatron's index cache
     tensorboard/phase<N>/               event files with Megatron's tag names
@@ -31,8 +32,10 @@ TRACKER_FILE = "latest_checkpointed_iteration.txt"
 
 @dataclass(kw_only=True, slots=True, frozen=True)
 class PhasePlan:
-    """Phase 1 trains from scratch over [first_step, last_step] and saves at ``save_at``;
-    phase 2 loads the checkpoint of iteration ``resume_from`` and trains on from there."""
+    """Phase 1 trains from scratch over [first_step, last_step] and saves at ``save_at`` (a
+    ckpt-resume case; a regular case does not save); phase 2 loads the checkpoint of iteration
+    ``resume_from`` and trains on from there, reading data from the consumed-sample count saved
+    in it."""
 
     run: RunConfig
     run_dir: Path

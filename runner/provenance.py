@@ -4,7 +4,8 @@ Fingerprint fields (recorded in the artifact next to the hash, so a comparison c
 ones differ): the device (CPU model, the ISA extensions that change kernels, the SIMD level
 torch dispatches to; or the GPU name, compute capability, CUDA/cuDNN/NCCL versions), library
 versions (torch, megatron-core, numpy) and BLAS, the parallel layout and backend, thread
-counts, and the determinism flags and environment. Not in it: host name, time, git commit,
+counts, the determinism flags and environment, and which fused kernels run (runner/kernels.py).
+Not in it: host name, time, git commit,
 anything about the case itself (model arguments are compared separately, as drift).
 
 :func:`environment_fields` runs inside rank 0 (torch is loaded there); the rest is standard
@@ -59,8 +60,8 @@ def _blas() -> str:
     return f"{found.group(1) if found else 'unknown'}" + (f" {mkl.group(1)}" if mkl else "")
 
 
-def environment_fields(cfg: RunConfig) -> dict[str, Any]:
-    """What decides bit-exactness here (called on rank 0 after setup)."""
+def environment_fields(cfg: RunConfig, kernels: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What decides bit-exactness here (called on rank 0 after the model is built)."""
     import numpy
     import torch
     from megatron.core import package_info
@@ -75,6 +76,11 @@ def environment_fields(cfg: RunConfig) -> dict[str, Any]:
         device = {"type": "cpu", **cpu_description(),
                   "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
     par = cfg.parallelism
+    env = dict(cfg.determinism.env)
+    if cfg.launch.device == "cuda":  # what the ranks run with, --deterministic-mode's defaults included
+        from .distributed import DETERMINISM_ENV
+
+        env.update({k: os.environ[k] for k in ("NCCL_ALGO", *DETERMINISM_ENV) if k in os.environ})
     return {
         "device": device,
         "versions": {"torch": torch.__version__, "megatron-core": package_info.__version__,
@@ -87,7 +93,8 @@ def environment_fields(cfg: RunConfig) -> dict[str, Any]:
                     **{k.lower(): os.environ.get(k) for k in THREAD_ENV}},
         "determinism": {"deterministic_mode": cfg.determinism.deterministic_mode,
                         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-                        "env": dict(sorted(cfg.determinism.env.items()))},
+                        "env": dict(sorted(env.items()))},
+        "kernels": dict(kernels or {}),
     }
 
 
@@ -166,8 +173,12 @@ def provenance(cfg: RunConfig, *, environment: Mapping[str, Any] | None, source_
         "profile": cfg.profile,
         "versions": versions(),
         "model_args": model_args(cfg),
+        "test_type": cfg.test_type,
         "command": " ".join(sys.argv),
     }
+    if cfg.megatron is not None:
+        # every model_config.yaml entry: mapped to which field, or waived / refused and why
+        out["megatron_case"] = dict(cfg.megatron)
     if environment:
         out["fingerprint"] = fingerprint(environment)
         out["fingerprint_fields"] = dict(environment)

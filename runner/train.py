@@ -7,7 +7,7 @@ from typing import Any, Iterator
 
 from . import bert, checkpoint, data, distributed
 from .faults import maybe_inject
-from .metrics import Recorder, memory_readings
+from .metrics import IntervalTimer, MemoryTracker, Recorder
 from .plan import PhasePlan
 from .status import RankStatus
 
@@ -19,59 +19,94 @@ def run_phase(plan: PhasePlan, status: RankStatus) -> None:
     recorder = Recorder(metrics_path=plan.metrics_path, tensorboard_dir=plan.tensorboard_dir,
                         phase=plan.phase, rank=layout.rank, device=cfg.launch.device)
     try:
+        trainer = bert.build(cfg, layout)
         if layout.rank == 0:
             from .provenance import environment_fields
 
-            plan.environment_path.write_text(json.dumps(environment_fields(cfg), indent=2) + "\n")
-        trainer = bert.build(cfg, layout)
-        batches = micro_batches(plan, trainer)
+            plan.environment_path.write_text(json.dumps(environment_fields(cfg, trainer.kernels), indent=2) + "\n")
+        dataset = build_dataset(plan, trainer)
+        consumed = 0
         if plan.resume_from is not None:  # last before training: it restores every RNG
             status.update("loading")
             started = time.perf_counter()
-            checkpoint.load(trainer, plan)
-            recorder.event("load", seconds=time.perf_counter() - started, iteration=plan.resume_from)
+            resumed = checkpoint.load(trainer, plan)
+            consumed = resumed.consumed_train_samples  # the data position comes from the checkpoint
+            recorder.event("load", seconds=time.perf_counter() - started, iteration=resumed.iteration,
+                           consumed_train_samples=consumed)
+        batches = micro_batches(plan, trainer, dataset, consumed)
         recorder.event("ready")
-        train(plan, trainer, batches, recorder, status)
+        train(plan, trainer, batches, recorder, status, consumed)
         recorder.event("done")
     finally:
         recorder.close()
     distributed.teardown()
 
 
-def micro_batches(plan: PhasePlan, trainer: bert.Trainer) -> Iterator[dict[str, Any]] | None:
-    """This rank's micro-batch stream from the phase's first step (None off tensor-parallel rank 0)."""
+def build_dataset(plan: PhasePlan, trainer: bert.Trainer) -> Any:
+    """The BERT training dataset (collective; None off tensor-parallel rank 0)."""
     cfg, layout = plan.run, trainer.layout
-    dataset = data.build_dataset(
+    return data.build_dataset(
         cfg.data, directory=plan.data_dir, seq_length=cfg.model.seq_length, seed=cfg.determinism.seed,
         num_samples=cfg.schedule.train_iters * cfg.schedule.global_batch_size,
         binary_head=cfg.model.binary_head, builds_on_this_rank=layout.tp_rank == 0)
+
+
+def micro_batches(plan: PhasePlan, trainer: bert.Trainer, dataset: Any,
+                  consumed_train_samples: int) -> Iterator[dict[str, Any]] | None:
+    """This rank's micro-batch stream from ``consumed_train_samples`` on (Megatron's pretraining
+    sampler starts at the consumed count the checkpoint saved)."""
     if dataset is None:
         return None
-    return data.batches(dataset, first_sample=(plan.first_step - 1) * cfg.schedule.global_batch_size,
+    cfg, layout = plan.run, trainer.layout
+    return data.batches(dataset, first_sample=consumed_train_samples,
                         micro_batch_size=cfg.schedule.micro_batch_size, dp_rank=layout.dp_rank,
                         dp_size=layout.dp_size)
 
 
 def train(plan: PhasePlan, trainer: bert.Trainer, batches: Iterator[dict[str, Any]] | None, recorder: Recorder,
-          status: RankStatus) -> None:
-    """Steps first_step..last_step, recording each and saving at ``plan.save_at``."""
-    device, rank = plan.run.launch.device, trainer.layout.rank
+          status: RankStatus, consumed_train_samples: int = 0) -> None:
+    """Steps first_step..last_step, recording each and saving at ``plan.save_at``.
+
+    Timed as Megatron-LM times ``iteration-time``: an interval timer started (behind a barrier)
+    before the loop, read behind a barrier after each step, stopped around a save; the first step
+    a process runs is not logged and its time is folded into the next reading (Megatron's
+    ``training_log`` with ``is_first_iteration``), so a phase's series starts at its second step.
+    Memory is read after every step on the last rank, the one Megatron's TensorBoard writer runs on.
+    """
+    cfg, layout = plan.run, trainer.layout
+    device = cfg.launch.device
+    reports_timing = layout.rank == layout.world_size - 1
+    memory = MemoryTracker(device) if reports_timing else None
+    gbs = cfg.schedule.global_batch_size
+    timer = IntervalTimer(device)
     status.update("training")
+    timer.start()
+    iterations = 0  # since the last logged reading
     for step in range(plan.first_step, plan.last_step + 1):
-        started = time.perf_counter()
         result = bert.train_step(trainer, batches)
-        local = {**result.losses, "iteration-time": time.perf_counter() - started,
-                 "learning-rate": result.learning_rate, **memory_readings(device)}
+        consumed_train_samples += gbs
+        iterations += 1
+        first = step == plan.first_step
+        elapsed = timer.elapsed(reset=not first)
+        local = {**result.losses, "learning-rate": result.learning_rate}
+        if reports_timing:
+            if not first:
+                local["iteration-time"] = elapsed / iterations
+            local.update(memory.read())
+        if not first:
+            iterations = 0
         if result.num_zeros is not None:
             local["num-zeros"] = result.num_zeros
         if result.grad_norm is not None:
             local["grad-norm"] = result.grad_norm
         recorder.record(step, local)
         status.update("training", step)
-        maybe_inject(f"step{step}", phase=plan.phase, rank=rank)
+        maybe_inject(f"step{step}", phase=plan.phase, rank=layout.rank)
         if step == plan.save_at:
             status.update("saving", step)
+            timer.stop()  # saves are not iteration time
             started = time.perf_counter()
-            checkpoint.save(trainer, plan, step)
+            checkpoint.save(trainer, plan, step, consumed_train_samples)
             recorder.event("save", seconds=time.perf_counter() - started, iteration=step)
+            timer.start()
             status.update("training", step)

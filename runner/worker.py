@@ -35,6 +35,19 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
+def before_megatron_import(device: str) -> tuple[str, ...]:
+    """What must happen before megatron-core is imported; returns what was done. On CPU the
+    compatibility layer's fuser hook (compat.skip_jit_fuser_binding); on CUDA nothing — a GPU rank
+    runs stock megatron-core with its jit fuser (torch.compile) as Megatron-LM binds it, and the
+    rest of the CPU layer (compat.install) is applied only by a CPU rank's distributed.setup."""
+    if device != "cpu":
+        return ()
+    from .compat import skip_jit_fuser_binding
+
+    skip_jit_fuser_binding()
+    return ("compat.skip_jit_fuser_binding",)
+
+
 def main(argv: list[str]) -> int:
     from .faults import maybe_inject
     from .plan import PhasePlan
@@ -47,10 +60,7 @@ def main(argv: list[str]) -> int:
     try:
         maybe_inject("start", phase=plan.phase, rank=rank)
         status.update("importing")
-        if plan.run.launch.device == "cpu":
-            from .compat import skip_jit_fuser_binding
-
-            skip_jit_fuser_binding()
+        before_megatron_import(plan.run.launch.device)
         # megatron-core warns once per module that Apex/Transformer Engine are absent: by design here.
         warnings.filterwarnings("ignore", message=r".*(Apex|Transformer Engine).*")
         from .train import run_phase

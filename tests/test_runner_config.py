@@ -4,11 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from goldens.errors import FormatError
-from runner.config import (CaseDefinition, RunConfig, from_megatron_model_config, load_case_definition,
-                           parse_case)
+from runner.config import CaseDefinition, RunConfig, load_case_definition, parse_case
 
 REPO = Path(__file__).resolve().parents[1]
 CASE = "bert_mcore_tp2_pp2_resume_torch_dist_local_spec"
@@ -45,6 +43,8 @@ def test_the_shipped_case_resolves_both_profiles():
     assert (full.schedule.train_iters, full.schedule.save_interval) == (100, 50)
     assert (full.launch.backend, full.parallelism.data_parallel_size, full.num_microbatches) == ("nccl", 2, 16)
     assert full.model.precision == "bf16"
+    assert (full.checkpoint.format, tiny.checkpoint.format) == ("torch", "torch")  # --ckpt-format torch
+    assert tiny.test_type == full.test_type == "ckpt-resume"
     smoke = definition.run_config("cuda-smoke")
     assert (smoke.launch.device, smoke.parallelism.world_size, smoke.model.precision) == ("cuda", 1, "bf16")
 
@@ -82,8 +82,11 @@ def test_padded_vocab_follows_megatrons_rule():
     ("model", {"num_layers": 3}, "divisible by pipeline_model_parallel_size"),
     ("model", {"precision": "bf16"}, "use fp32 on cpu"),
     ("model", {"bias_dropout_fusion": True}, "set them false in a cpu profile"),
+    ("model", {"persist_layer_norm": True}, "set them false in a cpu profile"),
+    ("checkpoint", {"format": "torch_dcp"}, "checkpoint format must be one of torch, torch_dist"),
+    ("checkpoint", {"dist_ckpt_strictness": "lenient"}, "dist_ckpt_strictness must be one of"),
     ("parallelism", {"world_size": 6}, "multiple of tensor × pipeline"),
-    ("schedule", {"save_interval": 20}, "must be below train_iters"),
+    ("schedule", {"save_interval": 20}, "must be below train_iters"),  # a ckpt-resume case
     ("schedule", {"global_batch_size": 9}, "multiple of micro_batch_size"),
     ("optimizer", {"min_lr": 1.0}, "min_lr"),
     ("launch", {"device": "tpu"}, "device must be one of cpu, cuda"),
@@ -128,56 +131,22 @@ def test_dict_round_trip_and_replace():
     assert (changed.schedule.train_iters, changed.schedule.save_interval, changed.model) == (4, 2, cfg.model)
 
 
-MEGATRON_CONFIG = """\
-ENV_VARS:
-  CUDA_DEVICE_MAX_CONNECTIONS: 1
-  NCCL_ALGO: Ring
-MODEL_ARGS:
-  --num-layers: 24
-  --hidden-size: 1024
-  --num-attention-heads: 16
-  --micro-batch-size: 4
-  --global-batch-size: 128
-  --seq-length: 512
-  --max-position-embeddings: 512
-  --train-iters: 100
-  --save-interval: 50
-  --lr: 0.0001
-  --tensor-model-parallel-size: 2
-  --pipeline-model-parallel-size: 2
-  --spec: local
-  --deterministic-mode: true
-  --bf16: true
-  --data-path: ${DATA_PATH}/text/my-bert
-TEST_TYPE: ckpt-resume
-"""
+def test_a_regular_case_runs_one_phase_and_may_save_past_its_end():
+    cfg = case_from({**MINIMAL, "test_type": "regular",
+                     "schedule": {**MINIMAL["schedule"], "save_interval": 10000}}).run_config("tiny")
+    assert (cfg.test_type, cfg.phases, cfg.resumes) == ("regular", (1,), False)
+    with pytest.raises(FormatError, match="test_type must be one of regular, ckpt-resume"):
+        case_from({**MINIMAL, "test_type": "frozen-resume"})
 
 
-def test_megatron_model_config_translates_into_the_same_sections():
-    imported = from_megatron_model_config(yaml.safe_load(MEGATRON_CONFIG))
-    assert imported.test_type == "ckpt-resume"
-    assert imported.sections["model"]["num_layers"] == 24
-    assert imported.sections["model"]["precision"] == "bf16"
-    assert imported.sections["model"]["layer_spec"] == "local"
-    assert imported.sections["schedule"] == {"micro_batch_size": 4, "global_batch_size": 128, "train_iters": 100,
-                                             "save_interval": 50}
-    assert imported.sections["determinism"]["env"] == {"CUDA_DEVICE_MAX_CONNECTIONS": "1", "NCCL_ALGO": "Ring"}
-    assert "--data-path" in imported.ignored_flags
-    # Megatron-LM's own defaults (fusions on) come along, so the import is the GPU configuration.
-    assert imported.sections["model"]["bias_dropout_fusion"] is True
-    doc = {**imported.sections, "parallelism": {**imported.sections["parallelism"], "world_size": 8},
-           "launch": {"device": "cuda"}, "profiles": {"imported": {}}}
-    cfg = case_from(doc).run_config("imported")
-    assert (cfg.parallelism.data_parallel_size, cfg.num_microbatches) == (2, 16)
-
-
-@pytest.mark.shared
-def test_the_seed_megatron_config_matches_the_full_profile(megatron_fixtures):
-    path = megatron_fixtures / "test_cases" / "bert" / CASE / "model_config.yaml"
-    imported = from_megatron_model_config(yaml.safe_load(path.read_text()), path=path)
-    full = load_case_definition(CASE_DIR).run_config("full").to_dict()
-    for section, values in imported.sections.items():
-        for key, value in values.items():
-            if key == "ffn_hidden_size":
-                continue
-            assert full[section][key] == value, f"{section}.{key}"
+def test_the_training_hash_follows_the_trajectory_not_the_launch():
+    cfg = case_from(MINIMAL).run_config("tiny")
+    assert cfg.training_hash() == RunConfig.from_dict(cfg.to_dict()).training_hash()
+    # where and how long it runs, and the checkpoint's format, do not change the trajectory
+    same = cfg.replace(launch={"phase_timeout_s": 7}, checkpoint={"format": "torch"},
+                       determinism={"env": {"NCCL_ALGO": "Ring"}})
+    assert same.training_hash() == cfg.training_hash()
+    for section, change in (("model", {"hidden_dropout": 0.2}), ("schedule", {"global_batch_size": 16}),
+                            ("determinism", {"seed": 7}), ("data", {"vocab_size": 2000}),
+                            ("parallelism", {"world_size": 8})):
+        assert cfg.replace(**{section: change}).training_hash() != cfg.training_hash(), section

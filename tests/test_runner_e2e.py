@@ -95,9 +95,12 @@ def test_artifact_schema_and_provenance(checked):
     assert (one.first_step, one.last_step, one.resumed_from) == (1, 20, None)
     assert (two.first_step, two.last_step, two.resumed_from) == (11, 20, 10)
     for phase, steps in ((one, list(range(1, 21))), (two, list(range(11, 21)))):
-        assert list(phase.metrics) == ["lm loss", "sop loss", "num-zeros", "iteration-time", "cpu-max-rss-bytes"]
-        for series in phase.metrics.values():
-            assert series.steps.tolist() == steps and np.isfinite(series.values).all()
+        assert list(phase.metrics) == ["lm loss", "sop loss", "num-zeros", "iteration-time", "cpu-max-rss-anon-bytes"]
+        for name, series in phase.metrics.items():
+            # Megatron's iteration-time: not logged at a process's first step (goldens start at 2, and 12)
+            expected = steps[1:] if name == "iteration-time" else steps
+            assert series.steps.tolist() == expected and np.isfinite(series.values).all(), name
+        assert phase.metrics["iteration-time"].start_step == steps[1]
     prov = artifact.provenance
     datetime.fromisoformat(prov["created"])
     assert (prov["device"], prov["platform"], prov["world_size"], prov["tp"], prov["pp"], prov["dp"],
@@ -111,7 +114,17 @@ def test_artifact_schema_and_provenance(checked):
     assert fields["device"]["type"] == "cpu" and fields["device"]["model"] and "torch_cpu_capability" in fields["device"]
     assert fields["layout"] == {"world_size": 4, "tp": 2, "pp": 2, "dp": 1, "backend": "gloo", "nnodes": 1}
     assert fields["threads"]["torch_intra_op"] == 1
-    assert set(fields) == {"device", "versions", "blas", "layout", "threads", "determinism"}
+    assert set(fields) == {"device", "versions", "blas", "layout", "threads", "determinism", "kernels"}
+    # --deterministic-mode as Megatron-LM applies it, torch.use_deterministic_algorithms included
+    assert fields["determinism"] == {"deterministic_mode": True, "deterministic_algorithms": True, "env": {}}
+    assert not any(choice["used"] for name, choice in fields["kernels"].items() if name != "jit_warmup")
+    assert fields["kernels"]["jit_warmup"] == "not run: CPU"
+    # every model_config.yaml entry of the seed, and what became of it
+    entries = prov["megatron_case"]["entries"]
+    assert entries["--ckpt-format"]["target"] == "checkpoint.format" and entries["--data-path"]["outcome"] == "waived"
+    assert prov["megatron_case"]["source"].endswith(f"{CASE}/model_config.yaml") and prov["test_type"] == "ckpt-resume"
+    memory = one.metrics["cpu-max-rss-anon-bytes"].values
+    assert (np.diff(memory) >= 0).all() and 50e6 < memory[0] < 2e9  # a running peak, in bytes
     timings = prov["timings"]
     assert {"wall_s", "save_s", "steps_s"} <= set(timings["phase1"])
     assert {"wall_s", "load_s", "steps_s"} <= set(timings["phase2"])
@@ -137,7 +150,7 @@ def test_tensorboard_events_carry_megatrons_tags(checked):
     events = EventAccumulator(str(checked.run_dir / "tensorboard" / "phase1"), size_guidance={"tensors": 0})
     events.Reload()
     tags = set(events.Tags()["tensors"])  # scalars written as float64 tensors
-    assert {"lm loss", "sop loss", "num-zeros", "iteration-time", "cpu-max-rss-bytes", "grad-norm",
+    assert {"lm loss", "sop loss", "num-zeros", "iteration-time", "cpu-max-rss-anon-bytes", "grad-norm",
             "learning-rate"} <= tags
     logged = [(e.step, float(make_ndarray(e.tensor_proto))) for e in events.Tensors("lm loss")]
     series = checked.artifact.phases[1].metrics["lm loss"]
@@ -145,10 +158,27 @@ def test_tensorboard_events_carry_megatrons_tags(checked):
     assert [v for _, v in logged] == series.values.tolist()  # float64 tensors: the exact logged values
 
 
-def test_checkpoint_is_committed_and_every_rank_finished(checked):
+def test_checkpoint_is_megatrons_legacy_layout_committed_and_every_rank_finished(checked):
+    import megatron.core  # noqa: F401 - registers Namespace & co. as safe globals for weights_only loads
+    import torch
+
     root = checked.run_dir / "checkpoints"
-    assert (root / TRACKER_FILE).read_text().strip() == "10"
-    assert (root / "iter_0000010" / "metadata.json").is_file()
+    assert (root / TRACKER_FILE).read_text() == "10"  # as Megatron writes it: the number, no newline
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    assert files == sorted([TRACKER_FILE] + [f"iter_0000010/mp_rank_{tp:02d}_{pp:03d}/model_optim_rng.pt"
+                                             for tp in (0, 1) for pp in (0, 1)])
+    state = torch.load(root / "iter_0000010" / "mp_rank_01_001" / "model_optim_rng.pt", weights_only=True)
+    assert set(state) == {"args", "checkpoint_version", "iteration", "model", "optimizer", "opt_param_scheduler",
+                          "rng_state"}
+    assert (state["checkpoint_version"], state["iteration"]) == (3.0, 10)
+    args = state["args"]
+    assert (args.consumed_train_samples, args.iteration, args.ckpt_format) == (80, 10, "torch")  # 10 steps × 8
+    assert (args.tensor_model_parallel_size, args.pipeline_model_parallel_size, args.num_layers) == (2, 2, 4)
+    assert args.golden_training_hash == load_case_definition(STORE / CASE).run_config().training_hash()
+    assert "output_layer.weight" in state["model"] and "lm_head.dense.weight" in state["model"]  # the last stage
+    assert state["opt_param_scheduler"]["num_steps"] == 80
+    assert isinstance(state["rng_state"], list) and set(state["rng_state"][0]) == {
+        "random_rng_state", "np_rng_state", "torch_rng_state", "rng_tracker_states"}
     for phase in (1, 2):
         states = read_states(checked.run_dir / "logs" / f"phase{phase}")
         assert sorted(states) == [0, 1, 2, 3] and {s.state for s in states.values()} == {"done"}
@@ -159,7 +189,7 @@ def _perturbed_store(tmp_path: Path, factor: float) -> Path:
     store = tmp_path / "store"
     case_dir = store / CASE
     case_dir.mkdir(parents=True)
-    for name in ("case.yaml", "golden_values_dev_cpu.json", "golden_values_dev_cpu_2nd.json"):
+    for name in ("case.yaml", "model_config.yaml", "golden_values_dev_cpu.json", "golden_values_dev_cpu_2nd.json"):
         shutil.copy(STORE / CASE / name, case_dir / name)
     path = case_dir / "golden_values_dev_cpu.json"
     doc = json.loads(path.read_text())
@@ -267,18 +297,98 @@ def test_a_save_interrupted_half_way_is_never_resumed(cfg, tmp_path):
     assert read_artifact(again).status == "failed"
 
 
-def test_a_corrupt_checkpoint_fails_phase_two_on_load(checked, cfg, tmp_path):
+def _phase1_copy(checked, tmp_path: Path) -> Path:
     source = tmp_path / "source"
     for part in ("logs/phase1", "checkpoints", "data"):
         shutil.copytree(checked.run_dir / part, source / part)
-    shard = sorted((source / "checkpoints" / "iter_0000010").glob("*.distcp"))[1]
+    return source
+
+
+def _rewrite_legacy_args(source: Path, **changes) -> None:
+    """Change fields of ``args`` in every rank's legacy checkpoint file."""
+    import megatron.core  # noqa: F401 - safe globals
+    import torch
+
+    for path in (source / "checkpoints" / "iter_0000010").glob("mp_rank_*/model_optim_rng.pt"):
+        state = torch.load(path, weights_only=True)
+        vars(state["args"]).update(changes)
+        torch.save(state, path)
+
+
+def test_a_corrupt_checkpoint_fails_phase_two_on_load(checked, cfg, tmp_path):
+    source = _phase1_copy(checked, tmp_path)
+    shard = source / "checkpoints" / "iter_0000010" / "mp_rank_01_000" / "model_optim_rng.pt"
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
     run_dir = tmp_path / "corrupt"
     message = _failing_run(cfg, run_dir, reuse_phase1_from=source)
-    assert "failed in phase 2 while loading: cannot load checkpoint" in message
-    assert "could not read their shards" in message
+    assert message.startswith("rank 1 failed in phase 2 while loading: cannot load checkpoint ")
+    assert "mp_rank_01_000/model_optim_rng.pt" in message
     artifact = read_artifact(run_dir)
     assert artifact.status == "failed" and list(artifact.phases) == [1]
+
+
+def test_a_checkpoint_of_another_configuration_is_refused(checked, cfg, tmp_path):
+    source = _phase1_copy(checked, tmp_path)
+    _rewrite_legacy_args(source, golden_training_hash="sha256:" + "0" * 64)
+    message = _failing_run(cfg, tmp_path / "other", reuse_phase1_from=source)
+    assert "was saved by another training configuration (hash sha256:0000" in message
+    assert f"this run's is {cfg.training_hash()}" in message
+
+
+def test_the_data_position_on_resume_comes_from_the_checkpoint(checked, cfg, tmp_path):
+    """With the consumed-sample count rewound to step 5's, phase 2 reads steps 6..15's samples: its
+    first loss is not step 11's (same weights, other data) — the plan's step alone does not decide."""
+    source = _phase1_copy(checked, tmp_path)
+    _rewrite_legacy_args(source, consumed_train_samples=5 * cfg.schedule.global_batch_size)
+    report = run_case(cfg, RunOptions(run_dir=tmp_path / "rewound", reuse_phase1_from=source))
+    events = [json.loads(line) for line in (tmp_path / "rewound" / "logs" / "phase2" / "metrics.jsonl").open()]
+    assert [e["consumed_train_samples"] for e in events if e.get("event") == "load"] == [40]
+    resumed = report.artifact.phases[2].metrics["lm loss"].values
+    assert resumed[0] != checked.artifact.phases[1].metrics["lm loss"].values[10]
+
+
+def test_torch_dist_checkpoints_resume_bit_identically_too(cfg, tmp_path):
+    dist = cfg.replace(checkpoint={"format": "torch_dist"})
+    report = run_case(dist, RunOptions(run_dir=tmp_path / "dist"))
+    root = tmp_path / "dist" / "checkpoints"
+    assert (root / TRACKER_FILE).read_text() == "10"
+    assert (root / "iter_0000010" / "metadata.json").is_file() and (root / "iter_0000010" / "common.pt").is_file()
+    assert not list(root.rglob("model_optim_rng.pt"))
+    one, two = report.artifact.phases[1], report.artifact.phases[2]
+    for name in DETERMINISTIC:
+        assert two.metrics[name].values.tobytes() == one.metrics[name].values[10:].tobytes(), name
+    assert report.artifact.provenance["model_args"]["checkpoint"]["format"] == "torch_dist"
+
+
+OWN_CASES = REPO / "tests" / "fixtures" / "megatron_cases"
+
+
+def _runs_its_shrink_end_to_end(folder: Path, run_dir: Path):
+    from runner.config import megatron_case_definition
+
+    cfg = megatron_case_definition(folder).run_config()  # cpu-tiny, the reviewed shrink
+    report = run_case(cfg, RunOptions(run_dir=run_dir))
+    artifact = report.artifact
+    assert artifact.status == "complete" and list(artifact.phases) == [1]  # a regular case: one phase
+    loss = artifact.phases[1].metrics["lm loss"]
+    assert loss.steps.tolist() == list(range(1, 21)) and np.isfinite(loss.values).all()
+    assert artifact.provenance["megatron_case"]["source"] == str(folder / "model_config.yaml")
+    assert not (run_dir / "checkpoints").exists()  # nothing saved within a regular run
+    assert not leftover_processes(run_dir.resolve())
+    return artifact
+
+
+def test_an_own_megatron_case_folder_runs_its_cpu_tiny_shrink(tmp_path):
+    artifact = _runs_its_shrink_end_to_end(OWN_CASES / "bert_local_regular_tp2", tmp_path / "own")
+    assert (artifact.provenance["tp"], artifact.provenance["pp"], artifact.provenance["world_size"]) == (2, 1, 2)
+    assert artifact.provenance["seed"] == 4321
+
+
+@pytest.mark.shared
+def test_the_real_local_spec_regular_case_runs_its_cpu_tiny_shrink(megatron_fixtures, tmp_path):
+    folder = megatron_fixtures / "test_cases" / "bert" / "bert_mcore_tp2_pp2_local_spec"
+    artifact = _runs_its_shrink_end_to_end(folder, tmp_path / "real")
+    assert artifact.case == "bert_mcore_tp2_pp2_local_spec" and artifact.provenance["world_size"] == 4
 
 
 def test_a_missing_checkpoint_is_refused_before_launch(checked, cfg, tmp_path):

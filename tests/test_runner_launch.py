@@ -21,10 +21,10 @@ import psutil  # noqa: E402
 from goldens.errors import RunError
 from goldens.formats import artifact_to_json, parse_artifact, read_artifact
 from runner.artifact import assemble, write
-from runner.config import load_case_definition
+from runner.config import RunConfig, load_case_definition
 from runner.faults import Fault, InjectedFault, maybe_inject
-from runner.launch import (ForkLauncher, MetricsTail, PhaseOutcome, TorchrunLauncher, explain_failure, kill_tree,
-                           make_launcher)
+from runner.launch import (ForkLauncher, MetricsTail, PhaseOutcome, RunOptions, TorchrunLauncher, explain_failure,
+                           kill_tree, make_launcher, run_case)
 from runner.plan import PhasePlan, checkpoint_dir, read_tracker
 from runner.provenance import fingerprint, platform_name
 from runner.status import RankState, RankStatus, one_line, read_states
@@ -200,9 +200,11 @@ def _fake_phase_logs(run_dir: Path, phase: int, steps: range, loss0: float) -> N
     log = run_dir / "logs" / f"phase{phase}"
     log.mkdir(parents=True)
     lines = [{"event": "ready", "time": 100.0}]
+    # as the ranks log them: no iteration-time at a process's first step
     lines += [{"step": s, "phase": phase, "time": 0.0,
-               "metrics": {"lm loss": loss0 - s / 3, "num-zeros": 2.0, "iteration-time": 0.25,
-                           "cpu-max-rss-bytes": 3e8, "grad-norm": 1.5}} for s in steps]
+               "metrics": {"lm loss": loss0 - s / 3, "num-zeros": 2.0,
+                           **({"iteration-time": 0.25} if s > steps[0] else {}),
+                           "cpu-max-rss-anon-bytes": 3e8, "grad-norm": 1.5}} for s in steps]
     lines += [{"event": "save", "time": 101.0, "seconds": 0.5, "iteration": 2}, {"event": "done", "time": 104.0}]
     (log / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"step": 99, "met')
 
@@ -220,8 +222,11 @@ def test_artifact_from_logs_keeps_full_precision_and_both_phases(cfg, tmp_path):
     one, two = read.phases[1], read.phases[2]
     assert (one.first_step, one.last_step, one.resumed_from) == (1, 4, None)
     assert (two.first_step, two.last_step, two.resumed_from) == (3, 4, 2)
-    assert list(one.metrics) == ["lm loss", "num-zeros", "iteration-time", "cpu-max-rss-bytes"]  # not grad-norm
+    assert list(one.metrics) == ["lm loss", "num-zeros", "iteration-time", "cpu-max-rss-anon-bytes"]  # not grad-norm
     assert one.metrics["lm loss"].values.tolist() == [7.0 - s / 3 for s in range(1, 5)]  # bit-exact floats
+    # iteration-time starts at each phase's second step, as Megatron's goldens ("start_step": 2)
+    assert (one.metrics["iteration-time"].start_step, one.metrics["iteration-time"].steps.tolist()) == (2, [2, 3, 4])
+    assert (two.metrics["iteration-time"].start_step, two.metrics["iteration-time"].steps.tolist()) == (4, [4])
     prov = read.provenance
     assert prov["fingerprint"] == fingerprint(env) and prov["fingerprint_fields"] == env
     assert (prov["device"], prov["platform"], prov["world_size"], prov["tp"], prov["pp"], prov["dp"]) == \
@@ -237,6 +242,17 @@ def test_a_run_that_recorded_no_phase_two_is_never_complete(cfg, tmp_path):
     assert artifact.status == "incomplete" and not artifact.approvable
     assert "fingerprint" not in artifact.provenance  # rank 0 never reported its environment
     assert parse_artifact(json.loads(json.dumps(artifact_to_json(artifact)))).status == "incomplete"
+
+
+def test_a_regular_case_is_complete_with_phase_one(cfg, tmp_path):
+    regular = RunConfig.from_dict({**cfg.to_dict(), "test_type": "regular"})
+    _fake_phase_logs(tmp_path, 1, range(1, 21), 7.0)
+    artifact = assemble(regular, tmp_path, status="complete", error=None, outcomes=[])
+    assert artifact.status == "complete" and list(artifact.phases) == [1]
+    assert artifact.provenance["test_type"] == "regular"
+    with pytest.raises(RunError, match="reusing phase 1 needs a ckpt-resume case"):
+        run_case(regular, RunOptions(run_dir=tmp_path / "again", reuse_phase1_from=tmp_path))
+    assert not (tmp_path / "again").exists()  # refused before anything is written
 
 
 def test_fingerprint_is_order_independent_and_platform_names():
@@ -264,3 +280,12 @@ def test_the_fork_server_refuses_to_fork_a_threaded_process(cfg, tmp_path):
         stop.set()
         helper.join()
     assert not list(tmp_path.glob("logs/phase1/rank*.json"))  # nothing was started
+
+
+def test_forked_ranks_spread_over_the_allowed_cpus_tensor_partners_apart():
+    from runner.forkserver import rank_cpus
+
+    # 4 ranks (tensor-parallel fastest) on 2 CPUs: each TP pair (0,1), (2,3) on different CPUs
+    assert [rank_cpus(r, 1, [0, 1]) for r in range(4)] == [{0}, {1}, {0}, {1}]
+    assert [rank_cpus(r, 1, [2, 5, 7, 9]) for r in range(4)] == [{2}, {5}, {7}, {9}]
+    assert [rank_cpus(r, 2, [0, 1, 2, 3]) for r in range(3)] == [{0, 1}, {2, 3}, {0, 1}]

@@ -6,6 +6,7 @@ themselves are replaced by a recorder here, except in the one slow test at the e
 """
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -144,6 +145,7 @@ def test_real_repeat_with_one_seed_feeds_golden_stats(tmp_path):
     doc = yaml.safe_load((STORE / CASE / "case.yaml").read_text())
     doc["profiles"]["cpu-tiny"]["schedule"].update(train_iters=4, save_interval=2)
     (store / CASE / "case.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    shutil.copy(STORE / CASE / "model_config.yaml", store / CASE)  # the case's base sections
 
     run = subprocess.run([sys.executable, "-m", "goldens", "run", CASE, "--store", str(store), "--repeat", "2",
                           "--seed", "42", "--seed-stride", "0", "--out", str(tmp_path / "runs")],
