@@ -311,3 +311,21 @@ def test_golden_run_of_a_megatron_store_case_it_cannot_run_is_one_line_and_exit_
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and fragment in lines[0], proc.stderr
     assert not out.exists()
+
+
+def test_golden_run_and_check_take_a_case_folder_path(tmp_path):
+    """`golden run path/to/test_cases/bert/<case>`: the folder is the case (here one it cannot run:
+    refused with every reason in one line, exit 2, nothing written)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("torch")
+    folder = Path(__file__).resolve().parent / "fixtures" / "megatron_cases" / "bert_te_tp1_pp2"
+    for command in ("run", "check"):
+        out = tmp_path / command
+        proc = subprocess.run([sys.executable, "-m", "goldens", command, str(folder), "--out", str(out)],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+        assert "needs Transformer Engine" in lines[0] and "virtual pipeline" in lines[0], lines[0]
+        assert not out.exists()

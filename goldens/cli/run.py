@@ -24,7 +24,8 @@ from .common import console, fail, handles_errors
 from .options import (EnvOpt, ExactOpt, PlatformOpt, PolicyOpt, ResultFormatOpt, StoreOpt, check_result_format,
                       out_option)
 
-CaseArg = Annotated[str, typer.Argument(metavar="CASE", help="Case name (a folder with case.yaml in the store).")]
+CaseArg = Annotated[str, typer.Argument(metavar="CASE", help="A case of the store, or a case folder (holding case.yaml, or "
+                                                            "Megatron's model_config.yaml): path/to/test_cases/bert/<case>.")]
 ProfileOpt = Annotated[Optional[str], typer.Option("--profile", metavar="NAME",
                                                    help="Profile of the case [default: the case's default_profile, "
                                                         "e.g. cpu-tiny].", show_default=False)]
@@ -128,7 +129,7 @@ def check(case: CaseArg, store: StoreOpt = None, env: EnvOpt = None, platform: P
     report = execute(case=case, store=store, profile=profile, out=out, device=device, timeout=timeout,
                      seed=seed, launcher=launcher, nnodes=None, torchrun_args=())
     _print_summary(report, stream=sys.stderr)
-    judgement, published = workflow.check_run(report, store_root=store, env=env or "dev",
+    judgement, published = workflow.check_run(report, store_root=golden_store_of(case, store), env=env or "dev",
                                               platform=None if platform == "auto" else platform,
                                               policy=policy, force=workflow.force_regime(exact))
     if judgement.result is not None:
@@ -151,21 +152,27 @@ def _torchrun_args(*, node_rank: int | None, rdzv_endpoint: str | None, rdzv_id:
     return (*args, *extra)
 
 
+def golden_store_of(case: str, store: Path | None) -> Path | None:
+    """Where ``golden check`` finds the golden: --store when given; for a case given as a folder
+    (``golden check path/to/test_cases/bert/<case>``) the folder it lies in; else the usual store."""
+    if store is not None or "/" not in case:
+        return store
+    return Path(case).parent
+
+
 def resolve_config(*, case: str, store: Path | None, profile: str | None, device: str | None = None,
                    timeout: float | None = None, seed: int | None = None, nnodes: int | None = None) -> Any:
     """The case's profile with the command-line overrides (a RunConfig)."""
     import math
 
-    from runner.config import DEVICES, load_case_definition
-
-    from .options import open_store
+    from runner.config import DEVICES, case_folder, load_case_definition
 
     # Checked here so that the error names the option, not the case.yaml key it overrides.
     if device is not None and device not in DEVICES:
         raise fail(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
     if timeout is not None and not math.isfinite(timeout):
         raise fail(f"--timeout must be a finite number of seconds, got {timeout!r}")
-    definition = load_case_definition(open_store(store).case_dir(case))
+    definition = load_case_definition(case_folder(case, store))
     launch: dict[str, Any] = {}
     if device is not None:
         launch["device"] = device
