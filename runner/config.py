@@ -450,15 +450,17 @@ def parse_case(doc: Mapping[str, Any], *, name: str, path: Path) -> CaseDefiniti
                           profiles=tuple(profiles), metrics=metrics)
 
 
-def load_case_definition(case_dir: str | Path) -> CaseDefinition:
-    """``<case_dir>/case.yaml`` parsed and checked; the folder's name is the case's name."""
-    from goldens.case import CASE_FILE, check_name, load_yaml
+def load_case_definition(case_dir: str | Path, case: str | None = None) -> CaseDefinition:
+    """``<case_dir>/case.yaml`` parsed and checked; the case's name is its path in the store
+    (``case``), else the folder's name."""
+    from goldens.case import CASE_FILE, check_case_path, check_name, load_yaml
 
     folder = Path(case_dir)
     path = folder / CASE_FILE
     if not path.is_file():
         raise FormatError(f"no case definition ({CASE_FILE}) in {folder}", path=path)
-    return parse_case(load_yaml(path), name=check_name(folder.name), path=path)
+    name = check_case_path(case) if case is not None else check_name(folder.name)
+    return parse_case(load_yaml(path), name=name, path=path)
 
 
 # ---------------------------------------------------------------- Megatron model_config.yaml

@@ -1,6 +1,6 @@
 """The ``golden`` command: a thin typer layer over the library.
 
-One module per command group — ``store`` (validate, show, history, fsck, adopt), ``compare``
+One module per command group — ``store`` (validate, show, history, fsck, adopt, migrate), ``compare``
 (diff), ``approve`` (pending, approve, reject, review, rollback, prune), ``stats`` (stats,
 import-tb), ``report``, ``run`` (run, check) — and ``options``, where every shared option and its
 rule (store discovery, approver, name checks) is declared once. A command parses, calls one
@@ -32,7 +32,7 @@ COMMANDS = (
     ("pending", approve.pending), ("approve", approve.accept), ("review", approve.review),
     ("reject", approve.reject), ("rollback", approve.rollback), ("prune", approve.prune),
     ("history", store.history), ("show", store.show), ("validate", store.validate), ("fsck", store.fsck),
-    ("adopt", store.adopt), ("stats", stats.stats), ("import-tb", stats.import_tb),
+    ("adopt", store.adopt), ("migrate", store.migrate), ("stats", stats.stats), ("import-tb", stats.import_tb),
 )
 for _name, _command in COMMANDS:
     app.command(_name)(_command)

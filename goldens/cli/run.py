@@ -24,7 +24,8 @@ from .common import console, fail, handles_errors
 from .options import (EnvOpt, ExactOpt, PlatformOpt, PolicyOpt, ResultFormatOpt, StoreOpt, check_result_format,
                       out_option)
 
-CaseArg = Annotated[str, typer.Argument(metavar="CASE", help="Case name (a folder with case.yaml in the store).")]
+CaseArg = Annotated[str, typer.Argument(metavar="CASE", help="The case: its path in the store (a folder with "
+                                                              "case.yaml), or a name only one case has.")]
 ProfileOpt = Annotated[Optional[str], typer.Option("--profile", metavar="NAME",
                                                    help="Profile of the case [default: the case's default_profile, "
                                                         "e.g. cpu-tiny].", show_default=False)]
@@ -165,7 +166,9 @@ def resolve_config(*, case: str, store: Path | None, profile: str | None, device
         raise fail(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
     if timeout is not None and not math.isfinite(timeout):
         raise fail(f"--timeout must be a finite number of seconds, got {timeout!r}")
-    definition = load_case_definition(open_store(store).case_dir(case))
+    golden_store = open_store(store)
+    case = golden_store.resolve(case)
+    definition = load_case_definition(golden_store.case_dir(case), case=case)
     launch: dict[str, Any] = {}
     if device is not None:
         launch["device"] = device
@@ -195,8 +198,9 @@ def execute(*, case: str, store: Path | None, profile: str | None, out: Path | N
 
 
 def new_run_id(case: str, profile: str) -> str:
+    """``<case>-<profile>-<UTC time>-<random>``; a case path's '/' becomes '-' (a run id names a folder)."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    return f"{case}-{profile}-{stamp}-{os.urandom(2).hex()}"
+    return f"{case.replace('/', '-')}-{profile}-{stamp}-{os.urandom(2).hex()}"
 
 
 @contextmanager
