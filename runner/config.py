@@ -433,9 +433,10 @@ def parse_case(doc: Mapping[str, Any], *, name: str, path: Path) -> CaseDefiniti
     unknown = sorted(set(doc) - top)
     if unknown:
         raise FormatError(f"unknown top-level key(s) {unknown}", path=path)
-    declared = doc.get("case", name)
-    if declared != name:
-        raise FormatError(f"case {declared!r} does not match its folder name {name!r}", path=path, key="case")
+    folder = name.rsplit("/", 1)[-1]  # a case's path in the store ends in its folder's name
+    declared = doc.get("case", folder)
+    if declared not in (folder, name):
+        raise FormatError(f"case {declared!r} does not match its folder name {folder!r}", path=path, key="case")
     profiles = doc.get("profiles")
     if not isinstance(profiles, Mapping) or not profiles:
         raise FormatError("a case needs at least one profile", path=path, key="profiles")

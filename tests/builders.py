@@ -292,13 +292,19 @@ def odd_tree(root: Path) -> Path:
 
 def megatron_artifact(runs: Path, case: str, run_id: str, *, factor: float = 1.0, env: str = "dev",
                       platform: str = "dgx_h100", steps: Sequence[int] = range(1, 21), start: float = 10.0,
-                      extra: Mapping[str, float] | None = None) -> Path:
-    """A run of a Megatron case at full precision (values with many digits, as a run logs them)."""
-    metrics = {"lm loss": {s: (start - 0.25 * s + 1e-6 * s * s) * factor + 1.234567e-7 * s for s in steps},
-               "num-zeros": {s: float(1000 + 3 * s) * factor for s in steps}}
-    for name, scale in (extra or {}).items():
-        metrics[name] = {s: scale * (1 + 1e-3 * s) + 3.3e-9 for s in steps}
-    return write_run(runs, case, run_id, metrics, env=env, platform=platform, fingerprint=f"fp-{run_id}")
+                      extra: Mapping[str, float] | None = None, resumed_from: int | None = None) -> Path:
+    """A run of a Megatron case at full precision (values with many digits, as a run logs them); with
+    ``resumed_from``, a resume run whose phase 2 repeats the steps after it."""
+    def values(at: Sequence[int]) -> dict:
+        made = {"lm loss": {s: (start - 0.25 * s + 1e-6 * s * s) * factor + 1.234567e-7 * s for s in at},
+                "num-zeros": {s: float(1000 + 3 * s) * factor for s in at}}
+        for name, scale in (extra or {}).items():
+            made[name] = {s: scale * (1 + 1e-3 * s) + 3.3e-9 for s in at}
+        return made
+
+    phase2 = None if resumed_from is None else values([s for s in steps if s > resumed_from])
+    return write_run(runs, case, run_id, values(steps), env=env, platform=platform, fingerprint=f"fp-{run_id}",
+                     phase2=phase2, resumed_from=resumed_from)
 
 
 # ---------------------------------------------------------------- Megatron's own test code, run in-process

@@ -12,7 +12,7 @@ from ..errors import GoldenError
 from ..model import Artifact, GoldenKey, MetricSeries
 
 if TYPE_CHECKING:
-    from ..store import GoldenStore
+    from ..store import GoldenStore, Version
     from .candidate import Candidate
     from .plan import KeyChange
 
@@ -89,7 +89,16 @@ def check_base_version(store: "GoldenStore", candidate: "Candidate") -> int:
     if candidate.base_version is None:
         return current
     target = set(files)
-    since = [e for e in history if int(e.number) > candidate.base_version and target & set(e.files)]
+
+    def moved(version: "Version") -> bool:
+        """Whether a version changed the target from what the candidate was compared against (a
+        version that only recorded those very bytes — an import before another env's approval — did not)."""
+        touched = target & set(version.files)
+        if candidate.base_files is None:
+            return bool(touched)
+        return any(version.files[f].hash != candidate.base_files.get(f) for f in touched)
+
+    since = [e for e in history if int(e.number) > candidate.base_version and moved(e)]
     if since or candidate.base_version > current:
         entry = since[-1] if since else None
         how = (f"{entry.label} ({entry.action} by {entry.approver}) changed it since" if entry is not None
