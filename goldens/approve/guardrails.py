@@ -91,12 +91,13 @@ def check_base_version(store: "GoldenStore", candidate: "Candidate") -> int:
     target = set(files)
 
     def moved(version: "Version") -> bool:
-        """Whether a version changed the target from what the candidate was compared against (a
-        version that only recorded those very bytes — an import before another env's approval — did not)."""
+        """Whether a version touched the target since; an import that recorded the very bytes the
+        candidate was compared against (the ledger records a Megatron folder's files before the first
+        approval of any of its envs) did not move it."""
         touched = target & set(version.files)
-        if candidate.base_files is None:
-            return bool(touched)
-        return any(version.files[f].hash != candidate.base_files.get(f) for f in touched)
+        if version.action == "imported" and candidate.base_files is not None:
+            return any(version.files[f].hash != candidate.base_files.get(f) for f in touched)
+        return bool(touched)
 
     since = [e for e in history if int(e.number) > candidate.base_version and moved(e)]
     if since or candidate.base_version > current:
