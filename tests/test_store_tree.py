@@ -14,7 +14,8 @@ from goldens import approve
 from goldens.cli import app
 from goldens.model import GoldenKey
 from goldens.store import GoldenStore
-from tests.builders import commit_all, git_repo, megatron_artifact, megatron_doc, odd_tree, tree_bytes
+from tests.builders import (commit_all, git_repo, megatron_artifact, megatron_doc, odd_tree, tree_bytes,
+                            write_run)
 
 
 @pytest.fixture(autouse=True)
@@ -224,3 +225,44 @@ def test_golden_run_finds_a_case_by_path_and_names_its_runs_without_slashes(tmp_
         cfg = resolve_config(case=ref, store=tmp_path / "store", profile=None)
         assert cfg.case == f"bert/{name}"
     assert new_run_id(cfg.case, "p").startswith(f"bert-{name}-p-")
+
+
+# ---------------------------------------------------------------- the real sample tree
+
+def test_every_command_on_the_real_sample_tree(megatron_fixtures, tmp_path):
+    """../shared's Megatron test_cases, committed in a git work tree: the shared name, the orphan folder
+    with its empty file, the {} golden, the legacy names and the inference golden are findings; every
+    case shows and has a history; a golden approved into it passes validate without a warning."""
+    repo = git_repo(tmp_path / "repo")
+    tree = repo / "test_cases"
+    shutil.copytree(megatron_fixtures / "test_cases", tree)
+    commit_all(repo, "Megatron's test_cases")
+    s = str(tree)
+    store = GoldenStore(tree)
+    assert store.backend_name == "git" and store.dialect == "megatron"
+    assert golden("fsck", "--store", s).exit_code == 0
+    assert golden("validate", "--store", s).exit_code == 1           # real errors: {}, empty, NaN inside series
+    assert golden("prune", "--check", "--store", s).exit_code == 1
+    for case in store.cases():
+        assert golden("show", case, "--store", s).exit_code == 0, case
+        assert golden("history", case, "--store", s).exit_code == 0, case
+    ambiguous = golden("show", "gpt3_mcore_te_tp2_pp2_ep4_etp1_memory_speed", "--store", s)
+    assert ambiguous.exit_code == 2 and "gpt/gpt3_mcore_te_tp2_pp2_ep4_etp1_memory_speed, moe/" in ambiguous.stderr
+    case = "gpt/gpt3_7b_tp1_pp4_memory_speed"
+    path = tree / case / "golden_values_dev_dgx_h100.json"
+    doc = json.loads(path.read_text())
+    metrics = {name: {int(k): v * 1.01 + 1.2345e-7 for k, v in metric["values"].items() if not isinstance(v, str)}
+               for name, metric in doc.items()}
+    run = write_run(tmp_path / "runs", case, "r1", metrics, platform="dgx_h100")
+    before = {p: p.read_bytes() for p in tree.rglob("golden_values*.json") if p != path}
+    out = golden("approve", str(run), "--store", s, "--reason", "refresh", "--approver", "ada")
+    assert out.exit_code == 0, out.output
+    assert {p: p.read_bytes() for p in tree.rglob("golden_values*.json") if p != path} == before
+    checked = golden("validate", "--strict", str(path))
+    assert checked.exit_code == 0 and "1 files: 1 ok, 0 warning, 0 error" in checked.stdout, checked.stdout
+    adopted = golden("adopt", "--all", "--store", s, "--approver", "ada")
+    assert adopted.exit_code == 0, adopted.output
+    commit_all(repo, "approve and adopt")
+    changes = golden("report", "--changes", "HEAD^..HEAD", "--store", s)
+    assert changes.exit_code == 0 and "1 changed" in changes.stdout, changes.output
+    assert golden("fsck", "--store", s).exit_code == 0

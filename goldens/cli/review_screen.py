@@ -143,7 +143,7 @@ class TerminalReviewIO:
         return key
 
     def reason(self) -> str | None:
-        return self.console.input("reason for accepting (recorded in the ledger): ")
+        return self.console.input("reason for accepting (recorded with the version): ")
 
     def note(self, message: str) -> None:
         self.console.print(message, style="yellow", markup=False)
