@@ -214,7 +214,6 @@ def test_approve_many_pending_with_one_reason_filtered_by_case_env_platform_and_
 
 
 def test_golden_run_finds_a_case_by_path_and_names_its_runs_without_slashes(tmp_path):
-    pytest.importorskip("runner.config")
     from goldens.cli.run import new_run_id, resolve_config
 
     name = "bert_mcore_tp2_pp2_resume_torch_dist_local_spec"

@@ -26,7 +26,7 @@ import errno
 import json
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -513,7 +513,5 @@ class GitHistory:
 
 
 def _renumbered(version: Version, number: int) -> Version:
-    from dataclasses import replace
-
     return replace(version, number=number)
 

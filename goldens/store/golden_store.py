@@ -29,6 +29,7 @@ from ..identity import default_approver
 from ..model import GoldenKey, GoldenSet
 from ..validate import ERROR, check_golden_set, declared_metrics
 from .dialect import DIALECT_ENV, MEGATRON, check_dialect, detect_dialect, render_megatron
+from .git_history import CaseWrite, GitHistory, read_nofollow
 from .gitrepo import GitRepo
 from .ledger import (HISTORY_DIR, IMPORTED, LOCK_FILE, LedgerEntry, blob_path, checked_filename,
                      checked_ledger, commit, commit_untracked, file_state, key_order, ledger_path, plain_golden_files,
@@ -243,8 +244,6 @@ class GoldenStore:
     def backend(self) -> "LedgerHistory | Any":
         """The history backend (``LedgerHistory`` or ``GitHistory``), chosen once."""
         if self._backend is None:
-            from .git_history import GitHistory
-
             choice = self._backend_choice or os.environ.get(BACKEND_ENV) or None
             tree = self.tree
             repo = GitRepo.find(self.root) if choice != LEDGER else None
@@ -394,8 +393,6 @@ class GoldenStore:
     def file_hashes(self, case: str, filenames: list[str]) -> dict[str, str | None]:
         """sha256 of each named golden file as it is now (None: absent): what a candidate is staged against."""
         case_dir = self.case_dir(case)
-        from .git_history import read_nofollow
-
         out = {}
         for name in filenames:
             data = read_nofollow(case_dir / name)
@@ -426,8 +423,6 @@ class GoldenStore:
         payload = validated_payload(case, case_dir, goldens)  # refuses what no golden may hold
         if self.dialect != MEGATRON:
             return payload
-        from .git_history import read_nofollow
-
         known = declared_metrics(case_dir)
         out: dict[str, bytes | None] = {}
         for key, golden in goldens.items():
@@ -467,8 +462,6 @@ class GoldenStore:
             if not payload:  # the Megatron dialect left every file as it is: record the approval anyway
                 payload = {k.filename(): read_bytes(case_dir / k.filename()) for k in goldens}
             return self.backend.write(case, case_dir, payload, meta, expected_version=expected_version)
-        from .git_history import CaseWrite
-
         refuse_in_ci(ci, allow_ci)
         stamped = dict(meta, time=now_iso())  # one approval: one time for all its files
         records = {k.filename(): stamped for k in goldens}
@@ -507,8 +500,6 @@ class GoldenStore:
                         fingerprint=source.fingerprint,
                         provenance=dict(run_provenance(source.provenance), rollback_to=number))
             return self.backend.write(case, case_dir, payload, meta, expected_version=entries[-1].version)
-        from .git_history import CaseWrite
-
         refuse_in_ci(ci, allow_ci)
         commit_of = self.backend.resolve(ref)
         records, time = {}, now_iso()
@@ -569,8 +560,6 @@ class GoldenStore:
                 if version is not None:
                     adopted.append((case, version))
             return AdoptReport(tuple(adopted), tuple(skipped))
-        from .git_history import CaseWrite
-
         meta = dict(approver=approver, reason=reason, action=IMPORTED, time=now_iso(), source_run_id=None,
                     fingerprint=None, provenance=None, summary=None)
         writes = [CaseWrite(case, self.case_dir(case), {}, {n: meta for n in self._unrecorded(case, self.case_dir(case))})
