@@ -2,12 +2,17 @@
 
 A child process writes version after version of a resume case's file pair (phase 1 + ``_2nd``);
 the parent kills it with SIGKILL after a random delay, then checks, before any recovery, that each
-plain file is whole and holds the old or the new version, that the ledger head is the last version
-the child reported done or the one it was writing, and — after recovery (by ``fsck`` on
-alternate trials, by the next writer's own recovery on the others) — that the plain files equal
-the ledger head and ``fsck`` finds nothing.
+plain file is whole and holds the old or the new version, that the head is the last version the
+child reported done or the one it was writing, and — after recovery (by ``fsck`` on alternate
+trials, by the next writer's own recovery on the others) — that the plain files equal the head and
+``fsck`` finds nothing.
 
-    python bench/crash_store.py [--kills 200] [--seed 0] [--max-delay 0.2]
+Both history backends: ``--backend ledger`` (the head is the ledger's last entry) and ``--backend
+git`` (the store inside a fresh git repository; the head is what the approval records describe,
+the commit point the journal; every fifth trial the parent commits the work tree, so the writer
+also runs on top of committed history, which must then attribute every commit to its write).
+
+    python bench/crash_store.py [--kills 200] [--seed 0] [--max-delay 0.2] [--backend ledger|git]
 
 Prints how many kills landed before the commit, after it (files rolled forward) or between writes.
 The test suite runs a shorter version (tests/test_store_crash.py).
@@ -15,6 +20,7 @@ The test suite runs a shorter version (tests/test_store_crash.py).
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import signal
 import subprocess
@@ -56,18 +62,36 @@ def content_bytes(version: int) -> dict[str, bytes]:
     return {key.filename(): dumps_golden(golden).encode() for key, golden in content(version).items()}
 
 
-def child(root: str) -> None:
+def child(root: str, backend: str) -> None:
     """Write versions forever, reporting each one done; the parent kills us somewhere inside."""
     from goldens.store import GoldenStore
 
-    store = GoldenStore(root)
+    store = GoldenStore(root, backend=backend)
     print("ready", flush=True)
     while True:
-        head = store.current_entry(CASE)
-        version = (head.version if head else 0) + 1
-        entry = store.write(CASE, content(version), approver="crash-bench", reason=f"version {version}",
-                            source_run_id=f"run-{version}", fingerprint="fp", expected_version=version - 1)
-        print(f"done {entry.version}", flush=True)
+        if backend == "git":
+            version = git_head(Path(root)) + 1
+            hashes = store.file_hashes(CASE, list(content_bytes(version)))
+            store.write(CASE, content(version), approver="crash-bench", reason=f"version {version}",
+                        source_run_id=f"run-{version}", fingerprint="fp", expected_files=hashes, ci=False)
+        else:
+            head = store.current_entry(CASE)
+            version = (head.number if head else 0) + 1
+            store.write(CASE, content(version), approver="crash-bench", reason=f"version {version}",
+                        source_run_id=f"run-{version}", fingerprint="fp", expected_version=version - 1)
+        print(f"done {version}", flush=True)
+
+
+def git_head(root: Path) -> int:
+    """The version a git store holds: what the phase-1 file's approval record says it wrote (the
+    records and the goldens agree once recovery ran; every write recovers first)."""
+    record = root / CASE / ".approvals" / "dev_cpu.json"
+    return int(json.loads(record.read_text())["source_run_id"].split("-")[1]) if record.exists() else 0
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=bench", "-c", "user.email=b@b", *args],
+                          check=True, capture_output=True, text=True).stdout
 
 
 @dataclass
@@ -83,7 +107,7 @@ class CrashStats:
 
 
 def _classify(problems: list) -> str:
-    kinds = {p.kind for p in problems}
+    kinds = {p.kind for p in problems if p.severity != "note"}
     if "interrupted-write" in kinds:
         return "after commit, plain files rolled forward"
     if kinds & {"orphan-blob", "stale-temp-file", "torn-ledger-line"}:
@@ -91,20 +115,22 @@ def _classify(problems: list) -> str:
     return "between writes (nothing to recover)"
 
 
-def check_store(root: Path, last_done: int, *, repair: bool) -> str:
+def check_store(root: Path, last_done: int, *, repair: bool, backend: str = "ledger") -> str:
     """The invariants after a kill; raises AssertionError naming the broken one."""
     from goldens.store import GoldenStore
 
-    store = GoldenStore(root)
+    store = GoldenStore(root, backend=backend)
+    if backend == "git":
+        return check_git_store(store, last_done, repair=repair)
     case_dir = store.case_dir(CASE)
     head = store.current_entry(CASE)
     assert head is not None, "the ledger lost its committed entries"
-    assert head.version in (last_done, last_done + 1), \
-        f"ledger head v{head.version}, but the writer last reported v{last_done} done"
-    new, old = content_bytes(head.version), content_bytes(head.version - 1) if head.version > 1 else {}
+    assert head.number in (last_done, last_done + 1), \
+        f"ledger head v{head.number}, but the writer last reported v{last_done} done"
+    new, old = content_bytes(head.number), content_bytes(head.number - 1) if head.number > 1 else {}
     for filename, data in new.items():
         plain = (case_dir / filename).read_bytes()
-        assert plain in (data, old.get(filename)), f"{filename} is neither v{head.version} nor v{head.version - 1}"
+        assert plain in (data, old.get(filename)), f"{filename} is neither v{head.number} nor v{head.number - 1}"
     before = store.fsck(repair=False)
     assert not [p for p in before if p.severity == "error" and p.kind != "interrupted-write"], before
     outcome = _classify(before)
@@ -114,26 +140,71 @@ def check_store(root: Path, last_done: int, *, repair: bool) -> str:
         assert store.fsck(repair=False) == [], "fsck still finds problems after repair"
         for filename, data in new.items():
             assert (case_dir / filename).read_bytes() == data, f"{filename} != ledger head after recovery"
-        assert store.read_version(CASE, head.version) == content(head.version)
+        assert store.read_version(CASE, head.number) == content(head.number)
     return outcome
 
 
+def check_git_store(store, last_done: int, *, repair: bool) -> str:
+    """The same invariants in a git store: each file whole and the version the writer finished or the
+    one after it (never anything else); after recovery both files and both records at one version,
+    the records describing the files' bytes, and fsck clean."""
+    from goldens.store.git_history import read_nofollow
+
+    case_dir = store.case_dir(CASE)
+    allowed = {last_done, last_done + 1}
+    for filename in content_bytes(1):
+        plain = read_nofollow(case_dir / filename)
+        held = [v for v in allowed if v >= 1 and content_bytes(v)[filename] == plain]
+        assert held, f"{filename} is neither v{last_done} nor v{last_done + 1} before recovery"
+    before = store.fsck(repair=False)
+    assert not [p for p in before if p.severity == "error"], before
+    outcome = _classify(before)
+    if repair:
+        store.fsck(repair=True)
+    else:  # the next writer recovers first: take the lock and recover the way it does
+        with store.backend.locked():
+            store.backend.recover(repair=True)
+    assert [p for p in store.fsck(repair=False) if p.severity != "note"] == [], "fsck finds problems after recovery"
+    head = git_head(store.root)
+    assert head in allowed, f"the records say v{head}, but the writer last reported v{last_done} done"
+    for filename, data in content_bytes(head).items():
+        assert read_nofollow(case_dir / filename) == data, f"{filename} != v{head} after recovery (a mixed version)"
+        writer = store.writer_of(store.keys(CASE)[0 if "_2nd" not in filename else 1])
+        assert writer is not None and writer.reason == f"version {head}", f"{filename}: its record is not v{head}'s"
+    return outcome
+
+
+def head_version(root: Path, backend: str) -> int:
+    from goldens.store import GoldenStore
+
+    return git_head(root) if backend == "git" else GoldenStore(root, backend=backend).current_entry(CASE).number
+
+
 def run_trials(kills: int, *, seed: int = 0, max_delay: float = 0.2, root: Path | None = None,
-               progress: bool = False) -> CrashStats:
+               progress: bool = False, backend: str = "ledger") -> CrashStats:
     from goldens.store import GoldenStore
 
     rng = random.Random(seed)
     stats = CrashStats()
     with tempfile.TemporaryDirectory(prefix="golden-crash-") as tmp:
-        root = Path(root or tmp)
+        repo = Path(root or tmp)
+        root = repo / "cases" if backend == "git" else repo
         (root / CASE).mkdir(parents=True)
         (root / CASE / "case.yaml").write_text("name: crash_case\n")
-        GoldenStore(root).write(CASE, content(1), approver="crash-bench", reason="version 1")
+        if backend == "git":
+            git(repo, "init", "-q")
+        GoldenStore(root, backend=backend).write(CASE, content(1), approver="crash-bench", reason="version 1",
+                                                 source_run_id="run-1", ci=False)
+        commits = 0
         for trial in range(kills):
+            if backend == "git" and trial % 5 == 0:
+                git(repo, "add", "-A")
+                git(repo, "commit", "-q", "--allow-empty", "-m", f"trial {trial}")
+                commits += 1
             # committed before this writer starts (a killed writer may have committed without reporting it)
-            head_before = GoldenStore(root).current_entry(CASE).version
-            proc = subprocess.Popen([sys.executable, __file__, "--child", str(root)], stdout=subprocess.PIPE,
-                                    text=True, cwd=REPO)
+            head_before = head_version(root, backend)
+            proc = subprocess.Popen([sys.executable, __file__, "--child", str(root), "--backend", backend],
+                                    stdout=subprocess.PIPE, text=True, cwd=REPO)
             assert proc.stdout is not None
             if proc.stdout.readline().strip() != "ready":
                 proc.kill()
@@ -146,15 +217,27 @@ def run_trials(kills: int, *, seed: int = 0, max_delay: float = 0.2, root: Path 
                 raise RuntimeError(f"writer exited with {proc.returncode} before the kill")
             last_done = max(done, default=head_before)
             # odd trials leave recovery to the next writer, which must recover before writing
-            stats.outcomes[check_store(root, last_done, repair=trial % 2 == 0)] += 1
+            stats.outcomes[check_store(root, last_done, repair=trial % 2 == 0, backend=backend)] += 1
             stats.kills += 1
             if progress and (trial + 1) % 25 == 0:
                 print(f"  {trial + 1} kills …", flush=True)
-        final = check_store(root, GoldenStore(root).current_entry(CASE).version, repair=True)
+        final = check_store(root, head_version(root, backend), repair=True, backend=backend)
         assert final in {"between writes (nothing to recover)", "after commit, plain files rolled forward",
                          "before commit (blobs/temp files only; old version stands)"}
-        stats.versions_written = GoldenStore(root).current_entry(CASE).version
+        stats.versions_written = head_version(root, backend)
+        if backend == "git":
+            check_git_history(GoldenStore(root, backend=backend), commits)
     return stats
+
+
+def check_git_history(store, commits: int) -> None:
+    """Every commit the parent made is a version of the case, attributed to the write it holds."""
+    versions = [v for v in store.history(CASE) if v.commit]
+    assert versions, "the committed versions do not show in the history"
+    for version in versions:
+        assert version.attributed and version.reason.startswith("version "), \
+            f"commit {version.label} is not attributed to its write ({version.action})"
+        assert len(version.files) == 2, f"commit {version.label} holds half a version: {sorted(version.files)}"
 
 
 def main() -> None:
@@ -162,13 +245,15 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-delay", type=float, default=0.2, help="seconds; kill after uniform(0, this)")
+    parser.add_argument("--backend", choices=("ledger", "git"), default="ledger")
     parser.add_argument("--child", metavar="ROOT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child)
+        child(args.child, args.backend)
         return
     started = time.perf_counter()
-    stats = run_trials(args.kills, seed=args.seed, max_delay=args.max_delay, progress=True)
+    stats = run_trials(args.kills, seed=args.seed, max_delay=args.max_delay, progress=True, backend=args.backend)
+    print(f"backend: {args.backend}")
     print("\n".join(stats.lines()))
     print(f"all invariants held after every kill ({time.perf_counter() - started:.1f} s)")
 

@@ -13,6 +13,8 @@ from .errors import FormatError, StoreError
 
 CASE_FILE = "case.yaml"
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
+MAX_CASE_DEPTH = 8  # folders below the store root (Megatron: <model>/<case>)
+MAX_CASE_PATH = 400  # characters
 
 
 def check_name(name: str, what: str = "case") -> str:
@@ -20,6 +22,21 @@ def check_name(name: str, what: str = "case") -> str:
     if not isinstance(name, str) or not SAFE_NAME.fullmatch(name) or ".." in name:
         raise StoreError(f"invalid {what} name {name!r}: use letters, digits, '_', '-', '.'")
     return name
+
+
+def check_case_path(ref: str, what: str = "case") -> str:
+    """A case is its folder's path under the store (``gpt/gpt3_7b_tp1_pp4_memory_speed``; a flat
+    store's cases are single names): posix, relative, each part a safe name, bounded in depth and
+    length — refused before touching disk."""
+    if not isinstance(ref, str) or not 0 < len(ref) <= MAX_CASE_PATH:
+        raise StoreError(f"invalid {what} name {ref!r}: a case is its folder's path under the store "
+                         f"(at most {MAX_CASE_PATH} characters)")
+    parts = ref.split("/")
+    if len(parts) > MAX_CASE_DEPTH or not all(SAFE_NAME.fullmatch(p) and ".." not in p for p in parts):
+        raise StoreError(f"invalid {what} name {ref!r}: a case is its folder's path under the store, e.g. "
+                         f"gpt/gpt3_7b (relative, '/' between parts, each of letters, digits, '_', '-', '.'; "
+                         f"at most {MAX_CASE_DEPTH} parts)")
+    return ref
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -296,16 +296,19 @@ def metric_to_json(series: MetricSeries) -> dict[str, Any]:
     out: dict[str, Any] = {}
     out["start_step"] = series.start_step if series.start_step is not None else (int(present[0]) if present.size else 0)
     out["end_step"] = series.end_step if series.end_step is not None else (int(present[-1]) if present.size else 0)
-    out["step_interval"] = series.step_interval if series.step_interval is not None else _infer_interval(present)
+    out["step_interval"] = series.step_interval if series.step_interval is not None else step_interval_of(present)
     out["values"] = {str(s): number_to_json(v) for s, v in zip(series.steps.tolist(), series.values.tolist())}
     return out
 
 
-def _infer_interval(steps: np.ndarray) -> int:
-    if steps.size < 2:
-        return 1
-    diffs = np.diff(steps)
-    return int(np.gcd.reduce(diffs)) or 1
+def step_interval_of(steps: np.ndarray, fallback: int = 1) -> int:
+    """The ``step_interval`` Megatron's extraction declares for these steps: the gcd of the gaps
+    between the steps after step 1 (1, 5, 10, …, 50 is every 5; 2, 4, …, 24 every 2), else ``fallback``."""
+    later = np.asarray(steps, dtype=np.int64)
+    later = later[later != 1]
+    if later.size < 2:
+        return fallback
+    return int(np.gcd.reduce(np.diff(later))) or fallback
 
 
 def golden_to_json(golden: GoldenSet) -> dict[str, Any]:

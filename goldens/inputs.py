@@ -1,10 +1,10 @@
 """Turn what a comparison is given into its two sides and its policies (``golden diff``, ``check``).
 
 The edge between files and the pure engine: artifacts (file, run folder or run id), golden
-files, store versions (``CASE@v3``) and the store's current golden for a run; a golden's
-fingerprint and provenance come from the ledger entry that wrote it, and its approved history
-(every version the ledger recorded) rides along for the history-aware timing check. Everything
-here reads; nothing writes.
+files, store versions (``CASE@v3`` in a ledger store, ``CASE@<commit>`` in git) and the store's
+current golden for a run; a golden's fingerprint and provenance come from the version that wrote
+it, and its approved history (every version the store recorded) rides along for the
+history-aware timing check. Everything here reads; nothing writes.
 """
 from __future__ import annotations
 
@@ -119,6 +119,7 @@ def pick_target(keys: list[GoldenKey], env: str | None, platform: str | None, wh
 
 def load_store_golden(store: Any, case: str, env: str | None, platform: str | None) -> Loaded:
     """The current golden of (case, env, platform): phase 1 and, for a resume case, ``_2nd``."""
+    case = store.resolve(case)
     keys = store.keys(case)
     env, platform = pick_target(keys, env, platform, f"case {case!r}")
     first = GoldenKey(case, env, platform, 1)
@@ -138,24 +139,29 @@ def load_store_golden(store: Any, case: str, env: str | None, platform: str | No
 
 
 def approved_history(store: Any, case: str, env: str, platform: str) -> dict[int, dict[str, tuple[MetricSeries, ...]]]:
-    """phase → metric → the series of every content the ledger recorded for this golden (same
+    """phase → metric → the series of every content the history recorded for this golden (same
     env and platform), oldest first. One sample per distinct content: a rollback to an earlier
-    version, or an entry that touched only other files, adds nothing. Imported versions count:
-    they are the goldens a store adopted. Empty when the case has no history."""
-    files = {GoldenKey(case, env, platform, phase).filename(): phase for phase in (1, 2)}
+    version, or a version that touched only other files, adds nothing. Imported (and, in git,
+    unattributed) versions count: they are goldens the store held. Empty when the case has no
+    history."""
+    keys = [GoldenKey(case, env, platform, phase) for phase in (1, 2)]
+    files = {key.filename() for key in keys}
     seen: set[tuple[str, str]] = set()
     history: dict[int, dict[str, list[MetricSeries]]] = {}
-    for entry in store.history(case):
-        written = {(name, record.hash) for name, record in entry.files.items()
+    for version in store.history(case):
+        written = {(name, record.hash) for name, record in version.files.items()
                    if name in files and record.hash is not None} - seen
         if not written:
             continue
         seen |= written
         names = {name for name, _ in written}
-        for key, golden in store.read_version(case, entry.version).items():
-            if key.filename() in names:
-                for metric, series in golden.metrics.items():
-                    history.setdefault(key.phase, {}).setdefault(metric, []).append(series)
+        try:
+            goldens = store.read_version(case, version.ref, keys=[k for k in keys if k.filename() in names])
+        except GoldenError:
+            continue  # a version that cannot be read (an unreadable file another tool committed) adds nothing
+        for key, golden in goldens.items():
+            for metric, series in golden.metrics.items():
+                history.setdefault(key.phase, {}).setdefault(metric, []).append(series)
     return {phase: {metric: tuple(series) for metric, series in metrics.items()}
             for phase, metrics in history.items()}
 
@@ -166,15 +172,22 @@ def has_golden(store: Any, case: str, env: str | None, platform: str | None) -> 
                for k in store.keys(case))
 
 
-def load_store_version(store: Any, case: str, version: int, env: str | None, platform: str | None) -> Loaded:
-    """``CASE@vN``: the case's goldens as of ledger entry N."""
-    goldens = store.read_version(case, version)
-    env, platform = pick_target(list(goldens), env, platform, f"{case}@v{version}")
-    phases = {k.phase: g for k, g in goldens.items() if (k.env, k.platform) == (env, platform)}
+def load_store_version(store: Any, case: str, version: str, env: str | None, platform: str | None) -> Loaded:
+    """``CASE@REF``: the case's goldens as of a version (``vN`` in a ledger store, a git revision in
+    a git store); an unreadable file of another target does not matter."""
+    case = store.resolve(case)
+    found = store.goldens(case, version)
+    env, platform = pick_target(list(found), env, platform, f"{case}@{version}")
+    phases = {}
+    for key, golden in found.items():
+        if (key.env, key.platform) == (env, platform):
+            if isinstance(golden, GoldenError):
+                raise golden
+            phases[key.phase] = golden
     if 1 not in phases:
-        raise StoreError(f"{case}@v{version} has no phase-1 golden for {env}/{platform}")
+        raise StoreError(f"{case}@{version} has no phase-1 golden for {env}/{platform}")
     fingerprint, fields, args = _provenance_parts(store.writer_of(GoldenKey(case, env, platform, 1), upto=version))
-    return Loaded(side_from_goldens(phases, f"{case}@v{version}", fingerprint=fingerprint,
+    return Loaded(side_from_goldens(phases, f"{case}@{version}", fingerprint=fingerprint,
                                     fingerprint_fields=fields, model_args=args, platform=platform),
                   case, env, platform)
 
@@ -191,13 +204,13 @@ def open_store(root: Path | None) -> Any:
 
 def load_operand(text: str, *, store_root: Path | None, env: str | None, platform: str | None,
                  runs_dir: Path = Path(RUNS_DIR)) -> Loaded:
-    """One operand of ``golden diff REF CAND``: CASE@vN, a golden file, an artifact or a run."""
+    """One operand of ``golden diff REF CAND``: CASE@REF, a golden file, an artifact or a run."""
     if is_version_ref(text):
         from .store import parse_case_ref
 
         case, version = parse_case_ref(text)
         if version is None:
-            raise StoreError(f"{text!r}: give a version, e.g. {case}@v3")
+            raise StoreError(f"{text!r}: give a version, e.g. {case}@v3 (ledger) or {case}@HEAD~1 (git)")
         return load_store_version(open_store(store_root), case, version, env, platform)
     path = _artifact_path(text, runs_dir)
     if path is None:
@@ -250,7 +263,7 @@ def case_metrics(store_root: Path | None, case: str | None) -> tuple[Any, str | 
     try:
         case_dir = open_store(store_root).case_dir(case)
     except StoreError:
-        return None, None
+        return None, None  # not a case of this store, or a name several cases share
     if not (case_dir / CASE_FILE).is_file():
         return None, None
     return load_case(case_dir).get("metrics"), str(case_dir / CASE_FILE)

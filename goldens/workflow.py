@@ -17,7 +17,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .case import check_name
 from .errors import EXIT_DIFFERENCE, EXIT_PASS, FormatError, GoldenError
 
 if TYPE_CHECKING:
@@ -70,7 +69,9 @@ def judge_run(store: "GoldenStore", run: "Loaded", *, case: str | None = None, e
     if run.artifact is None:
         raise FormatError("one operand must be a run (artifact.json or its folder); to compare two golden files "
                           "give both")
-    the_case = check_name(case or run.case)
+    from .approve.runs import case_of_run
+
+    the_case = store.resolve(case) if case is not None else case_of_run(store, run.artifact)
     target_env, target_platform = env or run.env, platform or run.platform
     inputs.load_policies(policy)  # a bad --policy is refused before anything else is read
     if not inputs.has_golden(store, the_case, target_env, target_platform):
@@ -97,7 +98,8 @@ def _staged(store: "GoldenStore", run: "Loaded", judgement: Judgement) -> Judgem
     if judgement.env is None or judgement.platform is None or run.artifact is None:
         return judgement
     try:
-        staged = stage_candidate(store, run.artifact, judgement.env, judgement.platform, judgement.result)
+        staged = stage_candidate(store, run.artifact, judgement.env, judgement.platform, judgement.result,
+                                 case=judgement.case)
     except GoldenError as exc:
         return replace(judgement, notes=(*judgement.notes, f"note: not staged for review: {exc}"))
     if staged is None:  # CI: nothing is written

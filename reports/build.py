@@ -45,26 +45,34 @@ def build_result_report(inputs: Sequence[str | Path], out: Path | None, formats:
 
 
 def read_changes(spec_text: str, store: Path | None) -> GoldenChanges:
-    """``BASE..HEAD`` over the git history of ``store``, or ``CASE@vA..vB`` from its version ledger."""
+    """``BASE..HEAD`` over the git history of ``store``, or ``CASE@A..B`` from its history."""
     from goldens.store import default_store_root
 
     spec = parse_change_spec(spec_text)
     store = store or default_store_root()
     if spec.is_store_versions:
-        base, head = (_store_revision(store, spec.case, int(v)) for v in (spec.base, spec.head))
+        base, head = (_store_revision(store, spec.case, v) for v in (spec.base, spec.head))
     else:
         base, head = read_git_revisions(store, spec.base, spec.head)
     changes = compare_revisions(base.goldens, head.goldens, base_label=base.label, head_label=head.label)
     return dataclasses.replace(changes, notes=changes.notes + base.skipped + head.skipped)
 
 
-def _store_revision(root: Path, case: str, version: int) -> Revision:
-    from goldens.case import check_name
+def _store_revision(root: Path, case: str, ref: str) -> Revision:
+    """One version of a case; a file that cannot be read there is skipped with a note."""
+    from goldens.errors import GoldenError
     from goldens.store import GoldenStore
 
-    check_name(case)
-    goldens = GoldenStore(root).read_version(case, version)
-    return Revision(f"{case}@v{version}", {key.filename(): golden for key, golden in goldens.items()})
+    store = GoldenStore(root)
+    case = store.resolve(case)
+    ref = f"v{ref}" if ref.isdigit() and store.backend_name == "ledger" else ref
+    goldens, skipped = {}, []
+    for key, golden in store.goldens(case, ref).items():
+        if isinstance(golden, GoldenError):
+            skipped.append(f"{key.filename()} at {case}@{ref}: unreadable (skipped)")
+        else:
+            goldens[key.filename()] = golden
+    return Revision(f"{case}@{ref}", goldens, skipped=tuple(skipped))
 
 
 def build_changes_report(spec_text: str, store: Path | None, out: Path | None, formats: Sequence[str]) -> Written:

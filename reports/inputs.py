@@ -34,26 +34,25 @@ def _artifact_provenance(run_dir: Path) -> dict[str, Any]:
 
 
 def _golden_provenance(store_root: Path | None, result: ComparisonResult) -> dict[str, Any]:
-    """Who approved the golden, when, why and from which run: the ledger entry that last wrote it.
+    """Who approved the golden, when, why and from which run: the version that wrote it.
 
     Informational only: a store without this case or without history gives nothing, and an
-    unreadable ledger is named instead of failing the whole report.
+    unreadable history is named instead of failing the whole report.
     """
     if store_root is None or not (result.case and result.env and result.platform):
         return {}
     from goldens.model import GoldenKey
     from goldens.store import GoldenStore
 
-    filename = GoldenKey(result.case, result.env, result.platform).filename()
     try:
-        history = GoldenStore(store_root).history(result.case)
+        store = GoldenStore(store_root)
+        version = store.writer_of(GoldenKey(store.resolve(result.case), result.env, result.platform))
     except StoreError as exc:
-        return {"ledger": f"unavailable ({exc})"} if "unknown case" not in str(exc) else {}
-    for entry in reversed(history):
-        if filename in entry.files:
-            return {"version": f"v{entry.version}", "approved": entry.time, "approver": entry.approver,
-                    "reason": entry.reason, "source run": entry.source_run_id or "—", **(entry.provenance or {})}
-    return {}
+        return {"history": f"unavailable ({exc})"} if "unknown case" not in str(exc) else {}
+    if version is None:
+        return {}
+    return {"version": version.label, "approved": version.time, "approver": version.approver,
+            "reason": version.reason, "source run": version.source_run_id or "—", **(version.provenance or {})}
 
 
 def load_inputs(paths: Sequence[str | Path], store_root: Path | None = None) -> tuple[Report, Path | None]:

@@ -3,7 +3,9 @@
 The store is a folder of ``<case>/golden_values_*.json`` inside a git checkout (ours, or a
 Megatron checkout's ``tests/functional_tests/test_cases``). ``git ls-tree`` lists the golden
 files at a ref with their blob ids, so files whose blob did not change are never parsed, and
-``git cat-file --batch`` reads all the others in one process.
+``git cat-file --batch`` reads all the others in one process. A file that cannot be read as a
+training golden at a revision (inference, empty, ``{}``) is skipped with a note: it never stops the
+report on the others.
 """
 from __future__ import annotations
 
@@ -12,11 +14,11 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from goldens.errors import NotATrainingGolden, StoreError
+from goldens.errors import FormatError, NotATrainingGolden, StoreError
 from goldens.formats import parse_golden_bytes, parse_golden_filename
 from goldens.model import GoldenSet
 
-_STORE_VERSIONS = re.compile(r"^(?P<case>[A-Za-z0-9][A-Za-z0-9_.-]*)@v?(?P<base>\d+)\.\.v?(?P<head>\d+)$")
+_STORE_VERSIONS = re.compile(r"^(?P<case>[A-Za-z0-9][A-Za-z0-9_./-]*)@(?P<base>[^@{}\s]+?)\.\.(?P<head>[^@{}\s.][^@{}\s]*)$")
 
 
 @dataclass(frozen=True)
@@ -26,16 +28,16 @@ class Revision:
     label: str
     goldens: dict[str, GoldenSet]
     blob_ids: dict[str, str] = field(default_factory=dict)
-    skipped: tuple[str, ...] = ()  # e.g. inference goldens, which hold no per-step metrics
+    skipped: tuple[str, ...] = ()  # e.g. inference goldens (no per-step metrics), unreadable files
 
 
 @dataclass(frozen=True)
 class ChangeSpec:
-    """A parsed ``--changes`` argument: two git refs, or two store versions of one case."""
+    """A parsed ``--changes`` argument: two git refs, or two versions of one case in the store."""
 
     base: str
     head: str
-    case: str | None = None  # set for CASE@vA..vB
+    case: str | None = None  # set for CASE@A..B
 
     @property
     def is_store_versions(self) -> bool:
@@ -43,13 +45,14 @@ class ChangeSpec:
 
 
 def parse_change_spec(text: str) -> ChangeSpec:
-    """``BASE..HEAD`` (git refs) or ``CASE@vA..vB`` (store versions)."""
+    """``BASE..HEAD`` (git refs) or ``CASE@A..B`` (two versions of one case: ``vN`` in a ledger store,
+    revisions in git; the case is its path or a name only one case has)."""
     text = text.strip()
     versions = _STORE_VERSIONS.match(text)
     if versions:
         return ChangeSpec(versions["base"], versions["head"], case=versions["case"])
     if "..." in text or text.count("..") != 1:
-        raise StoreError(f"--changes {text!r}: expected BASE..HEAD (two git refs) or CASE@vA..vB")
+        raise StoreError(f"--changes {text!r}: expected BASE..HEAD (two git refs) or CASE@A..B")
     base, head = text.split("..")
     if not base or not head:
         raise StoreError(f"--changes {text!r}: both sides of '..' must name a git ref")
@@ -122,7 +125,7 @@ def read_git_revisions(store: str | Path, base_ref: str, head_ref: str) -> tuple
     listings = {ref: _golden_blobs(top, _resolve(top, ref), prefix) for ref in (base_ref, head_ref)}
     all_ids = sorted({b for listing in listings.values() for b in listing.values()})
     contents = _read_blobs(top, all_ids)
-    parsed: dict[str, GoldenSet | None] = {}  # blob id → golden (None: not a training golden)
+    parsed: dict[str, GoldenSet | str] = {}  # blob id → golden, or why it is none
     revisions = []
     for ref in (base_ref, head_ref):
         goldens: dict[str, GoldenSet] = {}
@@ -133,9 +136,11 @@ def read_git_revisions(store: str | Path, base_ref: str, head_ref: str) -> tuple
                 try:
                     parsed[blob_id] = parse_golden_bytes(contents[blob_id], label)
                 except NotATrainingGolden:
-                    parsed[blob_id] = None
-            if parsed[blob_id] is None:
-                skipped.append(f"{path} at {ref}: not a training golden (skipped)")
+                    parsed[blob_id] = "not a training golden"
+                except FormatError as exc:
+                    parsed[blob_id] = f"unreadable: {exc.reason}"
+            if isinstance(parsed[blob_id], str):
+                skipped.append(f"{path} at {ref}: {parsed[blob_id]} (skipped)")
             else:
                 goldens[path] = parsed[blob_id]
         revisions.append(Revision(ref, goldens, dict(listings[ref]), tuple(skipped)))

@@ -512,9 +512,10 @@ def parse_case(doc: Mapping[str, Any], *, name: str, path: Path) -> CaseDefiniti
     unknown = sorted(set(doc) - top)
     if unknown:
         raise FormatError(f"unknown top-level key(s) {unknown}", path=path)
-    declared = doc.get("case", name)
-    if declared != name:
-        raise FormatError(f"case {declared!r} does not match its folder name {name!r}", path=path, key="case")
+    folder = name.rsplit("/", 1)[-1]  # a case's path in the store ends in its folder's name
+    declared = doc.get("case", folder)
+    if declared not in (folder, name):
+        raise FormatError(f"case {declared!r} does not match its folder name {folder!r}", path=path, key="case")
     profiles = doc.get("profiles")
     if not isinstance(profiles, Mapping) or not profiles:
         raise FormatError("a case needs at least one profile", path=path, key="profiles")
@@ -562,22 +563,27 @@ def _referenced_megatron_case(doc: Mapping[str, Any], *, name: str, path: Path) 
     return megatron
 
 
-def megatron_case_definition(folder: str | Path) -> CaseDefinition:
+def megatron_case_definition(folder: str | Path, case: str | None = None) -> CaseDefinition:
     """A Megatron case folder as it is (``model_config.yaml`` and its goldens, no case.yaml):
-    profiles ``full`` (the import) and ``cpu-tiny`` (the reviewed shrink), cpu-tiny by default."""
+    profiles ``full`` (the import) and ``cpu-tiny`` (the reviewed shrink), cpu-tiny by default;
+    named ``case`` (its path in the store) when given, else by its folder."""
+    from goldens.case import check_case_path
+
     from .megatron_case import cpu_tiny_shrink, load_model_config
 
     megatron = load_model_config(folder)
+    name = check_case_path(case) if case is not None else megatron.name
     profiles = {"full": {}, "cpu-tiny": cpu_tiny_shrink(megatron) if megatron.runnable else {}}
-    doc = {"case": megatron.name, "profiles": profiles, "default_profile": "cpu-tiny"}
-    return CaseDefinition(name=megatron.name, path=megatron.path, document=doc, default_profile="cpu-tiny",
+    doc = {"case": name, "profiles": profiles, "default_profile": "cpu-tiny"}
+    return CaseDefinition(name=name, path=megatron.path, document=doc, default_profile="cpu-tiny",
                           profiles=tuple(profiles), metrics={}, test_type=megatron.test_type, megatron=megatron)
 
 
-def load_case_definition(case_dir: str | Path) -> CaseDefinition:
+def load_case_definition(case_dir: str | Path, case: str | None = None) -> CaseDefinition:
     """``<case_dir>/case.yaml`` parsed and checked, or else a Megatron case folder's
-    ``model_config.yaml`` imported; the folder's name is the case's name."""
-    from goldens.case import CASE_FILE, check_name, load_yaml
+    ``model_config.yaml`` imported; the case's name is its path in the store (``case``), else the
+    folder's name."""
+    from goldens.case import CASE_FILE, check_case_path, check_name, load_yaml
 
     from .megatron_case import MODEL_CONFIG_FILE
 
@@ -585,26 +591,41 @@ def load_case_definition(case_dir: str | Path) -> CaseDefinition:
     path = folder / CASE_FILE
     if not path.is_file():
         if (folder / MODEL_CONFIG_FILE).is_file():
-            return megatron_case_definition(folder)
+            return megatron_case_definition(folder, case)
         raise FormatError(f"no case definition ({CASE_FILE} or Megatron's {MODEL_CONFIG_FILE}) in {folder}",
                           path=path)
-    return parse_case(load_yaml(path), name=check_name(folder.name), path=path)
+    name = check_case_path(case) if case is not None else check_name(folder.name)
+    return parse_case(load_yaml(path), name=name, path=path)
 
 
-def case_folder(case: str, store: str | Path | None = None) -> Path:
-    """Where ``golden run CASE`` finds its case: CASE itself when it is a folder holding a case.yaml
-    or a Megatron model_config.yaml (``golden run path/to/test_cases/bert/<case>``), else the store's
-    folder of that name."""
+def locate_case(case: str, store: str | Path | None = None) -> tuple[Path, str | None]:
+    """Where ``golden run CASE`` finds its case, and the case's path in the store (None for a folder
+    given as such): CASE itself when it is a folder (absolute, or existing from here) holding a
+    case.yaml or a Megatron model_config.yaml (``golden run path/to/test_cases/bert/<case>``); else
+    the store's case of that path, or of that name where only one case has it."""
     from goldens.case import CASE_FILE
+    from goldens.errors import StoreError
     from goldens.store import GoldenStore
 
     from .megatron_case import MODEL_CONFIG_FILE
 
     given = Path(case)
-    if "/" in case or given.is_absolute():
+    if given.is_absolute() or given.is_dir():
         if not given.is_dir():
             raise FormatError(f"no such case folder {given}")
         if not ((given / CASE_FILE).is_file() or (given / MODEL_CONFIG_FILE).is_file()):
             raise FormatError(f"{given} holds neither {CASE_FILE} nor Megatron's {MODEL_CONFIG_FILE}")
-        return given
-    return GoldenStore(store).case_dir(case)
+        return given, None
+    golden_store = GoldenStore(store)
+    try:
+        found = golden_store.resolve(case)
+    except StoreError as exc:
+        if "/" in case:
+            raise FormatError(f"no such case folder {given} here, and {exc}") from None
+        raise
+    return golden_store.case_dir(found), found
+
+
+def case_folder(case: str, store: str | Path | None = None) -> Path:
+    """The folder of ``locate_case``."""
+    return locate_case(case, store)[0]

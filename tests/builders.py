@@ -6,6 +6,8 @@ no test module imports another. What is here, in order:
 - series and golden sets: ``goldens.model`` objects from plain numbers;
 - runs: artifacts in memory, and ``artifact.json`` files written as the runner writes them;
 - synthetic golden stores in a folder, and a git repository whose store holds revisions;
+- a small Megatron-style ``test_cases`` tree holding every oddity of the real one (``odd_tree``),
+  TensorBoard event files, and the harness that runs Megatron's own test code in-process;
 - results for the report tests (``goldens.result`` objects, numbers chosen by hand);
 - a scripted ``ReviewIO`` for the review loop, and the worker the approval races start;
 - readers the report tests share (an HTML collector, Markdown tables), and ``tree_bytes``;
@@ -208,6 +210,20 @@ def git(repo: Path, *args: str) -> str:
                           check=True, capture_output=True, text=True).stdout.strip()
 
 
+def git_repo(path: Path) -> Path:
+    """An empty git repository (a work tree) at ``path``."""
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q")
+    return path
+
+
+def commit_all(repo: Path, message: str) -> str:
+    """Commit everything in the work tree (what a person does with an approval: goldens and records)."""
+    git(repo, "add", "-A", ".")
+    git(repo, "commit", "-q", "--allow-empty", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
 def commit_revision(repo: Path, store: Path, docs: dict, message: str) -> str:
     """Make the store hold exactly ``docs`` (store-relative path → JSON document) and commit."""
     for old in store.rglob("golden_values_*.json"):
@@ -230,6 +246,150 @@ def git_store(tmp_path: Path, *revisions: dict) -> Path:
     for number, docs in enumerate(revisions, 1):
         commit_revision(repo, store, docs, f"v{number}")
     return store
+
+
+# ---------------------------------------------------------------- a Megatron tree with every oddity of the real one
+
+def megatron_doc(steps: Sequence[int], start: float, *, slope: float = -0.25, zeros: float = 1000.0,
+                 interval: int = 1) -> dict:
+    """A golden document as Megatron's extraction writes it: values rounded to 5 decimals, its header."""
+    steps = list(steps)
+    grid = {"start_step": steps[0], "end_step": steps[-1], "step_interval": interval}
+    return {"lm loss": {**grid, "values": {str(s): round(start + slope * s + 1e-6 * s * s, 5) for s in steps}},
+            "num-zeros": {**grid, "values": {str(s): float(zeros + 3 * s) for s in steps}}}
+
+
+MODEL_CONFIG = "ENV_VARS:\n  NVTE_ALLOW_NONDETERMINISTIC_ALGO: 0\nTEST_TYPE: regular\nMODEL_ARGS:\n  --train-iters: 20\n"
+
+
+def odd_tree(root: Path) -> Path:
+    """A Megatron-style ``test_cases`` tree with each oddity of the real one (paths relative to ``root``):
+
+    - ``gpt/dup`` — an orphan folder (no model_config.yaml) holding one empty golden, and ``moe/dup``,
+      a real case of the same name;
+    - ``gpt/resume`` — a deterministic resume case: dev/dgx_h100 indented (and its ``_2nd``), lts/dgx_a100
+      a ``{}`` file, and a legacy ``golden_values_lts.json``;
+    - ``bert/oneline`` — dev/dgx_a100 on one line (the older compact writer), dev/dgx_h100 indented with a
+      trailing newline;
+    - ``bert/nogoldens`` — a case without goldens; ``t5/empty`` — a case whose golden is an empty file.
+    """
+    files = {
+        "gpt/dup/golden_values_dev_dgxh100_dgxc.json": "",
+        "moe/dup/model_config.yaml": MODEL_CONFIG,
+        "moe/dup/golden_values_dev_dgx_h100.json": json.dumps(megatron_doc(range(1, 21), 9.0), indent=4),
+        "gpt/resume/model_config.yaml": MODEL_CONFIG,
+        "gpt/resume/golden_values_dev_dgx_h100.json": json.dumps(megatron_doc(range(1, 21), 10.0), indent=4),
+        "gpt/resume/golden_values_dev_dgx_h100_2nd.json": json.dumps(megatron_doc(range(11, 21), 10.0), indent=4),
+        "gpt/resume/golden_values_lts_dgx_a100.json": "{}",
+        "gpt/resume/golden_values_lts.json": json.dumps(megatron_doc(range(1, 21), 10.1), indent=4),
+        "bert/oneline/model_config.yaml": MODEL_CONFIG,
+        "bert/oneline/golden_values_dev_dgx_a100.json": json.dumps(megatron_doc(range(1, 21), 8.0)),
+        "bert/oneline/golden_values_dev_dgx_h100.json": json.dumps(megatron_doc(range(1, 21), 8.5), indent=4) + "\n",
+        "bert/nogoldens/model_config.yaml": MODEL_CONFIG,
+        "t5/empty/model_config.yaml": MODEL_CONFIG,
+        "t5/empty/golden_values_dev_dgx_h100.json": "",
+    }
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def megatron_artifact(runs: Path, case: str, run_id: str, *, factor: float = 1.0, env: str = "dev",
+                      platform: str = "dgx_h100", steps: Sequence[int] = range(1, 21), start: float = 10.0,
+                      extra: Mapping[str, float] | None = None, resumed_from: int | None = None) -> Path:
+    """A run of a Megatron case at full precision (values with many digits, as a run logs them); with
+    ``resumed_from``, a resume run whose phase 2 repeats the steps after it."""
+    def values(at: Sequence[int]) -> dict:
+        made = {"lm loss": {s: (start - 0.25 * s + 1e-6 * s * s) * factor + 1.234567e-7 * s for s in at},
+                "num-zeros": {s: float(1000 + 3 * s) * factor for s in at}}
+        for name, scale in (extra or {}).items():
+            made[name] = {s: scale * (1 + 1e-3 * s) + 3.3e-9 for s in at}
+        return made
+
+    phase2 = None if resumed_from is None else values([s for s in steps if s > resumed_from])
+    return write_run(runs, case, run_id, values(steps), env=env, platform=platform, fingerprint=f"fp-{run_id}",
+                     phase2=phase2, resumed_from=resumed_from)
+
+
+# ---------------------------------------------------------------- Megatron's own test code, run in-process
+
+def write_tensorboard(logdir: Path, scalars: Mapping[str, Mapping[int, float]]) -> Path:
+    """TensorBoard event files as Megatron's training writes them: one float32 scalar per tag and step."""
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    logdir.mkdir(parents=True, exist_ok=True)
+    writer = EventFileWriter(str(logdir))
+    for step in sorted({s for values in scalars.values() for s in values}):
+        for tag, values in scalars.items():
+            if step in values:
+                event = event_pb2.Event(wall_time=1.0, step=step)
+                event.summary.value.add(tag=tag, simple_value=values[step])
+                writer.add_event(event)
+    writer.close()
+    return logdir
+
+
+class _ClickStub:
+    """Stands in for ``click`` (not installed: typer vendors its own) so Megatron's extraction module
+    imports: its decorators leave the function as Megatron wrote it, called with keyword arguments."""
+
+    @staticmethod
+    def command(*_args: Any, **_kwargs: Any):
+        return lambda function: function
+
+    @staticmethod
+    def option(*_args: Any, **_kwargs: Any):
+        return lambda function: function
+
+
+def megatron_oracle(utils: Path):
+    """Megatron's ``python_test_utils`` imported unmodified as ``tests.functional_tests.python_test_utils``
+    from a throwaway copy (our own ``tests`` package is set aside meanwhile and restored after)."""
+    import contextlib
+    import importlib
+    import logging
+    import shutil
+    import sys
+    import tempfile
+    import types
+
+    @contextlib.contextmanager
+    def oracle():
+        tmp = Path(tempfile.mkdtemp(prefix="megatron_oracle_"))
+        package = tmp / "tests" / "functional_tests" / "python_test_utils"
+        package.mkdir(parents=True)
+        for folder in (tmp / "tests", tmp / "tests" / "functional_tests", package):
+            (folder / "__init__.py").write_text("")
+        for source in utils.glob("*.py"):
+            shutil.copy(source, package / source.name)
+        ours = {k: sys.modules.pop(k) for k in list(sys.modules) if k == "tests" or k.startswith("tests.")}
+        had_click = sys.modules.get("click")
+        if had_click is None:
+            sys.modules["click"] = _ClickStub()  # type: ignore[assignment]
+        root_logger = logging.getLogger()
+        saved_logging = (root_logger.level, list(root_logger.handlers))
+        sys.path.insert(0, str(tmp))
+        importlib.invalidate_caches()
+        name = "tests.functional_tests.python_test_utils"
+        try:
+            yield types.SimpleNamespace(
+                common=importlib.import_module(f"{name}.common"),
+                regular=importlib.import_module(f"{name}.test_pretraining_regular_pipeline"),
+                extract=importlib.import_module(f"{name}.get_test_results_from_tensorboard_logs"))
+        finally:
+            sys.path.remove(str(tmp))
+            for k in [k for k in sys.modules if k == "tests" or k.startswith("tests.")]:
+                del sys.modules[k]
+            sys.modules.update(ours)
+            if had_click is None:
+                sys.modules.pop("click", None)
+            root_logger.setLevel(saved_logging[0])
+            root_logger.handlers[:] = saved_logging[1]
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    return oracle()
 
 
 # ---------------------------------------------------------------- results for the report tests

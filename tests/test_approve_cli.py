@@ -15,6 +15,7 @@ from goldens.cli import app
 from goldens.formats import read_golden
 from goldens.model import GoldenKey, GoldenSet, MetricSeries
 from goldens.store import GoldenStore
+from goldens.store.dialect import megatron_value
 from tests.builders import LOSS, ZEROS, ScriptedIO, make_store, seed, shifted, tree_bytes, write_run
 
 
@@ -158,11 +159,11 @@ def _refusals(store, runs, monkeypatch):
         "env": (["approve", str(ok), "--store", s, "--reason", "r", "--env", "lts"], {}, "ran with env 'dev'"),
         "stale": (["approve", "--pending", "--store", s, "--reason", "r"], {}, "made against v1, but v2"),
         "rollback without reason": (["rollback", "tiny", "--to", "v1", "--store", s], {}, "a reason is required"),
-        "bad version": (["rollback", "tiny", "--to", "one", "--store", s, "--reason", "r"], {}, "--to must be"),
+        "bad version": (["rollback", "tiny", "--to", "one", "--store", s, "--reason", "r"], {}, "use CASE@vN"),
         "neither": (["approve", "--store", s, "--reason", "r"], {}, "say what to act on"),
         "both": (["approve", str(ok), "--pending", "--store", s, "--reason", "r"], {}, "not both"),
         "hostile case": (["approve", "--pending", "--case", "../x", "--store", s, "--reason", "r"], {},
-                         "invalid case name"),
+                         "invalid case pattern"),
         "empty metric": (["approve", str(empty), "--store", s, "--reason", "r"], {},
                          "'lm loss' (phase 1) has no value at any step"),
         "only-failing, not staged": (["approve", str(ok), "--only-failing", "--store", s, "--reason", "r"], {},
@@ -208,7 +209,7 @@ def test_review_without_a_terminal_prints_the_commands_that_work(world, monkeypa
     assert golden(*shlex.split(reject_line)[1:]).exit_code == 0
     assert approve.list_pending(store) == []
     assert store.current_entry("tiny").reason == "checked by hand"
-    assert store.current_entry("other").version == 1
+    assert store.current_entry("other").number == 1
 
 
 def test_review_with_a_refusal_exits_2(world, monkeypatch):
@@ -278,7 +279,7 @@ def test_approving_into_a_megatron_checkout_updates_its_file_in_place(tmp_path):
     doc = json.loads(golden_file.read_text())
     assert list(doc) == ["lm loss", "num-zeros"]
     assert doc["lm loss"]["step_interval"] == 5 and list(doc["lm loss"]["values"]) == ["1", "5", "10", "15", "20"]
-    assert doc["lm loss"]["values"]["10"] == 10.47 * 1.01
+    assert doc["lm loss"]["values"]["10"] == megatron_value(10.47 * 1.01) == 10.5747  # as Megatron writes it
     assert golden_file.read_text() == json.dumps(doc, indent=4)           # Megatron's own layout
     assert {p: p.read_bytes() for p in untouched} == untouched            # model_config, the other case
     history = [json.loads(line) for line in (case_dir / ".golden" / "ledger.jsonl").read_text().splitlines()]
@@ -301,8 +302,8 @@ def test_a_real_megatron_case_round_trips_byte_identical(megatron_fixtures, tmp_
     moved = _megatron_run(tmp_path / "runs", golden_set, "moved", 1.02, case=source.name)
     assert golden("approve", str(moved), "--store", str(test_cases), "--reason", "r", "--approver",
                   "ada").exit_code == 0
-    assert read_golden(golden_file).metrics["lm loss"].values.tolist() == (
-        golden_set.metrics["lm loss"].values * 1.02).tolist()
+    assert read_golden(golden_file).metrics["lm loss"].values.tolist() == [  # as Megatron's extraction writes them
+        megatron_value(v) for v in (golden_set.metrics["lm loss"].values * 1.02).tolist()]
     assert golden("rollback", source.name, "--to", "v1", "--store", str(test_cases), "--reason", "r",
                   "--approver", "ada").exit_code == 0
     assert golden_file.read_bytes() == original
@@ -362,4 +363,4 @@ def test_review_in_a_real_terminal(world, tmp_path):
     assert "num-[zeros]" in text and "▁" in text                  # literal names, sparklines
     assert "accepted 1 · rejected 1 · skipped 0 · refused 0" in text
     assert store.current_entry("other").reason == "from a terminal"
-    assert store.current_entry("tiny").version == 1 and approve.list_pending(store) == []
+    assert store.current_entry("tiny").number == 1 and approve.list_pending(store) == []

@@ -94,7 +94,7 @@ def test_validate_as_a_pre_commit_hook_entry_exists():
 def test_show_current_prints_full_precision(store_root):
     result = run("show", CASE, "--store", str(store_root), "--phase", "1")
     assert result.exit_code == 0, result.output
-    assert "tiny — current files (ledger head v2)" in result.output
+    assert "tiny — current files (latest version v2)" in result.output
     assert "fingerprint fp-two" in result.output
     assert "0.30000000000000004" in result.output  # 0.1 + 0.2, not rounded
     assert "golden_values_dev_cpu_2nd.json" not in result.output
@@ -138,7 +138,7 @@ def test_history_table_and_json(store_root):
     assert "    reason: second" in result.output
     assert "lm loss: 1 changed, max |rel| 0.968, mean rel -0.323" in result.output  # 8.95/9.25, then /3 steps
     doc = json.loads(run("history", CASE, "--store", str(store_root), "--json").output)
-    assert [e["version"] for e in doc["entries"]] == [1, 2]
+    assert [v["ref"] for v in doc["versions"]] == ["v1", "v2"] and doc["backend"] == "ledger"
 
 
 def test_history_of_a_case_without_history(tmp_path):
@@ -221,7 +221,7 @@ def test_every_megatron_history_revision_loads_and_shows(megatron_fixtures, tmp_
         files = {p.name: p.read_bytes() for p in case_dir.glob("golden_values_*.json")}
         if versions and files == versions[max(versions)]:
             continue  # a commit that rewrote the files with the same bytes: nothing new to record
-        versions[store.adopt("resume", reason=f"megatron {revision['commit'][:10]}").version] = files
+        versions[store.adopt("resume", reason=f"megatron {revision['commit'][:10]}").number] = files
     assert sorted(versions) == list(range(1, len(versions) + 1)) and len(versions) >= 8
     assert store.fsck(repair=False) == []
     for number, files in versions.items():

@@ -153,8 +153,10 @@ def test_store_versions_of_a_case(tmp_path: Path):
 @pytest.mark.parametrize("text, expected", [
     ("main..HEAD", ("main", "HEAD", None)),
     ("v1.2..abc123", ("v1.2", "abc123", None)),
-    ("bert_tp2@v3..v5", ("3", "5", "bert_tp2")),
+    ("bert_tp2@v3..v5", ("v3", "v5", "bert_tp2")),
     ("bert_tp2@3..5", ("3", "5", "bert_tp2")),
+    ("gpt/bert_tp2@a1b2c3d..HEAD", ("a1b2c3d", "HEAD", "gpt/bert_tp2")),
+    ("HEAD@{1}..HEAD", ("HEAD@{1}", "HEAD", None)),
 ])
 def test_change_spec_parsing(text, expected):
     spec = parse_change_spec(text)

@@ -12,8 +12,8 @@ from goldens.store import ledger as store_module
 from goldens.errors import StoreError
 from goldens.formats import dumps_golden, read_golden
 from goldens.model import GoldenKey, GoldenSet, MetricSeries
-from goldens.store import (IMPORTED, GoldenStore, VersionConflict, entry_hash_of, metric_change, parse_case_ref,
-                           sha256_hex)
+from goldens.store import (IMPORTED, GoldenStore, VersionConflict, entry_hash_of, ledger_number, metric_change,
+                           parse_case_ref, sha256_hex)
 from tests.builders import golden_set, make_store, tree_bytes
 
 CASE = "bert_tiny"
@@ -53,8 +53,9 @@ def test_cases_found_flat_and_nested_megatron_style(tmp_path):
     (tmp_path / ".pending" / "x").mkdir(parents=True)
     (tmp_path / ".pending" / "x" / "case.yaml").write_text("{}")
     store = GoldenStore(tmp_path)
-    assert store.cases() == ["a", "b", "c"]
-    assert store.case_dir("b") == tmp_path / "bert" / "b"
+    assert store.cases() == ["a", "bert/b", "gpt/c"]  # a case is its path under the store
+    assert store.case_dir("b") == store.case_dir("bert/b") == tmp_path / "bert" / "b"  # a unique bare name works
+    assert store.keys("c")[0].case == "gpt/c"
 
 
 def test_folder_with_an_unusable_name_is_skipped_and_reported(tmp_path):
@@ -67,21 +68,27 @@ def test_folder_with_an_unusable_name_is_skipped_and_reported(tmp_path):
     assert (problem.kind, problem.severity, problem.case) == ("bad-case-name", "warning", "my case")
 
 
-def test_duplicate_case_names_are_an_error_naming_both_paths(tmp_path):
+def test_a_name_two_folders_share_is_two_cases_by_path_and_ambiguous_bare(tmp_path):
     for model in ("bert", "gpt"):
         (tmp_path / model / "same").mkdir(parents=True)
         (tmp_path / model / "same" / "case.yaml").write_text("{}")
-    with pytest.raises(StoreError) as info:
-        GoldenStore(tmp_path).cases()
-    assert str(tmp_path / "bert" / "same") in str(info.value) and str(tmp_path / "gpt" / "same") in str(info.value)
+    store = GoldenStore(tmp_path)
+    assert store.cases() == ["bert/same", "gpt/same"]
+    assert store.case_dir("gpt/same") == tmp_path / "gpt" / "same"
+    with pytest.raises(StoreError, match="'same' is ambiguous.*bert/same, gpt/same"):
+        store.case_dir("same")
+    duplicates = [(p.kind, p.case) for p in store.findings() if p.kind == "duplicate-name"]
+    assert duplicates == [("duplicate-name", "bert/same"), ("duplicate-name", "gpt/same")]
 
 
 def test_unknown_and_hostile_case_names(empty_store):
     with pytest.raises(StoreError, match="unknown case 'bert_tiy'.*did you mean 'bert_tiny'"):
         empty_store.case_dir("bert_tiy")
-    for hostile in ("../etc", "a/b", "", ".hidden", "x\n"):
+    for hostile in ("../etc", "a/../b", "/abs", "a//b", "a/", "", ".hidden", "x\n", "a/" * 9 + "b", "a" * 401):
         with pytest.raises(StoreError, match="invalid case name"):
             empty_store.case_dir(hostile)
+    with pytest.raises(StoreError, match="unknown case 'bert/bert_tiny'"):
+        empty_store.case_dir("bert/bert_tiny")  # a path is the folder's path, not a guess
 
 
 def test_missing_store_root(tmp_path):
@@ -98,15 +105,27 @@ def test_default_root_prefers_env_then_cwd(tmp_path, monkeypatch):
     assert GoldenStore().root == tmp_path / "cases"
 
 
-@pytest.mark.parametrize("ref, expected", [("c", ("c", None)), ("c@v3", ("c", 3)), ("c@12", ("c", 12))])
+@pytest.mark.parametrize("ref, expected", [("c", ("c", None)), ("c@v3", ("c", "v3")), ("c@12", ("c", "12")),
+                                          ("gpt/c@HEAD~1", ("gpt/c", "HEAD~1"))])
 def test_case_refs(ref, expected):
     assert parse_case_ref(ref) == expected
 
 
-@pytest.mark.parametrize("ref", ["c@v0", "c@vx", "c@", "../c@v1"])
+@pytest.mark.parametrize("ref", ["c@", "../c@v1", "c@-x", "c@a\nb"])
 def test_bad_case_refs(ref):
     with pytest.raises(StoreError):
         parse_case_ref(ref)
+
+
+@pytest.mark.parametrize("ref, number", [("v3", 3), ("V3", 3), ("12", 12)])
+def test_ledger_versions(ref, number):
+    assert ledger_number(ref) == number
+
+
+@pytest.mark.parametrize("ref", ["v0", "vx", "HEAD", "v-1"])
+def test_bad_ledger_versions(ref):
+    with pytest.raises(StoreError, match="use CASE@vN"):
+        ledger_number(ref)
 
 
 # ---------------------------------------------------------------- reading
@@ -130,14 +149,15 @@ def test_first_write_creates_version_1_blob_ledger_and_plain_file(empty_store, r
     new = golden_set({"lm loss": [10.0, 9.5]})
     entry = write(empty_store, {KEY: new}, source_run_id="run-1", fingerprint="fp-1", provenance={"host": "h"})
     data = dumps_golden(new).encode()
-    assert entry.version == 1 and entry.action == "approve" and entry.prev_entry_hash is None
+    assert entry.number == 1 and entry.ref == "v1" and entry.action == "approve"
     assert entry.time.endswith("Z") and entry.approver == "ada" and entry.reason == "because"
     record = entry.files[KEY.filename()]
     assert record.hash == sha256_hex(data) and record.previous_hash is None
     assert (root / CASE / KEY.filename()).read_bytes() == data
     assert (root / CASE / ".golden" / "objects" / f"{record.hash}.json").read_bytes() == data
     lines = (root / CASE / ".golden" / "ledger.jsonl").read_bytes().splitlines()
-    assert len(lines) == 1 and json.loads(lines[0])["entry_hash"] == entry.entry_hash
+    assert len(lines) == 1 and json.loads(lines[0])["prev_entry_hash"] is None
+    assert entry_hash_of(json.loads(lines[0])) == json.loads(lines[0])["entry_hash"]
     assert empty_store.history(CASE) == [entry] and empty_store.current_entry(CASE) == entry
     assert empty_store.fingerprint_of(KEY) == "fp-1"
 
@@ -166,7 +186,9 @@ def test_resume_pair_in_one_version_and_versions_are_per_case(empty_store, root)
     v1 = write(empty_store, {KEY: golden_set({"lm loss": [1.0, 2.0]}), KEY2: golden_set({"lm loss": [nan, 2.0]})})
     assert sorted(v1.files) == [KEY.filename(), KEY2.filename()]
     v2 = write(empty_store, {KEY: golden_set({"lm loss": [1.0, 2.5]})}, fingerprint="fp-2")
-    assert v2.version == 2 and list(v2.files) == [KEY.filename()] and v2.prev_entry_hash == v1.entry_hash
+    assert v2.number == 2 and list(v2.files) == [KEY.filename()]
+    first, second = map(json.loads, (root / CASE / ".golden" / "ledger.jsonl").read_bytes().splitlines())
+    assert second["prev_entry_hash"] == first["entry_hash"]
     at1, at2 = empty_store.read_version(CASE, 1), empty_store.read_version(CASE, 2)
     assert at1[KEY] == golden_set({"lm loss": [1.0, 2.0]}) and at2[KEY] == golden_set({"lm loss": [1.0, 2.5]})
     assert at1[KEY2] == at2[KEY2] == golden_set({"lm loss": [nan, 2.0]})
@@ -194,7 +216,7 @@ def test_expected_version_is_an_optimistic_check(empty_store, root):
     with pytest.raises(VersionConflict, match="expected v0 but the ledger head is v1"):
         write(empty_store, {KEY: golden_set({"lm loss": [2.0]})}, expected_version=0)
     assert tree_bytes(root, folders=True) == before
-    assert write(empty_store, {KEY: golden_set({"lm loss": [2.0]})}, expected_version=1).version == 2
+    assert write(empty_store, {KEY: golden_set({"lm loss": [2.0]})}, expected_version=1).number == 2
 
 
 def test_write_on_a_megatron_folder_first_records_the_existing_files(empty_store, root):
@@ -204,7 +226,7 @@ def test_write_on_a_megatron_folder_first_records_the_existing_files(empty_store
     entry = write(empty_store, {KEY: golden_set({"lm loss": [10.5]})}, expected_version=0)
     imported, approved = empty_store.history(CASE)
     assert imported.action == IMPORTED and imported.files[KEY.filename()].hash == sha256_hex(shipped)
-    assert approved == entry and entry.version == 2
+    assert approved == entry and entry.number == 2
     assert entry.files[KEY.filename()].previous_hash == sha256_hex(shipped)
     assert empty_store.read_version(CASE, 1)[KEY].metrics["lm loss"].values.tolist() == [10.49226]
 
@@ -218,13 +240,13 @@ def test_adopt_records_version_1_without_touching_the_files(empty_store, root):
     entry = empty_store.adopt(CASE, approver="importer")
     after = os.stat(path)
     assert (after.st_ino, after.st_mtime_ns, after.st_mode) == (before.st_ino, before.st_mtime_ns, before.st_mode)
-    assert entry.version == 1 and entry.action == IMPORTED and entry.approver == "importer"
+    assert entry.number == 1 and entry.action == IMPORTED and entry.approver == "importer"
     digest = entry.files[KEY.filename()].hash
     assert (root / CASE / ".golden" / "objects" / f"{digest}.json").read_bytes() == path.read_bytes()
     with pytest.raises(StoreError, match="nothing to adopt"):
         empty_store.adopt(CASE)
     path.write_text('{"lm loss": {"values": {"1": 2.0}}}')
-    assert empty_store.adopt(CASE).version == 2
+    assert empty_store.adopt(CASE).number == 2
     assert empty_store.fsck(repair=False) == []
 
 
@@ -304,7 +326,7 @@ def test_a_held_lock_times_out_with_a_store_error(root):
         with ctx.Pool(1) as pool:
             message = pool.apply(_try_write, (str(root),))
     assert "another writer holds the lock" in message
-    assert store.current_entry(CASE).version == 1
+    assert store.current_entry(CASE).number == 1
 
 
 def _try_write(root: str) -> str:
@@ -332,7 +354,7 @@ def test_crash_after_the_commit_is_rolled_forward(empty_store, root, monkeypatch
     with pytest.raises(KeyboardInterrupt):
         write(empty_store, new)
     monkeypatch.setattr(store_module, "atomic_write_bytes", real)
-    assert empty_store.current_entry(CASE).version == 2  # committed
+    assert empty_store.current_entry(CASE).number == 2  # committed
     assert (root / CASE / KEY2.filename()).read_bytes() == old[KEY2]  # but not yet in place
     report = empty_store.fsck(repair=False)
     assert [(p.kind, p.repaired) for p in report] == [("interrupted-write", False)]
@@ -353,7 +375,7 @@ def test_the_next_write_recovers_first(empty_store, root, monkeypatch):
         write(empty_store, {KEY: golden_set({"lm loss": [2.0]})})
     monkeypatch.setattr(store_module, "atomic_write_bytes", real)
     entry = write(empty_store, {GoldenKey(CASE, "lts", "cpu"): golden_set({"lm loss": [5.0]})})
-    assert entry.version == 3 and empty_store.read(KEY) == golden_set({"lm loss": [2.0]})
+    assert entry.number == 3 and empty_store.read(KEY) == golden_set({"lm loss": [2.0]})
     assert [e.action for e in empty_store.history(CASE)] == ["approve"] * 3  # no spurious import
 
 
@@ -364,7 +386,7 @@ def test_crash_before_the_commit_leaves_the_old_version(empty_store, root, monke
     with pytest.raises(KeyboardInterrupt):
         write(empty_store, {KEY: golden_set({"lm loss": [2.0]})})
     monkeypatch.undo()
-    assert empty_store.current_entry(CASE).version == 1
+    assert empty_store.current_entry(CASE).number == 1
     assert (root / CASE / KEY.filename()).read_bytes() == before_plain
     problems = empty_store.fsck(repair=True)
     assert [(p.kind, p.repaired) for p in problems] == [("orphan-blob", True)]
@@ -381,7 +403,7 @@ def test_torn_trailing_ledger_line_was_never_committed(empty_store, root):
     assert [(p.kind, p.repaired) for p in empty_store.fsck(repair=False)] == [("torn-ledger-line", False)]
     assert [(p.kind, p.repaired) for p in empty_store.fsck(repair=True)] == [("torn-ledger-line", True)]
     assert ledger.read_bytes() == committed
-    assert write(empty_store, {KEY: golden_set({"lm loss": [2.0]})}).version == 2
+    assert write(empty_store, {KEY: golden_set({"lm loss": [2.0]})}).number == 2
 
 
 def test_stale_temp_files_are_cleaned_under_the_lock(empty_store, root):
@@ -452,7 +474,7 @@ def test_fsck_finds_a_plain_file_changed_outside_the_store(two_versions, root):
     assert sorted((p.kind, p.severity, p.repaired) for p in problems) == [
         ("plain-file-differs", "error", False), ("untracked-file", "warning", False)]
     assert read_golden(root / CASE / KEY.filename()) == golden_set({"lm loss": [9.0]})  # never clobbered
-    assert two_versions.adopt(CASE).version == 3 and two_versions.fsck() == []
+    assert two_versions.adopt(CASE).number == 3 and two_versions.fsck() == []
 
 
 def test_unreadable_ledger_line_is_reported_and_blocks_writes(two_versions, root):

@@ -1,4 +1,4 @@
-"""Crash safety: a writer SIGKILLed at random instants leaves the old or the new version.
+"""Crash safety: a writer SIGKILLed at random instants leaves the old or the new version (both backends).
 
 The long run (≥ 200 kills) is ``python bench/crash_store.py``; this is the same harness, shorter.
 """
@@ -23,8 +23,9 @@ def _harness():
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
-def test_sigkilled_writer_leaves_old_or_new_version_and_fsck_passes():
-    stats = _harness().run_trials(25, seed=2026, max_delay=0.2)
+@pytest.mark.parametrize("backend", ["ledger", "git"])
+def test_sigkilled_writer_leaves_old_or_new_version_and_fsck_passes(backend):
+    stats = _harness().run_trials(25, seed=2026, max_delay=0.2, backend=backend)
     assert stats.kills == 25
     assert sum(stats.outcomes.values()) == 25
     # the harness raised on any broken invariant; here: kills did land inside the write protocol

@@ -115,7 +115,8 @@ def test_history_show_fsck_pending_resolve_the_same_store_from_any_folder(tmp_pa
     cwd = tmp_path / "somewhere" / "else"
     cwd.mkdir(parents=True)
     history = golden_cli("history", SEED, cwd=cwd, env=env)
-    assert history.returncode == 0 and history.stdout.startswith("v1 "), history.stderr
+    first = history.stdout.splitlines()[0] if history.stdout else ""
+    assert history.returncode == 0 and "approve  by runner (issue 6)" in first, history.stderr
     show = golden_cli("show", SEED, "--phase", "1", "--metric", "lm loss", cwd=cwd, env=env)
     assert show.returncode == 0 and "golden_values_dev_cpu.json" in show.stdout, show.stderr
     fsck = golden_cli("fsck", "--no-repair", cwd=cwd, env=env)

@@ -1,11 +1,13 @@
 """The pending candidate: the contract between a check and a review (schema ``golden.pending/1``).
 
 ``golden diff`` / ``golden check`` only *stage* a candidate — one small JSON file per case, env
-and platform under ``<store>/.pending/`` (git-ignored) — and a person later accepts or rejects
-it. The file holds case, env, platform, run id, the absolute path of the run's ``artifact.json``,
-``base_version`` (the case's ledger version it was compared against: approving is refused once a
-later version touched the same golden files), the run's fingerprint, the overall verdict and one
-line per metric. It lives in the store, so ``golden pending`` finds every candidate in one place.
+and platform under ``<store>/.pending/<case path>/`` (git-ignored) — and a person later accepts or
+rejects it. The file holds case (its path), env, platform, run id, the absolute path of the run's
+``artifact.json``, what it was compared against — ``base_version`` (a ledger store: the case's
+version; approving is refused once a later version touched the same golden files) and
+``base_files`` (every store: the sha256 of the target's golden files; a git store refuses the
+approval once they changed) — the run's fingerprint, the overall verdict and one line per metric.
+It lives in the store, so ``golden pending`` finds every candidate in one place.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..atomic import atomic_write_text
-from ..case import check_name
+from ..case import check_case_path, check_name
 from ..errors import FormatError, GoldenError, StoreError
 from ..model import Artifact
 from ..store import STORE_ENV
@@ -49,9 +51,10 @@ class CandidateMetric:
 class Candidate:
     """A run proposed as the new golden of (case, env, platform).
 
-    ``base_version`` is the store's ledger version of the case when the candidate was made;
-    approving it is refused once the case has moved on (someone approved in between).
-    ``None`` means "made now" (a run approved directly, with no staged comparison).
+    ``base_version`` is the store's ledger version of the case when the candidate was made, and
+    ``base_files`` the sha256 of the target's golden files then (None: absent); approving it is
+    refused once the target has moved on (someone approved in between). ``None`` means "made now"
+    (a run approved directly, with no staged comparison).
     """
 
     case: str
@@ -64,6 +67,7 @@ class Candidate:
     created: str = ""
     verdict: str = "new"              # pass | fail | new (no golden to compare with)
     metrics: tuple[CandidateMetric, ...] = ()
+    base_files: dict[str, str | None] | None = None
     path: Path | None = field(default=None, compare=False)  # where it is staged, if it is
 
     @property
@@ -81,7 +85,7 @@ class Candidate:
     def to_json(self) -> dict[str, Any]:
         return {"schema": PENDING_SCHEMA, "case": self.case, "env": self.env, "platform": self.platform,
                 "run_id": self.run_id, "artifact": self.artifact, "base_version": self.base_version,
-                "fingerprint": self.fingerprint, "created": self.created, "verdict": self.verdict,
+                "base_files": self.base_files, "fingerprint": self.fingerprint, "created": self.created, "verdict": self.verdict,
                 "metrics": [m.to_json() for m in self.metrics]}
 
     @classmethod
@@ -99,11 +103,15 @@ class Candidate:
             base = doc["base_version"]
             if base is not None and (isinstance(base, bool) or not isinstance(base, int)):
                 raise ValueError(f"base_version must be an integer, got {base!r}")
-            return cls(case=check_name(doc["case"]), env=check_name(doc["env"], "env"),
+            base_files = doc.get("base_files")
+            if base_files is not None and not (isinstance(base_files, dict) and all(
+                    isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in base_files.items())):
+                raise ValueError("base_files must map file names to hashes")
+            return cls(case=check_case_path(doc["case"]), env=check_name(doc["env"], "env"),
                        platform=check_name(doc["platform"], "platform"), run_id=doc["run_id"],
                        artifact=doc["artifact"], base_version=base, fingerprint=doc.get("fingerprint"),
                        created=str(doc.get("created", "")), verdict=str(doc.get("verdict", "new")),
-                       metrics=metrics, path=path)
+                       metrics=metrics, base_files=base_files, path=path)
         except KeyError as exc:
             raise FormatError(f"missing field {exc.args[0]!r}", path=path) from None
         except (TypeError, ValueError, StoreError) as exc:
@@ -115,17 +123,40 @@ def pending_root(store: "GoldenStore") -> Path:
 
 
 def candidate_path(store: "GoldenStore", case: str, env: str, platform: str) -> Path:
-    """``<store>/.pending/<case>/<env>_<platform>.json`` (env never holds '_', so it parses back)."""
-    return pending_root(store) / check_name(case) / f"{check_name(env, 'env')}_{check_name(platform, 'platform')}.json"
+    """``<store>/.pending/<case path>/<env>_<platform>.json`` (env never holds '_', so it parses back)."""
+    return pending_root(store) / check_case_path(case) / f"{check_name(env, 'env')}_{check_name(platform, 'platform')}.json"
+
+
+def remove_empty_folders(path: Path) -> None:
+    """After a candidate file is gone: its case path's folders under ``.pending`` that are now empty."""
+    folder = path.parent
+    while folder.name != PENDING_DIR and folder != folder.parent:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    """Microseconds: a git store orders a candidate against the approvals around it by time."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 def current_version(store: "GoldenStore", case: str) -> int:
+    """The case's ledger version (0 without history, and always in a git store, whose versions are
+    commits: there ``base_files`` says what a candidate was compared against)."""
+    if store.backend_name != "ledger":
+        return 0
     entry = store.current_entry(case)
-    return 0 if entry is None else int(entry.version)
+    return 0 if entry is None else int(entry.number)
+
+
+def target_files(case: str, env: str, platform: str) -> list[str]:
+    """The golden files of one target: phase 1 and the ``_2nd`` file."""
+    from ..model import GoldenKey
+
+    return [GoldenKey(case, env, platform, phase).filename() for phase in (1, 2)]
 
 
 def _summarise(result: "ComparisonResult | None") -> tuple[str, tuple[CandidateMetric, ...]]:
@@ -138,9 +169,11 @@ def _summarise(result: "ComparisonResult | None") -> tuple[str, tuple[CandidateM
 
 
 def stage_candidate(store: "GoldenStore", artifact: Artifact | str | Path, env: str, platform: str,
-                    result: "ComparisonResult | None" = None, *, ci: bool | None = None) -> Candidate | None:
+                    result: "ComparisonResult | None" = None, *, case: str | None = None,
+                    ci: bool | None = None) -> Candidate | None:
     """Stage a run as the pending candidate for (case, env, platform); the newest run replaces
     an older candidate of the same target. ``result=None`` means the case has no golden yet.
+    ``case`` (default: the run's) is resolved in the store to the case's path.
 
     Called by ``golden diff`` / ``golden check`` when a run fails or has no golden. In CI
     (``CI`` set, or ``ci=True``) nothing is written and ``None`` is returned: CI never writes.
@@ -153,13 +186,18 @@ def stage_candidate(store: "GoldenStore", artifact: Artifact | str | Path, env: 
     if not artifact.source:
         raise GoldenError(f"run {artifact.run_id!r}: the artifact has no file to point the candidate at")
     verdict, metrics = _summarise(result)
-    candidate = Candidate(case=check_name(artifact.case), env=check_name(env, "env"),
-                          platform=check_name(platform, "platform"), run_id=artifact.run_id,
+    the_case = store.resolve(case or artifact.case)
+    env, platform = check_name(env, "env"), check_name(platform, "platform")
+    candidate = Candidate(case=the_case, env=env, platform=platform, run_id=artifact.run_id,
                           artifact=str(Path(artifact.source).resolve()),
-                          base_version=current_version(store, artifact.case),
+                          base_version=current_version(store, the_case),
+                          base_files=store.file_hashes(the_case, target_files(the_case, env, platform)),
                           fingerprint=artifact.fingerprint, created=now_iso(), verdict=verdict,
                           metrics=metrics)
     path = candidate_path(store, candidate.case, env, platform)
+    ignore = pending_root(store) / ".gitignore"
+    if not ignore.exists():
+        atomic_write_text(ignore, "*\n")  # candidates are never committed, in any repository
     atomic_write_text(path, json.dumps(candidate.to_json(), indent=2) + "\n")
     return replace(candidate, path=path)
 
@@ -171,10 +209,16 @@ def read_candidate(path: Path) -> Candidate:
 
 
 def list_pending(store: "GoldenStore", *, case: str | None = None, env: str | None = None,
-                 platform: str | None = None) -> list[Candidate]:
-    """Staged candidates, sorted by case, env, platform; filters match exactly."""
+                 platform: str | None = None, metrics: tuple[str, ...] = ()) -> list[Candidate]:
+    """Staged candidates, sorted by case, env, platform. ``case`` is a case path, a bare name or a
+    glob (``gpt/*``); env and platform match exactly; with ``metrics``, only candidates whose run
+    holds one of them (what a bulk approval of those metrics can take)."""
+    from ..store.tree import case_matches, check_case_pattern
+
     root = pending_root(store)
-    for value, what in ((case, "case"), (env, "env"), (platform, "platform")):
+    if case is not None:
+        check_case_pattern(case)
+    for value, what in ((env, "env"), (platform, "platform")):
         if value is not None:
             check_name(value, what)
     if not Path(store.root).is_dir():  # a mistyped --store is not "no pending candidates"
@@ -182,15 +226,29 @@ def list_pending(store: "GoldenStore", *, case: str | None = None, env: str | No
     if not root.is_dir():
         return []
     found = []
-    for path in sorted(root.glob("*/*.json")):
+    for path in sorted(root.rglob("*.json")):
         try:
             candidate = read_candidate(path)
         except FormatError:
             if not path.exists():
                 continue  # accepted or rejected by another process meanwhile
             raise
-        if ((case is None or candidate.case == case) and (env is None or candidate.env == env)
-                and (platform is None or candidate.platform == platform)):
+        if ((case is None or case_matches(case, candidate.case)) and (env is None or candidate.env == env)
+                and (platform is None or candidate.platform == platform)
+                and (not metrics or _holds_any(candidate, metrics))):
             found.append(candidate)
     return found
+
+
+def _holds_any(candidate: Candidate, metrics: tuple[str, ...]) -> bool:
+    """Whether the candidate's run has one of ``metrics`` (its staged verdicts say; else its run)."""
+    if candidate.metrics:
+        return any(m.metric in metrics for m in candidate.metrics)
+    from ..formats import read_run
+
+    try:
+        run = read_run(candidate.artifact, env=candidate.env, platform=candidate.platform)
+    except GoldenError:
+        return True  # let the approval say why the run cannot be read
+    return any(name in metrics for phase in run.phases.values() for name in phase.metrics)
 

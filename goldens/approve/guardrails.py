@@ -12,7 +12,7 @@ from ..errors import GoldenError
 from ..model import Artifact, GoldenKey, MetricSeries
 
 if TYPE_CHECKING:
-    from ..store import GoldenStore
+    from ..store import GoldenStore, Version
     from .candidate import Candidate
     from .plan import KeyChange
 
@@ -58,23 +58,61 @@ def check_run(artifact: Artifact, candidate: "Candidate") -> None:
 
 
 def check_base_version(store: "GoldenStore", candidate: "Candidate") -> int:
-    """The case's current version; refused when a version written after the one the candidate
-    was made against touched its target's files (someone approved in between). Versions are
-    per case, so an approval of another env/platform of the case does not make it stale."""
+    """The case's current version; refused when the target's golden files changed since the
+    candidate was made (someone approved in between). A ledger store goes by its versions (one
+    written after the candidate's that touched the target's files); a git store, whose versions
+    are commits, by what the files hold (``base_files``). An approval of another env/platform of
+    the case does not make a candidate stale."""
+    from .candidate import current_version, target_files
+
+    files = target_files(candidate.case, candidate.env, candidate.platform)
+    if store.backend_name != "ledger":
+        if candidate.base_files is not None and store.file_hashes(candidate.case, files) != candidate.base_files:
+            changed = [f for f, h in store.file_hashes(candidate.case, files).items()
+                       if h != candidate.base_files.get(f)]
+            writer = store.writer_of(GoldenKey(candidate.case, *_target_of(changed[0])))
+            who = f" ({writer.action} by {writer.approver})" if writer is not None else " (by another tool)"
+            raise ApprovalRefused(f"{candidate.target}: the candidate from run {candidate.run_id!r} was made "
+                                  f"against other contents of {changed[0]}, which changed since{who}; re-run "
+                                  f"golden diff to stage it against the current golden")
+        if candidate.path is not None:
+            from .prune import approved_since
+
+            landed = approved_since(store, candidate)
+            if landed is not None:
+                raise ApprovalRefused(f"{candidate.target}: run {candidate.run_id!r} was already approved "
+                                      f"({landed.label}, by {landed.approver}) after it was staged")
+        return current_version(store, candidate.case)
     history = store.history(candidate.case)
-    current = int(history[-1].version) if history else 0
+    current = int(history[-1].number) if history else 0
     if candidate.base_version is None:
         return current
-    target = {GoldenKey(candidate.case, candidate.env, candidate.platform, phase).filename() for phase in (1, 2)}
-    since = [e for e in history if int(e.version) > candidate.base_version and target & set(e.files)]
+    target = set(files)
+
+    def moved(version: "Version") -> bool:
+        """Whether a version touched the target since; an import that recorded the very bytes the
+        candidate was compared against (the ledger records a Megatron folder's files before the first
+        approval of any of its envs) did not move it."""
+        touched = target & set(version.files)
+        if version.action == "imported" and candidate.base_files is not None:
+            return any(version.files[f].hash != candidate.base_files.get(f) for f in touched)
+        return bool(touched)
+
+    since = [e for e in history if int(e.number) > candidate.base_version and moved(e)]
     if since or candidate.base_version > current:
         entry = since[-1] if since else None
-        how = (f"v{entry.version} ({entry.action} by {entry.approver}) changed it since" if entry is not None
+        how = (f"{entry.label} ({entry.action} by {entry.approver}) changed it since" if entry is not None
                else f"the case is at v{current}")
         raise ApprovalRefused(f"{candidate.target}: the candidate from run {candidate.run_id!r} was made "
                               f"against v{candidate.base_version}, but {how}; re-run golden diff to stage "
                               f"it against the current golden")
     return current
+
+
+def _target_of(filename: str) -> tuple[str, str, int]:
+    from ..formats import parse_golden_filename
+
+    return parse_golden_filename(filename)  # type: ignore[return-value]
 
 
 def check_finite(key: GoldenKey, run_id: str, new: MetricSeries, golden: MetricSeries | None) -> None:

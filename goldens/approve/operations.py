@@ -1,26 +1,25 @@
 """Accept and reject — one function taking an ``Operation``, as in insta — and rollback.
 
-Accept writes a new golden version through the store (the only writer: atomic, locked, the
-ledger append is the commit point), retrying its plan when another write lands first; reject
-discards the staged candidate. Rollback writes a new version equal to an old one.
+Accept writes a new golden version through the store (the only writer: atomic, locked, with one
+commit point — the ledger line, or the git backend's journal), retrying its plan when another write
+lands first; reject discards the staged candidate. Rollback writes a new version whose files hold
+exactly the bytes an old one held.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from ..case import check_name
 from ..errors import FormatError
 from ..identity import resolve_approver
-from ..model import GoldenKey, GoldenSet
-from ..store import VersionConflict
-from .candidate import Candidate, read_candidate
+from ..store import NothingToRestore, VersionConflict
+from .candidate import Candidate, read_candidate, remove_empty_folders
 from .guardrails import ApprovalRefused, refuse_in_ci, require_reason
 from .plan import Plan, Selection, plan_accept
 
 if TYPE_CHECKING:
-    from ..store import GoldenStore, LedgerEntry
+    from ..store import GoldenStore, Version
 
 CONFLICT_RETRIES = 50
 
@@ -36,7 +35,7 @@ class Operation(StrEnum):
 class Outcome:
     candidate: Candidate
     operation: Operation
-    entry: "LedgerEntry | None" = None   # the version written (accept)
+    entry: "Version | None" = None       # the version written (accept)
     plan: Plan | None = None
     note: str = ""                        # why nothing was written, when nothing was
 
@@ -51,14 +50,11 @@ def discard(candidate: Candidate) -> None:
         candidate.path.unlink()
     except (FileNotFoundError, FormatError):
         return
-    try:
-        candidate.path.parent.rmdir()
-    except OSError:
-        pass
+    remove_empty_folders(candidate.path)
 
 
 def _commit(store: "GoldenStore", candidate: Candidate, selection: Selection, *, reason: str,
-            approver: str) -> Outcome:
+            approver: str, ci: bool | None, allow_ci: bool) -> Outcome:
     """Plan and write one accept; when another write lands first, plan again on top of it."""
     for _ in range(CONFLICT_RETRIES):
         plan = plan_accept(store, candidate, selection)
@@ -69,7 +65,8 @@ def _commit(store: "GoldenStore", candidate: Candidate, selection: Selection, *,
             entry = store.write(candidate.case, plan.goldens(), approver=approver, reason=reason,
                                 source_run_id=candidate.run_id, fingerprint=plan.artifact.fingerprint,
                                 provenance=dict(plan.artifact.provenance, selection=plan.selection_record()),
-                                expected_version=plan.base_version, action="approve")
+                                expected_version=plan.base_version, expected_files=plan.base_files,
+                                action="approve", ci=ci, allow_ci=allow_ci)
         except VersionConflict:
             continue  # another write landed: plan again (refused if it touched this target)
         return Outcome(candidate=candidate, operation=Operation.ACCEPT, entry=entry, plan=plan)
@@ -104,7 +101,7 @@ def apply(operation: Operation, store: "GoldenStore", candidates: Sequence[Candi
     approver = resolve_approver(approver, store.root)
     outcomes = []
     for candidate in candidates:
-        outcome = _commit(store, candidate, selection, reason=reason, approver=approver)
+        outcome = _commit(store, candidate, selection, reason=reason, approver=approver, ci=ci, allow_ci=allow_ci)
         if outcome.entry is not None:
             discard(candidate)
         outcomes.append(outcome)
@@ -113,33 +110,17 @@ def apply(operation: Operation, store: "GoldenStore", candidates: Sequence[Candi
 
 # ---------------------------------------------------------------- rollback
 
-def rollback(store: "GoldenStore", case: str, version: int, *, reason: str | None,
-             approver: str | None = None, ci: bool | None = None, allow_ci: bool = False) -> "LedgerEntry":
-    """A new version whose content equals ``version`` (history is never rewritten): files that
-    version did not have are removed, and the entry carries that version's run and fingerprint."""
+def rollback(store: "GoldenStore", case: str, version: str | int, *, reason: str | None,
+             approver: str | None = None, ci: bool | None = None, allow_ci: bool = False) -> "Version":
+    """A new version whose files hold exactly the bytes they held at ``version`` (``vN`` in a ledger
+    store, a revision in git; history is never rewritten): files that version did not have are
+    removed, files that already hold its bytes are not touched, and the record carries the run and
+    fingerprint that version was approved from."""
     reason = require_reason(reason)
     refuse_in_ci(ci, allow_ci)
-    check_name(case)
-    history = store.history(case)
-    target = next((e for e in history if int(e.version) == version), None)
-    if target is None:
-        known = ", ".join(f"v{e.version}" for e in history) or "none"
-        raise ApprovalRefused(f"{case} has no version v{version} (versions: {known})")
-    current = history[-1]
-    goldens: dict[GoldenKey, GoldenSet | None] = dict(store.read_version(case, version))
-    head = store.read_version(case, int(current.version))
-    if int(current.version) == version or head == goldens:
-        raise ApprovalRefused(f"{case} v{current.version} already holds the content of v{version}")
-    for key in [*head, *store.keys(case)]:
-        goldens.setdefault(key, None)  # a file v{version} did not have is removed
-    return store.write(case, goldens, approver=resolve_approver(approver, store.root), reason=reason,
-                       source_run_id=target.source_run_id, fingerprint=target.fingerprint,
-                       provenance=dict(_without_selection(target.provenance), rollback_to=version),
-                       expected_version=int(current.version),
-                       action="rollback")
-
-
-def _without_selection(provenance: dict[str, Any] | None) -> dict[str, Any]:
-    """A version's run provenance (fingerprint fields, model args) without what that approval picked."""
-    return {k: v for k, v in (provenance or {}).items() if k not in ("selection", "rollback_to")}
-
+    ref = f"v{version}" if isinstance(version, int) else version
+    try:
+        return store.restore(case, ref, approver=resolve_approver(approver, store.root), reason=reason,
+                             ci=ci, allow_ci=allow_ci)
+    except NothingToRestore as exc:
+        raise ApprovalRefused(str(exc)) from None

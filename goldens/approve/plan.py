@@ -2,7 +2,7 @@
 the candidate was made against, every check run before anything is written."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import FormatError
@@ -48,6 +48,7 @@ class Plan:
     base_version: int
     changes: tuple[KeyChange, ...]
     selection: Selection
+    base_files: dict[str, str | None] | None = None   # what the target's files held when planned (git)
 
     def goldens(self) -> dict[GoldenKey, GoldenSet]:
         return {c.key: c.golden for c in self.changes}
@@ -134,16 +135,20 @@ def merge(current: GoldenSet | None, run: GoldenSet, chosen: set[str], key: Gold
                      replaced=tuple(replaced), added=tuple(added), kept=tuple(kept))
 
 
-def goldens_at(store: "GoldenStore", case: str, version: int) -> dict[GoldenKey, GoldenSet]:
-    """The case's goldens as of ``version``, read from its immutable blobs.
+def goldens_at(store: "GoldenStore", case: str, version: int,
+               keys: list[GoldenKey] | None = None) -> dict[GoldenKey, GoldenSet]:
+    """The case's goldens as of ``version`` (only ``keys`` when given: an unreadable neighbour, such
+    as another environment's ``{}`` file, is never read).
 
-    Not from the plain files: a concurrent writer replaces those just *after* its commit, so
-    they can lag the ledger head, and a merge built on them would silently drop that writer's
-    change. A case without history (version 0) has only its plain files.
+    In a ledger store from its immutable blobs, not from the plain files: a concurrent writer
+    replaces those just *after* its commit, so they can lag the ledger head, and a merge built on
+    them would silently drop that writer's change. A case without history (version 0) has only its
+    plain files, and so has a git store, whose writes check the files they planned on
+    (``base_files``) and plan again when those moved.
     """
-    if version == 0:
-        return {key: store.read(key) for key in store.keys(case)}
-    return store.read_version(case, version)
+    if version == 0 or store.backend_name != "ledger":
+        return {key: store.read(key) for key in store.keys(case) if keys is None or key in keys}
+    return store.read_version(case, version, keys=keys)
 
 
 def plan_accept(store: "GoldenStore", candidate: Candidate, selection: Selection = Selection()) -> Plan | None:
@@ -154,9 +159,15 @@ def plan_accept(store: "GoldenStore", candidate: Candidate, selection: Selection
         artifact = read_run(candidate.artifact, env=candidate.env, platform=candidate.platform)
     except FormatError as exc:
         raise ApprovalRefused(f"{candidate.target}: cannot read run {candidate.run_id!r}: {exc}") from None
+    from .candidate import target_files
+    from .runs import case_of_run
+
+    artifact = replace(artifact, case=case_of_run(store, artifact, candidate.case))
     check_run(artifact, candidate)
+    base_files = store.file_hashes(candidate.case, target_files(candidate.case, candidate.env, candidate.platform))
     base = check_base_version(store, candidate)
-    goldens = goldens_at(store, candidate.case, base)
+    targets = [GoldenKey(candidate.case, candidate.env, candidate.platform, phase) for phase in (1, 2)]
+    goldens = goldens_at(store, candidate.case, base, keys=targets)
     run_sets = run_phase_sets(artifact)
     chosen = chosen_metrics(candidate, selection, run_sets)
     changes = []
@@ -174,4 +185,4 @@ def plan_accept(store: "GoldenStore", candidate: Candidate, selection: Selection
     if not changes:
         return None
     return Plan(candidate=candidate, artifact=artifact, base_version=base, changes=tuple(changes),
-                selection=selection)
+                selection=selection, base_files=base_files)

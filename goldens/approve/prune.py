@@ -1,5 +1,5 @@
-"""Prune: goldens no case defines (reported; goldens change only through the store) and
-candidates no run backs any more (discarded)."""
+"""Prune: goldens no case defines and what else is odd about the tree (reported; goldens change
+only through the store), and candidates no run backs any more (discarded)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,22 +7,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import FormatError
-from .candidate import Candidate, pending_root, read_candidate
+from .candidate import Candidate, pending_root, read_candidate, remove_empty_folders
 
 if TYPE_CHECKING:
-    from ..store import GoldenStore, LedgerEntry
+    from ..store import GoldenStore, Problem, Version
 
 
 @dataclass(frozen=True, kw_only=True)
 class PruneReport:
-    """Goldens no case defines, and candidates no run backs."""
+    """Goldens no case defines, the tree's other findings (one per folder or file: a name two
+    cases share, a case without goldens, a legacy name, an unreadable golden), and candidates no
+    run backs."""
 
     orphan_goldens: tuple[Path, ...]
     stale_candidates: tuple[tuple[Path, str], ...]   # (pending file, why)
+    findings: tuple["Problem", ...] = ()
 
     @property
     def clean(self) -> bool:
-        return not self.orphan_goldens and not self.stale_candidates
+        return not self.orphan_goldens and not self.stale_candidates and not self.findings
 
 
 CASE_DEFINITIONS = ("case.yaml", "model_config.yaml")  # ours, and a Megatron checkout's
@@ -30,15 +33,24 @@ CASE_DEFINITIONS = ("case.yaml", "model_config.yaml")  # ours, and a Megatron ch
 
 def prune_check(store: "GoldenStore") -> PruneReport:
     from ..formats import read_run
+    from ..store import Problem
+    from ..validate import ERROR, validate_golden_file
 
     orphans = []
+    findings = [p for p in store.findings() if p.kind != "orphan-folder"]
     for case in store.cases():
         case_dir = Path(store.case_dir(case))
         if not any((case_dir / name).is_file() for name in CASE_DEFINITIONS):
             orphans.extend(sorted(case_dir / key.filename() for key in store.keys(case)))
+        for key in store.keys(case):
+            report = validate_golden_file(case_dir / key.filename())
+            errors = [f.message for f in report.findings if f.severity == ERROR]
+            if errors:
+                findings.append(Problem(case, "unreadable-golden", f"{key.filename()}: {errors[0]}",
+                                        path=report.path))
     stale = []
     root = pending_root(store)
-    for path in sorted(root.glob("*/*.json")) if root.is_dir() else ():
+    for path in sorted(root.rglob("*.json")) if root.is_dir() else ():
         try:
             candidate = read_candidate(path)
         except FormatError as exc:
@@ -54,27 +66,45 @@ def prune_check(store: "GoldenStore") -> PruneReport:
             continue
         landed = approved_since(store, candidate)
         if landed is not None:
-            stale.append((path, f"run {candidate.run_id!r} was already approved as v{landed.version}"))
-    return PruneReport(orphan_goldens=tuple(orphans), stale_candidates=tuple(stale))
+            stale.append((path, f"run {candidate.run_id!r} was already approved as {landed.label}"))
+    return PruneReport(orphan_goldens=tuple(orphans), stale_candidates=tuple(stale), findings=tuple(findings))
 
 
-def approved_since(store: "GoldenStore", candidate: Candidate) -> "LedgerEntry | None":
+def approved_since(store: "GoldenStore", candidate: Candidate) -> "Version | None":
     """The version that approved this very run after the candidate was staged (a crash between
-    the commit and discarding the candidate leaves it staged)."""
+    the commit and discarding the candidate leaves it staged). In a git store, whose versions are
+    commits, any version of the target that came from this run."""
+    from .candidate import target_files
+
     if candidate.base_version is None or candidate.case not in store.cases():
         return None
+    if store.backend_name != "ledger":
+        files = set(target_files(candidate.case, candidate.env, candidate.platform))
+        return next((v for v in store.history(candidate.case)
+                     if v.source_run_id == candidate.run_id and files & set(v.files)
+                     and later_than(v.time, candidate.created)), None)
     return next((e for e in store.history(candidate.case)
-                 if int(e.version) > candidate.base_version and e.source_run_id == candidate.run_id), None)
+                 if int(e.number) > candidate.base_version and e.source_run_id == candidate.run_id), None)
+
+
+def later_than(approved: str, staged: str) -> bool:
+    """Whether an approval's time is after a candidate's staging time (ISO 8601, any offset); a
+    time that does not parse counts as later (the safe side: refuse a second approval)."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(approved.replace("Z", "+00:00")) >= \
+            datetime.fromisoformat(staged.replace("Z", "+00:00"))
+    except ValueError:
+        return True
 
 
 def prune(store: "GoldenStore") -> PruneReport:
-    """Discard stale candidates; orphan goldens are only reported (goldens change via the ledger)."""
+    """Discard stale candidates; orphan goldens and findings are only reported (goldens change through
+    the store)."""
     report = prune_check(store)
     for path, _ in report.stale_candidates:
         path.unlink(missing_ok=True)
-        try:
-            path.parent.rmdir()
-        except OSError:
-            pass
+        remove_empty_folders(path)
     return report
 

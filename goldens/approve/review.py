@@ -53,7 +53,8 @@ def candidate_view(store: "GoldenStore", candidate: Candidate, selection: Select
     except GoldenError as exc:
         problem = str(exc)
     staged = {(m.phase, m.metric): m for m in candidate.metrics}
-    goldens = goldens_at(store, candidate.case, current_version(store, candidate.case))
+    targets = [GoldenKey(candidate.case, candidate.env, candidate.platform, phase) for phase in (1, 2)]
+    goldens = goldens_at(store, candidate.case, current_version(store, candidate.case), keys=targets)
     run_sets = run_phase_sets(artifact)
     chosen = chosen_metrics(candidate, selection, run_sets) if problem is None else {}
     views = []

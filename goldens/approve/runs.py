@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..case import check_name
-from ..errors import GoldenError
+from ..errors import GoldenError, StoreError
 from ..model import Artifact
 from .candidate import Candidate, list_pending, now_iso
 from .guardrails import ApprovalRefused
@@ -34,6 +34,34 @@ def run_target(artifact: Artifact) -> tuple[str | None, str | None]:
     return (env if isinstance(env, str) else None, platform if isinstance(platform, str) else None)
 
 
+def case_of_run(store: "GoldenStore", artifact: Artifact, given: str | None = None) -> str:
+    """The store case a run is for, as a path. ``given`` (``--case``) wins — a run artifact must
+    agree with it; a Megatron golden file has no case of its own, so it takes any. Else the run's own
+    case resolved in the store; for a Megatron golden file first the longest tail of its folder's path
+    that names a case here (``…/moe/x/golden_values_….json`` → ``moe/x``), so a tree downloaded beside
+    the store finds its cases even where a name repeats."""
+    from ..formats import MEGATRON_RUN_SOURCE
+
+    megatron = (artifact.provenance or {}).get("source") == MEGATRON_RUN_SOURCE
+    if given is not None:
+        case = store.resolve(given)
+        if not megatron and _resolved(store, artifact.case) != case:
+            raise ApprovalRefused(f"run {artifact.run_id!r} is of case {artifact.case!r}, not {given!r}")
+        return case
+    if megatron and artifact.source:
+        found = store.case_for_folder(Path(artifact.source).parent)
+        if found is not None:
+            return found
+    return store.resolve(artifact.case)
+
+
+def _resolved(store: "GoldenStore", case: str) -> str:
+    try:
+        return store.resolve(case)
+    except StoreError:
+        return case
+
+
 def candidates_for_run(store: "GoldenStore", run: str | Path, *, case: str | None = None,
                        env: str | None = None, platform: str | None = None,
                        runs_dir: str | Path = "runs") -> list[Candidate]:
@@ -43,10 +71,9 @@ def candidates_for_run(store: "GoldenStore", run: str | Path, *, case: str | Non
 
     path = resolve_run(run, runs_dir)
     artifact = read_run(path, env=env, platform=platform)
-    if case is not None and check_name(case) != artifact.case:
-        raise ApprovalRefused(f"run {artifact.run_id!r} is of case {artifact.case!r}, not {case!r}")
-    staged = [c for c in list_pending(store, case=artifact.case, env=env, platform=platform)
-              if c.run_id == artifact.run_id and Path(c.artifact) == path]
+    the_case = case_of_run(store, artifact, case)
+    staged = [c for c in list_pending(store, case=the_case, env=env, platform=platform)
+              if c.case == the_case and c.run_id == artifact.run_id and Path(c.artifact) == path]
     if staged:
         return staged
     declared_env, declared_platform = run_target(artifact)
@@ -55,7 +82,7 @@ def candidates_for_run(store: "GoldenStore", run: str | Path, *, case: str | Non
     if missing:
         raise ApprovalRefused(f"run {artifact.run_id!r} does not say which golden it targets: "
                               f"give {' and '.join(missing)}")
-    return [Candidate(case=check_name(artifact.case), env=check_name(env, "env"),
+    return [Candidate(case=the_case, env=check_name(env, "env"),
                       platform=check_name(platform, "platform"), run_id=artifact.run_id,
                       artifact=str(path), base_version=None, fingerprint=artifact.fingerprint,
                       created=now_iso())]

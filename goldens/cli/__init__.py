@@ -1,8 +1,8 @@
 """The ``golden`` command: a thin typer layer over the library.
 
-One module per command group — ``store`` (validate, show, history, fsck, adopt), ``compare``
-(diff), ``approve`` (pending, approve, reject, review, rollback, prune), ``stats`` (stats,
-import-tb), ``report``, ``run`` (run, check), ``fetch`` — and ``options``, where every shared option and its
+One module per command group — ``store`` (validate, show, history, fsck, adopt, migrate),
+``compare`` (diff), ``approve`` (pending, approve, reject, review, rollback, prune), ``stats``
+(stats, import-tb), ``report``, ``run`` (run, check), ``fetch`` — and ``options``, where every shared option and its
 rule (store discovery, approver, name checks) is declared once. A command parses, calls one
 library function (``goldens.workflow`` for judging), renders, and maps errors to exit codes:
 0 pass, 1 a regression/difference, 2 usage or input error (``common.handles_errors``).
@@ -32,7 +32,8 @@ COMMANDS = (
     ("pending", approve.pending), ("approve", approve.accept), ("review", approve.review),
     ("reject", approve.reject), ("rollback", approve.rollback), ("prune", approve.prune),
     ("history", store.history), ("show", store.show), ("validate", store.validate), ("fsck", store.fsck),
-    ("adopt", store.adopt), ("stats", stats.stats), ("import-tb", stats.import_tb), ("fetch", fetch.fetch),
+    ("adopt", store.adopt), ("migrate", store.migrate), ("stats", stats.stats), ("import-tb", stats.import_tb),
+    ("fetch", fetch.fetch),
 )
 for _name, _command in COMMANDS:
     app.command(_name)(_command)

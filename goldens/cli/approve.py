@@ -12,29 +12,33 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .common import console, fail, handles_errors, show_table
-from .options import AllowCiOpt, ApproverOpt, CaseOpt, EnvOpt, JsonOpt, PlatformOpt, ReasonOpt, StoreOpt, open_store
+from .options import (AllowCiOpt, ApproverOpt, CasePatternOpt, DialectOpt, EnvOpt, JsonOpt, PlatformOpt, ReasonOpt,
+                      StoreOpt, open_store, store_line)
 
 MetricOpt = Annotated[Optional[list[str]], typer.Option("--metric", metavar="NAME", help="Take only this metric from the run (repeatable); the others keep their values.")]
 OnlyFailingOpt = Annotated[bool, typer.Option("--only-failing", help="Take only the metrics whose staged verdict failed.")]
-PendingFlag = Annotated[bool, typer.Option("--pending", help="Act on the staged candidates (filtered by --case/--env/--platform).")]
+PendingFlag = Annotated[bool, typer.Option("--pending", help="Act on the staged candidates (filtered by --case/--env/--platform, and by --metric: only runs that hold it).")]
 RunArg = Annotated[Optional[str], typer.Argument(metavar="RUN", help="A run: its artifact.json, its directory, or its id under runs/.")]
 
 
 def _candidates(store: Any, run: str | None, pending: bool, case: str | None, env: str | None,
-                platform: str | None) -> list[Any]:
+                platform: str | None, metrics: tuple[str, ...] = ()) -> list[Any]:
     from .. import approve
+    from ..store.tree import is_pattern
 
     if run is not None and pending:
         raise fail("give a RUN or --pending, not both")
     if run is not None:
+        if case is not None and is_pattern(case):
+            raise fail(f"--case {case!r} is a pattern: with a RUN, name the one case it is for")
         return approve.candidates_for_run(store, run, case=case, env=env, platform=platform)
     if not pending:
         raise fail("say what to act on: a RUN, or --pending (with --case/--env/--platform to narrow it)")
-    return approve.list_pending(store, case=case, env=env, platform=platform)
+    return approve.list_pending(store, case=case, env=env, platform=platform, metrics=metrics)
 
 
 @handles_errors
-def pending(store: StoreOpt = None, case: CaseOpt = None,
+def pending(store: StoreOpt = None, case: CasePatternOpt = None,
             as_json: JsonOpt = False) -> None:
     """List staged candidates (runs that failed or had no golden), oldest target first."""
     from .. import approve
@@ -51,17 +55,21 @@ def pending(store: StoreOpt = None, case: CaseOpt = None,
 
 @handles_errors
 def accept(run: RunArg = None, pending: PendingFlag = False, store: StoreOpt = None,
-           case: CaseOpt = None, env: EnvOpt = None, platform: PlatformOpt = None,
+           case: CasePatternOpt = None, env: EnvOpt = None, platform: PlatformOpt = None,
            metric: MetricOpt = None, only_failing: OnlyFailingOpt = False, reason: ReasonOpt = None,
-           approver: ApproverOpt = None, allow_ci: AllowCiOpt = False) -> None:
-    """Make a run (or the staged candidates) the new golden: a new version with who, why, from which run."""
+           approver: ApproverOpt = None, allow_ci: AllowCiOpt = False, dialect: DialectOpt = None) -> None:
+    """Make a run (or the staged candidates) the new golden: a new version with who, why, from which run.
+
+    In bulk (--pending, narrowed by --case PATTERN, --env, --platform, --metric) every candidate is
+    checked before the first write, and each approval gets its own provenance record. The store's
+    backend and write dialect are told on stderr."""
     from .. import approve
     from .review_screen import accepted_line
 
     approve.require_reason(reason)
     approve.refuse_in_ci(None, allow_ci)
-    golden_store = open_store(store)
-    candidates = _candidates(golden_store, run, pending, case, env, platform)
+    golden_store = open_store(store, dialect)
+    candidates = _candidates(golden_store, run, pending, case, env, platform, tuple(metric or ()))
     if not candidates:
         print("no pending candidates")
         return
@@ -71,11 +79,12 @@ def accept(run: RunArg = None, pending: PendingFlag = False, store: StoreOpt = N
                              allow_ci=allow_ci)
     for outcome in outcomes:
         print(accepted_line(outcome))
+    print(store_line(golden_store), file=sys.stderr)
 
 
 @handles_errors
 def reject(run: RunArg = None, pending: PendingFlag = False, store: StoreOpt = None,
-           case: CaseOpt = None, env: EnvOpt = None, platform: PlatformOpt = None) -> None:
+           case: CasePatternOpt = None, env: EnvOpt = None, platform: PlatformOpt = None) -> None:
     """Discard staged candidates; the goldens stay as they are."""
     from .. import approve
 
@@ -88,9 +97,10 @@ def reject(run: RunArg = None, pending: PendingFlag = False, store: StoreOpt = N
 
 
 @handles_errors
-def review(store: StoreOpt = None, case: CaseOpt = None, env: EnvOpt = None,
+def review(store: StoreOpt = None, case: CasePatternOpt = None, env: EnvOpt = None,
            platform: PlatformOpt = None, metric: MetricOpt = None, only_failing: OnlyFailingOpt = False,
-           reason: ReasonOpt = None, approver: ApproverOpt = None, allow_ci: AllowCiOpt = False) -> None:
+           reason: ReasonOpt = None, approver: ApproverOpt = None, allow_ci: AllowCiOpt = False,
+           dialect: DialectOpt = None) -> None:
     """Review staged candidates one case at a time: a accept · r reject · s skip · A/R all remaining · q quit.
 
     Without a terminal it prints the equivalent approve/reject commands instead.
@@ -98,7 +108,7 @@ def review(store: StoreOpt = None, case: CaseOpt = None, env: EnvOpt = None,
     from .. import approve
     from .review_screen import review_commands, summary_lines
 
-    golden_store = open_store(store)
+    golden_store = open_store(store, dialect)
     candidates = approve.list_pending(golden_store, case=case, env=env, platform=platform)
     if not candidates:
         print("no pending candidates")
@@ -118,31 +128,39 @@ def review(store: StoreOpt = None, case: CaseOpt = None, env: EnvOpt = None,
 
 
 @handles_errors
-def rollback(case: Annotated[str, typer.Argument(help="The case to roll back.")],
-             to: Annotated[str, typer.Option("--to", help="The version whose content becomes current (vN or N).")],
+def rollback(case: Annotated[str, typer.Argument(help="The case to roll back: its path, or a name only one case has.")],
+             to: Annotated[str, typer.Option("--to", metavar="REF", help="The version whose content becomes current: "
+                                                                         "vN (ledger store) or a commit (git store).")],
              store: StoreOpt = None, reason: ReasonOpt = None,
              approver: ApproverOpt = None, allow_ci: AllowCiOpt = False) -> None:
-    """Write a new version whose content equals vN (history is never rewritten)."""
+    """Write a new version whose files hold exactly the bytes they held at REF (history is never
+    rewritten; files that already hold them are not touched)."""
     from .. import approve
+    from ..store import parse_case_ref
 
-    version = to[1:] if to.lower().startswith("v") else to
-    if not version.isdigit():
-        raise fail(f"--to must be a version like v3, got {to!r}")
-    entry = approve.rollback(open_store(store), case, int(version), reason=reason, approver=approver,
-                             allow_ci=allow_ci)
-    print(f"rolled back {case} to the content of v{int(version)} as v{entry.version}")
+    golden_store = open_store(store)
+    case = golden_store.resolve(case)
+    _, ref = parse_case_ref(f"{case}@{to}")
+    version = approve.rollback(golden_store, case, ref, reason=reason, approver=approver, allow_ci=allow_ci)
+    where = ("the work tree (commit the goldens and their records)" if golden_store.backend_name == "git"
+             else version.label)
+    print(f"rolled back {case} to the content of {to} as {where}")
 
 
 @handles_errors
 def prune(store: StoreOpt = None,
           check: Annotated[bool, typer.Option("--check", help="Only list; exit 1 if anything is stale.")] = False) -> None:
-    """List goldens no case defines and candidates no run backs; without --check, discard those candidates."""
+    """List goldens no case defines, what else is odd about the tree (a name two cases share, a case
+    without goldens, a legacy file name, an unreadable golden) and candidates no run backs; without
+    --check, discard those candidates. Exit 1 with --check when anything is listed."""
     from .. import approve
 
     golden_store = open_store(store)
     report = approve.prune_check(golden_store) if check else approve.prune(golden_store)
     for path in report.orphan_goldens:
         print(f"orphan golden (no case.yaml/model_config.yaml beside it): {path}")
+    for finding in report.findings:
+        print(f"{finding.kind}: {finding.path or finding.case}: {finding.message}")
     for path, why in report.stale_candidates:
         print(f"{'stale' if check else 'discarded'} candidate {path}: {why}")
     if report.clean:

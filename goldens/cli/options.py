@@ -5,8 +5,12 @@
   from any folder (``open_store``).
 - ``--approver``: the option, else ``git config user.name`` in the store, else ``$USER``
   (``goldens.identity.resolve_approver``) — the same for every command that writes.
-- ``--case`` / ``--env`` / ``--platform``: names checked before anything is read
-  (letters, digits, '_', '-', '.'), so a hostile one is one line and exit 2.
+- ``--case``: a case's path under the store (``gpt/gpt3_7b``) or a bare name that names one case;
+  where candidates are listed or approved in bulk, also a glob (``gpt/*``). ``--env`` /
+  ``--platform``: names. All checked before anything is read (letters, digits, '_', '-', '.'), so a
+  hostile one is one line and exit 2.
+- ``--dialect``: how goldens are written into the tree (``full`` or ``megatron``) [default: detected
+  from the tree, or ``$GOLDEN_DIALECT``].
 
 Only typer and the standard library are imported here: ``golden --help`` stays light.
 """
@@ -29,12 +33,14 @@ def _name_checker(what: str):
     def check(value: Optional[str]) -> Optional[str]:
         if value is None:
             return None
-        from ..case import check_name
+        from ..case import check_case_path, check_name
         from ..errors import StoreError
+        from ..store.tree import check_case_pattern
         from .common import fail
 
+        checks = {"case": check_case_path, "case pattern": check_case_pattern}
         try:
-            return check_name(value, what)
+            return checks[what](value) if what in checks else check_name(value, what)
         except StoreError as exc:
             raise fail(str(exc)) from None
     return check
@@ -45,8 +51,17 @@ StoreOpt = Annotated[Optional[Path], typer.Option(
     help="Golden store: a cases folder, or a Megatron checkout's tests/functional_tests/test_cases "
          "[default: $GOLDEN_STORE, else ./cases, else this repository's cases/].")]
 CaseOpt = Annotated[Optional[str], typer.Option(
-    "--case", metavar="NAME", callback=_name_checker("case"), show_default=False,
-    help="The case [default: the run's]; where candidates are listed, only this case.")]
+    "--case", metavar="PATH", callback=_name_checker("case"), show_default=False,
+    help="The case: its path under the store (gpt/gpt3_7b…) or a name only one case has [default: the run's].")]
+CasePatternOpt = Annotated[Optional[str], typer.Option(
+    "--case", metavar="PATTERN", callback=_name_checker("case pattern"), show_default=False,
+    help="Only these cases: a case path, a bare name, or a glob (gpt/*, *memory_speed); with a RUN, the "
+         "run's case.")]
+DIALECTS = ("full", "megatron")  # goldens.store.dialect.DIALECTS (not imported: it would load numpy at --help)
+DialectOpt = Annotated[Optional[str], typer.Option(
+    "--dialect", metavar="|".join(DIALECTS), envvar="GOLDEN_DIALECT", show_default=False,
+    help="How goldens are written into the tree: full (full precision, our store) or megatron (as Megatron's "
+         "extraction writes them) [default: detected from the tree].")]
 EnvOpt = Annotated[Optional[str], typer.Option(
     "--env", metavar="NAME", callback=_name_checker("env"), show_default=False,
     help="Golden environment: dev, lts, … [default: the run's, or the only one].")]
@@ -89,8 +104,19 @@ def check_result_format(fmt: str) -> str:
     return fmt
 
 
-def open_store(root: Path | None) -> "GoldenStore":
+def open_store(root: Path | None, dialect: str | None = None) -> "GoldenStore":
     """The store every command uses: ``root`` when given, else the discovery rule above."""
     from ..store import GoldenStore
 
-    return GoldenStore(root)
+    if dialect is not None and dialect not in DIALECTS:
+        from ..errors import GoldenError
+
+        raise GoldenError(f"--dialect must be one of {', '.join(DIALECTS)}, got {dialect!r}")
+    return GoldenStore(root, dialect=dialect)
+
+
+def store_line(store: "GoldenStore") -> str:
+    """Which backend and write dialect the store uses, and why (fsck and approve print it)."""
+    info = store.describe()
+    return (f"store {info['root']}: {info['backend']} history ({info['backend_why']}); "
+            f"{info['dialect']} dialect ({info['dialect_why']})")

@@ -35,8 +35,16 @@ def pending_table(candidates: Sequence[Candidate]) -> Any:
         failing = sorted(f"{m}" + (f" (p{p})" if p != 1 else "") for p, names in c.failing().items() for m in names)
         table.add_row(*(_plain(x) for x in (c.case, c.env, c.platform, c.run_id)), _verdict(c.verdict),
                       _plain(", ".join(failing) or "-"),
-                      _plain("no golden" if not c.base_version else f"v{c.base_version}"), _plain(c.created))
+                      _plain(_against(c)), _plain(c.created))
     return table
+
+
+def _against(c: Candidate) -> str:
+    """What a candidate was compared against: a ledger version, a golden's bytes (git), or nothing."""
+    if c.base_version:
+        return f"v{c.base_version}"
+    held = sorted(h for h in (c.base_files or {}).values() if h)
+    return f"golden {held[0][:8]}" if held else "no golden"
 
 
 def _largest_change(m: MetricView) -> str:
@@ -57,7 +65,7 @@ def candidate_panel(view: CandidateView, index: int, total: int) -> Any:
     from rich.text import Text
 
     c = view.candidate
-    base = "no golden yet" if not c.base_version else f"staged against v{c.base_version}"
+    base = "no golden yet" if _against(c) == "no golden" else f"staged against {_against(c)}"
     header = Text.assemble((f"[{index + 1}/{total}] {c.case}", "bold"), f" {c.env}/{c.platform} · run {c.run_id} · ",
                            _verdict(c.verdict), f" · {base}")
     table = Table(show_edge=False, pad_edge=False)
@@ -88,7 +96,9 @@ def accepted_line(outcome: Outcome) -> str:
     c = outcome.candidate
     if outcome.entry is None:
         return f"{c.target}: {outcome.note}"
-    line = f"approved {c.target} as v{outcome.entry.version} from run {c.run_id}"
+    version = outcome.entry
+    where = "in the work tree (commit it with its record)" if version.ref == "worktree" else f"as {version.label}"
+    line = f"approved {c.target} {where} from run {c.run_id}"
     if outcome.plan is not None and outcome.plan.selection.partial:
         taken = sorted({n for ch in outcome.plan.changes for n in (*ch.replaced, *ch.added)})
         kept = sorted({n for ch in outcome.plan.changes for n in ch.kept})
@@ -133,7 +143,7 @@ class TerminalReviewIO:
         return key
 
     def reason(self) -> str | None:
-        return self.console.input("reason for accepting (recorded in the ledger): ")
+        return self.console.input("reason for accepting (recorded with the version): ")
 
     def note(self, message: str) -> None:
         self.console.print(message, style="yellow", markup=False)

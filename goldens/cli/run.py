@@ -24,8 +24,9 @@ from .common import console, fail, handles_errors
 from .options import (EnvOpt, ExactOpt, PlatformOpt, PolicyOpt, ResultFormatOpt, StoreOpt, check_result_format,
                       out_option)
 
-CaseArg = Annotated[str, typer.Argument(metavar="CASE", help="A case of the store, or a case folder (holding case.yaml, or "
-                                                            "Megatron's model_config.yaml): path/to/test_cases/bert/<case>.")]
+CaseArg = Annotated[str, typer.Argument(metavar="CASE", help="The case: its path in the store, or a name only one case has; or "
+                                                            "a case folder (holding case.yaml, or Megatron's "
+                                                            "model_config.yaml): path/to/test_cases/bert/<case>.")]
 ProfileOpt = Annotated[Optional[str], typer.Option("--profile", metavar="NAME",
                                                    help="Profile of the case [default: the case's default_profile, "
                                                         "e.g. cpu-tiny].", show_default=False)]
@@ -155,9 +156,10 @@ def _torchrun_args(*, node_rank: int | None, rdzv_endpoint: str | None, rdzv_id:
 def golden_store_of(case: str, store: Path | None) -> Path | None:
     """Where ``golden check`` finds the golden: --store when given; for a case given as a folder
     (``golden check path/to/test_cases/bert/<case>``) the folder it lies in; else the usual store."""
-    if store is not None or "/" not in case:
+    given = Path(case)
+    if store is not None or not (given.is_absolute() or given.is_dir()):
         return store
-    return Path(case).parent
+    return given.parent
 
 
 def resolve_config(*, case: str, store: Path | None, profile: str | None, device: str | None = None,
@@ -165,14 +167,15 @@ def resolve_config(*, case: str, store: Path | None, profile: str | None, device
     """The case's profile with the command-line overrides (a RunConfig)."""
     import math
 
-    from runner.config import DEVICES, case_folder, load_case_definition
+    from runner.config import DEVICES, load_case_definition, locate_case
 
     # Checked here so that the error names the option, not the case.yaml key it overrides.
     if device is not None and device not in DEVICES:
         raise fail(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
     if timeout is not None and not math.isfinite(timeout):
         raise fail(f"--timeout must be a finite number of seconds, got {timeout!r}")
-    definition = load_case_definition(case_folder(case, store))
+    folder, in_store = locate_case(case, store)
+    definition = load_case_definition(folder, case=in_store)
     launch: dict[str, Any] = {}
     if device is not None:
         launch["device"] = device
@@ -202,8 +205,9 @@ def execute(*, case: str, store: Path | None, profile: str | None, out: Path | N
 
 
 def new_run_id(case: str, profile: str) -> str:
+    """``<case>-<profile>-<UTC time>-<random>``; a case path's '/' becomes '-' (a run id names a folder)."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    return f"{case}-{profile}-{stamp}-{os.urandom(2).hex()}"
+    return f"{case.replace('/', '-')}-{profile}-{stamp}-{os.urandom(2).hex()}"
 
 
 @contextmanager

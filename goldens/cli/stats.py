@@ -48,17 +48,17 @@ def import_tb(
     from ..extras import require_extra
 
     require_extra("tb", "import-tb")
-    from ..case import check_name
+    from ..case import check_case_path
     from ..formats import check_run_id, dumps_artifact
     from ..ingest import import_tensorboard
 
     _refuse_folders(out)
     if case is not None:
-        check_name(case)
+        check_case_path(case)
     if run_id is not None:
         check_run_id(run_id)
     artifact = import_tensorboard(logdir, phase=phase, case=case, run_id=run_id)
-    check_name(artifact.case, "case (derived from the folder name; pass --case)")
+    check_case_path(artifact.case, "case (derived from the folder name; pass --case)")
     text = dumps_artifact(artifact)
     if str(out) == "-":
         sys.stdout.write(text)

@@ -1,4 +1,4 @@
-"""``golden validate · show · history · fsck · adopt``: the golden files and their history.
+"""``golden validate · show · history · fsck · adopt · migrate``: the golden files and their history.
 
 Each command is typed options plus one library call (goldens.validate, goldens.store); numpy and
 friends are imported inside the bodies so ``golden --help`` stays light. Output is plain text
@@ -14,11 +14,11 @@ import typer
 
 from ..errors import EXIT_DIFFERENCE, EXIT_INPUT, EXIT_PASS
 from .common import echo_json, fail, handles_errors
-from .options import ApproverOpt, JsonOpt, StoreOpt, open_store
+from .options import AllowCiOpt, ApproverOpt, DialectOpt, JsonOpt, StoreOpt, open_store, store_line
 
 if TYPE_CHECKING:
-    from ..model import GoldenKey, GoldenSet
-    from ..store import LedgerEntry, Problem
+    from ..model import GoldenSet
+    from ..store import GoldenStore, Problem, Version
 
 
 # ---------------------------------------------------------------- validate
@@ -34,10 +34,11 @@ def validate(
 ) -> None:
     """Classify golden files ok / warning / error, each with a reason (usable as a pre-commit hook).
 
-    Without PATHS it validates the store (--store, else the usual store) and also checks its
-    history read-only: ledger chain, blobs, plain files against the ledger. Exit 0 when nothing worse
-    than a warning is found (1 with --strict), 1 when any file has an error, 2 for a usage error
-    such as a path that does not exist.
+    Without PATHS it validates the store (--store, else the usual store): every file, what is odd
+    about the tree (a name two cases share, an orphan folder, a case without goldens, a legacy file
+    name), and its history read-only (ledger chain and blobs, or git approval records). Exit 0 when
+    nothing worse than a warning is found (1 with --strict), 1 when any file has an error, 2 for a
+    usage error such as a path that does not exist.
     """
     from ..validate import ERROR, OK, WARNING, Finding, FileReport, ValidationSummary, validate_paths
 
@@ -47,9 +48,9 @@ def validate(
         targets = [golden_store.root]
     summary = validate_paths(targets)
     if golden_store is not None and golden_store.root.is_dir():
-        problems = golden_store.fsck(repair=False)
+        problems = golden_store.findings() + golden_store.fsck(repair=False)
         extra = [FileReport(p.path or p.case, "store", (Finding(p.severity, f"{p.case}: {p.message}"),))
-                 for p in problems]
+                 for p in problems if p.severity in (WARNING, ERROR)]
         summary = ValidationSummary(summary.reports + tuple(extra))
     if as_json:
         echo_json(summary.to_json())
@@ -67,8 +68,7 @@ def validate(
 
 # ---------------------------------------------------------------- show
 
-def _selected(goldens: "dict[GoldenKey, GoldenSet]", env: str | None, platform: str | None,
-              phase: int | None) -> "dict[GoldenKey, GoldenSet]":
+def _selected(goldens: dict, env: str | None, platform: str | None, phase: int | None) -> dict:
     return {k: g for k, g in goldens.items()
             if (env is None or k.env == env) and (platform is None or k.platform == platform)
             and (phase is None or k.phase == phase)}
@@ -88,18 +88,30 @@ def _table(golden: "GoldenSet", names: list[str]) -> list[str]:
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in zip(*columns)]
 
 
-def _fingerprints(entries: "list[LedgerEntry]", upto: int) -> dict[str, str | None]:
-    """filename → fingerprint of the last version ≤ ``upto`` that wrote it."""
-    out: dict[str, str | None] = {}
-    for entry in entries[:upto]:
-        for filename, record in entry.files.items():
-            out[filename] = entry.fingerprint if record.hash is not None else None
-    return out
+def _origin(golden_store: "GoldenStore", case: str, version: str | None) -> str:
+    versions = golden_store.history(case)
+    if version is None:
+        return (f"current files (latest version {versions[-1].label})" if versions
+                else "current files (no history yet)")
+    found = [v for v in versions if v.ref == version or (v.commit and v.commit.startswith(version))]
+    if not found and golden_store.backend_name == "git":
+        commit = golden_store.backend.resolve(version)
+        found = [v for v in versions if v.commit == commit]
+        return f"{version} ({commit[:12]})" + (f": {_who(found[-1])}" if found else "")
+    return f"{version}: {_who(found[-1])}" if found else version
+
+
+def _who(version: "Version") -> str:
+    if not version.attributed:
+        return f"unattributed (committed by {version.author} at {version.time})"
+    return f"{version.action} by {version.approver} at {version.time}"
 
 
 @handles_errors
 def show(
-    ref: Annotated[str, typer.Argument(metavar="CASE[@vN]", help="A case, optionally at a ledger version.")],
+    ref: Annotated[str, typer.Argument(metavar="CASE[@REF]", help="A case (its path, or a name only one case has), "
+                                                                  "optionally at a version: @vN (ledger) or "
+                                                                  "@<commit> (git).")],
     env: Annotated[Optional[str], typer.Option("--env", metavar="NAME", help="Only this env (dev, lts, …).")] = None,
     platform: Annotated[Optional[str], typer.Option("--platform", metavar="NAME", help="Only this platform.")] = None,
     metric: Annotated[Optional[list[str]], typer.Option("--metric", metavar="NAME",
@@ -108,32 +120,32 @@ def show(
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Print a case's golden series at full precision (current files, or CASE@vN from the history)."""
+    """Print a case's golden series at full precision (current files, or CASE@REF from the history).
+
+    A file that cannot be read (an empty or {} golden) is named with the reason; the others are shown."""
+    from ..errors import GoldenError
     from ..formats import metric_to_json
     from ..store import parse_case_ref
 
     case, version = parse_case_ref(ref)
     golden_store = open_store(store)
-    entries = golden_store.history(case)
-    if version is None:
-        goldens = {k: golden_store.read(k) for k in golden_store.keys(case)}
-        origin = (f"current files (ledger head v{entries[-1].version})" if entries
-                  else "current files (no history yet)")
-    else:
-        goldens = golden_store.read_version(case, version)
-        entry = entries[version - 1]
-        origin = f"v{version}: {entry.action} by {entry.approver} at {entry.time}"
-    chosen = _selected(goldens, env, platform, phase)
+    case = golden_store.resolve(case)
+    found = golden_store.goldens(case, version)
+    origin = _origin(golden_store, case, version)
+    chosen = _selected(found, env, platform, phase)
     if not chosen:
-        have = ", ".join(k.filename() for k in goldens) or "none"
+        have = ", ".join(k.filename() for k in found) or "none"
         raise fail(f"{ref}: no golden matches the filters (has: {have})", EXIT_INPUT)
+    readable = {k: g for k, g in chosen.items() if not isinstance(g, GoldenError)}
+    broken = {k: g for k, g in chosen.items() if isinstance(g, GoldenError)}
     if metric:
-        unknown = [m for m in metric if not any(m in g.metrics or m in g.scalars for g in chosen.values())]
+        unknown = [m for m in metric if not any(m in g.metrics or m in g.scalars for g in readable.values())]
         if unknown:
             raise fail(f"{ref}: no metric {unknown[0]!r} in the selected goldens", EXIT_INPUT)
-    fingerprints = _fingerprints(entries, version or len(entries))
+    fingerprints = {k.filename(): golden_store.fingerprint_of(k) if version is None else
+                    (w.fingerprint if (w := golden_store.writer_of(k, upto=version)) else None) for k in readable}
     shown = []
-    for key, golden in chosen.items():
+    for key, golden in readable.items():
         names = [n for n in golden.metrics if not metric or n in metric]
         scalars = {n: v for n, v in golden.scalars.items() if not metric or n in metric}
         shown.append((key, golden, names, scalars))
@@ -143,9 +155,12 @@ def show(
              "fingerprint": fingerprints.get(key.filename()),
              "metrics": {n: metric_to_json(golden.metrics[n]) for n in names},
              "scalars": {n: (v if v == v and abs(v) != float("inf") else repr(v)) for n, v in scalars.items()}}
-            for key, golden, names, scalars in shown]})
+            for key, golden, names, scalars in shown],
+            "unreadable": [{"file": k.filename(), "error": str(e)} for k, e in broken.items()]})
         return
     typer.echo(f"{case} — {origin}")
+    for key, error in broken.items():
+        typer.echo(f"{key.filename()}: unreadable: {getattr(error, 'reason', error)}")
     for key, golden, names, scalars in shown:
         typer.echo("")
         typer.echo(f"{key.filename()}  (env {key.env}, platform {key.platform}, phase {key.phase}; "
@@ -174,31 +189,51 @@ def _change_text(change: Any) -> str:
     return ", ".join(parts)
 
 
+def _version_line(version: "Version") -> str:
+    where = ""
+    if version.commit:
+        where = f"  (commit by {version.author}: {version.subject})"
+    elif version.ref == "worktree":
+        where = "  (not committed yet: commit it with your change)"
+    if not version.attributed:
+        return f"{version.label}  {version.time}  unattributed: changed outside the golden tool{where}"
+    run = f"  run {version.source_run_id}" if version.source_run_id else ""
+    fp = f"  fingerprint {version.fingerprint[:16]}" if version.fingerprint else ""
+    return f"{version.label}  {version.time}  {version.action}  by {version.approver}{run}{fp}{where}"
+
+
 @handles_errors
 def history(
-    case: Annotated[str, typer.Argument(metavar="CASE")],
+    case: Annotated[str, typer.Argument(metavar="CASE", help="The case: its path, or a name only one case has.")],
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The case's ledger: every version with who, when, why, from which run, and what changed
-    (for a selective approval, per file: which metrics it took from the run, which it kept)."""
+    """The case's versions: who, when, why, from which run, and what changed (for a selective
+    approval, per file: which metrics it took from the run, which it kept). In a git work tree the
+    versions are the commits that changed the case's goldens; one no approval record describes was
+    changed by another tool and is shown as unattributed."""
     from ..approve import recorded_selection
     from .review_screen import took_and_kept
 
-    entries = open_store(store).history(case)
+    golden_store = open_store(store)
+    case = golden_store.resolve(case)
+    versions = golden_store.history(case)
     if as_json:
-        echo_json({"case": case, "entries": [e.to_json() for e in entries]})
+        echo_json({"case": case, "backend": golden_store.backend_name, "versions": [v.to_json() for v in versions]})
         return
-    if not entries:
-        typer.echo(f"{case}: no history yet (plain files only; `golden adopt {case}` records them as v1)")
+    if not versions:
+        hint = (f"`golden adopt {case}` records them as v1" if golden_store.backend_name == "ledger"
+                else "no commit has changed them in this repository")
+        typer.echo(f"{case}: no history yet (plain files only; {hint})")
         return
-    for entry in entries:
-        run = f"  run {entry.source_run_id}" if entry.source_run_id else ""
-        fp = f"  fingerprint {entry.fingerprint[:16]}" if entry.fingerprint else ""
-        typer.echo(f"v{entry.version}  {entry.time}  {entry.action}  by {entry.approver}{run}{fp}")
-        typer.echo(f"    reason: {entry.reason}")
-        selection = recorded_selection(entry.provenance)
-        for filename, record in entry.files.items():
+    for version in versions:
+        typer.echo(_version_line(version))
+        if version.reason:
+            typer.echo(f"    reason: {version.reason}")
+        for note in version.notes:
+            typer.echo(f"    note: {note}")
+        selection = recorded_selection(version.provenance)
+        for filename, record in version.files.items():
             before = record.previous_hash[:12] if record.previous_hash else "(new)"
             after = record.hash[:12] if record.hash else "(removed)"
             took = f"  {took_and_kept(*selection[filename])}" if filename in selection else ""
@@ -207,7 +242,7 @@ def history(
                 typer.echo(f"        {name}: {_change_text(change)}")
 
 
-# ---------------------------------------------------------------- fsck / adopt
+# ---------------------------------------------------------------- fsck / adopt / migrate
 
 def _problem_line(problem: "Problem") -> str:
     state = "repaired" if problem.repaired else problem.severity
@@ -219,37 +254,74 @@ def fsck(
     cases: Annotated[Optional[list[str]], typer.Argument(metavar="[CASES]...", help="Only these cases.")] = None,
     store: StoreOpt = None,
     no_repair: Annotated[bool, typer.Option("--no-repair", help="Only report; change nothing.")] = False,
+    dialect: DialectOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Integrity check of the history: ledger lines and hash chain, blobs, plain files against the head.
+    """Integrity check of the history; first it says which backend (git or ledger) and write dialect
+    the store uses, and why.
 
-    Repairs (unless --no-repair) what a crash leaves: a torn ledger line, an interrupted write,
-    temp files, unreferenced blobs. Exit 1 when an error remains.
+    Ledger: lines and hash chain, blobs, plain files against the head. Git: an interrupted write,
+    temp files, approval records against their goldens (a golden another tool changed is a note:
+    its history shows it unattributed). Repairs (unless --no-repair) what a crash leaves. Exit 1
+    when an error remains.
     """
-    golden_store = open_store(store)
+    golden_store = open_store(store, dialect)
     problems = golden_store.fsck(repair=not no_repair, cases=cases or None)
     remaining = [p for p in problems if not p.repaired and p.severity == "error"]
     if as_json:
-        echo_json({"problems": [p.to_json() for p in problems], "errors": len(remaining)})
+        echo_json({"store": golden_store.describe(), "problems": [p.to_json() for p in problems],
+                   "errors": len(remaining)})
     else:
+        typer.echo(store_line(golden_store))
         for problem in problems:
             typer.echo(_problem_line(problem))
         checked = len(cases) if cases else len(golden_store.cases())
-        typer.echo(f"fsck: {checked} cases, {len(problems)} problems "
-                   f"({sum(p.repaired for p in problems)} repaired, {len(remaining)} errors left)")
+        notes = sum(p.severity == "note" for p in problems)
+        typer.echo(f"fsck: {checked} cases, {len(problems) - notes} problems "
+                   f"({sum(p.repaired for p in problems)} repaired, {len(remaining)} errors left)"
+                   + (f", {notes} notes" if notes else ""))
     raise typer.Exit(EXIT_DIFFERENCE if remaining else EXIT_PASS)
 
 
 @handles_errors
 def adopt(
-    cases: Annotated[list[str], typer.Argument(metavar="CASES...", help="Cases whose golden files to record.")],
+    cases: Annotated[Optional[list[str]], typer.Argument(metavar="[CASES]...",
+                                                         help="Cases whose golden files to record.")] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every case of the store; cases without golden files "
+                                                      "or with nothing new to record are skipped and listed.")] = False,
     store: StoreOpt = None,
     approver: ApproverOpt = None,
     reason: Annotated[str, typer.Option("--reason", metavar="TEXT")] = "imported existing golden files",
+    allow_ci: AllowCiOpt = False,
 ) -> None:
-    """Record the golden files as they are (exact bytes, files untouched): v1 "imported" for a
-    Megatron folder without history, or a new version for files changed outside the store."""
+    """Record the golden files as they are (exact bytes, files untouched): in a ledger store v1
+    "imported" for a Megatron folder without history, or a new version for files changed outside the
+    store; in a git store an approval record for each golden no record describes.
+
+    All or nothing: every case is checked first, and nothing is written when one cannot be adopted."""
+    if bool(cases) == every:
+        raise fail("give CASES or --all")
     golden_store = open_store(store)
-    for case in cases:
-        entry = golden_store.adopt(case, approver=approver, reason=reason)
-        typer.echo(f"{case}: recorded v{entry.version} ({len(entry.files)} files)")
+    report = golden_store.adopt_all(None if every else cases, approver=approver, reason=reason,
+                                    skip_empty=every, allow_ci=allow_ci)
+    for case, version in report.adopted:
+        typer.echo(f"{case}: recorded {version.label} ({len(version.files)} files)")
+    for case, why in report.skipped:
+        typer.echo(f"{case}: skipped: {why}")
+    typer.echo(f"adopted {len(report.adopted)} cases, skipped {len(report.skipped)}")
+
+
+@handles_errors
+def migrate(store: StoreOpt = None) -> None:
+    """Move a ledger history inside a git work tree into git: each golden's approval record is written
+    beside it from the ledger entry that wrote its bytes, then the ledger and its blobs are removed.
+    Commit the result; older versions keep their provenance through the ledger as committed."""
+    from ..store.migrate import migrate_to_git
+
+    golden_store = open_store(store)
+    for done in migrate_to_git(golden_store):
+        recorded = ", ".join(f"{name} (from ledger v{number})" for name, number in done.recorded) or "none"
+        typer.echo(f"{done.case}: records for {recorded}; removed {len(done.removed)} ledger files")
+        for name in done.unattributed:
+            typer.echo(f"{done.case}: {name} matches no ledger entry: no record (unattributed)")
+    typer.echo(store_line(open_store(store)))
