@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from .errors import FormatError, NotATrainingGolden, StoreError
-from .model import Artifact, GoldenKey, GoldenSet, MetricSeries, Phase, valued_span
+from .model import Artifact, GoldenKey, GoldenSet, InferenceGolden, MetricSeries, Phase, valued_span
 
 ARTIFACT_SCHEMA = "golden.artifact/1"
 ARTIFACT_STATUSES = ("complete", "incomplete", "failed")
@@ -253,8 +253,51 @@ def parse_metric(name: str, raw: Any, *, path: object = None) -> MetricSeries:
     return MetricSeries(name, steps_arr, vals_arr, **grid)
 
 
+def is_inference_doc(doc: Any) -> bool:
+    """Whether a parsed golden document is an inference golden (possibly a JSON text inside a string,
+    as some of Megatron's inference scripts write it)."""
+    if isinstance(doc, str):
+        try:
+            doc = json.loads(doc)
+        except ValueError:
+            return False
+    return isinstance(doc, dict) and _looks_like_inference(doc)
+
+
+def parse_inference(doc: Any, *, path: object = None) -> InferenceGolden:
+    """An inference golden as written: the top-level object keyed by request id (plus run-level
+    entries such as ``throughput``); a JSON text inside a string is read once more, as Megatron's
+    test reads it. Values are kept exactly as JSON gave them: the checks compare them as Megatron does."""
+    if isinstance(doc, str):
+        doc = load_json_text(doc, path)
+    if not isinstance(doc, dict):
+        raise FormatError(f"expected a JSON object keyed by request id, got {type(doc).__name__}", path=path)
+    if not doc:
+        raise FormatError("no requests in the inference golden (empty object)", path=path)
+    return InferenceGolden(entries=doc, source=None if path is None else str(path))
+
+
+def read_inference(path: str | Path) -> InferenceGolden:
+    """Read one inference ``golden_values_*.json`` faithfully."""
+    return parse_inference(read_json(path), path=Path(path))
+
+
+def read_any_golden(path: str | Path, *, case: str | None = None) -> GoldenSet | InferenceGolden:
+    """A golden file, training (``GoldenSet``) or inference (``InferenceGolden``), by its content."""
+    p = Path(path)
+    doc = read_json(p)
+    if is_inference_doc(doc):
+        return parse_inference(doc, path=p)
+    parsed = parse_golden_filename(p)
+    key = GoldenKey(case or p.parent.name, *parsed) if parsed else None
+    return parse_golden(doc, path=p, key=key)
+
+
 def parse_golden(doc: Any, *, path: object = None, key: GoldenKey | None = None) -> GoldenSet:
     """A parsed Megatron golden document → GoldenSet (raises FormatError on anything unfaithful)."""
+    if isinstance(doc, str) and is_inference_doc(doc):
+        raise NotATrainingGolden("not a training golden: an inference golden keyed by request id",
+                                 path=path)
     if not isinstance(doc, dict):
         raise FormatError(f"expected a JSON object of metrics, got {type(doc).__name__}", path=path)
     if _looks_like_inference(doc):

@@ -126,6 +126,15 @@ class GoldenSet:
     __hash__ = None  # type: ignore[assignment]
 
 
+@dataclass(frozen=True, eq=False)
+class InferenceGolden:
+    """An inference golden: the top-level JSON object as written — request id → that request's record
+    (generated tokens, logprobs, text, …) — plus run-level entries (``throughput``, memory)."""
+
+    entries: dict[str, Any]
+    source: str | None = None
+
+
 @dataclass(frozen=True)
 class Phase:
     """One phase of a run: phase 1 trains from scratch, phase 2 resumes from a checkpoint."""

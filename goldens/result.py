@@ -12,6 +12,7 @@ Shape::
       resume: ResumeCheck | None      (phase 2 vs phase 1 on overlapping steps; own verdict)
       drift: StructuralDrift          (metrics added/removed, grid changes, model-arg changes)
       warnings: (str, ...)
+      choices: (str, ...)             (where the case's choices came from: test type, metrics, regime)
 
     MetricVerdict: metric, phase, verdict (pass|fail|missing|new|skipped), passed (bool:
       does this verdict let the comparison pass), rule (Rule: mode, params, text), worst_step,
@@ -438,6 +439,7 @@ class ComparisonResult:
     drift: StructuralDrift = field(default_factory=StructuralDrift)
     resume: ResumeCheck | None = None
     warnings: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()  # where each case-made choice came from (a Megatron case's model_config.yaml)
 
     # --- conveniences for renderers
     @property
@@ -505,7 +507,7 @@ class ComparisonResult:
                 "verdict": self.verdict.value, "fingerprint": self.fingerprint.to_json(),
                 "phases": [p.to_json(steps=steps) for p in self.phases],
                 "resume": None if self.resume is None else self.resume.to_json(steps=steps),
-                "drift": self.drift.to_json(), "warnings": list(self.warnings)}
+                "drift": self.drift.to_json(), "warnings": list(self.warnings), "choices": list(self.choices)}
 
     @classmethod
     def from_json(cls, doc: Any) -> "ComparisonResult":
@@ -524,4 +526,5 @@ class ComparisonResult:
                        phases=tuple(PhaseResult.from_json(p, f"phases[{i}]") for i, p in enumerate(doc["phases"])),
                        resume=None if doc.get("resume") is None else ResumeCheck.from_json(doc["resume"]),
                        drift=StructuralDrift.from_json(doc.get("drift") or {}),
-                       warnings=tuple(str(w) for w in doc.get("warnings") or ()))
+                       warnings=tuple(str(w) for w in doc.get("warnings") or ()),
+                       choices=tuple(str(c) for c in doc.get("choices") or ()))

@@ -67,7 +67,7 @@ def judge_run(store: "GoldenStore", run: "Loaded", *, case: str | None = None, e
     from . import inputs
     from .compare import compare
 
-    if run.artifact is None:
+    if run.artifact is None and run.side.inference is None:
         raise FormatError("one operand must be a run (artifact.json or its folder); to compare two golden files "
                           "give both")
     the_case = check_name(case or run.case)
@@ -78,9 +78,10 @@ def judge_run(store: "GoldenStore", run: "Loaded", *, case: str | None = None, e
         judgement = _staged(store, run, judgement) if stage else judgement
         return replace(judgement, notes=(*judgement.notes, f"no golden: case {the_case!r} has none for "
                                                            f"{target_env or '*'}/{target_platform or '*'} yet"))
-    reference = inputs.load_store_golden(store, the_case, target_env, target_platform)
     case_policy, case_source = inputs.case_metrics(store.root, the_case)
-    policies = inputs.load_policies(policy, case_policy=case_policy, case_source=case_source)
+    policies = inputs.load_policies(policy, case_policy=case_policy, case_source=case_source,
+                                    megatron_case=inputs.megatron_case_in(store.case_dir(the_case)))
+    reference = inputs.load_store_golden(store, the_case, target_env, target_platform, policies.golden_phases)
     all_notes = tuple(notes) + tuple(f"candidate: {n}" for n in run.notes) \
         + tuple(f"reference: {n}" for n in reference.notes)
     result = compare(reference.side, run.side, policies, force=force, case=the_case, env=reference.env,
@@ -94,7 +95,10 @@ def _staged(store: "GoldenStore", run: "Loaded", judgement: Judgement) -> Judgem
     change of the verdict or the exit code."""
     from .approve import stage_candidate
 
-    if judgement.env is None or judgement.platform is None or run.artifact is None:
+    if run.artifact is None:  # an inference golden: the store cannot take one through approve yet
+        return replace(judgement, notes=(*judgement.notes, "note: not staged for review: an inference golden is "
+                                                           "judged, not staged"))
+    if judgement.env is None or judgement.platform is None:
         return judgement
     try:
         staged = stage_candidate(store, run.artifact, judgement.env, judgement.platform, judgement.result)
@@ -125,7 +129,8 @@ def compare_operands(reference: "Loaded", candidate: "Loaded", *, store_root: Pa
         notes += (f"policy: {case_source} not applied (the golden files are outside its case folder; "
                   f"--case {the_case} applies it)",)
         case_policy, case_source = None, None
-    policies = inputs.load_policies(policy, case_policy=case_policy, case_source=case_source)
+    policies = inputs.load_policies(policy, case_policy=case_policy, case_source=case_source,
+                                    megatron_case=_operands_case(texts, (reference, candidate), store_root, the_case))
     run_candidate = candidate.artifact is not None
     if not run_candidate and 2 in candidate.side.phases:
         notes += ("resume check not run: the candidate is a golden, not a run",)
@@ -134,6 +139,25 @@ def compare_operands(reference: "Loaded", candidate: "Loaded", *, store_root: Pa
                      platform=platform or reference.platform or candidate.platform, notes=notes,
                      check_resume=run_candidate)
     return Judgement(result, the_case, result.env, result.platform)
+
+
+def _operands_case(texts: Sequence[str], loaded: Sequence["Loaded"], store_root: Path | None,
+                   case: str | None) -> Any:
+    """The Megatron case two operands belong to: the model_config.yaml beside the first golden file that
+    has one, else the store's case of that name (None: not a Megatron case)."""
+    from . import inputs
+
+    for text, side in zip(texts, loaded):
+        if side.artifact is None and not inputs.is_version_ref(text):
+            found = inputs.megatron_case_in(Path(text).parent)
+            if found is not None:
+                return found
+    if case is None:
+        return None
+    try:
+        return inputs.megatron_case_in(inputs.open_store(store_root).case_dir(case))
+    except GoldenError:
+        return None
 
 
 def _loose_file_outside(text: str, loaded: "Loaded", case_yaml: str | None) -> bool:
@@ -165,7 +189,7 @@ def diff(targets: Sequence[str], *, store_root: Path | None, case: str | None = 
         raise FormatError("a version is a golden, not a run: give a second operand to compare it with",
                           path=targets[0])
     run = inputs.load_run(targets[0], runs_dir, env=env, platform=platform) if targets else inputs.load_file(inputs.newest_run(runs_dir, case))
-    if run.artifact is None:
+    if run.artifact is None and run.side.inference is None:
         raise FormatError("one operand must be a run (artifact.json or its folder); to compare two golden files "
                           "give both", path=targets[0] if targets else None)
     from .store import GoldenStore

@@ -8,18 +8,21 @@ no test module imports another. What is here, in order:
 - synthetic golden stores in a folder, and a git repository whose store holds revisions;
 - results for the report tests (``goldens.result`` objects, numbers chosen by hand);
 - a scripted ``ReviewIO`` for the review loop, and the worker the approval races start;
-- readers the report tests share (an HTML collector, Markdown tables), and ``tree_bytes``.
+- readers the report tests share (an HTML collector, Markdown tables), and ``tree_bytes``;
+- Megatron's own test functions as the oracle (``megatron_oracle``, ``megatron_verdict``).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
+import types
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -399,3 +402,150 @@ def tree_bytes(root: Path, *, folders: bool = False) -> dict[str, bytes | None]:
     equal before and after means nothing was written."""
     return {p.relative_to(root).as_posix(): (p.read_bytes() if p.is_file() else None)
             for p in sorted(root.rglob("*")) if folders or p.is_file()}
+
+
+# ---------------------------------------------------------------- Megatron's own test functions as the oracle
+
+PYTHON_TEST_UTILS = "tests.functional_tests.python_test_utils"
+
+
+@contextlib.contextmanager
+def megatron_oracle(utils: Path) -> Iterator[types.SimpleNamespace]:
+    """Megatron-LM's python_test_utils (the unmodified files in ``utils``), imported in-process as
+    ``tests.functional_tests.python_test_utils`` from a throwaway package root. This suite's own
+    ``tests`` package is set aside meanwhile and restored after, with the root logger (each test
+    module calls ``logging.basicConfig``)."""
+    import importlib
+    import logging
+    import shutil
+    import sys
+    import tempfile
+
+    root_dir = Path(tempfile.mkdtemp(prefix="mlm_oracle_"))
+    package = root_dir / "tests" / "functional_tests" / "python_test_utils"
+    package.mkdir(parents=True)
+    for folder in (root_dir / "tests", root_dir / "tests" / "functional_tests", package):
+        (folder / "__init__.py").write_text("")
+    for source in Path(utils).glob("*.py"):
+        shutil.copy(source, package / source.name)
+    ours = lambda name: name == "tests" or name.startswith("tests.")  # noqa: E731
+    saved = {name: sys.modules.pop(name) for name in list(sys.modules) if ours(name)}
+    root = logging.getLogger()
+    saved_log = (root.level, list(root.handlers))
+    sys.path.insert(0, str(root_dir))
+    importlib.invalidate_caches()
+    try:
+        namespace = types.SimpleNamespace(
+            common=importlib.import_module(f"{PYTHON_TEST_UTILS}.common"),
+            regular=importlib.import_module(f"{PYTHON_TEST_UTILS}.test_pretraining_regular_pipeline"),
+            resume=importlib.import_module(f"{PYTHON_TEST_UTILS}.test_pretraining_resume_checkpoint_pipeline"),
+            inference=importlib.import_module(f"{PYTHON_TEST_UTILS}.test_inference_regular_pipeline"))
+        logging.getLogger().setLevel(logging.CRITICAL)  # their per-metric INFO/ERROR lines
+        yield namespace
+    finally:
+        sys.path.remove(str(root_dir))
+        for name in [n for n in sys.modules if ours(n)]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+        root.setLevel(saved_log[0])
+        root.handlers[:] = saved_log[1]
+        shutil.rmtree(root_dir, ignore_errors=True)
+
+
+def _megatron_ran(call: Any) -> bool:
+    """Megatron's test function returned (pass) or raised (an assert, or an error: CI fails either)."""
+    try:
+        call()
+        return True
+    except Exception:
+        return False
+
+
+def megatron_verdict(m: types.SimpleNamespace, config: Path, golden: Path, candidate: Path,
+                     second: Path | None = None, *, allow_nondeterministic: bool | None = None) -> bool:
+    """What Megatron's CI decides for a candidate of one case, test by test as run_ci_test.sh runs them:
+    the regular pipeline (and, for ckpt-resume / frozen-resume, the resume pipeline on the candidate's
+    ``_2nd`` file), or the inference pipeline (TEST_TYPE frozen-start, MODE inference). The flag and
+    TRAIN_ITERS as the script derives them (here: ``goldens.megatron_case``, whose reading of the yq
+    text is tested on its own); ``allow_nondeterministic`` overrides the flag."""
+    import os
+
+    from goldens.megatron_case import INFERENCE, RESUME, read_megatron_case
+
+    case = read_megatron_case(config)
+    flag = case.allow_nondeterministic if allow_nondeterministic is None else allow_nondeterministic
+    verdict = True
+    read = m.common.read_golden_values_from_json
+    if INFERENCE in case.pipelines:
+        os.environ.pop("ENABLE_LIGHTWEIGHT_MODE", None)
+        return _megatron_ran(lambda: m.inference.test_inference_pipeline(
+            golden_values_path=str(golden), test_values_path=str(candidate), model_config_path=str(config)))
+    if "regular" in case.pipelines:
+        verdict &= _megatron_ran(lambda: m.regular.test_regular_pipeline(
+            compare_approximate_results=flag, golden_values=read(golden),
+            actual_values=read(candidate), model_config_path=str(config)))
+    if RESUME in case.pipelines:
+        verdict &= second is not None and _megatron_ran(lambda: m.resume.test_resume_checkpoint_pipeline(
+            compare_approximate_results=flag, actual_values_first_run=read(candidate),
+            actual_values_second_run=read(second), train_iters=case.train_iters, model_config_path=str(config)))
+    return verdict
+
+
+# ---------------------------------------------------------------- Megatron case folders
+
+def megatron_metric(values: Mapping[int, Any], interval: int = 1) -> dict:
+    """One metric as Megatron's extractor writes it (values keyed by step, "nan" kept as a string)."""
+    steps = sorted(values)
+    return {"start_step": steps[0] if steps else 1, "end_step": steps[-1] if steps else 1, "step_interval": interval,
+            "values": {str(s): values[s] for s in steps}}
+
+
+def training_doc(steps: Sequence[int], metrics: Sequence[str] = ("lm loss", "num-zeros"), *, seed: int = 3) -> dict:
+    """A training golden shaped like Megatron's: each metric on ``steps`` with realistic magnitudes."""
+    rng = np.random.default_rng(seed)
+    scale = {"lm loss": 10.0, "num-zeros": 2.0e3, "iteration-time": 0.8, "mem-allocated-bytes": 1.7e9,
+             "mem-max-allocated-bytes": 3.0e9}
+    doc = {}
+    for name in metrics:
+        values = scale.get(name, 5.0) * (1.0 + 0.01 * rng.standard_normal(len(steps)))
+        if name.startswith(("num-zeros", "mem-")):
+            values = np.round(values)
+        doc[name] = megatron_metric({int(s): round(float(v), 5) for s, v in zip(steps, values)})
+    return doc
+
+
+def inference_doc(requests: int = 3, *, run_level: bool = True, routing: bool = False, as_run: bool = False,
+                  seed: int = 5) -> dict:
+    """An inference golden shaped like Megatron's dynamic-inference output: request id → record, plus
+    throughput, peak memory and lifetime_prefill_token_count at the top level. With ``routing`` the
+    golden keeps the MoE routing of a few tokens (and their indices) and the run (``as_run``) of all."""
+    rng = np.random.default_rng(seed)
+    doc: dict[str, Any] = {}
+    for rid in range(requests):
+        tokens = [int(t) for t in rng.integers(1, 50000, 12)]
+        record: dict[str, Any] = {"input_prompt": f"prompt {rid}", "generated_text": f"generated text {rid} " * 3,
+                                  "generated_tokens": tokens, "latency": float(rng.random()),
+                                  "logprobs": [round(float(v), 6) for v in -rng.random(20)]}
+        if routing:
+            full = [[int(e) for e in rng.permutation(8)[:2]] for _ in range(6)]
+            kept = [0, 2, 4]
+            record["routing_indices"] = full if as_run else [full[i] for i in kept]
+            if not as_run:
+                record["routing_indices_token_indices"] = kept
+        doc[str(rid * 32)] = record
+    if run_level:
+        doc["throughput"] = [round(float(v), 3) for v in 100 + 5 * rng.random(5)]
+        doc["mem-max-allocated-bytes"] = 32380357632
+        doc["lifetime_prefill_token_count"] = 4096
+    return doc
+
+
+def write_megatron_case(root: Path, name: str, config: str, goldens: Mapping[str, Any]) -> Path:
+    """A Megatron case folder: ``model_config.yaml`` (the text given) and golden files (documents, or
+    texts written as they are)."""
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model_config.yaml").write_text(config)
+    for filename, doc in goldens.items():
+        (folder / filename).write_text(doc if isinstance(doc, str) else json.dumps(doc, indent=4))
+    return folder

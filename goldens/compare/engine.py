@@ -58,9 +58,14 @@ def effective_policy(policy: MetricPolicy, exact_regime: bool) -> MetricPolicy:
 
 def compare_metric(name: str, golden: MetricSeries | None, actual: MetricSeries | None,
                    policy: MetricPolicy | None, ctx: Context, *, origin: str = "",
-                   missing_is_ok: bool = False, history: Sequence[MetricSeries] | None = None) -> MetricVerdict:
+                   missing_is_ok: bool = False, history: Sequence[MetricSeries] | None = None,
+                   required: str | None = None) -> MetricVerdict:
     """One metric: align, evaluate with the policy's mode, explain. ``history``: the approved
-    versions of the golden's series (see ``judge_by_history``)."""
+    versions of the golden's series (see ``judge_by_history``). ``required``: why the metric must be
+    judged (e.g. a Megatron case's METRICS): then one without a rule, or absent from the golden or the
+    run, fails."""
+    if required is not None and (policy is None or golden is None):
+        return _required_but(name, golden, actual, policy, ctx, origin, required)
     al = align(golden, actual)
     if policy is None:
         # No rule for this metric (e.g. the megatron preset): report the numbers, judge nothing.
@@ -120,6 +125,22 @@ def compare_metric(name: str, golden: MetricSeries | None, actual: MetricSeries 
                          explanation=f"{outcome.summary}{drift_text}", **common)
 
 
+def _required_but(name: str, golden: MetricSeries | None, actual: MetricSeries | None, policy: MetricPolicy | None,
+                  ctx: Context, origin: str, required: str) -> MetricVerdict:
+    """A required metric that cannot be judged fails, saying why (no rule, or no golden values)."""
+    if policy is None:
+        why = f"{name!r} is required ({required}) but has no rule ({origin}): Megatron's test fails (KeyError)"
+        rule = Rule("none", {}, f"no rule — {origin}")
+    else:
+        absent = "the golden and the run have" if actual is None else "the golden has"
+        why = f"{name!r} is required ({required}) but {absent} no such metric"
+        rule = Rule(policy.mode, policy.params(), f"{policy.describe()} — {origin}")
+    al = align(golden, actual)
+    table = StepTable(al.step, al.golden, al.actual, np.full(al.step.shape, CODE[StepStatus.SKIPPED], dtype=np.int8))
+    return MetricVerdict(metric=name, phase=ctx.phase, verdict=Verdict.FAIL, passed=False, rule=rule,
+                         explanation=why, steps=table, step_counts=table.counts())
+
+
 def _scalar_series(name: str, value: float) -> MetricSeries:
     return MetricSeries(name, np.zeros(1, np.int64), np.array([value]))
 
@@ -128,14 +149,19 @@ def compare_phase(reference: Mapping[str, MetricSeries], candidate: Mapping[str,
                   policies: PolicySet, ctx: Context, *, reference_scalars: Mapping[str, float] = {},
                   candidate_scalars: Mapping[str, float] = {}, reference_label: str | None = None,
                   history: Mapping[str, Sequence[MetricSeries]] | None = None) -> PhaseResult:
-    """Every metric of one phase; metric order: the reference's, then the candidate's new ones.
-    ``history``: the reference's approved versions per metric (None: not from a store)."""
+    """Every metric of one phase; metric order: the reference's, then the candidate's new ones, then
+    required ones neither side has. ``history``: the reference's approved versions per metric (None:
+    not from a store)."""
     verdicts = []
-    for name in [*reference, *(n for n in candidate if n not in reference)]:
+    required = set(policies.required)
+    names = [*reference, *(n for n in candidate if n not in reference)]
+    names += [n for n in policies.required if n not in reference and n not in candidate]
+    for name in names:
         resolved = policies.resolve(name)
         verdicts.append(compare_metric(name, reference.get(name), candidate.get(name),
                                        resolved.policy, ctx, origin=resolved.origin,
-                                       history=None if history is None else history.get(name, ())))
+                                       history=None if history is None else history.get(name, ()),
+                                       required=policies.required_origin or "required" if name in required else None))
     # Scalar entries (e.g. an old golden's "iteration_timing_avg"): one value each, no window.
     # Runs never produce them, so one the candidate lacks is reported, never a failure.
     for name in [*reference_scalars, *(n for n in candidate_scalars if n not in reference_scalars)]:

@@ -1,5 +1,5 @@
 """Modes ``exact`` and ``approx``: every judged step against its threshold, failing steps counted
-honestly (an integer count against the allowance, never a mean of booleans)."""
+as integers and held against the allowance by its rule (honestly, or as Megatron's test does)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def evaluate_per_step(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcome:
-    """exact / approx: every judged step against the threshold, failing steps counted honestly."""
+    """exact / approx: every judged step against the threshold, the failing ones against the allowance."""
     exact = policy.mode == "exact"
     in_window = window_mask(al, policy, ctx)
     status, both = base_status(al, in_window)
@@ -38,6 +38,9 @@ def evaluate_per_step(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcom
         g, a = float(al.golden[worst]), float(al.actual[worst])
     word = "differ" if exact else "out of tolerance"
     if total == 0:
+        if policy.on_empty == "fail":
+            return Outcome(True, status, 0, allowed, 0, None, None, None,
+                           "the golden has no values for this metric (on_empty: fail)")
         return Outcome(False, status, 0, allowed, 0, None, None, None, NOTHING_TO_JUDGE, judged=False)
     n_fail = int(np.count_nonzero(fail))
     parts = [f"{failing} of {total} steps {word}" if failing else f"all {total} steps within the rule"]
@@ -60,7 +63,11 @@ def evaluate_per_step(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcom
         d = None if a is None or g is None or np.isnan(a) or np.isnan(g) else a - g
         shown = "absent" if status[worst] == CODE[StepStatus.MISSING] else full_precision(a)
         parts.append(f"worst step {int(al.step[worst])}: golden {full_precision(g)}, actual {shown}{pct_text(d, g)}")
-    return Outcome(failing > allowed, status, failing, allowed, total,
+    failed = policy.too_many_failing(failing, total)
+    if failed and failing <= allowed:  # only Megatron's rule fails within the count
+        parts.append("Megatron's rule: every step must pass when T = 1" if total == 1 else
+                     f"Megatron's rule: mean {total - failing}/{total} < 1 - {allowed}/{total} in float64")
+    return Outcome(failed, status, failing, allowed, total,
                    None if worst is None else int(al.step[worst]), g, a, "; ".join(parts))
 
 
