@@ -8,9 +8,10 @@ here reads; nothing writes.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .case import CASE_FILE, load_case, load_yaml
 from .compare import Side, recorded_identity, side_from_artifact, side_from_goldens, side_from_inference
@@ -20,6 +21,9 @@ from .formats import (ARTIFACT_SCHEMA, is_inference_doc, parse_artifact, parse_g
 from .megatron_case import MODEL_CONFIG, MegatronCase, find_model_config, read_megatron_case
 from .model import Artifact, GoldenKey, MetricSeries
 from .policy import PRESETS, PolicySet, build_policies
+
+if TYPE_CHECKING:
+    from .pairing import CandidateFile, Finding
 
 RUNS_DIR = "runs"
 
@@ -325,3 +329,55 @@ def load_policies(policy: str | None, *, case_policy: Any = None, case_source: s
         source = str(path)
     return build_policies(preset_name=preset_name, case_metrics=case_policy, case_source=case_source or "case.yaml",
                           document=document, document_source=source, megatron_case=megatron_case)
+
+
+# ---------------------------------------------------------------- candidates in bulk
+
+ARTIFACT_FILE = "artifact.json"
+
+
+def find_candidates(paths: Sequence[str | Path]) -> tuple[list["CandidateFile"], list["Finding"]]:
+    """Every candidate under ``paths`` (files, or folders searched recursively, hidden folders left out):
+    golden_values files and run artifacts, each with the folder it was found in relative to the path it
+    was given in. A file that cannot be read as a candidate is a finding. A path that does not exist
+    is a usage error (FormatError): nothing was given to judge there."""
+    from .formats import read_artifact
+    from .pairing import ARTIFACT, GOLDEN, CandidateFile, Finding
+
+    files: list[CandidateFile] = []
+    findings: list[Finding] = []
+    for raw in paths:
+        given = Path(raw)
+        if given.is_file():
+            found = [(given, given.parent.name, "")]
+        elif given.is_dir():
+            top = given.resolve().name
+            found = []
+            for folder, dirs, names in os.walk(given):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                here = Path(folder)
+                relative = here.relative_to(given).as_posix()
+                for name in sorted(names):
+                    if name == ARTIFACT_FILE or name.startswith("golden_values"):
+                        found.append((here / name, top, "" if relative == "." else relative))
+        else:
+            raise FormatError("no such file or folder of candidates", path=given)
+        for path, top, folder in found:
+            parsed = parse_golden_filename(path)
+            if parsed is not None:
+                env, platform, phase = parsed
+                files.append(CandidateFile(str(path), GOLDEN, env, platform, phase, folder, top))
+            elif path.name.startswith("golden_values"):
+                findings.append(Finding(str(path), "not-a-candidate", "not named golden_values_<env>_<platform>"
+                                                                      "[_2nd].json"))
+            elif path.name == ARTIFACT_FILE or given.is_file():
+                try:
+                    artifact = read_artifact(path)
+                except GoldenError as exc:
+                    findings.append(Finding(str(path), "broken", str(exc)))
+                    continue
+                env, platform = artifact.provenance.get("env"), artifact.provenance.get("platform")
+                files.append(CandidateFile(str(path), ARTIFACT, env if isinstance(env, str) else None,
+                                           platform if isinstance(platform, str) else None, 1, folder, top,
+                                           artifact.case))
+    return files, findings

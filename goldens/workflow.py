@@ -23,6 +23,7 @@ from .errors import EXIT_DIFFERENCE, EXIT_PASS, FormatError, GoldenError
 if TYPE_CHECKING:
     from .approve import Candidate
     from .inputs import Loaded
+    from .pairing import Finding
     from .result import ComparisonResult
     from .store import GoldenStore
 
@@ -235,3 +236,117 @@ def check_run(report: Any, *, store_root: Path | None, env: str | None = None, p
     judgement = judge_run(GoldenStore(store_root), run, case=report.artifact.case, env=env, platform=platform,
                           policy=policy, force=force)
     return judgement, publish(judgement, report.artifact_path.parent, store_root=store_root)
+
+
+# ---------------------------------------------------------------- many candidates in one process
+
+@dataclass(frozen=True)
+class BulkJudgement:
+    """What judging many candidates produced: one judgement per paired target, and the findings —
+    what was not judged (unpaired, unreadable, a duplicate) or had no golden to be judged by."""
+
+    judgements: tuple[Judgement, ...]
+    findings: tuple["Finding", ...]
+
+    @property
+    def results(self) -> tuple["ComparisonResult", ...]:
+        return tuple(j.result for j in self.judgements if j.result is not None)
+
+    @property
+    def passed(self) -> bool:
+        return not self.findings and all(j.passed for j in self.judgements)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_PASS if self.passed else EXIT_DIFFERENCE
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return tuple(note for j in self.judgements for note in j.notes)
+
+
+def judge_bulk(paths: Sequence[str | Path], *, store_root: Path | None, policy: str | None = None,
+               force: str | None = None, stage: bool = True) -> BulkJudgement:
+    """Every candidate under ``paths`` against the store, in one process: found (``inputs.find_candidates``),
+    paired (``pairing.pair_candidates``), each judged as ``judge_run`` judges one run — staged when
+    failing, by the one staging rule, when ``stage``. A file that cannot be judged is a finding; only a
+    bad option, path or store stops the whole batch (GoldenError, exit 2)."""
+    from . import inputs
+    from .pairing import Finding, pair_candidates, resolve_case
+    from .store import GoldenStore
+
+    store = GoldenStore(store_root)
+    cases = store.cases()  # no store: the usage error, before anything else
+    inputs.load_policies(policy)
+    files, findings = inputs.find_candidates(paths)
+    if not files and not findings:
+        findings.append(Finding(", ".join(map(str, paths)), "empty", "no candidate files (golden_values_*.json, "
+                                                                      "artifact.json) found"))
+    named = {resolve_case(f.case, f.case, cases)[0] if f.case else resolve_case(f.folder, f.top, cases)[0]
+             for f in files}
+    goldens = {case: {(k.env, k.platform) for k in store.keys(case) if k.phase == 1} for case in named if case}
+    pairing = pair_candidates(files, cases, goldens)
+    findings += pairing.findings
+    judgements = []
+    for target in pairing.targets:
+        try:
+            run = _load_target(target)
+            judgements.append(judge_run(store, run, case=target.case, env=target.env, platform=target.platform,
+                                        policy=policy, force=force, stage=stage))
+        except GoldenError as exc:
+            findings.append(Finding(target.path, "broken", str(exc), target.case, target.env, target.platform))
+    return BulkJudgement(tuple(judgements), tuple(findings))
+
+
+def _load_target(target: Any) -> "Loaded":
+    """A paired candidate as a run of its target's case: a golden_values file (with its _2nd pair; an
+    inference golden as it is) or an artifact."""
+    from . import inputs
+    from .errors import NotATrainingGolden
+    from .formats import megatron_run, read_artifact
+    from .pairing import ARTIFACT
+
+    path = Path(target.path)
+    if target.kind == ARTIFACT:
+        return inputs.load_artifact_side(read_artifact(path), str(path))
+    try:
+        artifact = megatron_run(path, case=target.case)
+    except NotATrainingGolden:
+        return inputs.load_inference_run(path, case=target.case)
+    return inputs.load_artifact_side(artifact, str(path))
+
+
+RESULTS_DIR = "results"
+FINDINGS_FILE = "findings.json"
+FINDINGS_SCHEMA = "golden.findings/1"
+
+
+def publish_bulk(bulk: BulkJudgement, out: Path, *, store_root: Path | None) -> list[Path]:
+    """Write what a bulk judgement decided into ``out``: ``results/*.json`` (one result per judged target,
+    readable by ``golden report``; the folder holds this judgement's results only), ``findings.json``,
+    and the reports (Markdown, HTML, JUnit, JSON) of all results."""
+    import json
+
+    from reports.build import build_result_report
+    from reports.output import RESULT_FILES
+
+    from .atomic import atomic_write_text
+
+    results_dir = out / RESULTS_DIR
+    if results_dir.is_dir():
+        for stale in results_dir.glob("*.json"):
+            stale.unlink()
+    written = []
+    for judgement in bulk.judgements:
+        if judgement.result is None:
+            continue
+        r = judgement.result
+        name = f"{(r.case or 'case').replace('/', '--')}__{r.env}__{r.platform}.json"
+        target = results_dir / name
+        atomic_write_text(target, json.dumps(r.to_json(), indent=2, allow_nan=False) + "\n")
+        written.append(target)
+    findings = out / FINDINGS_FILE
+    atomic_write_text(findings, json.dumps({"schema": FINDINGS_SCHEMA, "findings": [f.to_json() for f in bulk.findings]},
+                                           indent=2) + "\n")
+    reports = build_result_report(written, out, tuple(RESULT_FILES), store=store_root).files if written else ()
+    return [*written, findings, *reports]

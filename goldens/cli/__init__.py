@@ -1,7 +1,7 @@
 """The ``golden`` command: a thin typer layer over the library.
 
 One module per command group — ``store`` (validate, show, history, fsck, adopt), ``compare``
-(diff), ``approve`` (pending, approve, reject, review, rollback, prune), ``stats`` (stats,
+(diff), ``judge`` (many candidates in one process), ``approve`` (pending, approve, reject, review, rollback, prune), ``stats`` (stats,
 import-tb), ``report``, ``run`` (run, check) — and ``options``, where every shared option and its
 rule (store discovery, approver, name checks) is declared once. A command parses, calls one
 library function (``goldens.workflow`` for judging), renders, and maps errors to exit codes:
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import typer
 
-from . import approve, compare, report, run, stats, store
+from . import approve, compare, judge, report, run, stats, store
 
 app = typer.Typer(
     name="golden",
@@ -28,7 +28,7 @@ app = typer.Typer(
 )
 
 COMMANDS = (
-    ("run", run.run), ("check", run.check), ("diff", compare.diff), ("report", report.report),
+    ("run", run.run), ("check", run.check), ("diff", compare.diff), ("judge", judge.judge), ("report", report.report),
     ("pending", approve.pending), ("approve", approve.accept), ("review", approve.review),
     ("reject", approve.reject), ("rollback", approve.rollback), ("prune", approve.prune),
     ("history", store.history), ("show", store.show), ("validate", store.validate), ("fsck", store.fsck),
