@@ -8,7 +8,7 @@ import numpy as np
 
 from ..align import Aligned
 from ..result import StepStatus, full_precision
-from .common import (CODE, NOTHING_TO_JUDGE, Context, Outcome, base_status, counted_problems, deviation, pct_text,
+from .common import (CODE, NOTHING_TO_JUDGE, Context, Outcome, base_status, counted_problems, magnitude, pct_text,
                      threshold, window_mask)
 
 if TYPE_CHECKING:
@@ -21,11 +21,15 @@ def evaluate_per_step(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcom
     in_window = window_mask(al, policy, ctx)
     status, both = base_status(al, in_window)
     with np.errstate(invalid="ignore", over="ignore"):
-        delta = al.actual - al.golden
         thr = threshold(al.golden, policy, exact)
-        dev = deviation(delta, policy.direction)
-        # An infinity only matches itself (as in numpy.isclose): inf·rtol must not excuse it.
-        ok = (al.actual == al.golden) | ((dev <= thr) & np.isfinite(al.actual) & np.isfinite(al.golden))
+        dev = magnitude(al.actual - al.golden, policy.direction)
+        # An infinity only matches itself (as in numpy.isclose): inf·rtol must not excuse it. A finite
+        # golden has a finite threshold, which |inf - g| never meets; a one-sided deviation can be -inf.
+        ok = dev <= thr
+        ok &= np.isfinite(al.golden)
+        if policy.direction != "both":
+            ok &= np.isfinite(al.actual)
+        ok |= al.actual == al.golden
     fail = both & ~ok
     status[fail] = CODE[StepStatus.FAIL]
     problems = counted_problems(status, policy)
@@ -74,18 +78,18 @@ def evaluate_per_step(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcom
 def _worst(al: Aligned, both: np.ndarray, fail: np.ndarray, problems: np.ndarray,
            dev: np.ndarray, thr: np.ndarray) -> int | None:
     """Index of the worst step: the largest violation ratio; else the first counted missing/NaN
-    step; else (all fine) the largest deviation."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(thr > 0, dev / np.where(thr > 0, thr, 1.0), np.where(dev > 0, np.inf, 0.0))
-    ratio = np.where(np.isnan(ratio), np.inf, ratio)
-    if fail.any():
-        ranked = np.where(fail, ratio, -np.inf)
-        # Ties (every failing step is "infinitely" out under a zero threshold, as in exact mode):
-        # the largest relative deviation among them, not simply the first.
-        tied = ranked == ranked.max()
+    step; else (all fine) the largest deviation. Ratios are computed on the failing steps only."""
+    failing = np.flatnonzero(fail)
+    if failing.size:
+        d, t = dev[failing], thr[failing]
         with np.errstate(divide="ignore", invalid="ignore"):
-            relative = np.abs(dev) / np.abs(al.golden)
-        return int(np.argmax(np.where(tied, np.nan_to_num(relative, nan=np.inf), -np.inf)))
+            ratio = np.where(t > 0, d / np.where(t > 0, t, 1.0), np.where(d > 0, np.inf, 0.0))
+            ratio = np.where(np.isnan(ratio), np.inf, ratio)
+            # Ties (every failing step is "infinitely" out under a zero threshold, as in exact mode):
+            # the largest relative deviation among them, not simply the first.
+            relative = np.abs(d) / np.abs(al.golden[failing])
+        tied = ratio == ratio.max()
+        return int(failing[np.argmax(np.where(tied, np.nan_to_num(relative, nan=np.inf), -np.inf))])
     if problems.any():
         return int(np.argmax(problems))
     if both.any():
