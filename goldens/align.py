@@ -42,7 +42,7 @@ def align(golden: MetricSeries | None, actual: MetricSeries | None) -> Aligned:
         rows = np.ones(g.steps.shape, dtype=bool)
         return Aligned(g.steps, g.values, a.values, rows, rows)
     for inner, outer, inner_is_golden in ((a, g, False), (g, a, True)):
-        if outer.steps.size >= inner.steps.size:
+        if outer.steps.size >= max(inner.steps.size, _LARGE):
             # One grid inside the other (a truncated run, a run with holes, a sparser golden): the
             # union is the larger grid; only the smaller side is placed (O(n), no sort, no search).
             inside = np.isin(outer.steps, inner.steps, assume_unique=True)
@@ -63,6 +63,9 @@ def align(golden: MetricSeries | None, actual: MetricSeries | None) -> Aligned:
         placed.append((values, row))
     (gv, gr), (av, ar) = placed
     return Aligned(steps, gv, av, gr, ar)
+
+
+_LARGE = 4096  # grids at least this long are checked for one inside the other (np.isin: a table, no sort)
 
 
 def _union_positions(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

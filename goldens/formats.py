@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -33,7 +34,7 @@ _NONFINITE_SPELLINGS = {**_NONFINITE_STRINGS, "NaN": math.nan, "Infinity": math.
 
 def parse_golden_filename(path: str | Path) -> tuple[str, str, int] | None:
     """``golden_values_dev_dgx_h100_2nd.json`` → ("dev", "dgx_h100", 2); None if not a golden name."""
-    m = _FILENAME.match(Path(path).name)
+    m = _FILENAME.match(os.path.basename(path) if isinstance(path, str) else path.name)
     if not m:
         return None
     return m["env"], m["platform"], 2 if m["second"] else 1
@@ -482,26 +483,41 @@ def megatron_run(path: str | Path, *, case: str | None = None, env: str | None =
     for number, file in ((1, first), (2, second)):
         if file not in files:
             continue
-        golden = read_golden(file)  # the precise error for a missing or malformed file
-        digest.update(file.read_bytes())
+        data = _file_bytes(file)  # read once: parsed and hashed
+        doc = load_json_text(decode_text(data, file), file)
+        golden = parse_golden(doc, path=file, key=GoldenKey(case or file.parent.name, file_env, file_platform, number))
+        digest.update(data)
         if golden.scalars:
             raise FormatError(f"scalar entries ({', '.join(golden.scalars)}) cannot be a candidate run: only "
                               f"per-step metrics", path=file)
         metrics = dict(golden.metrics)
         if number == 2:  # the steps before the resume are padding, not steps this phase ran
             metrics = {name: _trimmed(series) for name, series in metrics.items()}
-        valued = [s.steps[~np.isnan(s.values)] for s in metrics.values()]
-        valued = [v for v in valued if v.size]
-        if not valued:
+        spans = [(s.steps, valued_span(s.values)) for s in metrics.values()]
+        spans = [(steps, span) for steps, span in spans if span.start < span.stop]
+        if not spans:
             raise FormatError("no metric has a value at any step", path=file)
-        lo, hi = min(int(v[0]) for v in valued), max(int(v[-1]) for v in valued)
+        lo = min(int(steps[span.start]) for steps, span in spans)
+        hi = max(int(steps[span.stop - 1]) for steps, span in spans)
         phases[number] = Phase(number, metrics, lo, hi, lo - 1 if number == 2 else None)
     run_env, run_platform = env or file_env, platform or file_platform
+    resolved = [f.resolve() for f in files]
     provenance = {"source": MEGATRON_RUN_SOURCE, "env": run_env, "platform": run_platform,
-                  "files": [str(f.resolve()) for f in files]}
-    return Artifact(case=case or first.resolve().parent.name,
+                  "files": [str(f) for f in resolved]}
+    return Artifact(case=case or (resolved[0] if files[0] == first else first.resolve()).parent.name,
                     run_id=f"{first.stem}-{digest.hexdigest()[:12]}", status="complete",
                     provenance=provenance, phases=phases, source=str(first if first.is_file() else given))
+
+
+def _file_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise FormatError("no such file", path=path) from None
+    except IsADirectoryError:
+        raise FormatError("is a directory, expected a JSON file", path=path) from None
+    except OSError as exc:
+        raise FormatError(f"cannot read: {exc.strerror}", path=path) from None
 
 
 def _trimmed(series: MetricSeries) -> MetricSeries:

@@ -92,7 +92,7 @@ def _megatron_name(name: str) -> str:
     return name[start:] if start > 0 else name
 
 
-_MEGATRON_CASES: dict[tuple[str, float, int], MegatronCase] = {}
+_MEGATRON_CASES: dict[tuple[str, int, int], MegatronCase] = {}
 
 
 def megatron_case_in(folder: Path | None) -> MegatronCase | None:
@@ -104,7 +104,7 @@ def megatron_case_in(folder: Path | None) -> MegatronCase | None:
     if path is None:
         return None
     stat = path.stat()
-    key = (str(path.resolve()), stat.st_mtime, stat.st_size)
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
     if key not in _MEGATRON_CASES:
         _MEGATRON_CASES[key] = read_megatron_case(path)
     return _MEGATRON_CASES[key]
@@ -146,10 +146,11 @@ def pick_target(keys: list[GoldenKey], env: str | None, platform: str | None, wh
 
 
 def load_store_golden(store: Any, case: str, env: str | None, platform: str | None,
-                      phases: tuple[int, ...] | None = None) -> Loaded:
+                      phases: tuple[int, ...] | None = None, keys: list[GoldenKey] | None = None) -> Loaded:
     """The current golden of (case, env, platform): phase 1 and, for a resume case, ``_2nd`` — unless
-    ``phases`` (the policy's compared phases) leaves it out: then it is not even read."""
-    keys = store.keys(case)
+    ``phases`` (the policy's compared phases) leaves it out: then it is not even read. ``keys``: the
+    case's golden files, when the caller has listed them already."""
+    keys = store.keys(case) if keys is None else keys
     env, platform = pick_target(keys, env, platform, f"case {case!r}")
     first = GoldenKey(case, env, platform, 1)
     if first not in keys:
@@ -199,10 +200,11 @@ def approved_history(store: Any, case: str, env: str, platform: str) -> dict[int
             for phase, metrics in history.items()}
 
 
-def has_golden(store: Any, case: str, env: str | None, platform: str | None) -> bool:
+def has_golden(store: Any, case: str, env: str | None, platform: str | None,
+               keys: list[GoldenKey] | None = None) -> bool:
     """Whether the case has a phase-1 golden for the target (an unknown case raises)."""
     return any(k.phase == 1 and (env is None or k.env == env) and (platform is None or k.platform == platform)
-               for k in store.keys(case))
+               for k in (store.keys(case) if keys is None else keys))
 
 
 def load_store_version(store: Any, case: str, version: int, env: str | None, platform: str | None) -> Loaded:
@@ -295,12 +297,13 @@ def newest_run(runs_dir: Path, case: str | None) -> Path:
 
 # ---------------------------------------------------------------- policies
 
-def case_metrics(store_root: Path | None, case: str | None) -> tuple[Any, str | None]:
-    """The case.yaml ``metrics:`` section of a case in the store (None when there is none)."""
+def case_metrics(store: Any, case: str | None) -> tuple[Any, str | None]:
+    """The case.yaml ``metrics:`` section of a case in the store — an open ``GoldenStore``, or its
+    root — (None when there is none)."""
     if case is None:
         return None, None
     try:
-        case_dir = open_store(store_root).case_dir(case)
+        case_dir = (store if hasattr(store, "case_dir") else open_store(store)).case_dir(case)
     except StoreError:
         return None, None
     if not (case_dir / CASE_FILE).is_file():

@@ -15,7 +15,7 @@ taken, a target the store has no golden for. Files and the store are read by the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Collection, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 GOLDEN, ARTIFACT = "golden", "artifact"
 
@@ -72,14 +72,24 @@ class Pairing:
     findings: tuple[Finding, ...] = field(default=())
 
 
-def resolve_case(folder: str, top: str, cases: Collection[str]) -> tuple[str | None, str]:
+def case_names(cases: Collection[str]) -> dict[str, list[str]]:
+    """Each case's last name → the cases with it (what ``resolve_case`` falls back to)."""
+    names: dict[str, list[str]] = {}
+    for case in sorted(cases):
+        names.setdefault(case.rsplit("/", 1)[-1], []).append(case)
+    return names
+
+
+def resolve_case(folder: str, top: str, cases: Collection[str],
+                 names: Mapping[str, list[str]] | None = None) -> tuple[str | None, str]:
     """The store case a candidate folder stands for, and why not when there is none: the folder's
-    path (relative to the given folder) as a case path; else its last name, if one case has it."""
+    path (relative to the given folder) as a case path; else its last name, if one case has it.
+    ``names``: ``case_names(cases)``, when the caller resolves many folders."""
     wanted = folder.strip("/") or top
     if wanted in cases:
         return wanted, ""
     name = wanted.rsplit("/", 1)[-1]
-    matches = sorted(c for c in cases if c.rsplit("/", 1)[-1] == name)
+    matches = (case_names(cases) if names is None else names).get(name, [])
     if len(matches) == 1:
         return matches[0], ""
     if matches:
@@ -88,10 +98,15 @@ def resolve_case(folder: str, top: str, cases: Collection[str]) -> tuple[str | N
 
 
 def pair_candidates(files: Sequence[CandidateFile], cases: Collection[str],
-                    goldens: Mapping[str, Collection[tuple[str, str]]]) -> Pairing:
+                    goldens: Mapping[str, Collection[tuple[str, str]]] | Callable[[str], Collection[tuple[str, str]]]
+                    ) -> Pairing:
     """Targets and findings for ``files``. ``cases``: the store's case paths; ``goldens``: for a case,
-    the (env, platform) pairs it has a phase-1 golden for (a case absent from it has none). Files are
-    taken in the order given; the first candidate for a target wins."""
+    the (env, platform) pairs it has a phase-1 golden for (a case absent from it has none), as a
+    mapping or a function of the case. Files are taken in the order given; the first candidate for a
+    target wins."""
+    has = goldens if callable(goldens) else (lambda case: goldens.get(case, ()))
+    cases = set(cases)
+    names = case_names(cases)
     findings: list[Finding] = []
     targets: list[Target] = []
     seconds = {(f.folder, f.top, f.env, f.platform): f for f in files if f.kind == GOLDEN and f.phase == 2}
@@ -105,13 +120,10 @@ def pair_candidates(files: Sequence[CandidateFile], cases: Collection[str],
             findings.append(Finding(f.path, "unpaired", "no env and platform: not named golden_values_<env>_<platform>"
                                                         ".json, and no provenance saying them"))
             continue
-        if f.kind == ARTIFACT and f.case is not None:
-            case, why = resolve_case(f.case, f.case, cases)
-        else:
-            key = (f.folder, f.top)
-            if key not in resolved:
-                resolved[key] = resolve_case(f.folder, f.top, cases)
-            case, why = resolved[key]
+        key = (f.case, f.case) if f.kind == ARTIFACT and f.case is not None else (f.folder, f.top)
+        if key not in resolved:
+            resolved[key] = resolve_case(*key, cases, names)
+        case, why = resolved[key]
         second = seconds.get((f.folder, f.top, f.env, f.platform)) if f.kind == GOLDEN else None
         if second is not None:
             used_seconds.add(second.path)
@@ -125,7 +137,7 @@ def pair_candidates(files: Sequence[CandidateFile], cases: Collection[str],
                                                          f"(judged: {taken[target]})", case, f.env, f.platform))
             continue
         taken[target] = f.path
-        if (f.env, f.platform) not in goldens.get(case, ()):
+        if (f.env, f.platform) not in has(case):
             findings.append(Finding(f.path, "no-golden", f"case {case} has no golden for {f.env}/{f.platform}",
                                     case, f.env, f.platform))
         targets.append(Target(case, f.env, f.platform, f.path, f.kind, None if second is None else second.path))

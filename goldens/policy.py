@@ -40,6 +40,7 @@ Policy keys (``MetricPolicy``)::
 from __future__ import annotations
 
 import fnmatch
+import functools
 import math
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -73,9 +74,7 @@ class Allowance(BaseModel):
     rule: AllowanceRule = "count"
 
     def allowed(self, total: int) -> int:
-        # Fraction(str(x)) keeps 0.01 exactly one hundredth, so floor(0.01*T) == T // 100.
-        share = math.floor(Fraction(str(self.fraction)) * total)
-        share = max(share, self.at_least)
+        share = max(_share(self.fraction, total), self.at_least)
         return share if self.at_most is None else min(share, self.at_most)
 
     def exceeded(self, failing: int, total: int) -> bool:
@@ -98,6 +97,12 @@ class Allowance(BaseModel):
         if self.rule == "megatron":
             text += " (Megatron's rule: all when T = 1, else mean(pass) >= 1 - allowed/T in float64)"
         return text
+
+
+@functools.lru_cache(maxsize=4096)
+def _share(fraction: float, total: int) -> int:
+    """floor(fraction · total), exactly: Fraction(str(x)) keeps 0.01 one hundredth, so floor(0.01·T) == T // 100."""
+    return math.floor(Fraction(str(fraction)) * total)
 
 
 class WindowRule(BaseModel):
@@ -583,11 +588,24 @@ def with_megatron_case(policies: PolicySet, case: "MegatronCase") -> PolicySet:
     from ENV_VARS; the resume check runs for the resume test types, on the steps after
     train_iters // 2, with the golden's rules; the golden's ``_2nd`` file is not compared (Megatron's
     CI never reads it); a test type Megatron runs no check for compares nothing."""
+    if not policies.follows_model_config:
+        return policies
+    key = (id(policies), id(case))
+    hit = _OVERLAID.get(key)
+    if hit is None or hit[0] is not policies or hit[1] is not case:
+        if len(_OVERLAID) > 1024:
+            _OVERLAID.clear()
+        hit = _OVERLAID[key] = (policies, case, _overlaid(policies, case))  # once per case in a bulk run
+    return hit[2]
+
+
+_OVERLAID: dict[tuple[int, int], tuple[PolicySet, "MegatronCase", PolicySet]] = {}
+
+
+def _overlaid(policies: PolicySet, case: "MegatronCase") -> PolicySet:
     from .errors import GoldenError
     from .megatron_case import INFERENCE, REGULAR, RESUME
 
-    if not policies.follows_model_config:
-        return policies
     if case.unsupported:
         raise GoldenError(case.unsupported)
     listed = {m for m in case.metrics if isinstance(m, str)}

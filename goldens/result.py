@@ -69,6 +69,7 @@ class StepStatus(StrEnum):
 
 STEP_STATUSES: tuple[StepStatus, ...] = tuple(StepStatus)
 STEP_STATUS_CODE: dict[StepStatus, int] = {s: i for i, s in enumerate(STEP_STATUSES)}
+_SCAN_FROM = 1 << 16  # status codes counted by scans above this many steps, by bincount below
 
 
 # ---------------------------------------------------------------- JSON number helpers
@@ -167,9 +168,12 @@ class StepTable:
         return names[self.status]
 
     def counts(self) -> dict[str, int]:
-        codes = np.asarray(self.status, dtype=np.int8)  # a scan per status: no int64 copy of a million codes
-        found = ((s.value, int(np.count_nonzero(codes == i))) for i, s in enumerate(STEP_STATUSES))
-        return {name: n for name, n in found if n}
+        codes = np.asarray(self.status, dtype=np.int8)
+        if codes.size > _SCAN_FROM:  # a scan per status: no int64 copy of a million codes
+            found = [int(np.count_nonzero(codes == i)) for i in range(len(STEP_STATUSES))]
+        else:
+            found = np.bincount(codes.astype(np.intp), minlength=len(STEP_STATUSES)).tolist()
+        return {s.value: n for s, n in zip(STEP_STATUSES, found) if n}
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, StepTable):

@@ -74,15 +74,16 @@ def judge_run(store: "GoldenStore", run: "Loaded", *, case: str | None = None, e
     the_case = check_name(case or run.case)
     target_env, target_platform = env or run.env, platform or run.platform
     inputs.load_policies(policy)  # a bad --policy is refused before anything else is read
-    if not inputs.has_golden(store, the_case, target_env, target_platform):
+    keys = store.keys(the_case)
+    if not inputs.has_golden(store, the_case, target_env, target_platform, keys):
         judgement = Judgement(None, the_case, target_env, target_platform)
         judgement = _staged(store, run, judgement) if stage else judgement
         return replace(judgement, notes=(*judgement.notes, f"no golden: case {the_case!r} has none for "
                                                            f"{target_env or '*'}/{target_platform or '*'} yet"))
-    case_policy, case_source = inputs.case_metrics(store.root, the_case)
+    case_policy, case_source = inputs.case_metrics(store, the_case)
     policies = inputs.load_policies(policy, case_policy=case_policy, case_source=case_source,
                                     megatron_case=inputs.megatron_case_in(store.case_dir(the_case)))
-    reference = inputs.load_store_golden(store, the_case, target_env, target_platform, policies.golden_phases)
+    reference = inputs.load_store_golden(store, the_case, target_env, target_platform, policies.golden_phases, keys)
     all_notes = tuple(notes) + tuple(f"candidate: {n}" for n in run.notes) \
         + tuple(f"reference: {n}" for n in reference.notes)
     result = compare(reference.side, run.side, policies, force=force, case=the_case, env=reference.env,
@@ -272,7 +273,7 @@ def judge_bulk(paths: Sequence[str | Path], *, store_root: Path | None, policy: 
     failing, by the one staging rule, when ``stage``. A file that cannot be judged is a finding; only a
     bad option, path or store stops the whole batch (GoldenError, exit 2)."""
     from . import inputs
-    from .pairing import Finding, pair_candidates, resolve_case
+    from .pairing import Finding, pair_candidates
     from .store import GoldenStore
 
     store = GoldenStore(store_root)
@@ -282,9 +283,13 @@ def judge_bulk(paths: Sequence[str | Path], *, store_root: Path | None, policy: 
     if not files and not findings:
         findings.append(Finding(", ".join(map(str, paths)), "empty", "no candidate files (golden_values_*.json, "
                                                                       "artifact.json) found"))
-    named = {resolve_case(f.case, f.case, cases)[0] if f.case else resolve_case(f.folder, f.top, cases)[0]
-             for f in files}
-    goldens = {case: {(k.env, k.platform) for k in store.keys(case) if k.phase == 1} for case in named if case}
+    listed: dict[str, set[tuple[str, str]]] = {}
+
+    def goldens(case: str) -> set[tuple[str, str]]:
+        if case not in listed:
+            listed[case] = {(k.env, k.platform) for k in store.keys(case) if k.phase == 1}
+        return listed[case]
+
     pairing = pair_candidates(files, cases, goldens)
     findings += pairing.findings
     judgements = []

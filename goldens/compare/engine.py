@@ -8,7 +8,7 @@ relative to the reference (the golden).
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -53,8 +53,23 @@ def _value(x: float | None) -> float | None:
 def effective_policy(policy: MetricPolicy, exact_regime: bool) -> MetricPolicy:
     """A deterministic metric under the exact regime is compared bit-exactly on every step."""
     if exact_regime and policy.deterministic and policy.mode != "exact":
-        return policy.model_copy(update={"mode": "exact", "max_failing_steps": 0})
+        return _derived(policy, "exact", lambda: policy.model_copy(update={"mode": "exact", "max_failing_steps": 0}))
     return policy
+
+
+_DERIVED: dict[tuple[int, str], tuple[MetricPolicy, Any]] = {}
+
+
+def _derived(policy: MetricPolicy, what: str, make: Any) -> Any:
+    """What a policy (frozen) gives — its exact variant, its rule text, its parameters — made once per
+    policy object: a bulk judgement asks the same policies thousands of times."""
+    key = (id(policy), what)
+    hit = _DERIVED.get(key)
+    if hit is None or hit[0] is not policy:
+        if len(_DERIVED) > 4096:
+            _DERIVED.clear()
+        hit = _DERIVED[key] = (policy, make())
+    return hit[1]
 
 
 def compare_metric(name: str, golden: MetricSeries | None, actual: MetricSeries | None,
@@ -75,15 +90,18 @@ def compare_metric(name: str, golden: MetricSeries | None, actual: MetricSeries 
     else:
         effective = effective_policy(policy, ctx.exact)
         upgraded = effective is not policy
-        text = effective.describe() + (f" [{ctx.exact_reason}]" if upgraded or effective.mode == "exact" else "")
-        rule = Rule(effective.mode, effective.params(), f"{text} — {origin}" if origin else text)
+        text = _derived(effective, "describe", effective.describe)
+        text += f" [{ctx.exact_reason}]" if upgraded or effective.mode == "exact" else ""
+        rule = Rule(effective.mode, _derived(effective, "params", effective.params),
+                    f"{text} — {origin}" if origin else text)
     outcome = MODES[effective.mode].evaluate(al, effective, ctx)
     if history is not None and policy is not None and uses_history(effective) and ctx.same_platform \
             and outcome.judged and outcome.actual_value is not None:
         outcome, rule = judge_by_history(name, al, effective, ctx, outcome, rule, history, origin)
     table = StepTable(al.step, al.golden, al.actual, outcome.status)
+    counts = table.counts()
     golden_value, actual_value = _value(outcome.golden_value), _value(outcome.actual_value)
-    common = dict(metric=name, phase=ctx.phase, rule=rule, steps=table, step_counts=table.counts(),
+    common = dict(metric=name, phase=ctx.phase, rule=rule, steps=table, step_counts=counts,
                   mean_rel_diff=mean_relative_diff(al, _compared(outcome.status)),
                   failing_steps=outcome.failing_steps, allowed_failing_steps=outcome.allowed_failing_steps,
                   total_steps=outcome.total_steps, worst_step=outcome.worst_step,
@@ -94,7 +112,7 @@ def compare_metric(name: str, golden: MetricSeries | None, actual: MetricSeries 
             common["delta_pct"] = 100.0 * common["delta"] / abs(golden_value)
     drift = common["mean_rel_diff"]
     drift_text = "" if drift is None else f"; mean rel diff {100.0 * drift:+.3g} %"
-    run_only = table.counts().get(StepStatus.EXTRA.value, 0)
+    run_only = counts.get(StepStatus.EXTRA.value, 0)
     if run_only and golden is not None:  # e.g. a run logging every step against a golden of every 5th
         drift_text += f"; {run_only} steps only in the run (no golden value there, not judged)"
 
