@@ -384,3 +384,28 @@ def find_candidates(paths: Sequence[str | Path]) -> tuple[list["CandidateFile"],
                                            platform if isinstance(platform, str) else None, 1, folder, top,
                                            artifact.case))
     return files, findings
+
+
+def from_golden_files(loaded: Loaded) -> bool:
+    """A side read from golden_values files (a golden, or Megatron's CI output as a candidate run),
+    not a run artifact of this toolkit."""
+    from .formats import MEGATRON_RUN_SOURCE
+
+    return loaded.artifact is None or loaded.artifact.provenance.get("source") == MEGATRON_RUN_SOURCE
+
+
+def require_megatron_readable(side: Side, what: str) -> None:
+    """In a Megatron case, a training golden Megatron's own reader refuses (pydantic: every metric an
+    object with start_step, end_step, step_interval and values; nothing else at the top level) makes
+    its test error, so the verdict cannot be a pass: an input error naming why."""
+    if side.inference is not None:
+        return
+    if side.scalars:
+        raise FormatError(f"top-level entries that are not metric objects ({', '.join(side.scalars)}): Megatron's "
+                          f"reader refuses the file (its test errors)", path=what)
+    for phase in side.phases.values():
+        for name, series in phase.items():
+            missing = [f for f in ("start_step", "end_step", "step_interval") if getattr(series, f) is None]
+            if missing:
+                raise FormatError(f"metric {name!r} has no {missing[0]!r}: Megatron's reader refuses the file (its "
+                                  f"test errors)", path=what)

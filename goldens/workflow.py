@@ -84,6 +84,10 @@ def judge_run(store: "GoldenStore", run: "Loaded", *, case: str | None = None, e
     policies = inputs.load_policies(policy, case_policy=case_policy, case_source=case_source,
                                     megatron_case=inputs.megatron_case_in(store.case_dir(the_case)))
     reference = inputs.load_store_golden(store, the_case, target_env, target_platform, policies.golden_phases, keys)
+    if policies.golden_phases is not None and policies.follows_model_config:  # a Megatron case
+        for side in (reference, run):
+            if inputs.from_golden_files(side):
+                inputs.require_megatron_readable(side.side, side.side.label)
     all_notes = tuple(notes) + tuple(f"candidate: {n}" for n in run.notes) \
         + tuple(f"reference: {n}" for n in reference.notes)
     result = compare(reference.side, run.side, policies, force=force, case=the_case, env=reference.env,
@@ -134,6 +138,10 @@ def compare_operands(reference: "Loaded", candidate: "Loaded", *, store_root: Pa
     policies = inputs.load_policies(policy, case_policy=case_policy, case_source=case_source,
                                     megatron_case=_operands_case(texts, (reference, candidate), store_root, the_case))
     run_candidate = candidate.artifact is not None
+    if policies.golden_phases is not None and policies.follows_model_config:  # a Megatron case
+        for side in (reference, candidate):
+            if inputs.from_golden_files(side):
+                inputs.require_megatron_readable(side.side, side.side.label)
     if not run_candidate and 2 in candidate.side.phases:
         notes += ("resume check not run: the candidate is a golden, not a run",)
     result = compare(reference.side, candidate.side, policies, force=force, case=the_case,

@@ -242,3 +242,17 @@ def test_diff_compares_two_inference_files_and_refuses_a_training_one(tmp_path):
     (tmp_path / "train.json").write_text(json.dumps(training_doc(range(1, 5))))
     out = runner.invoke(app, ["diff", str(case / "golden_values_dev_dgx_h100.json"), str(tmp_path / "train.json")])
     assert out.exit_code == 2 and "training golden" in out.stderr
+
+
+def test_a_golden_megatrons_reader_refuses_cannot_pass_in_a_megatron_case(tmp_path):
+    golden = training_doc(range(1, 51))
+    odd = copy.deepcopy(golden)
+    del odd["lm loss"]["start_step"]
+    scalar = {**copy.deepcopy(golden), "iteration_timing_avg": 0.5}
+    for name, doc in (("nostart", odd), ("scalar", scalar)):
+        write_megatron_case(tmp_path / "store", name, "TEST_TYPE: regular\n", {"golden_values_dev_dgx_h100.json": doc})
+        with pytest.raises(FormatError, match="Megatron's reader refuses the file"):
+            judge(tmp_path / "store", write_candidate(tmp_path / name / name, golden), name)
+        # the default preset reads the same golden and judges it
+        assert workflow.judge_run(GoldenStore(tmp_path / "store"), inputs.load_run(str(tmp_path / name / name /
+                                  "golden_values_dev_dgx_h100.json")), case=name, stage=False).result is not None
