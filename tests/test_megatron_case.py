@@ -256,3 +256,15 @@ def test_a_golden_megatrons_reader_refuses_cannot_pass_in_a_megatron_case(tmp_pa
         # the default preset reads the same golden and judges it
         assert workflow.judge_run(GoldenStore(tmp_path / "store"), inputs.load_run(str(tmp_path / name / name /
                                   "golden_values_dev_dgx_h100.json")), case=name, stage=False).result is not None
+
+
+def test_an_inference_golden_written_as_json_inside_a_string_is_read_as_megatron_reads_it(tmp_path):
+    golden = inference_doc()
+    write_megatron_case(tmp_path / "store", "infer", INFERENCE_CONFIG,
+                        {"golden_values_dev_dgx_h100.json": json.dumps(json.dumps(golden))})
+    run = copy.deepcopy(golden)
+    assert judge(tmp_path / "store", write_candidate(tmp_path / "ok" / "infer", run), "infer").passed
+    run["0"]["generated_tokens"] = run["0"]["generated_tokens"][:-1]
+    failed = judge(tmp_path / "store", write_candidate(tmp_path / "bad" / "infer", run), "infer")
+    [verdict] = [v for v in failed.result.metric_verdicts() if not v.passed]
+    assert verdict.metric == "generated_tokens" and "length 11 where the golden has 12" in verdict.explanation
