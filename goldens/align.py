@@ -14,24 +14,14 @@ from .model import MetricSeries
 
 @dataclass(frozen=True, eq=False)
 class Aligned:
-    """Both sides of one metric on the union of their steps (NaN + has_row=False where absent)."""
+    """Both sides of one metric on the union of their steps (NaN + has_row=False where absent).
+    On one grid (the same steps on both sides) ``golden_row`` and ``actual_row`` are one array."""
 
     step: np.ndarray
     golden: np.ndarray
     actual: np.ndarray
     golden_row: np.ndarray  # bool: the golden lists this step (its value may be NaN)
     actual_row: np.ndarray
-
-
-def sorted_union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Union of two strictly increasing arrays in linear time: a stable sort (timsort) of two
-    sorted runs is a merge; np.union1d would hash or sort from scratch."""
-    merged = np.concatenate([a, b])
-    merged.sort(kind="stable")
-    keep = np.empty(merged.shape, dtype=bool)
-    keep[:1] = True
-    np.not_equal(merged[1:], merged[:-1], out=keep[1:])
-    return merged[keep]
 
 
 def align(golden: MetricSeries | None, actual: MetricSeries | None) -> Aligned:

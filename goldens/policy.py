@@ -486,7 +486,6 @@ _EXACT_AND_APPROX = {"mode": "approx", "rtol": 0.05, "deterministic": True, "max
                      "on_empty": "fail"}
 _APPROX_ONLY = {"mode": "approx", "rtol": 0.05, "max_failing_steps": _MEGATRON_ALLOWANCE, "on_empty": "fail",
                 "report_only": True}
-MEGATRON_CHECKED = ("lm loss", "num-zeros")  # Megatron's default METRICS
 MEGATRON_PRESET: dict[str, Any] = {
     "metrics": {
         "iteration-time": {"mode": "steady_median", "rtol": 0.05, "fallback_steps": 4, "on_empty": "fail",

@@ -25,7 +25,7 @@ JUDGE_FORMATS = ("table", "json", "md")
 JUDGE_SCHEMA = "golden.judge/1"
 
 PathsArg = Annotated[list[Path], typer.Argument(
-    metavar="PATH...", show_default=False,
+    metavar="PATH", show_default=False,
     help="Candidate files or folders (searched recursively): golden_values_<env>_<platform>[_2nd].json as "
          "Megatron's CI writes them, or run artifacts; a folder tree mirrors the store's cases.")]
 FormatOpt = Annotated[str, typer.Option(

@@ -86,8 +86,10 @@ def _judge(golden: Mapping[str, Any], run: Mapping[str, Any], run_level: tuple[s
                 verdicts.append(_verdict(name, rule_out, spec.evaluate(None, None, name, rule.params).failure, 1, 1))
             elif name in golden:
                 outcome = spec.evaluate(golden[name], run.get(name, absent()), name, rule.params)
+                shown = (f"median {outcome.actual!r} against the golden's {outcome.golden!r}: within the rule"
+                         if outcome.golden is not None and outcome.actual is not None else None)
                 verdicts.append(_verdict(name, rule_out, outcome.failure, int(outcome.failure is not None), 1,
-                                         outcome))
+                                         outcome, passed_text=shown))
             else:
                 verdicts.append(MetricVerdict(metric=name, phase=1, verdict=Verdict.SKIPPED, passed=True, rule=rule_out,
                                               explanation=f"not checked: the golden has no {name!r}"))
