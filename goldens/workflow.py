@@ -82,7 +82,7 @@ def judge_run(store: "GoldenStore", run: "Loaded", *, case: str | None = None, e
                                                            f"{target_env or '*'}/{target_platform or '*'} yet"))
     case_policy, case_source = inputs.case_metrics(store, the_case)
     policies = inputs.load_policies(policy, case_policy=case_policy, case_source=case_source,
-                                    megatron_case=inputs.megatron_case_in(store.case_dir(the_case)))
+                                    megatron_case=_megatron_case(policy, lambda: store.case_dir(the_case)))
     reference = inputs.load_store_golden(store, the_case, target_env, target_platform, policies.golden_phases, keys)
     if policies.golden_phases is not None and policies.follows_model_config:  # a Megatron case
         for side in (reference, run):
@@ -136,7 +136,8 @@ def compare_operands(reference: "Loaded", candidate: "Loaded", *, store_root: Pa
                   f"--case {the_case} applies it)",)
         case_policy, case_source = None, None
     policies = inputs.load_policies(policy, case_policy=case_policy, case_source=case_source,
-                                    megatron_case=_operands_case(texts, (reference, candidate), store_root, the_case))
+                                    megatron_case=_operands_case(texts, (reference, candidate), store_root, the_case,
+                                                                 policy))
     run_candidate = candidate.artifact is not None
     if policies.golden_phases is not None and policies.follows_model_config:  # a Megatron case
         for side in (reference, candidate):
@@ -151,12 +152,25 @@ def compare_operands(reference: "Loaded", candidate: "Loaded", *, store_root: Pa
     return Judgement(result, the_case, result.env, result.platform)
 
 
-def _operands_case(texts: Sequence[str], loaded: Sequence["Loaded"], store_root: Path | None,
-                   case: str | None) -> Any:
-    """The Megatron case two operands belong to: the model_config.yaml beside the first golden file that
-    has one, else the store's case of that name (None: not a Megatron case)."""
+def _megatron_case(policy: str | None, folder: Any) -> Any:
+    """The Megatron case in ``folder()`` — read only for a policy that follows model_config.yaml (the
+    megatron preset): another policy never reads it, so a file it does not need cannot stop it."""
     from . import inputs
 
+    if not inputs.load_policies(policy).follows_model_config:
+        return None
+    return inputs.megatron_case_in(folder())
+
+
+def _operands_case(texts: Sequence[str], loaded: Sequence["Loaded"], store_root: Path | None,
+                   case: str | None, policy: str | None) -> Any:
+    """The Megatron case two operands belong to: the model_config.yaml beside the first golden file that
+    has one, else the store's case of that name (None: not a Megatron case, or a policy that does not
+    follow model_config.yaml)."""
+    from . import inputs
+
+    if not inputs.load_policies(policy).follows_model_config:
+        return None
     for text, side in zip(texts, loaded):
         if side.artifact is None and not inputs.is_version_ref(text):
             found = inputs.megatron_case_in(Path(text).parent)

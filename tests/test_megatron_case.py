@@ -268,3 +268,15 @@ def test_an_inference_golden_written_as_json_inside_a_string_is_read_as_megatron
     failed = judge(tmp_path / "store", write_candidate(tmp_path / "bad" / "infer", run), "infer")
     [verdict] = [v for v in failed.result.metric_verdicts() if not v.passed]
     assert verdict.metric == "generated_tokens" and "length 11 where the golden has 12" in verdict.explanation
+
+
+def test_only_a_policy_that_follows_model_config_reads_it(tmp_path):
+    golden = training_doc(range(1, 21))
+    write_megatron_case(tmp_path / "store", "broken_config", "TEST_TYPE: regular\nMETRICS: null\n",
+                        {"golden_values_dev_dgx_h100.json": golden})
+    candidate = write_candidate(tmp_path / "ci" / "broken_config", golden)
+    with pytest.raises(FormatError, match="METRICS is null"):
+        judge(tmp_path / "store", candidate, "broken_config")
+    default = workflow.judge_run(GoldenStore(tmp_path / "store"), inputs.load_run(str(candidate)),
+                                 case="broken_config", stage=False)
+    assert default.passed and default.result.choices == ()
