@@ -367,6 +367,11 @@ class PolicySet:
     follows_model_config: bool = False        # a Megatron case's model_config.yaml decides (the megatron preset)
     choices: tuple[str, ...] = ()             # where each case-made choice came from (the result carries them)
 
+    @property
+    def in_megatron_case(self) -> bool:
+        """Applied to a Megatron case's model_config.yaml (``with_megatron_case``)."""
+        return self.follows_model_config and self.golden_phases is not None
+
     def resolve(self, metric: str) -> Resolved:
         if metric in self.metrics:
             return Resolved(self.metrics[metric], f"{self.name}: metrics[{metric!r}]")
