@@ -1,9 +1,11 @@
 """Benchmark the comparison engine: 20 metrics × 1,000,000 steps, then 2× the points.
 
-Prints the time of ``compare()`` (best of ``--repeat``), its peak traced memory (tracemalloc,
-which numpy reports its buffers to), the time ratio for 2× the points (target ≤ 2.2: the
-engine must stay linear-ish, i.e. no Python loop over steps), and ``golden --help`` start-up
-time against a bare ``python -c pass`` measured in the same run.
+Prints the time of ``compare()`` (best of ``--repeat``; target under 1 s at 20 × 1,000,000) and its
+ratio to a floor measured in the same run — ``numpy.isclose`` and a count over the same arrays, the
+least any per-step check does —, its peak traced memory (tracemalloc, which numpy reports its
+buffers to), the time ratio for 2× the points (target ≤ 2.2: the engine must stay linear-ish, i.e.
+no Python loop over steps), and ``golden --help`` start-up time against a bare ``python -c pass``
+measured in the same run.
 
     python bench/bench_compare.py [--steps 1000000] [--metrics 20] [--repeat 3]
 """
@@ -71,6 +73,20 @@ def time_compare(steps: int, metrics: int, repeat: int) -> tuple[float, object]:
     return best, result
 
 
+def time_floor(steps: int, metrics: int, repeat: int) -> float:
+    """The floor: numpy.isclose and a count per metric over the same arrays (golden's grid only)."""
+    reference, candidate = build_sides(steps, metrics)
+    pairs = [(reference.phases[1][n].values, candidate.phases[1][n].values) for n in reference.phases[1]
+             if candidate.phases[1][n].values.size == reference.phases[1][n].values.size]
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for golden, actual in pairs:
+            np.count_nonzero(np.isclose(actual, golden, rtol=0.05, atol=0))
+        best = min(best, (time.perf_counter() - start) * metrics / len(pairs))
+    return best
+
+
 def peak_memory(steps: int, metrics: int) -> tuple[int, int]:
     """(peak bytes traced during compare(), bytes of the inputs) at this size."""
     reference, candidate = build_sides(steps, metrics)
@@ -108,7 +124,10 @@ def main() -> None:
     verdicts = result.metric_verdicts()
     print(f"compare: {m} metrics × {n:,} steps: {t1:.3f} s "
           f"({m * n / t1 / 1e6:.1f} M steps/s; verdict {result.verdict.value}, "
-          f"{sum(v.passed for v in verdicts)}/{len(verdicts)} metrics pass)")
+          f"{sum(v.passed for v in verdicts)}/{len(verdicts)} metrics pass) "
+          f"(target < 1 s at 20 × 1,000,000: {'OK' if t1 < 1 else 'OVER'})")
+    floor = time_floor(n, m, args.repeat)
+    print(f"floor (numpy.isclose + count over the same arrays): {floor:.3f} s; compare / floor: {t1 / floor:.1f}×")
     del result
     t2, result = time_compare(2 * n, m, args.repeat)
     del result

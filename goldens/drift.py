@@ -3,14 +3,12 @@ changed, and which recorded model arguments differ — computed with deepdiff, s
 are deepdiff's and nested arguments come out as ``a.b`` paths.
 
 Informational: it explains a verdict (a changed ``--hidden-size`` explains a failing loss) but
-does not decide it; a vanished metric already fails as ``missing``.
+does not decide it; a vanished metric already fails as ``missing``. deepdiff (which pulls in
+pandas) is imported only when the recorded arguments differ: equal ones need no diff.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping
-
-from deepdiff import DeepDiff
-from deepdiff.helper import NotPresent
 
 from .model import MetricSeries, valued_span
 from .result import ArgChange, GridChange, StructuralDrift
@@ -41,13 +39,19 @@ def grid_of(series: MetricSeries) -> dict[str, Any]:
     steps = series.steps[valued_span(series.values)]
     interval = series.step_interval
     if interval is None and steps.size > 1:
-        interval = int(np.gcd.reduce(np.diff(steps)))
+        if int(steps[-1] - steps[0]) == steps.size - 1:
+            interval = 1  # strictly increasing and as many steps as the span: every step
+        else:
+            gaps = np.diff(steps)
+            interval = int(gaps[0]) if (gaps == gaps[0]).all() else int(np.gcd.reduce(gaps))  # one gap: its gcd
     return {"start_step": int(steps[0]) if steps.size else None,
             "end_step": int(steps[-1]) if steps.size else None,
             "step_interval": interval, "count": int(steps.size)}
 
 
 def _plain(value: Any) -> Any:
+    from deepdiff.helper import NotPresent
+
     return None if isinstance(value, NotPresent) else value
 
 
@@ -64,6 +68,10 @@ def _json_safe(value: Any) -> Any:
 
 def arg_changes(reference: Mapping[str, Any], candidate: Mapping[str, Any]) -> tuple[ArgChange, ...]:
     """Model/config arguments that differ, as readable paths (``--hidden-size``, ``opt.lr``)."""
+    if repr(reference) == repr(candidate):  # the same arguments, written the same way: nothing to diff
+        return ()
+    from deepdiff import DeepDiff
+
     diff = DeepDiff(dict(reference), dict(candidate), view="tree", ignore_numeric_type_changes=True)
     changes = []
     for change_type, levels in diff.items():

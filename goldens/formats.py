@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -15,7 +16,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from .errors import FormatError, NotATrainingGolden, StoreError
-from .model import Artifact, GoldenKey, GoldenSet, MetricSeries, Phase, valued_span
+from .model import Artifact, GoldenKey, GoldenSet, InferenceGolden, MetricSeries, Phase, valued_span
 
 ARTIFACT_SCHEMA = "golden.artifact/1"
 ARTIFACT_STATUSES = ("complete", "incomplete", "failed")
@@ -33,7 +34,7 @@ _NONFINITE_SPELLINGS = {**_NONFINITE_STRINGS, "NaN": math.nan, "Infinity": math.
 
 def parse_golden_filename(path: str | Path) -> tuple[str, str, int] | None:
     """``golden_values_dev_dgx_h100_2nd.json`` → ("dev", "dgx_h100", 2); None if not a golden name."""
-    m = _FILENAME.match(Path(path).name)
+    m = _FILENAME.match(os.path.basename(path) if isinstance(path, str) else path.name)
     if not m:
         return None
     return m["env"], m["platform"], 2 if m["second"] else 1
@@ -253,8 +254,51 @@ def parse_metric(name: str, raw: Any, *, path: object = None) -> MetricSeries:
     return MetricSeries(name, steps_arr, vals_arr, **grid)
 
 
+def is_inference_doc(doc: Any) -> bool:
+    """Whether a parsed golden document is an inference golden (possibly a JSON text inside a string,
+    as some of Megatron's inference scripts write it)."""
+    if isinstance(doc, str):
+        try:
+            doc = json.loads(doc)
+        except ValueError:
+            return False
+    return isinstance(doc, dict) and _looks_like_inference(doc)
+
+
+def parse_inference(doc: Any, *, path: object = None) -> InferenceGolden:
+    """An inference golden as written: the top-level object keyed by request id (plus run-level
+    entries such as ``throughput``); a JSON text inside a string is read once more, as Megatron's
+    test reads it. Values are kept exactly as JSON gave them: the checks compare them as Megatron does."""
+    if isinstance(doc, str):
+        doc = load_json_text(doc, path)
+    if not isinstance(doc, dict):
+        raise FormatError(f"expected a JSON object keyed by request id, got {type(doc).__name__}", path=path)
+    if not doc:
+        raise FormatError("no requests in the inference golden (empty object)", path=path)
+    return InferenceGolden(entries=doc, source=None if path is None else str(path))
+
+
+def read_inference(path: str | Path) -> InferenceGolden:
+    """Read one inference ``golden_values_*.json`` faithfully."""
+    return parse_inference(read_json(path), path=Path(path))
+
+
+def read_any_golden(path: str | Path, *, case: str | None = None) -> GoldenSet | InferenceGolden:
+    """A golden file, training (``GoldenSet``) or inference (``InferenceGolden``), by its content."""
+    p = Path(path)
+    doc = read_json(p)
+    if is_inference_doc(doc):
+        return parse_inference(doc, path=p)
+    parsed = parse_golden_filename(p)
+    key = GoldenKey(case or p.parent.name, *parsed) if parsed else None
+    return parse_golden(doc, path=p, key=key)
+
+
 def parse_golden(doc: Any, *, path: object = None, key: GoldenKey | None = None) -> GoldenSet:
     """A parsed Megatron golden document → GoldenSet (raises FormatError on anything unfaithful)."""
+    if isinstance(doc, str) and is_inference_doc(doc):
+        raise NotATrainingGolden("not a training golden: an inference golden keyed by request id",
+                                 path=path)
     if not isinstance(doc, dict):
         raise FormatError(f"expected a JSON object of metrics, got {type(doc).__name__}", path=path)
     if _looks_like_inference(doc):
@@ -442,26 +486,41 @@ def megatron_run(path: str | Path, *, case: str | None = None, env: str | None =
     for number, file in ((1, first), (2, second)):
         if file not in files:
             continue
-        golden = read_golden(file)  # the precise error for a missing or malformed file
-        digest.update(file.read_bytes())
+        data = _file_bytes(file)  # read once: parsed and hashed
+        doc = load_json_text(decode_text(data, file), file)
+        golden = parse_golden(doc, path=file, key=GoldenKey(case or file.parent.name, file_env, file_platform, number))
+        digest.update(data)
         if golden.scalars:
             raise FormatError(f"scalar entries ({', '.join(golden.scalars)}) cannot be a candidate run: only "
                               f"per-step metrics", path=file)
         metrics = dict(golden.metrics)
         if number == 2:  # the steps before the resume are padding, not steps this phase ran
             metrics = {name: _trimmed(series) for name, series in metrics.items()}
-        valued = [s.steps[~np.isnan(s.values)] for s in metrics.values()]
-        valued = [v for v in valued if v.size]
-        if not valued:
+        spans = [(s.steps, valued_span(s.values)) for s in metrics.values()]
+        spans = [(steps, span) for steps, span in spans if span.start < span.stop]
+        if not spans:
             raise FormatError("no metric has a value at any step", path=file)
-        lo, hi = min(int(v[0]) for v in valued), max(int(v[-1]) for v in valued)
+        lo = min(int(steps[span.start]) for steps, span in spans)
+        hi = max(int(steps[span.stop - 1]) for steps, span in spans)
         phases[number] = Phase(number, metrics, lo, hi, lo - 1 if number == 2 else None)
     run_env, run_platform = env or file_env, platform or file_platform
+    resolved = [f.resolve() for f in files]
     provenance = {"source": MEGATRON_RUN_SOURCE, "env": run_env, "platform": run_platform,
-                  "files": [str(f.resolve()) for f in files]}
-    return Artifact(case=case or first.resolve().parent.name,
+                  "files": [str(f) for f in resolved]}
+    return Artifact(case=case or (resolved[0] if files[0] == first else first.resolve()).parent.name,
                     run_id=f"{first.stem}-{digest.hexdigest()[:12]}", status="complete",
                     provenance=provenance, phases=phases, source=str(first if first.is_file() else given))
+
+
+def _file_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise FormatError("no such file", path=path) from None
+    except IsADirectoryError:
+        raise FormatError("is a directory, expected a JSON file", path=path) from None
+    except OSError as exc:
+        raise FormatError(f"cannot read: {exc.strerror}", path=path) from None
 
 
 def _trimmed(series: MetricSeries) -> MetricSeries:

@@ -8,19 +8,24 @@ history-aware timing check. Everything here reads; nothing writes.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .case import CASE_FILE, load_case, load_yaml
-from .compare import Side, recorded_identity, side_from_artifact, side_from_goldens
-from .errors import FormatError, GoldenError, PolicyError, StoreError
-from .formats import ARTIFACT_SCHEMA, parse_artifact, parse_golden, parse_golden_filename, read_json
+from .compare import Side, recorded_identity, side_from_artifact, side_from_goldens, side_from_inference
+from .errors import FormatError, GoldenError, NotATrainingGolden, PolicyError, StoreError
+from .formats import (ARTIFACT_SCHEMA, is_inference_doc, parse_artifact, parse_golden, parse_golden_filename,
+                      parse_inference, read_inference, read_json)
+from .megatron_case import MODEL_CONFIG, MegatronCase, find_model_config, read_megatron_case
 from .model import Artifact, GoldenKey, MetricSeries
 from .policy import PRESETS, PolicySet, build_policies
 
+if TYPE_CHECKING:
+    from .pairing import CandidateFile, Finding
+
 RUNS_DIR = "runs"
-MEGATRON_CASE_FILE = "model_config.yaml"
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,8 @@ def load_artifact_side(artifact: Artifact, label: str | None = None) -> Loaded:
 
 
 def load_file(path: Path) -> Loaded:
-    """A JSON file: an artifact (by its schema) or a Megatron golden file (one phase)."""
+    """A JSON file: an artifact (by its schema), a Megatron golden file (one phase) or an inference
+    golden (keyed by request id)."""
     doc = read_json(path)
     if isinstance(doc, dict) and doc.get("schema") == ARTIFACT_SCHEMA:
         return load_artifact_side(parse_artifact(doc, path=path), str(path))
@@ -69,6 +75,9 @@ def load_file(path: Path) -> Loaded:
     parsed = parse_golden_filename(_megatron_name(path.name))
     env, platform, phase = parsed if parsed else (None, None, 1)
     case = path.resolve().parent.name
+    if is_inference_doc(doc):
+        return Loaded(side_from_inference(parse_inference(doc, path=path), str(path), platform=platform),
+                      case if parsed else None, env, platform)
     key = GoldenKey(case, env, platform, phase) if parsed else None
     golden = parse_golden(doc, path=path, key=key)
     args = megatron_model_args(path.parent)
@@ -83,15 +92,34 @@ def _megatron_name(name: str) -> str:
     return name[start:] if start > 0 else name
 
 
+_MEGATRON_CASES: dict[tuple[str, int, int], MegatronCase] = {}
+
+
+def megatron_case_in(folder: Path | None) -> MegatronCase | None:
+    """The Megatron case whose model_config.yaml is in ``folder`` (None: not a Megatron case).
+    Read once per file version in a process: a bulk judgement asks for it once per target."""
+    if folder is None:
+        return None
+    path = find_model_config(folder)
+    if path is None:
+        return None
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _MEGATRON_CASES:
+        _MEGATRON_CASES[key] = read_megatron_case(path)
+    return _MEGATRON_CASES[key]
+
+
 def megatron_model_args(case_dir: Path) -> Mapping[str, Any] | None:
     """A Megatron case folder's ``MODEL_ARGS`` (what its goldens were recorded with)."""
-    path = case_dir / MEGATRON_CASE_FILE
-    if not path.is_file():
-        return None
     try:
-        args = load_yaml(path).get("MODEL_ARGS")
-    except FormatError:
-        return None
+        case = megatron_case_in(case_dir)
+        args = None if case is None else case.model_args
+    except FormatError:  # a setting Megatron's test errors on: the arguments are still worth showing
+        try:
+            args = load_yaml(case_dir / MODEL_CONFIG).get("MODEL_ARGS")
+        except FormatError:
+            return None
     return args if isinstance(args, Mapping) else None
 
 
@@ -117,25 +145,38 @@ def pick_target(keys: list[GoldenKey], env: str | None, platform: str | None, wh
     raise StoreError(f"{what} has goldens for several targets ({listing}): give --env and --platform")
 
 
-def load_store_golden(store: Any, case: str, env: str | None, platform: str | None) -> Loaded:
-    """The current golden of (case, env, platform): phase 1 and, for a resume case, ``_2nd``."""
+def load_store_golden(store: Any, case: str, env: str | None, platform: str | None,
+                      phases: tuple[int, ...] | None = None, keys: list[GoldenKey] | None = None) -> Loaded:
+    """The current golden of (case, env, platform): phase 1 and, for a resume case, ``_2nd`` — unless
+    ``phases`` (the policy's compared phases) leaves it out: then it is not even read. ``keys``: the
+    case's golden files, when the caller has listed them already. ``case``: its path in the store, or
+    a name only one case has."""
     case = store.resolve(case)
-    keys = store.keys(case)
+    keys = store.keys(case) if keys is None else keys
     env, platform = pick_target(keys, env, platform, f"case {case!r}")
     first = GoldenKey(case, env, platform, 1)
     if first not in keys:
         raise StoreError(f"case {case!r} has no {first.filename()}")
-    goldens = {1: store.read(first)}
+    try:
+        goldens = {1: store.read(first)}
+    except NotATrainingGolden:
+        path = store.case_dir(case) / first.filename()
+        return Loaded(side_from_inference(read_inference(path), str(path), platform=platform), case, env, platform)
     second = GoldenKey(case, env, platform, 2)
-    if second in keys:
+    notes: tuple[str, ...] = ()
+    if second in keys and (phases is None or 2 in phases):
         goldens[2] = store.read(second)
+    elif second in keys:
+        notes = (f"{second.filename()} not read: the policy compares phase 1 with the golden (Megatron's CI never "
+                 f"reads a checked-in _2nd file; the resume check compares the run's two phases)",)
     fingerprint, fields, args = _provenance_parts(store.writer_of(first))
     if args is None:
         args = megatron_model_args(store.case_dir(case))
     label = str(store.case_dir(case) / first.filename())
     side = side_from_goldens(goldens, label, fingerprint=fingerprint, fingerprint_fields=fields,
                              model_args=args, platform=platform, per_phase_sources=True)
-    return Loaded(replace(side, history=approved_history(store, case, env, platform)), case, env, platform)
+    return Loaded(replace(side, history=approved_history(store, case, env, platform)), case, env, platform,
+                  notes=notes)
 
 
 def approved_history(store: Any, case: str, env: str, platform: str) -> dict[int, dict[str, tuple[MetricSeries, ...]]]:
@@ -166,10 +207,11 @@ def approved_history(store: Any, case: str, env: str, platform: str) -> dict[int
             for phase, metrics in history.items()}
 
 
-def has_golden(store: Any, case: str, env: str | None, platform: str | None) -> bool:
+def has_golden(store: Any, case: str, env: str | None, platform: str | None,
+               keys: list[GoldenKey] | None = None) -> bool:
     """Whether the case has a phase-1 golden for the target (an unknown case raises)."""
     return any(k.phase == 1 and (env is None or k.env == env) and (platform is None or k.platform == platform)
-               for k in store.keys(case))
+               for k in (store.keys(case) if keys is None else keys))
 
 
 def load_store_version(store: Any, case: str, version: str, env: str | None, platform: str | None) -> Loaded:
@@ -230,8 +272,21 @@ def load_run(text: str, runs_dir: Path = Path(RUNS_DIR), *, env: str | None = No
         raise FormatError("no such file, run folder or run id", path=text)
     if parse_golden_filename(path) is None:
         return load_file(path)  # an artifact, or the precise reason it is none
-    artifact = read_run(path, env=env, platform=platform)
+    try:
+        artifact = read_run(path, env=env, platform=platform)
+    except NotATrainingGolden:
+        return load_inference_run(path, env=env, platform=platform)
     return load_artifact_side(artifact, str(path))
+
+
+def load_inference_run(path: Path, *, case: str | None = None, env: str | None = None,
+                       platform: str | None = None) -> Loaded:
+    """An inference golden_values file as Megatron's CI writes it, taken as a candidate (no artifact:
+    it is judged, never staged)."""
+    file_env, file_platform, _ = parse_golden_filename(path) or (None, None, 1)
+    target_platform = platform or file_platform
+    side = side_from_inference(read_inference(path), str(path), platform=target_platform)
+    return Loaded(side, case or path.resolve().parent.name, env or file_env, target_platform)
 
 
 def newest_run(runs_dir: Path, case: str | None) -> Path:
@@ -256,12 +311,13 @@ def newest_run(runs_dir: Path, case: str | None) -> Path:
 
 # ---------------------------------------------------------------- policies
 
-def case_metrics(store_root: Path | None, case: str | None) -> tuple[Any, str | None]:
-    """The case.yaml ``metrics:`` section of a case in the store (None when there is none)."""
+def case_metrics(store: Any, case: str | None) -> tuple[Any, str | None]:
+    """The case.yaml ``metrics:`` section of a case in the store — an open ``GoldenStore``, or its
+    root — (None when there is none)."""
     if case is None:
         return None, None
     try:
-        case_dir = open_store(store_root).case_dir(case)
+        case_dir = (store if hasattr(store, "case_dir") else open_store(store)).case_dir(case)
     except StoreError:
         return None, None  # not a case of this store, or a name several cases share
     if not (case_dir / CASE_FILE).is_file():
@@ -269,9 +325,11 @@ def case_metrics(store_root: Path | None, case: str | None) -> tuple[Any, str | 
     return load_case(case_dir).get("metrics"), str(case_dir / CASE_FILE)
 
 
-def load_policies(policy: str | None, *, case_policy: Any = None, case_source: str | None = None) -> PolicySet:
-    """``--policy`` is a preset name or a YAML/JSON policy file; case.yaml's ``metrics`` overlays
-    the preset and the file overlays both."""
+def load_policies(policy: str | None, *, case_policy: Any = None, case_source: str | None = None,
+                  megatron_case: MegatronCase | None = None) -> PolicySet:
+    """``--policy`` is a preset name or a YAML/JSON policy file; a Megatron case's model_config.yaml
+    decides for a preset that follows it (megatron), case.yaml's ``metrics`` overlays that and the
+    file overlays all."""
     document = None
     preset_name = None
     source = "policy file"
@@ -287,4 +345,81 @@ def load_policies(policy: str | None, *, case_policy: Any = None, case_source: s
             raise PolicyError(str(exc)) from None
         source = str(path)
     return build_policies(preset_name=preset_name, case_metrics=case_policy, case_source=case_source or "case.yaml",
-                          document=document, document_source=source)
+                          document=document, document_source=source, megatron_case=megatron_case)
+
+
+# ---------------------------------------------------------------- candidates in bulk
+
+ARTIFACT_FILE = "artifact.json"
+
+
+def find_candidates(paths: Sequence[str | Path]) -> tuple[list["CandidateFile"], list["Finding"]]:
+    """Every candidate under ``paths`` (files, or folders searched recursively, hidden folders left out):
+    golden_values files and run artifacts, each with the folder it was found in relative to the path it
+    was given in. A file that cannot be read as a candidate is a finding. A path that does not exist
+    is a usage error (FormatError): nothing was given to judge there."""
+    from .formats import read_artifact
+    from .pairing import ARTIFACT, GOLDEN, CandidateFile, Finding
+
+    files: list[CandidateFile] = []
+    findings: list[Finding] = []
+    for raw in paths:
+        given = Path(raw)
+        if given.is_file():
+            found = [(given, given.parent.name, "")]
+        elif given.is_dir():
+            top = given.resolve().name
+            found = []
+            for folder, dirs, names in os.walk(given):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                here = Path(folder)
+                relative = here.relative_to(given).as_posix()
+                for name in sorted(names):
+                    if name == ARTIFACT_FILE or name.startswith("golden_values"):
+                        found.append((here / name, top, "" if relative == "." else relative))
+        else:
+            raise FormatError("no such file or folder of candidates", path=given)
+        for path, top, folder in found:
+            parsed = parse_golden_filename(path)
+            if parsed is not None:
+                env, platform, phase = parsed
+                files.append(CandidateFile(str(path), GOLDEN, env, platform, phase, folder, top))
+            elif path.name.startswith("golden_values"):
+                findings.append(Finding(str(path), "not-a-candidate", "not named golden_values_<env>_<platform>"
+                                                                      "[_2nd].json"))
+            elif path.name == ARTIFACT_FILE or given.is_file():
+                try:
+                    artifact = read_artifact(path)
+                except GoldenError as exc:
+                    findings.append(Finding(str(path), "broken", str(exc)))
+                    continue
+                env, platform = artifact.provenance.get("env"), artifact.provenance.get("platform")
+                files.append(CandidateFile(str(path), ARTIFACT, env if isinstance(env, str) else None,
+                                           platform if isinstance(platform, str) else None, 1, folder, top,
+                                           artifact.case))
+    return files, findings
+
+
+def from_golden_files(loaded: Loaded) -> bool:
+    """A side read from golden_values files (a golden, or Megatron's CI output as a candidate run),
+    not a run artifact of this toolkit."""
+    from .formats import MEGATRON_RUN_SOURCE
+
+    return loaded.artifact is None or loaded.artifact.provenance.get("source") == MEGATRON_RUN_SOURCE
+
+
+def require_megatron_readable(side: Side, what: str) -> None:
+    """In a Megatron case, a training golden Megatron's own reader refuses (pydantic: every metric an
+    object with start_step, end_step, step_interval and values; nothing else at the top level) makes
+    its test error, so the verdict cannot be a pass: an input error naming why."""
+    if side.inference is not None:
+        return
+    if side.scalars:
+        raise FormatError(f"top-level entries that are not metric objects ({', '.join(side.scalars)}): Megatron's "
+                          f"reader refuses the file (its test errors)", path=what)
+    for phase in side.phases.values():
+        for name, series in phase.items():
+            missing = [f for f in ("start_step", "end_step", "step_interval") if getattr(series, f) is None]
+            if missing:
+                raise FormatError(f"metric {name!r} has no {missing[0]!r}: Megatron's reader refuses the file (its "
+                                  f"test errors)", path=what)

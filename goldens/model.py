@@ -85,10 +85,12 @@ def valued_span(values: np.ndarray) -> slice:
     NaN outside it is padding: a Megatron ``_2nd`` file lists the steps before the resume as
     "nan", and a run that stopped early may list the steps it never reached the same way.
     """
-    valued = np.flatnonzero(~np.isnan(values))
-    if not valued.size:
+    valued = ~np.isnan(values)
+    first = int(np.argmax(valued)) if valued.size else 0
+    if not valued.size or not valued[first]:
         return slice(values.size, values.size)
-    return slice(int(valued[0]), int(valued[-1]) + 1)
+    last = values.size - 1 - int(np.argmax(valued[::-1]))
+    return slice(first, last + 1)
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,15 @@ class GoldenSet:
                         for k in self.scalars))
 
     __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, eq=False)
+class InferenceGolden:
+    """An inference golden: the top-level JSON object as written — request id → that request's record
+    (generated tokens, logprobs, text, …) — plus run-level entries (``throughput``, memory)."""
+
+    entries: dict[str, Any]
+    source: str | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ Shape::
       resume: ResumeCheck | None      (phase 2 vs phase 1 on overlapping steps; own verdict)
       drift: StructuralDrift          (metrics added/removed, grid changes, model-arg changes)
       warnings: (str, ...)
+      choices: (str, ...)             (where the case's choices came from: test type, metrics, regime)
 
     MetricVerdict: metric, phase, verdict (pass|fail|missing|new|skipped), passed (bool:
       does this verdict let the comparison pass), rule (Rule: mode, params, text), worst_step,
@@ -70,6 +71,7 @@ class StepStatus(StrEnum):
 
 STEP_STATUSES: tuple[StepStatus, ...] = tuple(StepStatus)
 STEP_STATUS_CODE: dict[StepStatus, int] = {s: i for i, s in enumerate(STEP_STATUSES)}
+_SCAN_FROM = 1 << 16  # status codes counted by scans above this many steps, by bincount below
 
 
 # ---------------------------------------------------------------- JSON number helpers
@@ -207,8 +209,12 @@ class StepTable:
         return names[self.status]
 
     def counts(self) -> dict[str, int]:
-        binc = np.bincount(self.status.astype(np.int64), minlength=len(STEP_STATUSES))
-        return {s.value: int(c) for s, c in zip(STEP_STATUSES, binc) if c}
+        codes = np.asarray(self.status, dtype=np.int8)
+        if codes.size > _SCAN_FROM:  # a scan per status: no int64 copy of a million codes
+            found = [int(np.count_nonzero(codes == i)) for i in range(len(STEP_STATUSES))]
+        else:
+            found = np.bincount(codes.astype(np.intp), minlength=len(STEP_STATUSES)).tolist()
+        return {s.value: n for s, n in zip(STEP_STATUSES, found) if n}
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, StepTable):
@@ -490,6 +496,7 @@ class ComparisonResult:
     drift: StructuralDrift = field(default_factory=StructuralDrift)
     resume: ResumeCheck | None = None
     warnings: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()  # where each case-made choice came from (a Megatron case's model_config.yaml)
 
     # --- conveniences for renderers
     @property
@@ -557,7 +564,7 @@ class ComparisonResult:
                 "verdict": self.verdict.value, "fingerprint": self.fingerprint.to_json(),
                 "phases": [p.to_json(steps=steps) for p in self.phases],
                 "resume": None if self.resume is None else self.resume.to_json(steps=steps),
-                "drift": self.drift.to_json(), "warnings": list(self.warnings)}
+                "drift": self.drift.to_json(), "warnings": list(self.warnings), "choices": list(self.choices)}
 
     @classmethod
     def from_json(cls, doc: Any) -> "ComparisonResult":
@@ -576,4 +583,5 @@ class ComparisonResult:
                        phases=tuple(PhaseResult.from_json(p, f"phases[{i}]") for i, p in enumerate(doc["phases"])),
                        resume=None if doc.get("resume") is None else ResumeCheck.from_json(doc["resume"]),
                        drift=StructuralDrift.from_json(doc.get("drift") or {}),
-                       warnings=tuple(str(w) for w in doc.get("warnings") or ()))
+                       warnings=tuple(str(w) for w in doc.get("warnings") or ()),
+                       choices=tuple(str(c) for c in doc.get("choices") or ()))

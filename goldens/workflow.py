@@ -22,6 +22,7 @@ from .errors import EXIT_DIFFERENCE, EXIT_PASS, FormatError, GoldenError
 if TYPE_CHECKING:
     from .approve import Candidate
     from .inputs import Loaded
+    from .pairing import Finding
     from .result import ComparisonResult
     from .store import GoldenStore
 
@@ -66,22 +67,23 @@ def judge_run(store: "GoldenStore", run: "Loaded", *, case: str | None = None, e
     from . import inputs
     from .compare import compare
 
-    if run.artifact is None:
+    if run.artifact is None and run.side.inference is None:
         raise FormatError("one operand must be a run (artifact.json or its folder); to compare two golden files "
                           "give both")
-    from .approve.runs import case_of_run
-
-    the_case = store.resolve(case) if case is not None else case_of_run(store, run.artifact)
+    the_case = case_of_candidate(store, run, case)
     target_env, target_platform = env or run.env, platform or run.platform
     inputs.load_policies(policy)  # a bad --policy is refused before anything else is read
-    if not inputs.has_golden(store, the_case, target_env, target_platform):
+    keys = store.keys(the_case)
+    if not inputs.has_golden(store, the_case, target_env, target_platform, keys):
         judgement = Judgement(None, the_case, target_env, target_platform)
         judgement = _staged(store, run, judgement) if stage else judgement
         return replace(judgement, notes=(*judgement.notes, f"no golden: case {the_case!r} has none for "
                                                            f"{target_env or '*'}/{target_platform or '*'} yet"))
-    reference = inputs.load_store_golden(store, the_case, target_env, target_platform)
-    case_policy, case_source = inputs.case_metrics(store.root, the_case)
-    policies = inputs.load_policies(policy, case_policy=case_policy, case_source=case_source)
+    case_policy, case_source = inputs.case_metrics(store, the_case)
+    policies = inputs.load_policies(policy, case_policy=case_policy, case_source=case_source,
+                                    megatron_case=_megatron_case(policy, lambda: store.case_dir(the_case)))
+    reference = inputs.load_store_golden(store, the_case, target_env, target_platform, policies.golden_phases, keys)
+    _readable_as_megatron_reads(policies, (reference, run))
     all_notes = tuple(notes) + tuple(f"candidate: {n}" for n in run.notes) \
         + tuple(f"reference: {n}" for n in reference.notes)
     result = compare(reference.side, run.side, policies, force=force, case=the_case, env=reference.env,
@@ -90,12 +92,29 @@ def judge_run(store: "GoldenStore", run: "Loaded", *, case: str | None = None, e
     return _staged(store, run, judgement) if stage and should_stage(result) else judgement
 
 
+def case_of_candidate(store: "GoldenStore", run: "Loaded", given: str | None = None) -> str:
+    """The store case a candidate is judged against: ``given`` (--case); a run's own (a Megatron
+    golden file's by its folder's path, ``approve.runs.case_of_run``); an inference golden file's by
+    its folder's path too, else its folder's name."""
+    from .approve.runs import case_of_run
+
+    if run.artifact is not None:
+        return case_of_run(store, run.artifact, given)
+    if given is not None:
+        return store.resolve(given)
+    found = store.case_for_folder(Path(run.side.label).parent)
+    return found if found is not None else store.resolve(run.case)
+
+
 def _staged(store: "GoldenStore", run: "Loaded", judgement: Judgement) -> Judgement:
     """Stage the run for the judgement's target (outside CI); a refusal to stage is a note, never a
     change of the verdict or the exit code."""
     from .approve import stage_candidate
 
-    if judgement.env is None or judgement.platform is None or run.artifact is None:
+    if run.artifact is None:  # an inference golden: the store cannot take one through approve yet
+        return replace(judgement, notes=(*judgement.notes, "note: not staged for review: an inference golden is "
+                                                           "judged, not staged"))
+    if judgement.env is None or judgement.platform is None:
         return judgement
     try:
         staged = stage_candidate(store, run.artifact, judgement.env, judgement.platform, judgement.result,
@@ -127,8 +146,11 @@ def compare_operands(reference: "Loaded", candidate: "Loaded", *, store_root: Pa
         notes += (f"policy: {case_source} not applied (the golden files are outside its case folder; "
                   f"--case {the_case} applies it)",)
         case_policy, case_source = None, None
-    policies = inputs.load_policies(policy, case_policy=case_policy, case_source=case_source)
+    policies = inputs.load_policies(policy, case_policy=case_policy, case_source=case_source,
+                                    megatron_case=_operands_case(texts, (reference, candidate), store_root, the_case,
+                                                                 policy))
     run_candidate = candidate.artifact is not None
+    _readable_as_megatron_reads(policies, (reference, candidate))
     if not run_candidate and 2 in candidate.side.phases:
         notes += ("resume check not run: the candidate is a golden, not a run",)
     result = compare(reference.side, candidate.side, policies, force=force, case=the_case,
@@ -136,6 +158,48 @@ def compare_operands(reference: "Loaded", candidate: "Loaded", *, store_root: Pa
                      platform=platform or reference.platform or candidate.platform, notes=notes,
                      check_resume=run_candidate)
     return Judgement(result, the_case, result.env, result.platform)
+
+
+def _readable_as_megatron_reads(policies: Any, loaded: Sequence["Loaded"]) -> None:
+    """In a Megatron case, golden files Megatron's own reader refuses cannot pass (an input error)."""
+    from . import inputs
+
+    if policies.in_megatron_case:
+        for side in loaded:
+            if inputs.from_golden_files(side):
+                inputs.require_megatron_readable(side.side, side.side.label)
+
+
+def _megatron_case(policy: str | None, folder: Any) -> Any:
+    """The Megatron case in ``folder()`` — read only for a policy that follows model_config.yaml (the
+    megatron preset): another policy never reads it, so a file it does not need cannot stop it."""
+    from . import inputs
+
+    if not inputs.load_policies(policy).follows_model_config:
+        return None
+    return inputs.megatron_case_in(folder())
+
+
+def _operands_case(texts: Sequence[str], loaded: Sequence["Loaded"], store_root: Path | None,
+                   case: str | None, policy: str | None) -> Any:
+    """The Megatron case two operands belong to: the model_config.yaml beside the first golden file that
+    has one, else the store's case of that name (None: not a Megatron case, or a policy that does not
+    follow model_config.yaml)."""
+    from . import inputs
+
+    if not inputs.load_policies(policy).follows_model_config:
+        return None
+    for text, side in zip(texts, loaded):
+        if side.artifact is None and not inputs.is_version_ref(text):
+            found = inputs.megatron_case_in(Path(text).parent)
+            if found is not None:
+                return found
+    if case is None:
+        return None
+    try:
+        return inputs.megatron_case_in(inputs.open_store(store_root).case_dir(case))
+    except GoldenError:
+        return None
 
 
 def _loose_file_outside(text: str, loaded: "Loaded", case_yaml: str | None) -> bool:
@@ -167,7 +231,7 @@ def diff(targets: Sequence[str], *, store_root: Path | None, case: str | None = 
         raise FormatError("a version is a golden, not a run: give a second operand to compare it with",
                           path=targets[0])
     run = inputs.load_run(targets[0], runs_dir, env=env, platform=platform) if targets else inputs.load_file(inputs.newest_run(runs_dir, case))
-    if run.artifact is None:
+    if run.artifact is None and run.side.inference is None:
         raise FormatError("one operand must be a run (artifact.json or its folder); to compare two golden files "
                           "give both", path=targets[0] if targets else None)
     from .store import GoldenStore
@@ -213,3 +277,121 @@ def check_run(report: Any, *, store_root: Path | None, env: str | None = None, p
     judgement = judge_run(GoldenStore(store_root), run, case=report.artifact.case, env=env, platform=platform,
                           policy=policy, force=force)
     return judgement, publish(judgement, report.artifact_path.parent, store_root=store_root)
+
+
+# ---------------------------------------------------------------- many candidates in one process
+
+@dataclass(frozen=True)
+class BulkJudgement:
+    """What judging many candidates produced: one judgement per paired target, and the findings —
+    what was not judged (unpaired, unreadable, a duplicate) or had no golden to be judged by."""
+
+    judgements: tuple[Judgement, ...]
+    findings: tuple["Finding", ...]
+
+    @property
+    def results(self) -> tuple["ComparisonResult", ...]:
+        return tuple(j.result for j in self.judgements if j.result is not None)
+
+    @property
+    def passed(self) -> bool:
+        return not self.findings and all(j.passed for j in self.judgements)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_PASS if self.passed else EXIT_DIFFERENCE
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return tuple(note for j in self.judgements for note in j.notes)
+
+
+def judge_bulk(paths: Sequence[str | Path], *, store_root: Path | None, policy: str | None = None,
+               force: str | None = None, stage: bool = True) -> BulkJudgement:
+    """Every candidate under ``paths`` against the store, in one process: found (``inputs.find_candidates``),
+    paired (``pairing.pair_candidates``), each judged as ``judge_run`` judges one run — staged when
+    failing, by the one staging rule, when ``stage``. A file that cannot be judged is a finding; only a
+    bad option, path or store stops the whole batch (GoldenError, exit 2)."""
+    from . import inputs
+    from .pairing import Finding, pair_candidates
+    from .store import GoldenStore
+
+    store = GoldenStore(store_root)
+    cases = store.cases()  # no store: the usage error, before anything else
+    inputs.load_policies(policy)
+    files, findings = inputs.find_candidates(paths)
+    if not files and not findings:
+        findings.append(Finding(", ".join(map(str, paths)), "empty", "no candidate files (golden_values_*.json, "
+                                                                      "artifact.json) found"))
+    listed: dict[str, set[tuple[str, str]]] = {}
+
+    def goldens(case: str) -> set[tuple[str, str]]:
+        if case not in listed:
+            listed[case] = {(k.env, k.platform) for k in store.keys(case) if k.phase == 1}
+        return listed[case]
+
+    pairing = pair_candidates(files, cases, goldens)
+    findings += pairing.findings
+    judgements = []
+    for target in pairing.targets:
+        try:
+            run = _load_target(target)
+            judgements.append(judge_run(store, run, case=target.case, env=target.env, platform=target.platform,
+                                        policy=policy, force=force, stage=stage))
+        except GoldenError as exc:
+            findings.append(Finding(target.path, "broken", str(exc), target.case, target.env, target.platform))
+    return BulkJudgement(tuple(judgements), tuple(findings))
+
+
+def _load_target(target: Any) -> "Loaded":
+    """A paired candidate as a run of its target's case: a golden_values file (with its _2nd pair; an
+    inference golden as it is) or an artifact."""
+    from . import inputs
+    from .errors import NotATrainingGolden
+    from .formats import megatron_run, read_artifact
+    from .pairing import ARTIFACT
+
+    path = Path(target.path)
+    if target.kind == ARTIFACT:
+        return inputs.load_artifact_side(read_artifact(path), str(path))
+    try:
+        artifact = megatron_run(path, case=target.case)
+    except NotATrainingGolden:
+        return inputs.load_inference_run(path, case=target.case)
+    return inputs.load_artifact_side(artifact, str(path))
+
+
+RESULTS_DIR = "results"
+FINDINGS_FILE = "findings.json"
+FINDINGS_SCHEMA = "golden.findings/1"
+
+
+def publish_bulk(bulk: BulkJudgement, out: Path, *, store_root: Path | None) -> list[Path]:
+    """Write what a bulk judgement decided into ``out``: ``results/*.json`` (one result per judged target,
+    readable by ``golden report``; the folder holds this judgement's results only), ``findings.json``,
+    and the reports (Markdown, HTML, JUnit, JSON) of all results."""
+    import json
+
+    from reports.build import build_result_report
+    from reports.output import RESULT_FILES
+
+    from .atomic import atomic_write_text
+
+    results_dir = out / RESULTS_DIR
+    if results_dir.is_dir():
+        for stale in results_dir.glob("*.json"):
+            stale.unlink()
+    written = []
+    for judgement in bulk.judgements:
+        if judgement.result is None:
+            continue
+        r = judgement.result
+        name = f"{(r.case or 'case').replace('/', '--')}__{r.env}__{r.platform}.json"
+        target = results_dir / name
+        atomic_write_text(target, json.dumps(r.to_json(), indent=2, allow_nan=False) + "\n")
+        written.append(target)
+    findings = out / FINDINGS_FILE
+    atomic_write_text(findings, json.dumps({"schema": FINDINGS_SCHEMA, "findings": [f.to_json() for f in bulk.findings]},
+                                           indent=2) + "\n")
+    reports = build_result_report(written, out, tuple(RESULT_FILES), store=store_root).files if written else ()
+    return [*written, findings, *reports]

@@ -91,6 +91,8 @@ def _case_block(entry: CaseEntry, store: str | None = None, *, failures_only: bo
         parts.append(f"> {fmt.md(note)}\n\n")
     else:
         parts.append("Same environment fingerprint as the golden: exact comparison.\n\n")
+    if r.choices:
+        parts.append("**Case rules:**\n" + "".join(f"- {fmt.md(c)}\n" for c in r.choices) + "\n")
     for phase in r.phases:
         metrics = [m for m in phase.metrics if not (failures_only and m.passed)]
         if not metrics:

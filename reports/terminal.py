@@ -66,6 +66,7 @@ def result_lines(result: ComparisonResult, store: str | None = None) -> list[str
                    f"\n      [dim]rule: {escape(m.rule.text)}[/]")
     fp = result.fingerprint
     out.append(f"regime: {'exact' if fp.exact_applied else 'approx'} — {escape(fp.reason)}")
+    out += [f"case rules: {escape(choice)}" for choice in result.choices]
     if result.resume is not None:
         r = result.resume
         out.append(f"resume check: [{style[r.verdict]}]{r.verdict.value}[/] — {escape(r.explanation)}")

@@ -45,14 +45,14 @@ def delta(m: MetricVerdict) -> str:
     return derived(m.delta, max(operands, default=None))
 
 
-# Summary modes whose reduced value is computed from several steps (max, min and last pick one).
-_COMPUTED_REDUCTIONS = ("median", "mean")
-
-
 def reduced_by_arithmetic(m: MetricVerdict) -> bool:
     """Whether the verdict's golden and actual values were computed (a median or mean of the
-    window) rather than read at a step."""
-    return m.rule.mode == "summary" and m.rule.params.get("reduce") in _COMPUTED_REDUCTIONS
+    window) rather than read at a step — the mode says (``goldens.modes.Mode.computes_values``); a
+    mode this version does not know (a result from elsewhere) shows its values as read."""
+    from goldens.modes import MODES
+
+    mode = MODES.get(m.rule.mode)
+    return mode is not None and mode.computes_values(m.rule.params)
 
 
 def golden_actual(m: MetricVerdict) -> tuple[str, str]:

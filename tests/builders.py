@@ -15,18 +15,21 @@ no test module imports another. What is here, in order:
   comment), and the zip archives their artifacts hold;
 - ``ActionRun``: a composite GitHub Action's steps run here (GitHub's expressions, GITHUB_* files),
   and ``judge_stand_in``, the stand-in for ``golden judge`` until that is merged.
+- Megatron's own test functions as the oracle (``megatron_oracle``, ``megatron_verdict``).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
+import types
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -329,67 +332,6 @@ def write_tensorboard(logdir: Path, scalars: Mapping[str, Mapping[int, float]]) 
                 writer.add_event(event)
     writer.close()
     return logdir
-
-
-class _ClickStub:
-    """Stands in for ``click`` (not installed: typer vendors its own) so Megatron's extraction module
-    imports: its decorators leave the function as Megatron wrote it, called with keyword arguments."""
-
-    @staticmethod
-    def command(*_args: Any, **_kwargs: Any):
-        return lambda function: function
-
-    @staticmethod
-    def option(*_args: Any, **_kwargs: Any):
-        return lambda function: function
-
-
-def megatron_oracle(utils: Path):
-    """Megatron's ``python_test_utils`` imported unmodified as ``tests.functional_tests.python_test_utils``
-    from a throwaway copy (our own ``tests`` package is set aside meanwhile and restored after)."""
-    import contextlib
-    import importlib
-    import logging
-    import shutil
-    import sys
-    import tempfile
-    import types
-
-    @contextlib.contextmanager
-    def oracle():
-        tmp = Path(tempfile.mkdtemp(prefix="megatron_oracle_"))
-        package = tmp / "tests" / "functional_tests" / "python_test_utils"
-        package.mkdir(parents=True)
-        for folder in (tmp / "tests", tmp / "tests" / "functional_tests", package):
-            (folder / "__init__.py").write_text("")
-        for source in utils.glob("*.py"):
-            shutil.copy(source, package / source.name)
-        ours = {k: sys.modules.pop(k) for k in list(sys.modules) if k == "tests" or k.startswith("tests.")}
-        had_click = sys.modules.get("click")
-        if had_click is None:
-            sys.modules["click"] = _ClickStub()  # type: ignore[assignment]
-        root_logger = logging.getLogger()
-        saved_logging = (root_logger.level, list(root_logger.handlers))
-        sys.path.insert(0, str(tmp))
-        importlib.invalidate_caches()
-        name = "tests.functional_tests.python_test_utils"
-        try:
-            yield types.SimpleNamespace(
-                common=importlib.import_module(f"{name}.common"),
-                regular=importlib.import_module(f"{name}.test_pretraining_regular_pipeline"),
-                extract=importlib.import_module(f"{name}.get_test_results_from_tensorboard_logs"))
-        finally:
-            sys.path.remove(str(tmp))
-            for k in [k for k in sys.modules if k == "tests" or k.startswith("tests.")]:
-                del sys.modules[k]
-            sys.modules.update(ours)
-            if had_click is None:
-                sys.modules.pop("click", None)
-            root_logger.setLevel(saved_logging[0])
-            root_logger.handlers[:] = saved_logging[1]
-            shutil.rmtree(tmp, ignore_errors=True)
-
-    return oracle()
 
 
 # ---------------------------------------------------------------- results for the report tests
@@ -1186,3 +1128,168 @@ def _stand_in_judgement(args: Any) -> int:
     if args.format == "md":
         sys.stdout.write(written.markdown)
     return 0 if written.passed and not findings else 1
+# ---------------------------------------------------------------- Megatron's own test functions as the oracle
+
+class _ClickStub:
+    """Stands in for ``click`` (not installed: typer vendors its own) so Megatron's extraction module
+    imports: its decorators leave the function as Megatron wrote it, called with keyword arguments."""
+
+    @staticmethod
+    def command(*_args: Any, **_kwargs: Any):
+        return lambda function: function
+
+    @staticmethod
+    def option(*_args: Any, **_kwargs: Any):
+        return lambda function: function
+
+
+
+PYTHON_TEST_UTILS = "tests.functional_tests.python_test_utils"
+
+
+@contextlib.contextmanager
+def megatron_oracle(utils: Path) -> Iterator[types.SimpleNamespace]:
+    """Megatron-LM's python_test_utils (the unmodified files in ``utils``), imported in-process as
+    ``tests.functional_tests.python_test_utils`` from a throwaway package root. This suite's own
+    ``tests`` package is set aside meanwhile and restored after, with the root logger (each test
+    module calls ``logging.basicConfig``)."""
+    import importlib.util
+    import logging
+    import shutil
+    import sys
+    import tempfile
+
+    root_dir = Path(tempfile.mkdtemp(prefix="mlm_oracle_"))
+    package = root_dir / "tests" / "functional_tests" / "python_test_utils"
+    package.mkdir(parents=True)
+    for folder in (root_dir / "tests", root_dir / "tests" / "functional_tests", package):
+        (folder / "__init__.py").write_text("")
+    for source in Path(utils).glob("*.py"):
+        shutil.copy(source, package / source.name)
+    ours = lambda name: name == "tests" or name.startswith("tests.")  # noqa: E731
+    saved = {name: sys.modules.pop(name) for name in list(sys.modules) if ours(name)}
+    had_click = sys.modules.get("click")
+    if had_click is None and importlib.util.find_spec("click") is None:
+        sys.modules["click"] = _ClickStub()  # type: ignore[assignment]  (the extraction module's CLI only)
+    root = logging.getLogger()
+    saved_log = (root.level, list(root.handlers))
+    sys.path.insert(0, str(root_dir))
+    importlib.invalidate_caches()
+    try:
+        namespace = types.SimpleNamespace(
+            common=importlib.import_module(f"{PYTHON_TEST_UTILS}.common"),
+            regular=importlib.import_module(f"{PYTHON_TEST_UTILS}.test_pretraining_regular_pipeline"),
+            resume=importlib.import_module(f"{PYTHON_TEST_UTILS}.test_pretraining_resume_checkpoint_pipeline"),
+            inference=importlib.import_module(f"{PYTHON_TEST_UTILS}.test_inference_regular_pipeline"),
+            extract=importlib.import_module(f"{PYTHON_TEST_UTILS}.get_test_results_from_tensorboard_logs"))
+        logging.getLogger().setLevel(logging.CRITICAL)  # their per-metric INFO/ERROR lines
+        yield namespace
+    finally:
+        sys.path.remove(str(root_dir))
+        for name in [n for n in sys.modules if ours(n)]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+        if had_click is None and isinstance(sys.modules.get("click"), _ClickStub):
+            sys.modules.pop("click")
+        root.setLevel(saved_log[0])
+        root.handlers[:] = saved_log[1]
+        shutil.rmtree(root_dir, ignore_errors=True)
+
+
+def _megatron_ran(call: Any) -> bool:
+    """Megatron's test function returned (pass) or raised (an assert, or an error: CI fails either)."""
+    try:
+        call()
+        return True
+    except Exception:
+        return False
+
+
+def megatron_verdict(m: types.SimpleNamespace, config: Path, golden: Path, candidate: Path,
+                     second: Path | None = None, *, allow_nondeterministic: bool | None = None) -> bool:
+    """What Megatron's CI decides for a candidate of one case, test by test as run_ci_test.sh runs them:
+    the regular pipeline (and, for ckpt-resume / frozen-resume, the resume pipeline on the candidate's
+    ``_2nd`` file), or the inference pipeline (TEST_TYPE frozen-start, MODE inference). The flag and
+    TRAIN_ITERS as the script derives them (here: ``goldens.megatron_case``, whose reading of the yq
+    text is tested on its own); ``allow_nondeterministic`` overrides the flag."""
+    import os
+
+    from goldens.megatron_case import INFERENCE, RESUME, read_megatron_case
+
+    case = read_megatron_case(config)
+    flag = case.allow_nondeterministic if allow_nondeterministic is None else allow_nondeterministic
+    verdict = True
+    read = m.common.read_golden_values_from_json
+    if INFERENCE in case.pipelines:
+        os.environ.pop("ENABLE_LIGHTWEIGHT_MODE", None)
+        return _megatron_ran(lambda: m.inference.test_inference_pipeline(
+            golden_values_path=str(golden), test_values_path=str(candidate), model_config_path=str(config)))
+    if "regular" in case.pipelines:
+        verdict &= _megatron_ran(lambda: m.regular.test_regular_pipeline(
+            compare_approximate_results=flag, golden_values=read(golden),
+            actual_values=read(candidate), model_config_path=str(config)))
+    if RESUME in case.pipelines:
+        verdict &= second is not None and _megatron_ran(lambda: m.resume.test_resume_checkpoint_pipeline(
+            compare_approximate_results=flag, actual_values_first_run=read(candidate),
+            actual_values_second_run=read(second), train_iters=case.train_iters, model_config_path=str(config)))
+    return verdict
+
+
+# ---------------------------------------------------------------- Megatron case folders
+
+def megatron_metric(values: Mapping[int, Any], interval: int = 1) -> dict:
+    """One metric as Megatron's extractor writes it (values keyed by step, "nan" kept as a string)."""
+    steps = sorted(values)
+    return {"start_step": steps[0] if steps else 1, "end_step": steps[-1] if steps else 1, "step_interval": interval,
+            "values": {str(s): values[s] for s in steps}}
+
+
+def training_doc(steps: Sequence[int], metrics: Sequence[str] = ("lm loss", "num-zeros"), *, seed: int = 3) -> dict:
+    """A training golden shaped like Megatron's: each metric on ``steps`` with realistic magnitudes."""
+    rng = np.random.default_rng(seed)
+    scale = {"lm loss": 10.0, "num-zeros": 2.0e3, "iteration-time": 0.8, "mem-allocated-bytes": 1.7e9,
+             "mem-max-allocated-bytes": 3.0e9}
+    doc = {}
+    for name in metrics:
+        values = scale.get(name, 5.0) * (1.0 + 0.01 * rng.standard_normal(len(steps)))
+        if name.startswith(("num-zeros", "mem-")):
+            values = np.round(values)
+        doc[name] = megatron_metric({int(s): round(float(v), 5) for s, v in zip(steps, values)})
+    return doc
+
+
+def inference_doc(requests: int = 3, *, run_level: bool = True, routing: bool = False, as_run: bool = False,
+                  seed: int = 5) -> dict:
+    """An inference golden shaped like Megatron's dynamic-inference output: request id → record, plus
+    throughput, peak memory and lifetime_prefill_token_count at the top level. With ``routing`` the
+    golden keeps the MoE routing of a few tokens (and their indices) and the run (``as_run``) of all."""
+    rng = np.random.default_rng(seed)
+    doc: dict[str, Any] = {}
+    for rid in range(requests):
+        tokens = [int(t) for t in rng.integers(1, 50000, 12)]
+        record: dict[str, Any] = {"input_prompt": f"prompt {rid}", "generated_text": f"generated text {rid} " * 3,
+                                  "generated_tokens": tokens, "latency": float(rng.random()),
+                                  "logprobs": [round(float(v), 6) for v in -rng.random(20)]}
+        if routing:
+            full = [[int(e) for e in rng.permutation(8)[:2]] for _ in range(6)]
+            kept = [0, 2, 4]
+            record["routing_indices"] = full if as_run else [full[i] for i in kept]
+            if not as_run:
+                record["routing_indices_token_indices"] = kept
+        doc[str(rid * 32)] = record
+    if run_level:
+        doc["throughput"] = [round(float(v), 3) for v in 100 + 5 * rng.random(5)]
+        doc["mem-max-allocated-bytes"] = 32380357632
+        doc["lifetime_prefill_token_count"] = 4096
+    return doc
+
+
+def write_megatron_case(root: Path, name: str, config: str, goldens: Mapping[str, Any]) -> Path:
+    """A Megatron case folder: ``model_config.yaml`` (the text given) and golden files (documents, or
+    texts written as they are)."""
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model_config.yaml").write_text(config)
+    for filename, doc in goldens.items():
+        (folder / filename).write_text(doc if isinstance(doc, str) else json.dumps(doc, indent=4))
+    return folder

@@ -43,20 +43,25 @@ def test_unknown_metric_gets_the_fallback_in_default_and_nothing_in_megatron():
 
 
 def test_megatron_preset_thresholds():
+    # CHECK_THRESHOLDS of test_pretraining_regular_pipeline.py, name by name; only Megatron's default
+    # METRICS (lm loss, num-zeros) are judged without a case listing others.
     ps = preset("megatron")
-    for name, rtol in (("lm loss", 0.05), ("mtp_1 loss", 0.05), ("num-zeros", 0.20)):
+    for name, rtol, judged in (("lm loss", 0.05, True), ("mtp_1 loss", 0.05, False), ("mtp_2 loss", 0.05, False),
+                               ("total loss", 0.05, False), ("num-zeros", 0.20, True)):
         p = ps.resolve(name).policy
-        assert (p.mode, p.rtol, p.atol, p.direction, p.deterministic, p.report_only) == \
-            ("approx", rtol, 0.0, "both", True, False)
+        assert (p.mode, p.rtol, p.atol, p.direction, p.deterministic, p.report_only, p.on_empty) == \
+            ("approx", rtol, 0.0, "both", True, not judged, "fail")
     time = ps.resolve("iteration-time").policy
-    assert (time.mode, time.reduce, time.rtol, time.direction) == ("summary", "median", 0.05, "both")
-    # Megatron's steady window: range(5, 21) if the golden's last step <= 25, else range(30, 46).
+    assert (time.mode, time.rtol, time.direction, time.fallback_steps, time.report_only) == \
+        ("steady_median", 0.05, "both", 4, True)
+    # Megatron's steady window: steps 5..20 if the golden's last finite step <= 25, else 30..45.
     assert time.window_for(25) == (5, 20)
     assert time.window_for(26) == (30, 45)
     assert time.window_for(100) == (30, 45)
     for name in ("mem-allocated-bytes", "mem-max-allocated-bytes"):
         p = ps.resolve(name).policy
-        assert (p.mode, p.rtol, p.report_only) == ("approx", 0.05, True)
+        assert (p.mode, p.rtol, p.report_only, p.deterministic) == ("approx", 0.05, True, False)
+    assert ps.resolve("mtp_3 loss").policy is None  # no threshold: not a glob match as before
 
 
 @pytest.mark.parametrize("total, allowed", [
@@ -100,7 +105,8 @@ def test_precedence_preset_then_case_then_policy_file():
     assert ps.name == "megatron"
     assert ps.resolve("lm loss").policy.rtol == 0.01            # file beats case
     assert ps.resolve("num-zeros").policy.rtol == 0.3           # case beats preset
-    assert ps.resolve("num-zeros").policy.max_failing_steps == Allowance(fraction=0.01, at_least=1, at_most=50)
+    assert ps.resolve("num-zeros").policy.max_failing_steps == Allowance(fraction=0.01, at_least=1, at_most=50,
+                                                                         rule="megatron")
 
 
 def test_policy_file_can_choose_the_preset_and_add_kinds():
@@ -114,7 +120,7 @@ def test_policy_file_can_choose_the_preset_and_add_kinds():
 def test_report_only_can_be_switched_off_like_listing_METRICS_in_megatron():
     ps = build_policies(preset_name="megatron", case_metrics={"iteration-time": {"report_only": False}})
     p = ps.resolve("iteration-time").policy
-    assert p.report_only is False and p.mode == "summary" and p.window_for(100) == (30, 45)
+    assert p.report_only is False and p.mode == "steady_median" and p.window_for(100) == (30, 45)
 
 
 # ---------------------------------------------------------------- bad input names the key

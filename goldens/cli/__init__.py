@@ -1,8 +1,9 @@
 """The ``golden`` command: a thin typer layer over the library.
 
 One module per command group — ``store`` (validate, show, history, fsck, adopt, migrate),
-``compare`` (diff), ``approve`` (pending, approve, reject, review, rollback, prune), ``stats``
-(stats, import-tb), ``report``, ``run`` (run, check), ``fetch`` — and ``options``, where every shared option and its
+``compare`` (diff), ``judge`` (many candidates in one process), ``approve`` (pending, approve,
+reject, review, rollback, prune), ``stats`` (stats, import-tb), ``report``, ``run`` (run, check),
+``fetch`` — and ``options``, where every shared option and its
 rule (store discovery, approver, name checks) is declared once. A command parses, calls one
 library function (``goldens.workflow`` for judging), renders, and maps errors to exit codes:
 0 pass, 1 a regression/difference, 2 usage or input error (``common.handles_errors``).
@@ -14,21 +15,20 @@ from __future__ import annotations
 
 import typer
 
-from . import approve, compare, fetch, report, run, stats, store
+from . import approve, compare, fetch, judge, report, run, stats, store
 
+SETTINGS = dict(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 app = typer.Typer(
     name="golden",
     help="Golden values for distributed-training regression tests: run a case, compare it with its "
          "golden, report, and approve new baselines with a record of why.\n\n"
          "Exit codes: 0 pass, 1 a regression/difference found, 2 usage or input error.",
     no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+    **SETTINGS,
 )
 
 COMMANDS = (
-    ("run", run.run), ("check", run.check), ("diff", compare.diff), ("report", report.report),
+    ("run", run.run), ("check", run.check), ("diff", compare.diff), ("judge", judge.judge), ("report", report.report),
     ("pending", approve.pending), ("approve", approve.accept), ("review", approve.review),
     ("reject", approve.reject), ("rollback", approve.rollback), ("prune", approve.prune),
     ("history", store.history), ("show", store.show), ("validate", store.validate), ("fsck", store.fsck),
@@ -47,7 +47,7 @@ def main() -> None:
     if len(sys.argv) <= 1:
         app()  # bare `golden`: the help, as typer prints it
     try:
-        code = app(standalone_mode=False)
+        code = app_for(sys.argv[1])(standalone_mode=False)
     except typer.Abort:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
@@ -58,3 +58,20 @@ def main() -> None:
         print(f"error: {' '.join(message.split())}{hint}", file=sys.stderr)
         sys.exit(getattr(exc, "exit_code", 2))
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def app_for(command: str) -> typer.Typer:
+    """The app with only the command asked for: typer inspects every registered command's signature
+    on each start (some 25 ms for all of them), and one command needs one. Anything else — ``--help``,
+    an unknown name — gets the whole app, and so its listing or its error."""
+    commands = dict(COMMANDS)
+    if command not in commands:
+        return app
+    single = typer.Typer(name="golden", **SETTINGS)
+    single.callback()(_group)  # a group of one: `golden diff ...`, not a bare command
+    single.command(command)(commands[command])
+    return single
+
+
+def _group() -> None:
+    """Golden values for distributed-training regression tests."""

@@ -8,7 +8,7 @@ relative to the reference (the golden).
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -29,13 +29,14 @@ def mean_relative_diff(al: Aligned, mask: np.ndarray | None = None) -> float | N
     """
     if mask is None:
         mask = al.golden_row & al.actual_row
-    g, a = al.golden[mask], al.actual[mask]  # only the masked steps from here on
-    use = np.isfinite(g) & np.isfinite(a) & (g != 0)
-    if not use.all():
-        g, a = g[use], a[use]
-    if not g.size:
+    g, a = al.golden, al.actual
+    use = mask & np.isfinite(g) & np.isfinite(a) & (g != 0)
+    if not use.any():
         return None
-    return float(np.mean((a - g) / np.abs(g)))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # the steps left out below
+        relative = a - g
+        relative /= np.abs(g)
+    return float(np.mean(relative if use.all() else relative[use]))  # the used steps, in order, contiguous
 
 
 def _compared(status: np.ndarray) -> np.ndarray:
@@ -52,15 +53,35 @@ def _value(x: float | None) -> float | None:
 def effective_policy(policy: MetricPolicy, exact_regime: bool) -> MetricPolicy:
     """A deterministic metric under the exact regime is compared bit-exactly on every step."""
     if exact_regime and policy.deterministic and policy.mode != "exact":
-        return policy.model_copy(update={"mode": "exact", "max_failing_steps": 0})
+        return _derived(policy, "exact", lambda: policy.model_copy(update={"mode": "exact", "max_failing_steps": 0}))
     return policy
+
+
+_DERIVED: dict[tuple[int, str], tuple[MetricPolicy, Any]] = {}
+
+
+def _derived(policy: MetricPolicy, what: str, make: Any) -> Any:
+    """What a policy (frozen) gives — its exact variant, its rule text, its parameters — made once per
+    policy object: a bulk judgement asks the same policies thousands of times."""
+    key = (id(policy), what)
+    hit = _DERIVED.get(key)
+    if hit is None or hit[0] is not policy:
+        if len(_DERIVED) > 4096:
+            _DERIVED.clear()
+        hit = _DERIVED[key] = (policy, make())
+    return hit[1]
 
 
 def compare_metric(name: str, golden: MetricSeries | None, actual: MetricSeries | None,
                    policy: MetricPolicy | None, ctx: Context, *, origin: str = "",
-                   missing_is_ok: bool = False, history: Sequence[MetricSeries] | None = None) -> MetricVerdict:
+                   missing_is_ok: bool = False, history: Sequence[MetricSeries] | None = None,
+                   required: str | None = None) -> MetricVerdict:
     """One metric: align, evaluate with the policy's mode, explain. ``history``: the approved
-    versions of the golden's series (see ``judge_by_history``)."""
+    versions of the golden's series (see ``judge_by_history``). ``required``: why the metric must be
+    judged (e.g. a Megatron case's METRICS): then one without a rule, or absent from the golden or the
+    run, fails."""
+    if required is not None and (policy is None or golden is None):
+        return _required_but(name, golden, actual, policy, ctx, origin, required)
     al = align(golden, actual)
     if policy is None:
         # No rule for this metric (e.g. the megatron preset): report the numbers, judge nothing.
@@ -69,15 +90,18 @@ def compare_metric(name: str, golden: MetricSeries | None, actual: MetricSeries 
     else:
         effective = effective_policy(policy, ctx.exact)
         upgraded = effective is not policy
-        text = effective.describe() + (f" [{ctx.exact_reason}]" if upgraded or effective.mode == "exact" else "")
-        rule = Rule(effective.mode, effective.params(), f"{text} — {origin}" if origin else text)
+        text = _derived(effective, "describe", effective.describe)
+        text += f" [{ctx.exact_reason}]" if upgraded or effective.mode == "exact" else ""
+        rule = Rule(effective.mode, _derived(effective, "params", effective.params),
+                    f"{text} — {origin}" if origin else text)
     outcome = MODES[effective.mode].evaluate(al, effective, ctx)
     if history is not None and policy is not None and uses_history(effective) and ctx.same_platform \
             and outcome.judged and outcome.actual_value is not None:
         outcome, rule = judge_by_history(name, al, effective, ctx, outcome, rule, history, origin)
     table = StepTable(al.step, al.golden, al.actual, outcome.status)
+    counts = table.counts()
     golden_value, actual_value = _value(outcome.golden_value), _value(outcome.actual_value)
-    common = dict(metric=name, phase=ctx.phase, rule=rule, steps=table, step_counts=table.counts(),
+    common = dict(metric=name, phase=ctx.phase, rule=rule, steps=table, step_counts=counts,
                   mean_rel_diff=mean_relative_diff(al, _compared(outcome.status)),
                   failing_steps=outcome.failing_steps, allowed_failing_steps=outcome.allowed_failing_steps,
                   total_steps=outcome.total_steps, worst_step=outcome.worst_step,
@@ -88,7 +112,7 @@ def compare_metric(name: str, golden: MetricSeries | None, actual: MetricSeries 
             common["delta_pct"] = 100.0 * common["delta"] / abs(golden_value)
     drift = common["mean_rel_diff"]
     drift_text = "" if drift is None else f"; mean rel diff {100.0 * drift:+.3g} %"
-    run_only = table.counts().get(StepStatus.EXTRA.value, 0)
+    run_only = counts.get(StepStatus.EXTRA.value, 0)
     if run_only and golden is not None:  # e.g. a run logging every step against a golden of every 5th
         drift_text += f"; {run_only} steps only in the run (no golden value there, not judged)"
 
@@ -121,6 +145,22 @@ def compare_metric(name: str, golden: MetricSeries | None, actual: MetricSeries 
                          explanation=f"{outcome.summary}{drift_text}", **common)
 
 
+def _required_but(name: str, golden: MetricSeries | None, actual: MetricSeries | None, policy: MetricPolicy | None,
+                  ctx: Context, origin: str, required: str) -> MetricVerdict:
+    """A required metric that cannot be judged fails, saying why (no rule, or no golden values)."""
+    if policy is None:
+        why = f"{name!r} is required ({required}) but has no rule ({origin}): Megatron's test fails (KeyError)"
+        rule = Rule("none", {}, f"no rule — {origin}")
+    else:
+        absent = "the golden and the run have" if actual is None else "the golden has"
+        why = f"{name!r} is required ({required}) but {absent} no such metric"
+        rule = Rule(policy.mode, policy.params(), f"{policy.describe()} — {origin}")
+    al = align(golden, actual)
+    table = StepTable(al.step, al.golden, al.actual, np.full(al.step.shape, CODE[StepStatus.SKIPPED], dtype=np.int8))
+    return MetricVerdict(metric=name, phase=ctx.phase, verdict=Verdict.FAIL, passed=False, rule=rule,
+                         explanation=why, steps=table, step_counts=table.counts())
+
+
 def _scalar_series(name: str, value: float) -> MetricSeries:
     return MetricSeries(name, np.zeros(1, np.int64), np.array([value]))
 
@@ -129,14 +169,19 @@ def compare_phase(reference: Mapping[str, MetricSeries], candidate: Mapping[str,
                   policies: PolicySet, ctx: Context, *, reference_scalars: Mapping[str, float] = {},
                   candidate_scalars: Mapping[str, float] = {}, reference_label: str | None = None,
                   history: Mapping[str, Sequence[MetricSeries]] | None = None) -> PhaseResult:
-    """Every metric of one phase; metric order: the reference's, then the candidate's new ones.
-    ``history``: the reference's approved versions per metric (None: not from a store)."""
+    """Every metric of one phase; metric order: the reference's, then the candidate's new ones, then
+    required ones neither side has. ``history``: the reference's approved versions per metric (None:
+    not from a store)."""
     verdicts = []
-    for name in [*reference, *(n for n in candidate if n not in reference)]:
+    required = set(policies.required)
+    names = [*reference, *(n for n in candidate if n not in reference)]
+    names += [n for n in policies.required if n not in reference and n not in candidate]
+    for name in names:
         resolved = policies.resolve(name)
         verdicts.append(compare_metric(name, reference.get(name), candidate.get(name),
                                        resolved.policy, ctx, origin=resolved.origin,
-                                       history=None if history is None else history.get(name, ())))
+                                       history=None if history is None else history.get(name, ()),
+                                       required=policies.required_origin or "required" if name in required else None))
     # Scalar entries (e.g. an old golden's "iteration_timing_avg"): one value each, no window.
     # Runs never produce them, so one the candidate lacks is reported, never a failure.
     for name in [*reference_scalars, *(n for n in candidate_scalars if n not in reference_scalars)]:

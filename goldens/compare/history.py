@@ -12,7 +12,7 @@ import numpy as np
 from ..align import Aligned
 from ..model import MetricSeries, valued_span
 from ..modes.common import Context, Outcome, counted_problems, window_mask
-from ..result import Rule, full_precision
+from ..result import Rule, derived_precision
 
 if TYPE_CHECKING:
     from ..policy import MetricPolicy
@@ -65,7 +65,7 @@ def judge_by_history(name: str, al: Aligned, policy: MetricPolicy, ctx: Context,
     n_problems = int(np.count_nonzero(counted_problems(outcome.status, policy)))
     failing = (0 if check.passed else 1) + n_problems
     text = (("within the rule: " if failing == 0 else "out of tolerance: ") + check.text
-            + f"; geometric mean {full_precision(check.baseline)}, golden {full_precision(outcome.golden_value)}")
+            + f"; geometric mean {derived_precision(check.baseline)}, golden {derived_precision(outcome.golden_value)}")
     if n_problems:
         text += f"; {n_problems} steps missing or NaN in the window"
     side = "x <= exp(m + w)" if policy.direction == "increase_is_bad" else "x >= exp(m − w)"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from ..policy import CaseRegime
 from ..result import FingerprintCheck
 from .sides import Side
 
@@ -23,11 +24,13 @@ def flatten_mapping(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, A
     return flat
 
 
-def decide_regime(reference: Side, candidate: Side, force: str | None = None) -> FingerprintCheck:
+def decide_regime(reference: Side, candidate: Side, force: str | None = None,
+                  case: CaseRegime | None = None) -> FingerprintCheck:
     """Exact when both fingerprints are recorded and equal; else approx, naming what differs.
 
     A side without a fingerprint (two bare Megatron files, say) gets approx — what Megatron
-    does under ``--allow-nondeterministic-algo``. ``force`` ("exact" | "approx") overrides.
+    does under ``--allow-nondeterministic-algo``. ``case``: the case decides instead (a Megatron
+    case's ENV_VARS, as its CI does). ``force`` ("exact" | "approx") overrides either.
     """
     ref, cand = reference.fingerprint, candidate.fingerprint
     differing: tuple[str, ...] = ()
@@ -47,6 +50,8 @@ def decide_regime(reference: Side, candidate: Side, force: str | None = None) ->
     else:
         shown = ", ".join(differing[:6]) + (" …" if len(differing) > 6 else "")
         natural, reason = False, f"fingerprints differ ({shown})"
+    if case is not None:
+        natural, reason = case.exact, case.origin
     if force is None:
         return FingerprintCheck(ref, cand, natural, reason, differing)
     if force not in ("exact", "approx"):

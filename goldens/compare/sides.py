@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from ..model import Artifact, GoldenSet, MetricSeries
+from ..model import Artifact, GoldenSet, InferenceGolden, MetricSeries
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,12 @@ class Side:
     resumed_from: int | None = None
     history: Mapping[int, Mapping[str, Sequence[MetricSeries]]] | None = None
     phase_sources: Mapping[int, str] = field(default_factory=dict)  # per-phase file, e.g. the _2nd golden
+    inference: InferenceGolden | None = None  # an inference golden (keyed by request id): no phases
+
+
+def side_from_inference(golden: InferenceGolden, label: str, *, platform: str | None = None) -> Side:
+    """An inference golden (a store's or a run's output) as one side."""
+    return Side(label=label, phases={}, platform=platform, inference=golden)
 
 
 def side_from_goldens(goldens: Mapping[int, GoldenSet], label: str, *, fingerprint: str | None = None,

@@ -5,6 +5,8 @@ applies), whether it reduces a window (``reduce:``), the policy keys only it und
 their validators), the rule's human line, and the evaluator
 ``(Aligned, MetricPolicy, Context) -> Outcome``. ``goldens.policy`` reads the table to parse
 policies, the engine to judge; adding a mode is one evaluator module and one row here.
+Inference goldens (keyed by request id, not by step) have their own table beside this one:
+``goldens.modes.inference.INFERENCE_CHECKS``.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from .band import describe_band, evaluate_band, parse_band
 from .common import Context, Outcome
 from .per_step import evaluate_per_step
+from .steady import describe_steady, evaluate_steady, parse_fallback_steps
 from .summary import evaluate_summary
 
 if TYPE_CHECKING:
@@ -31,11 +34,17 @@ class Mode:
     needs_reduce: bool = False
     extra_keys: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)  # value → value, or ValueError
     describe: Callable[["MetricPolicy"], str] | None = None  # the rule's line, for modes with keys of their own
+    # Whether the golden and actual values a verdict shows are computed from several steps (a median
+    # or mean: float noise is the computation's, not the data's) — given the rule's parameters.
+    computes_values: Callable[[Mapping[str, Any]], bool] = lambda params: False
 
 
 MODES: Mapping[str, Mode] = {mode.name: mode for mode in (
     Mode("exact", per_step=True, evaluate=evaluate_per_step),
     Mode("approx", per_step=True, evaluate=evaluate_per_step),
-    Mode("summary", per_step=False, evaluate=evaluate_summary, needs_reduce=True),
+    Mode("summary", per_step=False, evaluate=evaluate_summary, needs_reduce=True,
+         computes_values=lambda params: params.get("reduce") in ("median", "mean")),
     Mode("band", per_step=True, evaluate=evaluate_band, extra_keys={"band": parse_band}, describe=describe_band),
+    Mode("steady_median", per_step=False, evaluate=evaluate_steady, extra_keys={"fallback_steps": parse_fallback_steps},
+         describe=describe_steady, computes_values=lambda params: True),
 )}

@@ -51,8 +51,11 @@ class Outcome:
 
 def window_mask(al: Aligned, policy: MetricPolicy, ctx: Context) -> np.ndarray:
     """The steps the policy judges: its window (picked by the golden's last step), after warm-up."""
-    golden_steps = al.step[al.golden_row]
-    last = int(golden_steps[-1]) if golden_steps.size else None
+    last = None
+    if policy.window is not None:
+        listed = al.golden_row[::-1]
+        at = int(np.argmax(listed)) if listed.size else 0
+        last = int(al.step[al.step.size - 1 - at]) if listed.size and listed[at] else None
     lo, hi = policy.window_for(last)
     mask = np.ones(al.step.shape, dtype=bool)
     if lo is not None:
@@ -62,6 +65,7 @@ def window_mask(al: Aligned, policy: MetricPolicy, ctx: Context) -> np.ndarray:
     if policy.skip_warmup:
         # A resumed phase warms up again after loading the checkpoint: count its warm-up from
         # the first step it ran, not from the padding before it.
+        golden_steps = al.step[al.golden_row]
         ran = golden_steps[valued_span(al.golden[al.golden_row]).start:] if ctx.phase == 2 else golden_steps
         cut = ran[policy.skip_warmup] if ran.size > policy.skip_warmup else None
         mask &= (al.step >= cut) if cut is not None else False
@@ -71,6 +75,11 @@ def window_mask(al: Aligned, policy: MetricPolicy, ctx: Context) -> np.ndarray:
 def base_status(al: Aligned, in_window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Statuses that do not depend on tolerance; returns (status, both_valued)."""
     g_nan, a_nan = np.isnan(al.golden), np.isnan(al.actual)
+    if al.golden_row is al.actual_row and not (g_nan.any() or a_nan.any()) and al.golden_row.all():
+        # One grid and a value on every step of both sides (the common case): a pass where judged.
+        status = np.full(al.step.shape, CODE[StepStatus.PASS], dtype=np.int8)
+        status[~in_window] = CODE[StepStatus.SKIPPED]
+        return status, in_window.copy()
     g_val, a_val = al.golden_row & ~g_nan, al.actual_row & ~a_nan
     both = g_val & a_val
     status = np.full(al.step.shape, CODE[StepStatus.EMPTY], dtype=np.int8)
@@ -92,11 +101,26 @@ def deviation(delta: np.ndarray | float, direction: str) -> Any:
     return np.abs(delta)
 
 
+def magnitude(delta: np.ndarray, direction: str) -> np.ndarray:
+    """``deviation`` of a per-step array the caller no longer needs: computed in its place."""
+    if direction == "both":
+        return np.abs(delta, out=delta)
+    if direction == "decrease_is_bad":
+        return np.negative(delta, out=delta)
+    return delta
+
+
 def threshold(golden: np.ndarray | float, policy: MetricPolicy, exact: bool) -> Any:
     """max(atol, rtol·|golden|), floored for counts; zero in the exact regime."""
     if exact:
         return np.zeros_like(golden) if isinstance(golden, np.ndarray) else 0.0
-    thr = np.maximum(policy.atol, policy.rtol * np.abs(golden))
+    if isinstance(golden, np.ndarray):
+        thr = np.abs(golden)
+        thr *= policy.rtol  # rtol·|g|, in place
+    else:
+        thr = policy.rtol * np.abs(golden)
+    if policy.atol:  # max(0, x) is x for x = rtol·|g| >= 0 (NaN stays NaN): no pass for it
+        thr = np.maximum(policy.atol, thr)
     return np.floor(thr) if policy.integer else thr
 
 

@@ -1,5 +1,5 @@
 """Modes ``exact`` and ``approx``: every judged step against its threshold, failing steps counted
-honestly (an integer count against the allowance, never a mean of booleans)."""
+as integers and held against the allowance by its rule (honestly, or as Megatron's test does)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -8,7 +8,7 @@ import numpy as np
 
 from ..align import Aligned
 from ..result import StepStatus, full_precision
-from .common import (CODE, NOTHING_TO_JUDGE, Context, Outcome, base_status, counted_problems, deviation, pct_text,
+from .common import (CODE, NOTHING_TO_JUDGE, Context, Outcome, base_status, counted_problems, magnitude, pct_text,
                      threshold, window_mask)
 
 if TYPE_CHECKING:
@@ -16,16 +16,20 @@ if TYPE_CHECKING:
 
 
 def evaluate_per_step(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcome:
-    """exact / approx: every judged step against the threshold, failing steps counted honestly."""
+    """exact / approx: every judged step against the threshold, the failing ones against the allowance."""
     exact = policy.mode == "exact"
     in_window = window_mask(al, policy, ctx)
     status, both = base_status(al, in_window)
     with np.errstate(invalid="ignore", over="ignore"):
-        delta = al.actual - al.golden
         thr = threshold(al.golden, policy, exact)
-        dev = deviation(delta, policy.direction)
-        # An infinity only matches itself (as in numpy.isclose): inf·rtol must not excuse it.
-        ok = (al.actual == al.golden) | ((dev <= thr) & np.isfinite(al.actual) & np.isfinite(al.golden))
+        dev = magnitude(al.actual - al.golden, policy.direction)
+        # An infinity only matches itself (as in numpy.isclose): inf·rtol must not excuse it. A finite
+        # golden has a finite threshold, which |inf - g| never meets; a one-sided deviation can be -inf.
+        ok = dev <= thr
+        ok &= np.isfinite(al.golden)
+        if policy.direction != "both":
+            ok &= np.isfinite(al.actual)
+        ok |= al.actual == al.golden
     fail = both & ~ok
     status[fail] = CODE[StepStatus.FAIL]
     problems = counted_problems(status, policy)
@@ -38,6 +42,9 @@ def evaluate_per_step(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcom
         g, a = float(al.golden[worst]), float(al.actual[worst])
     word = "differ" if exact else "out of tolerance"
     if total == 0:
+        if policy.on_empty == "fail":
+            return Outcome(True, status, 0, allowed, 0, None, None, None,
+                           "the golden has no values for this metric (on_empty: fail)")
         return Outcome(False, status, 0, allowed, 0, None, None, None, NOTHING_TO_JUDGE, judged=False)
     n_fail = int(np.count_nonzero(fail))
     parts = [f"{failing} of {total} steps {word}" if failing else f"all {total} steps within the rule"]
@@ -60,25 +67,29 @@ def evaluate_per_step(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcom
         d = None if a is None or g is None or np.isnan(a) or np.isnan(g) else a - g
         shown = "absent" if status[worst] == CODE[StepStatus.MISSING] else full_precision(a)
         parts.append(f"worst step {int(al.step[worst])}: golden {full_precision(g)}, actual {shown}{pct_text(d, g)}")
-    return Outcome(failing > allowed, status, failing, allowed, total,
+    failed = policy.too_many_failing(failing, total)
+    if failed and failing <= allowed:  # only Megatron's rule fails within the count
+        parts.append("Megatron's rule: every step must pass when T = 1" if total == 1 else
+                     f"Megatron's rule: mean {total - failing}/{total} < 1 - {allowed}/{total} in float64")
+    return Outcome(failed, status, failing, allowed, total,
                    None if worst is None else int(al.step[worst]), g, a, "; ".join(parts))
 
 
 def _worst(al: Aligned, both: np.ndarray, fail: np.ndarray, problems: np.ndarray,
            dev: np.ndarray, thr: np.ndarray) -> int | None:
     """Index of the worst step: the largest violation ratio; else the first counted missing/NaN
-    step; else (all fine) the largest deviation."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(thr > 0, dev / np.where(thr > 0, thr, 1.0), np.where(dev > 0, np.inf, 0.0))
-    ratio = np.where(np.isnan(ratio), np.inf, ratio)
-    if fail.any():
-        ranked = np.where(fail, ratio, -np.inf)
-        # Ties (every failing step is "infinitely" out under a zero threshold, as in exact mode):
-        # the largest relative deviation among them, not simply the first.
-        tied = ranked == ranked.max()
+    step; else (all fine) the largest deviation. Ratios are computed on the failing steps only."""
+    failing = np.flatnonzero(fail)
+    if failing.size:
+        d, t = dev[failing], thr[failing]
         with np.errstate(divide="ignore", invalid="ignore"):
-            relative = np.abs(dev) / np.abs(al.golden)
-        return int(np.argmax(np.where(tied, np.nan_to_num(relative, nan=np.inf), -np.inf)))
+            ratio = np.where(t > 0, d / np.where(t > 0, t, 1.0), np.where(d > 0, np.inf, 0.0))
+            ratio = np.where(np.isnan(ratio), np.inf, ratio)
+            # Ties (every failing step is "infinitely" out under a zero threshold, as in exact mode):
+            # the largest relative deviation among them, not simply the first.
+            relative = np.abs(d) / np.abs(al.golden[failing])
+        tied = ratio == ratio.max()
+        return int(failing[np.argmax(np.where(tied, np.nan_to_num(relative, nan=np.inf), -np.inf))])
     if problems.any():
         return int(np.argmax(problems))
     if both.any():

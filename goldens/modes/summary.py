@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from ..align import Aligned
-from ..result import StepStatus, full_precision
+from ..result import StepStatus, derived_precision, full_precision
 from .common import (CODE, NOTHING_TO_JUDGE, Context, Outcome, base_status, counted_problems, deviation, pct_text,
                      threshold, window_mask)
 
@@ -40,15 +40,17 @@ def evaluate_summary(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcome
     G = reduce(g_vals)
     if a_vals.size == 0:
         return Outcome(policy.on_missing == "fail", status, n_problems, 0, total, None, G, None,
-                       f"the run has no values in the window ({policy.reduce} of golden {full_precision(G)})")
+                       f"the run has no values in the window ({policy.reduce} of golden "
+                       f"{(derived_precision if policy.reduce in ('median', 'mean') else full_precision)(G)})")
     A = reduce(a_vals)
     with np.errstate(invalid="ignore", over="ignore"):
         dev = deviation(A - G, policy.direction)
         ok = bool(A == G or (np.isfinite(A) and np.isfinite(G)
                              and dev <= threshold(G, policy, policy.mode == "exact")))
     failing = (0 if ok else 1) + n_problems
-    text = (f"{policy.reduce} over {total} steps: golden {full_precision(G)}, "
-            f"actual {full_precision(A)}{pct_text(A - G, G)}")
+    shown = derived_precision if policy.reduce in ("median", "mean") else full_precision  # computed, or one step's
+    text = (f"{policy.reduce} over {total} steps: golden {shown(G)}, "
+            f"actual {shown(A)}{pct_text(A - G, G)}")
     if n_problems:
         text += f"; {n_problems} steps missing or NaN in the window"
     text = ("within the rule: " if failing == 0 else "out of tolerance: ") + text

@@ -1,0 +1,121 @@
+"""``golden judge``: many candidates against the store in one process, one combined result and report.
+
+    golden judge PATH... [--store S] [--policy P] [--exact/--approx] [--format table|json|md]
+                         [--out DIR] [--stage/--no-stage]
+
+PATHs are files or folders searched recursively: golden_values files as Megatron's CI writes them
+(with their ``_2nd`` pairs) and run artifacts. A candidate's case is its folder's path relative to
+the folder given (a candidates tree mirrors ``test_cases/<model>/<case>/``), else the folder's name
+where one store case has it. ``--out DIR`` writes ``DIR/results/*.json`` (one result per judged
+target, for ``golden report``), ``DIR/findings.json`` and the reports. Exit 0 when every target
+passed and nothing was found unjudgeable, 1 when any failed or any finding, 2 for a usage error.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .common import console, handles_errors, show_table
+from .options import ExactOpt, PolicyOpt, StoreOpt, out_option
+
+JUDGE_FORMATS = ("table", "json", "md")
+JUDGE_SCHEMA = "golden.judge/1"
+
+PathsArg = Annotated[list[Path], typer.Argument(
+    metavar="PATH", show_default=False,
+    help="Candidate files or folders (searched recursively): golden_values_<env>_<platform>[_2nd].json as "
+         "Megatron's CI writes them, or run artifacts; a folder tree mirrors the store's cases.")]
+FormatOpt = Annotated[str, typer.Option(
+    "--format", "-f", metavar="|".join(JUDGE_FORMATS),
+    help="table (one row per target, for terminals and logs), json (every result and finding), md (the report).")]
+OutOpt = Annotated[Optional[Path], out_option(
+    "Write DIR/results/*.json (one result per target), DIR/findings.json and the reports (md, html, junit, json).")]
+StageOpt = Annotated[Optional[bool], typer.Option(
+    "--stage/--no-stage", show_default=False,
+    help="Stage failing candidates (and those without a golden) for `golden review` [default: yes outside CI; "
+         "CI never writes].")]
+
+
+@handles_errors
+def judge(paths: PathsArg, store: StoreOpt = None, policy: PolicyOpt = None, exact: ExactOpt = None,
+          fmt: FormatOpt = "table", out: OutOpt = None, stage: StageOpt = None) -> None:
+    """Judge many candidates against the store in one process: one combined result and report.
+
+    Unpaired or unreadable files are findings (exit 1), never a crash of the batch."""
+    from .. import workflow
+    from ..approve import in_ci
+    from ..errors import GoldenError
+
+    if fmt not in JUDGE_FORMATS:
+        raise GoldenError(f"--format must be one of {', '.join(JUDGE_FORMATS)}, got {fmt!r}")
+    bulk = workflow.judge_bulk(paths, store_root=store, policy=policy, force=workflow.force_regime(exact),
+                               stage=not in_ci(None) if stage is None else stage)
+    if out is not None:
+        workflow.publish_bulk(bulk, out, store_root=store)
+    if fmt == "json":
+        emit_json(bulk)
+    elif fmt == "md":
+        emit_markdown(bulk)
+    else:
+        emit_table(bulk)
+    for note in bulk.notes:
+        print(note, file=sys.stderr)
+    raise typer.Exit(bulk.exit_code)
+
+
+def summary(bulk: Any) -> dict[str, int]:
+    results = bulk.results
+    return {"targets": len(bulk.judgements), "passed": sum(r.passed for r in results),
+            "failed": sum(not r.passed for r in results), "findings": len(bulk.findings)}
+
+
+def summary_line(bulk: Any) -> str:
+    s = summary(bulk)
+    verdict = "PASS" if bulk.passed else "FAIL"
+    return f"{verdict}: {s['passed']} passed, {s['failed']} failed, {s['findings']} finding(s)"
+
+
+def emit_json(bulk: Any) -> None:
+    import json
+
+    doc = {"schema": JUDGE_SCHEMA, "passed": bulk.passed, "summary": summary(bulk),
+           "results": [r.to_json(steps=False) for r in bulk.results],
+           "findings": [f.to_json() for f in bulk.findings]}
+    sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+
+
+def emit_markdown(bulk: Any) -> None:
+    from reports.document import CaseEntry, Report
+    from reports.markdown import result_markdown
+
+    parts = [result_markdown(Report(tuple(CaseEntry(r) for r in bulk.results)))] if bulk.results else []
+    if bulk.findings:
+        lines = "".join(f"- **{f.kind}** `{f.path}`: {f.message}\n" for f in bulk.findings)
+        parts.append(f"### Findings ({len(bulk.findings)})\n\n{lines}")
+    parts.append(f"**{summary_line(bulk)}**\n")
+    sys.stdout.write("\n".join(parts))
+
+
+def emit_table(bulk: Any) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    out = console()
+    table = Table(title="golden judge", title_justify="left")
+    for column in ("case", "target", "verdict", "why"):
+        table.add_column(column, overflow="fold")
+    for r in bulk.results:
+        failing = [f"{'resume ' if m.phase == 2 and r.resume and m in r.resume.metrics else ''}{m.metric}"
+                   for m in r.failures()]
+        why = ("failing: " + ", ".join(failing)) if failing else (r.resume.explanation if r.resume is not None
+                                                                   and not r.resume.passed else "")
+        verdict = "[green]pass[/]" if r.passed else "[bold red]fail[/]"
+        table.add_row(escape(r.case or "—"), escape(f"{r.env}/{r.platform}"), verdict, escape(why))
+    for f in bulk.findings:
+        where = "/".join(x for x in (f.env, f.platform) if x) or "—"
+        table.add_row(escape(f.case or f.path), escape(where), f"[yellow]{f.kind}[/]", escape(f.message))
+    show_table(out, table)
+    out.print(("[green]" if bulk.passed else "[bold red]") + escape(summary_line(bulk)) + "[/]")

@@ -1,0 +1,178 @@
+"""``golden judge``: many candidates against the store in one process. Pairing is a pure function
+(case path, else a unique folder name; env, platform and phase from the file names); unpaired or
+broken files are findings, never a crash; --out writes results, findings and reports."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from goldens import workflow
+from goldens.cli import app
+from goldens.pairing import ARTIFACT, GOLDEN, CandidateFile, pair_candidates, resolve_case
+from goldens.result import ComparisonResult
+from tests.builders import artifact, inference_doc, training_doc, write_megatron_case, write_run
+
+# ---------------------------------------------------------------- pairing (pure)
+
+
+def golden_file(folder: str, env: str = "dev", platform: str = "dgx_h100", phase: int = 1, top: str = "cand"):
+    name = f"golden_values_{env}_{platform}{'_2nd' if phase == 2 else ''}.json"
+    return CandidateFile(f"{top}/{folder}/{name}", GOLDEN, env, platform, phase, folder, top)
+
+
+@pytest.mark.parametrize("folder, cases, case", [
+    ("gpt/gpt3_x", ["bert/a", "gpt/gpt3_x"], "gpt/gpt3_x"),       # a case path (a Megatron tree as the store)
+    ("gpt/gpt3_x", ["a", "gpt3_x"], "gpt3_x"),                    # today's names: the folder's name
+    ("gpt3_x", ["gpt/gpt3_x", "bert/a"], "gpt/gpt3_x"),           # a flat candidates folder, a tree store
+    ("moe/x", ["gpt/x", "moe/x"], "moe/x"),
+    ("other/x", ["gpt/x", "moe/x"], None),                        # ambiguous
+    ("nowhere", ["gpt/x"], None),
+])
+def test_a_candidate_folder_resolves_to_its_case(folder, cases, case):
+    assert resolve_case(folder, "cand", cases)[0] == case
+
+
+def test_pairing_joins_phases_and_reports_what_it_cannot_pair():
+    files = [
+        golden_file("bert/a"), golden_file("bert/a", phase=2),        # a resume pair
+        golden_file("bert/a", platform="dgx_a100"),                   # no golden for it in the store
+        golden_file("bert/a", platform="dgx_gb200", phase=2),         # a _2nd without its run 1
+        golden_file("x/unknown"),                                      # no case
+        golden_file("b", top="other"),                                 # case b, dev/dgx_h100 ...
+        golden_file("bert/b"),                                         # ... again: a duplicate
+        CandidateFile("runs/r1/artifact.json", ARTIFACT, "dev", "cpu", case="c", folder="r1", top="runs"),
+        CandidateFile("runs/r2/artifact.json", ARTIFACT, None, None, case="c", folder="r2", top="runs"),
+    ]
+    goldens = {"bert/a": {("dev", "dgx_h100")}, "bert/b": {("dev", "dgx_h100")}, "c": {("dev", "cpu")}}
+    pairing = pair_candidates(files, ["bert/a", "bert/b", "c"], goldens)
+    targets = {(t.case, t.env, t.platform): t for t in pairing.targets}
+    assert set(targets) == {("bert/a", "dev", "dgx_h100"), ("bert/a", "dev", "dgx_a100"), ("bert/b", "dev", "dgx_h100"),
+                            ("c", "dev", "cpu")}
+    assert targets[("bert/a", "dev", "dgx_h100")].second == "cand/bert/a/golden_values_dev_dgx_h100_2nd.json"
+    assert targets[("bert/b", "dev", "dgx_h100")].path == "other/b/golden_values_dev_dgx_h100.json"  # first wins
+    kinds = sorted((f.kind, f.path) for f in pairing.findings)
+    assert kinds == [("duplicate", "cand/bert/b/golden_values_dev_dgx_h100.json"),
+                     ("no-case", "cand/x/unknown/golden_values_dev_dgx_h100.json"),
+                     ("no-golden", "cand/bert/a/golden_values_dev_dgx_a100.json"),
+                     ("unpaired", "cand/bert/a/golden_values_dev_dgx_gb200_2nd.json"),
+                     ("unpaired", "runs/r2/artifact.json")]
+
+
+# ---------------------------------------------------------------- the command
+
+CONFIG = "ENV_VARS:\n  NVTE_ALLOW_NONDETERMINISTIC_ALGO: 1\nTEST_TYPE: {test_type}\nMODEL_ARGS:\n  --train-iters: 40\n"
+
+
+@pytest.fixture
+def tree(tmp_path) -> Path:
+    """A Megatron-style store (gpt/ok, gpt/bad, moe/resume, moe/infer) and a candidates tree mirroring it,
+    with one of each problem: a run 10 % off, a broken file, a _2nd alone, an unknown case."""
+    store, cand = tmp_path / "store", tmp_path / "cand"
+    golden = training_doc(range(1, 41))
+    write_megatron_case(store / "gpt", "ok", CONFIG.format(test_type="regular"), {"golden_values_dev_dgx_h100.json": golden})
+    write_megatron_case(store / "gpt", "bad", CONFIG.format(test_type="regular"), {"golden_values_dev_dgx_h100.json": golden})
+    write_megatron_case(store / "moe", "resume", CONFIG.format(test_type="ckpt-resume"),
+                        {"golden_values_dev_dgx_h100.json": golden})
+    write_megatron_case(store / "moe", "infer", "TEST_TYPE: frozen-start\nMODE: inference\nMETRICS: [generated_tokens]\n",
+                        {"golden_values_dev_dgx_h100.json": inference_doc()})
+    second = {name: {**m, "values": {k: v for k, v in m["values"].items() if int(k) > 20}} for name, m in golden.items()}
+    worse = copy.deepcopy(golden)
+    worse["lm loss"]["values"] = {k: v * 1.1 for k, v in worse["lm loss"]["values"].items()}
+    for folder, files in {"gpt/ok": {"golden_values_dev_dgx_h100.json": golden},
+                          "gpt/bad": {"golden_values_dev_dgx_h100.json": worse,
+                                      "golden_values_lts_dgx_a100_2nd.json": second},
+                          "moe/resume": {"golden_values_dev_dgx_h100.json": golden,
+                                         "golden_values_dev_dgx_h100_2nd.json": second},
+                          "moe/infer": {"golden_values_dev_dgx_h100.json": inference_doc()},
+                          "moe/nothere": {"golden_values_dev_dgx_h100.json": golden}}.items():
+        for name, doc in files.items():
+            (cand / folder).mkdir(parents=True, exist_ok=True)
+            (cand / folder / name).write_text(json.dumps(doc))
+    (cand / "gpt" / "ok" / "golden_values_lts_dgx_a100.json").write_text('{"lm loss": {"values": ')  # broken
+    return tmp_path
+
+
+def golden(*args: str, ci: bool = False):
+    return CliRunner().invoke(app, list(args), env={"CI": "true" if ci else "", "GITHUB_STEP_SUMMARY": ""})
+
+
+def test_judge_a_tree_in_one_process(tree):
+    out = golden("judge", str(tree / "cand"), "--store", str(tree / "store"), "--policy", "megatron",
+                 "--format", "json", "--out", str(tree / "out"))
+    assert out.exit_code == 1, out.output
+    doc = json.loads(out.stdout)
+    verdicts = {(r["case"], r["verdict"]) for r in doc["results"]}
+    assert verdicts == {("gpt/ok", "pass"), ("gpt/bad", "fail"), ("moe/resume", "pass"), ("moe/infer", "pass")}
+    assert sorted(f["kind"] for f in doc["findings"]) == ["broken", "no-case", "no-golden", "unpaired"]
+    broken = next(f for f in doc["findings"] if f["kind"] == "broken")
+    assert "truncated JSON" in broken["message"] and broken["case"] == "gpt/ok"
+    assert doc["summary"] == {"targets": 4, "passed": 3, "failed": 1, "findings": 4}
+    results = sorted((tree / "out" / "results").glob("*.json"))
+    assert [p.name for p in results] == ["gpt--bad__dev__dgx_h100.json", "gpt--ok__dev__dgx_h100.json",
+                                         "moe--infer__dev__dgx_h100.json", "moe--resume__dev__dgx_h100.json"]
+    assert ComparisonResult.from_json(json.loads(results[0].read_text())).verdict.value == "fail"
+    assert json.loads((tree / "out" / "findings.json").read_text())["schema"] == "golden.findings/1"
+    for name in ("report.md", "report.html", "junit.xml", "report.json"):
+        assert (tree / "out" / name).is_file()
+    report = golden("report", str(results[0]), "--out", str(tree / "rep"))
+    assert report.exit_code in (0, 1) and (tree / "rep" / "report.md").is_file(), report.output
+
+
+def test_the_bulk_verdicts_are_the_single_verdicts(tree):
+    bulk = workflow.judge_bulk([tree / "cand"], store_root=tree / "store", policy="megatron", stage=False)
+    for judgement in bulk.judgements:
+        path = tree / "cand" / judgement.case / "golden_values_dev_dgx_h100.json"
+        single = workflow.diff([str(path)], store_root=tree / "store", policy="megatron")
+        assert single.result.to_json() == judgement.result.to_json()
+
+
+def test_failing_candidates_are_staged_outside_ci_only(tree):
+    args = ("judge", str(tree / "cand" / "gpt"), "--store", str(tree / "store"), "--policy", "megatron")
+    assert golden(*args, ci=True).exit_code == 1
+    assert json.loads(golden("pending", "--store", str(tree / "store"), "--json").stdout) == []
+    assert golden(*args, "--no-stage").exit_code == 1
+    assert json.loads(golden("pending", "--store", str(tree / "store"), "--json").stdout) == []
+    out = golden(*args)
+    assert "staged gpt/bad dev/dgx_h100" in out.stderr
+    [staged] = json.loads(golden("pending", "--store", str(tree / "store"), "--json").stdout)
+    assert (staged["case"], staged["verdict"]) == ("gpt/bad", "fail")
+
+
+def test_all_passing_is_exit_0_and_every_format_renders(tree):
+    for fmt in ("table", "md", "json"):
+        out = golden("judge", str(tree / "cand" / "gpt" / "ok" / "golden_values_dev_dgx_h100.json"),
+                     "--store", str(tree / "store"), "--policy", "megatron", "--format", fmt)
+        assert out.exit_code == 0, out.output
+        assert ("1 passed, 0 failed, 0 finding(s)" in out.stdout) if fmt != "json" else json.loads(out.stdout)["passed"]
+
+
+def test_run_artifacts_are_judged_by_the_case_they_declare(tmp_path, store, runs):
+    write_run(runs, "tiny", "r1", {"lm loss": {s: 10.0 - 0.25 * s + 1e-9 * s * s for s in range(1, 21)},
+                                   "num-zeros": {s: float(1000 + 3 * s) for s in range(1, 21)}})
+    write_run(runs, "tiny", "r2", {"lm loss": {s: 11.0 for s in range(1, 21)}})
+    bulk = workflow.judge_bulk([runs], store_root=store.root, stage=False)
+    assert [f.kind for f in bulk.findings] == ["duplicate"]
+    assert [j.case for j in bulk.judgements] == ["tiny"] and bulk.judgements[0].passed
+    assert artifact  # the builder module's artifacts are what write_run writes
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--format", "csv"], "--format must be one of table, json, md"),
+    (["--policy", "nonsense"], "neither a preset"),
+    (["--store", "/nonexistent/store"], "no golden store"),
+])
+def test_usage_errors_are_exit_2(tree, args, message):
+    out = golden("judge", str(tree / "cand"), "--store", str(tree / "store"), *args)
+    assert out.exit_code == 2 and message in out.stderr, out.output
+
+
+def test_a_path_that_does_not_exist_is_a_usage_error_and_an_empty_folder_a_finding(tree):
+    out = golden("judge", str(tree / "nope"), "--store", str(tree / "store"))
+    assert out.exit_code == 2 and "no such file or folder" in out.stderr
+    (tree / "empty").mkdir()
+    out = golden("judge", str(tree / "empty"), "--store", str(tree / "store"), "--format", "json")
+    assert out.exit_code == 1 and json.loads(out.stdout)["findings"][0]["kind"] == "empty"
