@@ -13,8 +13,7 @@ no test module imports another. What is here, in order:
 - readers the report tests share (an HTML collector, Markdown tables), and ``tree_bytes``;
 - ``FakeCI``: GitHub's and GitLab's REST APIs on the loopback (``golden fetch``, the action's PR
   comment), and the zip archives their artifacts hold;
-- ``ActionRun``: a composite GitHub Action's steps run here (GitHub's expressions, GITHUB_* files),
-  and ``judge_stand_in``, the stand-in for ``golden judge`` until that is merged.
+- ``ActionRun``: a composite GitHub Action's steps run here (GitHub's expressions, GITHUB_* files).
 - Megatron's own test functions as the oracle (``megatron_oracle``, ``megatron_verdict``).
 """
 from __future__ import annotations
@@ -1077,57 +1076,6 @@ class ActionRun:
         return {name: substitute(spec["value"], self.contexts()) for name, spec in (self.spec.get("outputs") or {}).items()}
 
 
-def judge_stand_in(argv: Sequence[str]) -> int:
-    """STAND-IN for ``golden judge PATH... [--store S] [--policy P] [--format md] [--out DIR]``,
-    which another branch builds, so the action's tests run before it is merged. Its effect, made of
-    what exists here: every golden_values*.json under PATH paired with the store's file of the same
-    case folder and name, judged as ``golden diff GOLDEN CANDIDATE`` would, one result in
-    DIR/results/, DIR/findings.json for what has no golden, the reports by ``golden report``'s
-    library call into DIR; the Markdown on stdout with --format md; exit 1 on any failure or finding.
-    Delete it once ``golden judge`` is merged (tests/test_ci_action.py: JUDGE_STAND_IN)."""
-    import argparse
-
-    from goldens.errors import GoldenError
-
-    parser = argparse.ArgumentParser(prog="golden judge")
-    parser.add_argument("paths", nargs="+")
-    parser.add_argument("--store")
-    parser.add_argument("--policy")
-    parser.add_argument("--format")
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args(list(argv))
-    try:
-        return _stand_in_judgement(args)
-    except GoldenError as exc:  # as the CLI does: one line, exit 2
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-def _stand_in_judgement(args: Any) -> int:
-    from goldens.workflow import diff
-    from reports.build import build_result_report
-    from reports.output import RESULT_FORMATS
-
-    given_store = args.store or os.environ.get("GOLDEN_STORE")  # --store, else $GOLDEN_STORE, as the CLI's option
-    store, out = Path(given_store or "cases"), Path(args.out)
-    results, findings = [], []
-    for given in map(Path, args.paths):
-        for candidate in ([given] if given.is_file() else sorted(given.rglob("golden_values*.json"))):
-            goldens = [g for g in store.rglob(candidate.name) if g.parent.name == candidate.parent.name]
-            if len(goldens) != 1:
-                findings.append({"path": str(candidate), "reason": "no golden of this case, env and platform"})
-                continue
-            judged = diff([str(goldens[0]), str(candidate)], store_root=store, case=None, env=None, platform=None,
-                          policy=args.policy, force=None)
-            results.append(out / "results" / f"{len(results):03d}.json")
-            results[-1].parent.mkdir(parents=True, exist_ok=True)
-            results[-1].write_text(json.dumps(judged.result.to_json()))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "findings.json").write_text(json.dumps(findings, indent=2))
-    written = build_result_report(results, out, RESULT_FORMATS, store=None if given_store is None else Path(given_store))
-    if args.format == "md":
-        sys.stdout.write(written.markdown)
-    return 0 if written.passed and not findings else 1
 # ---------------------------------------------------------------- Megatron's own test functions as the oracle
 
 class _ClickStub:
@@ -1156,7 +1104,6 @@ def megatron_oracle(utils: Path) -> Iterator[types.SimpleNamespace]:
     import importlib.util
     import logging
     import shutil
-    import sys
     import tempfile
 
     root_dir = Path(tempfile.mkdtemp(prefix="mlm_oracle_"))

@@ -22,31 +22,12 @@ ACTION = REPO_ROOT / ".github" / "actions" / "golden" / "action.yml"
 GITLAB_JOB = REPO_ROOT / "ci" / "golden.gitlab-ci.yml"
 GITHUB_REPO = "NVIDIA/Megatron-LM"
 
-# ------------------------------------------------------------------------------------------ THE SEAM
-# `golden judge` is built on another branch. Until it is merged, the judge step of the action and of
-# the GitLab job runs builders.judge_stand_in (golden diff per pair + golden report's library call)
-# through a `golden` shim first on PATH: the shim takes the `judge` subcommand only and hands every
-# other one to the real `golden`. After the merge: JUDGE_STAND_IN = False (and delete the stand-in).
-JUDGE_STAND_IN = True
-
-
 @pytest.fixture
 def tools_path(tmp_path: Path) -> str:
-    """PATH for the steps: the installed ``golden`` (and, while JUDGE_STAND_IN, the shim before it)."""
+    """PATH for the steps: the installed ``golden`` first."""
     real = Path(sys.executable).parent / "golden"
     assert real.is_file(), "the golden command is installed with the package"
-    entries = [str(real.parent), os.environ.get("PATH", "/usr/bin:/bin")]
-    if JUDGE_STAND_IN:
-        shim = tmp_path / "shim" / "golden"
-        shim.parent.mkdir()
-        shim.write_text("#!/bin/bash\n"
-                        'if [ "$1" = judge ]; then shift; exec "' + sys.executable + '" -c '
-                        '"import sys; from tests.builders import judge_stand_in; sys.exit(judge_stand_in(sys.argv[1:]))" '
-                        '"$@"; fi\n'
-                        f'exec "{real}" "$@"\n')
-        shim.chmod(0o755)
-        entries.insert(0, str(shim.parent))
-    return os.pathsep.join(entries)
+    return os.pathsep.join([str(real.parent), os.environ.get("PATH", "/usr/bin:/bin")])
 
 
 def megatron_golden(loss: list[float]) -> str:
@@ -110,7 +91,7 @@ def test_a_regression_is_judged_summarised_uploaded_commented_and_fails_the_job(
 
     summary = run.summary.read_text()
     assert summary.startswith("## ❌ Golden check failed: 1 of 2 case(s) failed")
-    assert (f"golden approve candidates/gpt/gpt3_mcore_te_tp2_pp2/{FILE} --case gpt3_mcore_te_tp2_pp2 --env dev "
+    assert (f"golden approve candidates/gpt/gpt3_mcore_te_tp2_pp2/{FILE} --case gpt/gpt3_mcore_te_tp2_pp2 --env dev "
             "--platform dgx_h100 --store store --reason '<why these values are right>'") in html.unescape(summary)
     report = tmp_path / "golden-report"
     assert {p.name for p in report.iterdir()} >= {"report.md", "report.html", "junit.xml", "report.json",
