@@ -22,6 +22,7 @@ ARTIFACT_STATUSES = ("complete", "incomplete", "failed")
 GRID_FIELDS = ("start_step", "end_step", "step_interval")
 _FILENAME = re.compile(r"^golden_values_(?P<env>[A-Za-z0-9]+)_(?P<platform>[A-Za-z0-9_.-]+?)(?P<second>_2nd)?\.json$")
 _STEP_TEXT = re.compile(r"[0-9]+")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _NONFINITE_STRINGS = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf,
                       "infinity": math.inf, "-infinity": -math.inf}
 # The spellings seen in files, looked up as written (fast); others go through strip().lower().
@@ -57,13 +58,40 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+def _lone_surrogate(doc: Any) -> str | None:
+    """The first string (key or value) holding a lone surrogate — not text, and no file can hold it."""
+    stack = [doc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            stack += item
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return item
+    return None
+
+
 def load_json_text(text: str, path: object = None) -> Any:
     """Parse JSON with a precise message for empty, truncated and ambiguous (duplicate-key) files.
 
-    The bare literals ``NaN``/``Infinity`` that Python's json writes are accepted as floats.
+    The bare literals ``NaN``/``Infinity`` that Python's json writes are accepted as floats; a
+    ``\\ud800``-style escape that is not half of a surrogate pair is refused (it is not text).
     """
     if not text.strip():
         raise FormatError("empty file (no JSON document)", path=path)
+    doc = _parse_json(text, path)
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text):
+        bad = _lone_surrogate(doc)
+        if bad is not None:
+            raise FormatError(f"the string {bad[:40]!r} holds a lone surrogate escape: not Unicode text", path=path)
+    return doc
+
+
+def _parse_json(text: str, path: object) -> Any:
     try:
         return json.loads(text, object_pairs_hook=_unique_keys)
     except _DuplicateKey as exc:
@@ -107,16 +135,37 @@ def read_json(path: str | Path) -> Any:
 
 # ---------------------------------------------------------------- numbers and step grids
 
+MAX_GRID_STEPS = 2**24  # steps one metric's grid may be padded to: 16.7 M, 128 MiB of int64
+
+
+def grid_size(start: int, end: int, interval: int) -> int:
+    """How many steps ``megatron_grid`` declares, counted, not made (a header may say end_step 2**53)."""
+    if interval <= 0 or end < start:
+        return 1
+    first_multiple = (start // interval + 1) * interval
+    return 1 + (max(0, (end - first_multiple) // interval + 1) if end >= first_multiple else 0)
+
+
+def grid_steps(start: int, interval: int, first: int, count: int) -> np.ndarray:
+    """``count`` steps of the grid from its ``first``-th (0: ``start``), without making the ones before."""
+    positions = np.arange(first, first + count, dtype=np.int64)
+    first_multiple = (start // interval + 1) * interval
+    return np.where(positions == 0, start, first_multiple + (positions - 1) * interval)
+
+
 def megatron_grid(start: int, end: int, interval: int) -> np.ndarray:
     """The steps a Megatron grid header declares: ``start``, then each multiple of ``interval`` up to ``end``.
 
     That is how Megatron samples its logs: start 1, interval 5, end 100 → 1, 5, 10, …, 100.
+    ``FormatError`` when that is more than ``MAX_GRID_STEPS`` steps (checked before anything is made).
     """
+    size = grid_size(start, end, interval)
+    if size > MAX_GRID_STEPS:
+        raise FormatError(f"the grid start_step {start} … end_step {end} every {interval} has {size} steps, "
+                          f"more than the {MAX_GRID_STEPS} a golden may hold")
     if interval <= 0 or end < start:
         return np.array([start], dtype=np.int64)
-    first_multiple = (start // interval + 1) * interval
-    return np.concatenate((np.array([start], dtype=np.int64),
-                           np.arange(first_multiple, end + 1, interval, dtype=np.int64)))
+    return grid_steps(start, interval, 0, size)
 
 
 def to_float(raw: Any, *, path: object, key: str) -> float:
@@ -245,6 +294,9 @@ def parse_metric(name: str, raw: Any, *, path: object = None) -> MetricSeries:
                               path=path, key=name)
         if interval <= 0:
             raise FormatError(f"step_interval must be positive, got {interval}", path=path, key=f"{name}.step_interval")
+        if values and start + interval * (len(values) - 1) > MAX_STEP:
+            raise FormatError(f"{len(values)} values from start_step {start} every {interval} run past step 2**53",
+                              path=path, key=f"{name}.values")
         vals_arr = _value_array(values, (f"[{i}]" for i in range(len(values))), path=path, key=f"{name}.values")
         steps_arr = start + interval * np.arange(len(values), dtype=np.int64)
     else:

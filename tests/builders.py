@@ -8,7 +8,8 @@ no test module imports another. What is here, in order:
 - synthetic golden stores in a folder, and a git repository whose store holds revisions;
 - results for the report tests (``goldens.result`` objects, numbers chosen by hand);
 - a scripted ``ReviewIO`` for the review loop, and the worker the approval races start;
-- readers the report tests share (an HTML collector, Markdown tables), and ``tree_bytes``.
+- readers the report tests share (an HTML collector, Markdown tables), ``tree_bytes`` and
+  ``tree_state``; ``invoke``, the CLI in this process with any escaping exception a failure.
 """
 from __future__ import annotations
 
@@ -399,3 +400,42 @@ def tree_bytes(root: Path, *, folders: bool = False) -> dict[str, bytes | None]:
     equal before and after means nothing was written."""
     return {p.relative_to(root).as_posix(): (p.read_bytes() if p.is_file() else None)
             for p in sorted(root.rglob("*")) if folders or p.is_file()}
+
+
+def tree_state(root: Path) -> dict[str, tuple[str, Any]]:
+    """Every entry below ``root`` as it lies on disk, symlinks never followed: path → ("file", bytes),
+    ("dir", None), ("link", target) or ("other", None). Equal before and after means nothing below
+    ``root`` was written, deleted, moved or re-linked."""
+    import stat
+
+    state: dict[str, tuple[str, Any]] = {}
+    for top, dirs, files in os.walk(root):
+        for name in sorted(dirs + files):
+            path = Path(top) / name
+            mode = path.lstat().st_mode
+            rel = path.relative_to(root).as_posix()
+            if stat.S_ISLNK(mode):
+                state[rel] = ("link", os.readlink(path))
+            elif stat.S_ISDIR(mode):
+                state[rel] = ("dir", None)
+            elif stat.S_ISREG(mode):
+                state[rel] = ("file", path.read_bytes())
+            else:
+                state[rel] = ("other", None)
+    return state
+
+
+def invoke(*args: str, env: Mapping[str, str | None] | None = None) -> Any:
+    """``golden ARGS`` in this process (typer's CliRunner). An exception that escapes the command — a
+    traceback and exit 1 for a user — fails the test with that traceback."""
+    import traceback
+
+    from typer.testing import CliRunner
+
+    from goldens.cli import app
+
+    result = CliRunner().invoke(app, list(args), env=dict(env or {}))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        trace = "".join(traceback.format_exception(*result.exc_info))
+        raise AssertionError(f"golden {' '.join(args)} raised instead of exiting:\n{trace}")
+    return result

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import FormatError
-from .candidate import Candidate, pending_root, read_candidate
+from ..store.safety import in_ci
+from .candidate import Candidate, candidate_run, checked_pending_root, read_candidate
 
 if TYPE_CHECKING:
     from ..store import GoldenStore, LedgerEntry
@@ -29,15 +30,13 @@ CASE_DEFINITIONS = ("case.yaml", "model_config.yaml")  # ours, and a Megatron ch
 
 
 def prune_check(store: "GoldenStore") -> PruneReport:
-    from ..formats import read_run
-
     orphans = []
     for case in store.cases():
         case_dir = Path(store.case_dir(case))
         if not any((case_dir / name).is_file() for name in CASE_DEFINITIONS):
             orphans.extend(sorted(case_dir / key.filename() for key in store.keys(case)))
     stale = []
-    root = pending_root(store)
+    root = checked_pending_root(store)
     for path in sorted(root.glob("*/*.json")) if root.is_dir() else ():
         try:
             candidate = read_candidate(path)
@@ -45,7 +44,7 @@ def prune_check(store: "GoldenStore") -> PruneReport:
             stale.append((path, f"unreadable: {exc.reason}"))
             continue
         try:
-            artifact = read_run(candidate.artifact, env=candidate.env, platform=candidate.platform)
+            artifact = candidate_run(candidate)
         except FormatError:
             stale.append((path, f"run {candidate.run_id!r} is gone ({candidate.artifact})"))
             continue
@@ -67,9 +66,12 @@ def approved_since(store: "GoldenStore", candidate: Candidate) -> "LedgerEntry |
                  if int(e.version) > candidate.base_version and e.source_run_id == candidate.run_id), None)
 
 
-def prune(store: "GoldenStore") -> PruneReport:
-    """Discard stale candidates; orphan goldens are only reported (goldens change via the ledger)."""
+def prune(store: "GoldenStore", *, ci: bool | None = None) -> PruneReport:
+    """Discard stale candidates; orphan goldens are only reported (goldens change via the ledger).
+    In CI (``CI`` set) nothing is discarded: the report says what would be."""
     report = prune_check(store)
+    if in_ci(ci):
+        return report
     for path, _ in report.stale_candidates:
         path.unlink(missing_ok=True)
         try:

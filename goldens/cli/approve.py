@@ -75,13 +75,15 @@ def accept(run: RunArg = None, pending: PendingFlag = False, store: StoreOpt = N
 
 @handles_errors
 def reject(run: RunArg = None, pending: PendingFlag = False, store: StoreOpt = None,
-           case: CaseOpt = None, env: EnvOpt = None, platform: PlatformOpt = None) -> None:
+           case: CaseOpt = None, env: EnvOpt = None, platform: PlatformOpt = None,
+           allow_ci: AllowCiOpt = False) -> None:
     """Discard staged candidates; the goldens stay as they are."""
     from .. import approve
 
+    approve.refuse_in_ci(None, allow_ci)
     golden_store = open_store(store)
     candidates = _candidates(golden_store, run, pending, case, env, platform)
-    for outcome in approve.apply(approve.Operation.REJECT, golden_store, candidates):
+    for outcome in approve.apply(approve.Operation.REJECT, golden_store, candidates, allow_ci=allow_ci):
         print(f"rejected {outcome.candidate.target} (run {outcome.candidate.run_id})")
     if not candidates:
         print("no pending candidates")
@@ -124,27 +126,32 @@ def rollback(case: Annotated[str, typer.Argument(help="The case to roll back.")]
              approver: ApproverOpt = None, allow_ci: AllowCiOpt = False) -> None:
     """Write a new version whose content equals vN (history is never rewritten)."""
     from .. import approve
+    from ..store.safety import version_number
 
-    version = to[1:] if to.lower().startswith("v") else to
-    if not version.isdigit():
-        raise fail(f"--to must be a version like v3, got {to!r}")
-    entry = approve.rollback(open_store(store), case, int(version), reason=reason, approver=approver,
+    version = version_number(to)
+    if version is None:
+        raise fail(f"--to must be a version like v3 (ASCII digits, N ≥ 1), got {to[:40]!r}")
+    entry = approve.rollback(open_store(store), case, version, reason=reason, approver=approver,
                              allow_ci=allow_ci)
-    print(f"rolled back {case} to the content of v{int(version)} as v{entry.version}")
+    print(f"rolled back {case} to the content of v{version} as v{entry.version}")
 
 
 @handles_errors
 def prune(store: StoreOpt = None,
           check: Annotated[bool, typer.Option("--check", help="Only list; exit 1 if anything is stale.")] = False) -> None:
-    """List goldens no case defines and candidates no run backs; without --check, discard those candidates."""
+    """List goldens no case defines and candidates no run backs; without --check, discard those
+    candidates (in CI, as with --check, nothing is discarded)."""
     from .. import approve
 
     golden_store = open_store(store)
-    report = approve.prune_check(golden_store) if check else approve.prune(golden_store)
+    listing = check or approve.in_ci(None)
+    report = approve.prune_check(golden_store) if listing else approve.prune(golden_store)
+    if listing and not check:
+        print("CI is set: nothing discarded (CI never writes to the golden store)", file=sys.stderr)
     for path in report.orphan_goldens:
         print(f"orphan golden (no case.yaml/model_config.yaml beside it): {path}")
     for path, why in report.stale_candidates:
-        print(f"{'stale' if check else 'discarded'} candidate {path}: {why}")
+        print(f"{'stale' if listing else 'discarded'} candidate {path}: {why}")
     if report.clean:
         print("nothing to prune")
     elif check:

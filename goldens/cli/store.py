@@ -14,7 +14,7 @@ import typer
 
 from ..errors import EXIT_DIFFERENCE, EXIT_INPUT, EXIT_PASS
 from .common import echo_json, fail, handles_errors
-from .options import ApproverOpt, JsonOpt, StoreOpt, open_store
+from .options import AllowCiOpt, ApproverOpt, JsonOpt, StoreOpt, open_store
 
 if TYPE_CHECKING:
     from ..model import GoldenKey, GoldenSet
@@ -223,10 +223,15 @@ def fsck(
 ) -> None:
     """Integrity check of the history: ledger lines and hash chain, blobs, plain files against the head.
 
-    Repairs (unless --no-repair) what a crash leaves: a torn ledger line, an interrupted write,
-    temp files, unreferenced blobs. Exit 1 when an error remains.
+    Repairs (unless --no-repair, or in CI) what a crash leaves: a torn ledger line, an interrupted
+    write, its temp files and blobs. Never deletes what it cannot prove an interrupted write left:
+    that goes to .golden/quarantine/ with a report, and fsck exits 1. Exit 1 when an error remains.
     """
+    from ..store.safety import in_ci
+
     golden_store = open_store(store)
+    if in_ci() and not no_repair:
+        typer.echo("CI is set: reporting only, nothing repaired (CI never writes to the golden store)", err=True)
     problems = golden_store.fsck(repair=not no_repair, cases=cases or None)
     remaining = [p for p in problems if not p.repaired and p.severity == "error"]
     if as_json:
@@ -246,10 +251,11 @@ def adopt(
     store: StoreOpt = None,
     approver: ApproverOpt = None,
     reason: Annotated[str, typer.Option("--reason", metavar="TEXT")] = "imported existing golden files",
+    allow_ci: AllowCiOpt = False,
 ) -> None:
     """Record the golden files as they are (exact bytes, files untouched): v1 "imported" for a
     Megatron folder without history, or a new version for files changed outside the store."""
     golden_store = open_store(store)
     for case in cases:
-        entry = golden_store.adopt(case, approver=approver, reason=reason)
+        entry = golden_store.adopt(case, approver=approver, reason=reason, allow_ci=allow_ci)
         typer.echo(f"{case}: recorded v{entry.version} ({len(entry.files)} files)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -21,10 +21,12 @@ from ..identity import default_approver
 from ..model import GoldenKey, GoldenSet
 from ..validate import MEGATRON_CASE_FILE, is_golden_name
 from .ledger import (HISTORY_DIR, LOCK_FILE, LedgerEntry, blob_path, checked_filename, checked_ledger,
-                     commit, commit_untracked, file_state, key_order, ledger_path, plain_golden_files, read_bytes,
-                     validated_meta, validated_payload)
+                     commit, commit_untracked, file_state, key_order, layout_problems, ledger_path, lock_path,
+                     plain_golden_files, read_bytes, require_safe_layout, validated_meta, validated_payload,
+                     writable_ledger)
 from .records import Problem, sha256_hex
 from .recovery import fsck_case, recover_or_refuse
+from .safety import PENDING_DIR, in_ci, make_folder, pending_problems, refuse_in_ci, shared_lock, version_number
 
 STORE_ENV = "GOLDEN_STORE"
 DEFAULT_STORE = "cases"
@@ -49,10 +51,10 @@ def parse_case_ref(ref: str) -> tuple[str, int | None]:
     case, sep, version = ref.partition("@")
     if not sep:
         return check_name(case), None
-    digits = version[1:] if version[:1] in ("v", "V") else version
-    if not digits.isdigit() or not digits.isascii() or int(digits) < 1:
-        raise StoreError(f"invalid version {version!r} in {ref!r}: use CASE@vN with N ≥ 1")
-    return check_name(case), int(digits)
+    number = version_number(version)
+    if number is None:
+        raise StoreError(f"invalid version {version!r} in {ref!r}: use CASE@vN with N ≥ 1 (ASCII digits)")
+    return check_name(case), number
 
 
 # ---------------------------------------------------------------- the store
@@ -106,10 +108,10 @@ class GoldenStore:
     def read(self, key: GoldenKey) -> GoldenSet:
         """The current golden: the plain Megatron file."""
         path = self.case_dir(key.case) / checked_filename(key)
-        if not path.is_file():
+        data = read_bytes(path)
+        if data is None:
             have = ", ".join(k.filename() for k in self.keys(key.case)) or "none"
             raise StoreError(f"case {key.case!r} has no {key.filename()} (has: {have})")
-        data = path.read_bytes()
         golden = parse_golden_bytes(data, path)
         return GoldenSet(golden.metrics, golden.scalars, key=key, source=str(path))
 
@@ -183,7 +185,7 @@ class GoldenStore:
             raise VersionConflict(f"{case}: expected v{expected_version} but the case has no history yet")
         with self._locked(case, case_dir):
             recover_or_refuse(case, case_dir)
-            ledger = checked_ledger(case, case_dir)
+            ledger = writable_ledger(case, case_dir)
             head = ledger.entries[-1].version if ledger.entries else 0
             if expected_version is not None and head != expected_version:
                 raise VersionConflict(f"{case}: expected v{expected_version} but the ledger head is v{head} "
@@ -195,20 +197,21 @@ class GoldenStore:
                 entries.append(imported)
             return commit(case_dir, entries, payload, **meta)
 
-    def adopt(self, case: str, *, approver: str | None = None,
-              reason: str = "imported existing golden files") -> LedgerEntry:
+    def adopt(self, case: str, *, approver: str | None = None, reason: str = "imported existing golden files",
+              ci: bool | None = None, allow_ci: bool = False) -> LedgerEntry:
         """Record the plain golden files as they are (exact bytes) without changing them.
 
         Version 1 ("imported") for a case without history; later, a new version for files changed
-        outside the store. ``StoreError`` when there is nothing to record.
+        outside the store. ``StoreError`` when there is nothing to record, and in CI (``CI`` set).
         """
+        refuse_in_ci("adopt", ci, allow_ci)
         case_dir = self.case_dir(case)
         approver = approver or default_approver(self.root)
         if not plain_golden_files(case_dir):
             raise StoreError(f"{case}: no golden_values_<env>_<platform>.json file to adopt in {case_dir}")
         with self._locked(case, case_dir):
             recover_or_refuse(case, case_dir)
-            entries = list(checked_ledger(case, case_dir).entries)
+            entries = list(writable_ledger(case, case_dir).entries)
             entry = commit_untracked(case_dir, entries, approver=approver, reason=reason)
         if entry is None:
             raise StoreError(f"{case}: nothing to adopt, the golden files match v{entries[-1].version}")
@@ -218,8 +221,9 @@ class GoldenStore:
     def _locked(self, case: str, case_dir: Path) -> Iterator[None]:
         from filelock import FileLock, Timeout
 
+        require_safe_layout(case, case_dir)  # nothing, the lock included, is made through a symlink
         history = case_dir / HISTORY_DIR
-        history.mkdir(exist_ok=True)
+        make_folder(history)
         lock = FileLock(str(history / LOCK_FILE), timeout=self.lock_timeout)
         try:
             lock.acquire()
@@ -234,24 +238,32 @@ class GoldenStore:
     # ------------------------------------------------------------ integrity
 
     def fsck(self, repair: bool = True, cases: list[str] | None = None) -> list[Problem]:
-        """Check every case's history: ledger lines and chain, blobs, plain files against the head.
+        """Check every case's history: store paths, ledger lines and chain, blobs, plain files
+        against the head (and, for the whole store, the staged candidates' folder).
 
-        With ``repair`` (under each case's lock): drop a torn trailing ledger line, finish an
-        interrupted write, delete stale temp files and blobs no entry references. What cannot be
-        repaired is reported (``repaired=False``).
+        With ``repair`` (under each case's lock; never in CI, never through an unsafe path): drop a
+        torn trailing ledger line, finish an interrupted write, delete what an interrupted write
+        provably left, quarantine what nothing accounts for. What cannot be repaired is reported
+        (``repaired=False``). Without it, the check holds a shared lock: a write in progress is
+        waited for, never reported.
         """
+        repair = repair and not in_ci()
         problems: list[Problem] = []
         if cases is None:
             problems += self._unaddressable_folders()
+            problems += [Problem(PENDING_DIR, "unsafe-path", f"{path.relative_to(self.root)} {why}", path=str(path))
+                         for path, why in pending_problems(self.root)]
         for case in (self.cases() if cases is None else cases):
             case_dir = self.case_dir(case)
-            if not (case_dir / HISTORY_DIR).is_dir():
+            if not os.path.lexists(case_dir / HISTORY_DIR):
                 continue
-            if repair:
+            safe = not layout_problems(case_dir)
+            if repair and safe:
                 with self._locked(case, case_dir):
                     problems += fsck_case(case, case_dir, repair=True)
             else:
-                problems += fsck_case(case, case_dir, repair=False)
+                with shared_lock(lock_path(case_dir), self.lock_timeout) if safe else nullcontext():
+                    problems += fsck_case(case, case_dir, repair=False)
         return problems
 
     def _unaddressable_folders(self) -> list[Problem]:
