@@ -20,7 +20,7 @@ import numpy as np
 
 from .case import CASE_FILE, load_yaml
 from .errors import FormatError, NotATrainingGolden
-from .formats import grid_size, grid_steps, parse_golden, parse_golden_filename, read_json
+from .formats import StepValues, grid_size, grid_steps, parse_golden, parse_golden_filename, read_json
 from .model import GoldenSet, MetricSeries
 
 MEGATRON_CASE_FILE = "model_config.yaml"
@@ -212,8 +212,8 @@ def _written_order_findings(doc: dict[str, Any]) -> list[Finding]:
     findings = []
     for name, raw in doc.items():
         values = raw.get("values") if isinstance(raw, dict) else None
-        if isinstance(values, dict) and len(values) > 1:
-            steps = np.array([int(s) for s in values], dtype=np.int64)
+        if isinstance(values, (dict, StepValues)) and len(values) > 1:
+            steps = values.steps if isinstance(values, StepValues) else np.array([int(s) for s in values], dtype=np.int64)
             descending = np.flatnonzero(np.diff(steps) <= 0)
             if descending.size:
                 at = int(steps[descending[0] + 1])
@@ -243,7 +243,7 @@ def validate_golden_file(path: str | Path, *, known_metrics: Iterable[str] | Non
         findings.append(Finding(WARNING, "name does not follow golden_values_<env>_<platform>[_2nd].json; "
                                          "the store cannot address it"))
     try:
-        doc = read_json(p)
+        doc = read_json(p, golden=True)
         golden = parse_golden(doc, path=p)
     except NotATrainingGolden:
         findings.append(Finding(WARNING, "not a training golden (an inference golden keyed by request id); "
