@@ -12,6 +12,7 @@ and any infinity, is an error naming the metric and the step.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -284,12 +285,15 @@ def _partner_findings(path: Path) -> list[Finding]:
 
 
 def _files_under(directory: Path) -> Iterable[Path]:
-    """Golden files and case definitions below a folder; hidden folders (.golden, .git) skipped."""
+    """Golden files and case definitions below a folder; hidden folders (.golden, .git) skipped, and
+    anything but a regular file (a symlink is not followed, a named pipe never read: fsck reports
+    those in a store)."""
     for top, dirs, files in os.walk(directory):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
         for name in sorted(files):
-            if is_golden_name(name) or name in CASE_DEFINITION_FILES:
-                yield Path(top) / name
+            path = Path(top) / name
+            if (is_golden_name(name) or name in CASE_DEFINITION_FILES) and stat.S_ISREG(path.lstat().st_mode):
+                yield path
 
 
 def validate_file(path: Path) -> FileReport:

@@ -200,6 +200,16 @@ def test_a_complete_last_line_without_its_newline_is_a_committed_entry(world):
     assert world.entries()[2]["approver"] == "bob"
 
 
+def test_an_unreadable_last_line_without_its_newline_is_damage_not_a_missing_newline(world):
+    """Found by the fuzzer: a byte flipped in the only line, then its newline cut."""
+    last = world.ledger.read_bytes().splitlines()[-1]
+    world.ledger.write_bytes(last.replace(b'"approver":"bob"', b'"approver":bob', 1))
+    before = tree_state(world.root)
+    code, problems = fsck_json(world)
+    assert code == 1 and [p["kind"] for p in problems if p["severity"] == "error"] == ["unreadable-ledger-line"]
+    assert tree_state(world.root) == before
+
+
 def test_an_unreferenced_blob_nothing_accounts_for_goes_to_quarantine_not_away(world):
     stray = b'{"lm loss": {"values": {"1": 1.0}}}'
     (world.objects / f"{sha256_hex(stray)}.json").write_bytes(stray)
@@ -406,11 +416,13 @@ def test_a_wrong_file_type_at_a_store_path_is_one_line_and_leaves_no_orphan(worl
             assert tree_state(world.root) == before, f"golden {name} changed the damaged store"
 
 
-def test_a_fifo_where_the_ledger_should_be_never_hangs_a_command(world):
+def test_a_fifo_where_the_ledger_or_a_golden_should_be_never_hangs_a_command(world):
     world.ledger.unlink()
     os.mkfifo(world.ledger)
+    os.mkfifo(world.case_dir / "golden_values_lts_cpu.json")
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "GOLDEN_STORE")}
-    for args in (["history", CASE], ["fsck"], ["fsck", "--no-repair"], ["approve", str(world.run()), "--reason", "r"]):
+    for args in (["history", CASE], ["fsck"], ["fsck", "--no-repair"], ["validate"],
+                 ["approve", str(world.run()), "--reason", "r"]):
         out = subprocess.run([sys.executable, "-m", "goldens", *args, "--store", world.s], capture_output=True,
                              text=True, cwd=REPO, env=env, timeout=60)
         assert "Traceback" not in out.stderr, out.stderr

@@ -293,7 +293,9 @@ def read_ledger(case_dir: Path) -> Ledger:
     lines = data.split(b"\n")
     tail = lines.pop()  # the bytes after the last newline
     entries, docs, bad = [], [], []
+    last_parsed = False
     for number, line in enumerate(lines + ([tail] if tail else []), start=1):
+        last_parsed = False
         try:
             doc = parse_line(line)
         except _Torn:
@@ -306,7 +308,8 @@ def read_ledger(case_dir: Path) -> Ledger:
             continue
         entries.append(LedgerEntry.from_json(doc))
         docs.append(doc)
-    return Ledger(tuple(entries), len(data), b"", tuple(bad), tuple(docs), bool(tail), exists)
+        last_parsed = True
+    return Ledger(tuple(entries), len(data), b"", tuple(bad), tuple(docs), bool(tail) and last_parsed, exists)
 
 
 def chain_breaks(ledger: Ledger) -> list[str]:
