@@ -16,7 +16,7 @@ a random third of them again with ``CI`` set) and checks after each:
 3. no blob lost that a ledger line references: every ``objects/<hash>.json`` that a line of the
    ledger (any line that parses as JSON) names and that held those bytes still does.
 
-    python bench/fuzz_store.py [--stores 5000] [--seed 0]
+    python bench/fuzz_store.py [--stores 5000] [--seed 0] [--hang-seconds 20]
 
 Prints the stores, commands and violations; exit 1 on any violation.
 tests/test_store_fuzz.py runs a few hundred stores.
@@ -24,6 +24,7 @@ tests/test_store_fuzz.py runs a few hundred stores.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import hashlib
 import json
 import os
@@ -178,6 +179,8 @@ def _plain_file_or_absent(path: Path) -> bool:
         return stat.S_ISREG(path.lstat().st_mode)
     except FileNotFoundError:
         return path.parent.is_dir() and not path.parent.is_symlink()
+    except NotADirectoryError:  # a parent is a file
+        return False
 
 
 def _remove(path: Path) -> None:
@@ -550,18 +553,22 @@ def command_built_once() -> Iterator[None]:
 
 
 def run_command(args: list[str], env: dict[str, str | None]) -> tuple[int | None, str]:
-    """(exit code, "" or the traceback) of ``golden ARGS`` in this process."""
+    """(exit code, "" or the traceback) of ``golden ARGS`` in this process. A command still running
+    after HANG_SECONDS is stopped (SIGALRM) and counted; one that cannot even be stopped ends the
+    whole run with every thread's stack (faulthandler), never a silent wait."""
     from typer.testing import CliRunner
 
     from goldens.cli import app
 
     signal.alarm(HANG_SECONDS)
+    faulthandler.dump_traceback_later(HANG_SECONDS * 3, exit=True)
     try:
         result = CliRunner().invoke(app, args, env=env)
     except Hang:
         return None, f"hung for {HANG_SECONDS} s"
     finally:
         signal.alarm(0)
+        faulthandler.cancel_dump_traceback_later()
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         return None, "".join(traceback.format_exception(*result.exc_info))[-2000:]
     return result.exit_code, ""
@@ -627,10 +634,14 @@ def run_fuzz(stores: int, *, seed: int = 0, progress: bool = False) -> FuzzStats
 
 
 def main() -> int:
+    global HANG_SECONDS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stores", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hang-seconds", type=int, default=HANG_SECONDS,
+                        help="a command running this long counts as a hang (and is stopped)")
     args = parser.parse_args()
+    HANG_SECONDS = args.hang_seconds
     os.environ.pop("CI", None)
     os.environ.pop("GOLDEN_STORE", None)
     started = time.perf_counter()

@@ -151,6 +151,21 @@ def test_a_ledger_entry_naming_a_path_outside_the_store_is_never_used(world, how
     assert not (world.outside / "created.json").exists()
 
 
+@pytest.mark.parametrize("summary", [
+    {"steps_added": 0, "steps_removed": 0, "changed_steps": 1, "max_abs_rel_diff": 0.5},   # mean_rel_diff gone
+    {"steps_added": 0, "steps_removed": 0, "changed_steps": 1, "max_abs_rel_diff": "0.5", "mean_rel_diff": 0.1},
+    {"steps_added": -1, "steps_removed": 0, "changed_steps": 1, "max_abs_rel_diff": None, "mean_rel_diff": None},
+])
+def test_a_forged_change_summary_is_an_unreadable_line_not_a_traceback(world, summary):
+    """Found by the fuzzer: a summary our writer never makes, in an entry whose chain holds."""
+    entries = world.entries()
+    entries[-1]["files"][KEY.filename()]["summary"] = {"lm loss": summary}
+    rechain(world, entries)
+    one_line_refusal(invoke("history", CASE, "--store", world.s), "ledger line 3 is unreadable")
+    code, problems = fsck_json(world)
+    assert code == 1 and "unreadable-ledger-line" in [p["kind"] for p in problems]
+
+
 # ---------------------------------------------------------------- 2. fsck never deletes history
 
 def test_a_missing_ledger_is_an_error_to_repair_and_every_blob_stays(world):
@@ -309,8 +324,8 @@ LINKS = {  # name: (make the link, the commands that must refuse: exit 2, one li
     ".pending/CASE": (_pending_case, PENDING_WRITES),
     ".pending/CASE/FILE": (_pending_file, PENDING_WRITES),
     "ledger.jsonl": (_ledger, STORE_WRITES),
-    ".golden/objects": (_objects, STORE_WRITES),
-    ".golden": (_history, STORE_WRITES),
+    ".golden/objects": (_objects, STORE_WRITES + ("show v1",)),
+    ".golden": (_history, STORE_WRITES + ("history", "show", "show v1")),
     ".golden/lock": (_lock, STORE_WRITES),
     "plain golden file": (_plain, STORE_WRITES),
     "a blob": (_blob, STORE_WRITES),

@@ -22,7 +22,7 @@ from ..model import GoldenKey, GoldenSet
 from ..validate import MEGATRON_CASE_FILE, is_golden_name
 from .ledger import (HISTORY_DIR, LOCK_FILE, LedgerEntry, blob_path, checked_filename, checked_ledger,
                      commit, commit_untracked, file_state, key_order, layout_problems, ledger_path, lock_path,
-                     plain_golden_files, read_bytes, require_safe_layout, validated_meta, validated_payload,
+                     plain_golden_files, read_blob, read_bytes, require_safe_layout, validated_meta, validated_payload,
                      writable_ledger)
 from .records import Problem, sha256_hex
 from .recovery import fsck_case, recover_or_refuse
@@ -138,7 +138,7 @@ class GoldenStore:
                 continue
             key = GoldenKey(case, *parsed)
             blob = blob_path(case_dir, digest)
-            data = read_bytes(blob)
+            data = read_blob(case_dir, digest)
             if data is None or sha256_hex(data) != digest:
                 raise StoreError(f"{case}@v{version}: blob {blob.name} is {'missing' if data is None else 'corrupt'}; "
                                  f"run golden fsck")

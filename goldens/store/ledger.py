@@ -35,7 +35,7 @@ from ..model import GoldenKey, GoldenSet
 from ..validate import ERROR, check_golden_set, declared_metrics
 from .records import (HASH, FileRecord, LedgerEntry, canonical_json, entry_hash_of, now_iso, sha256_hex,
                       summary_or_none)
-from .safety import FILE, FOLDER, path_problem, plain_name, read_regular
+from .safety import FILE, FOLDER, path_problem, plain_name, read_regular, require_safe
 
 HISTORY_DIR = ".golden"
 OBJECTS_DIR = "objects"
@@ -98,6 +98,18 @@ def blob_path(case_dir: Path, digest: str) -> Path:
     if not HASH.match(digest):
         raise StoreError(f"invalid blob name {digest[:80]!r}: not 64 hex digits")
     return objects_dir(case_dir) / f"{digest}.json"
+
+
+def _history_folders(case_dir: Path, *names: str) -> None:
+    """Refuse to read through ``.golden`` (and ``names`` below it) unless each is a real folder or absent."""
+    history = case_dir / HISTORY_DIR
+    require_safe([(history, FOLDER), *((history / name, FOLDER) for name in names)])
+
+
+def read_blob(case_dir: Path, digest: str) -> bytes | None:
+    """A version's bytes from its blob (None: absent), never through a symlinked folder or blob."""
+    _history_folders(case_dir, OBJECTS_DIR)
+    return read_bytes(blob_path(case_dir, digest))
 
 
 def key_order(key: GoldenKey) -> tuple[str, str, int]:
@@ -287,6 +299,7 @@ def parse_line(line: bytes) -> dict:
 
 
 def read_ledger(case_dir: Path) -> Ledger:
+    _history_folders(case_dir)
     data = read_bytes(ledger_path(case_dir))
     exists = data is not None
     data = data or b""
@@ -438,7 +451,7 @@ def commit(case_dir: Path, entries: list[LedgerEntry], payload: Mapping[str, byt
     records: dict[str, FileRecord] = {}
     for filename, data in payload.items():
         previous = state.get(filename)
-        previous_bytes = None if previous is None else read_bytes(blob_path(case_dir, previous))
+        previous_bytes = None if previous is None else read_blob(case_dir, previous)
         digest = None if data is None else sha256_hex(data)
         records[filename] = FileRecord(digest, previous, summary_or_none(previous_bytes, data, filename))
     head = entries[-1] if entries else None
@@ -453,7 +466,7 @@ def commit(case_dir: Path, entries: list[LedgerEntry], payload: Mapping[str, byt
     except (TypeError, ValueError) as exc:
         raise StoreError(f"cannot record this version: {exc}") from None
     blobs = {sha256_hex(d): d for d in payload.values() if d is not None}
-    new_blobs = {digest: data for digest, data in blobs.items() if read_bytes(blob_path(case_dir, digest)) != data}
+    new_blobs = {digest: data for digest, data in blobs.items() if read_blob(case_dir, digest) != data}
     replaced = {} if action == IMPORTED else dict(payload)
     if new_blobs:
         write_intent(case_dir, head, list(new_blobs))

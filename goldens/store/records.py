@@ -26,6 +26,7 @@ from .safety import MAX_FILE_NAME
 
 LEDGER_SCHEMA = "golden.ledger/1"
 HASH = re.compile(r"^[0-9a-f]{64}$")
+_CHANGE_FIELDS = ("steps_added", "steps_removed", "changed_steps", "max_abs_rel_diff", "mean_rel_diff")
 _ENTRY_FIELDS = ("version", "time", "approver", "reason", "action", "source_run_id", "fingerprint",
                  "provenance", "files", "prev_entry_hash", "entry_hash")
 
@@ -52,14 +53,14 @@ class MetricChange:
 
     @classmethod
     def from_json(cls, raw: Any) -> "MetricChange":
-        if not isinstance(raw, dict):
-            raise ValueError("a metric change must be an object")
-        counts = [raw.get(f) for f in ("steps_added", "steps_removed", "changed_steps")]
+        if not isinstance(raw, dict) or set(raw) != set(_CHANGE_FIELDS):
+            raise ValueError(f"a metric change must be an object of {', '.join(_CHANGE_FIELDS)}")
+        counts = [raw[f] for f in _CHANGE_FIELDS[:3]]
         if not all(_is_count(c) for c in counts):
             raise ValueError("step counts must be integers ≥ 0")
-        diffs = [raw.get(f) for f in ("max_abs_rel_diff", "mean_rel_diff")]
-        if not all(d is None or _is_finite_number(d) for d in diffs):
-            raise ValueError("relative diffs must be numbers or null")
+        diffs = [raw[f] for f in _CHANGE_FIELDS[3:]]
+        if not (diffs == [None, None] or all(_is_finite_number(d) for d in diffs)):
+            raise ValueError("relative diffs must both be numbers or both null")
         return cls(*counts, *diffs)
 
 

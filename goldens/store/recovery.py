@@ -22,7 +22,7 @@ from ..errors import StoreError
 from ..validate import ERROR
 from .ledger import (BLOB_NAME, HISTORY_DIR, IMPORTED, INTENT_FILE, Ledger, LedgerEntry, append_line, blob_path,
                      chain_breaks, clear_intent, file_state, intent_path, layout_problems, ledger_damage, ledger_path,
-                     objects_dir, our_temp, quarantine_dir, read_bytes, read_intent, read_ledger, temp_files,
+                     objects_dir, our_temp, quarantine_dir, read_blob, read_bytes, read_intent, read_ledger, temp_files,
                      untracked)
 from ..atomic import atomic_write_bytes, fsync_dir
 from .records import Problem, sha256_hex
@@ -138,7 +138,7 @@ def _roll_forward(case: str, case_dir: Path, head: LedgerEntry, repair: bool) ->
         current = None if data is None else sha256_hex(data)
         if current == record.hash or current != record.previous_hash:
             continue  # done, or changed outside the store (fsck reports that)
-        blob = None if record.hash is None else read_bytes(blob_path(case_dir, record.hash))
+        blob = None if record.hash is None else read_blob(case_dir, record.hash)
         if record.hash is not None and (blob is None or sha256_hex(blob) != record.hash):
             problems.append(Problem(case, "missing-blob", f"cannot finish v{head.version} for {filename}: "
                                                           f"its blob is missing or corrupt", path=str(target)))

@@ -93,12 +93,12 @@ def _kind(mode: int) -> str:
     return "device" if stat.S_ISBLK(mode) or stat.S_ISCHR(mode) else "special file"
 
 
-def require_safe(paths: Sequence[tuple[Path, str]], *, hint: str = "run golden fsck") -> None:
-    """Refuse (``StoreError``, before anything is written) when any store path is unusable."""
+def require_safe(paths: Sequence[tuple[Path, str]]) -> None:
+    """Refuse (``StoreError``, before anything is read or written there) when any store path is unusable."""
     for path, expected in paths:
         why = path_problem(path, expected)
         if why is not None:
-            raise StoreError(f"refusing to use {path}: it {why}; nothing written, {hint}")
+            raise StoreError(f"refusing to use {path}: it {why}; run golden fsck")
 
 
 def is_regular(path: Path) -> bool:
