@@ -345,10 +345,9 @@ def test_crash_after_the_commit_is_rolled_forward(empty_store, root, monkeypatch
 
 def test_the_next_write_recovers_first(empty_store, root, monkeypatch):
     write(empty_store, {KEY: golden_set({"lm loss": [1.0]})})
-    monkeypatch.setattr(store_module, "install", lambda tmp, target: (_ for _ in ()).throw(KeyboardInterrupt()))
-    with pytest.raises(KeyboardInterrupt):
+    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+        patched.setattr(store_module, "install", lambda tmp, target: (_ for _ in ()).throw(KeyboardInterrupt()))
         write(empty_store, {KEY: golden_set({"lm loss": [2.0]})})
-    monkeypatch.undo()
     entry = write(empty_store, {GoldenKey(CASE, "lts", "cpu"): golden_set({"lm loss": [5.0]})})
     assert entry.version == 3 and empty_store.read(KEY) == golden_set({"lm loss": [2.0]})
     assert [e.action for e in empty_store.history(CASE)] == ["approve"] * 3  # no spurious import
@@ -357,10 +356,9 @@ def test_the_next_write_recovers_first(empty_store, root, monkeypatch):
 def test_crash_before_the_commit_leaves_the_old_version(empty_store, root, monkeypatch):
     write(empty_store, {KEY: golden_set({"lm loss": [1.0]})})
     before_plain = (root / CASE / KEY.filename()).read_bytes()
-    monkeypatch.setattr(store_module, "append_line", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
-    with pytest.raises(KeyboardInterrupt):
+    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+        patched.setattr(store_module, "append_line", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
         write(empty_store, {KEY: golden_set({"lm loss": [2.0]})})
-    monkeypatch.undo()
     assert empty_store.current_entry(CASE).version == 1
     assert (root / CASE / KEY.filename()).read_bytes() == before_plain
     problems = empty_store.fsck(repair=True)

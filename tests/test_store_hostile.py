@@ -630,10 +630,9 @@ def test_grid_checks_count_absent_steps_arithmetically():
 
 
 def test_an_interrupted_write_blob_is_deleted_only_with_the_proof_the_write_left(world, monkeypatch):
-    monkeypatch.setattr(ledger_module, "append_line", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
-    with pytest.raises(KeyboardInterrupt):
+    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+        patched.setattr(ledger_module, "append_line", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
         world.store.write(CASE, {KEY: golden_set({"lm loss": [9.0]})}, approver="a", reason="r")
-    monkeypatch.undo()
     intent = world.case_dir / ".golden" / "intent.json"
     assert intent.is_file()
     code, problems = fsck_json(world)
