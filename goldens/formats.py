@@ -34,7 +34,7 @@ _NONFINITE_SPELLINGS = {**_NONFINITE_STRINGS, "NaN": math.nan, "Infinity": math.
 
 def parse_golden_filename(path: str | Path) -> tuple[str, str, int] | None:
     """``golden_values_dev_dgx_h100_2nd.json`` → ("dev", "dgx_h100", 2); None if not a golden name."""
-    m = _FILENAME.match(Path(path).name)
+    m = _FILENAME.match(path if isinstance(path, str) and "/" not in path else Path(path).name)
     if not m:
         return None
     return m["env"], m["platform"], 2 if m["second"] else 1

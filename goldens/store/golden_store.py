@@ -22,8 +22,7 @@ from ..model import GoldenKey, GoldenSet
 from ..validate import MEGATRON_CASE_FILE, is_golden_name
 from .ledger import (HISTORY_DIR, LOCK_FILE, LedgerEntry, blob_path, checked_filename, checked_ledger,
                      commit, commit_untracked, file_state, key_order, layout_problems, ledger_path, lock_path,
-                     plain_golden_files, read_blob, read_bytes, require_safe_layout, validated_meta, validated_payload,
-                     writable_ledger)
+                     plain_golden_files, read_blob, read_bytes, require_safe_layout, validated_meta, validated_payload)
 from .records import Problem, sha256_hex
 from .recovery import fsck_case, recover_or_refuse
 from .safety import PENDING_DIR, in_ci, make_folder, pending_problems, refuse_in_ci, shared_lock, version_number
@@ -184,8 +183,7 @@ class GoldenStore:
         if expected_version not in (None, 0) and not ledger_path(case_dir).exists():
             raise VersionConflict(f"{case}: expected v{expected_version} but the case has no history yet")
         with self._locked(case, case_dir):
-            recover_or_refuse(case, case_dir)
-            ledger = writable_ledger(case, case_dir)
+            ledger = recover_or_refuse(case, case_dir)
             head = ledger.entries[-1].version if ledger.entries else 0
             if expected_version is not None and head != expected_version:
                 raise VersionConflict(f"{case}: expected v{expected_version} but the ledger head is v{head} "
@@ -210,8 +208,7 @@ class GoldenStore:
         if not plain_golden_files(case_dir):
             raise StoreError(f"{case}: no golden_values_<env>_<platform>.json file to adopt in {case_dir}")
         with self._locked(case, case_dir):
-            recover_or_refuse(case, case_dir)
-            entries = list(writable_ledger(case, case_dir).entries)
+            entries = list(recover_or_refuse(case, case_dir).entries)
             entry = commit_untracked(case_dir, entries, approver=approver, reason=reason)
         if entry is None:
             raise StoreError(f"{case}: nothing to adopt, the golden files match v{entries[-1].version}")

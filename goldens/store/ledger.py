@@ -10,7 +10,7 @@ Layout (per case folder)::
     .golden/quarantine/<time>/                  what fsck could not place, kept with a report
 
 Write protocol, under the case's lock (``commit``): the ledger it appends to is whole and its
-hash chain holds (``writable_ledger``); every name is a plain golden file name that fits a file
+hash chain holds (``recovery.recover_or_refuse``); every name is a plain golden file name that fits a file
 name, every store path a real folder or regular file (``layout_problems``). Then: record the
 intent (the blobs about to be added, on top of which head); write the blobs; write every plain
 file's new bytes to a temp file beside it — so nothing commits before every file it needs exists;
@@ -65,6 +65,7 @@ class Ledger:
     torn_tail: bytes = b""
     bad_lines: tuple[tuple[int, str], ...] = ()
     entry_docs: tuple[dict, ...] = field(default=(), repr=False)  # each entry's JSON, as read
+    entry_lines: tuple[bytes, ...] = field(default=(), repr=False)  # and its line's bytes
     missing_newline: bool = False
     exists: bool = False
 
@@ -276,8 +277,8 @@ class _Torn(ValueError):
     """The bytes are the beginning of a JSON line that was never finished."""
 
 
-def parse_line(line: bytes) -> dict:
-    """One ledger line → its entry's JSON (``ValueError`` saying why it is unreadable)."""
+def parse_line(line: bytes) -> tuple[dict, LedgerEntry]:
+    """One ledger line → its JSON and its entry (``ValueError`` saying why it is unreadable)."""
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -294,8 +295,7 @@ def parse_line(line: bytes) -> dict:
         raise ValueError("nested too deeply") from None
     if LONE_SURROGATE.search(line):
         canonical_json(doc)  # UnicodeEncodeError (a ValueError) on a lone surrogate
-    LedgerEntry.from_json(doc)
-    return doc
+    return doc, LedgerEntry.from_json(doc)
 
 
 def read_ledger(case_dir: Path) -> Ledger:
@@ -305,24 +305,41 @@ def read_ledger(case_dir: Path) -> Ledger:
     data = data or b""
     lines = data.split(b"\n")
     tail = lines.pop()  # the bytes after the last newline
-    entries, docs, bad = [], [], []
+    entries, docs, raws, bad = [], [], [], []
     last_parsed = False
     for number, line in enumerate(lines + ([tail] if tail else []), start=1):
         last_parsed = False
         try:
-            doc = parse_line(line)
+            doc, entry = parse_line(line)
         except _Torn:
             if number <= len(lines):  # a whole line cut short, then more lines: damage, not a torn write
                 bad.append((number, "cut short"))
                 continue
-            return Ledger(tuple(entries), len(data) - len(tail), tail, tuple(bad), tuple(docs), False, exists)
+            return Ledger(tuple(entries), len(data) - len(tail), tail, tuple(bad), tuple(docs), tuple(raws),
+                          False, exists)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             bad.append((number, str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__))
             continue
-        entries.append(LedgerEntry.from_json(doc))
+        entries.append(entry)
         docs.append(doc)
+        raws.append(line)
         last_parsed = True
-    return Ledger(tuple(entries), len(data), b"", tuple(bad), tuple(docs), bool(tail) and last_parsed, exists)
+    return Ledger(tuple(entries), len(data), b"", tuple(bad), tuple(docs), tuple(raws), bool(tail) and last_parsed,
+                  exists)
+
+
+_OWN_HASH = re.compile(rb'"entry_hash":"([0-9a-f]{64})",')
+
+
+def hashes_to_itself(line: bytes, doc: dict) -> bool:
+    """Whether an entry hashes to its own ``entry_hash``. A line as our writer makes it is the
+    canonical JSON, so the hash is of its bytes less that one member (the first: keys are sorted,
+    and no key before it holds an object) — one sha256 per line, no re-encoding; any other line is
+    re-encoded canonically first."""
+    own = _OWN_HASH.search(line)
+    if own is not None and sha256_hex(line[:own.start()] + line[own.end():]) == doc.get("entry_hash"):
+        return True
+    return entry_hash_of(doc) == doc.get("entry_hash")
 
 
 def chain_breaks(ledger: Ledger) -> list[str]:
@@ -330,12 +347,12 @@ def chain_breaks(ledger: Ledger) -> list[str]:
     before, each hashing to its own ``entry_hash`` (an edit, a reorder, a dropped or repeated line)."""
     breaks = []
     previous = None
-    for number, (doc, entry) in enumerate(zip(ledger.entry_docs, ledger.entries), start=1):
+    for number, (line, doc, entry) in enumerate(zip(ledger.entry_lines, ledger.entry_docs, ledger.entries), start=1):
         if entry.version != number:
             breaks.append(f"entry {number} says version {entry.version}")
         if entry.prev_entry_hash != previous:
             breaks.append(f"v{entry.version}: prev_entry_hash does not match the entry before it (chain broken)")
-        if entry_hash_of(doc) != entry.entry_hash:
+        if not hashes_to_itself(line, doc):
             breaks.append(f"v{entry.version}: entry_hash does not match its content (entry altered)")
         previous = entry.entry_hash
     return breaks
@@ -377,17 +394,6 @@ def checked_ledger(case: str, case_dir: Path) -> Ledger:
             raise StoreError(f"{case}: ledger line {number} ({'v' + str(entry.version)}) does not follow the line "
                              f"before it (lines reordered, repeated or dropped); run golden fsck")
         previous = entry.entry_hash
-    return ledger
-
-
-def writable_ledger(case: str, case_dir: Path) -> Ledger:
-    """The ledger a write appends to: whole, its chain holding, nothing missing; else refused."""
-    ledger = read_ledger(case_dir)
-    damage = ledger_damage(case, case_dir, ledger)
-    if ledger.torn_tail or ledger.missing_newline:
-        damage.append(("torn-ledger-line", "the last ledger line is unfinished"))
-    if damage:
-        raise StoreError(f"{case}: {damage[0][1]}; nothing written, run golden fsck {case}")
     return ledger
 
 

@@ -166,15 +166,18 @@ def recover(case: str, case_dir: Path, *, repair: bool) -> list[Problem]:
     return _recover(case, case_dir, repair).problems
 
 
-def recover_or_refuse(case: str, case_dir: Path) -> None:
-    """Recover before a write; refuse (nothing written) while anything is left that needs a person."""
+def recover_or_refuse(case: str, case_dir: Path) -> Ledger:
+    """Recover before a write and return the ledger to append to: whole, its chain holding (every
+    entry hashing to itself, each linked to the one before). Refused — nothing written, naming
+    fsck — while anything is left that needs a person."""
     found = _recover(case, case_dir, repair=True)
     unrepaired = [p for p in found.problems if p.severity == ERROR and not p.repaired]
     if found.bad_intent is not None:
         unrepaired.append(Problem(case, "unplaced-file", f"{HISTORY_DIR}/{INTENT_FILE} is not a write intent of "
                                                          f"this store ({found.bad_intent})"))
     if unrepaired:
-        raise StoreError(f"{case}: {unrepaired[0].message}; nothing written, run golden fsck")
+        raise StoreError(f"{case}: {unrepaired[0].message}; nothing written, run golden fsck {case}")
+    return found.ledger
 
 
 def fsck_case(case: str, case_dir: Path, *, repair: bool) -> list[Problem]:
