@@ -420,6 +420,21 @@ def test_clean_store_passes_and_entry_hashes_chain(two_versions, root):
     assert entry_hash_of(first) == first["entry_hash"] and second["prev_entry_hash"] == first["entry_hash"]
 
 
+def test_an_entry_hashes_to_itself_whatever_the_spacing_of_its_line(two_versions, root):
+    from goldens.store.ledger import hashes_to_itself
+    from goldens.store.records import canonical_json
+
+    first, _ = _ledger_lines(root)
+    first["provenance"] = {"entry_hash": "0" * 64, "z": [1, {"entry_hash": "1" * 64}]}  # a look-alike inside
+    first["entry_hash"] = entry_hash_of(first)
+    line = canonical_json(first)
+    assert hashes_to_itself(line, json.loads(line))
+    spaced = json.dumps(first, indent=1).encode()
+    assert hashes_to_itself(spaced, json.loads(spaced))  # not our writer's bytes: re-encoded, same hash
+    edited = line.replace(b'"reason":"because"', b'"reason":"becausE"')
+    assert not hashes_to_itself(edited, json.loads(edited))
+
+
 def test_fsck_finds_an_altered_entry(two_versions, root):
     entries = _ledger_lines(root)
     entries[0]["reason"] = "rewritten history"
