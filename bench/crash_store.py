@@ -148,12 +148,12 @@ def check_git_store(store, last_done: int, *, repair: bool) -> str:
     """The same invariants in a git store: each file whole and the version the writer finished or the
     one after it (never anything else); after recovery both files and both records at one version,
     the records describing the files' bytes, and fsck clean."""
-    from goldens.store.git_history import read_nofollow
+    from goldens.store.safety import read_regular
 
     case_dir = store.case_dir(CASE)
     allowed = {last_done, last_done + 1}
     for filename in content_bytes(1):
-        plain = read_nofollow(case_dir / filename)
+        plain = read_regular(case_dir / filename)
         held = [v for v in allowed if v >= 1 and content_bytes(v)[filename] == plain]
         assert held, f"{filename} is neither v{last_done} nor v{last_done + 1} before recovery"
     before = store.fsck(repair=False)
@@ -168,7 +168,7 @@ def check_git_store(store, last_done: int, *, repair: bool) -> str:
     head = git_head(store.root)
     assert head in allowed, f"the records say v{head}, but the writer last reported v{last_done} done"
     for filename, data in content_bytes(head).items():
-        assert read_nofollow(case_dir / filename) == data, f"{filename} != v{head} after recovery (a mixed version)"
+        assert read_regular(case_dir / filename) == data, f"{filename} != v{head} after recovery (a mixed version)"
         writer = store.writer_of(store.keys(CASE)[0 if "_2nd" not in filename else 1])
         assert writer is not None and writer.reason == f"version {head}", f"{filename}: its record is not v{head}'s"
     return outcome

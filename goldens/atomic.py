@@ -27,9 +27,9 @@ def _mode_for(target: Path) -> int:
         return 0o666 & ~umask
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+def write_temp(target: Path, data: bytes) -> Path:
+    """``data`` in a new temp file beside ``target`` (``.<name>.XXXXXXXX.tmp``), fsynced: the first
+    half of an atomic write, so a caller can make every file it needs before it commits to any."""
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         os.fchmod(fd, _mode_for(target))  # mkstemp makes 0600; keep the file readable as before
@@ -37,12 +37,28 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, target)
     except BaseException:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        raise
+    return Path(tmp)
+
+
+def install(tmp: Path, target: Path) -> None:
+    """The second half: rename the temp file over ``target`` (the caller fsyncs the folder)."""
+    os.replace(tmp, target)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = write_temp(target, data)
+    try:
+        install(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
     fsync_dir(target.parent)
 

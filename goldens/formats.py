@@ -23,6 +23,7 @@ ARTIFACT_STATUSES = ("complete", "incomplete", "failed")
 GRID_FIELDS = ("start_step", "end_step", "step_interval")
 _FILENAME = re.compile(r"^golden_values_(?P<env>[A-Za-z0-9]+)_(?P<platform>[A-Za-z0-9_.-]+?)(?P<second>_2nd)?\.json$")
 _STEP_TEXT = re.compile(r"[0-9]+")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _NONFINITE_STRINGS = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf,
                       "infinity": math.inf, "-infinity": -math.inf}
 # The spellings seen in files, looked up as written (fast); others go through strip().lower().
@@ -58,15 +59,79 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def load_json_text(text: str, path: object = None) -> Any:
+def _lone_surrogate(doc: Any) -> str | None:
+    """The first string (key or value) holding a lone surrogate — not text, and no file can hold it."""
+    stack = [doc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            stack += item
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return item
+    return None
+
+
+class StepValues:
+    """A metric's step-keyed ``values`` object as the golden reader keeps it: two arrays (steps in
+    the order written, values as float64) instead of a dict of millions of Python objects."""
+
+    __slots__ = ("steps", "values")
+
+    def __init__(self, steps: np.ndarray, values: np.ndarray):
+        self.steps, self.values = steps, values
+
+    def __len__(self) -> int:
+        return int(self.steps.size)
+
+    def __repr__(self) -> str:
+        return f"<values of {self.steps.size} steps>"
+
+
+_METRIC_FIELDS = frozenset({"values", "start_step", "end_step", "step_interval"})
+
+
+def _golden_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's object hook for golden documents: a key written twice is refused, and a metric
+    object's ``values`` is turned into arrays the moment the object is read — so memory holds one
+    metric's dict at a time, not the whole file's. Values the fast path cannot take stay a dict
+    (``parse_metric`` then gives its precise message)."""
+    obj = _unique_keys(pairs)
+    values = obj.get("values")
+    if type(values) is dict and obj.keys() <= _METRIC_FIELDS:
+        keys = list(values)
+        steps = _fast_steps(keys)
+        numbers = None if steps is None else _fast_values(list(values.values()))
+        if numbers is not None:
+            obj["values"] = StepValues(steps, numbers)
+    return obj
+
+
+def load_json_text(text: str, path: object = None, *, golden: bool = False) -> Any:
     """Parse JSON with a precise message for empty, truncated and ambiguous (duplicate-key) files.
 
-    The bare literals ``NaN``/``Infinity`` that Python's json writes are accepted as floats.
+    The bare literals ``NaN``/``Infinity`` that Python's json writes are accepted as floats; a
+    ``\\ud800``-style escape that is not half of a surrogate pair is refused (it is not text).
+    ``golden``: the document is a Megatron golden, read with each metric's values as arrays
+    (``StepValues``) — what keeps a 300 MB golden within a few times its size in memory.
     """
     if not text.strip():
         raise FormatError("empty file (no JSON document)", path=path)
+    doc = _parse_json(text, path, _golden_object if golden else _unique_keys)
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text):
+        bad = _lone_surrogate(doc)
+        if bad is not None:
+            raise FormatError(f"the string {bad[:40]!r} holds a lone surrogate escape: not Unicode text", path=path)
+    return doc
+
+
+def _parse_json(text: str, path: object, hook: Any) -> Any:
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys)
+        return json.loads(text, object_pairs_hook=hook)
     except _DuplicateKey as exc:
         raise FormatError("key written twice in one object (ambiguous)", path=path, key=exc.key) from None
     except json.JSONDecodeError as exc:
@@ -101,23 +166,44 @@ def read_text(path: str | Path) -> str:
     return decode_text(data, p)
 
 
-def read_json(path: str | Path) -> Any:
+def read_json(path: str | Path, *, golden: bool = False) -> Any:
     """A JSON file's document, with the precise messages of ``read_text`` and ``load_json_text``."""
-    return load_json_text(read_text(path), path)
+    return load_json_text(read_text(path), path, golden=golden)
 
 
 # ---------------------------------------------------------------- numbers and step grids
+
+MAX_GRID_STEPS = 2**24  # steps one metric's grid may be padded to: 16.7 M, 128 MiB of int64
+
+
+def grid_size(start: int, end: int, interval: int) -> int:
+    """How many steps ``megatron_grid`` declares, counted, not made (a header may say end_step 2**53)."""
+    if interval <= 0 or end < start:
+        return 1
+    first_multiple = (start // interval + 1) * interval
+    return 1 + (max(0, (end - first_multiple) // interval + 1) if end >= first_multiple else 0)
+
+
+def grid_steps(start: int, interval: int, first: int, count: int) -> np.ndarray:
+    """``count`` steps of the grid from its ``first``-th (0: ``start``), without making the ones before."""
+    positions = np.arange(first, first + count, dtype=np.int64)
+    first_multiple = (start // interval + 1) * interval
+    return np.where(positions == 0, start, first_multiple + (positions - 1) * interval)
+
 
 def megatron_grid(start: int, end: int, interval: int) -> np.ndarray:
     """The steps a Megatron grid header declares: ``start``, then each multiple of ``interval`` up to ``end``.
 
     That is how Megatron samples its logs: start 1, interval 5, end 100 → 1, 5, 10, …, 100.
+    ``FormatError`` when that is more than ``MAX_GRID_STEPS`` steps (checked before anything is made).
     """
+    size = grid_size(start, end, interval)
+    if size > MAX_GRID_STEPS:
+        raise FormatError(f"the grid start_step {start} … end_step {end} every {interval} has {size} steps, "
+                          f"more than the {MAX_GRID_STEPS} a golden may hold")
     if interval <= 0 or end < start:
         return np.array([start], dtype=np.int64)
-    first_multiple = (start // interval + 1) * interval
-    return np.concatenate((np.array([start], dtype=np.int64),
-                           np.arange(first_multiple, end + 1, interval, dtype=np.int64)))
+    return grid_steps(start, interval, 0, size)
 
 
 def to_float(raw: Any, *, path: object, key: str) -> float:
@@ -184,13 +270,35 @@ def _looks_like_inference(doc: Mapping[str, Any]) -> bool:
             and any(_INFERENCE_FIELDS & v.keys() for v in records))
 
 
+def _fast_steps(keys: list[str]) -> np.ndarray | None:
+    """Step keys ("1", "5", …) as int64 when all are ASCII digits within 2**53 (else None)."""
+    joined = "".join(keys)
+    if joined.isascii() and joined.isdigit() and all(keys) and max(map(len, keys), default=0) <= 16:
+        steps = np.fromiter(map(int, keys), dtype=np.int64, count=len(keys))  # ≤ 16 digits: no overflow
+        if not steps.size or int(steps.max()) <= MAX_STEP:
+            return steps
+    return None
+
+
+def _fast_values(raw: list[Any]) -> np.ndarray | None:
+    """JSON values as float64 when all are numbers or the usual NaN/inf spellings (else None)."""
+    kinds = set(map(type, raw))
+    try:
+        if kinds <= {float, int}:
+            return np.array(raw, dtype=np.float64)
+        if kinds <= {float, int, str}:
+            special = _NONFINITE_SPELLINGS
+            return np.array([special[v] if type(v) is str else v for v in raw], dtype=np.float64)
+    except (OverflowError, KeyError):
+        pass  # an integer beyond float64, an odd spelling or a string that is no number
+    return None
+
+
 def _step_array(keys: list[str], *, path: object, key: str) -> np.ndarray:
     """Step keys ("1", "5", …) as int64; the common all-ASCII-digits case without a Python loop."""
-    joined = "".join(keys)
-    if joined.isascii() and joined.isdigit() and all(keys):
-        steps = list(map(int, keys))
-        if not steps or max(steps) <= MAX_STEP:
-            return np.array(steps, dtype=np.int64)
+    steps = _fast_steps(keys)
+    if steps is not None:
+        return steps
     return np.array([_to_step(s, path=path, key=key) for s in keys], dtype=np.int64)
 
 
@@ -199,16 +307,9 @@ def _value_array(raw: list[Any], labels: Iterable[str], *, path: object, key: st
 
     ``labels`` names each value in an error message (the step key or the list index).
     """
-    kinds = set(map(type, raw))
-    try:
-        if kinds <= {float, int}:
-            return np.array(raw, dtype=np.float64)
-        if kinds <= {float, int, str}:
-            special = _NONFINITE_SPELLINGS
-            return np.array([special[v] if type(v) is str else v for v in raw],
-                            dtype=np.float64)
-    except (OverflowError, KeyError):
-        pass  # an integer beyond float64, an odd spelling or a string that is no number: slow path
+    fast = _fast_values(raw)
+    if fast is not None:
+        return fast
     return np.array([to_float(v, path=path, key=f"{key}{label}") for label, v in zip(labels, raw)],
                     dtype=np.float64)
 
@@ -227,11 +328,14 @@ def parse_metric(name: str, raw: Any, *, path: object = None) -> MetricSeries:
     for field in GRID_FIELDS:
         grid[field] = None if field not in raw else _to_step(raw[field], path=path, key=f"{name}.{field}")
     values = raw["values"]
-    if isinstance(values, dict):
-        keys = list(values)
-        steps_arr = _step_array(keys, path=path, key=f"{name}.values")
-        vals_arr = _value_array(list(values.values()), (f".{k}" for k in keys),
-                                path=path, key=f"{name}.values")
+    if isinstance(values, (dict, StepValues)):
+        if isinstance(values, StepValues):
+            steps_arr, vals_arr = values.steps, values.values
+        else:
+            keys = list(values)
+            steps_arr = _step_array(keys, path=path, key=f"{name}.values")
+            vals_arr = _value_array(list(values.values()), (f".{k}" for k in keys),
+                                    path=path, key=f"{name}.values")
         if steps_arr.size > 1 and not (steps_arr[1:] > steps_arr[:-1]).all():
             order = np.argsort(steps_arr, kind="stable")
             steps_arr, vals_arr = steps_arr[order], vals_arr[order]
@@ -246,6 +350,9 @@ def parse_metric(name: str, raw: Any, *, path: object = None) -> MetricSeries:
                               path=path, key=name)
         if interval <= 0:
             raise FormatError(f"step_interval must be positive, got {interval}", path=path, key=f"{name}.step_interval")
+        if values and start + interval * (len(values) - 1) > MAX_STEP:
+            raise FormatError(f"{len(values)} values from start_step {start} every {interval} run past step 2**53",
+                              path=path, key=f"{name}.values")
         vals_arr = _value_array(values, (f"[{i}]" for i in range(len(values))), path=path, key=f"{name}.values")
         steps_arr = start + interval * np.arange(len(values), dtype=np.int64)
     else:
@@ -307,6 +414,9 @@ def parse_golden(doc: Any, *, path: object = None, key: GoldenKey | None = None)
     metrics: dict[str, MetricSeries] = {}
     scalars: dict[str, float] = {}
     for name, raw in doc.items():
+        if isinstance(raw, StepValues):
+            raise FormatError(f"expected a metric object (with 'values') or a number, got an object of {len(raw)} "
+                              f"step values", path=path, key=name)
         if isinstance(raw, dict):
             metrics[name] = parse_metric(name, raw, path=path)
         elif isinstance(raw, (int, float, str)) and not isinstance(raw, bool):
@@ -321,7 +431,7 @@ def parse_golden(doc: Any, *, path: object = None, key: GoldenKey | None = None)
 
 def parse_golden_bytes(data: bytes, where: object) -> GoldenSet:
     """A golden file's bytes from somewhere other than a plain file (a store blob, a git revision)."""
-    return parse_golden(load_json_text(decode_text(data, where), where), path=where)
+    return parse_golden(load_json_text(decode_text(data, where), where, golden=True), path=where)
 
 
 def read_golden(path: str | Path, *, case: str | None = None) -> GoldenSet:
@@ -332,7 +442,7 @@ def read_golden(path: str | Path, *, case: str | None = None) -> GoldenSet:
     if parsed:
         env, platform, phase = parsed
         key = GoldenKey(case or p.parent.name, env, platform, phase)
-    return parse_golden(read_json(p), path=p, key=key)
+    return parse_golden(read_json(p, golden=True), path=p, key=key)
 
 
 def metric_to_json(series: MetricSeries) -> dict[str, Any]:

@@ -67,7 +67,9 @@ def load_artifact_side(artifact: Artifact, label: str | None = None) -> Loaded:
 def load_file(path: Path) -> Loaded:
     """A JSON file: an artifact (by its schema), a Megatron golden file (one phase) or an inference
     golden (keyed by request id)."""
-    doc = read_json(path)
+    doc = read_json(path, golden=True)
+    if isinstance(doc, dict) and "schema" in doc:
+        doc = read_json(path)  # not a golden: read it again as it is (its provenance exactly as written)
     if isinstance(doc, dict) and doc.get("schema") == ARTIFACT_SCHEMA:
         return load_artifact_side(parse_artifact(doc, path=path), str(path))
     if isinstance(doc, dict) and isinstance(doc.get("schema"), str) and "phases" in doc:

@@ -72,6 +72,7 @@ class StepStatus(StrEnum):
 STEP_STATUSES: tuple[StepStatus, ...] = tuple(StepStatus)
 STEP_STATUS_CODE: dict[StepStatus, int] = {s: i for i, s in enumerate(STEP_STATUSES)}
 _SCAN_FROM = 1 << 16  # status codes counted by scans above this many steps, by bincount below
+_STATUS_NAMES = np.asarray([s.value for s in STEP_STATUSES], dtype=object)
 
 
 # ---------------------------------------------------------------- JSON number helpers
@@ -173,6 +174,58 @@ def _array_out(values: np.ndarray) -> list[Any]:
     return [v if ok else _num_out(v) for v, ok in zip(values.tolist(), finite.tolist())]
 
 
+class _Column:
+    """A per-step column for ``json_text``: its JSON text made a block at a time (``repr`` of each
+    value, as json writes a float), never a Python list of a million objects."""
+
+    BLOCK = 65536
+
+    def __init__(self, values: np.ndarray, kind: str):
+        self.values, self.kind = values, kind  # kind: "int" | "float" | "status"
+
+    def pieces(self, pad: str) -> Iterator[str]:
+        separator = ",\n" + pad
+        for start in range(0, self.values.size, self.BLOCK):
+            block = self.values[start:start + self.BLOCK]
+            if self.kind == "status":
+                texts = [f'"{name}"' for name in _STATUS_NAMES[block].tolist()]
+            elif self.kind == "int":
+                texts = list(map(str, block.tolist()))
+            else:
+                texts = list(map(repr, block.tolist()))
+                for i in np.flatnonzero(~np.isfinite(block)).tolist():
+                    texts[i] = f'"{_num_out(float(block[i]))}"'
+            yield (separator if start else "") + separator.join(texts)
+
+
+def json_text(doc: Any, indent: int = 2, level: int = 0) -> Iterator[str]:
+    """``json.dumps(doc, indent=indent, allow_nan=False)``, a piece at a time; a ``_Column`` in the
+    document is written a block at a time."""
+    import json
+
+    pad, inner = " " * (indent * level), " " * (indent * (level + 1))
+    if isinstance(doc, _Column):
+        if not doc.values.size:
+            yield "[]"
+            return
+        yield "[\n" + inner
+        yield from doc.pieces(inner)
+        yield "\n" + pad + "]"
+    elif isinstance(doc, dict) and doc:
+        for i, (key, value) in enumerate(doc.items()):
+            name = key if isinstance(key, str) else json.dumps(key)  # json's own text for a non-string key
+            yield ("{\n" if i == 0 else ",\n") + inner + json.dumps(name) + ": "
+            yield from json_text(value, indent, level + 1)
+        yield "\n" + pad + "}"
+    elif isinstance(doc, (list, tuple)) and doc:
+        for i, value in enumerate(doc):
+            yield ("[\n" if i == 0 else ",\n") + inner
+            yield from json_text(value, indent, level + 1)
+        yield "\n" + pad + "]"
+    else:
+        yield json.dumps(doc, allow_nan=False)
+
+
 def _array_in(raw: Any, key: str) -> np.ndarray:
     if not isinstance(raw, list):
         raise FormatError("expected a list", key=key)
@@ -205,8 +258,7 @@ class StepTable:
 
     def statuses(self) -> np.ndarray:
         """Status names per step (object array of strings)."""
-        names = np.asarray([s.value for s in STEP_STATUSES], dtype=object)
-        return names[self.status]
+        return _STATUS_NAMES[self.status]
 
     def counts(self) -> dict[str, int]:
         codes = np.asarray(self.status, dtype=np.int8)
@@ -230,6 +282,11 @@ class StepTable:
         return {"step": self.step.tolist(), "golden": _array_out(self.golden),
                 "actual": _array_out(self.actual),
                 "status": self.statuses().tolist()}
+
+    def columns(self) -> dict[str, Any]:
+        """``to_json()`` for ``json_text``: the same document, each column written a block at a time."""
+        return {"step": _Column(self.step, "int"), "golden": _Column(self.golden, "float"),
+                "actual": _Column(self.actual, "float"), "status": _Column(self.status, "status")}
 
     @classmethod
     def from_json(cls, doc: Any, key: str = "steps") -> "StepTable":
@@ -556,6 +613,19 @@ class ComparisonResult:
         frame["check"] = frame["check"].astype(str)
         frame["status"] = frame["status"].astype(str)
         return frame[columns]
+
+    def json_chunks(self, indent: int = 2) -> Iterator[str]:
+        """The text of ``json.dumps(self.to_json(), indent=indent, allow_nan=False)``, a piece at a
+        time, the per-step columns a block at a time: memory stays flat however many steps the
+        result holds (a 300 MB golden's diff is millions of rows)."""
+        doc = self.to_json(steps=False)
+        checks = [(doc["phases"][i]["metrics"], p.metrics) for i, p in enumerate(self.phases)]
+        if self.resume is not None:
+            checks.append((doc["resume"]["metrics"], self.resume.metrics))
+        for docs, verdicts in checks:
+            for m_doc, m in zip(docs, verdicts):
+                m_doc["steps"] = None if m.steps is None else m.steps.columns()
+        return json_text(doc, indent)
 
     def to_json(self, *, steps: bool = True) -> dict[str, Any]:
         """A JSON-safe dict (no NaN floats; "nan"/"inf" strings), schema ``golden.result/1``."""

@@ -12,6 +12,7 @@ and any infinity, is an error naming the metric and the step.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -20,7 +21,7 @@ import numpy as np
 
 from .case import CASE_FILE, load_yaml
 from .errors import FormatError, NotATrainingGolden
-from .formats import megatron_grid, parse_golden, parse_golden_filename, read_json
+from .formats import StepValues, grid_size, grid_steps, parse_golden, parse_golden_filename, read_json
 from .model import GoldenSet, MetricSeries
 
 MEGATRON_CASE_FILE = "model_config.yaml"
@@ -88,9 +89,11 @@ class ValidationSummary:
 
 # ---------------------------------------------------------------- in-memory checks (the store uses these)
 
-def _steps_text(steps: np.ndarray) -> str:
+def _steps_text(steps: np.ndarray, total: int | None = None) -> str:
+    """The first steps, and how many there are (``total`` when ``steps`` holds only the first few)."""
+    total = steps.size if total is None else total
     shown = ", ".join(str(int(s)) for s in steps[:SHOWN_STEPS])
-    return shown + (f", … ({steps.size} in all)" if steps.size > SHOWN_STEPS else "")
+    return shown + (f", … ({total} in all)" if total > SHOWN_STEPS else "")
 
 
 def check_values(series: MetricSeries) -> list[Finding]:
@@ -136,18 +139,33 @@ def check_grid(series: MetricSeries) -> list[Finding]:
     if outside.size:
         findings.append(Finding(ERROR, f"{name!r}: step {_steps_text(outside)} outside start_step "
                                        f"{start} … end_step {end}", metric=name, step=int(outside[0])))
-    grid = megatron_grid(start, end, interval)
     inside = steps[(steps >= start) & (steps <= end)]
-    off_grid = np.setdiff1d(inside, grid)
+    on_grid = (inside == start) | (inside % interval == 0)
+    off_grid = inside[~on_grid]
     if off_grid.size:
         findings.append(Finding(ERROR, f"{name!r}: step {_steps_text(off_grid)} off the grid declared by "
                                        f"start_step {start}, step_interval {interval}",
                                 metric=name, step=int(off_grid[0])))
-    absent = np.setdiff1d(grid, steps)
-    if absent.size:
-        findings.append(Finding(WARNING, f"{name!r}: grid step {_steps_text(absent)} absent (header says "
-                                         f"{start} … {end} every {interval})", metric=name, step=int(absent[0])))
+    absent_count = grid_size(start, end, interval) - int(np.count_nonzero(on_grid))
+    if absent_count:
+        absent = _first_absent(start, end, interval, inside[on_grid], SHOWN_STEPS)
+        findings.append(Finding(WARNING, f"{name!r}: grid step {_steps_text(absent, absent_count)} absent (header "
+                                         f"says {start} … {end} every {interval})", metric=name, step=int(absent[0])))
     return findings
+
+
+def _first_absent(start: int, end: int, interval: int, present: np.ndarray, count: int) -> np.ndarray:
+    """The first ``count`` grid steps not in ``present`` (sorted, all on the grid), walking the grid
+    a block at a time: about ``present.size + count`` grid steps are made, whatever end_step says."""
+    size = grid_size(start, end, interval)
+    found: list[int] = []
+    first = 0
+    while len(found) < count and first < size:
+        grid = grid_steps(start, interval, first, min(max(1024, present.size), size - first))
+        missing = grid[~np.isin(grid, present, assume_unique=True)]
+        found += missing[: count - len(found)].tolist()
+        first += grid.size
+    return np.array(found, dtype=np.int64)
 
 
 def check_golden_set(golden: GoldenSet, *, known_metrics: Iterable[str] = (),
@@ -195,8 +213,8 @@ def _written_order_findings(doc: dict[str, Any]) -> list[Finding]:
     findings = []
     for name, raw in doc.items():
         values = raw.get("values") if isinstance(raw, dict) else None
-        if isinstance(values, dict) and len(values) > 1:
-            steps = np.array([int(s) for s in values], dtype=np.int64)
+        if isinstance(values, (dict, StepValues)) and len(values) > 1:
+            steps = values.steps if isinstance(values, StepValues) else np.array([int(s) for s in values], dtype=np.int64)
             descending = np.flatnonzero(np.diff(steps) <= 0)
             if descending.size:
                 at = int(steps[descending[0] + 1])
@@ -226,7 +244,7 @@ def validate_golden_file(path: str | Path, *, known_metrics: Iterable[str] | Non
         findings.append(Finding(WARNING, "name does not follow golden_values_<env>_<platform>[_2nd].json; "
                                          "the store cannot address it"))
     try:
-        doc = read_json(p)
+        doc = read_json(p, golden=True)
         golden = parse_golden(doc, path=p)
     except NotATrainingGolden:
         findings.append(Finding(WARNING, "not a training golden (an inference golden keyed by request id); "
@@ -267,12 +285,15 @@ def _partner_findings(path: Path) -> list[Finding]:
 
 
 def _files_under(directory: Path) -> Iterable[Path]:
-    """Golden files and case definitions below a folder; hidden folders (.golden, .git) skipped."""
+    """Golden files and case definitions below a folder; hidden folders (.golden, .git) skipped, and
+    anything but a regular file (a symlink is not followed, a named pipe never read: fsck reports
+    those in a store)."""
     for top, dirs, files in os.walk(directory):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
         for name in sorted(files):
-            if is_golden_name(name) or name in CASE_DEFINITION_FILES:
-                yield Path(top) / name
+            path = Path(top) / name
+            if (is_golden_name(name) or name in CASE_DEFINITION_FILES) and stat.S_ISREG(path.lstat().st_mode):
+                yield path
 
 
 def validate_file(path: Path) -> FileReport:

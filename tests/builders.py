@@ -10,7 +10,8 @@ no test module imports another. What is here, in order:
   TensorBoard event files, and the harness that runs Megatron's own test code in-process;
 - results for the report tests (``goldens.result`` objects, numbers chosen by hand);
 - a scripted ``ReviewIO`` for the review loop, and the worker the approval races start;
-- readers the report tests share (an HTML collector, Markdown tables), and ``tree_bytes``;
+- readers the report tests share (an HTML collector, Markdown tables), ``tree_bytes`` and
+  ``tree_state``; ``invoke``, the CLI in this process with any escaping exception a failure;
 - ``FakeCI``: GitHub's and GitLab's REST APIs on the loopback (``golden fetch``, the action's PR
   comment), and the zip archives their artifacts hold;
 - ``ActionRun``: a composite GitHub Action's steps run here (GitHub's expressions, GITHUB_* files).
@@ -149,12 +150,13 @@ def make_store(root: Path, cases: tuple[str, ...] = ("tiny",), *,
 def seed(store: GoldenStore, case: str, metrics: Mapping[str, Values], *, env: str = "dev", platform: str = "cpu",
          phase2: Mapping[str, Values] | None = None, fingerprint: str = "fp-seed", approver: str = "seed",
          reason: str = "first golden", source_run_id: str | None = "seed-run", provenance: dict | None = None):
-    """Write the case's first golden (phase 1, and phase 2 when given); provenance defaults to the fingerprint."""
+    """Write the case's first golden (phase 1, and phase 2 when given); provenance defaults to the fingerprint.
+    A person arranging the test writes it, so ``CI`` set for the commands under test does not refuse it."""
     goldens = {GoldenKey(case, env, platform, 1): golden_set(metrics)}
     if phase2 is not None:
         goldens[GoldenKey(case, env, platform, 2)] = golden_set(phase2)
     return store.write(case, goldens, approver=approver, reason=reason, source_run_id=source_run_id,
-                       fingerprint=fingerprint,
+                       fingerprint=fingerprint, ci=False,
                        provenance={"fingerprint": fingerprint} if provenance is None else provenance)
 
 
@@ -1240,3 +1242,42 @@ def write_megatron_case(root: Path, name: str, config: str, goldens: Mapping[str
     for filename, doc in goldens.items():
         (folder / filename).write_text(doc if isinstance(doc, str) else json.dumps(doc, indent=4))
     return folder
+
+
+def tree_state(root: Path) -> dict[str, tuple[str, Any]]:
+    """Every entry below ``root`` as it lies on disk, symlinks never followed: path → ("file", bytes),
+    ("dir", None), ("link", target) or ("other", None). Equal before and after means nothing below
+    ``root`` was written, deleted, moved or re-linked."""
+    import stat
+
+    state: dict[str, tuple[str, Any]] = {}
+    for top, dirs, files in os.walk(root):
+        for name in sorted(dirs + files):
+            path = Path(top) / name
+            mode = path.lstat().st_mode
+            rel = path.relative_to(root).as_posix()
+            if stat.S_ISLNK(mode):
+                state[rel] = ("link", os.readlink(path))
+            elif stat.S_ISDIR(mode):
+                state[rel] = ("dir", None)
+            elif stat.S_ISREG(mode):
+                state[rel] = ("file", path.read_bytes())
+            else:
+                state[rel] = ("other", None)
+    return state
+
+
+def invoke(*args: str, env: Mapping[str, str | None] | None = None) -> Any:
+    """``golden ARGS`` in this process (typer's CliRunner). An exception that escapes the command — a
+    traceback and exit 1 for a user — fails the test with that traceback."""
+    import traceback
+
+    from typer.testing import CliRunner
+
+    from goldens.cli import app
+
+    result = CliRunner().invoke(app, list(args), env=dict(env or {}))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        trace = "".join(traceback.format_exception(*result.exc_info))
+        raise AssertionError(f"golden {' '.join(args)} raised instead of exiting:\n{trace}")
+    return result

@@ -13,6 +13,13 @@ SHARED = REPO.parent / "shared"
 MEGATRON_FIXTURES = SHARED / "fixtures" / "megatron"
 
 
+@pytest.fixture(autouse=True)
+def not_in_ci_unless_asked(monkeypatch):
+    """The suite runs the same inside CI and outside: CI never writes to a store, so a test that
+    means CI sets it itself (monkeypatch.setenv, or the CLI runner's env)."""
+    monkeypatch.delenv("CI", raising=False)
+
+
 @pytest.fixture
 def megatron_fixtures() -> Path:
     """The real Megatron-LM goldens beside the clone (../shared); skip where absent."""

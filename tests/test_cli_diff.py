@@ -174,7 +174,7 @@ def test_env_platform_the_store_lacks_is_exit_2(tmp_path, fp1_store):
 def test_two_versions_of_a_case(tmp_path, fp1_store):
     fp1_store.write("tiny", {GoldenKey("tiny", "dev", "cpu", 1): golden_set({"lm loss": LOSS * 1.5,
                                                                              "num-zeros": ZEROS})},
-                    approver="t", reason="new", fingerprint="fp-9", provenance={"fingerprint": "fp-9"})
+                    approver="t", reason="new", fingerprint="fp-9", provenance={"fingerprint": "fp-9"}, ci=False)
     s = str(fp1_store.root)
     out = golden("tiny@v1", "tiny@v2", "--store", s, "--format", "json")
     assert out.exit_code == 1
@@ -193,8 +193,8 @@ def test_two_golden_versions_of_a_resume_case_are_not_held_to_the_resume_check(t
     second = np.where(STEPS > 10, LOSS * (1 + 1e-6), np.nan)
     pair = {GoldenKey("tiny", "dev", "cpu", 1): golden_set({"lm loss": LOSS}),
             GoldenKey("tiny", "dev", "cpu", 2): golden_set({"lm loss": second})}
-    fp1_store.write("tiny", pair, approver="t", reason="resume goldens", fingerprint="fp-1", provenance={})
-    fp1_store.write("tiny", pair, approver="t", reason="same again", fingerprint="fp-1", provenance={})
+    fp1_store.write("tiny", pair, approver="t", reason="resume goldens", fingerprint="fp-1", provenance={}, ci=False)
+    fp1_store.write("tiny", pair, approver="t", reason="same again", fingerprint="fp-1", provenance={}, ci=False)
     out = golden("tiny@v2", "tiny@v3", "--store", str(fp1_store.root), "--format", "json")
     result = ComparisonResult.from_json(json.loads(out.stdout))
     assert out.exit_code == 0 and result.resume is None

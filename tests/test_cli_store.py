@@ -159,17 +159,22 @@ def test_fsck_clean_then_damaged(store_root):
 
 
 @pytest.mark.parametrize("where", [".golden/ledger.jsonl", "golden_values_dev_cpu.json", ".golden/objects"])
-def test_a_folder_where_the_store_expects_a_file_is_one_line_exit_2(store_root, where):
+def test_a_folder_where_the_store_expects_a_file_is_reported_and_refused_in_one_line(store_root, where):
     target = store_root / CASE / where
     if where == ".golden/objects":
         target = next(target.glob("*.json"))  # one blob
     target.unlink()
     target.mkdir()
-    readers = (["fsck", "--no-repair"], ["validate"]) + ((["history", CASE],) if where.endswith(".jsonl") else ())
-    for args in readers:
+    relative = target.relative_to(store_root / CASE).as_posix()
+    for args in (["fsck", "--no-repair"], ["fsck"], ["validate"]):
         result = run(*args, "--store", str(store_root))
-        assert result.exit_code == 2, (args, result.output)
-        assert result.output == f"error: cannot read {target}: Is a directory\n"
+        assert result.exit_code == 1, (args, result.output)
+        assert f"{relative} is a folder, expected a regular file" in result.output
+    if where.endswith(".jsonl"):
+        result = run("history", CASE, "--store", str(store_root))
+        assert result.exit_code == 2
+        assert result.output == f"error: cannot read {target}: it is a folder, expected a regular file; run golden fsck\n"
+    assert target.is_dir()  # reported, never repaired away
 
 
 def test_adopt_then_history(tmp_path):

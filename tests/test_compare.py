@@ -430,6 +430,19 @@ def test_result_round_trips_through_json_and_frames_every_step():
     assert scalar.verdict == Verdict.MISSING and scalar.passed  # runs never produce scalar entries
 
 
+def test_result_json_written_a_block_at_a_time_is_json_dumps_text(monkeypatch):
+    from goldens.result import _Column
+
+    g = series("lm loss", [1, 2, 3, 4, 5], [10.0, np.nan, 9.0, -np.inf, 0.1 + 0.2])
+    a = series("lm loss", [1, 3, 4, 6], [10.1, np.inf, 8.0, 1e-300])
+    resumed = series("lm loss", [3, 4], [9.0, 8.5])
+    result = compare(side("g", [g, series("num-zeros", [], [])], scalars={"iteration_timing_avg": 0.61}),
+                     side("a", [a], phase2=[resumed]), preset("default"), case="c", env="dev", platform="cpu")
+    for block in (1, 2, 65536):
+        monkeypatch.setattr(_Column, "BLOCK", block)
+        assert "".join(result.json_chunks()) == json.dumps(result.to_json(), indent=2, allow_nan=False)
+
+
 def test_a_malformed_result_document_names_the_section_it_broke_in():
     from goldens.errors import FormatError
 

@@ -367,3 +367,64 @@ def test_an_integer_past_pythons_digit_limit_is_a_format_error():
     text = '{"lm loss": {"values": {"1": 1' + "0" * 5000 + "}}}"
     with pytest.raises(FormatError, match=r"g\.json: malformed JSON: Exceeds the limit \(4300 digits\)"):
         load_json_text(text, path="g.json")
+
+
+# ---------------------------------------------------------------- the golden reader's arrays
+
+def _read_both_ways(text: str, where: object):
+    """What parse_golden makes of the text read plainly and read as a golden (values as arrays)."""
+    out = []
+    for golden in (False, True):
+        try:
+            out.append(parse_golden(load_json_text(text, where, golden=golden), path=where))
+        except FormatError as exc:
+            out.append((type(exc).__name__, str(exc)))
+    return out
+
+
+def test_the_golden_reader_reads_every_variant_exactly_as_the_plain_reader():
+    files = sorted(VARIANTS.rglob("*.json"))
+    assert len(files) >= 25
+    for path in files:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if not text.strip():
+            continue
+        plain, compact = _read_both_ways(text, path)
+        assert plain == compact, path
+
+
+def test_the_golden_reader_reads_every_real_megatron_golden_as_the_plain_reader(megatron_fixtures):
+    files = sorted(megatron_fixtures.rglob("*golden_values_*.json"))
+    assert len(files) > 50
+    for path in files:
+        plain, compact = _read_both_ways(path.read_text(encoding="utf-8"), path)
+        assert plain == compact, path
+
+
+@pytest.mark.parametrize("doc", [
+    {"lm loss": {"start_step": 1, "end_step": 3, "step_interval": 1, "values": {"3": 1.5, "1": "nan", "2": 3}}},
+    {"lm loss": {"values": {"1": 1.0, "01": 2.0}}},                       # step written twice
+    {"lm loss": {"values": {"1": 1.0, "x": 2.0}}},                        # not a step
+    {"lm loss": {"values": {"1": "fast", "2": 2.0}}},                     # not a number
+    {"lm loss": {"values": {"1": 10**400}}},                              # beyond float64
+    {"lm loss": {"values": {str(2**53 + 1): 1.0}}},                       # beyond 2**53
+    {"lm loss": {"values": {"1" * 17: 1.0}}},                             # 17 digits
+    {"lm loss": {"values": {}}},
+    {"1": 0.5, "2": 0.25},                                                # scalars named by digits
+    {"values": {"1": 1.0}, "start_step": 1},                              # a metric object at the top
+])
+def test_the_golden_reader_agrees_with_the_plain_reader_on_odd_values(doc):
+    plain, compact = _read_both_ways(json.dumps(doc), "g.json")
+    if isinstance(plain, tuple):
+        assert isinstance(compact, tuple)  # both refuse (the top-level metric object: each its own words)
+    else:
+        assert plain == compact
+
+
+def test_the_golden_reader_keeps_metric_values_as_arrays():
+    from goldens.formats import StepValues
+
+    doc = load_json_text(json.dumps({"lm loss": {"values": {"1": 1.0, "5": 2.0}}}), "g.json", golden=True)
+    values = doc["lm loss"]["values"]
+    assert isinstance(values, StepValues) and values.steps.tolist() == [1, 5] and values.values.tolist() == [1.0, 2.0]
+    assert load_json_text('{"provenance": {"values": {"1": 1}}}', "a.json") == {"provenance": {"values": {"1": 1}}}

@@ -342,18 +342,18 @@ def _try_write(root: str) -> str:
 def test_crash_after_the_commit_is_rolled_forward(empty_store, root, monkeypatch):
     write(empty_store, {KEY: golden_set({"lm loss": [1.0]}), KEY2: golden_set({"lm loss": [nan]})})
     old = {k: (root / CASE / k.filename()).read_bytes() for k in (KEY, KEY2)}
-    real = store_module.atomic_write_bytes
+    real = store_module.install
 
-    def crash_on_second_plain_file(path, data):
-        if Path(path).name == KEY2.filename():
+    def crash_on_second_plain_file(tmp, target):
+        if Path(target).name == KEY2.filename():
             raise KeyboardInterrupt("killed")  # the process dies between the two plain files
-        real(path, data)
+        real(tmp, target)
 
-    monkeypatch.setattr(store_module, "atomic_write_bytes", crash_on_second_plain_file)
+    monkeypatch.setattr(store_module, "install", crash_on_second_plain_file)
     new = {KEY: golden_set({"lm loss": [2.0]}), KEY2: golden_set({"lm loss": [3.0]})}
     with pytest.raises(KeyboardInterrupt):
         write(empty_store, new)
-    monkeypatch.setattr(store_module, "atomic_write_bytes", real)
+    monkeypatch.setattr(store_module, "install", real)
     assert empty_store.current_entry(CASE).number == 2  # committed
     assert (root / CASE / KEY2.filename()).read_bytes() == old[KEY2]  # but not yet in place
     report = empty_store.fsck(repair=False)
@@ -367,13 +367,9 @@ def test_crash_after_the_commit_is_rolled_forward(empty_store, root, monkeypatch
 
 def test_the_next_write_recovers_first(empty_store, root, monkeypatch):
     write(empty_store, {KEY: golden_set({"lm loss": [1.0]})})
-    real = store_module.atomic_write_bytes
-    monkeypatch.setattr(store_module, "atomic_write_bytes",
-                        lambda p, d: (_ for _ in ()).throw(KeyboardInterrupt()) if Path(p).parent.name == CASE
-                        else real(p, d))
-    with pytest.raises(KeyboardInterrupt):
+    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+        patched.setattr(store_module, "install", lambda tmp, target: (_ for _ in ()).throw(KeyboardInterrupt()))
         write(empty_store, {KEY: golden_set({"lm loss": [2.0]})})
-    monkeypatch.setattr(store_module, "atomic_write_bytes", real)
     entry = write(empty_store, {GoldenKey(CASE, "lts", "cpu"): golden_set({"lm loss": [5.0]})})
     assert entry.number == 3 and empty_store.read(KEY) == golden_set({"lm loss": [2.0]})
     assert [e.action for e in empty_store.history(CASE)] == ["approve"] * 3  # no spurious import
@@ -382,8 +378,8 @@ def test_the_next_write_recovers_first(empty_store, root, monkeypatch):
 def test_crash_before_the_commit_leaves_the_old_version(empty_store, root, monkeypatch):
     write(empty_store, {KEY: golden_set({"lm loss": [1.0]})})
     before_plain = (root / CASE / KEY.filename()).read_bytes()
-    monkeypatch.setattr(store_module, "append_line", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
-    with pytest.raises(KeyboardInterrupt):
+    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+        patched.setattr(store_module, "append_line", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
         write(empty_store, {KEY: golden_set({"lm loss": [2.0]})})
     monkeypatch.undo()
     assert empty_store.current_entry(CASE).number == 1
@@ -406,13 +402,21 @@ def test_torn_trailing_ledger_line_was_never_committed(empty_store, root):
     assert write(empty_store, {KEY: golden_set({"lm loss": [2.0]})}).number == 2
 
 
-def test_stale_temp_files_are_cleaned_under_the_lock(empty_store, root):
+def test_stale_temp_files_are_cleaned_under_the_lock_and_look_alikes_are_kept(empty_store, root):
+    from goldens.atomic import write_temp
+
     write(empty_store, {KEY: golden_set({"lm loss": [1.0]})})
-    (root / CASE / ".golden_values_dev_cpu.json.abc123.tmp").write_text("half")
-    (root / CASE / ".golden" / "objects" / ".deadbeef.json.x.tmp").write_text("half")
+    objects = root / CASE / ".golden" / "objects"
+    ours = [write_temp(root / CASE / KEY.filename(), b"half"), write_temp(objects / f"{'0' * 64}.json", b"half")]
+    (root / CASE / ".golden_values_dev_cpu.json.abc123.tmp").write_text("not ours: not our temp name")
+    (objects / ".deadbeef.json.x.tmp").write_text("not ours: not our temp name")
     problems = empty_store.fsck(repair=True)
-    assert sorted(p.kind for p in problems) == ["stale-temp-file"] * 2 and all(p.repaired for p in problems)
-    assert not list(root.rglob("*.tmp"))
+    assert sorted((p.kind, p.repaired) for p in problems) == [("quarantined", False), ("stale-temp-file", True),
+                                                               ("stale-temp-file", True)]
+    assert not any(p.exists() for p in ours)
+    assert (root / CASE / ".golden_values_dev_cpu.json.abc123.tmp").exists()  # the case folder's, not the store's
+    kept = [p.name for p in (root / CASE / ".golden" / "quarantine").rglob("*.tmp")]
+    assert [name.split("-", 1)[1] for name in kept] == [".deadbeef.json.x.tmp"]
 
 
 # ---------------------------------------------------------------- integrity check
@@ -437,6 +441,21 @@ def test_clean_store_passes_and_entry_hashes_chain(two_versions, root):
     assert two_versions.fsck() == []
     first, second = _ledger_lines(root)
     assert entry_hash_of(first) == first["entry_hash"] and second["prev_entry_hash"] == first["entry_hash"]
+
+
+def test_an_entry_hashes_to_itself_whatever_the_spacing_of_its_line(two_versions, root):
+    from goldens.store.ledger import hashes_to_itself
+    from goldens.store.records import canonical_json
+
+    first, _ = _ledger_lines(root)
+    first["provenance"] = {"entry_hash": "0" * 64, "z": [1, {"entry_hash": "1" * 64}]}  # a look-alike inside
+    first["entry_hash"] = entry_hash_of(first)
+    line = canonical_json(first)
+    assert hashes_to_itself(line, json.loads(line))
+    spaced = json.dumps(first, indent=1).encode()
+    assert hashes_to_itself(spaced, json.loads(spaced))  # not our writer's bytes: re-encoded, same hash
+    edited = line.replace(b'"reason":"because"', b'"reason":"becausE"')
+    assert not hashes_to_itself(edited, json.loads(edited))
 
 
 def test_fsck_finds_an_altered_entry(two_versions, root):

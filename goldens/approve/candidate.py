@@ -8,10 +8,17 @@ version; approving is refused once a later version touched the same golden files
 ``base_files`` (every store: the sha256 of the target's golden files; a git store refuses the
 approval once they changed) — the run's fingerprint, the overall verdict and one line per metric.
 It lives in the store, so ``golden pending`` finds every candidate in one place.
+
+A pending record is read as untrusted input: its names are checked before they make a path,
+``.pending`` and everything in it must be real folders and regular files (never followed: a
+symlink or a wrong file type is refused in one line, and fsck reports it), and the run it points
+at is read only when it is a regular file or a run folder.
 """
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,13 +29,13 @@ from ..case import check_case_path, check_name
 from ..errors import FormatError, GoldenError, StoreError
 from ..model import Artifact
 from ..store import STORE_ENV
+from ..store.safety import PENDING_DIR, pending_problems, plain_name
 from .guardrails import in_ci
 
 if TYPE_CHECKING:
     from ..result import ComparisonResult, MetricVerdict
     from ..store import GoldenStore
 
-PENDING_DIR = ".pending"
 PENDING_SCHEMA = "golden.pending/1"
 
 
@@ -122,9 +129,20 @@ def pending_root(store: "GoldenStore") -> Path:
     return Path(store.root) / PENDING_DIR
 
 
+def checked_pending_root(store: "GoldenStore") -> Path:
+    """``<store>/.pending``, refused (before anything is read or written) unless it and everything
+    in it are real folders and regular files."""
+    problems = pending_problems(Path(store.root))
+    if problems:
+        path, why = problems[0]
+        raise StoreError(f"refusing to use {path}: it {why}; nothing read or written, run golden fsck")
+    return pending_root(store)
+
+
 def candidate_path(store: "GoldenStore", case: str, env: str, platform: str) -> Path:
     """``<store>/.pending/<case path>/<env>_<platform>.json`` (env never holds '_', so it parses back)."""
-    return pending_root(store) / check_case_path(case) / f"{check_name(env, 'env')}_{check_name(platform, 'platform')}.json"
+    name = f"{check_name(env, 'env')}_{check_name(platform, 'platform')}.json"
+    return pending_root(store) / check_case_path(case) / plain_name(name, "candidate file name")
 
 
 def remove_empty_folders(path: Path) -> None:
@@ -195,6 +213,7 @@ def stage_candidate(store: "GoldenStore", artifact: Artifact | str | Path, env: 
                           fingerprint=artifact.fingerprint, created=now_iso(), verdict=verdict,
                           metrics=metrics)
     path = candidate_path(store, candidate.case, env, platform)
+    checked_pending_root(store)
     ignore = pending_root(store) / ".gitignore"
     if not ignore.exists():
         atomic_write_text(ignore, "*\n")  # candidates are never committed, in any repository
@@ -206,6 +225,21 @@ def read_candidate(path: Path) -> Candidate:
     from ..formats import read_json
 
     return Candidate.from_json(read_json(path), path=path)
+
+
+def candidate_run(candidate: Candidate) -> Artifact:
+    """The run a candidate points at, read only when it is a regular file or a run folder (a pipe
+    or a device there is refused, never read)."""
+    from ..formats import read_run
+
+    path = Path(candidate.artifact)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = None  # gone: read_run says so precisely
+    if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise FormatError("not a regular file or a run folder", path=path)
+    return read_run(path, env=candidate.env, platform=candidate.platform)
 
 
 def list_pending(store: "GoldenStore", *, case: str | None = None, env: str | None = None,
@@ -223,6 +257,7 @@ def list_pending(store: "GoldenStore", *, case: str | None = None, env: str | No
             check_name(value, what)
     if not Path(store.root).is_dir():  # a mistyped --store is not "no pending candidates"
         raise StoreError(f"no golden store at {store.root} (set --store or ${STORE_ENV})")
+    checked_pending_root(store)
     if not root.is_dir():
         return []
     found = []

@@ -4,12 +4,12 @@ candidate, a value a golden cannot hold, a golden file the store would refuse.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import GoldenError
 from ..model import Artifact, GoldenKey, MetricSeries
+from ..store.safety import in_ci
 
 if TYPE_CHECKING:
     from ..store import GoldenStore, Version
@@ -20,9 +20,6 @@ if TYPE_CHECKING:
 class ApprovalRefused(GoldenError):
     """A guardrail said no; nothing was written."""
 
-
-def in_ci(ci: bool | None) -> bool:
-    return bool(os.environ.get("CI")) if ci is None else ci
 
 
 def require_reason(reason: str | None) -> str:

@@ -81,8 +81,10 @@ def apply(operation: Operation, store: "GoldenStore", candidates: Sequence[Candi
 
     Accept: every guardrail is checked for every candidate before the first write, so a
     refusal writes nothing. Reject: the staged candidates are discarded, goldens untouched.
+    Neither writes in CI (``CI`` set) unless ``allow_ci``.
     """
     if operation is Operation.REJECT:
+        refuse_in_ci(ci, allow_ci)
         outcomes = []
         for candidate in candidates:
             if candidate.path is None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import FormatError
 from ..model import Artifact, GoldenKey, GoldenSet, MetricSeries
-from .candidate import Candidate
+from .candidate import Candidate, candidate_run
 from .guardrails import ApprovalRefused, check_base_version, check_finite, check_run, check_writable
 
 if TYPE_CHECKING:
@@ -153,10 +153,8 @@ def goldens_at(store: "GoldenStore", case: str, version: int,
 
 def plan_accept(store: "GoldenStore", candidate: Candidate, selection: Selection = Selection()) -> Plan | None:
     """Every check, then the new golden sets; ``None`` when the selection picks nothing."""
-    from ..formats import read_run
-
     try:
-        artifact = read_run(candidate.artifact, env=candidate.env, platform=candidate.platform)
+        artifact = candidate_run(candidate)
     except FormatError as exc:
         raise ApprovalRefused(f"{candidate.target}: cannot read run {candidate.run_id!r}: {exc}") from None
     from .candidate import target_files

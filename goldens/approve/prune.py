@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import FormatError
-from .candidate import Candidate, pending_root, read_candidate, remove_empty_folders
+from ..store.safety import in_ci
+from .candidate import Candidate, candidate_run, checked_pending_root, read_candidate, remove_empty_folders
 
 if TYPE_CHECKING:
     from ..store import GoldenStore, Problem, Version
@@ -32,7 +33,6 @@ CASE_DEFINITIONS = ("case.yaml", "model_config.yaml")  # ours, and a Megatron ch
 
 
 def prune_check(store: "GoldenStore") -> PruneReport:
-    from ..formats import read_run
     from ..store import Problem
     from ..validate import ERROR, validate_golden_file
 
@@ -49,7 +49,7 @@ def prune_check(store: "GoldenStore") -> PruneReport:
                 findings.append(Problem(case, "unreadable-golden", f"{key.filename()}: {errors[0]}",
                                         path=report.path))
     stale = []
-    root = pending_root(store)
+    root = checked_pending_root(store)
     for path in sorted(root.rglob("*.json")) if root.is_dir() else ():
         try:
             candidate = read_candidate(path)
@@ -57,7 +57,7 @@ def prune_check(store: "GoldenStore") -> PruneReport:
             stale.append((path, f"unreadable: {exc.reason}"))
             continue
         try:
-            artifact = read_run(candidate.artifact, env=candidate.env, platform=candidate.platform)
+            artifact = candidate_run(candidate)
         except FormatError:
             stale.append((path, f"run {candidate.run_id!r} is gone ({candidate.artifact})"))
             continue
@@ -99,10 +99,12 @@ def later_than(approved: str, staged: str) -> bool:
         return True
 
 
-def prune(store: "GoldenStore") -> PruneReport:
+def prune(store: "GoldenStore", *, ci: bool | None = None) -> PruneReport:
     """Discard stale candidates; orphan goldens and findings are only reported (goldens change through
-    the store)."""
+    the store). In CI (``CI`` set) nothing is discarded: the report says what would be."""
     report = prune_check(store)
+    if in_ci(ci):
+        return report
     for path, _ in report.stale_candidates:
         path.unlink(missing_ok=True)
         remove_empty_folders(path)

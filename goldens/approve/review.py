@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Protocol
 from ..errors import FormatError, GoldenError
 from ..model import GoldenKey, MetricSeries
 from .operations import Operation, Outcome, apply
-from .candidate import Candidate, current_version
+from .candidate import Candidate, candidate_run, current_version
 from .plan import Selection, chosen_metrics, goldens_at, plan_accept, run_phase_sets
 
 if TYPE_CHECKING:
@@ -41,10 +41,8 @@ def candidate_view(store: "GoldenStore", candidate: Candidate, selection: Select
     """Everything the review screen shows; a refusal found now is shown, not raised."""
     import numpy as np
 
-    from ..formats import read_run
-
     try:
-        artifact = read_run(candidate.artifact, env=candidate.env, platform=candidate.platform)
+        artifact = candidate_run(candidate)
     except FormatError as exc:
         return CandidateView(candidate=candidate, metrics=(), problem=str(exc))
     problem = None
@@ -125,7 +123,7 @@ def review(store: "GoldenStore", candidates: Iterable[Candidate], io: ReviewIO, 
         if action == "skip":
             skipped.append(candidate)
         elif action == "reject":
-            apply(Operation.REJECT, store, [candidate])
+            apply(Operation.REJECT, store, [candidate], ci=ci, allow_ci=allow_ci)
             rejected.append(candidate)
         else:
             if not reason:

@@ -84,13 +84,15 @@ def accept(run: RunArg = None, pending: PendingFlag = False, store: StoreOpt = N
 
 @handles_errors
 def reject(run: RunArg = None, pending: PendingFlag = False, store: StoreOpt = None,
-           case: CasePatternOpt = None, env: EnvOpt = None, platform: PlatformOpt = None) -> None:
+           case: CasePatternOpt = None, env: EnvOpt = None, platform: PlatformOpt = None,
+           allow_ci: AllowCiOpt = False) -> None:
     """Discard staged candidates; the goldens stay as they are."""
     from .. import approve
 
+    approve.refuse_in_ci(None, allow_ci)
     golden_store = open_store(store)
     candidates = _candidates(golden_store, run, pending, case, env, platform)
-    for outcome in approve.apply(approve.Operation.REJECT, golden_store, candidates):
+    for outcome in approve.apply(approve.Operation.REJECT, golden_store, candidates, allow_ci=allow_ci):
         print(f"rejected {outcome.candidate.target} (run {outcome.candidate.run_id})")
     if not candidates:
         print("no pending candidates")
@@ -152,17 +154,21 @@ def prune(store: StoreOpt = None,
           check: Annotated[bool, typer.Option("--check", help="Only list; exit 1 if anything is stale.")] = False) -> None:
     """List goldens no case defines, what else is odd about the tree (a name two cases share, a case
     without goldens, a legacy file name, an unreadable golden) and candidates no run backs; without
-    --check, discard those candidates. Exit 1 with --check when anything is listed."""
+    --check, discard those candidates (in CI, as with --check, nothing is discarded). Exit 1 with
+    --check when anything is listed."""
     from .. import approve
 
     golden_store = open_store(store)
-    report = approve.prune_check(golden_store) if check else approve.prune(golden_store)
+    listing = check or approve.in_ci(None)
+    report = approve.prune_check(golden_store) if listing else approve.prune(golden_store)
+    if listing and not check:
+        print("CI is set: nothing discarded (CI never writes to the golden store)", file=sys.stderr)
     for path in report.orphan_goldens:
         print(f"orphan golden (no case.yaml/model_config.yaml beside it): {path}")
     for finding in report.findings:
         print(f"{finding.kind}: {finding.path or finding.case}: {finding.message}")
     for path, why in report.stale_candidates:
-        print(f"{'stale' if check else 'discarded'} candidate {path}: {why}")
+        print(f"{'stale' if listing else 'discarded'} candidate {path}: {why}")
     if report.clean:
         print("nothing to prune")
     elif check:

@@ -262,10 +262,15 @@ def fsck(
 
     Ledger: lines and hash chain, blobs, plain files against the head. Git: an interrupted write,
     temp files, approval records against their goldens (a golden another tool changed is a note:
-    its history shows it unattributed). Repairs (unless --no-repair) what a crash leaves. Exit 1
-    when an error remains.
+    its history shows it unattributed). Repairs (unless --no-repair, or in CI) what a crash leaves.
+    Never deletes what it cannot prove an interrupted write left: that goes to .golden/quarantine/
+    with a report, and fsck exits 1. Exit 1 when an error remains.
     """
+    from ..store.safety import in_ci
+
     golden_store = open_store(store, dialect)
+    if in_ci() and not no_repair:
+        typer.echo("CI is set: reporting only, nothing repaired (CI never writes to the golden store)", err=True)
     problems = golden_store.fsck(repair=not no_repair, cases=cases or None)
     remaining = [p for p in problems if not p.repaired and p.severity == "error"]
     if as_json:
@@ -312,14 +317,14 @@ def adopt(
 
 
 @handles_errors
-def migrate(store: StoreOpt = None) -> None:
+def migrate(store: StoreOpt = None, allow_ci: AllowCiOpt = False) -> None:
     """Move a ledger history inside a git work tree into git: each golden's approval record is written
     beside it from the ledger entry that wrote its bytes, then the ledger and its blobs are removed.
     Commit the result; older versions keep their provenance through the ledger as committed."""
     from ..store.migrate import migrate_to_git
 
     golden_store = open_store(store)
-    for done in migrate_to_git(golden_store):
+    for done in migrate_to_git(golden_store, allow_ci=allow_ci):
         recorded = ", ".join(f"{name} (from ledger v{number})" for name, number in done.recorded) or "none"
         typer.echo(f"{done.case}: records for {recorded}; removed {len(done.removed)} ledger files")
         for name in done.unattributed:

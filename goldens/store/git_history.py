@@ -22,7 +22,6 @@ caller allows it deliberately.
 """
 from __future__ import annotations
 
-import errno
 import json
 import os
 from contextlib import contextmanager
@@ -34,10 +33,12 @@ from ..atomic import atomic_write_bytes, fsync_dir
 from ..case import check_case_path
 from ..errors import StoreError
 from ..formats import parse_golden_filename
-from ..validate import WARNING
+from ..validate import ERROR, WARNING
 from .approvals import RECORDS_DIR, ApprovalRecord, golden_name, record_name
 from .gitrepo import GitRepo
+from .ledger import TEMP_NAME
 from .records import FileRecord, LedgerEntry, Problem, sha256_hex, summary_or_none
+from .safety import FILE, FOLDER, make_folder, path_problem, read_regular, require_safe, shared_lock
 from .versions import UNATTRIBUTED, WORKTREE, Version, VersionConflict
 
 STORE_DIR = ".golden-store"
@@ -59,20 +60,6 @@ class CaseWrite:
     records: dict[str, dict[str, Any]]        # file → meta (action, approver, reason, time, run, fingerprint…)
     expected: dict[str, str | None] | None = None   # file → sha256 it must still hold (None: absent)
     versions: list[Version] = field(default_factory=list)
-
-
-def read_nofollow(path: Path) -> bytes | None:
-    """A file's bytes, never through a symbolic link (None when absent)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.EMLINK):
-            raise StoreError(f"{path} is a symbolic link: the store does not follow links") from None
-        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as fh:
-        return fh.read()
 
 
 def _parse_entries(data: bytes) -> list[LedgerEntry]:
@@ -108,7 +95,7 @@ class GitHistory:
         for part in target.relative_to(root).parts:
             here = here / part
             if here.is_symlink():
-                raise StoreError(f"refusing to write {target}: {here} is a symbolic link")
+                raise StoreError(f"refusing to write {target}: {here} is a symlink (the store never follows one)")
         return target
 
     def record_path(self, case_dir: Path, filename: str) -> Path:
@@ -125,10 +112,10 @@ class GitHistory:
     # ------------------------------------------------------------ reading
 
     def current(self, case_dir: Path, filename: str) -> bytes | None:
-        return read_nofollow(case_dir / filename)
+        return read_regular(case_dir / filename)
 
     def worktree_record(self, case_dir: Path, filename: str) -> ApprovalRecord | None:
-        data = read_nofollow(self.record_path(case_dir, filename))
+        data = read_regular(self.record_path(case_dir, filename))
         if data is None:
             return None
         try:
@@ -191,7 +178,7 @@ class GitHistory:
     def _worktree_versions(self, case_dir: Path, prefix: str) -> list[Version]:
         head = {n: b for n, b in self.repo.ls_folder("HEAD", prefix).items() if parse_golden_filename(n)} \
             if self.repo.has_commits() else {}
-        on_disk = {p.name: read_nofollow(p) for p in sorted(case_dir.iterdir())
+        on_disk = {p.name: read_regular(p) for p in sorted(case_dir.iterdir())
                    if parse_golden_filename(p.name) and p.is_file() and not p.is_symlink()}
         head_records = self.repo.ls_folder("HEAD", f"{prefix}/{RECORDS_DIR}" if prefix else RECORDS_DIR) \
             if self.repo.has_commits() else {}
@@ -200,7 +187,7 @@ class GitHistory:
         for name in sorted(set(head) | set(on_disk)):
             data, blob = on_disk.get(name), head.get(name)
             if data is not None and blob is not None and self.repo.blob_id(data) == blob:
-                record = read_nofollow(self.record_path(case_dir, name))
+                record = read_regular(self.record_path(case_dir, name))
                 if record is not None and self.repo.blob_id(record) != head_records.get(record_name(name)):
                     readopted[name] = data   # the same bytes, a new record (an adopt, a re-approval)
                 continue
@@ -273,7 +260,7 @@ class GitHistory:
         if resolved == WORKTREE:
             return {p.name: data for p in sorted(case_dir.iterdir())
                     if parse_golden_filename(p.name) and p.is_file() and not p.is_symlink()
-                    and (data := read_nofollow(p)) is not None}
+                    and (data := read_regular(p)) is not None}
         listing = {n: b for n, b in self.repo.ls_folder(resolved, self.repo.prefix(case_dir)).items()
                    if parse_golden_filename(n)}
         contents = self.repo.read_blobs(list(listing.values()))
@@ -304,7 +291,11 @@ class GitHistory:
         from filelock import FileLock, Timeout
 
         self._inside(self.store_dir / LOCK_FILE)
-        self.store_dir.mkdir(exist_ok=True)
+        unsafe = self.unsafe_paths()
+        if unsafe:
+            path, why = unsafe[0]
+            raise StoreError(f"refusing to use {path}: it {why}; nothing written, run golden fsck")
+        make_folder(self.store_dir)
         ignore = self.store_dir / ".gitignore"
         if not ignore.exists():
             atomic_write_bytes(ignore, b"*\n")  # the lock and the journal are never committed
@@ -323,7 +314,9 @@ class GitHistory:
         """Write every case's goldens and records as one journal (all or nothing); each write's
         ``versions`` are filled in. ``VersionConflict`` when an expected file changed meanwhile."""
         with self.locked():
-            self.recover(repair=True)
+            unrepaired = [p for p in self.recover(repair=True) if p.severity == ERROR and not p.repaired]
+            if unrepaired:
+                raise StoreError(f"{unrepaired[0].message}; nothing written, run golden fsck")
             files: dict[Path, bytes | None] = {}
             for write in writes:
                 for name, expected in (write.expected or {}).items():
@@ -342,6 +335,10 @@ class GitHistory:
         files: dict[Path, bytes | None] = {}
         groups: dict[tuple, dict[str, FileRecord]] = {}
         metas: dict[tuple, dict[str, Any]] = {}
+        unsafe = self.case_unsafe_paths(write.case_dir)
+        if unsafe:
+            path, why = unsafe[0]
+            raise StoreError(f"{write.case}: refusing to use {path}: it {why}; nothing written, run golden fsck")
         for name in sorted(set(write.goldens) | set(write.records)):
             path = self._inside(write.case_dir / name)
             before = self.current(write.case_dir, name)
@@ -402,7 +399,7 @@ class GitHistory:
         fsync_dir(self.store_dir)
 
     def _read_journal(self) -> dict[str, Any] | None:
-        data = read_nofollow(self.journal_path)
+        data = read_regular(self.journal_path)
         if data is None:
             return None
         try:
@@ -418,8 +415,11 @@ class GitHistory:
     def recover(self, *, repair: bool) -> list[Problem]:
         """Finish an interrupted write (the journal is whole: it was committed) and drop temp files
         of uncommitted ones. Only a writer holding the lock repairs."""
+        unsafe = self.unsafe_paths()
+        if unsafe:  # never read, write or delete through them
+            return [Problem("-", "unsafe-path", f"{path} {why}", path=str(path)) for path, why in unsafe]
         problems = []
-        for tmp in sorted(self.store_dir.glob(f".{JOURNAL_FILE}.*.tmp")) if self.store_dir.is_dir() else ():
+        for tmp in self._our_temps(self.store_dir):
             if repair:
                 tmp.unlink(missing_ok=True)
             problems.append(Problem("-", "stale-temp-file", f"temp file of an uncommitted write: {tmp.name}",
@@ -431,9 +431,14 @@ class GitHistory:
         if doc is None:
             return problems
         folders = set()
-        for relative in doc["files"]:
-            target = self._journal_target(relative)
-            folders.add(target.parent)
+        try:
+            for relative in doc["files"]:
+                target = self._journal_target(relative)
+                require_safe([(target.parent, FOLDER), (target, FILE)])
+                folders.add(target.parent)
+        except StoreError as exc:  # a forged journal: nothing it names is touched
+            return problems + [Problem("-", "unreadable-journal", f"{self.journal_path}: {exc}",
+                                       path=str(self.journal_path))]
         for folder in sorted(folders):
             problems += self._temp_files(folder, "-", repair=repair)
         if repair:
@@ -444,11 +449,48 @@ class GitHistory:
                                 severity=WARNING, repaired=repair, path=str(self.journal_path)))
         return problems
 
+    def unsafe_paths(self) -> list[tuple[Path, str]]:
+        """The store's own folder and files that are symlinks or the wrong kind of file."""
+        return [(path, why) for path, expected in ((self.store_dir, FOLDER), (self.store_dir / LOCK_FILE, FILE),
+                                                   (self.journal_path, FILE))
+                if (why := path_problem(path, expected)) is not None]
+
+    @staticmethod
+    def case_unsafe_paths(case_dir: Path) -> list[tuple[Path, str]]:
+        """A case's golden files, its records folder and records that are symlinks or the wrong kind."""
+        found = []
+        records = case_dir / RECORDS_DIR
+        for entry in sorted(os.scandir(case_dir), key=lambda e: e.name):
+            if parse_golden_filename(entry.name) and (why := path_problem(Path(entry.path), FILE)) is not None:
+                found.append((Path(entry.path), why))
+        why = path_problem(records, FOLDER)
+        if why is not None:
+            return found + [(records, why)]
+        if records.is_dir():
+            found += [(Path(e.path), why) for e in sorted(os.scandir(records), key=lambda e: e.name)
+                      if (why := path_problem(Path(e.path), FILE)) is not None]
+        return found
+
+    @staticmethod
+    def _our_temps(folder: Path) -> list[Path]:
+        """Temp files our own atomic writes leave (exact names, regular files) in a real folder."""
+        if path_problem(folder, FOLDER) is not None or not folder.is_dir():
+            return []
+        def ours(name: str) -> bool:
+            match = TEMP_NAME.match(name)
+            if match is None:
+                return False
+            target = match["target"]
+            if folder.name == STORE_DIR:
+                return target in (JOURNAL_FILE, ".gitignore")
+            return (golden_name(target) if folder.name == RECORDS_DIR else parse_golden_filename(target)) is not None
+
+        with os.scandir(folder) as entries:
+            return sorted(Path(e.path) for e in entries if ours(e.name) and e.is_file(follow_symlinks=False))
+
     def _temp_files(self, folder: Path, case: str, *, repair: bool) -> list[Problem]:
         problems = []
-        patterns = (".golden_values_*.tmp", ".*.json.*.tmp") if folder.name == RECORDS_DIR else (".golden_values_*.tmp",)
-        found = sorted({p for pattern in patterns for p in folder.glob(pattern)}) if folder.is_dir() else []
-        for tmp in found:
+        for tmp in self._our_temps(folder):
             if repair:
                 tmp.unlink(missing_ok=True)
             problems.append(Problem(case, "stale-temp-file", f"temp file of an interrupted write: {tmp.name}",
@@ -460,14 +502,19 @@ class GitHistory:
     def fsck(self, cases: list[tuple[str, Path]], *, repair: bool) -> list[Problem]:
         """The journal, temp files, and every approval record against its golden. A golden whose
         record no longer matches was changed by another tool: a note (unattributed), not a problem."""
-        if repair:
+        if repair and not self.unsafe_paths():
             with self.locked():
                 return self._fsck(cases, repair=True)
-        return self._fsck(cases, repair=False)
+        with shared_lock(self.store_dir / LOCK_FILE, self.lock_timeout):  # a write in progress is waited for
+            return self._fsck(cases, repair=False)
 
     def _fsck(self, cases: list[tuple[str, Path]], *, repair: bool) -> list[Problem]:
         problems = self.recover(repair=repair)
         for case, case_dir in cases:
+            unsafe = self.case_unsafe_paths(case_dir)
+            problems += [Problem(case, "unsafe-path", f"{path} {why}", path=str(path)) for path, why in unsafe]
+            if unsafe:
+                continue  # nothing of this case is read or repaired through them
             problems += self._temp_files(case_dir, case, repair=repair)
             problems += self._temp_files(case_dir / RECORDS_DIR, case, repair=repair)
             if (case_dir / LEGACY_LEDGER).exists():
@@ -491,7 +538,7 @@ class GitHistory:
                                         severity=WARNING, path=str(path)))
                 continue
             try:
-                record = ApprovalRecord.from_bytes(read_nofollow(path) or b"", str(path))
+                record = ApprovalRecord.from_bytes(read_regular(path) or b"", str(path))
             except StoreError as exc:
                 problems.append(Problem(case, "unreadable-record", str(exc), path=str(path)))
                 continue

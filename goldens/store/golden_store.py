@@ -17,7 +17,7 @@ explicitly (``$GOLDEN_BACKEND``); ``golden fsck`` says which and why.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -29,13 +29,16 @@ from ..identity import default_approver
 from ..model import GoldenKey, GoldenSet
 from ..validate import ERROR, check_golden_set, declared_metrics
 from .dialect import DIALECT_ENV, MEGATRON, check_dialect, detect_dialect, render_megatron
-from .git_history import CaseWrite, GitHistory, read_nofollow
+from .git_history import CaseWrite, GitHistory
 from .gitrepo import GitRepo
-from .ledger import (HISTORY_DIR, IMPORTED, LOCK_FILE, LedgerEntry, blob_path, checked_filename,
-                     checked_ledger, commit, commit_untracked, file_state, key_order, ledger_path, plain_golden_files,
-                     read_bytes, untracked, validated_meta, validated_payload)
+from .ledger import (HISTORY_DIR, IMPORTED, LOCK_FILE, LedgerEntry, checked_filename, checked_ledger, commit,
+                     commit_untracked, file_state, key_order, layout_problems, ledger_path, lock_path,
+                     plain_golden_files, read_blob, read_bytes, require_safe_layout, untracked, validated_meta,
+                     validated_payload)
 from .records import Problem, now_iso, sha256_hex
 from .recovery import fsck_case, recover, recover_or_refuse
+from .safety import (PENDING_DIR, in_ci, make_folder, pending_problems, read_regular, refuse_in_ci, shared_lock,
+                     version_number)
 from .tree import CaseTree
 from .versions import Version, VersionConflict
 
@@ -72,22 +75,17 @@ def parse_case_ref(ref: str) -> tuple[str, str | None]:
 
 
 def ledger_number(ref: str) -> int:
-    """``v3`` / ``3`` → 3 (a ledger store's versions)."""
-    digits = ref[1:] if ref[:1] in ("v", "V") else ref
-    if not digits.isascii() or not digits.isdigit() or int(digits) < 1:
-        raise StoreError(f"invalid version {ref!r}: this store's history is a ledger, use CASE@vN with N ≥ 1")
-    return int(digits)
+    """``v3`` / ``3`` → 3 (a ledger store's versions; ASCII digits only, bounded)."""
+    number = version_number(ref)
+    if number is None:
+        raise StoreError(f"invalid version {ref[:40]!r}: this store's history is a ledger, "
+                         f"use CASE@vN with N ≥ 1 (ASCII digits)")
+    return number
 
 
 def run_provenance(provenance: dict[str, Any] | None) -> dict[str, Any]:
     """A version's run provenance (fingerprint fields, model args) without what that approval picked."""
     return {k: v for k, v in (provenance or {}).items() if k not in ("selection", "rollback_to")}
-
-
-def refuse_in_ci(ci: bool | None, allow_ci: bool) -> None:
-    """CI never writes goldens unless the caller allows it deliberately."""
-    if (bool(os.environ.get("CI")) if ci is None else ci) and not allow_ci:
-        raise StoreError("CI is set: CI never writes goldens (pass --allow-ci to override deliberately)")
 
 
 # ---------------------------------------------------------------- the ledger backend
@@ -119,10 +117,9 @@ class LedgerHistory:
         for filename, digest in file_state(entries[:version]).items():
             if digest is None or parse_golden_filename(filename) is None:
                 continue
-            blob = blob_path(case_dir, digest)
-            data = read_bytes(blob)
+            data = read_blob(case_dir, digest)
             if data is None or sha256_hex(data) != digest:
-                raise StoreError(f"{case}@v{version}: blob {blob.name} is {'missing' if data is None else 'corrupt'}; "
+                raise StoreError(f"{case}@v{version}: blob {digest} is {'missing' if data is None else 'corrupt'}; "
                                  f"run golden fsck")
             out[filename] = data
         return out
@@ -148,8 +145,7 @@ class LedgerHistory:
         if expected_version not in (None, 0) and not ledger_path(case_dir).exists():
             raise VersionConflict(f"{case}: expected v{expected_version} but the case has no history yet")
         with self.locked(case, case_dir):
-            recover_or_refuse(case, case_dir)
-            ledger = checked_ledger(case, case_dir)
+            ledger = recover_or_refuse(case, case_dir)  # whole, its chain verified
             head = ledger.entries[-1].version if ledger.entries else 0
             if expected_version is not None and head != expected_version:
                 raise VersionConflict(f"{case}: expected v{expected_version} but the ledger head is v{head} "
@@ -164,8 +160,7 @@ class LedgerHistory:
     def adopt(self, case: str, case_dir: Path, *, approver: str, reason: str) -> Version | None:
         """Record the plain golden files as they are (exact bytes); None when they match the head."""
         with self.locked(case, case_dir):
-            recover_or_refuse(case, case_dir)
-            entries = list(checked_ledger(case, case_dir).entries)
+            entries = list(recover_or_refuse(case, case_dir).entries)
             entry = commit_untracked(case_dir, entries, approver=approver, reason=reason)
         return None if entry is None else Version.from_entry(entry)
 
@@ -180,8 +175,9 @@ class LedgerHistory:
     def locked(self, case: str, case_dir: Path) -> Iterator[None]:
         from filelock import FileLock, Timeout
 
+        require_safe_layout(case, case_dir)  # nothing, the lock included, is made through a symlink
         history = case_dir / HISTORY_DIR
-        history.mkdir(exist_ok=True)
+        make_folder(history)
         lock = FileLock(str(history / LOCK_FILE), timeout=self.lock_timeout)
         try:
             lock.acquire()
@@ -195,16 +191,18 @@ class LedgerHistory:
 
     def fsck(self, cases: list[tuple[str, Path]], *, repair: bool) -> list[Problem]:
         """Every case's ledger lines and chain, blobs, plain files against the head; with ``repair``
-        (under each case's lock) what a crash leaves is repaired."""
+        (under each case's lock, never through an unsafe path) what a crash leaves is repaired."""
         problems: list[Problem] = []
         for case, case_dir in cases:
-            if not (case_dir / HISTORY_DIR).is_dir():
+            if not os.path.lexists(case_dir / HISTORY_DIR):
                 continue
-            if repair:
+            safe = not layout_problems(case_dir)
+            if repair and safe:
                 with self.locked(case, case_dir):
                     problems += fsck_case(case, case_dir, repair=True)
-            else:
-                problems += fsck_case(case, case_dir, repair=False)
+            else:  # a shared lock: a write in progress is waited for, never reported as damage
+                with shared_lock(lock_path(case_dir), self.lock_timeout) if safe else nullcontext():
+                    problems += fsck_case(case, case_dir, repair=False)
         return problems
 
 
@@ -322,10 +320,11 @@ class GoldenStore:
         """The current golden: the plain Megatron file."""
         case = self.resolve(key.case)
         path = self.case_dir(case) / checked_filename(key)
-        if not path.is_file():
+        data = read_bytes(path)
+        if data is None:
             have = ", ".join(k.filename() for k in self.keys(case)) or "none"
             raise StoreError(f"case {case!r} has no {key.filename()} (has: {have})")
-        golden = parse_golden_bytes(path.read_bytes(), path)
+        golden = parse_golden_bytes(data, path)
         key = GoldenKey(case, key.env, key.platform, key.phase)
         return GoldenSet(golden.metrics, golden.scalars, key=key, source=str(path))
 
@@ -395,7 +394,7 @@ class GoldenStore:
         case_dir = self.case_dir(case)
         out = {}
         for name in filenames:
-            data = read_nofollow(case_dir / name)
+            data = read_regular(case_dir / name)
             out[name] = None if data is None else sha256_hex(data)
         return out
 
@@ -430,7 +429,7 @@ class GoldenStore:
             if golden is None:
                 out[filename] = None
                 continue
-            data = render_megatron(golden, read_nofollow(case_dir / filename))
+            data = render_megatron(golden, read_regular(case_dir / filename))
             if data is None:
                 continue
             errors = [f for f in check_golden_set(parse_golden_bytes(data, filename), known_metrics=known)
@@ -458,11 +457,11 @@ class GoldenStore:
         payload = self._rendered(case, case_dir, goldens)
         meta = validated_meta(approver=approver, reason=reason, action=action, source_run_id=source_run_id,
                               fingerprint=fingerprint, provenance=provenance)
+        refuse_in_ci(action, ci, allow_ci)
         if self.backend_name == LEDGER:
             if not payload:  # the Megatron dialect left every file as it is: record the approval anyway
                 payload = {k.filename(): read_bytes(case_dir / k.filename()) for k in goldens}
             return self.backend.write(case, case_dir, payload, meta, expected_version=expected_version)
-        refuse_in_ci(ci, allow_ci)
         stamped = dict(meta, time=now_iso())  # one approval: one time for all its files
         records = {k.filename(): stamped for k in goldens}
         (done,) = self.backend.apply([CaseWrite(case, case_dir, payload, records,
@@ -474,10 +473,11 @@ class GoldenStore:
         """Make the case's golden files hold exactly the bytes they held at ``ref`` (history is never
         rewritten: this is a new version, action "rollback"). Files already holding those bytes are
         not touched; files ``ref`` did not have are removed."""
+        refuse_in_ci("rollback", ci, allow_ci)
         case = self.resolve(case)
         case_dir = self.case_dir(case)
         target = self.version_bytes(case, ref)
-        current = {p.name: p.read_bytes() for p in plain_golden_files(case_dir)}
+        current = {p.name: read_bytes(p) for p in plain_golden_files(case_dir)}
         payload: dict[str, bytes | None] = {n: d for n, d in target.items() if current.get(n) != d}
         payload.update({n: None for n in current if n not in target})
         if not payload:
@@ -500,7 +500,6 @@ class GoldenStore:
                         fingerprint=source.fingerprint,
                         provenance=dict(run_provenance(source.provenance), rollback_to=number))
             return self.backend.write(case, case_dir, payload, meta, expected_version=entries[-1].version)
-        refuse_in_ci(ci, allow_ci)
         commit_of = self.backend.resolve(ref)
         records, time = {}, now_iso()
         for filename in payload:
@@ -514,15 +513,15 @@ class GoldenStore:
         (done,) = self.backend.apply([CaseWrite(case, case_dir, payload, records, expected)])
         return done.versions[0]
 
-    def adopt(self, case: str, *, approver: str | None = None,
-              reason: str = "imported existing golden files") -> Version:
+    def adopt(self, case: str, *, approver: str | None = None, reason: str = "imported existing golden files",
+              ci: bool | None = None, allow_ci: bool = False) -> Version:
         """Record the plain golden files as they are (exact bytes) without changing them.
 
         Ledger: version 1 ("imported") for a case without history; later, a new version for files
         changed outside the store. Git: an approval record ("imported") for each golden file no
-        record describes. ``StoreError`` when there is nothing to record.
+        record describes. ``StoreError`` when there is nothing to record, and in CI (``CI`` set).
         """
-        report = self.adopt_all([case], approver=approver, reason=reason, skip_empty=False)
+        report = self.adopt_all([case], approver=approver, reason=reason, skip_empty=False, ci=ci, allow_ci=allow_ci)
         return report.adopted[0][1]
 
     def adopt_all(self, cases: list[str] | None = None, *, approver: str | None = None,
@@ -531,13 +530,12 @@ class GoldenStore:
         """Adopt many cases, all or nothing: every case is checked before anything is written, and a
         case that cannot be adopted refuses the whole call. With ``skip_empty`` (``adopt --all``) a
         case without golden files, or with nothing new to record, is skipped and reported instead."""
+        refuse_in_ci("adopt", ci, allow_ci)
         approver = approver or default_approver(self.root)
         targets = [self.resolve(c) for c in (self.cases() if cases is None else cases)]
         skipped: list[tuple[str, str]] = []
         todo: list[str] = []
         git = self.backend_name == GIT
-        if git:
-            refuse_in_ci(ci, allow_ci)
         for case in targets:
             case_dir = self.case_dir(case)
             if not plain_golden_files(case_dir):
@@ -572,7 +570,7 @@ class GoldenStore:
         out = []
         for path in plain_golden_files(case_dir):
             record = self.backend.worktree_record(case_dir, path.name)
-            if record is None or record.hash != sha256_hex(path.read_bytes()):
+            if record is None or record.hash != sha256_hex(read_bytes(path) or b""):
                 out.append(path.name)
         return out
 
@@ -582,11 +580,16 @@ class GoldenStore:
         """Check every case's history (ledger: lines, chain, blobs, plain files against the head; git:
         the journal, temp files, approval records against their goldens).
 
-        With ``repair`` (under the lock) what a crash leaves is repaired; what cannot be is reported
-        (``repaired=False``). A whole-store check also reports case folders no case path can name.
+        With ``repair`` (under the lock; never in CI, never through a symlink) what a crash leaves is
+        repaired; what cannot be is reported (``repaired=False``), and what nothing accounts for is
+        quarantined, never deleted. A whole-store check also reports case folders no case path can
+        name and anything unsafe in the staged candidates' folder.
         """
+        repair = repair and not in_ci()  # CI never writes: fsck reports what it would repair
         problems: list[Problem] = []
         if cases is None:
             problems += [p for p in self.findings() if p.kind == "bad-case-name"]
+            problems += [Problem(PENDING_DIR, "unsafe-path", f"{path.relative_to(self.root)} {why}", path=str(path))
+                         for path, why in pending_problems(self.root)]
         targets = self.cases() if cases is None else [self.resolve(c) for c in cases]
         return problems + self.backend.fsck([(c, self.case_dir(c)) for c in targets], repair=repair)

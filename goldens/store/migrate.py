@@ -25,6 +25,7 @@ from .golden_store import GoldenStore
 from .ledger import HISTORY_DIR, LEDGER_FILE, LOCK_FILE, OBJECTS_DIR, ledger_path, plain_golden_files, read_ledger
 from .records import sha256_hex
 from .recovery import fsck_case
+from .safety import refuse_in_ci
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,10 @@ class Migrated:
     removed: tuple[str, ...]   # what of the ledger folder was deleted
 
 
-def migrate_to_git(store: GoldenStore) -> list[Migrated]:
-    """Move every case's ledger into approval records; the store must lie in a git work tree."""
+def migrate_to_git(store: GoldenStore, *, ci: bool | None = None, allow_ci: bool = False) -> list[Migrated]:
+    """Move every case's ledger into approval records; the store must lie in a git work tree.
+    Never in CI (``CI`` set): CI never writes to the golden store."""
+    refuse_in_ci("migrate", ci, allow_ci)
     repo = GitRepo.find(store.root)
     if repo is None:
         raise StoreError(f"{store.root} is not tracked in a git work tree: the ledger stays its history")

@@ -1,10 +1,17 @@
 """What the store records: a ledger entry per version, per-file records with a change summary,
 the hash chain, and fsck's problems. Pure data and hashing; no I/O.
+
+A ledger line is the store's own file, but it is read as untrusted input: ``from_json`` accepts
+an entry only when every field has its type, every file name is a plain golden file name and
+every hash is 64 hex digits, so nothing a damaged or forged line says can name a path outside
+the store (``ValueError`` otherwise: the line is unreadable, fsck reports it, writes refuse).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Mapping
@@ -12,11 +19,14 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import FormatError
-from ..formats import parse_golden_bytes
+from ..formats import parse_golden_bytes, parse_golden_filename
 from ..model import GoldenSet, MetricSeries
 from ..validate import ERROR
+from .safety import MAX_FILE_NAME
 
 LEDGER_SCHEMA = "golden.ledger/1"
+HASH = re.compile(r"^[0-9a-f]{64}$")
+_CHANGE_FIELDS = ("steps_added", "steps_removed", "changed_steps", "max_abs_rel_diff", "mean_rel_diff")
 _ENTRY_FIELDS = ("version", "time", "approver", "reason", "action", "source_run_id", "fingerprint",
                  "provenance", "files", "prev_entry_hash", "entry_hash")
 
@@ -42,9 +52,16 @@ class MetricChange:
                 "mean_rel_diff": self.mean_rel_diff}
 
     @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> "MetricChange":
-        return cls(int(raw["steps_added"]), int(raw["steps_removed"]), int(raw["changed_steps"]),
-                   raw.get("max_abs_rel_diff"), raw.get("mean_rel_diff"))
+    def from_json(cls, raw: Any) -> "MetricChange":
+        if not isinstance(raw, dict) or set(raw) != set(_CHANGE_FIELDS):
+            raise ValueError(f"a metric change must be an object of {', '.join(_CHANGE_FIELDS)}")
+        counts = [raw[f] for f in _CHANGE_FIELDS[:3]]
+        if not all(_is_count(c) for c in counts):
+            raise ValueError("step counts must be integers ≥ 0")
+        diffs = [raw[f] for f in _CHANGE_FIELDS[3:]]
+        if not (diffs == [None, None] or all(_is_finite_number(d) for d in diffs)):
+            raise ValueError("relative diffs must both be numbers or both null")
+        return cls(*counts, *diffs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +77,17 @@ class FileRecord:
                 "summary": None if self.summary is None else {k: v.to_json() for k, v in self.summary.items()}}
 
     @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> "FileRecord":
+    def from_json(cls, raw: Any) -> "FileRecord":
+        if not isinstance(raw, dict):
+            raise ValueError("a file record must be an object")
+        for field in ("hash", "previous_hash"):
+            if raw.get(field) is not None and not (isinstance(raw[field], str) and HASH.match(raw[field])):
+                raise ValueError(f"{field} must be 64 hex digits or null, got {str(raw[field])[:80]!r}")
         summary = raw.get("summary")
+        if summary is not None and not isinstance(summary, dict):
+            raise ValueError("summary must be an object or null")
         return cls(raw.get("hash"), raw.get("previous_hash"),
-                   None if summary is None else {k: MetricChange.from_json(v) for k, v in summary.items()})
+                   None if summary is None else {str(k): MetricChange.from_json(v) for k, v in summary.items()})
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +120,25 @@ class LedgerEntry:
         missing = [f for f in _ENTRY_FIELDS if f not in raw]
         if missing:
             raise ValueError(f"missing field(s) {', '.join(missing)}")
-        if not isinstance(raw["version"], int) or not isinstance(raw["files"], dict):
-            raise ValueError("version must be an integer and files an object")
+        if not _is_count(raw["version"]) or raw["version"] < 1:
+            raise ValueError("version must be an integer ≥ 1")
+        for name in ("time", "approver", "reason", "action"):
+            if not isinstance(raw[name], str):
+                raise ValueError(f"{name} must be a string")
+        for name in ("source_run_id", "fingerprint"):
+            if raw[name] is not None and not isinstance(raw[name], str):
+                raise ValueError(f"{name} must be a string or null")
+        if raw["provenance"] is not None and not isinstance(raw["provenance"], dict):
+            raise ValueError("provenance must be an object or null")
+        if not isinstance(raw["files"], dict) or not raw["files"]:
+            raise ValueError("files must be a non-empty object")
+        for name in raw["files"]:
+            if not is_golden_file_name(name):
+                raise ValueError(f"file {str(name)[:80]!r} is not a plain golden file name in the case folder")
+        for name in ("prev_entry_hash", "entry_hash"):
+            value = raw[name]
+            if not (value is None and name == "prev_entry_hash") and not (isinstance(value, str) and HASH.match(value)):
+                raise ValueError(f"{name} must be 64 hex digits")
         return cls(raw["version"], raw["time"], raw["approver"], raw["reason"], raw["action"],
                    raw["source_run_id"], raw["fingerprint"], raw["provenance"],
                    {k: FileRecord.from_json(v) for k, v in raw["files"].items()},
@@ -118,6 +159,21 @@ class Problem:
     def to_json(self) -> dict[str, Any]:
         return {"case": self.case, "kind": self.kind, "message": self.message, "severity": self.severity,
                 "repaired": self.repaired, "path": self.path}
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_golden_file_name(name: Any) -> bool:
+    """A golden file's own name (``golden_values_<env>_<platform>[_2nd].json``): no folder, nothing
+    but the letters the name pattern allows, and short enough to be written with its temp file."""
+    return (isinstance(name, str) and "/" not in name and "\\" not in name and name.isascii()
+            and len(name) <= MAX_FILE_NAME and parse_golden_filename(name) is not None)
 
 
 def sha256_hex(data: bytes) -> str:
