@@ -16,7 +16,15 @@ a random third of them again with ``CI`` set) and checks after each:
 3. no blob lost that a ledger line references: every ``objects/<hash>.json`` that a line of the
    ledger (any line that parses as JSON) names and that held those bytes still does.
 
-    python bench/fuzz_store.py [--stores 5000] [--seed 0] [--hang-seconds 20]
+With ``--backend git`` the store lies in a git work tree (git is its history: versions are
+commits, approval records sit beside the goldens) and the damage is to what that backend keeps —
+approval records (bytes, fields, deleted), forged journals (paths outside, garbage, half-applied),
+``.golden-store``, ``.approvals`` and golden files as symlinks or the wrong file type — besides the
+pending records, goldens, temp files and long names both share. Invariant 3 there: the repository
+(``.git``, and everything in the work tree outside the store) is unchanged, so no committed
+history is lost.
+
+    python bench/fuzz_store.py [--stores 5000] [--seed 0] [--hang-seconds 20] [--backend ledger|git]
 
 Prints the stores, commands and violations; exit 1 on any violation.
 tests/test_store_fuzz.py runs a few hundred stores.
@@ -60,9 +68,10 @@ class Hang(BaseException):
 
 # ---------------------------------------------------------------- the healthy store, built once
 
-def build_template(root: Path) -> None:
+def build_template(root: Path, *, cases: Path | None = None, commit: Callable[[str], Any] = lambda message: None) -> None:
     """cases/ (tiny: 3 versions, other: a resume pair adopted then approved), a staged candidate
-    for tiny, and runs/ holding runs for both cases."""
+    for tiny, and runs/ holding runs for both cases. ``commit`` is called after each approval (a
+    git store: the person commits it)."""
     from goldens import approve
     from goldens.formats import dumps_artifact, dumps_golden
     from goldens.model import Artifact, GoldenKey, GoldenSet, MetricSeries, Phase
@@ -86,7 +95,7 @@ def build_template(root: Path) -> None:
         path.write_text(dumps_artifact(artifact))
         return path
 
-    cases = root / "cases"
+    cases = cases or root / "cases"
     for case in CASES:
         (cases / case).mkdir(parents=True)
         (cases / case / "case.yaml").write_text(f"description: fuzz case {case}\n")
@@ -94,18 +103,43 @@ def build_template(root: Path) -> None:
     for version, who in enumerate(("seed", "ada", "bob"), start=1):
         store.write("tiny", {GoldenKey("tiny", "dev", "cpu", 1): golden(1 + version / 100)}, approver=who,
                     reason=f"v{version}", source_run_id=f"run-{version}", fingerprint="fp")
+        commit(f"tiny v{version}")
     halves = golden(1.0)
     resumed = GoldenSet({"lm loss": MetricSeries("lm loss", steps, np.where(steps > 10, halves.metrics["lm loss"].values,
                                                                            np.nan), 1, 20, 1)})
     (cases / "other" / PLAIN).write_text(dumps_golden(halves))
     (cases / "other" / SECOND).write_text(dumps_golden(resumed))
     store.adopt("other", approver="importer")
+    commit("other adopted")
     store.write("other", {GoldenKey("other", "dev", "cpu", 1): golden(1.02)}, approver="carol", reason="v2")
+    commit("other v2")
     staged = run("tiny", "staged-run", 1.2)
     approve.stage_candidate(store, staged, "dev", "cpu", ci=False)
     run("tiny", "run-tiny", 1.07)
     run("other", "run-other", 0.97)
     run("tiny", "run-long", 1.1, env="e" * 120, platform="p" * 120)
+
+
+def git(repo: Path, *args: str) -> str:
+    import subprocess
+
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+
+
+def build_git_template(root: Path) -> None:
+    """repo/ (a git work tree) holding cases/: tiny approved three times (three commits), other a
+    resume pair adopted then approved, a staged candidate for tiny; runs/ beside it."""
+    repo = root / "repo"
+    repo.mkdir(parents=True)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.name", "fuzz")
+    git(repo, "config", "user.email", "fuzz@example.com")
+    git(repo, "config", "commit.gpgsign", "false")
+    build_template(root, cases=repo / "cases", commit=lambda message: (git(repo, "add", "-A", "."),
+                                                                       git(repo, "commit", "-q", "-m", message)))
+    from goldens.store import GoldenStore
+
+    assert GoldenStore(repo / "cases").backend_name == "git", "the template must be a git store"
 
 
 def build_outside(outside: Path) -> None:
@@ -128,10 +162,11 @@ def build_outside(outside: Path) -> None:
 class World:
     sandbox: Path
     rng: random.Random
+    backend: str = "ledger"
 
     @property
     def cases(self) -> Path:
-        return self.sandbox / "cases"
+        return self.sandbox / ("repo/cases" if self.backend == "git" else "cases")
 
     @property
     def outside(self) -> Path:
@@ -143,6 +178,12 @@ class World:
     def store_path(self) -> Path:
         """One store path, chosen at random among those a store keeps."""
         case = self.case()
+        if self.backend == "git":
+            store_dir, records = self.cases / ".golden-store", case / ".approvals"
+            return self.rng.choice([store_dir, store_dir / "lock", store_dir / "journal.json", records,
+                                    records / "dev_cpu.json", records / "dev_cpu_2nd.json", case / PLAIN, case / SECOND,
+                                    self.cases / ".pending", self.cases / ".pending" / "tiny",
+                                    self.cases / ".pending" / "tiny" / "dev_cpu.json"])
         history = case / ".golden"
         choices = [history, history / "objects", history / "ledger.jsonl", history / "lock",
                    history / "intent.json", history / "quarantine", case / PLAIN, case / SECOND,
@@ -290,7 +331,7 @@ def m_drop_line(w: World) -> None:
 
 
 def m_truncate(w: World) -> None:
-    path = w.rng.choice([_ledger(w), w.store_path()])
+    path = w.rng.choice([_ledger(w) if w.backend == "ledger" else _record(w), w.store_path()])
     if _plain_file_or_absent(path) and path.exists():
         data = path.read_bytes()
         path.write_bytes(data[: w.rng.randrange(len(data) + 1)] if data else b"")
@@ -432,6 +473,67 @@ def m_plain_golden(w: World) -> None:
         "{not json", "", json.dumps({"lm loss": {"values": {"1": 1.0, "01": 2.0}}})]))
 
 
+def _record(w: World) -> Path:
+    return w.case() / ".approvals" / w.rng.choice(["dev_cpu.json", "dev_cpu_2nd.json"])
+
+
+def m_record_byte(w: World) -> None:
+    path = _record(w)
+    if _plain_file_or_absent(path) and path.exists() and path.stat().st_size:
+        data = bytearray(path.read_bytes())
+        data[w.rng.randrange(len(data))] = w.rng.choice(b'{}[]":,0a\\\n ')
+        path.write_bytes(bytes(data))
+
+
+def m_record_field(w: World) -> None:
+    path = _record(w)
+    try:
+        doc = json.loads(path.read_bytes()) if _plain_file_or_absent(path) and path.exists() else None
+    except ValueError:
+        return
+    if isinstance(doc, dict) and doc:
+        key = w.rng.choice(sorted(doc))
+        doc[key] = w.rng.choice(["rewritten", None, -1, [], {}, "x" * 300, "../../../outside/victim.json",
+                                 "golden_values_dev_cpu.json", "0" * 64, 2**70])
+        path.write_text(json.dumps(doc))
+
+
+def m_forge_journal(w: World) -> None:
+    """A journal as a crash leaves it — or forged: paths outside, a record for another file, garbage."""
+    store_dir = w.cases / ".golden-store"
+    if store_dir.exists() and (store_dir.is_symlink() or not store_dir.is_dir()):
+        return
+    store_dir.mkdir(exist_ok=True)
+    valid = {f"tiny/{PLAIN}": (w.cases / "tiny" / PLAIN).read_text() if _plain_file_or_absent(w.cases / "tiny" / PLAIN)
+             and (w.cases / "tiny" / PLAIN).exists() else "{}", "other/.approvals/dev_cpu_2nd.json": None}
+    hostile = w.rng.choice(["../../outside/victim.json", str(w.outside / "victim.json"),
+                            "tiny/../../../outside/created.json", "tiny/.approvals/../../../outside/dir/sub",
+                            "tiny/golden_values_dev_cpu.json/../../x.json", "../repo/.git/config"])
+    doc = w.rng.choice([{"schema": "golden.journal/1", "files": valid},
+                        {"schema": "golden.journal/1", "files": {**valid, hostile: w.rng.choice([None, "{}"])}},
+                        {"schema": "golden.journal/1", "files": {hostile: None}},
+                        {"schema": "golden.journal/1", "files": []}, "not a journal", {"files": valid}])
+    target = store_dir / "journal.json"
+    if _plain_file_or_absent(target):
+        target.write_text(json.dumps(doc) if w.rng.random() < 0.9 else '{"schema": "golden.journal/1", "fi')
+
+
+def m_git_temp_files(w: World) -> None:
+    case = w.case()
+    for folder, name in ((case, f".{PLAIN}.abcd1234.tmp"), (case, f".{PLAIN}.tmp"),
+                         (case / ".approvals", ".dev_cpu.json.zz99xx00.tmp"),
+                         (w.cases / ".golden-store", ".journal.json.q1w2e3r4.tmp"),
+                         (w.cases / ".golden-store", ".notes.q1w2e3r4.tmp")):
+        if folder.is_dir() and not folder.is_symlink() and _plain_file_or_absent(folder / name):
+            (folder / name).write_text("half")
+
+
+GIT_MUTATIONS: dict[str, Callable[[World], None]] = {
+    "flip a record byte": m_record_byte, "edit a record field": m_record_field, "forge a journal": m_forge_journal,
+    "temp files": m_git_temp_files,
+}
+
+
 MUTATIONS: dict[str, Callable[[World], None]] = {
     "flip a ledger byte": m_flip_byte, "edit a ledger field": m_edit_field, "forge a ledger entry": m_forge_entry,
     "reorder ledger lines": m_reorder, "repeat a ledger line": m_duplicate, "drop a ledger line": m_drop_line,
@@ -442,27 +544,41 @@ MUTATIONS: dict[str, Callable[[World], None]] = {
     "hostile plain golden": m_plain_golden,
 }
 
+SHARED = ("truncate a file", "delete a store path", "symlink a store path", "wrong file type", "long file name",
+          "hostile pending record", "hostile plain golden")
+
+
+def mutations(backend: str) -> dict[str, Callable[[World], None]]:
+    """The damage a store of this backend can take."""
+    if backend == "git":
+        return {**{name: MUTATIONS[name] for name in SHARED}, **GIT_MUTATIONS}
+    return MUTATIONS
+
 
 # ---------------------------------------------------------------- commands and invariants
 
 def commands(w: World) -> list[tuple[str, list[str]]]:
     s = ["--store", str(w.cases)]
     runs = w.sandbox / "runs"
+    if w.backend == "git":
+        version = lambda: w.rng.choice(["HEAD~1", "HEAD~2", "HEAD~9", "v1", "main"])  # noqa: E731
+    else:
+        version = lambda: f"v{w.rng.randint(1, 4)}"  # noqa: E731
     return [
         ("validate", ["validate", *s]),
         ("show", ["show", w.rng.choice(CASES), *s]),
-        ("show vN", ["show", f"{w.rng.choice(CASES)}@v{w.rng.randint(1, 4)}", *s]),
+        ("show a version", ["show", f"{w.rng.choice(CASES)}@{version()}", *s]),
         ("history", ["history", w.rng.choice(CASES), *s]),
         ("fsck --no-repair", ["fsck", "--no-repair", *s]),
         ("pending", ["pending", *s]),
         ("diff run", ["diff", str(runs / w.rng.choice(["run-tiny", "run-other", "run-long"]) / "artifact.json"), *s]),
-        ("diff versions", ["diff", "tiny@v1", f"tiny@v{w.rng.randint(2, 4)}", *s]),
+        ("diff versions", ["diff", f"tiny@{version()}", f"tiny@{version()}", *s]),
         ("review", ["review", *s]),
         ("prune --check", ["prune", "--check", *s]),
         ("approve run", ["approve", str(runs / w.rng.choice(["run-tiny", "run-other", "run-long"]) / "artifact.json"),
                          *s, "--reason", "fuzz"]),
         ("approve --pending", ["approve", "--pending", *s, "--reason", "fuzz"]),
-        ("rollback", ["rollback", w.rng.choice(CASES), "--to", w.rng.choice(["v1", "2", "v9"]), *s, "--reason", "fuzz"]),
+        ("rollback", ["rollback", w.rng.choice(CASES), "--to", version(), *s, "--reason", "fuzz"]),
         ("adopt", ["adopt", w.rng.choice(CASES), *s]),
         ("reject --pending", ["reject", "--pending", *s]),
         ("prune", ["prune", *s]),
@@ -574,14 +690,16 @@ def run_command(args: list[str], env: dict[str, str | None]) -> tuple[int | None
     return result.exit_code, ""
 
 
-def trial(template: Path, work: Path, rng: random.Random, stats: FuzzStats, number: int) -> None:
+def trial(template: Path, work: Path, rng: random.Random, stats: FuzzStats, number: int,
+          backend: str = "ledger") -> None:
     sandbox = work / f"store-{number}"
     shutil.copytree(template, sandbox, symlinks=True)
-    w = World(sandbox, rng)
+    w = World(sandbox, rng, backend)
     applied = []
+    damage = mutations(backend)
     for _ in range(rng.randint(1, 4)):
-        name = rng.choice(list(MUTATIONS))
-        MUTATIONS[name](w)
+        name = rng.choice(list(damage))
+        damage[name](w)
         applied.append(name)
         stats.mutations[name] += 1
     outside = tree(sandbox, skip=w.cases)
@@ -603,7 +721,7 @@ def trial(template: Path, work: Path, rng: random.Random, stats: FuzzStats, numb
                 outside = tree(sandbox, skip=w.cases)
             if ci and tree(w.cases) != store_before:
                 stats.count("wrote in CI", f"{where}: wrote to the store with CI set")
-            lost = [p.name for p, data in blobs.items()
+            lost = [p.name for p, data in blobs.items()  # (a git store's history is in .git, checked above)
                     if not p.is_file() or p.is_symlink() or p.read_bytes() != data]
             if lost:
                 stats.count("lost a referenced blob", f"{where}: lost referenced blob(s) {lost}")
@@ -611,7 +729,7 @@ def trial(template: Path, work: Path, rng: random.Random, stats: FuzzStats, numb
     shutil.rmtree(sandbox, ignore_errors=True)
 
 
-def run_fuzz(stores: int, *, seed: int = 0, progress: bool = False) -> FuzzStats:
+def run_fuzz(stores: int, *, seed: int = 0, progress: bool = False, backend: str = "ledger") -> FuzzStats:
     rng = random.Random(seed)
     stats = FuzzStats()
     previous = signal.signal(signal.SIGALRM, _alarm)
@@ -619,11 +737,11 @@ def run_fuzz(stores: int, *, seed: int = 0, progress: bool = False) -> FuzzStats
     try:
         with tempfile.TemporaryDirectory(prefix="golden-fuzz-") as tmp, command_built_once():
             template = Path(tmp) / "template"
-            build_template(template)
+            (build_git_template if backend == "git" else build_template)(template)
             build_outside(template / "outside")
             os.chdir(tmp)  # a command that looked for runs/ or cases/ in the working folder finds nothing
             for number in range(stores):
-                trial(template, Path(tmp), rng, stats, number)
+                trial(template, Path(tmp), rng, stats, number, backend)
                 if progress and (number + 1) % 250 == 0:
                     print(f"  {number + 1} stores, {stats.commands} commands, "
                           f"{sum(stats.kinds.values())} violations", flush=True)
@@ -638,6 +756,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stores", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backend", choices=("ledger", "git"), default="ledger",
+                        help="the store's history: a ledger beside the goldens, or the git work tree it lies in")
     parser.add_argument("--hang-seconds", type=int, default=HANG_SECONDS,
                         help="a command running this long counts as a hang (and is stopped)")
     args = parser.parse_args()
@@ -645,8 +765,8 @@ def main() -> int:
     os.environ.pop("CI", None)
     os.environ.pop("GOLDEN_STORE", None)
     started = time.perf_counter()
-    stats = run_fuzz(args.stores, seed=args.seed, progress=True)
-    print(f"{stats.stores} damaged stores, {stats.commands} commands in {time.perf_counter() - started:.0f} s")
+    stats = run_fuzz(args.stores, seed=args.seed, progress=True, backend=args.backend)
+    print(f"{args.backend} backend: {stats.stores} damaged stores, {stats.commands} commands in {time.perf_counter() - started:.0f} s")
     print("exit codes: " + ", ".join(f"{code}: {n}" for code, n in sorted(stats.exit_codes.items(), key=str)))
     print("mutations: " + ", ".join(f"{name} {n}" for name, n in stats.mutations.most_common()))
     total = sum(stats.kinds.values())

@@ -30,3 +30,19 @@ def test_two_hundred_damaged_stores_break_no_rule(monkeypatch):
     assert stats.violations == [], "\n".join(stats.violations[:5])
     assert len(stats.mutations) == 19  # every kind of damage was made
     assert stats.exit_codes[2] > 0 and stats.exit_codes[1] > 0 and stats.exit_codes[0] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="named pipes, symlinks and SIGALRM are POSIX")
+def test_damaged_git_stores_break_no_rule(monkeypatch):
+    """The same rules where git is the history: forged journals, damaged approval records, links
+    and wrong file types at the git backend's paths; the repository itself never changes."""
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("GOLDEN_STORE", raising=False)
+    monkeypatch.delenv("GOLDEN_BACKEND", raising=False)
+    harness = _harness()
+    stats = harness.run_fuzz(80, seed=2027, backend="git")
+    assert stats.stores == 80 and stats.commands >= 80 * 17
+    assert stats.violations == [], "\n".join(stats.violations[:5])
+    assert set(stats.mutations) == set(harness.mutations("git"))  # every kind of damage was made
+    assert stats.exit_codes[2] > 0 and stats.exit_codes[1] > 0 and stats.exit_codes[0] > 0
