@@ -387,6 +387,11 @@ def _pending_is_file(w):
     (w.root / ".pending").write_text("not a folder")
 
 
+def _candidate_dir(w):
+    """Found by the fuzzer: a folder where a candidate file belongs (prune then tried to unlink it)."""
+    (w.root / ".pending" / CASE / "dev_cpu.json").mkdir(parents=True)
+
+
 def _objects_file(w):
     import shutil
 
@@ -407,6 +412,7 @@ def _plain_dir(w):
 WRONG_TYPES = {
     ".golden is a file": (_history_file, STORE_WRITES + ("history", "show v1")),
     ".pending is a file": (_pending_is_file, PENDING_WRITES),
+    "a candidate file is a folder": (_candidate_dir, PENDING_WRITES),
     "objects is a file": (_objects_file, STORE_WRITES + ("show v1",)),
     "ledger is a folder": (_ledger_dir, STORE_WRITES + ("history",)),
     "plain golden file is a folder": (_plain_dir, STORE_WRITES),

@@ -231,8 +231,8 @@ def pending_problems(root: Path) -> list[tuple[Path, str]]:
         with os.scandir(folders.pop()) as entries:
             for entry in sorted(entries, key=lambda e: e.name):
                 path = Path(entry.path)
-                if entry.is_dir(follow_symlinks=False):
-                    folders.append(path)
+                if entry.is_dir(follow_symlinks=False) and not entry.name.endswith(".json"):
+                    folders.append(path)  # a case path's folder (a candidate is a .json file)
                 elif (w := path_problem(path, FILE)) is not None:
                     found.append((path, w))
     return sorted(found)
