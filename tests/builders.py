@@ -1267,6 +1267,22 @@ def tree_state(root: Path) -> dict[str, tuple[str, Any]]:
     return state
 
 
+def one_line_refusal(result: Any, *words: str) -> None:
+    """Exit 2 with one line on stderr (naming ``words``), as every input error."""
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+
+
+def fsck_problems(store: str, *args: str, env: Mapping[str, str | None] | None = None) -> tuple[int, list[dict]]:
+    """``golden fsck --json`` on a store: its exit code (0 or 1, never anything else) and problems."""
+    result = invoke("fsck", "--store", store, "--json", *args, env=env)
+    assert result.exit_code in (0, 1), result.output
+    return result.exit_code, json.loads(result.stdout)["problems"]
+
+
 def invoke(*args: str, env: Mapping[str, str | None] | None = None) -> Any:
     """``golden ARGS`` in this process (typer's CliRunner). An exception that escapes the command — a
     traceback and exit 1 for a user — fails the test with that traceback."""

@@ -25,7 +25,8 @@ from goldens.model import GoldenKey, MetricSeries
 from goldens.store import GoldenStore, entry_hash_of, sha256_hex
 from goldens.store import ledger as ledger_module
 from goldens.store.records import canonical_json
-from tests.builders import LOSS, ZEROS, golden_set, invoke, make_store, seed, shifted, tree_state, write_run
+from tests.builders import (LOSS, ZEROS, fsck_problems, golden_set, invoke, make_store, one_line_refusal, seed, shifted,
+                            tree_state, write_run)
 
 CASE = "tiny"
 KEY = GoldenKey(CASE, "dev", "cpu", 1)
@@ -100,19 +101,8 @@ def rechain(world: World, entries: list[dict]) -> None:
     world.ledger.write_bytes(b"".join(lines))
 
 
-def one_line_refusal(result, *words: str) -> None:
-    """Exit 2 with one line on stderr (naming ``words``), as every input error."""
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for word in words:
-        assert word in lines[0], (word, lines[0])
-
-
 def fsck_json(world: World, *args: str, env: dict | None = None) -> tuple[int, list[dict]]:
-    result = invoke("fsck", "--store", world.s, "--json", *args, env=env)
-    assert result.exit_code in (0, 1), result.output
-    return result.exit_code, json.loads(result.stdout)["problems"]
+    return fsck_problems(world.s, *args, env=env)
 
 
 # ---------------------------------------------------------------- 1. a ledger steering writes and deletes

@@ -12,7 +12,8 @@ import pytest
 
 from goldens.model import GoldenKey
 from goldens.store.git_history import JOURNAL_SCHEMA
-from tests.builders import LOSS, ZEROS, commit_all, git_repo, invoke, make_store, seed, shifted, tree_state, write_run
+from tests.builders import (LOSS, ZEROS, commit_all, fsck_problems, git_repo, invoke, make_store, one_line_refusal, seed,
+                            shifted, tree_state, write_run)
 
 KEY = GoldenKey("tiny", "dev", "cpu", 1)
 
@@ -57,18 +58,9 @@ def box(tmp_path) -> Sandbox:
     return Sandbox(tmp_path)
 
 
-def refused_in_one_line(result, *words: str) -> None:
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for word in words:
-        assert word in lines[0], (word, lines[0])
-
-
 def fsck_kinds(box: Sandbox, *args: str, env: dict | None = None) -> tuple[int, list[str]]:
-    result = invoke("fsck", "--store", box.s, "--json", *args, env=env)
-    assert result.exit_code in (0, 1), result.output
-    return result.exit_code, [p["kind"] for p in json.loads(result.stdout)["problems"]]
+    code, problems = fsck_problems(box.s, *args, env=env)
+    return code, [p["kind"] for p in problems]
 
 
 @pytest.mark.parametrize("link", [".approvals", "golden file", ".golden-store", ".pending"])
@@ -87,7 +79,7 @@ def test_a_store_path_linked_outside_is_refused_reported_and_never_followed(box,
     else:
         (box.root / ".pending").symlink_to(box.outside / "deep", target_is_directory=True)
     outside, store = tree_state(box.outside), tree_state(box.root)
-    refused_in_one_line(box.approve(), "symlink")
+    one_line_refusal(box.approve(), "symlink")
     code, kinds = fsck_kinds(box)
     assert code == 1 and "unsafe-path" in kinds
     pruned = invoke("prune", "--store", box.s)
@@ -105,7 +97,7 @@ def test_a_forged_journal_naming_a_path_outside_touches_nothing(box, named):
     (store_dir / "journal.json").write_text(json.dumps(
         {"schema": JOURNAL_SCHEMA, "files": {named: None, "tiny/golden_values_dev_cpu.json": "{}"}}))
     outside, golden = tree_state(box.outside), (box.case_dir / KEY.filename()).read_bytes()
-    refused_in_one_line(box.approve(), "journal")
+    one_line_refusal(box.approve(), "journal")
     code, kinds = fsck_kinds(box)
     assert code == 1 and "unreadable-journal" in kinds
     assert tree_state(box.outside) == outside
@@ -134,10 +126,10 @@ def test_with_ci_set_no_command_writes_to_a_git_store(box):
     (store_dir / "journal.json").write_text(json.dumps({"schema": JOURNAL_SCHEMA, "files": {}}))
     before = tree_state(box.root)
     ci = {"CI": "true"}
-    refused_in_one_line(box.approve(**ci), "CI")
-    refused_in_one_line(invoke("adopt", "--all", "--store", box.s, env=ci), "CI")
-    refused_in_one_line(invoke("rollback", "tiny", "--to", "HEAD~1", "--store", box.s, "--reason", "r", env=ci), "CI")
-    refused_in_one_line(invoke("migrate", "--store", box.s, env=ci), "CI")
+    one_line_refusal(box.approve(**ci), "CI")
+    one_line_refusal(invoke("adopt", "--all", "--store", box.s, env=ci), "CI")
+    one_line_refusal(invoke("rollback", "tiny", "--to", "HEAD~1", "--store", box.s, "--reason", "r", env=ci), "CI")
+    one_line_refusal(invoke("migrate", "--store", box.s, env=ci), "CI")
     checked = invoke("fsck", "--store", box.s, env=ci)
     assert checked.exit_code in (0, 1) and "reporting only" in checked.stderr
     assert "temp file of an interrupted write" in checked.stdout and "0 repaired" in checked.stdout
