@@ -381,7 +381,6 @@ def test_crash_before_the_commit_leaves_the_old_version(empty_store, root, monke
     with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
         patched.setattr(store_module, "append_line", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
         write(empty_store, {KEY: golden_set({"lm loss": [2.0]})})
-    monkeypatch.undo()
     assert empty_store.current_entry(CASE).number == 1
     assert (root / CASE / KEY.filename()).read_bytes() == before_plain
     problems = empty_store.fsck(repair=True)
