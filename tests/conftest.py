@@ -15,9 +15,11 @@ MEGATRON_FIXTURES = SHARED / "fixtures" / "megatron"
 
 @pytest.fixture(autouse=True)
 def not_in_ci_unless_asked(monkeypatch):
-    """The suite runs the same inside CI and outside: CI never writes to a store, so a test that
-    means CI sets it itself (monkeypatch.setenv, or the CLI runner's env)."""
-    monkeypatch.delenv("CI", raising=False)
+    """The suite runs the same inside CI and outside, and whatever store settings the shell holds:
+    CI never writes to a store, so a test that means CI sets it itself (monkeypatch.setenv, or the
+    CLI runner's env); likewise a test that means a store, backend or dialect from the environment."""
+    for name in ("CI", "GOLDEN_STORE", "GOLDEN_BACKEND", "GOLDEN_DIALECT"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

@@ -22,11 +22,6 @@ from tests.builders import LOSS, ZEROS, ScriptedIO, seed, shifted, tree_bytes, w
 KEY = GoldenKey("tiny", "dev", "cpu", 1)
 
 
-@pytest.fixture(autouse=True)
-def not_in_ci(monkeypatch):
-    monkeypatch.delenv("CI", raising=False)
-
-
 def diff_result(store, artifact_path):
     """What golden diff computes for a run against the current golden (default policies)."""
     artifact = read_artifact(artifact_path)

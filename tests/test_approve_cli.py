@@ -19,12 +19,6 @@ from goldens.store.dialect import megatron_value
 from tests.builders import LOSS, ZEROS, ScriptedIO, make_store, seed, shifted, tree_bytes, write_run
 
 
-@pytest.fixture(autouse=True)
-def not_in_ci(monkeypatch):
-    monkeypatch.delenv("CI", raising=False)
-    monkeypatch.delenv("GOLDEN_STORE", raising=False)
-
-
 def golden(*args: str, env: dict | None = None):
     return CliRunner().invoke(app, list(args), env=env)
 

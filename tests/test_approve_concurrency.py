@@ -18,11 +18,6 @@ REPO = Path(__file__).resolve().parents[1]
 METRICS = ("lm loss", "num-zeros", "mem-allocated-bytes", "mem-max-allocated-bytes")
 
 
-@pytest.fixture(autouse=True)
-def not_in_ci(monkeypatch):
-    monkeypatch.delenv("CI", raising=False)
-
-
 def race(tmp_path: Path, commands: list[list[str]]) -> list[subprocess.CompletedProcess]:
     """Start every ``golden`` command in its own process, release them at once, collect them."""
     go = tmp_path / "go"

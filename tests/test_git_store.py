@@ -10,26 +10,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from goldens.cli import app
 from goldens.errors import StoreError
 from goldens.model import GoldenKey
 from goldens.store import GoldenStore
-from tests.builders import (LOSS, ZEROS, commit_all, git, git_repo, make_store, megatron_artifact, odd_tree, seed,
-                            shifted, write_run)
+from tests.builders import (LOSS, ZEROS, commit_all, git, git_repo, invoke, make_store, megatron_artifact, odd_tree,
+                            seed, shifted, write_run)
 
 KEY = GoldenKey("tiny", "dev", "cpu", 1)
-
-
-@pytest.fixture(autouse=True)
-def not_in_ci(monkeypatch):
-    monkeypatch.delenv("CI", raising=False)
-    monkeypatch.delenv("GOLDEN_BACKEND", raising=False)
-
-
-def golden(*args: str):
-    return CliRunner().invoke(app, list(args), env={"CI": ""})
 
 
 @pytest.fixture
@@ -63,7 +51,7 @@ def test_the_backend_follows_the_tree_and_fsck_says_which(store, tmp_path, monke
     monkeypatch.setenv("GOLDEN_BACKEND", "ledger")
     assert GoldenStore(store.root).backend_name == "ledger"
     monkeypatch.delenv("GOLDEN_BACKEND")
-    out = golden("fsck", "--store", str(store.root))
+    out = invoke("fsck", "--store", str(store.root))
     assert out.exit_code == 0 and "git history (inside the git work tree" in out.stdout, out.output
     with pytest.raises(StoreError, match="needs a git work tree"):
         _ = GoldenStore(outside.root, backend="git").backend
@@ -84,7 +72,7 @@ def test_the_seed_commit_is_an_attributed_version_and_the_store_adds_no_second_c
 
 def test_an_approval_lands_in_the_work_tree_as_golden_plus_record(store, repo, tmp_path):
     run = write_run(tmp_path / "runs", "tiny", "r1", {"lm loss": shifted(LOSS, 1.1), "num-zeros": ZEROS})
-    out = golden("approve", str(run), "--store", str(store.root), "--reason", "new init", "--approver", "ada")
+    out = invoke("approve", str(run), "--store", str(store.root), "--reason", "new init", "--approver", "ada")
     assert out.exit_code == 0, out.output
     assert "approved tiny dev/cpu in the work tree" in out.stdout and "git history" in out.stderr
     assert status(repo) == ["cases/tiny/.approvals/dev_cpu.json", "cases/tiny/golden_values_dev_cpu.json"]
@@ -110,12 +98,12 @@ def test_a_golden_copied_in_and_committed_is_an_unattributed_version(store, repo
     assert not last.attributed and last.action == "unattributed" and last.author == "t"
     assert last.subject == "refresh goldens from pipeline 123"
     assert last.files[KEY.filename()].summary["lm loss"].changed_steps == 1
-    out = golden("history", "tiny", "--store", str(store.root))
+    out = invoke("history", "tiny", "--store", str(store.root))
     assert "unattributed: changed outside the golden tool" in out.stdout and out.exit_code == 0
     problems = GoldenStore(store.root).fsck(repair=False)
     assert [p.severity for p in problems] == ["note"]          # a note, not a problem
-    assert golden("fsck", "--store", str(store.root)).exit_code == 0
-    validated = golden("validate", "--store", str(store.root))
+    assert invoke("fsck", "--store", str(store.root)).exit_code == 0
+    validated = invoke("validate", "--store", str(store.root))
     assert validated.exit_code == 0 and "unattributed" not in validated.stdout
     assert f"OK       {path}" in validated.stdout
     assert GoldenStore(store.root).fingerprint_of(KEY) is None   # no record describes these bytes
@@ -126,18 +114,18 @@ def test_a_golden_copied_in_and_committed_is_an_unattributed_version(store, repo
 def test_show_diff_and_rollback_by_revision(store, repo, tmp_path):
     first = git(repo, "rev-parse", "HEAD")
     run = write_run(tmp_path / "runs", "tiny", "r1", {"lm loss": shifted(LOSS, 1.1), "num-zeros": ZEROS})
-    assert golden("approve", str(run), "--store", str(store.root), "--reason", "r", "--approver", "ada").exit_code == 0
+    assert invoke("approve", str(run), "--store", str(store.root), "--reason", "r", "--approver", "ada").exit_code == 0
     second = commit_all(repo, "approve r1")
     s = str(store.root)
-    shown = golden("show", f"tiny@{first[:8]}", "--store", s, "--metric", "lm loss")
+    shown = invoke("show", f"tiny@{first[:8]}", "--store", s, "--metric", "lm loss")
     assert shown.exit_code == 0 and f"tiny@{first[:8]}"[5:] in shown.stdout and "by seed" in shown.stdout
     assert repr(LOSS[3]) in shown.stdout
-    assert golden("diff", f"tiny@{first[:8]}", "tiny@HEAD", "--store", s).exit_code == 1  # loss +10 %
-    assert golden("diff", f"tiny@{first}", f"tiny@{first}", "--store", s).exit_code == 0
-    refused = golden("show", "tiny@v1", "--store", s)
+    assert invoke("diff", f"tiny@{first[:8]}", "tiny@HEAD", "--store", s).exit_code == 1  # loss +10 %
+    assert invoke("diff", f"tiny@{first}", f"tiny@{first}", "--store", s).exit_code == 0
+    refused = invoke("show", "tiny@v1", "--store", s)
     assert refused.exit_code == 2 and "versions are commits" in refused.stderr
     seed_bytes = git(repo, "show", f"{first}:cases/tiny/golden_values_dev_cpu.json").encode()
-    out = golden("rollback", "tiny", "--to", first[:10], "--store", s, "--reason", "r1 came from a bad node",
+    out = invoke("rollback", "tiny", "--to", first[:10], "--store", s, "--reason", "r1 came from a bad node",
                  "--approver", "bob")
     assert out.exit_code == 0, out.output
     assert (store.root / "tiny" / KEY.filename()).read_bytes().rstrip(b"\n") == seed_bytes.rstrip(b"\n")
@@ -147,7 +135,7 @@ def test_show_diff_and_rollback_by_revision(store, repo, tmp_path):
     assert record["provenance"]["rollback_to"] == first
     commit_all(repo, "rollback")
     assert [v.action for v in GoldenStore(store.root).history("tiny")] == ["approve", "approve", "rollback"]
-    again = golden("rollback", "tiny", "--to", second, "--store", s, "--reason", "x", "--approver", "bob")
+    again = invoke("rollback", "tiny", "--to", second, "--store", s, "--reason", "x", "--approver", "bob")
     assert again.exit_code == 0 and GoldenStore(store.root).fingerprint_of(KEY) == "fp-1"
 
 
@@ -157,13 +145,13 @@ def test_the_change_report_reads_git_and_skips_an_unreadable_file(tmp_path):
     commit_all(repo, "the tree, {} and empty files included")
     store = GoldenStore(tree)
     run = megatron_artifact(tmp_path / "runs", "gpt/resume", "r1", factor=1.01)
-    assert golden("approve", str(run), "--store", str(tree), "--reason", "r", "--approver", "ada").exit_code == 0
+    assert invoke("approve", str(run), "--store", str(tree), "--reason", "r", "--approver", "ada").exit_code == 0
     commit_all(repo, "approve")
-    out = golden("report", "--changes", "HEAD^..HEAD", "--store", str(tree))
+    out = invoke("report", "--changes", "HEAD^..HEAD", "--store", str(tree))
     assert out.exit_code == 0, out.output
     assert "gpt/resume/golden\\_values\\_dev\\_dgx\\_h100.json" in out.stdout
     assert "unreadable" in out.stdout                  # the {} and empty files are notes, not an exit 2
-    case_changes = golden("report", "--changes", "gpt/resume@HEAD^..HEAD", "--store", str(tree))
+    case_changes = invoke("report", "--changes", "gpt/resume@HEAD^..HEAD", "--store", str(tree))
     assert case_changes.exit_code == 0 and "golden\\_values\\_dev\\_dgx\\_h100.json" in case_changes.stdout
     assert store.backend_name == "git"
 
@@ -175,20 +163,20 @@ def test_the_change_report_reads_git_and_skips_an_unreadable_file(tmp_path):
 def test_two_branches_approving_different_goldens_merge_cleanly(store, repo, tmp_path, second_target):
     git(repo, "checkout", "-q", "-b", "branch-a")
     run_a = write_run(tmp_path / "runs", "tiny", "ra", {"lm loss": shifted(LOSS, 1.1)})
-    assert golden("approve", str(run_a), "--store", str(store.root), "--reason", "a", "--approver", "ada").exit_code == 0
+    assert invoke("approve", str(run_a), "--store", str(store.root), "--reason", "a", "--approver", "ada").exit_code == 0
     commit_all(repo, "approve tiny dev/cpu")
     git(repo, "checkout", "-q", "master")
     git(repo, "checkout", "-q", "-b", "branch-b")
     case, env, platform = second_target
     run_b = write_run(tmp_path / "runs", case, "rb", {"lm loss": shifted(LOSS, 0.9)}, env=env, platform=platform)
-    assert golden("approve", str(run_b), "--store", str(store.root), "--reason", "b", "--approver", "bob").exit_code == 0
+    assert invoke("approve", str(run_b), "--store", str(store.root), "--reason", "b", "--approver", "bob").exit_code == 0
     commit_all(repo, f"approve {case} {env}/{platform}")
     git(repo, "checkout", "-q", "branch-a")
     merged = subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "merge",
                              "--no-edit", "branch-b"], capture_output=True, text=True)
     assert merged.returncode == 0, merged.stdout + merged.stderr          # no conflict
     fresh = GoldenStore(store.root)
-    assert fresh.fsck(repair=False) == [] and golden("fsck", "--store", str(store.root)).exit_code == 0
+    assert fresh.fsck(repair=False) == [] and invoke("fsck", "--store", str(store.root)).exit_code == 0
     assert fresh.writer_of(KEY).source_run_id == "ra"
     assert fresh.writer_of(GoldenKey(case, env, platform)).source_run_id == "rb"
     runs = {v.source_run_id for v in fresh.history(case)}
@@ -210,7 +198,7 @@ def test_ci_never_writes_and_links_are_never_followed(store, tmp_path, monkeypat
     os.symlink(elsewhere, store.root / "tiny" / KEY.filename())
     run = write_run(tmp_path / "runs", "tiny", "r1", {"lm loss": shifted(LOSS, 1.1)})
     before = elsewhere.read_bytes()
-    out = golden("approve", str(run), "--store", str(store.root), "--reason", "r", "--approver", "ada")
+    out = invoke("approve", str(run), "--store", str(store.root), "--reason", "r", "--approver", "ada")
     assert out.exit_code == 2 and "symlink" in out.stderr
     assert elsewhere.read_bytes() == before
 
@@ -236,14 +224,14 @@ def test_adopt_writes_records_only_and_all_at_once(tmp_path):
     tree = odd_tree(repo / "test_cases")
     commit_all(repo, "tree")
     before = {p: p.read_bytes() for p in tree.rglob("golden_values*")}
-    out = golden("adopt", "--all", "--store", str(tree), "--reason", "pipeline 123", "--approver", "ada")
+    out = invoke("adopt", "--all", "--store", str(tree), "--reason", "pipeline 123", "--approver", "ada")
     assert out.exit_code == 0, out.output
     assert "bert/nogoldens: skipped" in out.stdout
     assert {p: p.read_bytes() for p in tree.rglob("golden_values*")} == before
     added = status(repo)
     assert added and all("/.approvals/" in path for path in added)
     assert GoldenStore(tree).writer_of(GoldenKey("moe/dup", "dev", "dgx_h100")).action == "imported"
-    again = golden("adopt", "gpt/resume", "--store", str(tree))
+    again = invoke("adopt", "gpt/resume", "--store", str(tree))
     assert again.exit_code == 2 and "nothing to adopt" in again.stderr
 
 
@@ -260,7 +248,7 @@ def test_migrate_moves_the_ledger_into_records_and_keeps_its_provenance(tmp_path
     commit_all(repo, "second approval")
     auto = GoldenStore(ledger_store.root)
     assert auto.backend_name == "ledger" and "golden migrate" in auto.describe()["backend_why"]
-    out = golden("migrate", "--store", str(ledger_store.root))
+    out = invoke("migrate", "--store", str(ledger_store.root))
     assert out.exit_code == 0, out.output
     assert "golden_values_dev_cpu.json (from ledger v2)" in out.stdout
     assert not (ledger_store.root / "tiny" / ".golden").exists()
@@ -300,7 +288,7 @@ def test_the_store_s_own_files_weigh_at_most_2_percent_of_the_goldens(megatron_f
         doc = json.loads(golden_file.read_text())
         steps = [int(s) for s in doc["lm loss"]["values"]]
         run = megatron_artifact(tmp_path / "runs", case, case.replace("/", "-"), steps=steps, platform=platform)
-        out = golden("approve", str(run), "--store", str(tree), "--reason", "refresh", "--approver", "ada")
+        out = invoke("approve", str(run), "--store", str(tree), "--reason", "refresh", "--approver", "ada")
         assert out.exit_code == 0, out.output
     commit_all(repo, "three approvals")
     own = [p for p in tree.rglob("*") if p.is_file() and (".approvals" in p.parts or ".golden-store" in p.parts)]

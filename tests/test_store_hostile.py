@@ -33,12 +33,6 @@ KEY = GoldenKey(CASE, "dev", "cpu", 1)
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def not_in_ci(monkeypatch):
-    monkeypatch.delenv("CI", raising=False)
-    monkeypatch.delenv("GOLDEN_STORE", raising=False)
-
-
 @dataclass
 class World:
     store: GoldenStore

@@ -18,12 +18,6 @@ from tests.builders import (LOSS, ZEROS, commit_all, fsck_problems, git_repo, in
 KEY = GoldenKey("tiny", "dev", "cpu", 1)
 
 
-@pytest.fixture(autouse=True)
-def not_in_ci(monkeypatch):
-    monkeypatch.delenv("CI", raising=False)
-    monkeypatch.delenv("GOLDEN_BACKEND", raising=False)
-
-
 class Sandbox:
     """A git work tree holding the store (``repo/cases``), and a sentinel tree beside it."""
 

@@ -8,24 +8,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from goldens import approve
-from goldens.cli import app
 from goldens.model import GoldenKey
 from goldens.store import GoldenStore
-from tests.builders import (commit_all, git_repo, megatron_artifact, megatron_doc, odd_tree, tree_bytes,
+from tests.builders import (commit_all, git_repo, invoke, megatron_artifact, megatron_doc, odd_tree, tree_bytes,
                             write_run)
-
-
-@pytest.fixture(autouse=True)
-def not_in_ci(monkeypatch):
-    monkeypatch.delenv("CI", raising=False)
-    monkeypatch.delenv("GOLDEN_BACKEND", raising=False)
-
-
-def golden(*args: str):
-    return CliRunner().invoke(app, list(args), env={"CI": ""})
 
 
 @pytest.fixture(params=["ledger", "git"])
@@ -53,15 +41,15 @@ def test_cases_are_paths_and_a_bare_name_works_where_it_is_unique(tree):
     assert store.resolve("resume") == "gpt/resume" and store.keys("resume")[0].case == "gpt/resume"
     for args in (["show", "dup"], ["history", "dup"], ["rollback", "dup", "--to", "v1", "--reason", "r"],
                  ["diff", "--case", "dup", str(tree / "moe" / "dup" / "golden_values_dev_dgx_h100.json")]):
-        out = golden(*args, "--store", str(tree))
+        out = invoke(*args, "--store", str(tree))
         assert out.exit_code == 2, (args, out.output)
         assert "'dup' is ambiguous" in out.stderr and "gpt/dup, moe/dup" in out.stderr
         assert out.stderr.count("\n") == 1
-    assert golden("show", "moe/dup", "--store", str(tree)).exit_code == 0
+    assert invoke("show", "moe/dup", "--store", str(tree)).exit_code == 0
 
 
 def test_findings_are_reported_per_file_and_only_errors_fail(tree):
-    out = golden("validate", "--store", str(tree), "--json")
+    out = invoke("validate", "--store", str(tree), "--json")
     assert out.exit_code == 1   # {} and empty goldens: Megatron's CI fails on them too
     files = json.loads(out.stdout)["files"]
     by_status = {f["status"] for f in files}
@@ -75,13 +63,13 @@ def test_findings_are_reported_per_file_and_only_errors_fail(tree):
         assert finding in messages
     for broken in errors:
         (tree / broken).write_text(json.dumps(megatron_doc(range(1, 3), 1.0), indent=4))
-    assert golden("validate", "--store", str(tree)).exit_code == 0     # warnings only
-    checked = golden("prune", "--check", "--store", str(tree))
+    assert invoke("validate", "--store", str(tree)).exit_code == 0     # warnings only
+    checked = invoke("prune", "--check", "--store", str(tree))
     assert checked.exit_code == 1 and "duplicate-name" in checked.stdout and "legacy-name" in checked.stdout
 
 
 def test_prune_check_lists_the_tree_s_findings(tree):
-    out = golden("prune", "--check", "--store", str(tree))
+    out = invoke("prune", "--check", "--store", str(tree))
     assert out.exit_code == 1, out.output
     lines = out.stdout.splitlines()
     assert any(line.startswith("orphan golden") and "gpt/dup" in line for line in lines)
@@ -94,20 +82,20 @@ def test_prune_check_lists_the_tree_s_findings(tree):
 def test_every_command_works_on_the_odd_tree(tree, tmp_path):
     s = str(tree)
     git = (tree.parent / ".git").exists()
-    assert golden("fsck", "--store", s).exit_code == 0
-    assert golden("history", "gpt/resume", "--store", s).exit_code == 0
-    shown = golden("show", "gpt/resume", "--store", s, "--phase", "1")
+    assert invoke("fsck", "--store", s).exit_code == 0
+    assert invoke("history", "gpt/resume", "--store", s).exit_code == 0
+    shown = invoke("show", "gpt/resume", "--store", s, "--phase", "1")
     assert shown.exit_code == 0 and "golden_values_lts_dgx_a100.json: unreadable" in shown.stdout
     assert "golden_values_dev_dgx_h100.json  (env dev" in shown.stdout
 
     # a run of gpt/resume dev/dgx_h100: its lts/dgx_a100 neighbour is "{}", a legacy file lies beside it
     same = megatron_artifact(tmp_path / "runs", "gpt/resume", "same", resumed_from=10)
-    assert golden("diff", str(same), "--store", s).exit_code == 0
+    assert invoke("diff", str(same), "--store", s).exit_code == 0
     before = untouched(tree, "gpt/resume/golden_values_dev_dgx_h100.json",
                        "gpt/resume/golden_values_dev_dgx_h100_2nd.json")
     moved = megatron_artifact(tmp_path / "runs", "gpt/resume", "moved", factor=1.2, resumed_from=10)
-    assert golden("diff", str(moved), "--store", s).exit_code == 1       # staged
-    approved = golden("approve", "--pending", "--store", s, "--reason", "new kernel", "--approver", "ada")
+    assert invoke("diff", str(moved), "--store", s).exit_code == 1       # staged
+    approved = invoke("approve", "--pending", "--store", s, "--reason", "new kernel", "--approver", "ada")
     assert approved.exit_code == 0, approved.output
     assert untouched(tree, "gpt/resume/golden_values_dev_dgx_h100.json",
                      "gpt/resume/golden_values_dev_dgx_h100_2nd.json") == before
@@ -118,15 +106,15 @@ def test_every_command_works_on_the_odd_tree(tree, tmp_path):
     download = tmp_path / "download" / "moe" / "dup" / "golden_values_dev_dgx_h100.json"
     download.parent.mkdir(parents=True)
     download.write_text(json.dumps(megatron_doc(range(1, 21), 9.5), indent=4))
-    assert golden("diff", str(download), "--store", s).exit_code == 1     # found as moe/dup, not ambiguous
+    assert invoke("diff", str(download), "--store", s).exit_code == 1     # found as moe/dup, not ambiguous
     assert [c.case for c in approve.list_pending(GoldenStore(tree))] == ["moe/dup"]
-    assert golden("pending", "--store", s, "--case", "moe/*").exit_code == 0
-    assert golden("approve", "--pending", "--case", "moe/*", "--store", s, "--reason", "refresh",
+    assert invoke("pending", "--store", s, "--case", "moe/*").exit_code == 0
+    assert invoke("approve", "--pending", "--case", "moe/*", "--store", s, "--reason", "refresh",
                   "--approver", "ada").exit_code == 0
     assert json.loads((tree / "moe" / "dup" / "golden_values_dev_dgx_h100.json").read_text()) == \
         json.loads(download.read_text())
 
-    adopted = golden("adopt", "--all", "--store", s, "--approver", "ada")
+    adopted = invoke("adopt", "--all", "--store", s, "--approver", "ada")
     assert adopted.exit_code == 0, adopted.output
     assert "bert/nogoldens: skipped" in adopted.stdout
     if git:
@@ -134,15 +122,15 @@ def test_every_command_works_on_the_odd_tree(tree, tmp_path):
     first = GoldenStore(tree).history("gpt/resume")[0].ref
     before = untouched(tree, "gpt/resume/golden_values_dev_dgx_h100.json",
                        "gpt/resume/golden_values_dev_dgx_h100_2nd.json")
-    rolled = golden("rollback", "gpt/resume", "--to", first, "--store", s, "--reason", "back", "--approver", "ada")
+    rolled = invoke("rollback", "gpt/resume", "--to", first, "--store", s, "--reason", "back", "--approver", "ada")
     assert rolled.exit_code == 0, rolled.output
     assert untouched(tree, "gpt/resume/golden_values_dev_dgx_h100.json",
                      "gpt/resume/golden_values_dev_dgx_h100_2nd.json") == before
     assert json.loads((tree / "gpt/resume/golden_values_dev_dgx_h100.json").read_text()) == \
         megatron_doc(range(1, 21), 10.0)
-    assert golden("fsck", "--store", s).exit_code == 0
-    assert golden("prune", "--store", s).exit_code == 0
-    assert golden("validate", "--store", s).exit_code == 1               # the {} and empty files remain
+    assert invoke("fsck", "--store", s).exit_code == 0
+    assert invoke("prune", "--store", s).exit_code == 0
+    assert invoke("validate", "--store", s).exit_code == 1               # the {} and empty files remain
 
 
 def test_a_broken_golden_of_one_env_never_blocks_another_env(tree, tmp_path):
@@ -150,14 +138,14 @@ def test_a_broken_golden_of_one_env_never_blocks_another_env(tree, tmp_path):
     and shown as if it were not there, in both backends (the ledger records the {} file first)."""
     store = GoldenStore(tree)
     run = megatron_artifact(tmp_path / "runs", "resume", "r1", factor=1.3)
-    out = golden("diff", str(run), "--store", str(tree))
+    out = invoke("diff", str(run), "--store", str(tree))
     assert out.exit_code == 1 and "staged gpt/resume dev/dgx_h100" in out.stderr
     [candidate] = approve.list_pending(store)
     [outcome] = approve.apply(approve.Operation.ACCEPT, store, [candidate], reason="r", approver="ada", ci=False)
     assert outcome.entry is not None
     assert store.writer_of(GoldenKey("gpt/resume", "dev", "dgx_h100")).source_run_id == "r1"
     second = megatron_artifact(tmp_path / "runs", "resume", "r2", factor=1.31)
-    assert golden("approve", str(second), "--store", str(tree), "--reason", "again", "--approver", "ada").exit_code == 0
+    assert invoke("approve", str(second), "--store", str(tree), "--reason", "again", "--approver", "ada").exit_code == 0
     assert (tree / "gpt" / "resume" / "golden_values_lts_dgx_a100.json").read_text() == "{}"
 
 
@@ -169,12 +157,12 @@ def test_adopt_all_writes_nothing_when_one_case_fails(tmp_path):
     ledger.parent.mkdir()
     ledger.write_text("not json\n")
     before = tree_bytes(tree, folders=True)
-    out = golden("adopt", "--all", "--store", str(tree))
+    out = invoke("adopt", "--all", "--store", str(tree))
     assert out.exit_code == 2 and "ledger line 1 is unreadable" in out.stderr
     assert tree_bytes(tree, folders=True) == before
     ledger.parent.joinpath("ledger.jsonl").unlink()
     ledger.parent.rmdir()
-    listed = golden("adopt", "moe/dup", "bert/nogoldens", "--store", str(tree))
+    listed = invoke("adopt", "moe/dup", "bert/nogoldens", "--store", str(tree))
     assert listed.exit_code == 2 and "bert/nogoldens: no golden_values" in listed.stderr
     assert not (tree / "moe" / "dup" / ".golden").exists()
 
@@ -190,19 +178,19 @@ def test_approve_many_pending_with_one_reason_filtered_by_case_env_platform_and_
                           extra={"mem-allocated-bytes": 2.0e9}),
     ]
     for run in staged:
-        assert golden("diff", str(run), "--store", str(tree)).exit_code == 1
+        assert invoke("diff", str(run), "--store", str(tree)).exit_code == 1
     assert len(approve.list_pending(store)) == 4
-    out = golden("approve", "--pending", "--case", "bert/*", "--metric", "mem-allocated-bytes", "--store", str(tree),
+    out = invoke("approve", "--pending", "--case", "bert/*", "--metric", "mem-allocated-bytes", "--store", str(tree),
                  "--reason", "memory after the allocator change", "--approver", "ada")
     assert out.exit_code == 0, out.output
     assert out.stdout.splitlines() == ["approved bert/oneline dev/dgx_h100 "
                                        + ("in the work tree (commit it with its record)"
                                           if store.backend_name == "git" else "as v2")
                                        + " from run b2 (took mem-allocated-bytes; kept lm loss, num-zeros)"]
-    out = golden("approve", "--pending", "--case", "bert/*", "--platform", "dgx_a100", "--store", str(tree),
+    out = invoke("approve", "--pending", "--case", "bert/*", "--platform", "dgx_a100", "--store", str(tree),
                  "--reason", "one reason for all", "--approver", "ada")
     assert out.exit_code == 0 and len(out.stdout.splitlines()) == 1
-    out = golden("approve", "--pending", "--case", "*", "--env", "dev", "--store", str(tree),
+    out = invoke("approve", "--pending", "--case", "*", "--env", "dev", "--store", str(tree),
                  "--reason", "one reason for all", "--approver", "bob")
     assert out.exit_code == 0 and len(out.stdout.splitlines()) == 2, out.output
     assert approve.list_pending(store) == []
@@ -240,13 +228,13 @@ def test_every_command_on_the_real_sample_tree(megatron_fixtures, tmp_path):
     s = str(tree)
     store = GoldenStore(tree)
     assert store.backend_name == "git" and store.dialect == "megatron"
-    assert golden("fsck", "--store", s).exit_code == 0
-    assert golden("validate", "--store", s).exit_code == 1           # real errors: {}, empty, NaN inside series
-    assert golden("prune", "--check", "--store", s).exit_code == 1
+    assert invoke("fsck", "--store", s).exit_code == 0
+    assert invoke("validate", "--store", s).exit_code == 1           # real errors: {}, empty, NaN inside series
+    assert invoke("prune", "--check", "--store", s).exit_code == 1
     for case in store.cases():
-        assert golden("show", case, "--store", s).exit_code == 0, case
-        assert golden("history", case, "--store", s).exit_code == 0, case
-    ambiguous = golden("show", "gpt3_mcore_te_tp2_pp2_ep4_etp1_memory_speed", "--store", s)
+        assert invoke("show", case, "--store", s).exit_code == 0, case
+        assert invoke("history", case, "--store", s).exit_code == 0, case
+    ambiguous = invoke("show", "gpt3_mcore_te_tp2_pp2_ep4_etp1_memory_speed", "--store", s)
     assert ambiguous.exit_code == 2 and "gpt/gpt3_mcore_te_tp2_pp2_ep4_etp1_memory_speed, moe/" in ambiguous.stderr
     case = "gpt/gpt3_7b_tp1_pp4_memory_speed"
     path = tree / case / "golden_values_dev_dgx_h100.json"
@@ -255,14 +243,14 @@ def test_every_command_on_the_real_sample_tree(megatron_fixtures, tmp_path):
                for name, metric in doc.items()}
     run = write_run(tmp_path / "runs", case, "r1", metrics, platform="dgx_h100")
     before = {p: p.read_bytes() for p in tree.rglob("golden_values*.json") if p != path}
-    out = golden("approve", str(run), "--store", s, "--reason", "refresh", "--approver", "ada")
+    out = invoke("approve", str(run), "--store", s, "--reason", "refresh", "--approver", "ada")
     assert out.exit_code == 0, out.output
     assert {p: p.read_bytes() for p in tree.rglob("golden_values*.json") if p != path} == before
-    checked = golden("validate", "--strict", str(path))
+    checked = invoke("validate", "--strict", str(path))
     assert checked.exit_code == 0 and "1 files: 1 ok, 0 warning, 0 error" in checked.stdout, checked.stdout
-    adopted = golden("adopt", "--all", "--store", s, "--approver", "ada")
+    adopted = invoke("adopt", "--all", "--store", s, "--approver", "ada")
     assert adopted.exit_code == 0, adopted.output
     commit_all(repo, "approve and adopt")
-    changes = golden("report", "--changes", "HEAD^..HEAD", "--store", s)
+    changes = invoke("report", "--changes", "HEAD^..HEAD", "--store", s)
     assert changes.exit_code == 0 and "1 changed" in changes.stdout, changes.output
-    assert golden("fsck", "--store", s).exit_code == 0
+    assert invoke("fsck", "--store", s).exit_code == 0
