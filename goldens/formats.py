@@ -155,15 +155,7 @@ def decode_text(data: bytes, path: object = None) -> str:
 
 def read_text(path: str | Path) -> str:
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise FormatError("no such file", path=p) from None
-    except IsADirectoryError:
-        raise FormatError("is a directory, expected a JSON file", path=p) from None
-    except OSError as exc:
-        raise FormatError(f"cannot read: {exc.strerror}", path=p) from None
-    return decode_text(data, p)
+    return decode_text(_file_bytes(p), p)
 
 
 def read_json(path: str | Path, *, golden: bool = False) -> Any:
@@ -623,6 +615,7 @@ def megatron_run(path: str | Path, *, case: str | None = None, env: str | None =
 
 
 def _file_bytes(path: Path) -> bytes:
+    """A file's bytes, or a FormatError saying in one line why they cannot be read."""
     try:
         return path.read_bytes()
     except FileNotFoundError:
