@@ -135,11 +135,9 @@ SCENARIOS = [
 ]
 
 
-@pytest.mark.parametrize("nondeterministic", [True, False], ids=["approx", "deterministic"])
-@pytest.mark.parametrize("case_id, metric, steps, bad, factor", SCENARIOS, ids=[s[0] for s in SCENARIOS])
-def test_megatron_preset_verdict_equals_megatron(case_id, metric, steps, bad, factor, nondeterministic):
-    golden = golden_doc(base_values(metric, steps))
-    actual = golden_doc(perturb(golden["values"], bad, factor))
+def assert_preset_agrees(metric: str, golden: dict, actual: dict, nondeterministic: bool) -> None:
+    """Our megatron preset's verdict on one metric equals ``megatron_oracle``'s, this file's transcription
+    of Megatron's rules (tests/test_megatron_oracle.py runs Megatron's own functions where ../shared is)."""
     expected = megatron_oracle(metric, golden, actual, allow_nondeterministic=nondeterministic)
     # Judge the metrics Megatron judges only when listed in METRICS, as listing them would.
     policies = build_policies(preset_name="megatron", case_metrics={metric: {"report_only": False}})
@@ -147,6 +145,14 @@ def test_megatron_preset_verdict_equals_megatron(case_id, metric, steps, bad, fa
     v = compare_metric(metric, to_series(metric, golden), to_series(metric, actual),
                        policies.resolve(metric).policy, ctx)
     assert v.verdict == (Verdict.PASS if expected else Verdict.FAIL), v.explanation
+
+
+@pytest.mark.parametrize("nondeterministic", [True, False], ids=["approx", "deterministic"])
+@pytest.mark.parametrize("case_id, metric, steps, bad, factor", SCENARIOS, ids=[s[0] for s in SCENARIOS])
+def test_megatron_preset_verdict_equals_megatron(case_id, metric, steps, bad, factor, nondeterministic):
+    golden = golden_doc(base_values(metric, steps))
+    actual = golden_doc(perturb(golden["values"], bad, factor))
+    assert_preset_agrees(metric, golden, actual, nondeterministic)
 
 
 def test_megatron_second_phase_file_with_nan_prefix():
@@ -206,12 +212,7 @@ def test_megatron_preset_verdict_equals_megatron_on_edits(case_id, metric, steps
     golden = golden_doc(golden_values) if golden_values else {"start_step": 1, "end_step": 1, "step_interval": 1,
                                                                 "values": {}}
     actual = golden_doc(run_edit(values)) if values else golden
-    expected = megatron_oracle(metric, golden, actual, allow_nondeterministic=nondeterministic)
-    policies = build_policies(preset_name="megatron", case_metrics={metric: {"report_only": False}})
-    ctx = Context(phase=1, exact=not nondeterministic, same_platform=True, exact_reason="deterministic")
-    v = compare_metric(metric, to_series(metric, golden), to_series(metric, actual),
-                       policies.resolve(metric).policy, ctx)
-    assert v.verdict == (Verdict.PASS if expected else Verdict.FAIL), v.explanation
+    assert_preset_agrees(metric, golden, actual, nondeterministic)
 
 
 def test_megatron_float_rounding_is_reproduced_and_the_honest_count_is_opt_in():
