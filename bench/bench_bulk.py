@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -124,17 +125,21 @@ def build_tree(root: Path, cases: int, seed: int = 0) -> tuple[Path, Path, int]:
     return store, candidates, files
 
 
-def megatron_loop(m, store: Path, candidates: Path) -> tuple[float, dict]:
-    """Megatron's test functions, one candidate after another, in this process."""
-    todo = []
+def candidate_pairs(store: Path, candidates: Path) -> Iterator[tuple[str, str, Path, Path, Path, Path | None]]:
+    """Each phase-1 candidate with what judging it needs: (case path, env_platform, its case's
+    model_config.yaml, the store's golden, the candidate, the candidate's ``_2nd`` file or None)."""
     for path in sorted(candidates.rglob("golden_values_*.json")):
         if path.name.endswith("_2nd.json"):
             continue
         relative = path.parent.relative_to(candidates)
-        config = store / relative / "model_config.yaml"
         second = path.with_name(path.stem + "_2nd.json")
-        todo.append((str(relative.name), path.stem.removeprefix("golden_values_"), config, store / relative / path.name,
-                     path, second if second.is_file() else None))
+        yield (relative.as_posix(), path.stem.removeprefix("golden_values_"), store / relative / "model_config.yaml",
+               store / relative / path.name, path, second if second.is_file() else None)
+
+
+def megatron_loop(m, store: Path, candidates: Path) -> tuple[float, dict]:
+    """Megatron's test functions, one candidate after another, in this process."""
+    todo = list(candidate_pairs(store, candidates))
     start = time.perf_counter()
     verdicts = {(case, target): megatron_verdict(m, config, golden, path, second)
                 for case, target, config, golden, path, second in todo}
@@ -148,16 +153,10 @@ def pipeline_loop(m, store: Path, candidates: Path) -> tuple[float, dict]:
     filters them, for an inference case its inference test (there is no pipeline for those)."""
     thresholds = m.regular.CHECK_THRESHOLDS
     todo = []
-    for path in sorted(candidates.rglob("golden_values_*.json")):
-        if path.name.endswith("_2nd.json"):
-            continue
-        relative = path.parent.relative_to(candidates)
-        config = store / relative / "model_config.yaml"
+    for name, target, config, golden, path, second in candidate_pairs(store, candidates):
         case = read_megatron_case(config)
         checks = {metric: thresholds[metric] for metric in case.metrics}
-        second = path.with_name(path.stem + "_2nd.json")
-        todo.append((str(relative.name), path.stem.removeprefix("golden_values_"), case, config, checks,
-                     store / relative / path.name, path, second if second.is_file() else None))
+        todo.append((name, target, case, config, checks, golden, path, second))
     read = m.common.read_golden_values_from_json
 
     def verdict(case, config, checks, golden, path, second) -> bool:
