@@ -36,9 +36,9 @@ from ..formats import parse_golden_filename
 from ..validate import ERROR, WARNING
 from .approvals import RECORDS_DIR, ApprovalRecord, golden_name, record_name
 from .gitrepo import GitRepo
-from .ledger import TEMP_NAME
 from .records import FileRecord, LedgerEntry, Problem, sha256_hex, summary_or_none
-from .safety import FILE, FOLDER, make_folder, path_problem, read_regular, require_safe, shared_lock
+from .safety import (FILE, FOLDER, make_folder, path_problem, read_regular, require_safe, shared_lock,
+                     temp_files_in)
 from .versions import UNATTRIBUTED, WORKTREE, Version, VersionConflict
 
 STORE_DIR = ".golden-store"
@@ -474,19 +474,12 @@ class GitHistory:
     @staticmethod
     def _our_temps(folder: Path) -> list[Path]:
         """Temp files our own atomic writes leave (exact names, regular files) in a real folder."""
-        if path_problem(folder, FOLDER) is not None or not folder.is_dir():
-            return []
-        def ours(name: str) -> bool:
-            match = TEMP_NAME.match(name)
-            if match is None:
-                return False
-            target = match["target"]
+        def ours(target: str) -> bool:
             if folder.name == STORE_DIR:
                 return target in (JOURNAL_FILE, ".gitignore")
             return (golden_name(target) if folder.name == RECORDS_DIR else parse_golden_filename(target)) is not None
 
-        with os.scandir(folder) as entries:
-            return sorted(Path(e.path) for e in entries if ours(e.name) and e.is_file(follow_symlinks=False))
+        return temp_files_in(folder, ours)
 
     def _temp_files(self, folder: Path, case: str, *, repair: bool) -> list[Problem]:
         problems = []

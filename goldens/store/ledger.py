@@ -35,7 +35,7 @@ from ..model import GoldenKey, GoldenSet
 from ..validate import ERROR, check_golden_set, declared_metrics
 from .records import (HASH, FileRecord, LedgerEntry, canonical_json, entry_hash_of, now_iso, sha256_hex,
                       summary_or_none)
-from .safety import FILE, FOLDER, path_problem, plain_name, read_regular, require_safe
+from .safety import FILE, FOLDER, path_problem, plain_name, read_regular, require_safe, temp_files_in, temp_target
 
 HISTORY_DIR = ".golden"
 OBJECTS_DIR = "objects"
@@ -48,7 +48,6 @@ IMPORTED = "imported"
 ACTION = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 BLOB_NAME = re.compile(r"^(?P<digest>[0-9a-f]{64})\.json$")
 # the temp file atomic_write_bytes / write_temp makes for a name: "." + name + "." + mkstemp's 8 + ".tmp"
-TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp$")
 LONE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
@@ -185,29 +184,25 @@ def require_safe_layout(case: str, case_dir: Path) -> None:
         raise StoreError(f"{case}: refusing to use {path}: it {why}; nothing written, run golden fsck")
 
 
+def _ours(target: str, folder: Path) -> bool:
+    """Whether a temp file for ``target`` in ``folder`` is one the ledger's writers make."""
+    if folder.name == OBJECTS_DIR:
+        return BLOB_NAME.match(target) is not None
+    if folder.name == HISTORY_DIR:
+        return target == INTENT_FILE
+    return parse_golden_filename(target) is not None and "/" not in target
+
+
 def our_temp(name: str, folder: Path) -> str | None:
     """The name a temp file of ours in ``folder`` was for, or None when ``name`` is not one."""
-    match = TEMP_NAME.match(name)
-    if match is None:
-        return None
-    target = match["target"]
-    if folder.name == OBJECTS_DIR:
-        return target if BLOB_NAME.match(target) else None
-    if folder.name == HISTORY_DIR:
-        return target if target == INTENT_FILE else None
-    return target if parse_golden_filename(target) and "/" not in target else None
+    target = temp_target(name)
+    return target if target is not None and _ours(target, folder) else None
 
 
 def temp_files(case_dir: Path) -> list[Path]:
     """Temp files our own writers left (exact names, regular files) in the case folder, .golden, objects."""
-    found = []
-    for folder in (case_dir, case_dir / HISTORY_DIR, objects_dir(case_dir)):
-        if path_problem(folder, FOLDER) is not None or not folder.is_dir():
-            continue
-        with os.scandir(folder) as it:
-            found += [Path(e.path) for e in it if our_temp(e.name, folder) is not None
-                      and e.is_file(follow_symlinks=False)]
-    return sorted(found)
+    return sorted(path for folder in (case_dir, case_dir / HISTORY_DIR, objects_dir(case_dir))
+                  for path in temp_files_in(folder, lambda target, folder=folder: _ours(target, folder)))
 
 
 # ---------------------------------------------------------------- what a write stores, checked first

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from ..errors import StoreError
 
@@ -135,6 +136,25 @@ def read_regular(path: Path) -> bytes | None:
         raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
+
+
+TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp$")  # atomic_write_bytes's temp files (mkstemp)
+
+
+def temp_target(name: str) -> str | None:
+    """The file a temp file named ``name`` was made for by ``atomic_write_bytes``; None when it is no such name."""
+    match = TEMP_NAME.match(name)
+    return None if match is None else match["target"]
+
+
+def temp_files_in(folder: Path, ours: Callable[[str], bool]) -> list[Path]:
+    """The temp files in a real ``folder`` that our writers left for a target ``ours`` accepts: exact
+    names, regular files, never through a symlink — all a cleanup may delete."""
+    if path_problem(folder, FOLDER) is not None or not folder.is_dir():
+        return []
+    with os.scandir(folder) as entries:
+        return sorted(Path(e.path) for e in entries
+                      if (target := temp_target(e.name)) is not None and ours(target) and e.is_file(follow_symlinks=False))
 
 
 def make_folder(path: Path) -> None:
