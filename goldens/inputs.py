@@ -327,11 +327,14 @@ def case_metrics(store: Any, case: str | None) -> tuple[Any, str | None]:
     return load_case(case_dir).get("metrics"), str(case_dir / CASE_FILE)
 
 
-def load_policies(policy: str | None, *, case_policy: Any = None, case_source: str | None = None,
+def load_policies(policy: str | PolicySet | None, *, case_policy: Any = None, case_source: str | None = None,
                   megatron_case: MegatronCase | None = None) -> PolicySet:
     """``--policy`` is a preset name or a YAML/JSON policy file; a Megatron case's model_config.yaml
     decides for a preset that follows it (megatron), case.yaml's ``metrics`` overlays that and the
-    file overlays all."""
+    file overlays all. A ``PolicySet`` built in Python (the library API) takes a preset's place."""
+    if isinstance(policy, PolicySet):
+        return build_policies(base=policy, case_metrics=case_policy, case_source=case_source or "case.yaml",
+                              megatron_case=megatron_case)
     document = None
     preset_name = None
     source = "policy file"
