@@ -21,7 +21,7 @@ from . import workflow
 from .atomic import atomic_write_text
 from .errors import FormatError, GoldenError, StoreError
 from .formats import MEGATRON_RUN_SOURCE, load_json_text, parse_golden, read_any_golden
-from .inputs import Loaded, load_artifact_side, load_operand
+from .inputs import Loaded, PolicyChoice, load_artifact_side, load_operand
 from .inputs import load_run as load_run_operand
 from .model import Artifact, GoldenKey, GoldenSet, InferenceGolden, MetricSeries, Phase, valued_span
 from .policy import PolicySet, preset
@@ -142,21 +142,23 @@ def run_of(candidate: Any, *, case: str | None = None, env: str | None = None, p
     raise FormatError(f"a candidate is a path, a run, an artifact or a metrics dict, not a {type(candidate).__name__}")
 
 
-def policy_argument(policy: str | Path | PolicySet | None) -> str | PolicySet | None:
-    """A preset name, a policy file (str or Path) or a ``PolicySet``, as the workflow takes it."""
+def policy_argument(policy: str | Path | PolicySet | Mapping[str, Any] | None) -> PolicyChoice:
+    """A preset name, a policy file (str or Path), a ``PolicySet`` or a policy document (a dict), as
+    the workflow takes it."""
     return str(policy) if isinstance(policy, Path) else policy
 
 
 def judge(candidate: Any, *, store: GoldenStore | str | Path | None = None, reference: str | Path | None = None,
           case: str | None = None, env: str | None = None, platform: str | None = None,
-          policy: str | Path | PolicySet | None = "default", force: str | None = None,
+          policy: str | Path | PolicySet | Mapping[str, Any] | None = "default", force: str | None = None,
           stage: bool = False) -> ComparisonResult:
     """Judge ``candidate`` (see ``run_of``) and return the result; ``result.passed`` is the verdict.
 
     Against the store's current golden of (case, env, platform) — each defaulting to what the run
     declares — or, with ``reference`` (a golden file, an artifact, a run folder or ``CASE@REF``),
-    against that. ``policy``: ``"default"``, ``"megatron"``, a policy file, or a ``PolicySet`` (it
-    takes the preset's place: a Megatron case's model_config.yaml and case.yaml still overlay it).
+    against that. ``policy``: ``"default"``, ``"megatron"``, a policy file or its content as a dict
+    (either overlays everything, as ``--policy`` does), or a ``PolicySet`` (it takes the preset's
+    place: a Megatron case's model_config.yaml and case.yaml still overlay it).
     ``force``: ``"exact"`` or ``"approx"`` instead of the regime the fingerprints decide.
 
     Nothing is written unless ``stage=True``: then a run that failed is staged for ``golden review``

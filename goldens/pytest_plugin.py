@@ -18,6 +18,7 @@ pytest run nothing until a test asks for the fixture.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,7 +80,7 @@ class GoldenValues:
         self.runs = runs
 
     def check(self, metrics: Any, *, case: str | None = None, env: str | None = None, platform: str | None = None,
-              policy: "str | Path | PolicySet | None" = None, force: str | None = None,
+              policy: "str | Path | PolicySet | Mapping[str, Any] | None" = None, force: str | None = None,
               second: Any = None) -> "ComparisonResult":
         """Judge ``metrics`` — a Megatron-style dict (``second``: its resumed phase, the ``_2nd``
         file's dict), a run or a path — against the store's golden of (case, env, platform), each
@@ -97,9 +98,8 @@ class GoldenValues:
         pytest.fail(self._why(judgement), pytrace=False)
 
     def _judge(self, metrics: Any, case: str | None, env: str | None, platform: str | None,
-               policy: "str | Path | PolicySet | None", force: str | None, second: Any) -> "Judgement":
-        from collections.abc import Mapping
-
+               policy: "str | Path | PolicySet | Mapping[str, Any] | None", force: str | None,
+               second: Any) -> "Judgement":
         from . import api, workflow
         from .errors import FormatError
 
