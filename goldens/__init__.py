@@ -11,12 +11,24 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from .api import (ComparisonResult, GoldenError, GoldenStore, PolicySet, Run, judge, load_golden, load_run,
-                      open_store, preset, run_from_metrics, save_metrics)
+    from .api import (
+        ComparisonResult,
+        GoldenError,
+        GoldenStore,
+        PolicySet,
+        Run,
+        judge,
+        load_golden,
+        load_run,
+        open_store,
+        preset,
+        run_from_metrics,
+        save_metrics,
+    )
 
-API = ("ComparisonResult", "GoldenError", "GoldenStore", "PolicySet", "Run", "judge", "load_golden", "load_run",
-       "open_store", "preset", "run_from_metrics", "save_metrics")
-__all__ = ["__version__", *API]
+__all__ = ["ComparisonResult", "GoldenError", "GoldenStore", "PolicySet", "Run", "__version__", "judge", "load_golden",
+           "load_run", "open_store", "preset", "run_from_metrics", "save_metrics"]
+API = frozenset(__all__) - {"__version__"}
 
 
 def __getattr__(name: str) -> Any:

@@ -80,8 +80,8 @@ class GoldenValues:
         self.runs = runs
 
     def check(self, metrics: Any, *, case: str | None = None, env: str | None = None, platform: str | None = None,
-              policy: "str | Path | PolicySet | Mapping[str, Any] | None" = None, force: str | None = None,
-              second: Any = None) -> "ComparisonResult":
+              policy: str | Path | PolicySet | Mapping[str, Any] | None = None, force: str | None = None,
+              second: Any = None) -> ComparisonResult:
         """Judge ``metrics`` — a Megatron-style dict (``second``: its resumed phase, the ``_2nd``
         file's dict), a run or a path — against the store's golden of (case, env, platform), each
         defaulting to what the run declares. Fails the test with the why lines unless it passes;
@@ -98,8 +98,8 @@ class GoldenValues:
         pytest.fail(self._why(judgement), pytrace=False)
 
     def _judge(self, metrics: Any, case: str | None, env: str | None, platform: str | None,
-               policy: "str | Path | PolicySet | Mapping[str, Any] | None", force: str | None,
-               second: Any) -> "Judgement":
+               policy: str | Path | PolicySet | Mapping[str, Any] | None, force: str | None,
+               second: Any) -> Judgement:
         from . import api, workflow
         from .errors import FormatError
 
@@ -124,7 +124,7 @@ class GoldenValues:
         return workflow.judge_run(store, run, case=judgement.case, env=judgement.env or env,
                                   platform=judgement.platform or platform, policy=the_policy, force=force, stage=True)
 
-    def _why(self, judgement: "Judgement") -> str:
+    def _why(self, judgement: Judgement) -> str:
         """The failure message: what ``golden diff`` prints (its table, then the why lines), as plain
         text, then what was (or was not) staged. A metrics dict kept in memory has no file to approve
         from: its approve command is left out (``--golden-regen`` keeps one)."""

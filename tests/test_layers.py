@@ -121,7 +121,8 @@ def test_the_check_sees_relative_type_only_and_sideways_imports(tmp_path):
 def test_the_check_keeps_the_api_and_the_plugin_out_of_the_core(tmp_path):
     for package in PACKAGES:
         shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
-    (tmp_path / "goldens" / "sneaky.py").write_text("def f():\n    from .api import judge\n    from . import pytest_plugin\n")
+    (tmp_path / "goldens" / "sneaky.py").write_text(
+        "def f():\n    from .api import judge\n    from . import pytest_plugin\n")
     assert sorted(violations(tmp_path)) == [
         "goldens/sneaky.py:2: goldens.sneaky (core) imports goldens.api.judge (workflow)",
         "goldens/sneaky.py:3: goldens.sneaky (core) imports goldens.pytest_plugin (workflow)",

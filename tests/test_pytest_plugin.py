@@ -70,8 +70,9 @@ def test_a_project_passes_and_fails_with_the_why_lines_writing_nothing(pytester,
     result = run(pytester)
     result.assert_outcomes(passed=1, failed=1)
     text = result.stdout.str()
-    result.stdout.fnmatch_lines(["*golden_values: tiny dev/cpu*", "why:", "*1 lm loss: 10 of 10 steps out of tolerance*",
-                                 "*rule: approx*", "*1 num-zeros:*", "*(pytest --golden-regen stages this run*"])
+    result.stdout.fnmatch_lines(["*golden_values: tiny dev/cpu*", "why:",
+                                 "*1 lm loss: 10 of 10 steps out of tolerance*", "*rule: approx*", "*1 num-zeros:*",
+                                 "*(pytest --golden-regen stages this run*"])
     assert "FAILED test_model.py::test_a_regression" in text and "Traceback" not in text
     assert "golden approve" not in text  # a dict kept in memory has no file to approve from
     after = tree_bytes(project, folders=True)
