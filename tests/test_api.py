@@ -51,8 +51,8 @@ def test_the_notebook_session_in_docs_runs_and_leaves_the_store_byte_identical(t
     assert (tmp_path / "comparison.csv").is_file()  # the session's own file, outside the store
 
 
-def test_importing_goldens_imports_no_heavy_library_until_the_api_is_used():
-    code = ("import sys, goldens\nheavy = ('numpy', 'pandas', 'torch')\n"
+def test_importing_goldens_or_its_plugin_imports_no_heavy_library_until_the_api_is_used():
+    code = ("import sys, goldens, goldens.pytest_plugin\nheavy = ('numpy', 'pandas', 'torch')\n"
             "print([m for m in heavy if m in sys.modules])\n"
             "goldens.judge\nprint([m for m in heavy if m in sys.modules])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
