@@ -1,8 +1,9 @@
 """The library's front door for notebooks and scripts: open a store, load goldens and runs, judge.
 
 ``judge`` is what ``golden diff`` does, called from Python: a run against the store's golden of
-its target (or against a reference you name), under a preset, a policy file or a ``PolicySet``
-built in Python; it returns the ``ComparisonResult`` (``result.frame()`` is its per-step table).
+its target (or against a reference you name), under a preset, a policy file (or its content as a
+dict) or a ``PolicySet`` built in Python; it returns the ``ComparisonResult`` (``result.frame()``
+is its per-step table).
 Nothing here writes unless asked: ``judge(..., stage=True)`` stages a run that failed (or had no
 golden) for ``golden review``, by the staging rule ``golden diff`` follows, and never in CI;
 ``save_metrics`` writes the one file it is given a folder for. Documented in docs/api.md, whose
