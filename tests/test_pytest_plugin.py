@@ -4,6 +4,7 @@ refusing to stage in CI — and a staged candidate that ``golden approve`` takes
 from __future__ import annotations
 
 import json
+import re
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -28,6 +29,7 @@ def megatron_metrics(loss_factor: float = 1.0) -> dict:
 
 TESTS = '''
 import json
+import re
 from pathlib import Path
 
 METRICS = json.loads(Path(__file__).with_name("metrics.json").read_text())
@@ -143,3 +145,30 @@ def test_a_bad_dict(golden_values):
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["*golden_values: <metrics>*lm loss*"])
     assert "Traceback" not in result.stdout.str()
+
+
+def test_the_megatron_functional_test_in_docs_judges_a_ci_job_output(pytester, monkeypatch):
+    """docs/api.md's Megatron test, as written, on a Megatron-shaped tree: a regular case (METRICS
+    lm loss, approximate), the job's extracted values in $OUTPUT_PATH; then a regression there."""
+    from tests.builders import training_doc, write_megatron_case
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text(encoding="utf-8")
+    [block] = [b for b in re.findall(r"^```python\n(.*?)^```", doc, flags=re.S | re.M) if "def test_functional_case" in b]
+    pytester.makepyfile(test_functional=block)
+    golden = training_doc(range(1, 41))
+    name = "golden_values_dev_dgx_h100.json"
+    config = ("ENV_VARS:\n  NVTE_ALLOW_NONDETERMINISTIC_ALGO: 1\nTEST_TYPE: regular\nMETRICS:\n  - lm loss\n"
+              "MODEL_ARGS:\n  --train-iters: 40\n")
+    case = write_megatron_case(pytester.path / "test_cases" / "gpt", "gpt3_tiny", config, {name: golden})
+    output = pytester.path / "output"
+    output.mkdir()
+    (output / name).write_text(json.dumps(golden))
+    monkeypatch.setenv("GOLDEN_VALUES_PATH", str(case / name))
+    monkeypatch.setenv("OUTPUT_PATH", str(output))
+    run(pytester, "--golden-store", "test_cases").assert_outcomes(passed=1)
+    golden["lm loss"]["values"] = {step: value * 1.1 for step, value in golden["lm loss"]["values"].items()}
+    (output / name).write_text(json.dumps(golden))
+    result = run(pytester, "--golden-store", "test_cases")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*golden_values: gpt/gpt3_tiny dev/dgx_h100*", "why:", "*1 lm loss: * steps*",
+                                 "*FAIL * (policy megatron)*"])
