@@ -153,7 +153,8 @@ def test_the_megatron_functional_test_in_docs_judges_a_ci_job_output(pytester, m
     from tests.builders import training_doc, write_megatron_case
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text(encoding="utf-8")
-    [block] = [b for b in re.findall(r"^```python\n(.*?)^```", doc, flags=re.S | re.M) if "def test_functional_case" in b]
+    blocks = re.findall(r"^```python\n(.*?)^```", doc, flags=re.S | re.M)
+    [block] = [b for b in blocks if "def test_functional_case" in b]
     pytester.makepyfile(test_functional=block)
     golden = training_doc(range(1, 41))
     name = "golden_values_dev_dgx_h100.json"
