@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .case import CASE_FILE, load_case, load_yaml
 from .compare import Side, recorded_identity, side_from_artifact, side_from_goldens, side_from_inference
@@ -327,7 +327,7 @@ def case_metrics(store: Any, case: str | None) -> tuple[Any, str | None]:
     return load_case(case_dir).get("metrics"), str(case_dir / CASE_FILE)
 
 
-PolicyChoice = Union[str, PolicySet, Mapping[str, Any], None]
+PolicyChoice = str | PolicySet | Mapping[str, Any] | None
 """What a caller names a comparison's policies by: a preset, a policy file, and from Python also a
 ``PolicySet`` or a policy document (a dict, as a policy file holds it)."""
 
