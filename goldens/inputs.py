@@ -327,15 +327,26 @@ def case_metrics(store: Any, case: str | None) -> tuple[Any, str | None]:
     return load_case(case_dir).get("metrics"), str(case_dir / CASE_FILE)
 
 
-def load_policies(policy: str | None, *, case_policy: Any = None, case_source: str | None = None,
+PolicyChoice = str | PolicySet | Mapping[str, Any] | None
+"""What a caller names a comparison's policies by: a preset, a policy file, and from Python also a
+``PolicySet`` or a policy document (a dict, as a policy file holds it)."""
+
+
+def load_policies(policy: PolicyChoice, *, case_policy: Any = None, case_source: str | None = None,
                   megatron_case: MegatronCase | None = None) -> PolicySet:
     """``--policy`` is a preset name or a YAML/JSON policy file; a Megatron case's model_config.yaml
     decides for a preset that follows it (megatron), case.yaml's ``metrics`` overlays that and the
-    file overlays all."""
+    file overlays all. From Python (the library API): a ``PolicySet`` takes a preset's place, and a
+    policy document (a dict) is a policy file's content."""
+    if isinstance(policy, PolicySet):
+        return build_policies(base=policy, case_metrics=case_policy, case_source=case_source or "case.yaml",
+                              megatron_case=megatron_case)
     document = None
     preset_name = None
     source = "policy file"
-    if policy is None or policy in PRESETS:
+    if isinstance(policy, Mapping):
+        document, source = policy, "policy (a dict)"
+    elif policy is None or policy in PRESETS:
         preset_name = policy
     else:
         path = Path(policy)

@@ -631,16 +631,17 @@ def _overlaid(policies: PolicySet, case: "MegatronCase") -> PolicySet:
 
 def build_policies(*, preset_name: str | None = None, case_metrics: Any = None, case_source: str = "case.yaml",
                    document: Mapping[str, Any] | None = None, document_source: str = "policy file",
-                   megatron_case: "MegatronCase | None" = None) -> PolicySet:
+                   megatron_case: "MegatronCase | None" = None, base: PolicySet | None = None) -> PolicySet:
     """Compose the policies for one comparison (precedence: preset < model_config.yaml (a preset that
     follows it) < case.yaml < policy file).
 
-    ``preset_name`` wins over the document's ``preset:`` key only when given explicitly.
+    ``preset_name`` wins over the document's ``preset:`` key only when given explicitly; ``base``, a
+    policy set built in Python, stands where the preset would.
     """
     name = preset_name or (document or {}).get("preset") or "default"
     if not isinstance(name, str):
         raise PolicyError(f"{document_source}: key 'preset': expected a name, got {name!r}")
-    policies = preset(name)
+    policies = base if base is not None else preset(name)
     if megatron_case is not None:
         policies = with_megatron_case(policies, megatron_case)
     if case_metrics is not None:

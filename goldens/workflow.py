@@ -21,7 +21,7 @@ from .errors import EXIT_DIFFERENCE, EXIT_PASS, FormatError, GoldenError
 
 if TYPE_CHECKING:
     from .approve import Candidate
-    from .inputs import Loaded
+    from .inputs import Loaded, PolicyChoice
     from .pairing import Finding
     from .result import ComparisonResult
     from .store import GoldenStore
@@ -59,7 +59,7 @@ def force_regime(exact: bool | None) -> str | None:
 
 
 def judge_run(store: "GoldenStore", run: "Loaded", *, case: str | None = None, env: str | None = None,
-              platform: str | None = None, policy: str | None = None, force: str | None = None,
+              platform: str | None = None, policy: PolicyChoice = None, force: str | None = None,
               notes: Sequence[str] = (), stage: bool = True) -> Judgement:
     """A run against the store's current golden of its target; staged for review when
     ``should_stage`` says so (``stage=False``: judge only, write nothing). Case, env and platform
@@ -128,7 +128,7 @@ def _staged(store: "GoldenStore", run: "Loaded", judgement: Judgement) -> Judgem
 
 
 def compare_operands(reference: "Loaded", candidate: "Loaded", *, store_root: Path | None, case: str | None = None,
-                     env: str | None = None, platform: str | None = None, policy: str | None = None,
+                     env: str | None = None, platform: str | None = None, policy: PolicyChoice = None,
                      force: str | None = None, texts: Sequence[str] = ()) -> Judgement:
     """``golden diff REF CAND``: two golden files, artifacts or versions, reference first. Never
     staged. The resume check runs only when the candidate is a run (a golden's ``_2nd`` file comes
@@ -170,7 +170,7 @@ def _readable_as_megatron_reads(policies: Any, loaded: Sequence["Loaded"]) -> No
                 inputs.require_megatron_readable(side.side, side.side.label)
 
 
-def _megatron_case(policy: str | None, folder: Any) -> Any:
+def _megatron_case(policy: PolicyChoice, folder: Any) -> Any:
     """The Megatron case in ``folder()`` — read only for a policy that follows model_config.yaml (the
     megatron preset): another policy never reads it, so a file it does not need cannot stop it."""
     from . import inputs
@@ -181,7 +181,7 @@ def _megatron_case(policy: str | None, folder: Any) -> Any:
 
 
 def _operands_case(texts: Sequence[str], loaded: Sequence["Loaded"], store_root: Path | None,
-                   case: str | None, policy: str | None) -> Any:
+                   case: str | None, policy: PolicyChoice) -> Any:
     """The Megatron case two operands belong to: the model_config.yaml beside the first golden file that
     has one, else the store's case of that name (None: not a Megatron case, or a policy that does not
     follow model_config.yaml)."""

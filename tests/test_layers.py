@@ -3,7 +3,8 @@
 Every import in goldens/, runner/ and reports/ — at module level, inside functions and under
 TYPE_CHECKING alike — is resolved to a module and its layer; an import that points up (or
 sideways between runner and reports) is a violation. The core is every ``goldens`` module but
-``goldens.cli`` and ``goldens.workflow``; it imports none of the others.
+``goldens.cli``, ``goldens.workflow`` and the front doors beside it (the package itself, ``goldens.api``,
+``goldens.pytest_plugin``); it imports none of the others.
 """
 from __future__ import annotations
 
@@ -24,6 +25,14 @@ ALLOWED = {
 }
 
 
+# The workflow layer: the workflow and the front doors beside it that call it, goldens.api and the
+# pytest plugin. The package's __init__ re-exports the API lazily (a module __getattr__), so as an
+# importer it is a front door too; importing the package itself runs only its import-light body
+# (``__version__``), so ``import goldens`` stays core.
+FRONT_DOOR = ("goldens.workflow", "goldens.api", "goldens.pytest_plugin")
+PACKAGE = "goldens"
+
+
 def layer_of(module: str) -> str | None:
     """The layer of an absolute module name (None: not one of ours)."""
     top = module.split(".")[0]
@@ -35,7 +44,7 @@ def layer_of(module: str) -> str | None:
         return None
     if module in ("goldens.cli", "goldens.__main__") or module.startswith("goldens.cli."):
         return "cli"  # __main__: `python -m goldens` is the command line
-    if module == "goldens.workflow" or module.startswith("goldens.workflow."):
+    if module in FRONT_DOOR or any(module.startswith(f"{door}.") for door in FRONT_DOOR):
         return "workflow"
     return "core"
 
@@ -73,7 +82,7 @@ def violations(root: Path) -> list[str]:
     for package in PACKAGES:
         for path in sorted((root / package).rglob("*.py")):
             importer = module_name(root, path)
-            source = layer_of(importer)
+            source = "workflow" if importer == PACKAGE else layer_of(importer)
             for line, target in imported_modules(root, path):
                 layer = layer_of(target)
                 if layer is not None and layer not in ALLOWED[source]:
@@ -106,4 +115,15 @@ def test_the_check_sees_relative_type_only_and_sideways_imports(tmp_path):
     assert sorted(violations(tmp_path)) == [
         "goldens/store/sneaky.py:3: goldens.store.sneaky (core) imports goldens.workflow.Judgement (workflow)",
         "reports/sneaky.py:1: reports.sneaky (reports) imports runner.launch (runner)",
+    ]
+
+
+def test_the_check_keeps_the_api_and_the_plugin_out_of_the_core(tmp_path):
+    for package in PACKAGES:
+        shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "goldens" / "sneaky.py").write_text(
+        "def f():\n    from .api import judge\n    from . import pytest_plugin\n")
+    assert sorted(violations(tmp_path)) == [
+        "goldens/sneaky.py:2: goldens.sneaky (core) imports goldens.api.judge (workflow)",
+        "goldens/sneaky.py:3: goldens.sneaky (core) imports goldens.pytest_plugin (workflow)",
     ]
