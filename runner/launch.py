@@ -570,6 +570,8 @@ def run_case(cfg: RunConfig, options: RunOptions, *, on_progress: ProgressFn | N
     if options.reuse_phase1_from is not None and not cfg.resumes:
         raise RunError(f"a {cfg.test_type} case has no phase 2 to resume: reusing phase 1 needs a ckpt-resume case")
     multi_node = cfg.launch.nnodes > 1
+    if options.node_rank and not multi_node:
+        raise RunError("--node-rank is for multi-node runs: add --nnodes N")
     if not 0 <= options.node_rank < cfg.launch.nnodes:
         raise RunError(f"--node-rank must be in [0, {cfg.launch.nnodes - 1}] for a run on {cfg.launch.nnodes} "
                        f"node(s), got {options.node_rank}")

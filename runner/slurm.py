@@ -99,19 +99,33 @@ def rendezvous_port(job_id: str) -> int:
     return 20000 + (int(job_id) % 10000) * 2 if job_id.isdigit() else 29500
 
 
-def job_state(job_id: str | None) -> str | None:
-    """The job's state as Slurm's controller has it (finished jobs too, for MinJobAge), or None."""
+def job_state(job_id: str | None, *, settle_s: float = 0.0) -> str | None:
+    """The job's state as Slurm's controller has it (finished jobs too, for MinJobAge), or None.
+    ``settle_s``: a job whose srun has just returned may still be COMPLETING (or RUNNING) for a
+    moment before it shows how it ended; wait up to that long for its final state."""
     if not job_id:
         return None
-    try:
-        out = _tool("squeue", "--noheader", "--states=all", f"--jobs={job_id}", "--format=%T").split()
-    except RunError:
-        return None
-    return out[0] if out else None
+    deadline = time.monotonic() + settle_s
+    while True:
+        try:
+            out = _tool("squeue", "--noheader", "--states=all", f"--jobs={job_id}", "--format=%T").split()
+        except RunError:
+            return None
+        state = out[0] if out else None
+        if state not in ("COMPLETING", "RUNNING", "CONFIGURING") or time.monotonic() > deadline:
+            return state
+        time.sleep(0.5)
+
+
+def srun_error(log_text: str) -> str | None:
+    """srun's own last complaint in its log (e.g. a step it could not create), or None."""
+    lines = [line.strip() for line in log_text.splitlines() if line.startswith("srun: error:")]
+    return lines[-1][len("srun: error:"):].strip()[:300] if lines else None
 
 
 def judge_job(records: Mapping[int, Mapping[str, Any]], nnodes: int, *, srun_exit: int | None,
-              state: str | None, job_id: str | None, stopped: str | None = None) -> tuple[str, str | None]:
+              state: str | None, job_id: str | None, stopped: str | None = None,
+              srun_said: str | None = None) -> tuple[str, str | None]:
     """The run's status and reason from what each node recorded, srun's exit and the job's state.
     Stopped from outside (a signal to the submitter, scancel, the time limit, a node lost):
     ``incomplete``; a node's own error: ``failed``; a node that never reported: ``incomplete``."""
@@ -127,11 +141,15 @@ def judge_job(records: Mapping[int, Mapping[str, Any]], nnodes: int, *, srun_exi
         own = [f for f in failed if not PEER_ERROR.search(f[1])]
         rank, error = (own or failed)[0]
         return "failed", f"node {rank}: {error}"
+    if not records and srun_exit:  # no node ever started: srun itself refused (resources, options)
+        return "failed", f"srun exited with code {srun_exit} before any node started" + (
+            f": {srun_said}" if srun_said else f" (see {SRUN_LOG})")
     missing = [rank for rank in range(nnodes) if rank not in ended]
     if missing:
         names = ", ".join(f"node {rank}" + (f" ({records[rank]['host']})" if rank in records else "")
                           for rank in missing)
-        return "incomplete", (f"{names} ended without reporting (srun exit code {srun_exit}, {job} "
+        said = f": {srun_said}" if srun_said else ""
+        return "incomplete", (f"{names} ended without reporting (srun exit code {srun_exit}{said}; {job} "
                               f"{state or 'state unknown'}; see {SRUN_LOG})")
     stopped_nodes = [(rank, rec.get("error")) for rank, rec in sorted(ended.items()) if rec["status"] != "complete"]
     if stopped_nodes:
@@ -185,15 +203,17 @@ def run_on_slurm(cfg: RunConfig, options: Any, *, on_progress: Callable[..., Non
             stopped = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
             srun_exit = _stop_srun(proc, kill_tree)
     records = run_folder.node_records(run_dir)
-    job_id = os.environ.get("SLURM_JOB_ID") or next(
-        (rec["slurm"]["job_id"] for rec in records.values() if isinstance(rec.get("slurm"), dict)
-         and rec["slurm"].get("job_id")), None)
-    status, error = judge_job(records, cfg.launch.nnodes, srun_exit=srun_exit, state=job_state(job_id),
-                              job_id=job_id, stopped=stopped)
+    inside = os.environ.get("SLURM_JOB_ID")  # the submitter runs inside the allocation (sbatch)
+    job_id = inside or next((rec["slurm"]["job_id"] for rec in records.values()
+                             if isinstance(rec.get("slurm"), dict) and rec["slurm"].get("job_id")), None)
+    state = job_state(job_id, settle_s=0.0 if inside else 10.0)  # srun's own job ends with srun
+    status, error = judge_job(records, cfg.launch.nnodes, srun_exit=srun_exit, state=state, job_id=job_id,
+                              stopped=stopped, srun_said=srun_error(log_path.read_text(errors="replace")))
     walls = (records.get(0) or {}).get("phase_wall_s") or {}
     outcomes = [PhaseOutcome(int(phase), "ok", wall_s=float(wall)) for phase, wall in sorted(walls.items())]
     artifact = assemble(cfg, run_dir, status=status, error=error, outcomes=outcomes, launcher="slurm")
-    artifact.provenance["slurm"] = {"job_id": job_id, "srun_exit": srun_exit, "wall_s": time.monotonic() - started}
+    artifact.provenance["slurm"] = {"job_id": job_id, "job_state": state, "srun_exit": srun_exit,
+                                    "inside_allocation": bool(inside), "wall_s": time.monotonic() - started}
     path = write(artifact, run_dir)
     artifact = replace(artifact, source=str(path))
     if artifact.status != "complete":
