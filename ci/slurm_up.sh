@@ -21,17 +21,20 @@ for tool in munged slurmctld slurmd srun scontrol sinfo; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool not found (apt-get install -y slurm-wlm munge)"
 done
 [ "$(id -u)" = 0 ] || die "needs root (slurmd runs as root)"
+mkdir -p "$STATE"
+exec 9>"$STATE/.lock"
+flock 9   # two calls with one STATE_DIR: the second waits, then finds the cluster up
 if [ -f "$STATE/slurm.conf" ] && SLURM_CONF="$STATE/slurm.conf" timeout 20 srun -N1 -n1 true 2>/dev/null; then
     echo "$STATE/slurm.conf"   # already up (started by an earlier call with this STATE_DIR)
     exit 0
 fi
 mkdir -p "$STATE"/{spool,ctld,log}
-: > "$STATE/slurm.pids"
+stop_slurm_daemons "$STATE"   # what an earlier, failed call with this STATE_DIR left running
 
 # munge: /run/munge owned by munge, munged run as munge (it refuses to run as root).
 if ! munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; then
     install -d -o munge -g munge -m 0755 /run/munge
-    runuser -u munge -- /usr/sbin/munged
+    runuser -u munge -- /usr/sbin/munged 9>&-   # (daemons must not inherit the lock)
     sleep 0.5
     cp /run/munge/munged.pid "$STATE/munged.pid" 2>/dev/null || pgrep -u munge -x munged > "$STATE/munged.pid" || true
     munge -n </dev/null | unmunge >/dev/null 2>&1 || die "munged does not answer"
@@ -73,16 +76,21 @@ write_conf() {  # write_conf NODES...: one NodeName line per node, all on this h
     } > "$STATE/slurm.conf"
 }
 
+record_pid() {  # record_pid PIDFILE WHAT: wait for a daemon's pid file, add the pid to slurm.pids
+    for _ in $(seq 300); do [ -s "$1" ] && break; sleep 0.1; done
+    [ -s "$1" ] || { echo "slurm_up: $2 wrote no pid file (see $STATE/log)" >&2; return 1; }
+    cat "$1" >> "$STATE/slurm.pids"
+}
+
 start_daemons() {  # start_daemons NODES...
     export SLURM_CONF="$STATE/slurm.conf"
-    slurmctld -c -f "$SLURM_CONF"
-    for _ in $(seq 50); do [ -s "$STATE/slurmctld.pid" ] && break; sleep 0.1; done
-    cat "$STATE/slurmctld.pid" >> "$STATE/slurm.pids"
+    rm -f "$STATE"/slurm*.pid
+    slurmctld -c -f "$SLURM_CONF" 9>&- || return 1
+    record_pid "$STATE/slurmctld.pid" slurmctld || return 1
     for n in "$@"; do
         mkdir -p "$STATE/spool/$n"
-        slurmd -f "$SLURM_CONF" -N "$n" || return 1
-        for _ in $(seq 50); do [ -s "$STATE/slurmd.$n.pid" ] && break; sleep 0.1; done
-        cat "$STATE/slurmd.$n.pid" >> "$STATE/slurm.pids"
+        slurmd -f "$SLURM_CONF" -N "$n" 9>&- || return 1
+        record_pid "$STATE/slurmd.$n.pid" "slurmd $n" || return 1
     done
 }
 
