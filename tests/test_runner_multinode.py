@@ -260,18 +260,24 @@ def test_the_seed_case_runs_through_a_real_slurm(slurm_cluster, single_node, tmp
     assert not leftover_processes(run_dir.resolve())
 
 
+def start_on_slurm(slurm_cluster, run_dir: Path, nodes: int) -> tuple[subprocess.Popen, dict]:
+    """`golden run --launcher slurm` started; returns once the last node has joined (its record)."""
+    proc = golden("--out", str(run_dir), "--launcher", "slurm", "--nnodes", str(nodes), env=slurm_cluster,
+                  cwd=run_dir.parent)
+    record = run_dir / "nodes" / f"node{nodes - 1}.json"
+    deadline = time.monotonic() + 300
+    while not (record.is_file() and run_folder.read_node_record(record)) and proc.poll() is None:
+        assert time.monotonic() < deadline, f"the job's node {nodes - 1} never started"
+        time.sleep(0.2)
+    return proc, run_folder.read_node_record(record)
+
+
 @pytest.mark.slow
 def test_a_cancelled_slurm_job_ends_incomplete_with_the_reason(slurm_cluster, tmp_path):
     nodes = min(2, slurm_nodes(slurm_cluster))
     run_dir = tmp_path / "cancelled"
-    proc = golden("--out", str(run_dir), "--launcher", "slurm", "--nnodes", str(nodes), env=slurm_cluster,
-                  cwd=tmp_path)
-    record = run_dir / "nodes" / "node0.json"
-    deadline = time.monotonic() + 300
-    while not (record.is_file() and run_folder.read_node_record(record)) and proc.poll() is None:
-        assert time.monotonic() < deadline, "the job's node 0 never started"
-        time.sleep(0.2)
-    job_id = run_folder.read_node_record(record)["slurm"]["job_id"]
+    proc, record = start_on_slurm(slurm_cluster, run_dir, nodes)
+    job_id = record["slurm"]["job_id"]
     subprocess.run(["scancel", job_id], env={**os.environ, **slurm_cluster}, check=True, timeout=30)
     output = proc.communicate(timeout=300)[0]
     assert proc.returncode == 2, output[-3000:]
@@ -281,3 +287,22 @@ def test_a_cancelled_slurm_job_ends_incomplete_with_the_reason(slurm_cluster, tm
     assert f"error: slurm job {job_id} CANCELLED" in output
     assert not leftover_processes(run_dir.resolve())
     assert not list(run_dir.glob("*.tmp")) and not list(run_dir.glob(".artifact*"))
+
+
+@pytest.mark.slow
+def test_a_node_lost_mid_run_ends_incomplete_naming_it(slurm_cluster, tmp_path):
+    """The last node's task dies outright (SIGKILL, as when its host goes away): the run ends
+    ``incomplete`` naming that node, and nothing of the run is left on any node."""
+    nodes = min(2, slurm_nodes(slurm_cluster))
+    run_dir = tmp_path / "lost"
+    proc, record = start_on_slurm(slurm_cluster, run_dir, nodes)
+    os.kill(record["pid"], 9)
+    output = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 2, output[-3000:]
+    artifact = read_artifact(run_dir)
+    assert artifact.status == "incomplete"
+    assert artifact.error.startswith(f"node {nodes - 1} ({record['host']}) ended without reporting (srun exit code")
+    deadline = time.monotonic() + 30  # what the lost task had started dies with it (PR_SET_PDEATHSIG)
+    while leftover_processes(run_dir.resolve()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not leftover_processes(run_dir.resolve())
