@@ -39,10 +39,9 @@ from typing import Any, Callable, Iterator, Mapping, Protocol
 
 from goldens.errors import RunError
 
-from .config import RunConfig
 from . import run_folder
+from .config import RunConfig
 from .plan import PhasePlan, checkpoint_dir, read_tracker
-from .run_folder import prepare_run_dir  # noqa: F401 - part of this module's interface
 from .status import STATES, RankState, read_states
 
 LAUNCHERS = ("auto", "fork", "torchrun", "slurm")
