@@ -2,7 +2,7 @@
 
 Phases come from rank 0's ``metrics.jsonl`` (full precision, steps in order; a phase that died
 keeps the steps it finished), provenance from the resolved config and the environment rank 0
-reported (its fingerprint). Written with ``goldens.formats.dumps_artifact``, atomically.
+reported (its fingerprint), and on a multi-node run every node's record (``nodes/``). Written with ``goldens.formats.dumps_artifact``, atomically.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from goldens.model import Artifact, MetricSeries, Phase
 from .config import RunConfig
 from .metrics import artifact_metric_names, read_log
 from .provenance import provenance
+from .run_folder import node_records
 
 ARTIFACT_FILE = "artifact.json"
 
@@ -79,6 +80,9 @@ def assemble(cfg: RunConfig, run_dir: Path, *, status: str, error: str | None, o
         prov["launcher"] = launcher
     if reused_phase1 is not None:
         prov["phase1_reused_from"] = str(reused_phase1)
+    nodes = node_records(run_dir)
+    if nodes:  # a multi-node run: every node, where it ran and (if it ended first) how
+        prov["nodes"] = [nodes[rank] for rank in sorted(nodes)]
     if status == "complete" and set(phases) != set(cfg.phases):
         status, error = "incomplete", "a phase recorded no steps"
     return Artifact(case=cfg.case, run_id=run_dir.name, status=status, provenance=prov, phases=phases,

@@ -4,10 +4,15 @@ supervised, with a timeout per phase.
 Two launchers produce the same outcome record:
 
 - ``torchrun`` (``runner/torchrun.py`` = ``torch.distributed.run`` + a structured failure file):
-  any device, any number of nodes; extra torchrun options (``--nnodes``, ``--node-rank``,
-  ``--rdzv-endpoint``, ``--rdzv-id``, ...) pass through unchanged.
+  any device, any number of nodes; extra torchrun options (``--rdzv-endpoint``, ``--rdzv-id``,
+  ...) pass through unchanged. On several nodes the rendezvous is torchrun's static one, so that
+  node rank R is the agent's group rank and node 0 hosts global rank 0 (it creates the run
+  folder and writes the artifact: ``runner/run_folder.py``); phase N rendezvouses on the
+  endpoint's port + N − 1, so a node that finished phase 1 early never meets phase 1's store.
 - ``fork`` (``runner/forkserver.py``): single-node CPU only; imports once, forks the ranks.
   ``auto`` picks it for single-node CPU runs, torchrun otherwise.
+
+``slurm`` (``runner/slurm.py``) runs one torchrun per node under ``srun`` and supervises the job.
 
 Failure handling, whichever launcher: a rank that fails stops the phase (the launcher kills
 the other ranks); a phase past its timeout is stopped here — every process of the launcher's
@@ -34,11 +39,12 @@ from typing import Any, Callable, Iterator, Mapping, Protocol
 
 from goldens.errors import RunError
 
+from . import run_folder
 from .config import RunConfig
 from .plan import PhasePlan, checkpoint_dir, read_tracker
 from .status import STATES, RankState, read_states
 
-LAUNCHERS = ("auto", "fork", "torchrun")
+LAUNCHERS = ("auto", "fork", "torchrun", "slurm")
 RUN_DIR_ENV = "GOLDEN_RUN_DIR"
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
 POLL_S = 0.2
@@ -48,9 +54,10 @@ PEER_ERROR = re.compile(r"connection (closed|reset)|broken pipe|peer|recv|send|g
 
 # torchrun options that name a rendezvous, and those that only make sense across nodes (both spellings).
 RENDEZVOUS_OPTIONS = frozenset({"--rdzv-endpoint", "--rdzv_endpoint", "--master-addr", "--master_addr"})
-MULTI_NODE_OPTIONS = frozenset({"--node-rank", "--node_rank", "--rdzv-endpoint", "--rdzv_endpoint"})
+MULTI_NODE_OPTIONS = frozenset({"--rdzv-endpoint", "--rdzv_endpoint"})
 # What golden derives from the case and its own options; passed through, they would contradict it.
-DERIVED_OPTIONS = frozenset({"--nnodes", "--nproc-per-node", "--nproc_per_node", "--standalone"})
+DERIVED_OPTIONS = frozenset({"--nnodes", "--nproc-per-node", "--nproc_per_node", "--standalone", "--node-rank",
+                             "--node_rank"})
 
 ProgressFn = Callable[[int, int, Mapping[str, float]], None]
 
@@ -116,6 +123,36 @@ def _option_names(args: tuple[str, ...]) -> set[str]:
     return {a.split("=", 1)[0] for a in args if a.startswith("--")}
 
 
+def _option_value(args: tuple[str, ...], names: frozenset[str] | set[str]) -> str | None:
+    """The value of the last of ``names`` in ``args`` (``--opt=value`` or ``--opt value``)."""
+    found = None
+    for i, arg in enumerate(args):
+        name, eq, value = arg.partition("=")
+        if name in names:
+            found = value if eq else (args[i + 1] if i + 1 < len(args) else None)
+    return found
+
+
+def phase_endpoint(args: tuple[str, ...], phase: int) -> tuple[str, ...]:
+    """``args`` with the rendezvous endpoint's port moved to port + phase − 1: each phase's static
+    rendezvous has its own store, so a node that starts phase 2 while node 0's phase-1 agent is
+    still shutting down cannot join the wrong one."""
+    out, skip = [], False
+    for i, arg in enumerate(args):
+        if skip:
+            skip = False
+            continue
+        name, eq, value = arg.partition("=")
+        if name not in MULTI_NODE_OPTIONS:
+            out.append(arg)
+            continue
+        if not eq:
+            value, skip = (args[i + 1] if i + 1 < len(args) else ""), True
+        host, _, port = value.rpartition(":")
+        out.append(f"--rdzv-endpoint={host}:{int(port) + phase - 1}")
+    return tuple(out)
+
+
 def _child_env(cfg: RunConfig, extra: Mapping[str, str]) -> dict[str, str]:
     threads = str(cfg.determinism.threads_per_rank)
     env = {**os.environ, **cfg.determinism.env, **extra,
@@ -145,8 +182,10 @@ class TorchrunLauncher:
 
     name = "torchrun"
 
-    def __init__(self, cfg: RunConfig, *, extra_args: tuple[str, ...] = (), env: Mapping[str, str] | None = None):
+    def __init__(self, cfg: RunConfig, *, extra_args: tuple[str, ...] = (), env: Mapping[str, str] | None = None,
+                 node_rank: int = 0):
         self.cfg, self.extra_args, self.env = cfg, extra_args, dict(env or {})
+        self.node_rank = node_rank
         self.proc: subprocess.Popen | None = None
         self.outcome_path: Path | None = None
         self._log = None
@@ -155,15 +194,19 @@ class TorchrunLauncher:
         args = ["--nproc-per-node", str(self.cfg.nproc_per_node), "--max-restarts", "0",
                 "--monitor-interval", "0.1"]
         names = _option_names(self.extra_args)
-        if self.cfg.launch.nnodes > 1 and not names & {"--nnodes"}:
-            args += ["--nnodes", str(self.cfg.launch.nnodes)]  # torchrun's default is one node
-        if self.cfg.launch.nnodes == 1 and not names & (RENDEZVOUS_OPTIONS | {"--nnodes"}):
+        extra = self.extra_args
+        if self.cfg.launch.nnodes > 1:
+            args += ["--nnodes", str(self.cfg.launch.nnodes), "--node-rank", str(self.node_rank)]
+            if "--rdzv-backend" not in names and "--rdzv_backend" not in names:
+                args.append("--rdzv-backend=static")
+            extra = phase_endpoint(extra, plan.phase)
+        elif not names & RENDEZVOUS_OPTIONS:
             args.append("--standalone")
-        return [sys.executable, "-m", "runner.torchrun", str(outcome_path), *args, *self.extra_args,
+        return [sys.executable, "-m", "runner.torchrun", str(outcome_path), *args, *extra,
                 "-m", "runner.worker", str(plan.plan_path)]
 
     def begin(self, plan: PhasePlan) -> None:
-        self.outcome_path = plan.log_dir / "outcome.json"
+        self.outcome_path = plan.outcome_path
         self._log = plan.torchrun_log.open("ab")
         self.proc = subprocess.Popen(self.command(plan, self.outcome_path), stdin=subprocess.DEVNULL,
                                      stdout=self._log, stderr=subprocess.STDOUT,
@@ -288,8 +331,16 @@ def launcher_kind(choice: str, cfg: RunConfig, torchrun_args: tuple[str, ...] = 
         raise RunError(f"--torchrun-arg {', '.join(sorted(names & DERIVED_OPTIONS))}: golden sets it from the case "
                        f"and --nnodes; leave it out")
     nodes = cfg.launch.nnodes
-    if nodes > 1 and not names & RENDEZVOUS_OPTIONS:
-        raise RunError(f"a run on {nodes} nodes needs --rdzv-endpoint HOST:PORT (the same on every node)")
+    if nodes > 1 and not names & MULTI_NODE_OPTIONS:
+        raise RunError(f"a run on {nodes} nodes needs --rdzv-endpoint HOST:PORT (node 0's host, the same on every "
+                       f"node)")
+    endpoint = _option_value(torchrun_args, MULTI_NODE_OPTIONS)
+    if nodes > 1 and not re.fullmatch(r".+:\d{1,5}", endpoint or ""):
+        raise RunError(f"--rdzv-endpoint must be HOST:PORT, got {endpoint!r}")
+    backend = _option_value(torchrun_args, {"--rdzv-backend", "--rdzv_backend"})
+    if nodes > 1 and backend not in (None, "static"):
+        raise RunError(f"--rdzv-backend {backend}: a multi-node run uses the static rendezvous, where node rank 0 "
+                       f"hosts global rank 0 (it creates the run folder and writes the artifact)")
     if nodes == 1 and names & MULTI_NODE_OPTIONS:
         raise RunError(f"{', '.join(sorted(names & MULTI_NODE_OPTIONS))} is for multi-node runs: add --nnodes N")
     forkable = cfg.launch.device == "cpu" and nodes == 1 and not torchrun_args
@@ -299,10 +350,10 @@ def launcher_kind(choice: str, cfg: RunConfig, torchrun_args: tuple[str, ...] = 
 
 
 def make_launcher(choice: str, cfg: RunConfig, *, run_dir: Path, torchrun_args: tuple[str, ...] = (),
-                  env: Mapping[str, str] | None = None) -> Launcher:
+                  env: Mapping[str, str] | None = None, node_rank: int = 0) -> Launcher:
     if launcher_kind(choice, cfg, torchrun_args) == "fork":
         return ForkLauncher(cfg, run_dir=run_dir, env=env)
-    return TorchrunLauncher(cfg, extra_args=torchrun_args, env=env)
+    return TorchrunLauncher(cfg, extra_args=torchrun_args, env=env, node_rank=node_rank)
 
 
 # ---------------------------------------------------------------- naming what went wrong
@@ -385,7 +436,7 @@ class MetricsTail:
 def run_phase(launcher: Launcher, plan: PhasePlan, *, timeout_s: float,
               on_progress: ProgressFn | None = None) -> PhaseOutcome:
     """Start the phase, follow its progress, stop it at the deadline; never leaves processes."""
-    plan.log_dir.mkdir(parents=True, exist_ok=True)
+    plan.node_dir.mkdir(parents=True, exist_ok=True)
     plan.write()
     started = time.monotonic()
     deadline = started + timeout_s
@@ -423,6 +474,9 @@ class RunOptions:
     reuse_phase1_from: Path | None = None  # re-run only phase 2 from another run's checkpoint
     load_optimizer: bool = True
     env: Mapping[str, str] = field(default_factory=dict)  # extra environment for the ranks
+    node_rank: int = 0  # multi-node: this node's rank (node 0 creates the run folder, the others join)
+    join: bool = False  # a Slurm task: node 0 joins too, the submitter creates the folder and writes the artifact
+    slurm_args: tuple[str, ...] = ()  # --launcher slurm: extra srun options (--partition, --time, ...)
 
 
 @dataclass(frozen=True)
@@ -476,21 +530,6 @@ def check_device(cfg: RunConfig) -> None:
                        f"(torch {found.get('torch') or 'not importable'}, {build}): use --device cpu or a GPU machine")
 
 
-def prepare_run_dir(run_dir: Path) -> None:
-    """Create the (new or empty) run folder, or fail in one line naming why."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunError(f"run folder {run_dir} is a file, not a folder: choose another --out")
-    try:
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise RunError(f"run folder {run_dir} already exists and is not empty: choose another --out")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".writable"
-        probe.touch()
-        probe.unlink()
-    except OSError as exc:
-        raise RunError(f"cannot use run folder {run_dir}: {exc.strerror or exc}") from None
-
-
 class Terminated(KeyboardInterrupt):
     """SIGTERM, as a CI job's cancel or timeout sends it: handled like Ctrl-C."""
 
@@ -522,29 +561,45 @@ def run_case(cfg: RunConfig, options: RunOptions, *, on_progress: ProgressFn | N
     not complete."""
     from .artifact import assemble, write
 
+    if options.launcher == "slurm":
+        from .slurm import run_on_slurm
+
+        return run_on_slurm(cfg, options, on_progress=on_progress, on_phase=on_phase)
     run_dir = options.run_dir.resolve()
     if options.reuse_phase1_from is not None and not cfg.resumes:
         raise RunError(f"a {cfg.test_type} case has no phase 2 to resume: reusing phase 1 needs a ckpt-resume case")
+    multi_node = cfg.launch.nnodes > 1
+    if options.node_rank and not multi_node:
+        raise RunError("--node-rank is for multi-node runs: add --nnodes N")
+    if not 0 <= options.node_rank < cfg.launch.nnodes:
+        raise RunError(f"--node-rank must be in [0, {cfg.launch.nnodes - 1}] for a run on {cfg.launch.nnodes} "
+                       f"node(s), got {options.node_rank}")
+    if multi_node and options.reuse_phase1_from is not None:
+        raise RunError("reusing another run's phase 1 is for single-node runs")
     launcher_kind(options.launcher, cfg, options.torchrun_args)
     check_device(cfg)
-    prepare_run_dir(run_dir)
-    try:  # created exclusively: of two runs started into one empty folder, the second stops here
-        with (run_dir / "run.json").open("x", encoding="utf-8") as fh:
-            fh.write(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    except FileExistsError:
-        raise RunError(f"run folder {run_dir} was just taken by another run: choose another --out") from None
+    creates = options.node_rank == 0 and not options.join  # node 0 creates the run folder, the others join
+    if creates:
+        run_folder.create(run_dir, cfg)
+    else:
+        run_folder.join(run_dir, cfg, timeout_s=cfg.launch.phase_timeout_s)
+    recorded = multi_node or options.join  # nodes/node<R>.json: who ran where, and how it ended
+    if recorded:
+        run_folder.register_node(run_dir, options.node_rank)
+    node = options.node_rank if multi_node else None
     s = cfg.schedule
     plan1 = PhasePlan(run=cfg, run_dir=run_dir, phase=1, first_step=1, last_step=s.train_iters,
-                      save_at=s.save_interval if cfg.resumes else None)
+                      save_at=s.save_interval if cfg.resumes else None, node_rank=node)
     plan2 = PhasePlan(run=cfg, run_dir=run_dir, phase=2, first_step=s.save_interval + 1, last_step=s.train_iters,
-                      resume_from=s.save_interval, load_optimizer=options.load_optimizer) if cfg.resumes else None
+                      resume_from=s.save_interval, load_optimizer=options.load_optimizer,
+                      node_rank=node) if cfg.resumes else None
     outcomes: list[PhaseOutcome] = []
     error: str | None = None
     status = "complete"
     # Every process of the run inherits GOLDEN_RUN_DIR: what `ps e` shows, and how tests prove
     # that nothing outlived the run.
     launcher = make_launcher(options.launcher, cfg, run_dir=run_dir, torchrun_args=options.torchrun_args,
-                             env={**options.env, RUN_DIR_ENV: str(run_dir)})
+                             env={**options.env, RUN_DIR_ENV: str(run_dir)}, node_rank=options.node_rank)
     try:
         with sigterm_stops_the_run():
             if options.reuse_phase1_from is not None:
@@ -555,6 +610,9 @@ def run_case(cfg: RunConfig, options: RunOptions, *, on_progress: ProgressFn | N
                 outcomes.append(run_phase(launcher, plan1, timeout_s=cfg.launch.phase_timeout_s,
                                           on_progress=on_progress))
             if cfg.resumes and all(o.status == "ok" for o in outcomes):
+                if node:  # global rank 0 commits the checkpoint: wait until node 0's phase 1 has ended
+                    run_folder.wait_for(replace(plan1, node_rank=0).outcome_path, cfg.launch.phase_timeout_s,
+                                        "node 0 to end phase 1")
                 committed = read_tracker(plan2.checkpoint_root)
                 if committed != s.save_interval:
                     where = checkpoint_dir(plan2.checkpoint_root, s.save_interval)
@@ -577,10 +635,36 @@ def run_case(cfg: RunConfig, options: RunOptions, *, on_progress: ProgressFn | N
     if bad is not None:
         status = "incomplete" if bad.status == "timeout" else "failed"
         error = bad.error
+    if recorded:
+        run_folder.finish_node(run_dir, options.node_rank, status=status, error=error,
+                               walls={o.phase: o.wall_s for o in outcomes})
+    if not creates:  # the artifact is node 0's (or the Slurm submitter's) to write
+        return _joined_report(cfg, run_dir, outcomes, status=status, error=error, wait=not options.join)
     artifact = assemble(cfg, run_dir, status=status, error=error, outcomes=outcomes, launcher=launcher.name,
                         reused_phase1=options.reuse_phase1_from)
     path = write(artifact, run_dir)
     artifact = replace(artifact, source=str(path))  # as read back: staging for review points at the file
     if status != "complete":
         raise RunError(f"{error} (artifact: {path}, status {status})")
+    return RunReport(artifact=artifact, artifact_path=path, outcomes=tuple(outcomes))
+
+
+def _joined_report(cfg: RunConfig, run_dir: Path, outcomes: list[PhaseOutcome], *, status: str,
+                   error: str | None, wait: bool) -> RunReport:
+    """What a node that does not write the artifact returns: node 0's artifact once it is written
+    (``wait``), so every node's ``golden run`` reports the run's outcome; a Slurm task, whose
+    submitter writes it after the job, returns without it."""
+    from goldens.formats import read_artifact
+
+    from .artifact import ARTIFACT_FILE
+
+    path = run_dir / ARTIFACT_FILE
+    if not wait:
+        if status != "complete":
+            raise RunError(f"{error} (status {status})")
+        return RunReport(artifact=None, artifact_path=path, outcomes=tuple(outcomes))
+    run_folder.wait_for(path, cfg.launch.phase_timeout_s, "node 0 to write the artifact")
+    artifact = read_artifact(path)
+    if artifact.status != "complete":
+        raise RunError(f"{artifact.error or error} (artifact: {path}, status {artifact.status})")
     return RunReport(artifact=artifact, artifact_path=path, outcomes=tuple(outcomes))

@@ -17,6 +17,8 @@ Run folder layout (``runs/<run-id>/``)::
     logs/phase<N>/rank<k>.json          each rank's state, step and error (what failed where)
     logs/phase<N>/environment.json      rank 0: the fingerprint's fields
     logs/phase<N>/torchrun.log          torchrun's and the ranks' stdout/stderr
+    logs/phase<N>/node<R>/              multi-node: node R's plan.json, torchrun.log, outcome.json
+    nodes/node<R>.json                  multi-node: who node R was and how it ended (runner/run_folder.py)
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ class PhasePlan:
     save_at: int | None = None
     resume_from: int | None = None
     load_optimizer: bool = True
+    node_rank: int | None = None  # multi-node: this node's own files go under logs/phase<N>/node<R>/
 
     def __post_init__(self) -> None:
         if self.phase not in (1, 2):
@@ -62,8 +65,13 @@ class PhasePlan:
         return self.run_dir / "logs" / f"phase{self.phase}"
 
     @property
+    def node_dir(self) -> Path:
+        """Where this node's own files go: the phase folder, or node<R>/ in it on a multi-node run."""
+        return self.log_dir if self.node_rank is None else self.log_dir / f"node{self.node_rank}"
+
+    @property
     def plan_path(self) -> Path:
-        return self.log_dir / "plan.json"
+        return self.node_dir / "plan.json"
 
     @property
     def metrics_path(self) -> Path:
@@ -75,7 +83,11 @@ class PhasePlan:
 
     @property
     def torchrun_log(self) -> Path:
-        return self.log_dir / "torchrun.log"
+        return self.node_dir / "torchrun.log"
+
+    @property
+    def outcome_path(self) -> Path:
+        return self.node_dir / "outcome.json"
 
     def rank_status_path(self, rank: int) -> Path:
         return self.log_dir / f"rank{rank}.json"
@@ -96,13 +108,14 @@ class PhasePlan:
     def to_dict(self) -> dict[str, Any]:
         return {"run": self.run.to_dict(), "run_dir": str(self.run_dir), "phase": self.phase,
                 "first_step": self.first_step, "last_step": self.last_step, "save_at": self.save_at,
-                "resume_from": self.resume_from, "load_optimizer": self.load_optimizer}
+                "resume_from": self.resume_from, "load_optimizer": self.load_optimizer, "node_rank": self.node_rank}
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> "PhasePlan":
         return cls(run=RunConfig.from_dict(doc["run"]), run_dir=Path(doc["run_dir"]), phase=doc["phase"],
                    first_step=doc["first_step"], last_step=doc["last_step"], save_at=doc["save_at"],
-                   resume_from=doc["resume_from"], load_optimizer=doc["load_optimizer"])
+                   resume_from=doc["resume_from"], load_optimizer=doc["load_optimizer"],
+                   node_rank=doc.get("node_rank"))
 
     def write(self) -> Path:
         from goldens.atomic import atomic_write_text

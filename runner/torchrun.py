@@ -24,12 +24,12 @@ def failure_records(failures: dict) -> list[dict]:
 
 
 def main(argv: list[str]) -> int:
+    from .worker import die_with_parent
+
+    die_with_parent()  # before importing torch (seconds): a parent killed meanwhile must take us along
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
-    from .worker import die_with_parent
-
-    die_with_parent()
     outcome_path = Path(argv[0])
     args = get_args_parser().parse_args(argv[1:])
     try:

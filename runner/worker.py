@@ -31,7 +31,7 @@ def die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         return
-    if os.getppid() != parent:  # the parent died before prctl took effect
+    if parent == 1 or os.getppid() != parent:  # the parent died before prctl took effect (we were adopted)
         os._exit(1)
 
 

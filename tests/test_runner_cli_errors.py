@@ -192,12 +192,17 @@ def test_the_reported_artifact_points_at_its_file(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- launcher options
 
 @pytest.mark.parametrize("args, message", [
-    (("--launcher", "nope"), "launcher must be one of auto, fork, torchrun, got 'nope'"),
+    (("--launcher", "nope"), "launcher must be one of auto, fork, torchrun, slurm, got 'nope'"),
     (("--nnodes", "2"), "a run on 2 nodes needs --rdzv-endpoint HOST:PORT"),
     (("--node-rank", "1"), "--node-rank is for multi-node runs: add --nnodes N"),
     (("--rdzv-endpoint", "h:29400"), "--rdzv-endpoint is for multi-node runs"),
     (("--launcher", "fork", "--nnodes", "2", "--rdzv-endpoint", "h:29400"), "the fork launcher is for single-node"),
     (("--torchrun-arg=--nnodes=2",), "--torchrun-arg --nnodes: golden sets it from the case and --nnodes"),
+    (("--nnodes", "2", "--node-rank", "2", "--rdzv-endpoint", "h:29400"), "--node-rank must be in [0, 1]"),
+    (("--nnodes", "2", "--rdzv-endpoint", "h"), "--rdzv-endpoint must be HOST:PORT, got 'h'"),
+    (("--nnodes", "2", "--rdzv-endpoint", "h:29400", "--torchrun-arg=--rdzv-backend=c10d"),
+     "--rdzv-backend c10d: a multi-node run uses the static rendezvous, where node rank 0 hosts global rank 0"),
+    (("--slurm-arg=--time=5",), "--slurm-arg is for --launcher slurm"),
 ])
 def test_launch_option_errors_write_nothing(tmp_path, no_launch, args, message):
     out = tmp_path / "run"
@@ -211,10 +216,10 @@ def test_torchrun_is_told_the_node_count_of_a_multi_node_run(tmp_path):
     assumes one node and starts half the world."""
     cfg = load_case_definition(STORE / CASE).run_config("cpu-tiny").replace(launch={"nnodes": 2})
     plan = PhasePlan(run=cfg, run_dir=tmp_path, phase=1, first_step=1, last_step=20, save_at=10)
-    args = run_command._torchrun_args(node_rank=1, rdzv_endpoint="h:29400", rdzv_id=None, extra=[])
-    cmd = TorchrunLauncher(cfg, extra_args=args).command(plan, tmp_path / "o.json")
+    args = run_command._torchrun_args(rdzv_endpoint="h:29400", rdzv_id=None, extra=[])
+    cmd = TorchrunLauncher(cfg, extra_args=args, node_rank=1).command(plan, tmp_path / "o.json")
     assert cmd[cmd.index("--nnodes") + 1] == "2" and cmd[cmd.index("--nproc-per-node") + 1] == "2"
-    assert "--standalone" not in cmd and "--node-rank=1" in cmd
+    assert "--standalone" not in cmd and cmd[cmd.index("--node-rank") + 1] == "1"
 
 
 @pytest.mark.parametrize("args, message", [
@@ -310,13 +315,15 @@ def test_the_case_seed_is_bounded_too():
 
 def test_two_runs_into_one_empty_folder_the_second_stops(tmp_path, monkeypatch, no_launch):
     """Both found the folder empty; the other run wrote its run.json first."""
-    prepare = runner.launch.prepare_run_dir
+    import runner.run_folder
+
+    prepare = runner.run_folder.prepare_run_dir
 
     def other_run_wins(run_dir):
         prepare(run_dir)
         (run_dir / "run.json").write_text('{"other": true}\n')
 
-    monkeypatch.setattr(runner.launch, "prepare_run_dir", other_run_wins)
+    monkeypatch.setattr(runner.run_folder, "prepare_run_dir", other_run_wins)
     cfg = load_case_definition(STORE / CASE).run_config("cpu-tiny")
     with pytest.raises(RunError, match="was just taken by another run"):
         runner.launch.run_case(cfg, runner.launch.RunOptions(run_dir=tmp_path / "run"))

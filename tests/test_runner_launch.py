@@ -165,11 +165,18 @@ def test_torchrun_command_passes_multi_node_options_through(cfg, tmp_path):
     single = TorchrunLauncher(cfg).command(plan, tmp_path / "o.json")
     assert "--standalone" in single and single[single.index("--nproc-per-node") + 1] == "4"
     multi_cfg = cfg.replace(launch={"nnodes": 2})
-    multi = TorchrunLauncher(multi_cfg, extra_args=("--nnodes=2", "--node-rank=1", "--rdzv-endpoint=h:29400"))
-    cmd = multi.command(plan, tmp_path / "o.json")
-    assert "--standalone" not in cmd
-    assert cmd[cmd.index("--nproc-per-node") + 1] == "2"
-    assert "--rdzv-endpoint=h:29400" in cmd and cmd[-3:] == ["-m", "runner.worker", str(plan.plan_path)]
+    multi = TorchrunLauncher(multi_cfg, extra_args=("--rdzv-endpoint", "h:29400", "--rdzv-id=x"), node_rank=1)
+    node_plan = PhasePlan(run=multi_cfg, run_dir=tmp_path, phase=1, first_step=1, last_step=20, save_at=10,
+                          node_rank=1)
+    cmd = multi.command(node_plan, tmp_path / "o.json")
+    assert "--standalone" not in cmd and "--rdzv-id=x" in cmd
+    assert cmd[cmd.index("--nproc-per-node") + 1] == "2" and cmd[cmd.index("--node-rank") + 1] == "1"
+    assert "--rdzv-backend=static" in cmd  # node rank = group rank: node 0 hosts global rank 0
+    assert "--rdzv-endpoint=h:29400" in cmd and cmd[-3:] == ["-m", "runner.worker", str(node_plan.plan_path)]
+    assert node_plan.plan_path == tmp_path / "logs" / "phase1" / "node1" / "plan.json"
+    phase2 = PhasePlan(run=multi_cfg, run_dir=tmp_path, phase=2, first_step=11, last_step=20, resume_from=10,
+                       node_rank=1)
+    assert "--rdzv-endpoint=h:29401" in multi.command(phase2, tmp_path / "o.json")  # its own store per phase
 
 
 # ---------------------------------------------------------------- process trees

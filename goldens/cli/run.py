@@ -50,16 +50,23 @@ RepeatOpt = Annotated[Optional[int], typer.Option(
 SeedStrideOpt = Annotated[Optional[int], typer.Option(
     "--seed-stride", metavar="K", min=0, show_default=False,
     help="Seed step between repeats [default: 1]; 0 repeats the same seed to measure nondeterminism.")]
-LauncherOpt = Annotated[str, typer.Option("--launcher", metavar="auto|fork|torchrun",
+LauncherOpt = Annotated[str, typer.Option("--launcher", metavar="auto|fork|torchrun|slurm",
                                           help="auto: fork (import once, fork the ranks) for single-node CPU "
-                                               "runs, torchrun otherwise.")]
+                                               "runs, torchrun otherwise; slurm: one torchrun per node under srun "
+                                               "(inside an allocation, or srun makes one).")]
 NnodesOpt = Annotated[Optional[int], typer.Option("--nnodes", metavar="N", min=1,
-                                                  help="Nodes (torchrun; run the same command on every node).",
+                                                  help="Nodes (torchrun: run the same command on every node; slurm: "
+                                                       "[default: the allocation's nodes, else 1]).",
                                                   show_default=False)]
-NodeRankOpt = Annotated[Optional[int], typer.Option("--node-rank", metavar="R", min=0, help="This node's rank (torchrun).",
-                                                    show_default=False)]
+NodeRankOpt = Annotated[Optional[int], typer.Option("--node-rank", metavar="R", min=0,
+                                                    help="This node's rank (torchrun, multi-node; node 0 creates the "
+                                                         "run folder and writes the artifact).", show_default=False)]
 RdzvOpt = Annotated[Optional[str], typer.Option("--rdzv-endpoint", metavar="HOST:PORT",
-                                                help="Rendezvous endpoint (torchrun, multi-node).", show_default=False)]
+                                                help="Node 0's host and a free port (torchrun, multi-node; phase 2 "
+                                                     "uses PORT+1).", show_default=False)]
+SlurmArgOpt = Annotated[Optional[list[str]], typer.Option(
+    "--slurm-arg", metavar="ARG", help="Extra srun option, passed through as is (repeatable), e.g. "
+                                       "--slurm-arg=--partition=gpu --slurm-arg=--time=30.", show_default=False)]
 RdzvIdOpt = Annotated[Optional[str], typer.Option("--rdzv-id", metavar="ID", help="Rendezvous id (torchrun).",
                                                   show_default=False)]
 TorchrunArgOpt = Annotated[Optional[list[str]], typer.Option(
@@ -69,22 +76,25 @@ TorchrunArgOpt = Annotated[Optional[list[str]], typer.Option(
 def run(case: CaseArg, profile: ProfileOpt = None, out: OutOpt = None, device: DeviceOpt = None,
         timeout: TimeoutOpt = None, seed: SeedOpt = None, store: StoreOpt = None, launcher: LauncherOpt = "auto",
         nnodes: NnodesOpt = None, node_rank: NodeRankOpt = None, rdzv_endpoint: RdzvOpt = None,
-        rdzv_id: RdzvIdOpt = None, torchrun_arg: TorchrunArgOpt = None, repeat: RepeatOpt = None,
-        seed_stride: SeedStrideOpt = None) -> None:
+        rdzv_id: RdzvIdOpt = None, torchrun_arg: TorchrunArgOpt = None, slurm_arg: SlurmArgOpt = None,
+        repeat: RepeatOpt = None, seed_stride: SeedStrideOpt = None) -> None:
     """Run a case for real (both phases of a resume case) and write runs/<run-id>/artifact.json.
 
     Multi-node: run the same command on every node with --nnodes, --node-rank and --rdzv-endpoint
-    (the artifact is written on the node that hosts global rank 0).
+    and one --out on a file system every node shares (node 0 creates it and writes the artifact);
+    or --launcher slurm (docs/runner.md).
 
     Repeated runs for `golden stats`: --repeat N [--seed-stride K] (docs/calibration.md).
 
     Exit 0 when the run completed; 2 for bad input or a run that did not complete (a rank
     failed, a phase timed out, Ctrl-C or SIGTERM): the artifact is still written and says why."""
     require_extra("runner", "run")
-    torchrun_args = _torchrun_args(node_rank=node_rank, rdzv_endpoint=rdzv_endpoint, rdzv_id=rdzv_id,
-                                   extra=torchrun_arg or [])
+    torchrun_args = _torchrun_args(rdzv_endpoint=rdzv_endpoint, rdzv_id=rdzv_id, extra=torchrun_arg or [])
+    if slurm_arg and launcher != "slurm":
+        raise fail("--slurm-arg is for --launcher slurm")
     options = dict(case=case, store=store, profile=profile, device=device, timeout=timeout, launcher=launcher,
-                   nnodes=nnodes, torchrun_args=torchrun_args)
+                   nnodes=nnodes, torchrun_args=torchrun_args, node_rank=node_rank or 0,
+                   slurm_args=tuple(slurm_arg or ()))
     if repeat is None:
         if seed_stride is not None:
             raise fail("--seed-stride needs --repeat N")
@@ -141,13 +151,12 @@ def check(case: CaseArg, store: StoreOpt = None, env: EnvOpt = None, platform: P
     raise typer.Exit(judgement.exit_code)
 
 
-def _torchrun_args(*, node_rank: int | None, rdzv_endpoint: str | None, rdzv_id: str | None,
-                   extra: list[str]) -> tuple[str, ...]:
+def _torchrun_args(*, rdzv_endpoint: str | None, rdzv_id: str | None, extra: list[str]) -> tuple[str, ...]:
+    """--node-rank is not among them: the launcher passes it, with the static rendezvous that makes
+    node 0 host global rank 0 (runner/launch.py)."""
     args = []
-    if node_rank is not None:
-        args.append(f"--node-rank={node_rank}")
     if rdzv_endpoint is not None:
-        args += ["--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv_endpoint}"]
+        args.append(f"--rdzv-endpoint={rdzv_endpoint}")
     if rdzv_id is not None:
         args.append(f"--rdzv-id={rdzv_id}")
     return (*args, *extra)
@@ -191,17 +200,22 @@ def resolve_config(*, case: str, store: Path | None, profile: str | None, device
 
 def execute(*, case: str, store: Path | None, profile: str | None, out: Path | None, device: str | None,
             timeout: float | None, seed: int | None, launcher: str, nnodes: int | None,
-            torchrun_args: tuple[str, ...], runs_root: Path | None = None) -> Any:
+            torchrun_args: tuple[str, ...], runs_root: Path | None = None, node_rank: int = 0,
+            slurm_args: tuple[str, ...] = ()) -> Any:
     """Run the resolved case with a progress display, in ``out`` or ``<runs_root>/<run-id>``
     (``runs_root`` default: runs/)."""
     from runner.launch import RunOptions, run_case
 
+    allocated = os.environ.get("SLURM_JOB_NUM_NODES", "")
+    if launcher == "slurm" and nnodes is None and allocated.isdigit():  # inside an allocation: all its nodes
+        nnodes = int(allocated)
     cfg = resolve_config(case=case, store=store, profile=profile, device=device, timeout=timeout, seed=seed,
                          nnodes=nnodes)
     run_dir = out if out is not None else (runs_root or Path("runs")) / new_run_id(cfg.case, cfg.profile)
+    options = RunOptions(run_dir=run_dir, launcher=launcher, torchrun_args=torchrun_args, node_rank=node_rank,
+                         slurm_args=slurm_args)
     with progress_display(cfg) as (on_progress, on_phase):
-        return run_case(cfg, RunOptions(run_dir=run_dir, launcher=launcher, torchrun_args=torchrun_args),
-                        on_progress=on_progress, on_phase=on_phase)
+        return run_case(cfg, options, on_progress=on_progress, on_phase=on_phase)
 
 
 def new_run_id(case: str, profile: str) -> str:
