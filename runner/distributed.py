@@ -5,7 +5,7 @@ stock megatron-core (no shim). Seeds follow Megatron-LM's ``_set_random_seed``: 
 plus 100 × pipeline rank for python/numpy/torch, and megatron's model-parallel seed offsets.
 
 Determinism is Megatron-LM's ``--deterministic-mode`` (``megatron/training/determinism.py``):
-``TransformerConfig.deterministic_mode`` (set in bert.py), ``torch.use_deterministic_algorithms(True)``
+``TransformerConfig.deterministic_mode`` (set in trainer.py), ``torch.use_deterministic_algorithms(True)``
 on every device, and on CUDA the environment it checks and completes before NCCL, cuBLAS or TE
 start (:func:`determinism_env`). On CPU those variables mean nothing (no NCCL, cuBLAS or TE) and
 are not set. ``use_deterministic_algorithms`` imports torch._dynamo (1.2 s on 2 cores); so does
