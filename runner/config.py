@@ -43,6 +43,10 @@ TEST_TYPES = ("regular", "ckpt-resume")
 # numpy takes seeds below 2**32 and each rank adds offsets to the case's seed (100 per pipeline
 # stage, megatron's 2718 + tensor rank): 2**31 - 1 leaves room for any layout.
 MAX_SEED = 2**31 - 1
+# A Megatron case folder's profiles besides full and cpu-tiny: the shrink with the case's data
+# parallelism kept, and the CPU pre-flight of a Transformer Engine case (runner/megatron_case.py).
+DP_PROFILE = "cpu-tiny-dp"
+PREFLIGHT_PROFILE = "cpu-preflight"
 SECTIONS = ("model", "parallelism", "schedule", "optimizer", "data", "determinism", "checkpoint",
             "launch")
 
@@ -90,6 +94,8 @@ class ModelConfig:
     persist_layer_norm: bool = False
     gradient_accumulation_fusion: bool = False
     family: str = field(default="bert", metadata=FAMILY_FIELD)
+    attention_softmax_in_fp32: bool = field(default=False, metadata=FAMILY_FIELD)
+    position_embedding_type: str = field(default="learned_absolute", metadata=FAMILY_FIELD)  # gpt, moe
     add_bias_linear: bool = field(default=True, metadata=FAMILY_FIELD)  # --disable-bias-linear
     apply_query_key_layer_scaling: bool = field(default=False, metadata=FAMILY_FIELD)
     kv_channels: int | None = field(default=None, metadata=FAMILY_FIELD)  # None: hidden / heads
@@ -120,6 +126,11 @@ class ModelConfig:
             raise ValueError(f"moe_router_load_balancing_type must be one of {', '.join(MOE_LOAD_BALANCING)}")
         if self.moe_token_dispatcher_type not in MOE_DISPATCHERS:
             raise ValueError(f"moe_token_dispatcher_type must be one of {', '.join(MOE_DISPATCHERS)}")
+        if self.position_embedding_type not in ("learned_absolute", "rope"):
+            raise ValueError(f"position_embedding_type must be 'learned_absolute' or 'rope', got "
+                             f"{self.position_embedding_type!r}")
+        if self.position_embedding_type == "rope" and self.family not in ("gpt", "moe"):
+            raise ValueError("rope position embeddings are built for the gpt and moe families here")
         if self.vocab_extra_ids < 0:
             raise ValueError("vocab_extra_ids must be >= 0")
         for name in ("num_layers", "hidden_size", "num_attention_heads", "seq_length",
@@ -554,7 +565,8 @@ class CaseDefinition:
         if chosen not in profiles:
             raise FormatError(f"unknown profile {chosen!r}; this case has: {', '.join(self.profiles)}",
                               path=self.path, key="profiles")
-        if self.megatron is not None:
+        preflight = self.megatron is not None and chosen == PREFLIGHT_PROFILE and self.megatron.preflight_ready
+        if self.megatron is not None and not preflight:
             self.megatron.check_runnable()  # CaseRefused (exit 2) with every reason
         prof = profiles[chosen] or {}
         if not isinstance(prof, Mapping):
@@ -565,6 +577,9 @@ class CaseDefinition:
                               path=self.path, key=f"profiles.{chosen}")
         sections = merge_sections(merge_sections(self.base_sections(), prof), overrides)
         record = self.megatron.record() if self.megatron is not None else None
+        if preflight:
+            # A smoke run on substitutes: judged only on itself, never against the case's goldens.
+            record = {**record, "substitutions": dict(self.megatron.substitutions)}
         return _build_run_config(self.name, chosen, sections, path=self.path, where=f"profiles.{chosen}.",
                                  test_type=self.test_type, megatron=record)
 
@@ -620,7 +635,7 @@ def _referenced_megatron_case(doc: Mapping[str, Any], *, name: str, path: Path) 
     from goldens.case import load_yaml
     from .megatron_case import import_model_config
 
-    megatron = import_model_config(load_yaml(target), name=name, path=target)
+    megatron = import_model_config(load_yaml(target), name=name, path=target, folder=path.parent.resolve().parent.name)
     for section in SECTIONS:
         own = doc.get(section) or {}
         if not isinstance(own, Mapping):
@@ -638,11 +653,15 @@ def megatron_case_definition(folder: str | Path, case: str | None = None) -> Cas
     named ``case`` (its path in the store) when given, else by its folder."""
     from goldens.case import check_case_path
 
-    from .megatron_case import cpu_tiny_shrink, load_model_config
+    from .megatron_case import cpu_tiny_shrink, data_parallel_size, load_model_config
 
     megatron = load_model_config(folder)
     name = check_case_path(case) if case is not None else megatron.name
     profiles = {"full": {}, "cpu-tiny": cpu_tiny_shrink(megatron) if megatron.runnable else {}}
+    if megatron.runnable and data_parallel_size(megatron) > 1:
+        profiles[DP_PROFILE] = cpu_tiny_shrink(megatron, keep_data_parallel=True)
+    if megatron.preflight_ready:
+        profiles[PREFLIGHT_PROFILE] = cpu_tiny_shrink(megatron)
     doc = {"case": name, "profiles": profiles, "default_profile": "cpu-tiny"}
     return CaseDefinition(name=name, path=megatron.path, document=doc, default_profile="cpu-tiny",
                           profiles=tuple(profiles), metrics={}, test_type=megatron.test_type, megatron=megatron)

@@ -102,6 +102,9 @@ def setup(cfg: RunConfig) -> Layout:
     ps.initialize_model_parallel(
         tensor_model_parallel_size=cfg.parallelism.tensor_model_parallel_size,
         pipeline_model_parallel_size=cfg.parallelism.pipeline_model_parallel_size,
+        expert_model_parallel_size=cfg.parallelism.expert_model_parallel_size,
+        expert_tensor_parallel_size=cfg.parallelism.expert_tensor_parallel_size,
+        order=cfg.parallelism.order,
         distributed_timeout_minutes=max(1, int(cfg.launch.phase_timeout_s // 60) + 1),
         create_gloo_process_groups=not cpu,  # on CPU the default groups are gloo already
     )
@@ -114,7 +117,9 @@ def setup(cfg: RunConfig) -> Layout:
     np.random.seed(seed)
     torch.manual_seed(seed)
     if cpu:
-        compat.model_parallel_cpu_manual_seed(seed, tp_rank=layout.tp_rank)
+        compat.model_parallel_cpu_manual_seed(seed, tp_rank=layout.tp_rank,
+                                              ep_rank=ps.get_expert_model_parallel_rank(),
+                                              etp_rank=ps.get_expert_tensor_parallel_rank())
     else:
         from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 

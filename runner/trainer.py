@@ -54,7 +54,7 @@ def transformer_config(cfg: RunConfig, fusions: dict[str, bool] | None = None) -
         activation_func=F.gelu,
         tensor_model_parallel_size=p.tensor_model_parallel_size,
         pipeline_model_parallel_size=p.pipeline_model_parallel_size,
-        sequence_parallel=False,
+        sequence_parallel=p.sequence_parallel,
         params_dtype=dtype,
         pipeline_dtype=dtype,
         bf16=m.precision == "bf16",
