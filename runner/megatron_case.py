@@ -99,8 +99,10 @@ class MegatronCase:
 
     @property
     def features(self) -> tuple[str, ...]:
-        """The missing features (or family) the refusals name, each once, in order."""
-        return tuple(dict.fromkeys(e.feature for e in self.entries if e.outcome == "refused" and e.feature))
+        """The missing features (or family) the refusals name, each once: Transformer Engine first
+        (what most of Megatron's cases need), then in the file's order."""
+        named = dict.fromkeys(e.feature for e in self.entries if e.outcome == "refused" and e.feature)
+        return tuple(sorted(named, key=lambda feature: feature != TE))
 
     @property
     def unread(self) -> tuple[str, ...]:
@@ -649,6 +651,7 @@ TOP_LEVEL_RULES: dict[str, Callable[[Any, _Context, str], Entry]] = {
 # What the CPU pre-flight runs in place of a refused feature (see preflight()).
 SUBSTITUTES: dict[str, str] = {
     TE: "megatron-core's local layer spec (the same architecture on torch's own kernels)",
+    "grouped GEMM": "megatron-core's SequentialMLP experts (one GEMM per expert: the same arithmetic)",
 }
 
 

@@ -183,6 +183,8 @@ def provenance(cfg: RunConfig, *, environment: Mapping[str, Any] | None, source_
         "model_args": model_args(cfg),
         "test_type": cfg.test_type,
         "command": " ".join(sys.argv),
+        # the data is the runner's own (runner/data.py): goldens of real-data runs are not references
+        "corpus": "generated",
     }
     if cfg.megatron is not None:
         # every model_config.yaml entry: mapped to which field, or waived / refused and why
