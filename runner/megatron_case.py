@@ -738,7 +738,8 @@ def cpu_tiny_shrink(case: MegatronCase, *, keep_data_parallel: bool = False) -> 
 
     - the model: 4 layers (at least one per pipeline stage), hidden 64, 4 heads (or TP), sequence
       64 — the family's structure at a size 4 ranks train in a fraction of a second per step; T5:
-      2 encoder and 2 decoder layers, decoder sequence 32; MoE: expert hidden 64;
+      2 encoder and 2 decoder layers, decoder sequence 32, 16 channels per head; a given
+      --ffn-hidden-size becomes 4 × hidden;
     - precision fp32 and every fusion off: bf16/fp16, Apex kernels and torch.compile fusions are
       GPU paths (the CPU profile must say so explicitly; RunConfig refuses them on cpu);
     - 20 steps, micro-batch 2, global batch 8 (4 micro-batches at data parallel 1, so the pipeline
@@ -748,15 +749,16 @@ def cpu_tiny_shrink(case: MegatronCase, *, keep_data_parallel: bool = False) -> 
       warm-up iterations would keep the rate near zero and the loss flat for the whole run;
     - a 1000-piece vocabulary and a small generated corpus; the CUDA-only environment dropped.
 
-    Data parallelism: the case's own (world 8 / (TP·PP)), kept when ``keep_data_parallel`` (the
-    ``cpu-tiny-dp`` profile) so the gradient all-reduce and the loss averaging run on CPU, and
-    always as much as expert parallelism needs (TP × DP a multiple of EP × expert TP).
+    Data parallelism: kept when ``keep_data_parallel`` (the ``cpu-tiny-dp`` profile) where the case
+    has it (world 8 / (TP·PP) ≥ 2), at 2 — the gradient all-reduce and the data-parallel loss
+    averaging run as they do with more replicas, on as few CPU ranks as possible; and always as much
+    as expert parallelism needs (TP × DP a multiple of EP × expert TP).
     """
     sec = case.sections
     par = sec["parallelism"]
     tp = int(par["tensor_model_parallel_size"])
     pp = int(par["pipeline_model_parallel_size"])
-    dp = data_parallel_size(case) if keep_data_parallel else 1
+    dp = min(data_parallel_size(case), 2) if keep_data_parallel else 1
     family = sec.get("model", {}).get("family", "bert")
     if family == "moe":
         experts = int(par.get("expert_model_parallel_size", 1)) * int(par.get("expert_tensor_parallel_size") or tp)

@@ -84,6 +84,13 @@ def family_fields(cfg: RunConfig) -> dict[str, Any]:
     return train_spec(cfg.model.family).config_fields(cfg)
 
 
+def grad_reduce_in_fp32(precision: str) -> bool:
+    """Megatron-LM accumulates and all-reduces gradients in fp32 for bf16 only (arguments.py sets
+    accumulate_allreduce_grads_in_fp32 for bf16; training.py hands it to DDP as
+    grad_reduce_in_fp32): fp16 gradients are reduced in fp16, fp32 ones in fp32."""
+    return precision == "bf16"
+
+
 def build(cfg: RunConfig, layout: Layout) -> Trainer:
     """The family's model on this pipeline stage, wrapped in megatron DDP, its optimizer and LR
     schedule."""
@@ -108,9 +115,7 @@ def build(cfg: RunConfig, layout: Layout) -> Trainer:
 
         core.cuda(torch.cuda.current_device())
     ddp_config = DistributedDataParallelConfig(
-        # Megatron-LM accumulates and all-reduces gradients in fp32 for bf16 only
-        # (arguments.py: accumulate_allreduce_grads_in_fp32); fp16 gradients are reduced in fp16.
-        grad_reduce_in_fp32=m.precision == "bf16",
+        grad_reduce_in_fp32=grad_reduce_in_fp32(m.precision),
         overlap_grad_reduce=False,
         use_distributed_optimizer=False,
     )
