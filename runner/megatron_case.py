@@ -560,12 +560,6 @@ def import_model_config(doc: Mapping[str, Any], *, name: str, path: Path | None 
         return MegatronCase(name=name, path=path, test_type=test_type, sections={}, entries=(entry,),
                             family=family.name, family_evidence=family.evidence)
     args = doc.get("MODEL_ARGS")
-    if args is None or (isinstance(args, Mapping) and not args):
-        entry = Entry("MODEL_ARGS", None, "refused", reason="no training flags: a tool run of Megatron's CI (such "
-                                                            "as the checkpoint converter), not a training case",
-                      feature="a tool run")
-        return MegatronCase(name=name, path=path, test_type=test_type, sections={}, entries=(entry,),
-                            family=family.name, family_evidence=family.evidence)
     if not isinstance(args, Mapping):
         raise _bad(path, "MODEL_ARGS", "expected a mapping of Megatron flags")
     table = {**MODEL_ARGS, **FAMILY_FLAGS[family.name]}

@@ -150,7 +150,9 @@ def build(cfg: RunConfig, layout: Layout) -> Trainer:
     tconfig.no_sync_func = model.no_sync
     return Trainer(model=model, core=core, optimizer=optimizer, scheduler=scheduler,
                    forward_backward=get_forward_backward_func(), cfg=cfg, layout=layout,
-                   kernels=kernels.record(choices, warmup=warmup), spec=spec)
+                   kernels=kernels.record(choices, warmup=warmup,
+                                          optimizer=kernels.optimizer_choice(cfg.launch.device, optimizer)),
+                   spec=spec)
 
 
 @dataclass(frozen=True)

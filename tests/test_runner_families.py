@@ -266,3 +266,24 @@ def test_a_gpt_loss_is_logged_as_megatron_reduces_token_sums(monkeypatch):
     micro = [loss_func(torch.tensor([1.0, 1.0]), torch.tensor([2.0, 4.0]))[2],
              loss_func(torch.tensor([1.0, 0.0]), torch.tensor([3.0, 9.0]))[2]]
     assert logged_losses(micro) == {"lm loss": pytest.approx((2 + 4 + 3 + 10) / (2 + 1 + 4))}
+
+
+def test_the_optimizer_megatron_chose_is_in_a_cuda_fingerprint(monkeypatch):
+    """FusedAdam (TE or Apex) and torch's fallback round differently: a CUDA run records which ran;
+    a CPU run (torch's Adam, the only one) records nothing new, so its fingerprint stays."""
+    pytest.importorskip("megatron.core")
+    from megatron.core import optimizer as mcore_optimizer
+
+    from runner import kernels
+
+    assert kernels.optimizer_choice("cpu") is None
+    monkeypatch.setattr(mcore_optimizer, "USING_PYTORCH_OPTIMIZER", True)
+    assert kernels.optimizer_choice("cuda").startswith("torch (Transformer Engine and Apex absent")
+
+    class FusedAdam:
+        __module__ = "apex.optimizers"
+
+    monkeypatch.setattr(mcore_optimizer, "USING_PYTORCH_OPTIMIZER", False)
+    monkeypatch.setattr(mcore_optimizer, "Adam", FusedAdam)
+    assert kernels.optimizer_choice("cuda") == "apex.optimizers.FusedAdam"
+    assert kernels.record({}, optimizer="apex.optimizers.FusedAdam") == {"optimizer": "apex.optimizers.FusedAdam"}

@@ -28,6 +28,7 @@ NOT_BUILT: dict[str, str] = {
     "inference": "inference cases (MODE: inference; text generation and logit matching, not training)",
     "rl": "reinforcement-learning cases (MODE: rl)",
     "retro": "RETRO retrieval-augmented models",
+    "tool": "tool runs of Megatron's CI with no training flags (the checkpoint converter)",
 }
 FOLDERS: dict[str, str] = {
     "bert": "bert", "gpt": "gpt", "t5": "t5", "moe": "moe", "mixtral": "moe", "hybrid": "hybrid",
@@ -68,6 +69,8 @@ def detect(doc: Mapping[str, Any], *, folder: str | None = None, name: str | Non
     if isinstance(mode, str) and mode in MODES:
         return Family(MODES[mode], f"MODE: {mode}")
     args = doc.get("MODEL_ARGS")
+    if args is None or (isinstance(args, Mapping) and not args):
+        return Family("tool", "no MODEL_ARGS")
     if isinstance(args, Mapping):
         keys = [k for k in args if isinstance(k, str)]
         if keys and not any(k.startswith("--") for k in keys):
