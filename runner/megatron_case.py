@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -634,7 +635,7 @@ def _before_script(value: Any, ctx: _Context, key: str) -> Entry:
                  feature="a CI shell script")
 
 
-UNINSTALL = __import__("re").compile(r"pip uninstall -y (transformer_engine|Apex|apex)( \|\| true)?")
+UNINSTALL = re.compile(r"pip uninstall -y (transformer_engine|Apex|apex)( \|\| true)?")
 TOP_LEVEL_RULES: dict[str, Callable[[Any, _Context, str], Entry]] = {
     "LAUNCHER": waive("how Megatron's CI starts the ranks; the runner starts them itself (fork or torchrun) and "
                       "supervises them"),

@@ -287,3 +287,11 @@ def test_the_optimizer_megatron_chose_is_in_a_cuda_fingerprint(monkeypatch):
     monkeypatch.setattr(mcore_optimizer, "Adam", FusedAdam)
     assert kernels.optimizer_choice("cuda") == "apex.optimizers.FusedAdam"
     assert kernels.record({}, optimizer="apex.optimizers.FusedAdam") == {"optimizer": "apex.optimizers.FusedAdam"}
+
+
+def test_a_before_script_that_only_uninstalls_te_is_waived_any_other_refused():
+    uninstall = "pip uninstall -y transformer_engine || true\npip uninstall -y Apex || true ## TODO: remove\n"
+    case = import_model_config({**gpt_doc(), "BEFORE_SCRIPT": uninstall}, name="gpt3_x", folder="gpt")
+    assert case.runnable and case.entry("BEFORE_SCRIPT").outcome == "waived"
+    case = import_model_config({**gpt_doc(), "BEFORE_SCRIPT": "pip install foo\n"}, name="gpt3_x", folder="gpt")
+    assert case.features == ("a CI shell script",)
