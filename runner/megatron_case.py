@@ -639,7 +639,10 @@ UNINSTALL = re.compile(r"pip uninstall -y (transformer_engine|Apex|apex)( \|\| t
 TOP_LEVEL_RULES: dict[str, Callable[[Any, _Context, str], Entry]] = {
     "LAUNCHER": waive("how Megatron's CI starts the ranks; the runner starts them itself (fork or torchrun) and "
                       "supervises them"),
-    "MODE": lambda value, ctx, key: Entry(key, value, "mapped", "training (MODE pretraining)"),
+    "MODE": lambda value, ctx, key: (
+        Entry(key, value, "mapped", "training (MODE pretraining)") if value == "pretraining" else
+        Entry(key, value, "refused", reason=f"MODE {value!r}: the runner trains (MODE pretraining)",
+              feature=f"MODE {value}")),
     "BEFORE_SCRIPT": _before_script,
     "AFTER_SCRIPT": _before_script,
 }

@@ -295,3 +295,9 @@ def test_a_before_script_that_only_uninstalls_te_is_waived_any_other_refused():
     assert case.runnable and case.entry("BEFORE_SCRIPT").outcome == "waived"
     case = import_model_config({**gpt_doc(), "BEFORE_SCRIPT": "pip install foo\n"}, name="gpt3_x", folder="gpt")
     assert case.features == ("a CI shell script",)
+
+
+def test_mode_pretraining_trains_any_other_mode_is_refused_by_name():
+    assert import_model_config({**gpt_doc(), "MODE": "pretraining"}, name="gpt3_x", folder="gpt").runnable
+    assert import_model_config({**gpt_doc(), "MODE": "distill"}, name="gpt3_x", folder="gpt").features == (
+        "MODE distill",)
