@@ -252,7 +252,8 @@ def progress_display(cfg: Any) -> Iterator[tuple[Any, Any]]:
 
 def _preflight_verdict(report: Any) -> None:
     """A CPU pre-flight's verdict on itself (runner.artifact.smoke_problems): exit 1 if it fails."""
-    substitutions = (report.artifact.provenance.get("megatron_case") or {}).get("substitutions")
+    provenance = getattr(report.artifact, "provenance", None) or {}
+    substitutions = (provenance.get("megatron_case") or {}).get("substitutions")
     if not substitutions:
         return
     from runner.artifact import smoke_problems
