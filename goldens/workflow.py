@@ -70,6 +70,7 @@ def judge_run(store: "GoldenStore", run: "Loaded", *, case: str | None = None, e
     if run.artifact is None and run.side.inference is None:
         raise FormatError("one operand must be a run (artifact.json or its folder); to compare two golden files "
                           "give both")
+    refuse_preflight(run)
     the_case = case_of_candidate(store, run, case)
     target_env, target_platform = env or run.env, platform or run.platform
     inputs.load_policies(policy)  # a bad --policy is refused before anything else is read
@@ -83,6 +84,7 @@ def judge_run(store: "GoldenStore", run: "Loaded", *, case: str | None = None, e
     policies = inputs.load_policies(policy, case_policy=case_policy, case_source=case_source,
                                     megatron_case=_megatron_case(policy, lambda: store.case_dir(the_case)))
     reference = inputs.load_store_golden(store, the_case, target_env, target_platform, policies.golden_phases, keys)
+    refuse_other_data(run, reference, store.case_dir(the_case))
     _readable_as_megatron_reads(policies, (reference, run))
     all_notes = tuple(notes) + tuple(f"candidate: {n}" for n in run.notes) \
         + tuple(f"reference: {n}" for n in reference.notes)
@@ -90,6 +92,38 @@ def judge_run(store: "GoldenStore", run: "Loaded", *, case: str | None = None, e
                      platform=reference.platform, notes=all_notes)
     judgement = Judgement(result, the_case, reference.env, reference.platform)
     return _staged(store, run, judgement) if stage and should_stage(result) else judgement
+
+
+GENERATED_CORPUS = "generated"  # an artifact's provenance.corpus when the runner made its data
+
+
+def refuse_preflight(run: "Loaded") -> None:
+    """A CPU pre-flight (a Transformer Engine case run on substitutes) is judged only on itself
+    — it builds, trains, saves, resumes bit-exactly, its loss is finite and falls (``golden run``
+    says so) — never against the case's goldens."""
+    prov = run.artifact.provenance if run.artifact is not None else {}
+    substitutions = (prov.get("megatron_case") or {}).get("substitutions")
+    if substitutions:
+        subs = "; ".join(f"{k} → {v}" for k, v in substitutions.items())
+        raise FormatError(f"run {run.artifact.run_id} is a CPU pre-flight on substitutes ({subs}): it is judged only "
+                          "on itself (golden run prints its smoke verdict), never against the case's goldens")
+
+
+def refuse_other_data(run: "Loaded", reference: "Loaded", case_dir: Path) -> None:
+    """A run on the runner's generated corpus is never judged against a golden Megatron recorded
+    on its real data: a golden in a Megatron case folder (model_config.yaml, no case.yaml) that no
+    approval of this toolkit wrote (no recorded fingerprint). Megatron's lm loss after 100 real
+    steps (6.2) says nothing about 20 steps on the generated corpus (10.5)."""
+    from .case import CASE_FILE
+
+    prov = run.artifact.provenance if run.artifact is not None else {}
+    if prov.get("corpus") != GENERATED_CORPUS or reference.side.fingerprint is not None:
+        return
+    if (case_dir / CASE_FILE).is_file() or not (case_dir / "model_config.yaml").is_file():
+        return
+    raise FormatError(f"{reference.side.label} was recorded by Megatron's CI on its real data (no approval of this "
+                      "toolkit wrote it), and this run trained on the runner's generated corpus: they are not "
+                      "comparable. Record a golden of this runner (golden approve) and judge against that")
 
 
 def case_of_candidate(store: "GoldenStore", run: "Loaded", given: str | None = None) -> str:

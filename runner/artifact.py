@@ -93,3 +93,35 @@ def write(artifact: Artifact, run_dir: Path) -> Path:
     path = run_dir / ARTIFACT_FILE
     atomic_write_text(path, dumps_artifact(artifact))
     return path
+
+
+SMOKE_METRICS = ("lm loss", "num-zeros")
+
+
+def smoke_problems(artifact: Artifact) -> list[str]:
+    """What a CPU pre-flight is judged on, itself only: it completed, its loss is finite and falls
+    over phase 1, and phase 2 (resumed in fresh processes) equals phase 1 bit for bit on every
+    step both ran. Empty when it passes."""
+    import math
+
+    problems = [] if artifact.status == "complete" else [f"the run is {artifact.status}"]
+    first = artifact.phases.get(1)
+    loss = first.metrics.get("lm loss") if first is not None else None
+    if loss is None or not len(loss.values):
+        return [*problems, "phase 1 recorded no lm loss"]
+    values = [float(v) for v in loss.values]
+    if not all(math.isfinite(v) for v in values):
+        problems.append("lm loss is not finite at some step")
+    elif not values[-1] < values[0]:
+        problems.append(f"lm loss did not fall ({values[0]!r} → {values[-1]!r})")
+    second = artifact.phases.get(2)
+    for name in SMOKE_METRICS if second is not None else ():
+        before, after = first.metrics.get(name), second.metrics.get(name)
+        if before is None or after is None:
+            continue
+        ran = dict(zip(before.steps.tolist(), before.values.tolist()))
+        differ = [step for step, value in zip(after.steps.tolist(), after.values.tolist())
+                  if step in ran and ran[step] != value]
+        if differ:
+            problems.append(f"{name} after the resume differs from phase 1 at step(s) {differ[:5]}")
+    return problems

@@ -27,6 +27,12 @@ from typing import Any, Mapping
 from goldens.errors import FormatError
 
 DEVICES = ("cpu", "cuda")
+FAMILIES = ("bert", "gpt", "moe", "t5")  # runner/families: one builder each
+MOE_LOAD_BALANCING = ("aux_loss", "seq_aux_loss", "sinkhorn", "none")
+MOE_DISPATCHERS = ("allgather", "alltoall")
+# Fields the model families added (issue 25): recorded in a run's model_args only where set, so the
+# arguments of runs recorded before them stay comparable (runner/provenance.model_args).
+FAMILY_FIELD = {"family_field": True}
 PRECISIONS = ("fp32", "bf16", "fp16")
 LR_DECAY_STYLES = ("constant", "linear", "cosine", "inverse-square-root")
 CHECKPOINT_FORMATS = ("torch", "torch_dist")
@@ -37,6 +43,10 @@ TEST_TYPES = ("regular", "ckpt-resume")
 # numpy takes seeds below 2**32 and each rank adds offsets to the case's seed (100 per pipeline
 # stage, megatron's 2718 + tensor rank): 2**31 - 1 leaves room for any layout.
 MAX_SEED = 2**31 - 1
+# A Megatron case folder's profiles besides full and cpu-tiny: the shrink with the case's data
+# parallelism kept, and the CPU pre-flight of a Transformer Engine case (runner/megatron_case.py).
+DP_PROFILE = "cpu-tiny-dp"
+PREFLIGHT_PROFILE = "cpu-preflight"
 SECTIONS = ("model", "parallelism", "schedule", "optimizer", "data", "determinism", "checkpoint",
             "launch")
 
@@ -54,7 +64,9 @@ def _fraction(name: str, value: float, *, upper_open: bool = True) -> None:
 
 @dataclass(kw_only=True, slots=True, frozen=True)
 class ModelConfig:
-    """The BERT architecture (Megatron's --num-layers, --hidden-size, ... by their names)."""
+    """The architecture, by Megatron's flag names (--num-layers, --hidden-size, ...). ``family``
+    picks the builder (runner/families); the fields after it that only some families read say
+    which in their comment."""
 
     num_layers: int
     hidden_size: int
@@ -81,8 +93,46 @@ class ModelConfig:
     masked_softmax_fusion: bool = False
     persist_layer_norm: bool = False
     gradient_accumulation_fusion: bool = False
+    family: str = field(default="bert", metadata=FAMILY_FIELD)
+    attention_softmax_in_fp32: bool = field(default=False, metadata=FAMILY_FIELD)
+    position_embedding_type: str = field(default="learned_absolute", metadata=FAMILY_FIELD)  # gpt, moe
+    add_bias_linear: bool = field(default=True, metadata=FAMILY_FIELD)  # --disable-bias-linear
+    apply_query_key_layer_scaling: bool = field(default=False, metadata=FAMILY_FIELD)
+    kv_channels: int | None = field(default=None, metadata=FAMILY_FIELD)  # None: hidden / heads
+    # moe: megatron-core's MoE layer on the local spec
+    num_experts: int | None = field(default=None, metadata=FAMILY_FIELD)
+    moe_router_topk: int = field(default=2, metadata=FAMILY_FIELD)
+    moe_router_load_balancing_type: str = field(default="aux_loss", metadata=FAMILY_FIELD)
+    moe_aux_loss_coeff: float = field(default=0.0, metadata=FAMILY_FIELD)
+    moe_token_dispatcher_type: str = field(default="allgather", metadata=FAMILY_FIELD)
+    # t5: encoder and decoder depth (num_layers is the encoder's), the decoder's sequence
+    decoder_num_layers: int | None = field(default=None, metadata=FAMILY_FIELD)
+    decoder_seq_length: int | None = field(default=None, metadata=FAMILY_FIELD)
+    vocab_extra_ids: int = field(default=0, metadata=FAMILY_FIELD)
+    calculate_per_token_loss: bool = field(default=False, metadata=FAMILY_FIELD)
 
     def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
+        for name in ("kv_channels", "num_experts", "decoder_num_layers", "decoder_seq_length"):
+            if getattr(self, name) is not None:
+                _positive(name, getattr(self, name))
+        _positive("moe_router_topk", self.moe_router_topk)
+        if (self.family == "moe") != (self.num_experts is not None):
+            raise ValueError("num_experts is set exactly when family is 'moe'")
+        if self.num_experts is not None and self.moe_router_topk > self.num_experts:
+            raise ValueError(f"moe_router_topk {self.moe_router_topk} exceeds num_experts {self.num_experts}")
+        if self.moe_router_load_balancing_type not in MOE_LOAD_BALANCING:
+            raise ValueError(f"moe_router_load_balancing_type must be one of {', '.join(MOE_LOAD_BALANCING)}")
+        if self.moe_token_dispatcher_type not in MOE_DISPATCHERS:
+            raise ValueError(f"moe_token_dispatcher_type must be one of {', '.join(MOE_DISPATCHERS)}")
+        if self.position_embedding_type not in ("learned_absolute", "rope"):
+            raise ValueError(f"position_embedding_type must be 'learned_absolute' or 'rope', got "
+                             f"{self.position_embedding_type!r}")
+        if self.position_embedding_type == "rope" and self.family not in ("gpt", "moe"):
+            raise ValueError("rope position embeddings are built for the gpt and moe families here")
+        if self.vocab_extra_ids < 0:
+            raise ValueError("vocab_extra_ids must be >= 0")
         for name in ("num_layers", "hidden_size", "num_attention_heads", "seq_length",
                      "max_position_embeddings", "make_vocab_size_divisible_by"):
             _positive(name, getattr(self, name))
@@ -98,7 +148,7 @@ class ModelConfig:
         _fraction("attention_dropout", self.attention_dropout)
         if self.layer_spec != "local":
             raise ValueError(f"layer_spec {self.layer_spec!r} is not supported: this runner builds "
-                             "megatron-core's bert_layer_local_spec ('local')")
+                             "megatron-core's local layer specs ('local')")
         if self.attention_backend not in ("local", "unfused"):
             raise ValueError(f"attention_backend must be 'local' or 'unfused', got "
                              f"{self.attention_backend!r} (the others need Transformer Engine)")
@@ -125,8 +175,19 @@ class ParallelConfig:
     tensor_model_parallel_size: int
     pipeline_model_parallel_size: int
     world_size: int
+    sequence_parallel: bool = field(default=False, metadata=FAMILY_FIELD)
+    expert_model_parallel_size: int = field(default=1, metadata=FAMILY_FIELD)
+    expert_tensor_parallel_size: int | None = field(default=None, metadata=FAMILY_FIELD)  # None: TP
+    order: str = field(default="tp-cp-ep-dp-pp", metadata=FAMILY_FIELD)  # megatron's rank order
 
     def __post_init__(self) -> None:
+        _positive("expert_model_parallel_size", self.expert_model_parallel_size)
+        if self.expert_tensor_parallel_size is not None:
+            _positive("expert_tensor_parallel_size", self.expert_tensor_parallel_size)
+        if self.order not in ("tp-cp-ep-dp-pp", "tp-cp-ep-pp-dp"):
+            raise ValueError(f"order must be 'tp-cp-ep-dp-pp' or 'tp-cp-ep-pp-dp', got {self.order!r}")
+        if self.sequence_parallel and self.tensor_model_parallel_size == 1:
+            raise ValueError("sequence_parallel needs tensor_model_parallel_size > 1")
         _positive("tensor_model_parallel_size", self.tensor_model_parallel_size)
         _positive("pipeline_model_parallel_size", self.pipeline_model_parallel_size)
         _positive("world_size", self.world_size)
@@ -141,6 +202,10 @@ class ParallelConfig:
     @property
     def data_parallel_size(self) -> int:
         return self.world_size // self.model_parallel_size
+
+    @property
+    def expert_tp_size(self) -> int:
+        return self.expert_tensor_parallel_size or self.tensor_model_parallel_size
 
 
 @dataclass(kw_only=True, slots=True, frozen=True)
@@ -197,10 +262,13 @@ class OptimizerConfig:
         if self.clip_grad < 0 or self.weight_decay < 0:
             raise ValueError("clip_grad and weight_decay must be >= 0")
 
-    def warmup_iters(self, decay_iters: int) -> int:
+    def warmup_steps(self, decay_iters: int, global_batch_size: int) -> float:
+        """Warm-up length in samples, as Megatron-LM's ``get_optimizer_param_scheduler`` computes
+        it: the fraction times the decay samples, a float product kept as it is (not truncated to
+        whole iterations), else the warm-up iterations times the global batch."""
         if self.lr_warmup_fraction is not None:
-            return int(self.lr_warmup_fraction * decay_iters)
-        return self.lr_warmup_iters
+            return self.lr_warmup_fraction * (decay_iters * global_batch_size)
+        return self.lr_warmup_iters * global_batch_size
 
 
 @dataclass(kw_only=True, slots=True, frozen=True)
@@ -330,6 +398,18 @@ class RunConfig:
         if model.num_attention_heads % tp:
             raise ValueError(f"num_attention_heads {model.num_attention_heads} must be divisible by "
                              f"tensor_model_parallel_size {tp}")
+        if model.family == "moe":
+            ep, etp = par.expert_model_parallel_size, par.expert_tp_size
+            if model.num_experts % ep:
+                raise ValueError(f"num_experts {model.num_experts} must be divisible by "
+                                 f"expert_model_parallel_size {ep}")
+            if (tp * par.data_parallel_size) % (ep * etp):
+                raise ValueError(f"tensor × data parallel size {tp * par.data_parallel_size} must be a multiple of "
+                                 f"expert × expert-tensor parallel size {ep * etp}: raise world_size")
+        elif par.expert_model_parallel_size != 1:
+            raise ValueError("expert_model_parallel_size > 1 needs an MoE model (family 'moe')")
+        if model.family == "t5" and pp != 1:
+            raise ValueError("a T5 model runs on pipeline_model_parallel_size 1 here")
         if model.num_layers % pp:
             raise ValueError(f"num_layers {model.num_layers} must be divisible by "
                              f"pipeline_model_parallel_size {pp}")
@@ -485,7 +565,8 @@ class CaseDefinition:
         if chosen not in profiles:
             raise FormatError(f"unknown profile {chosen!r}; this case has: {', '.join(self.profiles)}",
                               path=self.path, key="profiles")
-        if self.megatron is not None:
+        preflight = self.megatron is not None and chosen == PREFLIGHT_PROFILE and self.megatron.preflight_ready
+        if self.megatron is not None and not preflight:
             self.megatron.check_runnable()  # CaseRefused (exit 2) with every reason
         prof = profiles[chosen] or {}
         if not isinstance(prof, Mapping):
@@ -496,6 +577,9 @@ class CaseDefinition:
                               path=self.path, key=f"profiles.{chosen}")
         sections = merge_sections(merge_sections(self.base_sections(), prof), overrides)
         record = self.megatron.record() if self.megatron is not None else None
+        if preflight:
+            # A smoke run on substitutes: judged only on itself, never against the case's goldens.
+            record = {**record, "substitutions": dict(self.megatron.substitutions)}
         return _build_run_config(self.name, chosen, sections, path=self.path, where=f"profiles.{chosen}.",
                                  test_type=self.test_type, megatron=record)
 
@@ -551,7 +635,7 @@ def _referenced_megatron_case(doc: Mapping[str, Any], *, name: str, path: Path) 
     from goldens.case import load_yaml
     from .megatron_case import import_model_config
 
-    megatron = import_model_config(load_yaml(target), name=name, path=target)
+    megatron = import_model_config(load_yaml(target), name=name, path=target, folder=path.parent.resolve().parent.name)
     for section in SECTIONS:
         own = doc.get(section) or {}
         if not isinstance(own, Mapping):
@@ -569,11 +653,15 @@ def megatron_case_definition(folder: str | Path, case: str | None = None) -> Cas
     named ``case`` (its path in the store) when given, else by its folder."""
     from goldens.case import check_case_path
 
-    from .megatron_case import cpu_tiny_shrink, load_model_config
+    from .megatron_case import cpu_tiny_shrink, data_parallel_size, load_model_config
 
     megatron = load_model_config(folder)
     name = check_case_path(case) if case is not None else megatron.name
     profiles = {"full": {}, "cpu-tiny": cpu_tiny_shrink(megatron) if megatron.runnable else {}}
+    if megatron.runnable and data_parallel_size(megatron) > 1:
+        profiles[DP_PROFILE] = cpu_tiny_shrink(megatron, keep_data_parallel=True)
+    if megatron.preflight_ready:
+        profiles[PREFLIGHT_PROFILE] = cpu_tiny_shrink(megatron)
     doc = {"case": name, "profiles": profiles, "default_profile": "cpu-tiny"}
     return CaseDefinition(name=name, path=megatron.path, document=doc, default_profile="cpu-tiny",
                           profiles=tuple(profiles), metrics={}, test_type=megatron.test_type, megatron=megatron)

@@ -5,7 +5,7 @@ stock megatron-core (no shim). Seeds follow Megatron-LM's ``_set_random_seed``: 
 plus 100 × pipeline rank for python/numpy/torch, and megatron's model-parallel seed offsets.
 
 Determinism is Megatron-LM's ``--deterministic-mode`` (``megatron/training/determinism.py``):
-``TransformerConfig.deterministic_mode`` (set in bert.py), ``torch.use_deterministic_algorithms(True)``
+``TransformerConfig.deterministic_mode`` (set in trainer.py), ``torch.use_deterministic_algorithms(True)``
 on every device, and on CUDA the environment it checks and completes before NCCL, cuBLAS or TE
 start (:func:`determinism_env`). On CPU those variables mean nothing (no NCCL, cuBLAS or TE) and
 are not set. ``use_deterministic_algorithms`` imports torch._dynamo (1.2 s on 2 cores); so does
@@ -102,6 +102,9 @@ def setup(cfg: RunConfig) -> Layout:
     ps.initialize_model_parallel(
         tensor_model_parallel_size=cfg.parallelism.tensor_model_parallel_size,
         pipeline_model_parallel_size=cfg.parallelism.pipeline_model_parallel_size,
+        expert_model_parallel_size=cfg.parallelism.expert_model_parallel_size,
+        expert_tensor_parallel_size=cfg.parallelism.expert_tensor_parallel_size,
+        order=cfg.parallelism.order,
         distributed_timeout_minutes=max(1, int(cfg.launch.phase_timeout_s // 60) + 1),
         create_gloo_process_groups=not cpu,  # on CPU the default groups are gloo already
     )
@@ -114,7 +117,9 @@ def setup(cfg: RunConfig) -> Layout:
     np.random.seed(seed)
     torch.manual_seed(seed)
     if cpu:
-        compat.model_parallel_cpu_manual_seed(seed, tp_rank=layout.tp_rank)
+        compat.model_parallel_cpu_manual_seed(seed, tp_rank=layout.tp_rank,
+                                              ep_rank=ps.get_expert_model_parallel_rank(),
+                                              etp_rank=ps.get_expert_tensor_parallel_rank())
     else:
         from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 

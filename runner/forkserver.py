@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 PRELOAD = (
-    "runner.train", "megatron.core.models.bert.bert_model", "megatron.core.models.bert.bert_layer_specs",
+    "runner.train", "runner.families.bert", "megatron.core.models.bert.bert_model", "megatron.core.models.bert.bert_layer_specs",
     "megatron.core.optimizer", "megatron.core.distributed", "megatron.core.pipeline_parallel",
     "megatron.core.dist_checkpointing", "megatron.core.dist_checkpointing.strategies.torch",
     "megatron.core.dist_checkpointing.strategies.filesystem_async", "megatron.core.optimizer_param_scheduler",

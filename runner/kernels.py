@@ -134,11 +134,31 @@ def effective(cfg: Any, choices: Mapping[str, KernelChoice]) -> dict[str, bool]:
     return {name: choice.used for name, choice in choices.items()}
 
 
-def record(choices: Mapping[str, KernelChoice], *, warmup: str | None = None) -> dict[str, Any]:
+def record(choices: Mapping[str, KernelChoice], *, warmup: str | None = None,
+           optimizer: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {name: choice.to_json() for name, choice in sorted(choices.items())}
     if warmup is not None:
         out["jit_warmup"] = warmup
+    if optimizer is not None:
+        out["optimizer"] = optimizer
     return out
+
+
+def optimizer_choice(device: str, optimizer: Any = None) -> str | None:
+    """Which Adam megatron-core's optimizer chose on CUDA: Transformer Engine's FusedAdam, Apex's, or
+    torch's Adam/AdamW when neither is installed (megatron.core.optimizer's import-time fallback).
+    Each rounds differently, so it is part of the fingerprint. None on CPU, where torch's is the
+    only one (and a CPU run's fingerprint stays what it was)."""
+    if device != "cuda":
+        return None
+    from megatron.core import optimizer as mcore_optimizer
+
+    if mcore_optimizer.USING_PYTORCH_OPTIMIZER:
+        chosen = "torch (Transformer Engine and Apex absent: megatron-core's fallback)"
+    else:
+        chosen = f"{mcore_optimizer.Adam.__module__}.{mcore_optimizer.Adam.__name__}"
+    inner = getattr(optimizer, "optimizer", None)
+    return chosen if inner is None else f"{chosen}; instance {type(inner).__module__}.{type(inner).__name__}"
 
 
 def warmup_jit_functions(cfg: Any, choices: Mapping[str, KernelChoice]) -> str:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -36,18 +37,21 @@ MODEL_CONFIG_FILE = "model_config.yaml"
 # Megatron's CI (tests/test_utils/recipes/h100/bert.yaml: ``nodes: 1, gpus: 8``) runs every BERT
 # case on one node of 8 GPUs; the file itself does not say, so the import takes it from there.
 MEGATRON_CI_GPUS = 8
-TOP_LEVEL = ("ENV_VARS", "MODEL_ARGS", "TEST_TYPE", "LAUNCHER", "METRICS")
+TOP_LEVEL = ("ENV_VARS", "MODEL_ARGS", "TEST_TYPE", "METRICS")
 RUNNABLE_TEST_TYPES = ("regular", "ckpt-resume")
 KNOWN_TEST_TYPES = ("regular", "ckpt-resume", "frozen-resume", "frozen-start", "checkpoint-consistency",
                     "release")  # Megatron's run_ci_test.sh
 
 
 class CaseRefused(RunError):
-    """The case cannot run as Megatron runs it; the message gives every reason (exit 2)."""
+    """The case cannot run as Megatron runs it; the message names every missing feature (or the
+    model family) first, then gives every reason (exit 2)."""
 
-    def __init__(self, case: str, reasons: tuple[str, ...]):
-        self.case, self.reasons = case, reasons
-        super().__init__(f"case {case} cannot run here: " + "; ".join(reasons))
+    def __init__(self, case: str, reasons: tuple[str, ...], features: tuple[str, ...] = (), unread: int = 0):
+        self.case, self.reasons, self.features = case, reasons, features
+        needs = f"needs {', '.join(features)}: " if features else ""
+        tail = f" (and {unread} flag(s) this runner has not read)" if unread else ""
+        super().__init__(f"case {case} cannot run here: {needs}" + "; ".join(reasons) + tail)
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,8 @@ class Entry:
     value: Any
     outcome: str  # mapped | waived | refused
     target: str | None = None  # mapped: the runner field or what stands in for it
-    reason: str | None = None  # waived / refused: why
+    reason: str | None = None  # waived / refused / unread: why
+    feature: str | None = None  # refused: the feature (or family) missing here, e.g. "Transformer Engine"
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"value": _plain(self.value), "outcome": self.outcome}
@@ -66,6 +71,8 @@ class Entry:
             out["target"] = self.target
         if self.reason is not None:
             out["reason"] = self.reason
+        if self.feature is not None:
+            out["feature"] = self.feature
         return out
 
 
@@ -81,14 +88,36 @@ class MegatronCase:
     metrics: tuple[str, ...] | None = None  # METRICS: what Megatron's comparison checks
     # (section, field) pairs a flag or variable set: a case.yaml may not restate them
     from_entries: frozenset[tuple[str, str]] = frozenset()
+    family: str = "bert"  # runner/families: the builder this case needs
+    family_evidence: str = ""
+    # The pre-flight's substitutions (feature → what runs in its place), where the refusals are
+    # only Transformer Engine's (or a GPU-only kernel's); empty otherwise. See preflight().
+    substitutions: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def refusals(self) -> tuple[str, ...]:
         return tuple(f"{e.key}: {e.reason}" for e in self.entries if e.outcome == "refused")
 
     @property
+    def features(self) -> tuple[str, ...]:
+        """The missing features (or family) the refusals name, each once: Transformer Engine first
+        (what most of Megatron's cases need), then in the file's order."""
+        named = dict.fromkeys(e.feature for e in self.entries if e.outcome == "refused" and e.feature)
+        return tuple(sorted(named, key=lambda feature: feature != TE))
+
+    @property
+    def unread(self) -> tuple[str, ...]:
+        """Flags nobody has mapped or waived, in a case refused for a feature or family anyway."""
+        return tuple(e.key for e in self.entries if e.outcome == "unread")
+
+    @property
     def runnable(self) -> bool:
         return not self.refusals
+
+    @property
+    def preflight_ready(self) -> bool:
+        """Refused only for what the pre-flight substitutes, every flag read."""
+        return bool(self.substitutions)
 
     def entry(self, key: str) -> Entry:
         return next(e for e in self.entries if e.key == key)
@@ -96,12 +125,13 @@ class MegatronCase:
     def record(self) -> dict[str, Any]:
         """What the artifact's provenance lists: the source file and every entry's fate."""
         return {"source": str(self.path) if self.path is not None else None, "test_type": self.test_type,
+                "family": self.family,
                 "metrics": list(self.metrics) if self.metrics is not None else None,
                 "entries": {e.key: e.to_json() for e in self.entries}}
 
     def check_runnable(self) -> None:
         if self.refusals:
-            raise CaseRefused(self.name, self.refusals)
+            raise CaseRefused(self.name, self.refusals, self.features, len(self.unread))
 
 
 def _plain(value: Any) -> Any:
@@ -200,18 +230,33 @@ def waive(reason: str) -> Rule:
     return rule
 
 
-def refuse(reason: str) -> Rule:
+def refuse(reason: str, feature: str) -> Rule:
     def rule(value: Any, ctx: _Context, flag: str) -> Entry:
-        return Entry(flag, value, "refused", reason=reason)
+        return Entry(flag, value, "refused", reason=reason, feature=feature)
     return rule
+
+
+TE = "Transformer Engine"  # the feature a pre-flight substitutes (see preflight)
 
 
 def _spec(value: Any, ctx: _Context, flag: str) -> Entry:
     if _as_text(value) == "local":
         ctx.set("model", "layer_spec", "local")
-        return Entry(flag, value, "mapped", "model.layer_spec = 'local' (megatron-core's bert_layer_local_spec)")
+        return Entry(flag, value, "mapped", "model.layer_spec = 'local' (megatron-core's local layer spec)")
     return Entry(flag, value, "refused", reason=f"layer spec {value!r}: this runner builds megatron-core's local "
-                                                 "BERT spec only")
+                                                 "layer specs only", feature="a custom layer spec")
+
+
+def _transformer_impl(value: Any, ctx: _Context, flag: str) -> Entry:
+    text = _as_text(value)
+    if text == "local":
+        ctx.set("model", "layer_spec", "local")
+        return Entry(flag, value, "mapped", "model.layer_spec = 'local' (megatron-core's local layer spec)")
+    if text == "transformer_engine":
+        return Entry(flag, value, "refused", reason="Transformer Engine's layer spec (TE linears, attention and "
+                                                    "norms; CUDA only)", feature=TE)
+    return Entry(flag, value, "refused", reason=f"--transformer-impl {text}: megatron-core's {text} layers",
+                 feature=f"{text} layers")
 
 
 def _attention_backend(value: Any, ctx: _Context, flag: str) -> Entry:
@@ -220,7 +265,7 @@ def _attention_backend(value: Any, ctx: _Context, flag: str) -> Entry:
         ctx.set("model", "attention_backend", text)
         return Entry(flag, value, "mapped", "model.attention_backend")
     return Entry(flag, value, "refused", reason=f"attention backend {text!r} needs Transformer Engine "
-                                                 "(flash/fused attention)")
+                                                 "(flash/fused attention)", feature=TE)
 
 
 def _distributed_backend(value: Any, ctx: _Context, flag: str) -> Entry:
@@ -240,7 +285,8 @@ def _ckpt_format(value: Any, ctx: _Context, flag: str) -> Entry:
         ctx.set("checkpoint", "format", text)
         return Entry(flag, value, "mapped", "checkpoint.format")
     return Entry(flag, value, "refused", reason=f"checkpoint format {text!r}: the runner writes 'torch' "
-                                                 "(Megatron's legacy per-rank files) and 'torch_dist' only")
+                                                 "(Megatron's legacy per-rank files) and 'torch_dist' only",
+                 feature=f"checkpoint format {text}")
 
 
 def _exit_interval(value: Any, ctx: _Context, flag: str) -> Entry:
@@ -249,7 +295,7 @@ def _exit_interval(value: Any, ctx: _Context, flag: str) -> Entry:
         return Entry(flag, value, "waived", reason="exits at or after --train-iters, where the run ends anyway "
                                                    "(Megatron's CI sets it to --train-iters)")
     return Entry(flag, value, "refused", reason=f"the run stops at step {exit_at}, before --train-iters {iters}: "
-                                                "the runner trains to --train-iters")
+                                                "the runner trains to --train-iters", feature="an exit before the end")
 
 
 def _eval_interval(value: Any, ctx: _Context, flag: str) -> Entry:
@@ -258,7 +304,7 @@ def _eval_interval(value: Any, ctx: _Context, flag: str) -> Entry:
         return Entry(flag, value, "waived", reason=f"no evaluation falls within the run ({every} > --train-iters "
                                                    f"{iters}), and Megatron's CI exits before the final one")
     return Entry(flag, value, "refused", reason=f"evaluates every {every} steps within the run: the runner has "
-                                                "no evaluation loop")
+                                                "no evaluation loop", feature="evaluation within the run")
 
 
 def _eval_iters(value: Any, ctx: _Context, flag: str) -> Entry:
@@ -271,7 +317,7 @@ def _log_interval(value: Any, ctx: _Context, flag: str) -> Entry:
         return Entry(flag, value, "mapped", "metrics are logged every step (iteration-time from each process's "
                                             "second step, as Megatron's)")
     return Entry(flag, value, "refused", reason=f"Megatron logs iteration-time every {value} steps; the runner "
-                                                "logs every step")
+                                                "logs every step", feature="a log interval above 1")
 
 
 def _timing_log_level(value: Any, ctx: _Context, flag: str) -> Entry:
@@ -281,6 +327,34 @@ def _timing_log_level(value: Any, ctx: _Context, flag: str) -> Entry:
     return Entry(flag, value, "waived", reason="timers above level 0 are not recorded (no golden holds them)")
 
 
+def _with_distributed_optimizer(value: Any, ctx: _Context, flag: str) -> Entry:
+    """Settings of the distributed optimizer: refused with it, meaningless without it."""
+    if ctx.args.get("--use-distributed-optimizer") is True:
+        return Entry(flag, value, "refused", reason="a setting of the distributed optimizer",
+                     feature="the distributed optimizer")
+    if flag == "--dist-ckpt-optim-fully-reshardable":
+        return Entry(flag, value, "waived", reason="the distributed optimizer's checkpoint layout; this case "
+                                                   "does not use it")
+    return Entry(flag, value, "refused", reason="overlapping communication with the backward pass (CUDA streams)",
+                 feature="overlapped gradient/parameter communication")
+
+
+def _position_embedding(value: Any, ctx: _Context, flag: str) -> Entry:
+    text = _as_text(value)
+    if text in ("learned_absolute", "rope"):
+        ctx.set("model", "position_embedding_type", text)
+        return Entry(flag, value, "mapped", "model.position_embedding_type")
+    return Entry(flag, value, "refused", reason=f"position embedding {text!r} is not built here",
+                 feature=f"{text} position embeddings")
+
+
+def _context_parallel(value: Any, ctx: _Context, flag: str) -> Entry:
+    if _as_int(value) == 1:
+        return Entry(flag, value, "mapped", "context parallel 1 (none), the runner's only layout")
+    return Entry(flag, value, "refused", reason=f"context parallelism {value} (the sequence split over ranks) is "
+                                                "not built by this runner", feature="context parallelism")
+
+
 def _deterministic(value: Any, ctx: _Context, flag: str) -> Entry:
     switch("determinism", "deterministic_mode", True)(value, ctx, flag)
     return Entry(flag, value, "mapped", "determinism.deterministic_mode = True (TransformerConfig."
@@ -288,8 +362,12 @@ def _deterministic(value: Any, ctx: _Context, flag: str) -> Entry:
                                         "NCCL/cuBLAS/TE environment on CUDA)")
 
 
-NO_DATA = ("the runner generates its own WordPiece corpus and feeds it through megatron-core's BERT "
-           "dataset (section data); metrics compare only with goldens recorded by this runner")
+NO_DATA = ("the runner generates its own corpus and feeds it through megatron-core's dataset of the "
+           "family (section data); metrics compare only with goldens recorded by this runner")
+VIRTUAL_PIPELINE = ("virtual pipeline parallelism (interleaved 1F1B, model chunks model0..N) is not "
+                    "implemented by this runner")
+SYNC_SAVE = ("the runner saves synchronously: the same checkpoint files, written before training goes on "
+             "(an asynchronous save changes when they are written, not what)")
 NO_VALIDATION = "no validation runs within the case (see --eval-interval)"
 
 MODEL_ARGS: dict[str, Rule] = {
@@ -305,10 +383,18 @@ MODEL_ARGS: dict[str, Rule] = {
     "--attention-dropout": to("model", "attention_dropout", _as_float),
     "--init-method-std": to("model", "init_method_std", _as_float),
     "--spec": _spec,
+    "--transformer-impl": _transformer_impl,
+    "--use-mcore-models": waive("megatron-core's models are the only ones here (Megatron-LM's legacy models are gone)"),
+    "--kv-channels": to("model", "kv_channels"),
+    "--disable-bias-linear": switch("model", "add_bias_linear", False),
+    "--apply-query-key-layer-scaling": switch("model", "apply_query_key_layer_scaling", True),
+    "--calculate-per-token-loss": switch("model", "calculate_per_token_loss", True),
+    "--attention-softmax-in-fp32": switch("model", "attention_softmax_in_fp32", True),
+    "--position-embedding-type": _position_embedding,
+    "--context-parallel-size": _context_parallel,
     "--attention-backend": _attention_backend,
     "--bf16": switch("model", "precision", "bf16"),
     "--fp16": switch("model", "precision", "fp16"),
-    "--bert-no-binary-head": switch("model", "binary_head", False),
     "--untie-embeddings-and-output-weights": switch("model", "untie_embeddings_and_output_weights", True),
     "--no-bias-dropout-fusion": switch("model", "bias_dropout_fusion", False),
     "--no-bias-gelu-fusion": switch("model", "bias_activation_fusion", False),
@@ -318,9 +404,17 @@ MODEL_ARGS: dict[str, Rule] = {
     # parallelism
     "--tensor-model-parallel-size": to("parallelism", "tensor_model_parallel_size"),
     "--pipeline-model-parallel-size": to("parallelism", "pipeline_model_parallel_size"),
-    "--num-layers-per-virtual-pipeline-stage": refuse("virtual pipeline parallelism (interleaved 1F1B, model "
-                                                      "chunks model0..N) is not implemented by this runner"),
+    "--num-layers-per-virtual-pipeline-stage": refuse(VIRTUAL_PIPELINE, "virtual pipeline parallelism"),
+    "--num-virtual-stages-per-pipeline-rank": refuse(VIRTUAL_PIPELINE, "virtual pipeline parallelism"),
     "--distributed-backend": _distributed_backend,
+    "--sequence-parallel": switch("parallelism", "sequence_parallel", True),
+    "--use-tp-pp-dp-mapping": switch("parallelism", "order", "tp-cp-ep-pp-dp"),
+    "--use-distributed-optimizer": refuse("megatron-core's distributed optimizer (sharded optimizer state, "
+                                          "reduce-scatter of gradients, all-gather of parameters) is not built "
+                                          "by this runner", "the distributed optimizer"),
+    "--overlap-grad-reduce": _with_distributed_optimizer,
+    "--overlap-param-gather": _with_distributed_optimizer,
+    "--dist-ckpt-optim-fully-reshardable": _with_distributed_optimizer,
     # schedule
     "--train-iters": to("schedule", "train_iters"),
     "--save-interval": to("schedule", "save_interval"),
@@ -347,10 +441,12 @@ MODEL_ARGS: dict[str, Rule] = {
     # data
     "--data-path": waive(NO_DATA),
     "--vocab-file": waive(NO_DATA),
+    "--merge-file": waive(NO_DATA),
+    "--tokenizer-type": waive(NO_DATA),
+    "--num-workers": waive("data-loader worker processes change where samples are read, not which or in what "
+                           "order; the runner reads them in the rank's own process"),
     "--split": waive("the runner builds the training split only (split 1,0,0); " + NO_VALIDATION),
     "--data-cache-path": stands_for("the run folder's data/cache (megatron's dataset index cache)"),
-    "--mask-prob": to("data", "mask_prob", _as_float),
-    "--short-seq-prob": to("data", "short_seq_prob", _as_float),
     # checkpoints
     "--ckpt-format": _ckpt_format,
     "--save": stands_for("the run folder's checkpoints/"),
@@ -360,6 +456,10 @@ MODEL_ARGS: dict[str, Rule] = {
                                    "configuration hash is checked against the run's on load"),
     "--use-checkpoint-opt_param-scheduler": switch("checkpoint", "use_checkpoint_opt_param_scheduler", True),
     "--dist-ckpt-strictness": to("checkpoint", "dist_ckpt_strictness", _as_text),
+    "--async-save": waive(SYNC_SAVE),
+    "--use-persistent-ckpt-worker": waive(SYNC_SAVE),
+    "--verify-integrity": waive("checks a torch_dist save's files after writing; the resume of a ckpt-resume "
+                                "case reads every one of them back"),
     "--save-retain-interval": waive("the runner keeps the one checkpoint its resume needs; retention only "
                                     "deletes older ones"),
     # logging
@@ -378,6 +478,35 @@ MODEL_ARGS: dict[str, Rule] = {
     "--wandb-save-dir": waive("no Weights & Biases logging: the artifact and TensorBoard hold the metrics"),
 }
 
+# Flags only one family's script reads: a flag of another family is unknown to a case.
+FAMILY_FLAGS: dict[str, dict[str, Rule]] = {
+    "bert": {
+        "--bert-no-binary-head": switch("model", "binary_head", False),
+        "--mask-prob": to("data", "mask_prob", _as_float),
+        "--short-seq-prob": to("data", "short_seq_prob", _as_float),
+    },
+    "gpt": {},
+    "moe": {
+        "--num-experts": to("model", "num_experts"),
+        "--moe-router-topk": to("model", "moe_router_topk"),
+        "--moe-router-load-balancing-type": to("model", "moe_router_load_balancing_type", _as_text),
+        "--moe-aux-loss-coeff": to("model", "moe_aux_loss_coeff", _as_float),
+        "--moe-token-dispatcher-type": to("model", "moe_token_dispatcher_type", _as_text),
+        "--expert-model-parallel-size": to("parallelism", "expert_model_parallel_size"),
+        "--expert-tensor-parallel-size": to("parallelism", "expert_tensor_parallel_size"),
+        "--moe-grouped-gemm": refuse("grouped GEMM experts (CUTLASS / Transformer Engine kernels, CUDA only)",
+                                     "grouped GEMM"),
+    },
+    "t5": {
+        "--encoder-num-layers": to("model", "num_layers"),
+        "--decoder-num-layers": to("model", "decoder_num_layers"),
+        "--encoder-seq-length": to("model", "seq_length"),
+        "--decoder-seq-length": to("model", "decoder_seq_length"),
+        "--vocab-extra-ids": to("model", "vocab_extra_ids"),
+        "--mask-prob": to("data", "mask_prob", _as_float),
+    },
+}
+
 ON_CUDA = "exported to the ranks of a CUDA run"
 ENV_VARS: dict[str, str] = {
     "CUDA_DEVICE_MAX_CONNECTIONS": f"determinism.env ({ON_CUDA}; CUDA work-queue count)",
@@ -389,6 +518,7 @@ ENV_VARS: dict[str, str] = {
 ENV_WAIVED: dict[str, str] = {
     "NON_DETERMINSTIC_RESULTS": "read by Megatron's comparison (approximate checks), not by training: the "
                                 "case's tolerance policies decide here",
+    "SKIP_PYTEST": "read by Megatron's CI harness (whether it runs the golden comparison), not by training",
 }
 
 # What Megatron-LM's argument parser defaults to where the runner's dataclasses (megatron-core's
@@ -413,58 +543,117 @@ def _bad(path: object, key: str, message: str) -> FormatError:
     return FormatError(message, path=path, key=key)
 
 
-def import_model_config(doc: Mapping[str, Any], *, name: str, path: Path | None = None) -> MegatronCase:
+def import_model_config(doc: Mapping[str, Any], *, name: str, path: Path | None = None,
+                        folder: str | None = None) -> MegatronCase:
     """Translate Megatron's ``model_config.yaml`` (parsed) into the runner's sections, accounting for
-    every entry; an unknown flag, variable or key is a FormatError naming it."""
+    every entry. The model family comes first (runner/families.detect; ``folder`` is the folder
+    holding the case folder): a family not built here is refused by name before any flag is read.
+    A case refused for a feature lists the flags nobody has read as ``unread``; in a case that
+    would run, an unknown flag, variable or key is a FormatError naming it."""
+    from .families import detect
+
     if not isinstance(doc, Mapping):
         raise FormatError("expected a mapping at the top level", path=path)
-    unknown = [k for k in doc if k not in TOP_LEVEL]
-    if unknown:
-        raise _bad(path, str(unknown[0]), f"unknown top-level key {unknown[0]!r}: the runner knows "
-                                          f"{', '.join(TOP_LEVEL)}")
+    family = detect(doc, folder=folder, name=name)
+    test_type = str(doc.get("TEST_TYPE") or "regular")
+    if not family.built:
+        entry = Entry("family", family.name, "refused", reason=family.refusal(), feature=f"model family {family.name}")
+        return MegatronCase(name=name, path=path, test_type=test_type, sections={}, entries=(entry,),
+                            family=family.name, family_evidence=family.evidence)
     args = doc.get("MODEL_ARGS")
-    if not isinstance(args, Mapping) or not args:
+    if not isinstance(args, Mapping):
         raise _bad(path, "MODEL_ARGS", "expected a mapping of Megatron flags")
+    table = {**MODEL_ARGS, **FAMILY_FLAGS[family.name]}
     ctx = _Context(args=args, sections=copy.deepcopy(MEGATRON_LM_DEFAULTS))
-    entries: list[Entry] = []
+    ctx.set("model", "family", family.name)
+    entries: list[Entry] = [Entry("family", family.name, "mapped", f"model.family (told from {family.evidence})")]
+    problems: list[tuple[str, str]] = []  # (key, message): errors unless the case is refused anyway
+    for key in doc:
+        if key not in TOP_LEVEL and key not in TOP_LEVEL_RULES:
+            problems.append((str(key), f"unknown top-level key {key!r}: the runner knows "
+                                       f"{', '.join((*TOP_LEVEL, *TOP_LEVEL_RULES))}"))
+            entries.append(Entry(str(key), doc[key], "unread", reason="not read by this runner"))
     for flag, value in args.items():
-        rule = MODEL_ARGS.get(flag) if isinstance(flag, str) else None
+        rule = table.get(flag) if isinstance(flag, str) else None
         if rule is None:
-            raise _bad(path, f"MODEL_ARGS.{flag}", f"unknown Megatron flag {flag}: the runner does not know what "
-                                                   f"it does; map or waive it in runner/megatron_case.py")
+            message = (f"unknown Megatron flag {flag} for a {family.name} case: the runner does not know what it "
+                       f"does; map or waive it in runner/megatron_case.py")
+            problems.append((f"MODEL_ARGS.{flag}", message))
+            entries.append(Entry(str(flag), value, "unread", reason="not read by this runner"))
+            continue
         try:
             entries.append(rule(value, ctx, flag))
         except _Bad as exc:
-            raise _bad(path, f"MODEL_ARGS.{flag}", str(exc)) from None
-    if "--spec" not in args:
-        entries.append(Entry("--spec", None, "refused",
-                             reason="needs Transformer Engine: without --spec local, Megatron's pretrain_bert.py "
-                                    "builds bert_layer_with_transformer_engine_spec (TE linears and attention); "
-                                    "this runner builds megatron-core's local spec only"))
-    entries += _env_entries(doc.get("ENV_VARS"), ctx, path)
+            problems.append((f"MODEL_ARGS.{flag}", str(exc)))
+            entries.append(Entry(str(flag), value, "unread", reason=str(exc)))
+    if "--spec" not in args and "--transformer-impl" not in args:
+        entries.append(Entry("--transformer-impl", None, "refused",
+                             reason="neither --spec local nor --transformer-impl local: Megatron-LM builds "
+                                    "Transformer Engine's layer spec (TE linears, attention and norms; CUDA only)",
+                             feature=TE))
+    entries += _env_entries(doc.get("ENV_VARS"), ctx, path, problems)
     test_type = _test_type(doc.get("TEST_TYPE"), path, entries)
-    if "LAUNCHER" in doc:
-        entries.append(Entry("LAUNCHER", doc["LAUNCHER"], "waived",
-                             reason="how Megatron's CI starts the ranks; the runner starts them itself (fork or "
-                                    "torchrun) and supervises them"))
+    for key, rule in TOP_LEVEL_RULES.items():
+        if key in doc:
+            entries.append(rule(doc[key], ctx, key))
     metrics = _metrics(doc.get("METRICS"), path) if "METRICS" in doc else None
     if metrics is not None:
         entries.append(Entry("METRICS", list(metrics), "mapped",
                              "the comparison: golden diff/check --policy megatron checks these metrics"))
+    refused = [e for e in entries if e.outcome == "refused"]
+    if problems and not refused:
+        raise _bad(path, *problems[0])
     for section, values in FULL_DEFAULTS.items():
         for key, value in values.items():
             ctx.sections.setdefault(section, {}).setdefault(key, value)
     par = ctx.sections.setdefault("parallelism", {})
-    model_parallel = _as_int(par.get("tensor_model_parallel_size", 1)) * _as_int(
-        par.get("pipeline_model_parallel_size", 1))
+    try:
+        model_parallel = _as_int(par.get("tensor_model_parallel_size", 1)) * _as_int(
+            par.get("pipeline_model_parallel_size", 1))
+    except _Bad:
+        model_parallel = 1
     par.setdefault("tensor_model_parallel_size", 1)
     par.setdefault("pipeline_model_parallel_size", 1)
     par["world_size"] = MEGATRON_CI_GPUS if MEGATRON_CI_GPUS % model_parallel == 0 else model_parallel
+    substitutions = {}
+    if refused and not problems and all(e.feature in SUBSTITUTES for e in refused):
+        substitutions = {e.feature: SUBSTITUTES[e.feature] for e in refused}
     return MegatronCase(name=name, path=path, test_type=test_type, sections=ctx.sections,
-                        entries=tuple(entries), metrics=metrics, from_entries=frozenset(ctx.from_entries))
+                        entries=tuple(entries), metrics=metrics, from_entries=frozenset(ctx.from_entries),
+                        family=family.name, family_evidence=family.evidence, substitutions=substitutions)
 
 
-def _env_entries(env: Any, ctx: _Context, path: object) -> list[Entry]:
+def _before_script(value: Any, ctx: _Context, key: str) -> Entry:
+    """Megatron's CI runs it before training; the runner waives the one kind a local-spec run makes
+    true anyway (uninstalling Transformer Engine / Apex), and refuses any other."""
+    lines = [line.split("#", 1)[0].strip() for line in str(value).splitlines()]
+    lines = [line for line in lines if line]
+    if lines and all(UNINSTALL.fullmatch(line) for line in lines):
+        return Entry(key, value, "waived", reason="uninstalls Transformer Engine / Apex: the local spec uses neither "
+                                                  "(on CUDA, runner/kernels.py records which Apex kernels ran)")
+    return Entry(key, value, "refused", reason="a shell script Megatron's CI runs around training",
+                 feature="a CI shell script")
+
+
+UNINSTALL = re.compile(r"pip uninstall -y (transformer_engine|Apex|apex)( \|\| true)?")
+TOP_LEVEL_RULES: dict[str, Callable[[Any, _Context, str], Entry]] = {
+    "LAUNCHER": waive("how Megatron's CI starts the ranks; the runner starts them itself (fork or torchrun) and "
+                      "supervises them"),
+    "MODE": lambda value, ctx, key: (
+        Entry(key, value, "mapped", "training (MODE pretraining)") if value == "pretraining" else
+        Entry(key, value, "refused", reason=f"MODE {value!r}: the runner trains (MODE pretraining)",
+              feature=f"MODE {value}")),
+    "BEFORE_SCRIPT": _before_script,
+    "AFTER_SCRIPT": _before_script,
+}
+# What the CPU pre-flight runs in place of a refused feature (see preflight()).
+SUBSTITUTES: dict[str, str] = {
+    TE: "megatron-core's local layer spec (the same architecture on torch's own kernels)",
+    "grouped GEMM": "megatron-core's SequentialMLP experts (one GEMM per expert: the same arithmetic)",
+}
+
+
+def _env_entries(env: Any, ctx: _Context, path: object, problems: list[tuple[str, str]]) -> list[Entry]:
     if env is None:
         return []
     if not isinstance(env, Mapping):
@@ -474,15 +663,17 @@ def _env_entries(env: Any, ctx: _Context, path: object) -> list[Entry]:
     for name, value in env.items():
         key = f"ENV_VARS.{name}"
         if isinstance(value, (dict, list)) or value is None:
-            raise _bad(path, key, f"expected a value, got {value!r}")
-        if name in ENV_VARS:
+            problems.append((key, f"expected a value, got {value!r}"))
+            entries.append(Entry(key, value, "unread", reason=f"expected a value, got {value!r}"))
+        elif name in ENV_VARS:
             exported[str(name)] = str(value)
             entries.append(Entry(key, value, "mapped", ENV_VARS[name]))
         elif name in ENV_WAIVED:
             entries.append(Entry(key, value, "waived", reason=ENV_WAIVED[name]))
         else:
-            raise _bad(path, key, f"unknown environment variable {name}: the runner does not know what it "
-                                  f"changes; map or waive it in runner/megatron_case.py")
+            problems.append((key, f"unknown environment variable {name}: the runner does not know what it "
+                                  f"changes; map or waive it in runner/megatron_case.py"))
+            entries.append(Entry(key, value, "unread", reason="not read by this runner"))
     if exported:
         ctx.set("determinism", "env", exported)
     return entries
@@ -501,15 +692,17 @@ def _test_type(value: Any, path: object, entries: list[Entry]) -> str:
     elif value == "frozen-resume":
         entries.append(Entry("TEST_TYPE", value, "refused",
                              reason="frozen-resume loads a checkpoint an earlier Megatron-LM release stored in "
-                                    "NVIDIA's CI artifacts (_CHECKPOINT_LOAD_PATH); the toolkit has none"))
+                                    "NVIDIA's CI artifacts (_CHECKPOINT_LOAD_PATH); the toolkit has none",
+                             feature="a frozen-resume checkpoint"))
     elif value == "release":
         entries.append(Entry("TEST_TYPE", value, "refused",
                              reason="release runs are long convergence runs on many nodes with real data, "
-                                    "judged approximately; not a functional case this runner reproduces"))
+                                    "judged approximately; not a functional case this runner reproduces",
+                             feature="a release run"))
     else:
         entries.append(Entry("TEST_TYPE", value, "refused",
                              reason=f"TEST_TYPE {value} is not implemented (the runner runs regular and "
-                                    "ckpt-resume cases)"))
+                                    "ckpt-resume cases)", feature=f"the {value} test"))
     return str(value)
 
 
@@ -527,42 +720,68 @@ def load_model_config(folder: str | Path) -> MegatronCase:
     path = folder / MODEL_CONFIG_FILE
     if not path.is_file():
         raise FormatError(f"no Megatron case definition ({MODEL_CONFIG_FILE}) in {folder}", path=path)
-    return import_model_config(load_yaml(path), name=check_name(folder.resolve().name), path=path)
+    return import_model_config(load_yaml(path), name=check_name(folder.resolve().name), path=path,
+                               folder=folder.resolve().parent.name)
 
 
 # ---------------------------------------------------------------- the cpu-tiny shrink
 
-def cpu_tiny_shrink(case: MegatronCase) -> dict[str, dict[str, Any]]:
+def cpu_tiny_shrink(case: MegatronCase, *, keep_data_parallel: bool = False) -> dict[str, dict[str, Any]]:
     """The reviewed shrink that makes a case's ``cpu-tiny`` profile (overrides of its sections).
 
-    Kept from the case: the parallel layout (TP × PP, data parallel 1 on TP·PP CPU ranks), the test
-    type and save point structure, the checkpoint format, determinism, dropout, the binary head.
-    Changed, and why:
+    Kept from the case: the model family, the parallel layout (TP × PP; data parallel 1 on TP·PP CPU
+    ranks unless ``keep_data_parallel`` or the experts need more), expert parallelism and sequence
+    parallelism, the test type and save point structure, the checkpoint format, determinism,
+    dropout, the binary head, the number of experts and the router. Changed, and why:
 
     - the model: 4 layers (at least one per pipeline stage), hidden 64, 4 heads (or TP), sequence
-      64 — BERT's structure at a size 4 ranks train in a fraction of a second per step;
+      64 — the family's structure at a size 4 ranks train in a fraction of a second per step; T5:
+      2 encoder and 2 decoder layers, decoder sequence 32, 16 channels per head; a given
+      --ffn-hidden-size becomes 4 × hidden;
     - precision fp32 and every fusion off: bf16/fp16, Apex kernels and torch.compile fusions are
       GPU paths (the CPU profile must say so explicitly; RunConfig refuses them on cpu);
-    - 20 steps, micro-batch 2, global batch 8 (4 micro-batches, so the pipeline schedule runs
-      warm-up, steady state and cool-down); a ckpt-resume case saves at step 10 and resumes there;
+    - 20 steps, micro-batch 2, global batch 8 (4 micro-batches at data parallel 1, so the pipeline
+      schedule runs warm-up, steady state and cool-down); a ckpt-resume case saves at step 10 and
+      resumes there;
     - learning rate 1e-3 → 1e-4 over 20 steps with 2 warm-up steps: Megatron's 1e-4 with 9900
       warm-up iterations would keep the rate near zero and the loss flat for the whole run;
     - a 1000-piece vocabulary and a small generated corpus; the CUDA-only environment dropped.
+
+    Data parallelism: kept when ``keep_data_parallel`` (the ``cpu-tiny-dp`` profile) where the case
+    has it (world 8 / (TP·PP) ≥ 2), at 2 — the gradient all-reduce and the data-parallel loss
+    averaging run as they do with more replicas, on as few CPU ranks as possible; and always as much
+    as expert parallelism needs (TP × DP a multiple of EP × expert TP).
     """
     sec = case.sections
-    tp = int(sec["parallelism"]["tensor_model_parallel_size"])
-    pp = int(sec["parallelism"]["pipeline_model_parallel_size"])
+    par = sec["parallelism"]
+    tp = int(par["tensor_model_parallel_size"])
+    pp = int(par["pipeline_model_parallel_size"])
+    dp = min(data_parallel_size(case), 2) if keep_data_parallel else 1
+    family = sec.get("model", {}).get("family", "bert")
+    if family == "moe":
+        experts = int(par.get("expert_model_parallel_size", 1)) * int(par.get("expert_tensor_parallel_size") or tp)
+        while (tp * dp) % experts:
+            dp += 1
     heads = max(4, tp)
     layers = pp * max(1, -(-4 // pp))
     schedule: dict[str, Any] = {"train_iters": 20, "micro_batch_size": 2, "global_batch_size": 8}
     if case.test_type == "ckpt-resume":
         schedule["save_interval"] = 10
+    model: dict[str, Any] = {
+        "num_layers": layers, "hidden_size": 16 * heads, "num_attention_heads": heads,
+        "seq_length": 64, "max_position_embeddings": 64, "precision": "fp32",
+        "bias_dropout_fusion": False, "bias_activation_fusion": False, "masked_softmax_fusion": False,
+        "persist_layer_norm": False, "gradient_accumulation_fusion": False}
+    if family == "t5":
+        model.update(num_layers=2, decoder_num_layers=2, decoder_seq_length=32, kv_channels=16,
+                     ffn_hidden_size=4 * 16 * heads)
+    elif "ffn_hidden_size" in sec.get("model", {}) and sec["model"]["ffn_hidden_size"] is not None:
+        model["ffn_hidden_size"] = 4 * 16 * heads
+    if "kv_channels" in sec.get("model", {}):
+        model["kv_channels"] = 16
     return {
-        "model": {"num_layers": layers, "hidden_size": 16 * heads, "num_attention_heads": heads,
-                  "seq_length": 64, "max_position_embeddings": 64, "precision": "fp32",
-                  "bias_dropout_fusion": False, "bias_activation_fusion": False, "masked_softmax_fusion": False,
-                  "persist_layer_norm": False, "gradient_accumulation_fusion": False},
-        "parallelism": {"world_size": tp * pp},
+        "model": model,
+        "parallelism": {"world_size": tp * pp * dp},
         "schedule": schedule,
         "optimizer": {"lr": 1.0e-3, "min_lr": 1.0e-4, "lr_warmup_fraction": None, "lr_warmup_iters": 2,
                       "lr_decay_iters": 20},
@@ -570,3 +789,9 @@ def cpu_tiny_shrink(case: MegatronCase) -> dict[str, dict[str, Any]]:
         "determinism": {"env": {}},
         "launch": {"device": "cpu", "phase_timeout_s": 240},
     }
+
+
+def data_parallel_size(case: MegatronCase) -> int:
+    """The case's data parallelism on Megatron's CI (world size over TP × PP)."""
+    par = case.sections["parallelism"]
+    return int(par["world_size"]) // (int(par["tensor_model_parallel_size"]) * int(par["pipeline_model_parallel_size"]))

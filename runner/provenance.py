@@ -148,8 +148,16 @@ def versions() -> dict[str, str]:
 
 
 def model_args(cfg: RunConfig) -> dict[str, Any]:
-    """The case's arguments as run (drift between a run and a golden is reported per key)."""
+    """The case's arguments as run (drift between a run and a golden is reported per key). A field
+    the model families added (``config.FAMILY_FIELD``) is listed where it differs from its default,
+    so a BERT run's arguments read as they did before families existed."""
+    import dataclasses
+
     doc = cfg.to_dict()
+    for section in ("model", "parallelism"):
+        for f in dataclasses.fields(getattr(cfg, section)):
+            if f.metadata.get("family_field") and doc[section][f.name] == f.default:
+                del doc[section][f.name]
     return {section: doc[section] for section in ("model", "parallelism", "schedule", "optimizer", "data",
                                                   "checkpoint")} | {"determinism": {
         k: v for k, v in doc["determinism"].items() if k != "env"}}
@@ -175,6 +183,8 @@ def provenance(cfg: RunConfig, *, environment: Mapping[str, Any] | None, source_
         "model_args": model_args(cfg),
         "test_type": cfg.test_type,
         "command": " ".join(sys.argv),
+        # the data is the runner's own (runner/data.py): goldens of real-data runs are not references
+        "corpus": "generated",
     }
     if cfg.megatron is not None:
         # every model_config.yaml entry: mapped to which field, or waived / refused and why

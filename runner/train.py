@@ -5,7 +5,7 @@ import json
 import time
 from typing import Any, Iterator
 
-from . import bert, checkpoint, data, distributed
+from . import checkpoint, distributed, trainer as trainers
 from .faults import maybe_inject
 from .metrics import IntervalTimer, MemoryTracker, Recorder
 from .plan import PhasePlan
@@ -19,7 +19,7 @@ def run_phase(plan: PhasePlan, status: RankStatus) -> None:
     recorder = Recorder(metrics_path=plan.metrics_path, tensorboard_dir=plan.tensorboard_dir,
                         phase=plan.phase, rank=layout.rank, device=cfg.launch.device)
     try:
-        trainer = bert.build(cfg, layout)
+        trainer = trainers.build(cfg, layout)
         if layout.rank == 0:
             from .provenance import environment_fields
 
@@ -42,28 +42,19 @@ def run_phase(plan: PhasePlan, status: RankStatus) -> None:
     distributed.teardown()
 
 
-def build_dataset(plan: PhasePlan, trainer: bert.Trainer) -> Any:
-    """The BERT training dataset (collective; None off tensor-parallel rank 0)."""
-    cfg, layout = plan.run, trainer.layout
-    return data.build_dataset(
-        cfg.data, directory=plan.data_dir, seq_length=cfg.model.seq_length, seed=cfg.determinism.seed,
-        num_samples=cfg.schedule.train_iters * cfg.schedule.global_batch_size,
-        binary_head=cfg.model.binary_head, builds_on_this_rank=layout.tp_rank == 0)
+def build_dataset(plan: PhasePlan, trainer: trainers.Trainer) -> Any:
+    """The family's training dataset (collective; None where this rank reads no data)."""
+    return trainer.spec.build_dataset(plan, trainer.layout)
 
 
-def micro_batches(plan: PhasePlan, trainer: bert.Trainer, dataset: Any,
+def micro_batches(plan: PhasePlan, trainer: trainers.Trainer, dataset: Any,
                   consumed_train_samples: int) -> Iterator[dict[str, Any]] | None:
     """This rank's micro-batch stream from ``consumed_train_samples`` on (Megatron's pretraining
     sampler starts at the consumed count the checkpoint saved)."""
-    if dataset is None:
-        return None
-    cfg, layout = plan.run, trainer.layout
-    return data.batches(dataset, first_sample=consumed_train_samples,
-                        micro_batch_size=cfg.schedule.micro_batch_size, dp_rank=layout.dp_rank,
-                        dp_size=layout.dp_size)
+    return trainer.spec.batches(dataset, plan.run, trainer.layout, consumed_train_samples)
 
 
-def train(plan: PhasePlan, trainer: bert.Trainer, batches: Iterator[dict[str, Any]] | None, recorder: Recorder,
+def train(plan: PhasePlan, trainer: trainers.Trainer, batches: Iterator[dict[str, Any]] | None, recorder: Recorder,
           status: RankStatus, consumed_train_samples: int = 0) -> None:
     """Steps first_step..last_step, recording each and saving at ``plan.save_at``.
 
@@ -83,7 +74,7 @@ def train(plan: PhasePlan, trainer: bert.Trainer, batches: Iterator[dict[str, An
     timer.start()
     iterations = 0  # since the last logged reading
     for step in range(plan.first_step, plan.last_step + 1):
-        result = bert.train_step(trainer, batches)
+        result = trainers.train_step(trainer, batches)
         consumed_train_samples += gbs
         iterations += 1
         first = step == plan.first_step

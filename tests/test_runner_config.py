@@ -77,7 +77,7 @@ def test_padded_vocab_follows_megatrons_rule():
 @pytest.mark.parametrize("section, change, fragment", [
     ("model", {"hidden_size": 66}, "divisible by num_attention_heads"),
     ("model", {"seq_length": 128}, "exceeds max_position_embeddings"),
-    ("model", {"layer_spec": "te"}, "bert_layer_local_spec"),
+    ("model", {"layer_spec": "te"}, "local layer specs"),
     ("model", {"num_attention_heads": 3, "hidden_size": 63}, "divisible by tensor_model_parallel_size"),
     ("model", {"num_layers": 3}, "divisible by pipeline_model_parallel_size"),
     ("model", {"precision": "bf16"}, "use fp32 on cpu"),

@@ -100,7 +100,7 @@ def test_apex_batch_per_block(sk, rows):
 
 def test_megatron_lm_transformer_config_choices(definition):
     pytest.importorskip("megatron.core")
-    from runner.bert import transformer_config
+    from runner.trainer import transformer_config
 
     tiny = definition.run_config("cpu-tiny")
     config = transformer_config(tiny)

@@ -157,9 +157,9 @@ def test_an_unknown_flag_is_refused_by_name():
 def test_an_unknown_flag_in_a_case_folder_fails_the_case_in_one_line(tmp_path):
     folder = tmp_path / "bert_odd"
     folder.mkdir()
-    (folder / "model_config.yaml").write_text(yaml.safe_dump(with_args(**{"--overlap-grad-reduce": True})))
-    with pytest.raises(GoldenError, match=r"model_config.yaml: key 'MODEL_ARGS.--overlap-grad-reduce': unknown Megatron "
-                                          r"flag --overlap-grad-reduce"):
+    (folder / "model_config.yaml").write_text(yaml.safe_dump(with_args(**{"--recompute-granularity": "full"})))
+    with pytest.raises(GoldenError, match=r"model_config.yaml: key 'MODEL_ARGS.--recompute-granularity': unknown Megatron "
+                                          r"flag --recompute-granularity"):
         load_case_definition(folder)
 
 
@@ -181,7 +181,7 @@ def test_bad_entries_are_one_line_errors_naming_them(doc, fragment):
 
 @pytest.mark.parametrize("changes, key, fragment", [
     ({"--num-layers-per-virtual-pipeline-stage": 2}, "--num-layers-per-virtual-pipeline-stage", "virtual pipeline"),
-    ({"--spec": "megatron.core.models.gpt.gpt_layer_specs"}, "--spec", "local BERT spec only"),
+    ({"--spec": "megatron.core.models.gpt.gpt_layer_specs"}, "--spec", "local layer specs only"),
     ({"--attention-backend": "flash"}, "--attention-backend", "needs Transformer Engine"),
     ({"--ckpt-format": "torch_dcp"}, "--ckpt-format", "'torch' (Megatron's legacy"),
     ({"--exit-interval": 5}, "--exit-interval", "stops at step 5, before --train-iters 20"),
@@ -200,9 +200,10 @@ def test_without_spec_local_the_case_needs_transformer_engine():
     doc = with_args()
     del doc["MODEL_ARGS"]["--spec"]
     case = import_model_config(doc, name="x")
-    assert case.refusals == ("--spec: needs Transformer Engine: without --spec local, Megatron's pretrain_bert.py "
-                             "builds bert_layer_with_transformer_engine_spec (TE linears and attention); this runner "
-                             "builds megatron-core's local spec only",)
+    assert case.refusals == ("--transformer-impl: neither --spec local nor --transformer-impl local: Megatron-LM "
+                             "builds Transformer Engine's layer spec (TE linears, attention and norms; CUDA only)",)
+    assert case.features == ("Transformer Engine",)
+    assert case.preflight_ready  # the only obstacle: the CPU pre-flight runs it on the local spec
 
 
 def test_megatron_lm_defaults_apply_where_no_flag_is_given():
@@ -291,7 +292,7 @@ def _without_spec() -> dict:
 
 @pytest.mark.parametrize("doc, fragment", [
     (with_args(**{"--use-torch-fsdp2": True}), "unknown Megatron flag --use-torch-fsdp2"),
-    (_without_spec(), "case bert_odd cannot run here: --spec: needs Transformer Engine"),
+    (_without_spec(), "case bert_odd cannot run here: needs Transformer Engine: --transformer-impl: neither --spec local"),
 ])
 def test_golden_run_of_a_megatron_store_case_it_cannot_run_is_one_line_and_exit_2(tmp_path, doc, fragment):
     """A store that is a Megatron tree (model_config.yaml only): the CLI refuses the case by the flag's

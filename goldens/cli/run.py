@@ -98,7 +98,9 @@ def run(case: CaseArg, profile: ProfileOpt = None, out: OutOpt = None, device: D
     if repeat is None:
         if seed_stride is not None:
             raise fail("--seed-stride needs --repeat N")
-        _print_summary(execute(out=out, seed=seed, **options))
+        report = execute(out=out, seed=seed, **options)
+        _print_summary(report)
+        _preflight_verdict(report)
         return
     base = seed if seed is not None else resolve_config(case=case, store=store, profile=profile).determinism.seed
     seeds = repeat_seeds(base, repeat, 1 if seed_stride is None else seed_stride)
@@ -260,6 +262,22 @@ def progress_display(cfg: Any) -> Iterator[tuple[Any, Any]]:
                        loss=f"step {step}  lm loss {loss:.5f}" if loss is not None else f"step {step}")
 
         yield on_progress, on_phase
+
+
+def _preflight_verdict(report: Any) -> None:
+    """A CPU pre-flight's verdict on itself (runner.artifact.smoke_problems): exit 1 if it fails."""
+    provenance = getattr(report.artifact, "provenance", None) or {}
+    substitutions = (provenance.get("megatron_case") or {}).get("substitutions")
+    if not substitutions:
+        return
+    from runner.artifact import smoke_problems
+
+    problems = smoke_problems(report.artifact)
+    subs = "; ".join(f"{k} → {v}" for k, v in substitutions.items())
+    print(f"pre-flight (substituted: {subs}): " + ("; ".join(problems) if problems else
+          "passed — built, trained, saved, resumed bit-exactly, finite falling loss"))
+    if problems:
+        raise typer.Exit(1)
 
 
 def _print_summary(report: Any, stream: Any = None) -> None:
