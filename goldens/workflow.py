@@ -369,7 +369,7 @@ FINDINGS_SCHEMA = "golden.findings/1"
 def publish_bulk(bulk: BulkJudgement, out: Path, *, store_root: Path | None) -> list[Path]:
     """Write what a bulk judgement decided into ``out``: ``results/*.json`` (one result per judged target,
     readable by ``golden report``; the folder holds this judgement's results only), ``findings.json``,
-    and the reports (Markdown, HTML, JUnit, JSON) of all results."""
+    and the reports (Markdown, HTML, JUnit, JSON) of all results and findings."""
     import json
 
     from reports.build import build_result_report
@@ -393,5 +393,6 @@ def publish_bulk(bulk: BulkJudgement, out: Path, *, store_root: Path | None) -> 
     findings = out / FINDINGS_FILE
     atomic_write_text(findings, json.dumps({"schema": FINDINGS_SCHEMA, "findings": [f.to_json() for f in bulk.findings]},
                                            indent=2) + "\n")
-    reports = build_result_report(written, out, tuple(RESULT_FILES), store=store_root).files if written else ()
+    # every report is written, even when nothing could be judged: the findings are what it reports then
+    reports = build_result_report(written, out, tuple(RESULT_FILES), store=store_root, findings=bulk.findings).files
     return [*written, findings, *reports]

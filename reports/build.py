@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from goldens.errors import GoldenError
+from goldens.pairing import Finding
 from reports.changes import GoldenChanges, compare_revisions
 from reports.output import CHANGES_FILES, RESULT_FILES, append_step_summary, write_all
 from reports.revisions import Revision, parse_change_spec, read_git_revisions
@@ -21,8 +22,9 @@ class Written:
 
 
 def build_result_report(inputs: Sequence[str | Path], out: Path | None, formats: Sequence[str], *,
-                        store: Path | None = None) -> Written:
-    """Results from run folders / result files → the requested formats in ``out`` (default: beside the run)."""
+                        store: Path | None = None, findings: Sequence[Finding] = ()) -> Written:
+    """Results from run folders / result files → the requested formats in ``out`` (default: beside the run).
+    ``findings``: files a bulk judgement could not judge; every format carries them (and fails)."""
     from goldens.store import default_store_root
     from reports.html import result_html
     from reports.inputs import load_inputs
@@ -33,7 +35,8 @@ def build_result_report(inputs: Sequence[str | Path], out: Path | None, formats:
     given = store
     store = store or default_store_root()
     report, default_out = load_inputs(inputs, store if store.is_dir() else None)
-    report = dataclasses.replace(report, store=None if given is None else str(given))  # for the approve commands
+    report = dataclasses.replace(report, store=None if given is None else str(given),  # for the approve commands
+                                 findings=report.findings + tuple(findings))
     target = out or default_out
     if target is None:
         raise GoldenError(f"{len(inputs)} inputs: give --out DIR for the combined report")

@@ -8,6 +8,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from goldens.pairing import Finding
 from goldens.result import ComparisonResult, MetricVerdict, Verdict
 
 REPORT_SCHEMA = "golden.report/1"
@@ -34,10 +35,12 @@ class CaseEntry:
 class Report:
     """The cases to report on. ``store``: the golden store as the user gave it (option or
     environment), written into each failing case's approve command; None when it was not given
-    (the command then finds the store by the usual rule)."""
+    (the command then finds the store by the usual rule). ``findings``: candidate files that were
+    not judged (broken, unpaired, without a golden): each one fails the report, as it fails the exit."""
 
     entries: tuple[CaseEntry, ...]
     store: str | None = None
+    findings: tuple[Finding, ...] = ()
 
     @classmethod
     def of(cls, *results: ComparisonResult, store: str | None = None) -> "Report":
@@ -45,7 +48,7 @@ class Report:
 
     @property
     def passed(self) -> bool:
-        return all(e.result.passed for e in self.entries)
+        return not self.findings and all(e.result.passed for e in self.entries)
 
     @property
     def failed(self) -> tuple[CaseEntry, ...]:
@@ -57,7 +60,7 @@ class Report:
 
     def to_json(self, *, steps: bool = True) -> dict[str, Any]:
         return {"schema": REPORT_SCHEMA, "verdict": "pass" if self.passed else "fail",
-                "cases": len(self.entries), "failed": len(self.failed),
+                "cases": len(self.entries), "failed": len(self.failed), "findings": [f.to_json() for f in self.findings],
                 "results": [e.result.to_json(steps=steps) for e in self.entries]}
 
 
@@ -87,16 +90,32 @@ def _out_of_tolerance_text(count: int) -> str:
 
 
 def headline(report: Report, *, icon: bool = True) -> str:
-    total, failed = len(report.entries), len(report.failed)
-    if not total:
+    """One line that agrees with the exit code: "passed" only when no case failed and nothing was
+    left unjudged."""
+    total, failed, found = len(report.entries), len(report.failed), len(report.findings)
+    if not total and not found:
         return "No comparison results"
-    mark = (ICONS[Verdict.FAIL if failed else Verdict.PASS] + " ") if icon else ""
-    line = (f"{mark}Golden check failed: {failed} of {total} case(s) failed" if failed
-            else f"{mark}Golden check passed: all {total} case(s) passed")
+    mark = (ICONS[Verdict.PASS if report.passed else Verdict.FAIL] + " ") if icon else ""
+    if report.passed:
+        line = f"{mark}Golden check passed: all {total} case(s) passed"
+    else:
+        judged = (f"{failed} of {total} case(s) failed" if failed else
+                  f"all {total} judged case(s) passed" if total else "nothing judged")
+        line = f"{mark}Golden check failed: {judged}" + (f" · {findings_text(found)}" if found else "")
     outside = [len(out_of_tolerance(e.result)) for e in report.entries]
     if any(outside):
         line += (f" · {_out_of_tolerance_text(sum(outside))} in {sum(1 for n in outside if n)} case(s)")
     return line
+
+
+def findings_text(count: int) -> str:
+    return f"{count} finding(s) (candidate files not judged)"
+
+
+def finding_where(finding: Finding) -> str:
+    """A finding's target as a reader looks for it: case (env/platform), else its file."""
+    target = "/".join(x for x in (finding.env, finding.platform) if x)
+    return f"{finding.case} ({target})" if finding.case and target else finding.case or finding.path
 
 
 def verdict_line(result: ComparisonResult) -> str:

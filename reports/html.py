@@ -18,7 +18,7 @@ from goldens.result import MetricVerdict
 from reports import text as fmt
 from reports.changes import BUCKETS, GoldenChanges
 from reports.document import (CaseEntry, Report, approve_command, drift_lines, environment_note, failing_summary,
-                              headline, out_of_tolerance)
+                              finding_where, headline, out_of_tolerance)
 from reports.plots import metric_svg
 
 # A plot is a few kB and about a millisecond; a huge result keeps its failing metrics' plots (then
@@ -132,7 +132,8 @@ def result_html(report: Report) -> str:
     plotter = _Plotter(_plan(report))
     cases = [_case_view(i, e, plotter, report.store) for i, e in enumerate(report.by_importance())]
     return _environment().get_template("result.html.j2").render(
-        title=headline(report, icon=False), headline=headline(report, icon=False), report=report, cases=cases, **_common())
+        title=headline(report, icon=False), headline=headline(report, icon=False), report=report, cases=cases,
+        findings=[(f, finding_where(f)) for f in report.findings], **_common())
 
 
 def changes_html(changes: GoldenChanges) -> str:

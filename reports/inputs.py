@@ -16,7 +16,7 @@ from goldens.errors import FormatError, GoldenError, StoreError
 from goldens.formats import read_json
 from goldens.result import ComparisonResult
 from reports.document import CaseEntry, Report
-from reports.json_report import results_from_json
+from reports.json_report import findings_from_json, results_from_json
 
 RESULT_FILE = "result.json"
 ARTIFACT_FILE = "artifact.json"
@@ -58,6 +58,7 @@ def _golden_provenance(store_root: Path | None, result: ComparisonResult) -> dic
 def load_inputs(paths: Sequence[str | Path], store_root: Path | None = None) -> tuple[Report, Path | None]:
     """Every result in ``paths``, plus the default output folder (None when there are several)."""
     entries: list[CaseEntry] = []
+    findings: list = []
     beside: list[Path] = []
     for raw in paths:
         path = Path(raw)
@@ -77,5 +78,6 @@ def load_inputs(paths: Sequence[str | Path], store_root: Path | None = None) -> 
         entries.extend(CaseEntry(r, candidate_provenance=provenance,
                                  reference_provenance=_golden_provenance(store_root, r))
                        for r in results_from_json(doc, path=result_path))
+        findings += findings_from_json(doc, path=result_path)
     default_out = beside[0] if len(beside) == 1 else None
-    return Report(tuple(entries)), default_out
+    return Report(tuple(entries), findings=tuple(findings)), default_out

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from goldens.errors import FormatError
+from goldens.pairing import Finding
 from goldens.result import RESULT_SCHEMA, ComparisonResult
 from reports.changes import GoldenChanges
 from reports.document import REPORT_SCHEMA, Report
@@ -31,6 +32,20 @@ def results_from_json(doc: Any, *, path: object = None) -> list[ComparisonResult
     schema = doc.get("schema") if isinstance(doc, dict) else None
     raise FormatError(f"not a comparison result (schema {schema!r}; expected {RESULT_SCHEMA!r} or {REPORT_SCHEMA!r})",
                       path=path, key="schema")
+
+
+def findings_from_json(doc: Any, *, path: object = None) -> list[Finding]:
+    """The findings a ``golden.report/1`` document carries (none in a single result)."""
+    if not (isinstance(doc, dict) and doc.get("schema") == REPORT_SCHEMA):
+        return []
+    found = doc.get("findings", [])
+    if not isinstance(found, list) or not all(isinstance(f, dict) and isinstance(f.get("path"), str)
+                                              and isinstance(f.get("kind"), str) and isinstance(f.get("message"), str)
+                                              for f in found):
+        raise FormatError("'findings' must be a list of {path, kind, message, ...}", path=path, key="findings")
+    text = lambda f, k: f.get(k) if isinstance(f.get(k), str) else None  # noqa: E731
+    return [Finding(f["path"], f["kind"], f["message"], text(f, "case"), text(f, "env"), text(f, "platform"))
+            for f in found]
 
 
 def _one(doc: Any, path: object, where: str | None) -> ComparisonResult:

@@ -176,3 +176,54 @@ def test_a_path_that_does_not_exist_is_a_usage_error_and_an_empty_folder_a_findi
     (tree / "empty").mkdir()
     out = golden("judge", str(tree / "empty"), "--store", str(tree / "store"), "--format", "json")
     assert out.exit_code == 1 and json.loads(out.stdout)["findings"][0]["kind"] == "empty"
+
+
+# ---------------------------------------------------------------- findings in every report
+
+REPORTS = ("report.md", "report.html", "junit.xml", "report.json")
+
+
+def assert_reports_carry_findings(out_dir: Path, kinds: list[str]) -> None:
+    """Every report names each finding, and none of them says passed."""
+    import xml.etree.ElementTree as ET
+
+    md = (out_dir / "report.md").read_text()
+    headline = md.splitlines()[0]
+    assert "passed" not in headline.replace("judged case(s) passed", "") and "failed" in headline, headline
+    assert "✅" not in headline and "### Findings" in md
+    junit = ET.parse(out_dir / "junit.xml").getroot()
+    assert junit.get("errors") == str(len(kinds))
+    assert sorted(e.get("type") for e in junit.iter("error")) == sorted(kinds)
+    html = (out_dir / "report.html").read_text()
+    assert "Findings:" in html and '<span class="badge pass">pass</span> Golden' not in html
+    doc = json.loads((out_dir / "report.json").read_text())
+    assert doc["verdict"] == "fail" and sorted(f["kind"] for f in doc["findings"]) == sorted(kinds)
+
+
+def test_findings_alone_fail_every_report(tree):
+    """Every judged target passes; one broken file beside them makes the exit 1 — and every report
+    says so (before: each one headlined "passed", JUnit had errors="0")."""
+    out = golden("judge", str(tree / "cand" / "gpt" / "ok"), "--store", str(tree / "store"), "--policy", "megatron",
+                 "--out", str(tree / "out"), "--no-stage")
+    assert out.exit_code == 1, out.output
+    assert_reports_carry_findings(tree / "out", ["broken", "no-golden"])
+    assert "all 1 judged case(s) passed · 2 finding(s)" in (tree / "out" / "report.md").read_text()
+    again = golden("report", str(tree / "out" / "report.json"), "--out", str(tree / "again"))
+    assert again.exit_code == 1, again.output  # the findings survive a re-render of report.json
+    assert_reports_carry_findings(tree / "again", ["broken", "no-golden"])
+    md = golden("judge", str(tree / "cand" / "gpt" / "ok"), "--store", str(tree / "store"), "--policy", "megatron",
+                "--format", "md", "--no-stage")
+    assert md.exit_code == 1 and "Golden check passed" not in md.stdout and "### Findings" in md.stdout
+
+
+def test_all_broken_input_still_writes_every_report(tree):
+    broken = tree / "broken" / "gpt" / "ok"
+    broken.mkdir(parents=True)
+    (broken / "golden_values_dev_dgx_h100.json").write_text("{}")
+    (broken / "golden_values_lts_dgx_a100_2nd.json").write_text("")
+    out = golden("judge", str(tree / "broken"), "--store", str(tree / "store"), "--policy", "megatron",
+                 "--out", str(tree / "out"), "--no-stage")
+    assert out.exit_code == 1, out.output
+    assert all((tree / "out" / name).is_file() for name in REPORTS)
+    assert_reports_carry_findings(tree / "out", ["broken", "unpaired"])
+    assert "nothing judged · 2 finding(s)" in (tree / "out" / "report.md").read_text()

@@ -91,12 +91,8 @@ def emit_markdown(bulk: Any) -> None:
     from reports.document import CaseEntry, Report
     from reports.markdown import result_markdown
 
-    parts = [result_markdown(Report(tuple(CaseEntry(r) for r in bulk.results)))] if bulk.results else []
-    if bulk.findings:
-        lines = "".join(f"- **{f.kind}** `{f.path}`: {f.message}\n" for f in bulk.findings)
-        parts.append(f"### Findings ({len(bulk.findings)})\n\n{lines}")
-    parts.append(f"**{summary_line(bulk)}**\n")
-    sys.stdout.write("\n".join(parts))
+    report = Report(tuple(CaseEntry(r) for r in bulk.results), findings=bulk.findings)
+    sys.stdout.write(result_markdown(report) + f"\n**{summary_line(bulk)}**\n")
 
 
 def emit_table(bulk: Any) -> None:
