@@ -82,7 +82,8 @@ def judge_run(store: "GoldenStore", run: "Loaded", *, case: str | None = None, e
     case_policy, case_source = inputs.case_metrics(store, the_case)
     policies = inputs.load_policies(policy, case_policy=case_policy, case_source=case_source,
                                     megatron_case=_megatron_case(policy, lambda: store.case_dir(the_case)))
-    reference = inputs.load_store_golden(store, the_case, target_env, target_platform, policies.golden_phases, keys)
+    reference = inputs.load_store_golden(store, the_case, target_env, target_platform, policies.golden_phases, keys,
+                                         policies=policies)
     _readable_as_megatron_reads(policies, (reference, run))
     all_notes = tuple(notes) + tuple(f"candidate: {n}" for n in run.notes) \
         + tuple(f"reference: {n}" for n in reference.notes)

@@ -227,3 +227,50 @@ def test_all_broken_input_still_writes_every_report(tree):
     assert all((tree / "out" / name).is_file() for name in REPORTS)
     assert_reports_carry_findings(tree / "out", ["broken", "unpaired"])
     assert "nothing judged · 2 finding(s)" in (tree / "out" / "report.md").read_text()
+
+
+# ---------------------------------------------------------------- history read once
+
+def git_calls(monkeypatch) -> list[str]:
+    """The git subcommands the store runs, in order."""
+    from goldens.store import gitrepo
+
+    calls: list[str] = []
+    real = gitrepo._run
+
+    def counting(cwd, args, stdin=None):
+        calls.append(args[0])
+        return real(cwd, args, stdin)
+
+    monkeypatch.setattr(gitrepo, "_run", counting)
+    return calls
+
+
+def test_a_tree_in_git_is_judged_with_one_history_pass_not_one_per_target(tree, monkeypatch):
+    """Inside a git repository with history, judging every target reads the log once (for the whole
+    store), and under rules that never use history (Megatron's) no version's bytes at all."""
+    from tests.builders import commit_all, git_repo
+
+    git_repo(tree)
+    commit_all(tree, "the tree")
+    golden_file = tree / "store" / "gpt" / "ok" / "golden_values_dev_dgx_h100.json"
+    golden_file.write_text(golden_file.read_text().replace("10.", "10.0", 1))
+    commit_all(tree, "a new golden")
+    calls = git_calls(monkeypatch)
+    bulk = workflow.judge_bulk([tree / "cand"], store_root=tree / "store", policy="megatron", stage=False)
+    assert len(bulk.judgements) == 4
+    assert calls.count("log") == 1, calls
+    assert "cat-file" not in calls and "ls-tree" not in calls, calls
+    assert len(calls) <= 6, calls  # finding the repository and its log, never a call per target
+
+
+def test_history_rules_still_read_the_history_once(tree, monkeypatch):
+    """The default policy judges step time against the approved history: the log is still read
+    once for all targets (the versions' bytes per case that has them)."""
+    from tests.builders import commit_all, git_repo
+
+    git_repo(tree)
+    commit_all(tree, "the tree")
+    calls = git_calls(monkeypatch)
+    workflow.judge_bulk([tree / "cand"], store_root=tree / "store", stage=False)
+    assert calls.count("log") == 1, calls
