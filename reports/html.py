@@ -24,6 +24,10 @@ from reports.plots import metric_svg
 # A plot is a few kB and about a millisecond; a huge result keeps its failing metrics' plots (then
 # the report-only ones out of tolerance) and the first others, so the page stays a few MB.
 MAX_PLOTS = 300
+# Above this many cases (a whole tree) the page is light: passing cases are a row of the summary
+# table only (no section, no plots); failing ones, and passes hiding a report-only metric out of
+# tolerance, keep their details. Each target's full result stays in its own results/ file.
+LIGHT_ABOVE = 50
 
 
 def _environment():
@@ -84,14 +88,20 @@ class _Plotter:
             svg=svg, no_plot_reason=reason)
 
 
-def _plan(report: Report) -> set[int]:
+def _plan(entries: tuple[CaseEntry, ...], light: bool) -> set[int]:
     """Which verdicts get a plot: failing ones first, then report-only ones out of tolerance,
-    then the rest, up to MAX_PLOTS."""
-    verdicts = [m for e in report.by_importance()
+    then (unless the page is light) the rest, up to MAX_PLOTS."""
+    verdicts = [m for e in entries
                 for m in (*e.result.metric_verdicts(), *(e.result.resume.metrics if e.result.resume else ()))
                 if m.steps is not None and len(m.steps)]
     ordered = sorted(verdicts, key=lambda m: 0 if not m.passed else 1 if m.report_only_out_of_tolerance else 2)
+    if light:
+        ordered = [m for m in ordered if not m.passed or m.report_only_out_of_tolerance]
     return {id(m) for m in ordered[:MAX_PLOTS]}
+
+
+def _detailed(entry: CaseEntry, light: bool) -> bool:
+    return not light or not entry.result.passed or bool(out_of_tolerance(entry.result))
 
 
 def _provenance_rows(entry: CaseEntry) -> list[tuple[str, str, str]]:
@@ -129,10 +139,22 @@ def _common() -> dict[str, Any]:
 
 
 def result_html(report: Report) -> str:
-    plotter = _Plotter(_plan(report))
-    cases = [_case_view(i, e, plotter, report.store) for i, e in enumerate(report.by_importance())]
+    """The page: findings, the summary table (failing cases first), then each case's details — only
+    the failing ones' when the report holds a whole tree (``LIGHT_ABOVE``)."""
+    ordered = report.by_importance()
+    light = len(ordered) > LIGHT_ABOVE
+    plotter = _Plotter(_plan(ordered, light))
+    rows, cases = [], []
+    for i, entry in enumerate(ordered):
+        anchor = None
+        if _detailed(entry, light):
+            cases.append(_case_view(i, entry, plotter, report.store))
+            anchor = cases[-1]["anchor"]
+        rows.append({"result": entry.result, "title": entry.title, "summary": failing_summary(entry.result),
+                     "anchor": anchor})
     return _environment().get_template("result.html.j2").render(
         title=headline(report, icon=False), headline=headline(report, icon=False), report=report, cases=cases,
+        rows=rows, undetailed=len(rows) - len(cases), light_above=LIGHT_ABOVE,
         findings=[(f, finding_where(f)) for f in report.findings], **_common())
 
 

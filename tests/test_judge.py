@@ -274,3 +274,18 @@ def test_history_rules_still_read_the_history_once(tree, monkeypatch):
     calls = git_calls(monkeypatch)
     workflow.judge_bulk([tree / "cand"], store_root=tree / "store", stage=False)
     assert calls.count("log") == 1, calls
+
+
+def test_a_progress_bar_on_a_terminal_and_none_in_ci_or_a_log(monkeypatch):
+    from goldens.cli import common
+
+    monkeypatch.delenv("CI", raising=False)
+    with common.progress_bar("judging") as advance:
+        assert advance is None  # pytest's stderr is no terminal: a log stays quiet
+    monkeypatch.setattr(common, "writes_to_terminal", lambda stderr=False: True)
+    with common.progress_bar("judging") as advance:
+        advance(1, 3)
+        advance(3, 3)
+    monkeypatch.setenv("CI", "true")
+    with common.progress_bar("judging") as advance:
+        assert advance is None

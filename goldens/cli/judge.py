@@ -18,7 +18,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import console, handles_errors, show_table
+from .common import console, handles_errors, progress_bar, show_table
 from .options import ExactOpt, PolicyOpt, StoreOpt, out_option
 
 JUDGE_FORMATS = ("table", "json", "md")
@@ -51,8 +51,9 @@ def judge(paths: PathsArg, store: StoreOpt = None, policy: PolicyOpt = None, exa
 
     if fmt not in JUDGE_FORMATS:
         raise GoldenError(f"--format must be one of {', '.join(JUDGE_FORMATS)}, got {fmt!r}")
-    bulk = workflow.judge_bulk(paths, store_root=store, policy=policy, force=workflow.force_regime(exact),
-                               stage=not in_ci(None) if stage is None else stage)
+    with progress_bar("judging") as advance:
+        bulk = workflow.judge_bulk(paths, store_root=store, policy=policy, force=workflow.force_regime(exact),
+                                   stage=not in_ci(None) if stage is None else stage, progress=advance)
     if out is not None:
         workflow.publish_bulk(bulk, out, store_root=store)
     if fmt == "json":

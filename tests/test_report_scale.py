@@ -1,0 +1,53 @@
+"""Reports of a whole tree: the JSON streamed (summary and findings first, one result per line,
+per-step data only where a metric failed), the HTML light (passing cases a summary row only, failing
+ones first with their plots), both readable back by ``golden report``."""
+from __future__ import annotations
+
+import json
+
+from goldens.pairing import Finding
+from reports import html as html_report
+from reports.build import build_bulk_report
+from reports.inputs import load_inputs
+from tests.builders import parse_html, result
+
+MANY = html_report.LIGHT_ABOVE + 10
+
+
+def tree_results():
+    """A tree's results: one failing case among many passing ones, the failing one last."""
+    return [result(f"gpt/case_{i:03d}", resume=None) for i in range(MANY - 1)] + [result("moe/bad", fail=True,
+                                                                                        resume=None)]
+
+
+def test_the_json_report_streams_a_result_per_line_and_keeps_steps_only_where_a_metric_failed(tmp_path):
+    finding = Finding("cand/x/golden_values_dev_cpu.json", "broken", "truncated JSON", "x", "dev", "cpu")
+    build_bulk_report(tree_results(), tmp_path, ("json",), findings=(finding,))
+    text = (tmp_path / "report.json").read_text()
+    lines = text.splitlines()
+    head = json.loads(lines[0].removesuffix(', "results": [') + "}")
+    assert head["verdict"] == "fail" and head["cases"] == MANY and head["findings"][0]["kind"] == "broken"
+    assert len(lines) == 1 + MANY + 1  # summary, one line per result, the closing
+    doc = json.loads(text)
+    stepped = {(r["case"], m["metric"]) for r in doc["results"] for p in r["phases"] for m in p["metrics"]
+               if m["steps"] is not None}
+    assert stepped == {("moe/bad", "lm loss")}
+    report, _ = load_inputs([tmp_path / "report.json"])
+    assert len(report.entries) == MANY and not report.passed and report.findings == (finding,)
+
+
+def test_the_html_of_a_tree_is_light_failing_first(tmp_path):
+    build_bulk_report(tree_results(), tmp_path, ("html",))
+    html = (tmp_path / "report.html").read_text()
+    page = parse_html(html)
+    assert [f["svg"] for f in page.figures] == [1, 0]  # the failing case alone, its failing metric plotted
+    assert html.count('<section class="case"') == 1
+    assert html.index("moe/bad") < html.index("gpt/case_000")  # failing first in the summary
+    assert f"{MANY - 1} passing case(s) are listed without details" in html
+
+
+def test_a_small_report_keeps_every_case_in_full(tmp_path):
+    few = [result("a", resume=None), result("b", fail=True, resume=None)]
+    build_bulk_report(few, tmp_path, ("html", "json"))
+    html = (tmp_path / "report.html").read_text()
+    assert html.count('<section class="case"') == 2 and "listed without details" not in html
