@@ -89,8 +89,41 @@ def judge_run(store: "GoldenStore", run: "Loaded", *, case: str | None = None, e
         + tuple(f"reference: {n}" for n in reference.notes)
     result = compare(reference.side, run.side, policies, force=force, case=the_case, env=reference.env,
                      platform=reference.platform, notes=all_notes)
+    if not result.passed:
+        result = replace(result, preexisting=preexisting_failures(store, result, reference, policies, keys))
     judgement = Judgement(result, the_case, reference.env, reference.platform)
     return _staged(store, run, judgement) if stage and should_stage(result) else judgement
+
+
+def preexisting_failures(store: "GoldenStore", result: "ComparisonResult", reference: "Loaded", policies: Any,
+                         keys: Sequence[Any]) -> tuple[str, ...]:
+    """The failing checks of ``result`` that fail the same way on the committed goldens themselves: a
+    golden check failing with the golden as its own candidate (an inference file Megatron's reader
+    cannot index), the resume check failing on the committed ``golden_values_*.json`` / ``_2nd`` pair.
+    Defects of the tree, not regressions of the candidate; the verdict is left as the rules made it
+    (the megatron preset still says what Megatron's CI says)."""
+    from .compare import compare, resume_check, side_from_goldens
+    from .model import GoldenKey
+    from .result import RESUME_CHECK, check_name
+
+    found: list[str] = []
+    failing = {check_name(m) for m in result.metric_verdicts() if not m.passed}
+    if failing:
+        itself = compare(reference.side, reference.side, policies, case=result.case, env=result.env,
+                         platform=result.platform, check_resume=False)
+        found += sorted(failing & {check_name(m) for m in itself.metric_verdicts() if not m.passed})
+    if result.resume is not None and not result.resume.passed and reference.env and reference.platform:
+        # the committed pair as the tree holds it: with its _2nd file, or without one (then a case that
+        # requires the resume check fails it on its own goldens too)
+        committed = [GoldenKey(result.case or "", reference.env, reference.platform, n) for n in (1, 2)]
+        try:
+            pair = side_from_goldens({k.phase: store.read(k) for k in committed if k in keys}, reference.side.label)
+        except GoldenError:
+            pair = None  # an unreadable committed file: a finding of its own
+        check = None if pair is None else resume_check(pair, policies, result.fingerprint.exact_applied)
+        if check is not None and not check.passed:
+            found.append(RESUME_CHECK)
+    return tuple(found)
 
 
 def case_of_candidate(store: "GoldenStore", run: "Loaded", given: str | None = None) -> str:

@@ -55,8 +55,11 @@ class Report:
         return tuple(e for e in self.entries if not e.result.passed)
 
     def by_importance(self) -> tuple[CaseEntry, ...]:
-        """Failing cases first, each group in input order."""
-        return self.failed + tuple(e for e in self.entries if e.result.passed)
+        """Regressions first, then failures that are only the committed goldens' own defects, then
+        passing cases; each group in input order."""
+        return (tuple(e for e in self.failed if e.result.regression)
+                + tuple(e for e in self.failed if not e.result.regression)
+                + tuple(e for e in self.entries if e.result.passed))
 
     def to_json(self, *, steps: bool = True) -> dict[str, Any]:
         return {"schema": REPORT_SCHEMA, "verdict": "pass" if self.passed else "fail",
@@ -99,8 +102,12 @@ def headline(report: Report, *, icon: bool = True) -> str:
     if report.passed:
         line = f"{mark}Golden check passed: all {total} case(s) passed"
     else:
+        only_preexisting = sum(not e.result.regression for e in report.failed)
         judged = (f"{failed} of {total} case(s) failed" if failed else
                   f"all {total} judged case(s) passed" if total else "nothing judged")
+        if only_preexisting:
+            judged += (f" ({failed - only_preexisting} regression(s), {only_preexisting} only on pre-existing defects "
+                       f"of the committed goldens)")
         line = f"{mark}Golden check failed: {judged}" + (f" · {findings_text(found)}" if found else "")
     outside = [len(out_of_tolerance(e.result)) for e in report.entries]
     if any(outside):
@@ -136,6 +143,8 @@ def failing_summary(result: ComparisonResult) -> str:
     parts = [first + (f" · {_out_of_tolerance_text(outside)}" if outside else "")]
     if result.resume is not None and result.resume.verdict == Verdict.FAIL:
         parts.append("resume check failed")
+    if result.preexisting:
+        parts.append("pre-existing (fails on the committed goldens too): " + ", ".join(result.preexisting))
     return "; ".join(parts)
 
 

@@ -110,7 +110,7 @@ def test_judge_a_tree_in_one_process(tree):
     assert sorted(f["kind"] for f in doc["findings"]) == ["broken", "no-case", "no-golden", "unpaired"]
     broken = next(f for f in doc["findings"] if f["kind"] == "broken")
     assert "truncated JSON" in broken["message"] and broken["case"] == "gpt/ok"
-    assert doc["summary"] == {"targets": 4, "passed": 3, "failed": 1, "findings": 4}
+    assert doc["summary"] == {"targets": 4, "passed": 3, "failed": 1, "regressions": 1, "findings": 4, "preexisting": {}}
     results = sorted((tree / "out" / "results").glob("*.json"))
     assert [p.name for p in results] == ["gpt--bad__dev__dgx_h100.json", "gpt--ok__dev__dgx_h100.json",
                                          "moe--infer__dev__dgx_h100.json", "moe--resume__dev__dgx_h100.json"]
@@ -289,3 +289,42 @@ def test_a_progress_bar_on_a_terminal_and_none_in_ci_or_a_log(monkeypatch):
     monkeypatch.setenv("CI", "true")
     with common.progress_bar("judging") as advance:
         assert advance is None
+
+
+# ---------------------------------------------------------------- new versus pre-existing
+
+def test_a_failure_the_committed_goldens_share_is_pre_existing_and_a_real_one_a_regression(tree):
+    """moe/resume's committed _2nd file disagrees with its phase 1: the resume check fails on the
+    committed goldens themselves. A candidate failing only that check fails (Megatron's verdict is
+    kept) but is pre-existing; a candidate also off the golden is a regression."""
+    case = tree / "store" / "moe" / "resume"
+    golden_doc = json.loads((case / "golden_values_dev_dgx_h100.json").read_text())
+    bad_second = {name: {**m, "values": {k: v * 2 for k, v in m["values"].items() if int(k) > 20}}
+                  for name, m in golden_doc.items()}
+    (case / "golden_values_dev_dgx_h100_2nd.json").write_text(json.dumps(bad_second))
+    cand = tree / "cand" / "moe" / "resume"
+    (cand / "golden_values_dev_dgx_h100_2nd.json").write_text(json.dumps(bad_second))
+    bulk = workflow.judge_bulk([cand], store_root=tree / "store", policy="megatron", stage=False)
+    [r] = bulk.results
+    assert not r.passed and r.preexisting == ("resume check",) and not r.regression
+    worse = {name: {**m, "values": {k: v * 1.5 for k, v in m["values"].items()}} for name, m in golden_doc.items()}
+    (cand / "golden_values_dev_dgx_h100.json").write_text(json.dumps(worse))
+    [r] = workflow.judge_bulk([cand], store_root=tree / "store", policy="megatron", stage=False).results
+    assert r.regression and r.preexisting == ("resume check",)  # lm loss 50 % off is the candidate's own
+
+
+def test_the_real_sample_judged_against_itself_shows_its_defects_apart_and_no_regression(megatron_fixtures, tmp_path):
+    import shutil
+
+    store = tmp_path / "test_cases"
+    shutil.copytree(megatron_fixtures / "test_cases", store)
+    for path in store.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    out = golden("judge", str(store), "--store", str(store), "--policy", "megatron", "--no-stage", "--format", "json")
+    assert out.exit_code == 1, out.output  # Megatron's own verdict: its resume tests fail on these pairs
+    summary = json.loads(out.stdout)["summary"]
+    assert summary["failed"] > 0 and summary["regressions"] == 0
+    assert summary["preexisting"] == {"resume check": summary["failed"]}
+    table = golden("judge", str(store), "--store", str(store), "--policy", "megatron", "--no-stage")
+    assert f"pre-existing in the committed goldens: resume check fails in {summary['failed']} target(s)" in table.stdout
+    assert "(0 regression(s)" in table.stdout

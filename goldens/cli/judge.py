@@ -67,16 +67,31 @@ def judge(paths: PathsArg, store: StoreOpt = None, policy: PolicyOpt = None, exa
     raise typer.Exit(bulk.exit_code)
 
 
-def summary(bulk: Any) -> dict[str, int]:
+def summary(bulk: Any) -> dict[str, Any]:
+    """Counts; ``preexisting``: how often each check failed on the committed goldens themselves (the
+    tree's own defects, apart from regressions)."""
+    from collections import Counter
+
     results = bulk.results
+    counts = Counter(check for r in results for check in r.preexisting)
     return {"targets": len(bulk.judgements), "passed": sum(r.passed for r in results),
-            "failed": sum(not r.passed for r in results), "findings": len(bulk.findings)}
+            "failed": sum(not r.passed for r in results), "regressions": sum(r.regression for r in results),
+            "findings": len(bulk.findings), "preexisting": dict(sorted(counts.items()))}
 
 
 def summary_line(bulk: Any) -> str:
     s = summary(bulk)
     verdict = "PASS" if bulk.passed else "FAIL"
-    return f"{verdict}: {s['passed']} passed, {s['failed']} failed, {s['findings']} finding(s)"
+    line = f"{verdict}: {s['passed']} passed, {s['failed']} failed"
+    if s["failed"] != s["regressions"]:
+        line += f" ({s['regressions']} regression(s), {s['failed'] - s['regressions']} only on pre-existing defects)"
+    return line + f", {s['findings']} finding(s)"
+
+
+def preexisting_lines(bulk: Any) -> list[str]:
+    """The tree audit: each check that fails on the committed goldens themselves, with its count."""
+    return [f"pre-existing in the committed goldens: {check} fails in {n} target(s)"
+            for check, n in summary(bulk)["preexisting"].items()]
 
 
 def emit_json(bulk: Any) -> None:
@@ -109,10 +124,13 @@ def emit_table(bulk: Any) -> None:
                    for m in r.failures()]
         why = ("failing: " + ", ".join(failing)) if failing else (r.resume.explanation if r.resume is not None
                                                                    and not r.resume.passed else "")
-        verdict = "[green]pass[/]" if r.passed else "[bold red]fail[/]"
+        verdict = ("[green]pass[/]" if r.passed else "[bold red]fail[/]" if r.regression
+                   else "[yellow]fail (pre-existing)[/]")
         table.add_row(escape(r.case or "—"), escape(f"{r.env}/{r.platform}"), verdict, escape(why))
     for f in bulk.findings:
         where = "/".join(x for x in (f.env, f.platform) if x) or "—"
         table.add_row(escape(f.case or f.path), escape(where), f"[yellow]{f.kind}[/]", escape(f.message))
     show_table(out, table)
+    for line in preexisting_lines(bulk):
+        out.print("[yellow]" + escape(line) + "[/]")
     out.print(("[green]" if bulk.passed else "[bold red]") + escape(summary_line(bulk)) + "[/]")
