@@ -28,6 +28,7 @@ MAX_PLOTS = 300
 # table only (no section, no plots); failing ones, and passes hiding a report-only metric out of
 # tolerance, keep their details. Each target's full result stays in its own results/ file.
 LIGHT_ABOVE = 50
+LIGHT_MAX_PLOTS = 100  # a light page plots the first 100 failing metrics (about 1 MB of SVG)
 
 
 def _environment():
@@ -62,8 +63,9 @@ def _slug(index: int, *parts: object) -> str:
 class _Plotter:
     """Hands out plots until the budget is spent, failing metrics first (see ``_plan``)."""
 
-    def __init__(self, wanted: set[int]):
+    def __init__(self, wanted: set[int], limit: int = MAX_PLOTS):
         self.wanted = wanted
+        self.limit = limit
         self.counter = 0
 
     def view(self, m: MetricVerdict) -> _MetricView:
@@ -73,7 +75,7 @@ class _Plotter:
         if m.steps is None or len(m.steps) == 0:
             reason = "No per-step data in this result."
         elif id(m) not in self.wanted:
-            reason = f"Plot left out: the report draws at most {MAX_PLOTS} plots (failing metrics first)."
+            reason = f"Plot left out: the report draws at most {self.limit} plots (failing metrics first)."
         else:
             drawn = metric_svg(m, salt=anchor)
             svg = Markup(drawn) if drawn else None
@@ -97,7 +99,7 @@ def _plan(entries: tuple[CaseEntry, ...], light: bool) -> set[int]:
     ordered = sorted(verdicts, key=lambda m: 0 if not m.passed else 1 if m.report_only_out_of_tolerance else 2)
     if light:
         ordered = [m for m in ordered if not m.passed or m.report_only_out_of_tolerance]
-    return {id(m) for m in ordered[:MAX_PLOTS]}
+    return {id(m) for m in ordered[:LIGHT_MAX_PLOTS if light else MAX_PLOTS]}
 
 
 def _detailed(entry: CaseEntry, light: bool) -> bool:
@@ -143,7 +145,7 @@ def result_html(report: Report) -> str:
     the failing ones' when the report holds a whole tree (``LIGHT_ABOVE``)."""
     ordered = report.by_importance()
     light = len(ordered) > LIGHT_ABOVE
-    plotter = _Plotter(_plan(ordered, light))
+    plotter = _Plotter(_plan(ordered, light), LIGHT_MAX_PLOTS if light else MAX_PLOTS)
     rows, cases = [], []
     for i, entry in enumerate(ordered):
         anchor = None
@@ -154,7 +156,7 @@ def result_html(report: Report) -> str:
                      "anchor": anchor})
     return _environment().get_template("result.html.j2").render(
         title=headline(report, icon=False), headline=headline(report, icon=False), report=report, cases=cases,
-        rows=rows, undetailed=len(rows) - len(cases), light_above=LIGHT_ABOVE,
+        rows=rows, undetailed=len(rows) - len(cases), light_above=LIGHT_ABOVE, light=light,
         findings=[(f, finding_where(f)) for f in report.findings], **_common())
 
 

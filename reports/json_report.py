@@ -20,31 +20,16 @@ def result_json(report: Report) -> str:
     return json.dumps(report.to_json(), indent=2, allow_nan=False) + "\n"
 
 
-def result_doc(result: ComparisonResult, *, steps: str = "failing") -> dict[str, Any]:
-    """A result as ``golden.result/1`` with per-step data for ``steps``: "all" metrics, or only the
-    "failing" ones (and report-only ones out of tolerance) — what a reviewer opens; each target's full
-    result stays in its own file."""
-    doc = result.to_json(steps=False)
-    checks = [(doc["phases"][i]["metrics"], p.metrics) for i, p in enumerate(result.phases)]
-    if result.resume is not None:
-        checks.append((doc["resume"]["metrics"], result.resume.metrics))
-    for docs, verdicts in checks:
-        for m_doc, m in zip(docs, verdicts):
-            if m.steps is not None and (steps == "all" or not m.passed or m.report_only_out_of_tolerance):
-                m_doc["steps"] = m.steps.to_json()
-    return doc
-
-
 def bulk_json_chunks(report: Report) -> Iterator[str]:
     """The JSON report of a whole tree, streamed: one ``golden.report/1`` document whose summary and
-    findings come first and whose results follow one per line (compact, per-step data only where a
-    metric failed), so it is written a result at a time, stays small enough to archive, and
-    ``golden report`` reads it back."""
+    findings come first and whose results follow one per line — compact, without per-step data (each
+    target's full result, every step, is its own file in ``results/``) — so it is written a result at
+    a time, stays small enough to archive, and ``golden report`` reads it back."""
     head = {"schema": REPORT_SCHEMA, "verdict": "pass" if report.passed else "fail", "cases": len(report.entries),
             "failed": len(report.failed), "findings": [f.to_json() for f in report.findings]}
     yield json.dumps(head, allow_nan=False)[:-1] + ', "results": ['
     for i, entry in enumerate(report.entries):
-        yield ("\n" if i == 0 else ",\n") + json.dumps(result_doc(entry.result), allow_nan=False)
+        yield ("\n" if i == 0 else ",\n") + json.dumps(entry.result.to_json(steps=False), allow_nan=False)
     yield "\n]}\n"
 
 
