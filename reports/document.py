@@ -55,16 +55,46 @@ class Report:
         return tuple(e for e in self.entries if not e.result.passed)
 
     def by_importance(self) -> tuple[CaseEntry, ...]:
-        """Regressions first, then failures that are only the committed goldens' own defects, then
-        passing cases; each group in input order."""
-        return (tuple(e for e in self.failed if e.result.regression)
-                + tuple(e for e in self.failed if not e.result.regression)
-                + tuple(e for e in self.entries if e.result.passed))
+        """Most severe first (``severity``), each group in input order: a reviewer reads the first
+        lm loss regression before a missing ``_2nd`` file, and that before a report-only note."""
+        return tuple(sorted(self.entries, key=lambda e: severity(e.result)))
 
     def to_json(self, *, steps: bool = True) -> dict[str, Any]:
         return {"schema": REPORT_SCHEMA, "verdict": "pass" if self.passed else "fail",
                 "cases": len(self.entries), "failed": len(self.failed), "findings": [f.to_json() for f in self.findings],
                 "results": [e.result.to_json(steps=steps) for e in self.entries]}
+
+
+def severity(result: ComparisonResult) -> int:
+    """0 a regression of a golden check (a metric off its golden), 1 a regression of the resume check
+    only (a missing or differing resumed phase), 2 a failure the committed goldens share
+    (pre-existing), 3 a pass hiding report-only metrics out of tolerance, 4 a clean pass."""
+    if not result.passed:
+        if not result.regression:
+            return 2
+        own = set(result.failing_checks()) - set(result.preexisting)
+        return 0 if any(check.startswith("phase ") for check in own) else 1
+    return 3 if out_of_tolerance(result) else 4
+
+
+def failing_metrics(report: Report) -> list[tuple[str, int]]:
+    """Each failing check (a metric, or the resume check) with how many cases it fails in, most first."""
+    from collections import Counter
+
+    counts = Counter(check.split(": ", 1)[-1] for e in report.failed for check in dict.fromkeys(
+        e.result.failing_checks()))
+    return counts.most_common()
+
+
+def failing_line(report: Report, *, cases: int = 3) -> str | None:
+    """What fails, named: 'Failing: lm loss in 12 case(s), resume check in 5 — first: gpt/a (dev/h100), …'."""
+    counts = failing_metrics(report)
+    if not counts:
+        return None
+    first = [e.title for e in report.by_importance()[:cases] if not e.result.passed]
+    more = len(report.failed) - len(first)
+    return ("Failing: " + ", ".join(f"{name} in {n} case(s)" for name, n in counts) + " — first: "
+            + ", ".join(first) + (f" and {more} more" if more > 0 else ""))
 
 
 def environment_note(result: ComparisonResult) -> str | None:
@@ -138,8 +168,8 @@ def failing_summary(result: ComparisonResult) -> str:
     metrics = result.metric_verdicts()
     bad = [m for m in metrics if not m.passed]
     outside = len(out_of_tolerance(result))
-    first = (f"{len(bad)} of {len(metrics)} metric(s) failed" if bad
-             else f"{len(metrics) - outside} metric(s) passed")
+    first = (f"{len(bad)} of {len(metrics)} metric(s) failed: {', '.join(dict.fromkeys(m.metric for m in bad))}"
+             if bad else f"{len(metrics) - outside} metric(s) passed")
     parts = [first + (f" · {_out_of_tolerance_text(outside)}" if outside else "")]
     if result.resume is not None and result.resume.verdict == Verdict.FAIL:
         parts.append("resume check failed")

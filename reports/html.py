@@ -18,7 +18,7 @@ from goldens.result import MetricVerdict
 from reports import text as fmt
 from reports.changes import BUCKETS, GoldenChanges
 from reports.document import (CaseEntry, Report, approve_command, drift_lines, environment_note, failing_summary,
-                              finding_where, headline, out_of_tolerance)
+                              failing_line, finding_where, headline, out_of_tolerance)
 from reports.plots import metric_svg
 
 # A plot is a few kB and about a millisecond; a huge result keeps its failing metrics' plots (then
@@ -157,6 +157,7 @@ def result_html(report: Report) -> str:
     return _environment().get_template("result.html.j2").render(
         title=headline(report, icon=False), headline=headline(report, icon=False), report=report, cases=cases,
         rows=rows, undetailed=len(rows) - len(cases), light_above=LIGHT_ABOVE, light=light,
+        failing=failing_line(report),
         findings=[(f, finding_where(f)) for f in report.findings], **_common())
 
 

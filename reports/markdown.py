@@ -12,7 +12,8 @@ from reports import text as fmt
 from reports.budget import GITHUB_COMMENT_LIMIT, Budget, table
 from reports.changes import BUCKETS, GoldenChanges
 from reports.document import (ICONS, CaseEntry, Report, approve_command, drift_lines, environment_note,
-                              failing_summary, finding_where, headline, out_of_tolerance, verdict_label)
+                              failing_line, failing_summary, finding_where, headline, out_of_tolerance,
+                              verdict_label)
 
 _NOTE_ROOM = 400  # kept free for the closing notes after a budgeted table
 METRIC_HEADERS = ["metric", "rule", "verdict", "failing steps", "worst step", "golden → actual", "Δ%", "mean rel. diff"]
@@ -25,6 +26,9 @@ def result_markdown(report: Report, *, limit: int = GITHUB_COMMENT_LIMIT) -> str
     """Headline, a one-row-per-case summary, then each case's details (failing first) while they fit."""
     out = Budget(limit)
     out.add(f"## {headline(report)}\n\n")
+    failing = failing_line(report)
+    if failing:
+        out.add(f"**{fmt.md(failing)}**\n\n")
     if report.findings:
         _findings_section(out, report)
     ordered = report.by_importance()

@@ -51,3 +51,28 @@ def test_a_small_report_keeps_every_case_in_full(tmp_path):
     build_bulk_report(few, tmp_path, ("html", "json"))
     html = (tmp_path / "report.html").read_text()
     assert html.count('<section class="case"') == 2 and "listed without details" not in html
+
+
+# ---------------------------------------------------------------- failures first
+
+def test_failures_lead_by_severity_and_the_headline_names_them():
+    """A lm loss regression leads, then a missing/differing resumed phase, then a failure the committed
+    goldens share, then passes — whatever the input order; the headline names the failing checks."""
+    from dataclasses import replace
+
+    from goldens.result import Verdict
+    from reports.document import Report, failing_line
+    from reports.markdown import result_markdown
+
+    passing = result("gpt/pass", resume=None)
+    resume_only = result("gpt/resume_only", resume=Verdict.FAIL)
+    shared = replace(result("gpt/shared", fail=True, resume=None), preexisting=("phase 1: lm loss",))
+    loss = result("gpt/loss", fail=True, resume=None)
+    report = Report.of(passing, resume_only, shared, loss)
+    assert [e.result.case for e in report.by_importance()] == ["gpt/loss", "gpt/resume_only", "gpt/shared", "gpt/pass"]
+    assert failing_line(report) == ("Failing: lm loss in 2 case(s), resume check in 1 case(s) — first: "
+                                    "gpt/loss (dev/cpu), gpt/resume_only (dev/cpu), gpt/shared (dev/cpu)")
+    md = result_markdown(report)
+    assert md.index("<b>gpt/loss") < md.index("<b>gpt/resume_only") < md.index("<b>gpt/shared")
+    assert "1 of 2 metric(s) failed: lm loss" in md
+    assert "(2 regression(s), 1 only on pre-existing defects of the committed goldens)" in md.splitlines()[0]
