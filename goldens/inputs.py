@@ -42,7 +42,7 @@ class Loaded:
 
 # ---------------------------------------------------------------- artifacts and golden files
 
-def _artifact_path(text: str, runs_dir: Path) -> Path | None:
+def artifact_path(text: str, runs_dir: Path) -> Path | None:
     path = Path(text)
     if path.is_dir():
         return path / "artifact.json"
@@ -267,7 +267,7 @@ def load_operand(text: str, *, store_root: Path | None, env: str | None, platfor
         if version is None:
             raise StoreError(f"{text!r}: give a version, e.g. {case}@v3 (ledger) or {case}@HEAD~1 (git)")
         return load_store_version(open_store(store_root), case, version, env, platform)
-    path = _artifact_path(text, runs_dir)
+    path = artifact_path(text, runs_dir)
     if path is None:
         raise FormatError("no such file, run folder, run id or CASE@vN", path=text)
     return load_file(path)
@@ -280,7 +280,7 @@ def load_run(text: str, runs_dir: Path = Path(RUNS_DIR), *, env: str | None = No
     ``env`` / ``platform`` override its file name's)."""
     from .formats import read_run
 
-    path = _artifact_path(text, runs_dir)
+    path = artifact_path(text, runs_dir)
     if path is None:
         raise FormatError("no such file, run folder or run id", path=text)
     if parse_golden_filename(path) is None:

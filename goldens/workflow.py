@@ -270,8 +270,29 @@ def diff(targets: Sequence[str], *, store_root: Path | None, case: str | None = 
                           "give both", path=targets[0] if targets else None)
     from .store import GoldenStore
 
-    return judge_run(GoldenStore(store_root), run, case=case, env=env, platform=platform, policy=policy,
-                     force=force)
+    judgement = judge_run(GoldenStore(store_root), run, case=case, env=env, platform=platform, policy=policy,
+                          force=force)
+    return _refresh_kept_result(targets[0] if targets else None, runs_dir, judgement)
+
+
+def _refresh_kept_result(text: str | None, runs_dir: Path, judgement: Judgement) -> Judgement:
+    """A run folder keeps the ``result.json`` its ``golden check`` wrote: a later diff of that run
+    rewrites it (or removes it when there is no golden to judge by), so ``golden report RUN`` never
+    shows a verdict the latest judgement overturned. A folder without one gets none."""
+    import json
+
+    from . import inputs
+    from .atomic import atomic_write_text
+
+    path = inputs.artifact_path(text, runs_dir) if text is not None else None
+    kept = path.parent / "result.json" if path is not None and path.name == "artifact.json" else None
+    if kept is None or not kept.is_file():
+        return judgement
+    if judgement.result is None:
+        kept.unlink()
+        return replace(judgement, notes=(*judgement.notes, f"removed {kept}: no golden judged this run"))
+    atomic_write_text(kept, json.dumps(judgement.result.to_json(), indent=2, allow_nan=False) + "\n")
+    return replace(judgement, notes=(*judgement.notes, f"updated {kept}"))
 
 
 @dataclass(frozen=True)
