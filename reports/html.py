@@ -114,11 +114,13 @@ def _provenance_rows(entry: CaseEntry) -> list[tuple[str, str, str]]:
     return [(k, str(reference.get(k, "—")), str(candidate.get(k, "—"))) for k in keys if k != "fingerprint"]
 
 
-def _case_view(index: int, entry: CaseEntry, plotter: _Plotter, store: str | None) -> dict[str, Any]:
+def _case_view(index: int, entry: CaseEntry, plotter: _Plotter, store: str | None, light: bool = False) -> dict[str, Any]:
+    """One case's section; ``light``: its table lists only what failed or is out of tolerance."""
     r = entry.result
+    shown = lambda ms: [m for m in ms if not light or not m.passed or m.report_only_out_of_tolerance]  # noqa: E731
     phases = [{"title": "Phase 1 (from scratch)" if p.phase == 1 else f"Phase {p.phase} (resumed)",
-               "reference": p.reference or r.reference,
-               "metrics": [plotter.view(m) for m in p.metrics]} for p in r.phases]
+               "reference": p.reference or r.reference, "hidden": len(p.metrics) - len(shown(p.metrics)),
+               "metrics": [plotter.view(m) for m in shown(p.metrics)]} for p in r.phases]
     return {
         "result": r, "title": entry.title, "anchor": _slug(index, "case", r.case or ""),
         "summary": failing_summary(r), "approve": approve_command(r, store),
@@ -150,7 +152,7 @@ def result_html(report: Report) -> str:
     for i, entry in enumerate(ordered):
         anchor = None
         if _detailed(entry, light):
-            cases.append(_case_view(i, entry, plotter, report.store))
+            cases.append(_case_view(i, entry, plotter, report.store, light))
             anchor = cases[-1]["anchor"]
         rows.append({"result": entry.result, "title": entry.title, "summary": failing_summary(entry.result),
                      "anchor": anchor})

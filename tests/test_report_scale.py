@@ -44,6 +44,7 @@ def test_the_html_of_a_tree_is_light_failing_first(tmp_path):
     assert html.count('<section class="case"') == 1
     assert html.index("moe/bad") < html.index("gpt/case_000")  # failing first in the summary
     assert f"{MANY - 1} passing case(s) are listed without details" in html
+    assert "1 passing metric(s) of this phase not shown" in html  # num-zeros of the failing case
 
 
 def test_a_small_report_keeps_every_case_in_full(tmp_path):
