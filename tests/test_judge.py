@@ -328,3 +328,11 @@ def test_the_real_sample_judged_against_itself_shows_its_defects_apart_and_no_re
     table = golden("judge", str(store), "--store", str(store), "--policy", "megatron", "--no-stage")
     assert f"pre-existing in the committed goldens: resume check fails in {summary['failed']} target(s)" in table.stdout
     assert "(0 regression(s)" in table.stdout
+
+
+def test_a_log_gets_plain_rows_failures_first_never_a_boxed_table(tree):
+    out = golden("judge", str(tree / "cand"), "--store", str(tree / "store"), "--policy", "megatron", "--no-stage")
+    lines = out.stdout.splitlines()
+    assert lines[0] == "FAIL\tgpt/bad\tdev/dgx_h100\tfailing: lm loss"  # the failure leads
+    assert not any(ch in out.stdout for ch in "┃│┏━") and max(map(len, lines)) < 400
+    assert "PASS\tgpt/ok\tdev/dgx_h100" in lines

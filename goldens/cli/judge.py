@@ -18,7 +18,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import console, handles_errors, progress_bar, show_table
+from .common import console, handles_errors, progress_bar, writes_to_terminal
 from .options import ExactOpt, PolicyOpt, StoreOpt, out_option
 
 JUDGE_FORMATS = ("table", "json", "md")
@@ -111,26 +111,40 @@ def emit_markdown(bulk: Any) -> None:
     sys.stdout.write(result_markdown(report) + f"\n**{summary_line(bulk)}**\n")
 
 
-def emit_table(bulk: Any) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    out = console()
-    table = Table(title="golden judge", title_justify="left")
-    for column in ("case", "target", "verdict", "why"):
-        table.add_column(column, overflow="fold")
-    for r in bulk.results:
+def _rows(bulk: Any) -> list[tuple[str, str, str, str, str]]:
+    """(case, target, verdict, style, why) per judged target, failures first, then per finding."""
+    rows = []
+    for r in sorted(bulk.results, key=lambda r: (r.passed, not r.regression)):
         failing = [f"{'resume ' if m.phase == 2 and r.resume and m in r.resume.metrics else ''}{m.metric}"
                    for m in r.failures()]
         why = ("failing: " + ", ".join(failing)) if failing else (r.resume.explanation if r.resume is not None
                                                                    and not r.resume.passed else "")
-        verdict = ("[green]pass[/]" if r.passed else "[bold red]fail[/]" if r.regression
-                   else "[yellow]fail (pre-existing)[/]")
-        table.add_row(escape(r.case or "—"), escape(f"{r.env}/{r.platform}"), verdict, escape(why))
+        verdict, style = (("pass", "green") if r.passed else ("fail", "bold red") if r.regression
+                          else ("fail (pre-existing)", "yellow"))
+        rows.append((r.case or "—", f"{r.env}/{r.platform}", verdict, style, why))
     for f in bulk.findings:
-        where = "/".join(x for x in (f.env, f.platform) if x) or "—"
-        table.add_row(escape(f.case or f.path), escape(where), f"[yellow]{f.kind}[/]", escape(f.message))
-    show_table(out, table)
+        rows.append((f.case or f.path, "/".join(x for x in (f.env, f.platform) if x) or "—", f.kind, "yellow",
+                     f.message))
+    return rows
+
+
+def emit_table(bulk: Any) -> None:
+    """A table on a terminal (wrapped to its width); in a log or pipe (CI), one plain line per target —
+    a boxed table of a whole tree there made lines of 1,300 characters."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    out = console()
+    if not writes_to_terminal():
+        for case, target, verdict, _, why in _rows(bulk):
+            print("\t".join((verdict.upper(), case, target, why)).rstrip())
+    else:
+        table = Table(title="golden judge", title_justify="left")
+        for column in ("case", "target", "verdict", "why"):
+            table.add_column(column, overflow="fold")
+        for case, target, verdict, style, why in _rows(bulk):
+            table.add_row(escape(case), escape(target), f"[{style}]{escape(verdict)}[/]", escape(why))
+        out.print(table)
     for line in preexisting_lines(bulk):
         out.print("[yellow]" + escape(line) + "[/]")
     out.print(("[green]" if bulk.passed else "[bold red]") + escape(summary_line(bulk)) + "[/]")
