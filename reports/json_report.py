@@ -74,7 +74,7 @@ def changes_json(changes: GoldenChanges) -> str:
     doc = {"schema": CHANGES_SCHEMA, "base": changes.base_label, "head": changes.head_label,
            "rows": changes.rows.to_dict("records"), "summary": changes.summary.to_dict("records"),
            "added": list(changes.added), "removed": list(changes.removed),
-           "unchanged": list(changes.unchanged), "notes": list(changes.notes)}
+           "unchanged": list(changes.unchanged), "grid_only": list(changes.grid_only), "notes": list(changes.notes)}
     return json.dumps(doc, indent=2, allow_nan=False, default=_plain) + "\n"
 
 

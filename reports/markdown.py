@@ -146,7 +146,9 @@ def changes_markdown(changes: GoldenChanges, *, limit: int = GITHUB_COMMENT_LIMI
     summary = changes.summary
     files = changes.changed_files
     out.add(f"## Golden changes: {fmt.md(changes.base_label)} → {fmt.md(changes.head_label)}\n\n")
-    out.add(f"**{len(files)} changed** golden file(s) · {len(changes.unchanged)} unchanged · "
+    edge = len(changes.grid_only)
+    edge_text = f" ({edge} only at the step grid's edge: no shared value moved)" if edge else ""
+    out.add(f"**{len(files)} changed** golden file(s){edge_text} · {len(changes.unchanged)} unchanged · "
             f"{len(changes.added)} added · {len(changes.removed)} removed · "
             f"{len(summary)} metric(s) compared\n\n")
     out.add("Relative difference per (file, metric): the mean of (new − old) / |old| over the steps both "
