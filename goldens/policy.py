@@ -568,7 +568,9 @@ def preset(name: str) -> PolicySet:
                          resume=doc.get("resume", "exact"), follows_model_config=bool(doc.get("follows_model_config")),
                          inference=None if doc.get("inference") is None
                          else parse_inference_rules(doc["inference"], f"{where}: inference"))
-        _PARSED[name] = base.with_document({"metrics": doc.get("metrics")}, where) if doc.get("metrics") else base
+        # the preset's own entries are credited to the preset (by its name), not to a file
+        _PARSED[name] = replace(base.with_document({"metrics": doc.get("metrics")}, where), sources={}) \
+            if doc.get("metrics") else base
     return _PARSED[name]
 
 

@@ -28,7 +28,8 @@ MAX_PLOTS = 300
 # table only (no section, no plots); failing ones, and passes hiding a report-only metric out of
 # tolerance, keep their details. Each target's full result stays in its own results/ file.
 LIGHT_ABOVE = 50
-LIGHT_MAX_PLOTS = 100  # a light page plots the first 100 failing metrics (about 1 MB of SVG)
+LIGHT_MAX_PLOTS = 100    # a light page plots failing metrics only, the first 100 of them
+LIGHT_PLOT_BYTES = 1_000_000  # and stops once its plots hold 1 MB (a 4,000-step plot is ~40 kB)
 
 
 def _environment():
@@ -63,9 +64,10 @@ def _slug(index: int, *parts: object) -> str:
 class _Plotter:
     """Hands out plots until the budget is spent, failing metrics first (see ``_plan``)."""
 
-    def __init__(self, wanted: set[int], limit: int = MAX_PLOTS):
+    def __init__(self, wanted: set[int], limit: int = MAX_PLOTS, budget_bytes: int | None = None):
         self.wanted = wanted
         self.limit = limit
+        self.left = budget_bytes  # None: no byte budget
         self.counter = 0
 
     def view(self, m: MetricVerdict) -> _MetricView:
@@ -76,9 +78,13 @@ class _Plotter:
             reason = "No per-step data in this result."
         elif id(m) not in self.wanted:
             reason = f"Plot left out: the report draws at most {self.limit} plots (failing metrics first)."
+        elif self.left is not None and self.left <= 0:
+            reason = "Plot left out: this page's plots already hold 1 MB (failing metrics first)."
         else:
             drawn = metric_svg(m, salt=anchor)
             svg = Markup(drawn) if drawn else None
+            if self.left is not None:
+                self.left -= len(drawn or "")
         golden, actual = fmt.golden_actual(m)
         outside = m.report_only_out_of_tolerance
         return _MetricView(
@@ -147,7 +153,8 @@ def result_html(report: Report) -> str:
     the failing ones' when the report holds a whole tree (``LIGHT_ABOVE``)."""
     ordered = report.by_importance()
     light = len(ordered) > LIGHT_ABOVE
-    plotter = _Plotter(_plan(ordered, light), LIGHT_MAX_PLOTS if light else MAX_PLOTS)
+    plotter = _Plotter(_plan(ordered, light), LIGHT_MAX_PLOTS if light else MAX_PLOTS,
+                       LIGHT_PLOT_BYTES if light else None)
     rows, cases = [], []
     for i, entry in enumerate(ordered):
         anchor = None

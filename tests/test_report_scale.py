@@ -77,3 +77,12 @@ def test_failures_lead_by_severity_and_the_headline_names_them():
     assert md.index("<b>gpt/loss") < md.index("<b>gpt/resume_only") < md.index("<b>gpt/shared")
     assert "1 of 2 metric(s) failed: lm loss" in md
     assert "(2 regression(s), 1 only on pre-existing defects of the committed goldens)" in md.splitlines()[0]
+
+
+def test_a_light_page_stops_plotting_when_its_plot_budget_is_spent(tmp_path, monkeypatch):
+    monkeypatch.setattr(html_report, "LIGHT_PLOT_BYTES", 1)
+    results = [result(f"gpt/case_{i:03d}", resume=None) for i in range(MANY - 2)] + [
+        result("moe/bad", fail=True, resume=None), result("moe/worse", fail=True, resume=None)]
+    build_bulk_report(results, tmp_path, ("html",))
+    page = parse_html((tmp_path / "report.html").read_text())
+    assert [f["svg"] for f in page.figures] == [1]  # the first failing metric's plot spends the budget
