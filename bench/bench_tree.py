@@ -17,7 +17,7 @@ Each measurement runs in its own process (peak RSS is that process's own):
 - ``reports``: the same, then ``publish_bulk`` (results, findings, Markdown, HTML, JUnit, JSON).
 Printed: the times, ratios, peak memory, the report sizes, and whether every verdict is identical.
 
-    python bench/bench_tree.py [--cases 300] [--commits 5000] [--repeat 1]
+    python bench/bench_tree.py [--cases 300] [--commits 5000] [--repeat 1] [--keep | --reuse DIR]
 """
 from __future__ import annotations
 
@@ -210,6 +210,7 @@ def main() -> None:
     parser.add_argument("--candidates")
     parser.add_argument("--out")
     parser.add_argument("--keep", action="store_true", help="keep the built repository (printed)")
+    parser.add_argument("--reuse", help="a folder --keep printed: measure again without rebuilding it")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(measure(args.child, Path(args.store), Path(args.candidates),
@@ -217,9 +218,11 @@ def main() -> None:
         return
     if not UTILS.is_dir():
         raise SystemExit(f"{UTILS} is absent: the baseline is Megatron's own code (../shared)")
-    root = Path(tempfile.mkdtemp(prefix="bench_tree_"))
+    root = Path(args.reuse) if args.reuse else Path(tempfile.mkdtemp(prefix="bench_tree_"))
+    keep = args.keep or bool(args.reuse)
     try:
-        info = build(root, args.cases, args.commits)
+        info = json.loads((root / "info.json").read_text()) if args.reuse else build(root, args.cases, args.commits)
+        (root / "info.json").write_text(json.dumps(info))
         best: dict[str, dict] = {}
         for _ in range(args.repeat):  # interleaved, the best of each kept: load from neighbours comes and goes
             for what in ("megatron", "verdicts", "reports"):
@@ -247,12 +250,12 @@ def main() -> None:
               f"peak < 300 MB: {'OK' if max(ours['peak_mb'], full['peak_mb']) < 300 else 'OVER'}")
         print("report sizes: " + ", ".join(f"{k} {v:.2f} MB" for k, v in sizes.items()))
         print(f"verdicts identical: {same} ({agree} of {n} equal)")
-        if args.keep:
+        if keep:
             print(f"kept: {root}")
         if not same:
             raise SystemExit(1)
     finally:
-        if not args.keep:
+        if not keep:
             shutil.rmtree(root, ignore_errors=True)
 
 
