@@ -42,7 +42,7 @@ class Loaded:
 
 # ---------------------------------------------------------------- artifacts and golden files
 
-def _artifact_path(text: str, runs_dir: Path) -> Path | None:
+def artifact_path(text: str, runs_dir: Path) -> Path | None:
     path = Path(text)
     if path.is_dir():
         return path / "artifact.json"
@@ -148,11 +148,14 @@ def pick_target(keys: list[GoldenKey], env: str | None, platform: str | None, wh
 
 
 def load_store_golden(store: Any, case: str, env: str | None, platform: str | None,
-                      phases: tuple[int, ...] | None = None, keys: list[GoldenKey] | None = None) -> Loaded:
+                      phases: tuple[int, ...] | None = None, keys: list[GoldenKey] | None = None, *,
+                      policies: Any = None) -> Loaded:
     """The current golden of (case, env, platform): phase 1 and, for a resume case, ``_2nd`` — unless
     ``phases`` (the policy's compared phases) leaves it out: then it is not even read. ``keys``: the
     case's golden files, when the caller has listed them already. ``case``: its path in the store, or
-    a name only one case has."""
+    a name only one case has. ``policies``: when given, the approved history is read only if one of
+    the golden's metrics has a rule that uses it (``needs_history``); a judge of a whole tree under
+    rules that never look at history reads none."""
     case = store.resolve(case)
     keys = store.keys(case) if keys is None else keys
     env, platform = pick_target(keys, env, platform, f"case {case!r}")
@@ -177,8 +180,16 @@ def load_store_golden(store: Any, case: str, env: str | None, platform: str | No
     label = str(store.case_dir(case) / first.filename())
     side = side_from_goldens(goldens, label, fingerprint=fingerprint, fingerprint_fields=fields,
                              model_args=args, platform=platform, per_phase_sources=True)
-    return Loaded(replace(side, history=approved_history(store, case, env, platform)), case, env, platform,
-                  notes=notes)
+    wanted = policies is None or needs_history(policies, {m for g in goldens.values() for m in g.metrics})
+    return Loaded(replace(side, history=approved_history(store, case, env, platform) if wanted else None), case, env,
+                  platform, notes=notes)
+
+
+def needs_history(policies: Any, metrics: Any) -> bool:
+    """Whether any of ``metrics`` is judged by a rule that reads the approved history."""
+    from .compare.history import uses_history
+
+    return any((p := policies.resolve(name).policy) is not None and uses_history(p) for name in metrics)
 
 
 def approved_history(store: Any, case: str, env: str, platform: str) -> dict[int, dict[str, tuple[MetricSeries, ...]]]:
@@ -256,7 +267,7 @@ def load_operand(text: str, *, store_root: Path | None, env: str | None, platfor
         if version is None:
             raise StoreError(f"{text!r}: give a version, e.g. {case}@v3 (ledger) or {case}@HEAD~1 (git)")
         return load_store_version(open_store(store_root), case, version, env, platform)
-    path = _artifact_path(text, runs_dir)
+    path = artifact_path(text, runs_dir)
     if path is None:
         raise FormatError("no such file, run folder, run id or CASE@vN", path=text)
     return load_file(path)
@@ -269,7 +280,7 @@ def load_run(text: str, runs_dir: Path = Path(RUNS_DIR), *, env: str | None = No
     ``env`` / ``platform`` override its file name's)."""
     from .formats import read_run
 
-    path = _artifact_path(text, runs_dir)
+    path = artifact_path(text, runs_dir)
     if path is None:
         raise FormatError("no such file, run folder or run id", path=text)
     if parse_golden_filename(path) is None:

@@ -366,6 +366,14 @@ class PolicySet:
     inference_checked: tuple[str, ...] | None = None  # the inference fields judged (None: every rule's)
     follows_model_config: bool = False        # a Megatron case's model_config.yaml decides (the megatron preset)
     choices: tuple[str, ...] = ()             # where each case-made choice came from (the result carries them)
+    sources: Mapping[str, str] = field(default_factory=dict)  # "metrics:<name>" / "kind:<name>" / "fallback" →
+    #                                           the file that set it (a case.yaml, a policy file), for the rule's origin
+
+    @property
+    def label(self) -> str:
+        """The policy as a result names it: the preset, plus each file that changed it
+        (``default + cases/x/case.yaml``)."""
+        return " + ".join((self.name, *dict.fromkeys(self.sources.values())))
 
     @property
     def in_megatron_case(self) -> bool:
@@ -373,13 +381,16 @@ class PolicySet:
         return self.follows_model_config and self.golden_phases is not None
 
     def resolve(self, metric: str) -> Resolved:
+        """The metric's policy and its origin: the file that set it (a case.yaml, a policy file), else
+        the preset — a loosened check is never credited to the default."""
         if metric in self.metrics:
-            return Resolved(self.metrics[metric], f"{self.name}: metrics[{metric!r}]")
+            return Resolved(self.metrics[metric], f"{self.sources.get('metrics:' + metric, self.name)}: "
+                                                  f"metrics[{metric!r}]")
         for kind in self.kinds:
             if kind.matches(metric):
-                return Resolved(kind.policy, f"{self.name}: kind {kind.name!r}")
+                return Resolved(kind.policy, f"{self.sources.get('kind:' + kind.name, self.name)}: kind {kind.name!r}")
         if self.fallback is not None:
-            return Resolved(self.fallback, f"{self.name}: fallback")
+            return Resolved(self.fallback, f"{self.sources.get('fallback', self.name)}: fallback")
         return Resolved(None, f"{self.name}: no policy for this metric")
 
     def base_for(self, metric: str) -> MetricPolicy | None:
@@ -394,8 +405,11 @@ class PolicySet:
             raise PolicyError(f"{source}: unknown key {sorted(unknown)[0]!r} "
                               "(allowed: preset, metrics, kinds, fallback, resume)")
         kinds = self.kinds
+        sources = dict(self.sources)
         if doc.get("kinds") is not None:
-            kinds = (*parse_kinds(doc["kinds"], f"{source}: kinds", self), *kinds)
+            added = parse_kinds(doc["kinds"], f"{source}: kinds", self)
+            kinds = (*added, *kinds)
+            sources.update({f"kind:{k.name}": source for k in added})
         interim = replace(self, kinds=kinds)
         metrics = dict(self.metrics)
         raw_metrics = doc.get("metrics")
@@ -406,13 +420,15 @@ class PolicySet:
                 if not isinstance(name, str):
                     raise PolicyError(f"{source}: metric names must be strings, got {name!r}")
                 metrics[name] = parse_metric_policy(raw, f"{source}: metrics[{name!r}]", interim.base_for(name))
+                sources[f"metrics:{name}"] = source
         fallback = self.fallback
         if doc.get("fallback") is not None:
             fallback = parse_metric_policy(doc["fallback"], f"{source}: fallback", None)
+            sources["fallback"] = source
         resume = doc.get("resume", self.resume)
         if resume not in RESUME_MODES:
             raise PolicyError(f"{source}: key 'resume': invalid value {resume!r} (allowed: {', '.join(RESUME_MODES)})")
-        return replace(self, metrics=metrics, kinds=kinds, fallback=fallback, resume=resume)
+        return replace(self, metrics=metrics, kinds=kinds, fallback=fallback, resume=resume, sources=sources)
 
 
 def parse_kinds(raw: Any, where: str, base: PolicySet | None = None) -> tuple[Kind, ...]:
@@ -552,7 +568,9 @@ def preset(name: str) -> PolicySet:
                          resume=doc.get("resume", "exact"), follows_model_config=bool(doc.get("follows_model_config")),
                          inference=None if doc.get("inference") is None
                          else parse_inference_rules(doc["inference"], f"{where}: inference"))
-        _PARSED[name] = base.with_document({"metrics": doc.get("metrics")}, where) if doc.get("metrics") else base
+        # the preset's own entries are credited to the preset (by its name), not to a file
+        _PARSED[name] = replace(base.with_document({"metrics": doc.get("metrics")}, where), sources={}) \
+            if doc.get("metrics") else base
     return _PARSED[name]
 
 

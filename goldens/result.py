@@ -536,6 +536,14 @@ class FingerprintCheck:
 
 # ---------------------------------------------------------------- the whole result
 
+RESUME_CHECK = "resume check"
+
+
+def check_name(m: MetricVerdict) -> str:
+    """A golden-comparison check by name: ``phase 1: lm loss``."""
+    return f"phase {m.phase}: {m.metric}"
+
+
 @dataclass(frozen=True)
 class ComparisonResult:
     """Everything one comparison found. ``verdict`` is FAIL when any metric verdict did not
@@ -554,6 +562,9 @@ class ComparisonResult:
     resume: ResumeCheck | None = None
     warnings: tuple[str, ...] = ()
     choices: tuple[str, ...] = ()  # where each case-made choice came from (a Megatron case's model_config.yaml)
+    # failing checks that fail on the committed goldens themselves (e.g. "resume check", "phase 1: lm loss"):
+    # defects of the tree, not regressions of the candidate; the verdict stays what the rules say
+    preexisting: tuple[str, ...] = ()
 
     # --- conveniences for renderers
     @property
@@ -567,6 +578,18 @@ class ComparisonResult:
     @property
     def exit_code(self) -> int:
         return 0 if self.passed else 1
+
+    def failing_checks(self) -> tuple[str, ...]:
+        """The name of each failing check, as ``preexisting`` names them."""
+        checks = [check_name(m) for m in self.metric_verdicts() if not m.passed]
+        if self.resume is not None and not self.resume.passed:
+            checks.append(RESUME_CHECK)
+        return tuple(checks)
+
+    @property
+    def regression(self) -> bool:
+        """Failed on a check the committed goldens themselves pass: the candidate's own failure."""
+        return not self.passed and not set(self.failing_checks()) <= set(self.preexisting)
 
     def metric_verdicts(self) -> tuple[MetricVerdict, ...]:
         """Every golden-comparison verdict, phase by phase (not the resume check's)."""
@@ -634,7 +657,8 @@ class ComparisonResult:
                 "verdict": self.verdict.value, "fingerprint": self.fingerprint.to_json(),
                 "phases": [p.to_json(steps=steps) for p in self.phases],
                 "resume": None if self.resume is None else self.resume.to_json(steps=steps),
-                "drift": self.drift.to_json(), "warnings": list(self.warnings), "choices": list(self.choices)}
+                "drift": self.drift.to_json(), "warnings": list(self.warnings), "choices": list(self.choices),
+                "preexisting": list(self.preexisting)}
 
     @classmethod
     def from_json(cls, doc: Any) -> "ComparisonResult":
@@ -654,4 +678,5 @@ class ComparisonResult:
                        resume=None if doc.get("resume") is None else ResumeCheck.from_json(doc["resume"]),
                        drift=StructuralDrift.from_json(doc.get("drift") or {}),
                        warnings=tuple(str(w) for w in doc.get("warnings") or ()),
-                       choices=tuple(str(c) for c in doc.get("choices") or ()))
+                       choices=tuple(str(c) for c in doc.get("choices") or ()),
+                       preexisting=tuple(str(c) for c in doc.get("preexisting") or ()))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .errors import EXIT_DIFFERENCE, EXIT_PASS, FormatError, GoldenError
 
@@ -83,13 +83,16 @@ def judge_run(store: "GoldenStore", run: "Loaded", *, case: str | None = None, e
     case_policy, case_source = inputs.case_metrics(store, the_case)
     policies = inputs.load_policies(policy, case_policy=case_policy, case_source=case_source,
                                     megatron_case=_megatron_case(policy, lambda: store.case_dir(the_case)))
-    reference = inputs.load_store_golden(store, the_case, target_env, target_platform, policies.golden_phases, keys)
+    reference = inputs.load_store_golden(store, the_case, target_env, target_platform, policies.golden_phases, keys,
+                                         policies=policies)
     refuse_other_data(run, reference, store.case_dir(the_case))
     _readable_as_megatron_reads(policies, (reference, run))
     all_notes = tuple(notes) + tuple(f"candidate: {n}" for n in run.notes) \
         + tuple(f"reference: {n}" for n in reference.notes)
     result = compare(reference.side, run.side, policies, force=force, case=the_case, env=reference.env,
                      platform=reference.platform, notes=all_notes)
+    if not result.passed:
+        result = replace(result, preexisting=preexisting_failures(store, result, reference, policies, keys))
     judgement = Judgement(result, the_case, reference.env, reference.platform)
     return _staged(store, run, judgement) if stage and should_stage(result) else judgement
 
@@ -124,6 +127,37 @@ def refuse_other_data(run: "Loaded", reference: "Loaded", case_dir: Path) -> Non
     raise FormatError(f"{reference.side.label} was recorded by Megatron's CI on its real data (no approval of this "
                       "toolkit wrote it), and this run trained on the runner's generated corpus: they are not "
                       "comparable. Record a golden of this runner (golden approve) and judge against that")
+
+
+def preexisting_failures(store: "GoldenStore", result: "ComparisonResult", reference: "Loaded", policies: Any,
+                         keys: Sequence[Any]) -> tuple[str, ...]:
+    """The failing checks of ``result`` that fail the same way on the committed goldens themselves: a
+    golden check failing with the golden as its own candidate (an inference file Megatron's reader
+    cannot index), the resume check failing on the committed ``golden_values_*.json`` / ``_2nd`` pair.
+    Defects of the tree, not regressions of the candidate; the verdict is left as the rules made it
+    (the megatron preset still says what Megatron's CI says)."""
+    from .compare import compare, resume_check, side_from_goldens
+    from .model import GoldenKey
+    from .result import RESUME_CHECK, check_name
+
+    found: list[str] = []
+    failing = {check_name(m) for m in result.metric_verdicts() if not m.passed}
+    if failing:
+        itself = compare(reference.side, reference.side, policies, case=result.case, env=result.env,
+                         platform=result.platform, check_resume=False)
+        found += sorted(failing & {check_name(m) for m in itself.metric_verdicts() if not m.passed})
+    if result.resume is not None and not result.resume.passed and reference.env and reference.platform:
+        # the committed pair as the tree holds it: with its _2nd file, or without one (then a case that
+        # requires the resume check fails it on its own goldens too)
+        committed = [GoldenKey(result.case or "", reference.env, reference.platform, n) for n in (1, 2)]
+        try:
+            pair = side_from_goldens({k.phase: store.read(k) for k in committed if k in keys}, reference.side.label)
+        except GoldenError:
+            pair = None  # an unreadable committed file: a finding of its own
+        check = None if pair is None else resume_check(pair, policies, result.fingerprint.exact_applied)
+        if check is not None and not check.passed:
+            found.append(RESUME_CHECK)
+    return tuple(found)
 
 
 def case_of_candidate(store: "GoldenStore", run: "Loaded", given: str | None = None) -> str:
@@ -270,8 +304,29 @@ def diff(targets: Sequence[str], *, store_root: Path | None, case: str | None = 
                           "give both", path=targets[0] if targets else None)
     from .store import GoldenStore
 
-    return judge_run(GoldenStore(store_root), run, case=case, env=env, platform=platform, policy=policy,
-                     force=force)
+    judgement = judge_run(GoldenStore(store_root), run, case=case, env=env, platform=platform, policy=policy,
+                          force=force)
+    return _refresh_kept_result(targets[0] if targets else None, runs_dir, judgement)
+
+
+def _refresh_kept_result(text: str | None, runs_dir: Path, judgement: Judgement) -> Judgement:
+    """A run folder keeps the ``result.json`` its ``golden check`` wrote: a later diff of that run
+    rewrites it (or removes it when there is no golden to judge by), so ``golden report RUN`` never
+    shows a verdict the latest judgement overturned. A folder without one gets none."""
+    import json
+
+    from . import inputs
+    from .atomic import atomic_write_text
+
+    path = inputs.artifact_path(text, runs_dir) if text is not None else None
+    kept = path.parent / "result.json" if path is not None and path.name == "artifact.json" else None
+    if kept is None or not kept.is_file():
+        return judgement
+    if judgement.result is None:
+        kept.unlink()
+        return replace(judgement, notes=(*judgement.notes, f"removed {kept}: no golden judged this run"))
+    atomic_write_text(kept, json.dumps(judgement.result.to_json(), indent=2, allow_nan=False) + "\n")
+    return replace(judgement, notes=(*judgement.notes, f"updated {kept}"))
 
 
 @dataclass(frozen=True)
@@ -341,11 +396,13 @@ class BulkJudgement:
 
 
 def judge_bulk(paths: Sequence[str | Path], *, store_root: Path | None, policy: str | None = None,
-               force: str | None = None, stage: bool = True) -> BulkJudgement:
+               force: str | None = None, stage: bool = True,
+               progress: Callable[[int, int], None] | None = None) -> BulkJudgement:
     """Every candidate under ``paths`` against the store, in one process: found (``inputs.find_candidates``),
     paired (``pairing.pair_candidates``), each judged as ``judge_run`` judges one run — staged when
     failing, by the one staging rule, when ``stage``. A file that cannot be judged is a finding; only a
-    bad option, path or store stops the whole batch (GoldenError, exit 2)."""
+    bad option, path or store stops the whole batch (GoldenError, exit 2). ``progress(done, total)`` is
+    told after each target (the CLI's progress bar)."""
     from . import inputs
     from .pairing import Finding, pair_candidates
     from .store import GoldenStore
@@ -367,13 +424,15 @@ def judge_bulk(paths: Sequence[str | Path], *, store_root: Path | None, policy: 
     pairing = pair_candidates(files, cases, goldens)
     findings += pairing.findings
     judgements = []
-    for target in pairing.targets:
+    for done, target in enumerate(pairing.targets, start=1):
         try:
             run = _load_target(target)
             judgements.append(judge_run(store, run, case=target.case, env=target.env, platform=target.platform,
                                         policy=policy, force=force, stage=stage))
         except GoldenError as exc:
             findings.append(Finding(target.path, "broken", str(exc), target.case, target.env, target.platform))
+        if progress is not None:
+            progress(done, len(pairing.targets))
     return BulkJudgement(tuple(judgements), tuple(findings))
 
 
@@ -402,11 +461,12 @@ FINDINGS_SCHEMA = "golden.findings/1"
 
 def publish_bulk(bulk: BulkJudgement, out: Path, *, store_root: Path | None) -> list[Path]:
     """Write what a bulk judgement decided into ``out``: ``results/*.json`` (one result per judged target,
-    readable by ``golden report``; the folder holds this judgement's results only), ``findings.json``,
-    and the reports (Markdown, HTML, JUnit, JSON) of all results."""
+    every step, readable by ``golden report``; the folder holds this judgement's results only),
+    ``findings.json``, and the reports (Markdown, HTML, JUnit, JSON) of all results and findings —
+    rendered from the results in memory, never read back from disk."""
     import json
 
-    from reports.build import build_result_report
+    from reports.build import build_bulk_report
     from reports.output import RESULT_FILES
 
     from .atomic import atomic_write_text
@@ -415,17 +475,19 @@ def publish_bulk(bulk: BulkJudgement, out: Path, *, store_root: Path | None) -> 
     if results_dir.is_dir():
         for stale in results_dir.glob("*.json"):
             stale.unlink()
+    results_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for judgement in bulk.judgements:
         if judgement.result is None:
             continue
         r = judgement.result
-        name = f"{(r.case or 'case').replace('/', '--')}__{r.env}__{r.platform}.json"
-        target = results_dir / name
-        atomic_write_text(target, json.dumps(r.to_json(), indent=2, allow_nan=False) + "\n")
+        target = results_dir / f"{(r.case or 'case').replace('/', '--')}__{r.env}__{r.platform}.json"
+        # compact: json's C encoder (an indented dump runs its pure-Python one, 10× slower on a tree)
+        target.write_text(json.dumps(r.to_json(), allow_nan=False) + "\n", encoding="utf-8")
         written.append(target)
     findings = out / FINDINGS_FILE
     atomic_write_text(findings, json.dumps({"schema": FINDINGS_SCHEMA, "findings": [f.to_json() for f in bulk.findings]},
                                            indent=2) + "\n")
-    reports = build_result_report(written, out, tuple(RESULT_FILES), store=store_root).files if written else ()
+    # every report is written, even when nothing could be judged: the findings are what it reports then
+    reports = build_bulk_report(bulk.results, out, tuple(RESULT_FILES), store=store_root, findings=bulk.findings).files
     return [*written, findings, *reports]

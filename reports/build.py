@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Sequence
 
 from goldens.errors import GoldenError
+from goldens.pairing import Finding
+from goldens.result import ComparisonResult
 from reports.changes import GoldenChanges, compare_revisions
 from reports.output import CHANGES_FILES, RESULT_FILES, append_step_summary, write_all
 from reports.revisions import Revision, parse_change_spec, read_git_revisions
@@ -21,8 +23,9 @@ class Written:
 
 
 def build_result_report(inputs: Sequence[str | Path], out: Path | None, formats: Sequence[str], *,
-                        store: Path | None = None) -> Written:
-    """Results from run folders / result files → the requested formats in ``out`` (default: beside the run)."""
+                        store: Path | None = None, findings: Sequence[Finding] = ()) -> Written:
+    """Results from run folders / result files → the requested formats in ``out`` (default: beside the run).
+    ``findings``: files a bulk judgement could not judge; every format carries them (and fails)."""
     from goldens.store import default_store_root
     from reports.html import result_html
     from reports.inputs import load_inputs
@@ -33,7 +36,8 @@ def build_result_report(inputs: Sequence[str | Path], out: Path | None, formats:
     given = store
     store = store or default_store_root()
     report, default_out = load_inputs(inputs, store if store.is_dir() else None)
-    report = dataclasses.replace(report, store=None if given is None else str(given))  # for the approve commands
+    report = dataclasses.replace(report, store=None if given is None else str(given),  # for the approve commands
+                                 findings=report.findings + tuple(findings))
     target = out or default_out
     if target is None:
         raise GoldenError(f"{len(inputs)} inputs: give --out DIR for the combined report")
@@ -41,6 +45,37 @@ def build_result_report(inputs: Sequence[str | Path], out: Path | None, formats:
     renderers = {"md": lambda: markdown, "html": lambda: result_html(report),
                  "junit": lambda: result_junit(report), "json": lambda: result_json(report)}
     files = write_all(target, {f: renderers[f] for f in formats}, RESULT_FILES)
+    return Written(markdown, tuple(files), append_step_summary(markdown), report.passed)
+
+
+def build_bulk_report(results: Sequence[ComparisonResult], out: Path, formats: Sequence[str], *,
+                      store: Path | None = None, findings: Sequence[Finding] = ()) -> Written:
+    """The reports of a whole tree judged in one process, from the results in memory (never written and
+    read back): the goldens' provenance from one store (its history read once), the HTML light, the
+    JSON streamed a result at a time with per-step data only where a metric failed."""
+    from goldens.atomic import atomic_write_chunks
+    from goldens.store import default_store_root
+    from reports.document import CaseEntry, Report
+    from reports.html import result_html
+    from reports.inputs import golden_provenance, open_report_store
+    from reports.json_report import bulk_json_chunks
+    from reports.junit import result_junit
+    from reports.markdown import result_markdown
+
+    root = store or default_store_root()
+    provenance = open_report_store(root if root.is_dir() else None)
+    report = Report(tuple(CaseEntry(r, reference_provenance=golden_provenance(provenance, r)) for r in results),
+                    store=None if store is None else str(store), findings=tuple(findings))
+    markdown = result_markdown(report)
+    renderers = {"md": lambda: markdown, "html": lambda: result_html(report), "junit": lambda: result_junit(report)}
+    files = write_all(out, {f: renderers[f] for f in formats if f in renderers}, RESULT_FILES)
+    if "json" in formats:
+        target = out / RESULT_FILES["json"]
+        try:
+            atomic_write_chunks(target, bulk_json_chunks(report))
+        except OSError as exc:
+            raise GoldenError(f"cannot write {target}: {exc.strerror or exc}") from None
+        files.append(target)
     return Written(markdown, tuple(files), append_step_summary(markdown), report.passed)
 
 

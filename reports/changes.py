@@ -54,6 +54,7 @@ class GoldenChanges:
     removed: tuple[str, ...]  # files only in base
     unchanged: tuple[str, ...]  # files bit-identical in both
     notes: tuple[str, ...]  # metrics added/removed, steps or grid changed, no usable shared step
+    grid_only: tuple[str, ...] = ()  # changed files whose shared values are all equal: only steps/grid moved
 
     @property
     def changed_files(self) -> tuple[str, ...]:
@@ -71,6 +72,12 @@ def metric_diff(old: MetricSeries, new: MetricSeries) -> MetricDiff:
     old_values, new_values = old_values[usable], new_values[usable]
     relative = (new_values - old_values) / np.abs(old_values)
     return MetricDiff(float(np.mean(relative)), int(usable.sum()))
+
+
+def values_moved(old: MetricSeries, new: MetricSeries) -> bool:
+    """Whether any value the two revisions share a step for differs ("nan" equal to "nan")."""
+    _, old_at, new_at = np.intersect1d(old.steps, new.steps, assume_unique=True, return_indices=True)
+    return not np.array_equal(old.values[old_at], new.values[new_at], equal_nan=True)
 
 
 def _steps_text(steps: np.ndarray) -> str:
@@ -137,12 +144,16 @@ def compare_revisions(base: Mapping[str, GoldenSet], head: Mapping[str, GoldenSe
     rows: list[tuple[str, str, int, float]] = []
     notes: list[str] = []
     unchanged: list[str] = []
+    grid_only: list[str] = []
     for name in sorted(base.keys() & head.keys()):
         old_golden, new_golden = base[name], head[name]
         if old_golden == new_golden:
             unchanged.append(name)
             continue
         old_series, new_series = _series_of(old_golden), _series_of(new_golden)
+        if old_series.keys() == new_series.keys() and not any(values_moved(old_series[m], new_series[m])
+                                                              for m in old_series):
+            grid_only.append(name)  # e.g. only a leading "nan" step dropped (Megatron #6539)
         for metric in old_series.keys() - new_series.keys():
             notes.append(f"{name}: metric {metric!r} removed")
         for metric in new_series.keys() - old_series.keys():
@@ -161,4 +172,4 @@ def compare_revisions(base: Mapping[str, GoldenSet], head: Mapping[str, GoldenSe
     return GoldenChanges(
         base_label=base_label, head_label=head_label, rows=frame, summary=summarize(frame),
         added=tuple(sorted(head.keys() - base.keys())), removed=tuple(sorted(base.keys() - head.keys())),
-        unchanged=tuple(unchanged), notes=tuple(sorted(notes)))
+        unchanged=tuple(unchanged), notes=tuple(sorted(notes)), grid_only=tuple(grid_only))

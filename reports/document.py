@@ -8,6 +8,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from goldens.pairing import Finding
 from goldens.result import ComparisonResult, MetricVerdict, Verdict
 
 REPORT_SCHEMA = "golden.report/1"
@@ -34,10 +35,12 @@ class CaseEntry:
 class Report:
     """The cases to report on. ``store``: the golden store as the user gave it (option or
     environment), written into each failing case's approve command; None when it was not given
-    (the command then finds the store by the usual rule)."""
+    (the command then finds the store by the usual rule). ``findings``: candidate files that were
+    not judged (broken, unpaired, without a golden): each one fails the report, as it fails the exit."""
 
     entries: tuple[CaseEntry, ...]
     store: str | None = None
+    findings: tuple[Finding, ...] = ()
 
     @classmethod
     def of(cls, *results: ComparisonResult, store: str | None = None) -> "Report":
@@ -45,20 +48,53 @@ class Report:
 
     @property
     def passed(self) -> bool:
-        return all(e.result.passed for e in self.entries)
+        return not self.findings and all(e.result.passed for e in self.entries)
 
     @property
     def failed(self) -> tuple[CaseEntry, ...]:
         return tuple(e for e in self.entries if not e.result.passed)
 
     def by_importance(self) -> tuple[CaseEntry, ...]:
-        """Failing cases first, each group in input order."""
-        return self.failed + tuple(e for e in self.entries if e.result.passed)
+        """Most severe first (``severity``), each group in input order: a reviewer reads the first
+        lm loss regression before a missing ``_2nd`` file, and that before a report-only note."""
+        return tuple(sorted(self.entries, key=lambda e: severity(e.result)))
 
     def to_json(self, *, steps: bool = True) -> dict[str, Any]:
         return {"schema": REPORT_SCHEMA, "verdict": "pass" if self.passed else "fail",
-                "cases": len(self.entries), "failed": len(self.failed),
+                "cases": len(self.entries), "failed": len(self.failed), "findings": [f.to_json() for f in self.findings],
                 "results": [e.result.to_json(steps=steps) for e in self.entries]}
+
+
+def severity(result: ComparisonResult) -> int:
+    """0 a regression of a golden check (a metric off its golden), 1 a regression of the resume check
+    only (a missing or differing resumed phase), 2 a failure the committed goldens share
+    (pre-existing), 3 a pass hiding report-only metrics out of tolerance, 4 a clean pass."""
+    if not result.passed:
+        if not result.regression:
+            return 2
+        own = set(result.failing_checks()) - set(result.preexisting)
+        return 0 if any(check.startswith("phase ") for check in own) else 1
+    return 3 if out_of_tolerance(result) else 4
+
+
+def failing_metrics(report: Report) -> list[tuple[str, int]]:
+    """Each failing check (a metric, or the resume check) with how many cases it fails in, most first."""
+    from collections import Counter
+
+    counts = Counter(check.split(": ", 1)[-1] for e in report.failed for check in dict.fromkeys(
+        e.result.failing_checks()))
+    return counts.most_common()
+
+
+def failing_line(report: Report, *, cases: int = 3) -> str | None:
+    """What fails, named: 'Failing: lm loss in 12 case(s), resume check in 5 — first: gpt/a (dev/h100), …'."""
+    counts = failing_metrics(report)
+    if not counts:
+        return None
+    first = [e.title for e in report.by_importance()[:cases] if not e.result.passed]
+    more = len(report.failed) - len(first)
+    return ("Failing: " + ", ".join(f"{name} in {n} case(s)" for name, n in counts) + " — first: "
+            + ", ".join(first) + (f" and {more} more" if more > 0 else ""))
 
 
 def environment_note(result: ComparisonResult) -> str | None:
@@ -87,16 +123,36 @@ def _out_of_tolerance_text(count: int) -> str:
 
 
 def headline(report: Report, *, icon: bool = True) -> str:
-    total, failed = len(report.entries), len(report.failed)
-    if not total:
+    """One line that agrees with the exit code: "passed" only when no case failed and nothing was
+    left unjudged."""
+    total, failed, found = len(report.entries), len(report.failed), len(report.findings)
+    if not total and not found:
         return "No comparison results"
-    mark = (ICONS[Verdict.FAIL if failed else Verdict.PASS] + " ") if icon else ""
-    line = (f"{mark}Golden check failed: {failed} of {total} case(s) failed" if failed
-            else f"{mark}Golden check passed: all {total} case(s) passed")
+    mark = (ICONS[Verdict.PASS if report.passed else Verdict.FAIL] + " ") if icon else ""
+    if report.passed:
+        line = f"{mark}Golden check passed: all {total} case(s) passed"
+    else:
+        only_preexisting = sum(not e.result.regression for e in report.failed)
+        judged = (f"{failed} of {total} case(s) failed" if failed else
+                  f"all {total} judged case(s) passed" if total else "nothing judged")
+        if only_preexisting:
+            judged += (f" ({failed - only_preexisting} regression(s), {only_preexisting} only on pre-existing defects "
+                       f"of the committed goldens)")
+        line = f"{mark}Golden check failed: {judged}" + (f" · {findings_text(found)}" if found else "")
     outside = [len(out_of_tolerance(e.result)) for e in report.entries]
     if any(outside):
         line += (f" · {_out_of_tolerance_text(sum(outside))} in {sum(1 for n in outside if n)} case(s)")
     return line
+
+
+def findings_text(count: int) -> str:
+    return f"{count} finding(s) (candidate files not judged)"
+
+
+def finding_where(finding: Finding) -> str:
+    """A finding's target as a reader looks for it: case (env/platform), else its file."""
+    target = "/".join(x for x in (finding.env, finding.platform) if x)
+    return f"{finding.case} ({target})" if finding.case and target else finding.case or finding.path
 
 
 def verdict_line(result: ComparisonResult) -> str:
@@ -112,11 +168,13 @@ def failing_summary(result: ComparisonResult) -> str:
     metrics = result.metric_verdicts()
     bad = [m for m in metrics if not m.passed]
     outside = len(out_of_tolerance(result))
-    first = (f"{len(bad)} of {len(metrics)} metric(s) failed" if bad
-             else f"{len(metrics) - outside} metric(s) passed")
+    first = (f"{len(bad)} of {len(metrics)} metric(s) failed: {', '.join(dict.fromkeys(m.metric for m in bad))}"
+             if bad else f"{len(metrics) - outside} metric(s) passed")
     parts = [first + (f" · {_out_of_tolerance_text(outside)}" if outside else "")]
     if result.resume is not None and result.resume.verdict == Verdict.FAIL:
         parts.append("resume check failed")
+    if result.preexisting:
+        parts.append("pre-existing (fails on the committed goldens too): " + ", ".join(result.preexisting))
     return "; ".join(parts)
 
 

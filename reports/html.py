@@ -18,12 +18,18 @@ from goldens.result import MetricVerdict
 from reports import text as fmt
 from reports.changes import BUCKETS, GoldenChanges
 from reports.document import (CaseEntry, Report, approve_command, drift_lines, environment_note, failing_summary,
-                              headline, out_of_tolerance)
+                              failing_line, finding_where, headline, out_of_tolerance)
 from reports.plots import metric_svg
 
 # A plot is a few kB and about a millisecond; a huge result keeps its failing metrics' plots (then
 # the report-only ones out of tolerance) and the first others, so the page stays a few MB.
 MAX_PLOTS = 300
+# Above this many cases (a whole tree) the page is light: passing cases are a row of the summary
+# table only (no section, no plots); failing ones, and passes hiding a report-only metric out of
+# tolerance, keep their details. Each target's full result stays in its own results/ file.
+LIGHT_ABOVE = 50
+LIGHT_MAX_PLOTS = 100    # a light page plots failing metrics only, the first 100 of them
+LIGHT_PLOT_BYTES = 1_000_000  # and stops once its plots hold 1 MB (a 4,000-step plot is ~40 kB)
 
 
 def _environment():
@@ -58,8 +64,10 @@ def _slug(index: int, *parts: object) -> str:
 class _Plotter:
     """Hands out plots until the budget is spent, failing metrics first (see ``_plan``)."""
 
-    def __init__(self, wanted: set[int]):
+    def __init__(self, wanted: set[int], limit: int = MAX_PLOTS, budget_bytes: int | None = None):
         self.wanted = wanted
+        self.limit = limit
+        self.left = budget_bytes  # None: no byte budget
         self.counter = 0
 
     def view(self, m: MetricVerdict) -> _MetricView:
@@ -69,10 +77,14 @@ class _Plotter:
         if m.steps is None or len(m.steps) == 0:
             reason = "No per-step data in this result."
         elif id(m) not in self.wanted:
-            reason = f"Plot left out: the report draws at most {MAX_PLOTS} plots (failing metrics first)."
+            reason = f"Plot left out: the report draws at most {self.limit} plots (failing metrics first)."
+        elif self.left is not None and self.left <= 0:
+            reason = "Plot left out: this page's plots already hold 1 MB (failing metrics first)."
         else:
             drawn = metric_svg(m, salt=anchor)
             svg = Markup(drawn) if drawn else None
+            if self.left is not None:
+                self.left -= len(drawn or "")
         golden, actual = fmt.golden_actual(m)
         outside = m.report_only_out_of_tolerance
         return _MetricView(
@@ -84,14 +96,20 @@ class _Plotter:
             svg=svg, no_plot_reason=reason)
 
 
-def _plan(report: Report) -> set[int]:
+def _plan(entries: tuple[CaseEntry, ...], light: bool) -> set[int]:
     """Which verdicts get a plot: failing ones first, then report-only ones out of tolerance,
-    then the rest, up to MAX_PLOTS."""
-    verdicts = [m for e in report.by_importance()
+    then (unless the page is light) the rest, up to MAX_PLOTS."""
+    verdicts = [m for e in entries
                 for m in (*e.result.metric_verdicts(), *(e.result.resume.metrics if e.result.resume else ()))
                 if m.steps is not None and len(m.steps)]
     ordered = sorted(verdicts, key=lambda m: 0 if not m.passed else 1 if m.report_only_out_of_tolerance else 2)
-    return {id(m) for m in ordered[:MAX_PLOTS]}
+    if light:
+        ordered = [m for m in ordered if not m.passed or m.report_only_out_of_tolerance]
+    return {id(m) for m in ordered[:LIGHT_MAX_PLOTS if light else MAX_PLOTS]}
+
+
+def _detailed(entry: CaseEntry, light: bool) -> bool:
+    return not light or not entry.result.passed or bool(out_of_tolerance(entry.result))
 
 
 def _provenance_rows(entry: CaseEntry) -> list[tuple[str, str, str]]:
@@ -102,11 +120,13 @@ def _provenance_rows(entry: CaseEntry) -> list[tuple[str, str, str]]:
     return [(k, str(reference.get(k, "—")), str(candidate.get(k, "—"))) for k in keys if k != "fingerprint"]
 
 
-def _case_view(index: int, entry: CaseEntry, plotter: _Plotter, store: str | None) -> dict[str, Any]:
+def _case_view(index: int, entry: CaseEntry, plotter: _Plotter, store: str | None, light: bool = False) -> dict[str, Any]:
+    """One case's section; ``light``: its table lists only what failed or is out of tolerance."""
     r = entry.result
+    shown = lambda ms: [m for m in ms if not light or not m.passed or m.report_only_out_of_tolerance]  # noqa: E731
     phases = [{"title": "Phase 1 (from scratch)" if p.phase == 1 else f"Phase {p.phase} (resumed)",
-               "reference": p.reference or r.reference,
-               "metrics": [plotter.view(m) for m in p.metrics]} for p in r.phases]
+               "reference": p.reference or r.reference, "hidden": len(p.metrics) - len(shown(p.metrics)),
+               "metrics": [plotter.view(m) for m in shown(p.metrics)]} for p in r.phases]
     return {
         "result": r, "title": entry.title, "anchor": _slug(index, "case", r.case or ""),
         "summary": failing_summary(r), "approve": approve_command(r, store),
@@ -129,10 +149,25 @@ def _common() -> dict[str, Any]:
 
 
 def result_html(report: Report) -> str:
-    plotter = _Plotter(_plan(report))
-    cases = [_case_view(i, e, plotter, report.store) for i, e in enumerate(report.by_importance())]
+    """The page: findings, the summary table (failing cases first), then each case's details — only
+    the failing ones' when the report holds a whole tree (``LIGHT_ABOVE``)."""
+    ordered = report.by_importance()
+    light = len(ordered) > LIGHT_ABOVE
+    plotter = _Plotter(_plan(ordered, light), LIGHT_MAX_PLOTS if light else MAX_PLOTS,
+                       LIGHT_PLOT_BYTES if light else None)
+    rows, cases = [], []
+    for i, entry in enumerate(ordered):
+        anchor = None
+        if _detailed(entry, light):
+            cases.append(_case_view(i, entry, plotter, report.store, light))
+            anchor = cases[-1]["anchor"]
+        rows.append({"result": entry.result, "title": entry.title, "summary": failing_summary(entry.result),
+                     "anchor": anchor})
     return _environment().get_template("result.html.j2").render(
-        title=headline(report, icon=False), headline=headline(report, icon=False), report=report, cases=cases, **_common())
+        title=headline(report, icon=False), headline=headline(report, icon=False), report=report, cases=cases,
+        rows=rows, undetailed=len(rows) - len(cases), light_above=LIGHT_ABOVE, light=light,
+        failing=failing_line(report),
+        findings=[(f, finding_where(f)) for f in report.findings], **_common())
 
 
 def changes_html(changes: GoldenChanges) -> str:

@@ -16,7 +16,7 @@ from goldens.errors import FormatError, GoldenError, StoreError
 from goldens.formats import read_json
 from goldens.result import ComparisonResult
 from reports.document import CaseEntry, Report
-from reports.json_report import results_from_json
+from reports.json_report import findings_from_json, results_from_json
 
 RESULT_FILE = "result.json"
 ARTIFACT_FILE = "artifact.json"
@@ -33,19 +33,18 @@ def _artifact_provenance(run_dir: Path) -> dict[str, Any]:
     return dict(provenance) if isinstance(provenance, dict) else {}
 
 
-def _golden_provenance(store_root: Path | None, result: ComparisonResult) -> dict[str, Any]:
-    """Who approved the golden, when, why and from which run: the version that wrote it.
+def golden_provenance(store: Any, result: ComparisonResult) -> dict[str, Any]:
+    """Who approved the golden, when, why and from which run: the version that wrote it. ``store``:
+    one ``GoldenStore`` for every result of a report (its history is read once), or None.
 
     Informational only: a store without this case or without history gives nothing, and an
     unreadable history is named instead of failing the whole report.
     """
-    if store_root is None or not (result.case and result.env and result.platform):
+    if store is None or not (result.case and result.env and result.platform):
         return {}
     from goldens.model import GoldenKey
-    from goldens.store import GoldenStore
 
     try:
-        store = GoldenStore(store_root)
         version = store.writer_of(GoldenKey(store.resolve(result.case), result.env, result.platform))
     except StoreError as exc:
         return {"history": f"unavailable ({exc})"} if "unknown case" not in str(exc) else {}
@@ -55,9 +54,24 @@ def _golden_provenance(store_root: Path | None, result: ComparisonResult) -> dic
             "reason": version.reason, "source run": version.source_run_id or "—", **(version.provenance or {})}
 
 
+def open_report_store(root: Path | None) -> Any:
+    """The store whose history gives the goldens' provenance (None: no store, or one that cannot be
+    opened — provenance is informational)."""
+    if root is None:
+        return None
+    from goldens.store import GoldenStore
+
+    try:
+        return GoldenStore(root)
+    except StoreError:
+        return None
+
+
 def load_inputs(paths: Sequence[str | Path], store_root: Path | None = None) -> tuple[Report, Path | None]:
     """Every result in ``paths``, plus the default output folder (None when there are several)."""
+    store = open_report_store(store_root)
     entries: list[CaseEntry] = []
+    findings: list = []
     beside: list[Path] = []
     for raw in paths:
         path = Path(raw)
@@ -75,7 +89,8 @@ def load_inputs(paths: Sequence[str | Path], store_root: Path | None = None) -> 
             raise GoldenError(f"{path}: no such run folder or result file")
         doc = read_json(result_path)
         entries.extend(CaseEntry(r, candidate_provenance=provenance,
-                                 reference_provenance=_golden_provenance(store_root, r))
+                                 reference_provenance=golden_provenance(store, r))
                        for r in results_from_json(doc, path=result_path))
+        findings += findings_from_json(doc, path=result_path)
     default_out = beside[0] if len(beside) == 1 else None
-    return Report(tuple(entries)), default_out
+    return Report(tuple(entries), findings=tuple(findings)), default_out

@@ -5,9 +5,10 @@ Schema ``golden.report/1``: ``{"schema", "verdict", "cases", "failed", "results"
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Iterator
 
 from goldens.errors import FormatError
+from goldens.pairing import Finding
 from goldens.result import RESULT_SCHEMA, ComparisonResult
 from reports.changes import GoldenChanges
 from reports.document import REPORT_SCHEMA, Report
@@ -17,6 +18,19 @@ CHANGES_SCHEMA = "golden.changes/1"
 
 def result_json(report: Report) -> str:
     return json.dumps(report.to_json(), indent=2, allow_nan=False) + "\n"
+
+
+def bulk_json_chunks(report: Report) -> Iterator[str]:
+    """The JSON report of a whole tree, streamed: one ``golden.report/1`` document whose summary and
+    findings come first and whose results follow one per line — compact, without per-step data (each
+    target's full result, every step, is its own file in ``results/``) — so it is written a result at
+    a time, stays small enough to archive, and ``golden report`` reads it back."""
+    head = {"schema": REPORT_SCHEMA, "verdict": "pass" if report.passed else "fail", "cases": len(report.entries),
+            "failed": len(report.failed), "findings": [f.to_json() for f in report.findings]}
+    yield json.dumps(head, allow_nan=False)[:-1] + ', "results": ['
+    for i, entry in enumerate(report.entries):
+        yield ("\n" if i == 0 else ",\n") + json.dumps(entry.result.to_json(steps=False), allow_nan=False)
+    yield "\n]}\n"
 
 
 def results_from_json(doc: Any, *, path: object = None) -> list[ComparisonResult]:
@@ -33,6 +47,20 @@ def results_from_json(doc: Any, *, path: object = None) -> list[ComparisonResult
                       path=path, key="schema")
 
 
+def findings_from_json(doc: Any, *, path: object = None) -> list[Finding]:
+    """The findings a ``golden.report/1`` document carries (none in a single result)."""
+    if not (isinstance(doc, dict) and doc.get("schema") == REPORT_SCHEMA):
+        return []
+    found = doc.get("findings", [])
+    if not isinstance(found, list) or not all(isinstance(f, dict) and isinstance(f.get("path"), str)
+                                              and isinstance(f.get("kind"), str) and isinstance(f.get("message"), str)
+                                              for f in found):
+        raise FormatError("'findings' must be a list of {path, kind, message, ...}", path=path, key="findings")
+    text = lambda f, k: f.get(k) if isinstance(f.get(k), str) else None  # noqa: E731
+    return [Finding(f["path"], f["kind"], f["message"], text(f, "case"), text(f, "env"), text(f, "platform"))
+            for f in found]
+
+
 def _one(doc: Any, path: object, where: str | None) -> ComparisonResult:
     try:
         return ComparisonResult.from_json(doc)
@@ -46,7 +74,7 @@ def changes_json(changes: GoldenChanges) -> str:
     doc = {"schema": CHANGES_SCHEMA, "base": changes.base_label, "head": changes.head_label,
            "rows": changes.rows.to_dict("records"), "summary": changes.summary.to_dict("records"),
            "added": list(changes.added), "removed": list(changes.removed),
-           "unchanged": list(changes.unchanged), "notes": list(changes.notes)}
+           "unchanged": list(changes.unchanged), "grid_only": list(changes.grid_only), "notes": list(changes.notes)}
     return json.dumps(doc, indent=2, allow_nan=False, default=_plain) + "\n"
 
 

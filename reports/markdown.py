@@ -12,7 +12,8 @@ from reports import text as fmt
 from reports.budget import GITHUB_COMMENT_LIMIT, Budget, table
 from reports.changes import BUCKETS, GoldenChanges
 from reports.document import (ICONS, CaseEntry, Report, approve_command, drift_lines, environment_note,
-                              failing_summary, headline, out_of_tolerance, verdict_label)
+                              failing_line, failing_summary, finding_where, headline, out_of_tolerance,
+                              verdict_label)
 
 _NOTE_ROOM = 400  # kept free for the closing notes after a budgeted table
 METRIC_HEADERS = ["metric", "rule", "verdict", "failing steps", "worst step", "golden → actual", "Δ%", "mean rel. diff"]
@@ -25,6 +26,11 @@ def result_markdown(report: Report, *, limit: int = GITHUB_COMMENT_LIMIT) -> str
     """Headline, a one-row-per-case summary, then each case's details (failing first) while they fit."""
     out = Budget(limit)
     out.add(f"## {headline(report)}\n\n")
+    failing = failing_line(report)
+    if failing:
+        out.add(f"**{fmt.md(failing)}**\n\n")
+    if report.findings:
+        _findings_section(out, report)
     ordered = report.by_importance()
     summary_rows = [[ICONS[e.result.verdict], fmt.md(e.title), fmt.md(failing_summary(e.result)),
                      _resume_cell(e.result), "exact" if e.result.exact_applied else "approx"]
@@ -52,6 +58,20 @@ def result_markdown(report: Report, *, limit: int = GITHUB_COMMENT_LIMIT) -> str
         out.add(f"_Details of {left_out} case(s) left out to stay within GitHub's comment limit; "
                 "the HTML, JUnit and JSON reports hold them all._\n")
     return out.text()
+
+
+FINDING_HEADERS = ["kind", "target", "file", "why"]
+
+
+def _findings_section(out: Budget, report: Report) -> None:
+    """What was not judged, before the cases: each finding fails the check as a failing case does."""
+    found = report.findings
+    out.add(f"### Findings: {len(found)} (candidate files not judged)\n\n")
+    rows = [[fmt.md(f.kind), fmt.md(finding_where(f)), fmt.md(f.path), fmt.md(f.message)] for f in found]
+    out.add_table(FINDING_HEADERS, rows, reserve=min(out.left // 2, 4000),
+                  omitted_note=lambda n: f"\n_{n} more finding(s) not listed; findings.json, the HTML, JUnit "
+                                         "and JSON reports hold them all._\n")
+    out.add("\n")
 
 
 def _resume_cell(result: ComparisonResult) -> str:
@@ -126,7 +146,9 @@ def changes_markdown(changes: GoldenChanges, *, limit: int = GITHUB_COMMENT_LIMI
     summary = changes.summary
     files = changes.changed_files
     out.add(f"## Golden changes: {fmt.md(changes.base_label)} → {fmt.md(changes.head_label)}\n\n")
-    out.add(f"**{len(files)} changed** golden file(s) · {len(changes.unchanged)} unchanged · "
+    edge = len(changes.grid_only)
+    edge_text = f" ({edge} only at the step grid's edge: no shared value moved)" if edge else ""
+    out.add(f"**{len(files)} changed** golden file(s){edge_text} · {len(changes.unchanged)} unchanged · "
             f"{len(changes.added)} added · {len(changes.removed)} removed · "
             f"{len(summary)} metric(s) compared\n\n")
     out.add("Relative difference per (file, metric): the mean of (new − old) / |old| over the steps both "

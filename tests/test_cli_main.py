@@ -45,3 +45,19 @@ def test_help_imports_no_heavy_library():
             "if m in sys.modules), file=sys.stderr)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "Commands" in proc.stdout and proc.stderr.strip() == "[]", proc.stderr
+
+
+def test_version_and_shell_completion():
+    import os
+    import shutil
+    from importlib.metadata import version
+
+    proc = golden("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"golden {version('golden-toolkit')}"
+    script = shutil.which("golden") or pytest.skip("the golden script is not installed in this environment")
+    shown = subprocess.run([script, "--show-completion", "bash"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "_golden_completion" in shown.stdout
+    done = subprocess.run([script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "_GOLDEN_COMPLETE": "complete_bash", "COMP_WORDS": "golden di",
+                               "COMP_CWORD": "1"})
+    assert done.stdout.split() == ["diff"], done.stdout + done.stderr

@@ -110,7 +110,7 @@ def test_judge_a_tree_in_one_process(tree):
     assert sorted(f["kind"] for f in doc["findings"]) == ["broken", "no-case", "no-golden", "unpaired"]
     broken = next(f for f in doc["findings"] if f["kind"] == "broken")
     assert "truncated JSON" in broken["message"] and broken["case"] == "gpt/ok"
-    assert doc["summary"] == {"targets": 4, "passed": 3, "failed": 1, "findings": 4}
+    assert doc["summary"] == {"targets": 4, "passed": 3, "failed": 1, "regressions": 1, "findings": 4, "preexisting": {}}
     results = sorted((tree / "out" / "results").glob("*.json"))
     assert [p.name for p in results] == ["gpt--bad__dev__dgx_h100.json", "gpt--ok__dev__dgx_h100.json",
                                          "moe--infer__dev__dgx_h100.json", "moe--resume__dev__dgx_h100.json"]
@@ -176,3 +176,163 @@ def test_a_path_that_does_not_exist_is_a_usage_error_and_an_empty_folder_a_findi
     (tree / "empty").mkdir()
     out = golden("judge", str(tree / "empty"), "--store", str(tree / "store"), "--format", "json")
     assert out.exit_code == 1 and json.loads(out.stdout)["findings"][0]["kind"] == "empty"
+
+
+# ---------------------------------------------------------------- findings in every report
+
+REPORTS = ("report.md", "report.html", "junit.xml", "report.json")
+
+
+def assert_reports_carry_findings(out_dir: Path, kinds: list[str]) -> None:
+    """Every report names each finding, and none of them says passed."""
+    import xml.etree.ElementTree as ET
+
+    md = (out_dir / "report.md").read_text()
+    headline = md.splitlines()[0]
+    assert "passed" not in headline.replace("judged case(s) passed", "") and "failed" in headline, headline
+    assert "✅" not in headline and "### Findings" in md
+    junit = ET.parse(out_dir / "junit.xml").getroot()
+    assert junit.get("errors") == str(len(kinds))
+    assert sorted(e.get("type") for e in junit.iter("error")) == sorted(kinds)
+    html = (out_dir / "report.html").read_text()
+    assert "Findings:" in html and '<span class="badge pass">pass</span> Golden' not in html
+    doc = json.loads((out_dir / "report.json").read_text())
+    assert doc["verdict"] == "fail" and sorted(f["kind"] for f in doc["findings"]) == sorted(kinds)
+
+
+def test_findings_alone_fail_every_report(tree):
+    """Every judged target passes; one broken file beside them makes the exit 1 — and every report
+    says so (before: each one headlined "passed", JUnit had errors="0")."""
+    out = golden("judge", str(tree / "cand" / "gpt" / "ok"), "--store", str(tree / "store"), "--policy", "megatron",
+                 "--out", str(tree / "out"), "--no-stage")
+    assert out.exit_code == 1, out.output
+    assert_reports_carry_findings(tree / "out", ["broken", "no-golden"])
+    assert "all 1 judged case(s) passed · 2 finding(s)" in (tree / "out" / "report.md").read_text()
+    again = golden("report", str(tree / "out" / "report.json"), "--out", str(tree / "again"))
+    assert again.exit_code == 1, again.output  # the findings survive a re-render of report.json
+    assert_reports_carry_findings(tree / "again", ["broken", "no-golden"])
+    md = golden("judge", str(tree / "cand" / "gpt" / "ok"), "--store", str(tree / "store"), "--policy", "megatron",
+                "--format", "md", "--no-stage")
+    assert md.exit_code == 1 and "Golden check passed" not in md.stdout and "### Findings" in md.stdout
+
+
+def test_all_broken_input_still_writes_every_report(tree):
+    broken = tree / "broken" / "gpt" / "ok"
+    broken.mkdir(parents=True)
+    (broken / "golden_values_dev_dgx_h100.json").write_text("{}")
+    (broken / "golden_values_lts_dgx_a100_2nd.json").write_text("")
+    out = golden("judge", str(tree / "broken"), "--store", str(tree / "store"), "--policy", "megatron",
+                 "--out", str(tree / "out"), "--no-stage")
+    assert out.exit_code == 1, out.output
+    assert all((tree / "out" / name).is_file() for name in REPORTS)
+    assert_reports_carry_findings(tree / "out", ["broken", "unpaired"])
+    assert "nothing judged · 2 finding(s)" in (tree / "out" / "report.md").read_text()
+
+
+# ---------------------------------------------------------------- history read once
+
+def git_calls(monkeypatch) -> list[str]:
+    """The git subcommands the store runs, in order."""
+    from goldens.store import gitrepo
+
+    calls: list[str] = []
+    real = gitrepo._run
+
+    def counting(cwd, args, stdin=None):
+        calls.append(args[0])
+        return real(cwd, args, stdin)
+
+    monkeypatch.setattr(gitrepo, "_run", counting)
+    return calls
+
+
+def test_a_tree_in_git_is_judged_with_one_history_pass_not_one_per_target(tree, monkeypatch):
+    """Inside a git repository with history, judging every target reads the log once (for the whole
+    store), and under rules that never use history (Megatron's) no version's bytes at all."""
+    from tests.builders import commit_all, git_repo
+
+    git_repo(tree)
+    commit_all(tree, "the tree")
+    golden_file = tree / "store" / "gpt" / "ok" / "golden_values_dev_dgx_h100.json"
+    golden_file.write_text(golden_file.read_text().replace("10.", "10.0", 1))
+    commit_all(tree, "a new golden")
+    calls = git_calls(monkeypatch)
+    bulk = workflow.judge_bulk([tree / "cand"], store_root=tree / "store", policy="megatron", stage=False)
+    assert len(bulk.judgements) == 4
+    assert calls.count("log") == 1, calls
+    assert "cat-file" not in calls and "ls-tree" not in calls, calls
+    assert len(calls) <= 6, calls  # finding the repository and its log, never a call per target
+
+
+def test_history_rules_still_read_the_history_once(tree, monkeypatch):
+    """The default policy judges step time against the approved history: the log is still read
+    once for all targets (the versions' bytes per case that has them)."""
+    from tests.builders import commit_all, git_repo
+
+    git_repo(tree)
+    commit_all(tree, "the tree")
+    calls = git_calls(monkeypatch)
+    workflow.judge_bulk([tree / "cand"], store_root=tree / "store", stage=False)
+    assert calls.count("log") == 1, calls
+
+
+def test_a_progress_bar_on_a_terminal_and_none_in_ci_or_a_log(monkeypatch):
+    from goldens.cli import common
+
+    monkeypatch.delenv("CI", raising=False)
+    with common.progress_bar("judging") as advance:
+        assert advance is None  # pytest's stderr is no terminal: a log stays quiet
+    monkeypatch.setattr(common, "writes_to_terminal", lambda stderr=False: True)
+    with common.progress_bar("judging") as advance:
+        advance(1, 3)
+        advance(3, 3)
+    monkeypatch.setenv("CI", "true")
+    with common.progress_bar("judging") as advance:
+        assert advance is None
+
+
+# ---------------------------------------------------------------- new versus pre-existing
+
+def test_a_failure_the_committed_goldens_share_is_pre_existing_and_a_real_one_a_regression(tree):
+    """moe/resume's committed _2nd file disagrees with its phase 1: the resume check fails on the
+    committed goldens themselves. A candidate failing only that check fails (Megatron's verdict is
+    kept) but is pre-existing; a candidate also off the golden is a regression."""
+    case = tree / "store" / "moe" / "resume"
+    golden_doc = json.loads((case / "golden_values_dev_dgx_h100.json").read_text())
+    bad_second = {name: {**m, "values": {k: v * 2 for k, v in m["values"].items() if int(k) > 20}}
+                  for name, m in golden_doc.items()}
+    (case / "golden_values_dev_dgx_h100_2nd.json").write_text(json.dumps(bad_second))
+    cand = tree / "cand" / "moe" / "resume"
+    (cand / "golden_values_dev_dgx_h100_2nd.json").write_text(json.dumps(bad_second))
+    bulk = workflow.judge_bulk([cand], store_root=tree / "store", policy="megatron", stage=False)
+    [r] = bulk.results
+    assert not r.passed and r.preexisting == ("resume check",) and not r.regression
+    worse = {name: {**m, "values": {k: v * 1.5 for k, v in m["values"].items()}} for name, m in golden_doc.items()}
+    (cand / "golden_values_dev_dgx_h100.json").write_text(json.dumps(worse))
+    [r] = workflow.judge_bulk([cand], store_root=tree / "store", policy="megatron", stage=False).results
+    assert r.regression and r.preexisting == ("resume check",)  # lm loss 50 % off is the candidate's own
+
+
+def test_the_real_sample_judged_against_itself_shows_its_defects_apart_and_no_regression(megatron_fixtures, tmp_path):
+    import shutil
+
+    store = tmp_path / "test_cases"
+    shutil.copytree(megatron_fixtures / "test_cases", store)
+    for path in store.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    out = golden("judge", str(store), "--store", str(store), "--policy", "megatron", "--no-stage", "--format", "json")
+    assert out.exit_code == 1, out.output  # Megatron's own verdict: its resume tests fail on these pairs
+    summary = json.loads(out.stdout)["summary"]
+    assert summary["failed"] > 0 and summary["regressions"] == 0
+    assert summary["preexisting"] == {"resume check": summary["failed"]}
+    table = golden("judge", str(store), "--store", str(store), "--policy", "megatron", "--no-stage")
+    assert f"pre-existing in the committed goldens: resume check fails in {summary['failed']} target(s)" in table.stdout
+    assert "(0 regression(s)" in table.stdout
+
+
+def test_a_log_gets_plain_rows_failures_first_never_a_boxed_table(tree):
+    out = golden("judge", str(tree / "cand"), "--store", str(tree / "store"), "--policy", "megatron", "--no-stage")
+    lines = out.stdout.splitlines()
+    assert lines[0] == "FAIL\tgpt/bad\tdev/dgx_h100\tfailing: lm loss"  # the failure leads
+    assert not any(ch in out.stdout for ch in "┃│┏━") and max(map(len, lines)) < 400
+    assert "PASS\tgpt/ok\tdev/dgx_h100" in lines

@@ -89,7 +89,7 @@ def test_override_without_mode_adjusts_the_kind_policy():
     ps = build_policies(case_metrics={"lm loss": {"rtol": 0.02}})
     p = ps.resolve("lm loss").policy
     assert (p.mode, p.rtol, p.deterministic) == ("approx", 0.02, True)
-    assert ps.resolve("lm loss").origin == "default: metrics['lm loss']"
+    assert ps.resolve("lm loss").origin == "case.yaml: metrics['lm loss']"  # the file that loosened it, not "default"
 
 
 def test_override_with_mode_replaces_the_kind_policy():
@@ -184,3 +184,20 @@ def test_describe_is_one_line_with_the_numbers():
     text = preset("megatron").resolve("lm loss").policy.describe()
     assert "0.05" in text and "min(max(floor(0.01·T), 1), 50)" in text and "\n" not in text
     assert MetricPolicy(mode="exact").describe().startswith("exact")
+
+
+def test_a_policy_file_is_credited_by_name_in_the_rule_and_the_result(tmp_path):
+    """A loosened check names the file that loosened it — never "default"."""
+    from goldens.compare import compare, side_from_goldens
+    from goldens.inputs import load_policies
+    from tests.builders import LOSS, golden_set
+
+    loose = tmp_path / "loose.yaml"
+    loose.write_text("metrics:\n  lm loss: {mode: approx, rtol: 0.5}\n")
+    policies = load_policies(str(loose))
+    assert policies.resolve("lm loss").origin == f"{loose}: metrics['lm loss']"
+    assert policies.resolve("num-zeros").origin.startswith("default: ")  # untouched entries keep the preset
+    side = side_from_goldens({1: golden_set({"lm loss": LOSS})}, "g")
+    result = compare(side, side, policies)
+    assert result.policy == f"default + {loose}"
+    assert str(loose) in result.phases[0].metrics[0].rule.text

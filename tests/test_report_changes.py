@@ -243,6 +243,12 @@ def test_a_refresh_that_only_moves_steps_says_so():
     assert changes.rows["mean_rel_diff"].tolist() == [0.0]
     assert changes.notes == ("f.json: metric 'iteration-time' steps changed: step 1 dropped; start_step 1 → 2",)
     assert "steps changed: step 1 dropped; start\\_step 1 → 2" in changes_markdown(changes)
+    assert changes.grid_only == ("f.json",)  # "changed", but only at the grid's edge: labelled as such
+    assert "**1 changed** golden file(s) (1 only at the step grid's edge: no shared value moved)" in \
+        changes_markdown(changes)
+    moved = parsed_goldens({"f.json": {"iteration-time": {"start_step": 2, "end_step": 3, "step_interval": 1,
+                                                    "values": {"2": 7.5, "3": 0.9}}}})
+    assert compare_revisions(base, moved, base_label="a", head_label="b").grid_only == ()
 
 
 def test_megatron_nan_removal_commit_is_explained(megatron_fixtures: Path):

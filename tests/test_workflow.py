@@ -149,3 +149,23 @@ def test_every_write_records_the_approver_by_one_rule(store, runs, tmp_path, mon
     assert invoke("approve", str(run3), "--store", str(store.root), "--reason", "x", "--approver", "Bob",
                   env=env).exit_code == 0
     assert store.history("tiny")[-1].approver == "Bob"
+
+
+def test_a_diff_rewrites_the_result_its_run_folder_keeps(store, runs):
+    """``golden check`` kept result.json (PASS) beside the run; the run is judged again and fails: the
+    kept result says FAIL and ``golden report RUN`` exits 1 (before: it still showed PASS)."""
+    from goldens import workflow as wf
+    from tests.builders import LOSS, ZEROS, invoke, write_run
+
+    run_dir = write_run(runs, "tiny", "r1", {"lm loss": LOSS, "num-zeros": ZEROS}).parent
+    passing = wf.diff([str(run_dir)], store_root=store.root, runs_dir=runs)
+    wf.publish(passing, run_dir, store_root=store.root)
+    assert json.loads((run_dir / "result.json").read_text())["verdict"] == "pass"
+    write_run(runs, "tiny", "r1", {"lm loss": {s: v * 1.5 for s, v in LOSS.items()}, "num-zeros": ZEROS})
+    out = invoke("diff", str(run_dir), "--store", str(store.root), env={"CI": "true"})
+    assert out.exit_code == 1 and f"updated {run_dir / 'result.json'}" in out.stderr
+    assert json.loads((run_dir / "result.json").read_text())["verdict"] == "fail"
+    assert invoke("report", str(run_dir), "--store", str(store.root)).exit_code == 1
+    fresh = write_run(runs, "tiny", "r2", {"lm loss": LOSS, "num-zeros": ZEROS}).parent
+    wf.diff([str(fresh)], store_root=store.root, runs_dir=runs)
+    assert not (fresh / "result.json").exists()  # a run folder without a kept result gets none

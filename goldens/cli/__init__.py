@@ -13,6 +13,8 @@ Heavy imports (numpy, pandas, torch) happen inside the command bodies: ``golden 
 """
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from . import approve, compare, fetch, judge, report, run, stats, store
@@ -24,8 +26,25 @@ app = typer.Typer(
          "golden, report, and approve new baselines with a record of why.\n\n"
          "Exit codes: 0 pass, 1 a regression/difference found, 2 usage or input error.",
     no_args_is_help=True,
-    **SETTINGS,
+    **{**SETTINGS, "add_completion": True},  # --install-completion / --show-completion on the whole app
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"golden {version('golden-toolkit')}")
+        except PackageNotFoundError:
+            print("golden (version unknown: the distribution is not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(show_version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False) -> None:
+    """Golden values for distributed-training regression tests."""
 
 COMMANDS = (
     ("run", run.run), ("check", run.check), ("diff", compare.diff), ("judge", judge.judge), ("report", report.report),

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Any, Callable, TypeVar
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, TypeVar
 
 import typer
 
@@ -65,6 +66,23 @@ def console(stderr: bool = False) -> Any:
         columns = os.environ.get("COLUMNS", "")
         width = int(columns) if columns.isdigit() and int(columns) > 0 else LOG_WIDTH
     return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+
+
+@contextmanager
+def progress_bar(what: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar on stderr for long work (``advance(done, total)``) — only on a terminal
+    and outside CI: a log gets no bar (None), so it stays quiet."""
+    from ..approve import in_ci
+
+    if not writes_to_terminal(stderr=True) or in_ci(None):
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console(stderr=True), transient=True) as bar:
+        task = bar.add_task(what, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def show_table(out: Any, table: Any) -> None:

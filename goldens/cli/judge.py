@@ -18,7 +18,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import console, handles_errors, show_table
+from .common import console, handles_errors, progress_bar, writes_to_terminal
 from .options import ExactOpt, PolicyOpt, StoreOpt, out_option
 
 JUDGE_FORMATS = ("table", "json", "md")
@@ -51,8 +51,9 @@ def judge(paths: PathsArg, store: StoreOpt = None, policy: PolicyOpt = None, exa
 
     if fmt not in JUDGE_FORMATS:
         raise GoldenError(f"--format must be one of {', '.join(JUDGE_FORMATS)}, got {fmt!r}")
-    bulk = workflow.judge_bulk(paths, store_root=store, policy=policy, force=workflow.force_regime(exact),
-                               stage=not in_ci(None) if stage is None else stage)
+    with progress_bar("judging") as advance:
+        bulk = workflow.judge_bulk(paths, store_root=store, policy=policy, force=workflow.force_regime(exact),
+                                   stage=not in_ci(None) if stage is None else stage, progress=advance)
     if out is not None:
         workflow.publish_bulk(bulk, out, store_root=store)
     if fmt == "json":
@@ -66,16 +67,31 @@ def judge(paths: PathsArg, store: StoreOpt = None, policy: PolicyOpt = None, exa
     raise typer.Exit(bulk.exit_code)
 
 
-def summary(bulk: Any) -> dict[str, int]:
+def summary(bulk: Any) -> dict[str, Any]:
+    """Counts; ``preexisting``: how often each check failed on the committed goldens themselves (the
+    tree's own defects, apart from regressions)."""
+    from collections import Counter
+
     results = bulk.results
+    counts = Counter(check for r in results for check in r.preexisting)
     return {"targets": len(bulk.judgements), "passed": sum(r.passed for r in results),
-            "failed": sum(not r.passed for r in results), "findings": len(bulk.findings)}
+            "failed": sum(not r.passed for r in results), "regressions": sum(r.regression for r in results),
+            "findings": len(bulk.findings), "preexisting": dict(sorted(counts.items()))}
 
 
 def summary_line(bulk: Any) -> str:
     s = summary(bulk)
     verdict = "PASS" if bulk.passed else "FAIL"
-    return f"{verdict}: {s['passed']} passed, {s['failed']} failed, {s['findings']} finding(s)"
+    line = f"{verdict}: {s['passed']} passed, {s['failed']} failed"
+    if s["failed"] != s["regressions"]:
+        line += f" ({s['regressions']} regression(s), {s['failed'] - s['regressions']} only on pre-existing defects)"
+    return line + f", {s['findings']} finding(s)"
+
+
+def preexisting_lines(bulk: Any) -> list[str]:
+    """The tree audit: each check that fails on the committed goldens themselves, with its count."""
+    return [f"pre-existing in the committed goldens: {check} fails in {n} target(s)"
+            for check, n in summary(bulk)["preexisting"].items()]
 
 
 def emit_json(bulk: Any) -> None:
@@ -91,31 +107,44 @@ def emit_markdown(bulk: Any) -> None:
     from reports.document import CaseEntry, Report
     from reports.markdown import result_markdown
 
-    parts = [result_markdown(Report(tuple(CaseEntry(r) for r in bulk.results)))] if bulk.results else []
-    if bulk.findings:
-        lines = "".join(f"- **{f.kind}** `{f.path}`: {f.message}\n" for f in bulk.findings)
-        parts.append(f"### Findings ({len(bulk.findings)})\n\n{lines}")
-    parts.append(f"**{summary_line(bulk)}**\n")
-    sys.stdout.write("\n".join(parts))
+    report = Report(tuple(CaseEntry(r) for r in bulk.results), findings=bulk.findings)
+    sys.stdout.write(result_markdown(report) + f"\n**{summary_line(bulk)}**\n")
 
 
-def emit_table(bulk: Any) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    out = console()
-    table = Table(title="golden judge", title_justify="left")
-    for column in ("case", "target", "verdict", "why"):
-        table.add_column(column, overflow="fold")
-    for r in bulk.results:
+def _rows(bulk: Any) -> list[tuple[str, str, str, str, str]]:
+    """(case, target, verdict, style, why) per judged target, failures first, then per finding."""
+    rows = []
+    for r in sorted(bulk.results, key=lambda r: (r.passed, not r.regression)):
         failing = [f"{'resume ' if m.phase == 2 and r.resume and m in r.resume.metrics else ''}{m.metric}"
                    for m in r.failures()]
         why = ("failing: " + ", ".join(failing)) if failing else (r.resume.explanation if r.resume is not None
                                                                    and not r.resume.passed else "")
-        verdict = "[green]pass[/]" if r.passed else "[bold red]fail[/]"
-        table.add_row(escape(r.case or "—"), escape(f"{r.env}/{r.platform}"), verdict, escape(why))
+        verdict, style = (("pass", "green") if r.passed else ("fail", "bold red") if r.regression
+                          else ("fail (pre-existing)", "yellow"))
+        rows.append((r.case or "—", f"{r.env}/{r.platform}", verdict, style, why))
     for f in bulk.findings:
-        where = "/".join(x for x in (f.env, f.platform) if x) or "—"
-        table.add_row(escape(f.case or f.path), escape(where), f"[yellow]{f.kind}[/]", escape(f.message))
-    show_table(out, table)
+        rows.append((f.case or f.path, "/".join(x for x in (f.env, f.platform) if x) or "—", f.kind, "yellow",
+                     f.message))
+    return rows
+
+
+def emit_table(bulk: Any) -> None:
+    """A table on a terminal (wrapped to its width); in a log or pipe (CI), one plain line per target —
+    a boxed table of a whole tree there made lines of 1,300 characters."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    out = console()
+    if not writes_to_terminal():
+        for case, target, verdict, _, why in _rows(bulk):
+            print("\t".join((verdict.upper(), case, target, why)).rstrip())
+    else:
+        table = Table(title="golden judge", title_justify="left")
+        for column in ("case", "target", "verdict", "why"):
+            table.add_column(column, overflow="fold")
+        for case, target, verdict, style, why in _rows(bulk):
+            table.add_row(escape(case), escape(target), f"[{style}]{escape(verdict)}[/]", escape(why))
+        out.print(table)
+    for line in preexisting_lines(bulk):
+        out.print("[yellow]" + escape(line) + "[/]")
     out.print(("[green]" if bulk.passed else "[bold red]") + escape(summary_line(bulk)) + "[/]")

@@ -70,7 +70,7 @@ def compare(reference: Side, candidate: Side, policies: PolicySet, *, force: str
             if v.verdict == Verdict.SKIPPED and v.explanation.endswith(NOTHING_TO_JUDGE):
                 warnings.append(f"phase {p.phase} {v.metric!r}: {v.explanation}")
     return ComparisonResult(case=case, env=env, platform=platform, reference=reference.label,
-                            candidate=candidate.label, policy=policies.name,
+                            candidate=candidate.label, policy=policies.label,
                             verdict=Verdict.FAIL if failed else Verdict.PASS, fingerprint=regime,
                             phases=tuple(phases), drift=drift, resume=resume, warnings=tuple(warnings),
                             choices=policies.choices)

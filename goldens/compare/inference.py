@@ -48,7 +48,7 @@ def compare_inference(reference: Side, candidate: Side, policies: PolicySet, *, 
     verdict = Verdict.FAIL if failed else Verdict.PASS
     phases = (PhaseResult(1, verdict, tuple(verdicts), reference.label),) if verdicts else ()
     return ComparisonResult(case=case, env=env, platform=platform, reference=reference.label,
-                            candidate=candidate.label, policy=policies.name, verdict=verdict,
+                            candidate=candidate.label, policy=policies.label, verdict=verdict,
                             fingerprint=fingerprint, phases=phases,
                             drift=StructuralDrift(notes=("inference golden: compared request by request",)),
                             warnings=tuple(warnings), choices=policies.choices)

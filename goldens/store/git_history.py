@@ -35,7 +35,7 @@ from ..errors import StoreError
 from ..formats import parse_golden_filename
 from ..validate import ERROR, WARNING
 from .approvals import RECORDS_DIR, ApprovalRecord, golden_name, record_name
-from .gitrepo import GitRepo
+from .gitrepo import Change, Commit, GitRepo
 from .records import FileRecord, LedgerEntry, Problem, sha256_hex, summary_or_none
 from .safety import (FILE, FOLDER, make_folder, path_problem, read_regular, require_safe, shared_lock,
                      temp_files_in)
@@ -72,6 +72,20 @@ def _parse_entries(data: bytes) -> list[LedgerEntry]:
     return entries
 
 
+def _is_record_or_ledger(relative: str) -> bool:
+    return relative == LEGACY_LEDGER or (relative.startswith(RECORDS_DIR + "/") and relative.count("/") == 1)
+
+
+def _case_folder_of(path: str) -> str:
+    """The case folder a changed file belongs to: its own folder, or the one above ``.approvals/``
+    (a record) or ``.golden/`` (the legacy ledger)."""
+    folder, _, name = path.rpartition("/")
+    parent, _, last = folder.rpartition("/")
+    if last == RECORDS_DIR or (last == LEGACY_LEDGER.split("/")[0] and name == LEGACY_LEDGER.split("/")[1]):
+        return parent
+    return folder
+
+
 class GitHistory:
     """History, writes and the integrity check of a store inside a git work tree."""
 
@@ -82,6 +96,8 @@ class GitHistory:
         self.repo = repo
         self.lock_timeout = lock_timeout
         self._histories: dict[str, list[Version]] = {}
+        self._log: dict[str, list[Commit]] | None = None      # case folder → its commits (one git log, lazily)
+        self._head: dict[str, dict[str, str]] | None = None   # folder → name → blob at HEAD (one ls-tree)
 
     # ------------------------------------------------------------ paths
 
@@ -123,6 +139,39 @@ class GitHistory:
         except StoreError:
             return None  # fsck reports it; the golden stays readable
 
+    def _store_log(self) -> dict[str, list[Commit]]:
+        """Every commit that changed a file below the store, read by ONE ``git log`` for the whole
+        store (a Megatron checkout has ~10,000 commits: never one log per case), each commit's changes
+        grouped by the case folder they belong to (its golden files, ``.approvals/`` records and legacy
+        ledger), oldest first."""
+        if self._log is None:
+            index: dict[str, list[Commit]] = {}
+            for commit in self.repo.log(self.repo.prefix(self.root)):
+                by_folder: dict[str, list[Change]] = {}
+                for change in commit.changes:
+                    by_folder.setdefault(_case_folder_of(change.path), []).append(change)
+                for folder, changes in by_folder.items():
+                    index.setdefault(folder, []).append(replace(commit, changes=tuple(changes)))
+            self._log = index
+        return self._log
+
+    def _head_listing(self, folder: str) -> dict[str, str]:
+        """name → blob of the files directly in ``folder`` at HEAD, from one ``ls-tree`` of the store."""
+        if self._head is None:
+            self._head = self.repo.ls_tree_folders("HEAD", self.repo.prefix(self.root)) \
+                if self.repo.has_commits() else {}
+        return self._head.get(folder, {})
+
+    def may_attribute(self, case_dir: Path) -> bool:
+        """Whether any version of this case can be attributed: an approval record or a legacy ledger
+        was ever committed for it, or lies in its folder now. When not (a plain Megatron tree), every
+        version is unattributed and ``writer_of`` is None without reading a single blob."""
+        if (case_dir / RECORDS_DIR).exists() or (case_dir / LEGACY_LEDGER).exists():
+            return True
+        prefix = self.repo.prefix(case_dir)
+        return any(_is_record_or_ledger(change.path[len(prefix) + 1:] if prefix else change.path)
+                   for commit in self._store_log().get(prefix, ()) for change in commit.changes)
+
     def history(self, case: str, case_dir: Path) -> list[Version]:
         """The case's versions, oldest first: commits that changed its goldens, then the work tree's
         uncommitted change."""
@@ -131,7 +180,7 @@ class GitHistory:
         prefix = self.repo.prefix(case_dir)
         wanted: set[str] = set()
         touched = []
-        for commit in self.repo.log(prefix):
+        for commit in self._store_log().get(prefix, ()):
             goldens, records, ledger = {}, {}, None
             for change in commit.changes:
                 relative = change.path[len(prefix) + 1:] if prefix else change.path
@@ -176,12 +225,10 @@ class GitHistory:
         return numbered
 
     def _worktree_versions(self, case_dir: Path, prefix: str) -> list[Version]:
-        head = {n: b for n, b in self.repo.ls_folder("HEAD", prefix).items() if parse_golden_filename(n)} \
-            if self.repo.has_commits() else {}
+        head = {n: b for n, b in self._head_listing(prefix).items() if parse_golden_filename(n)}
         on_disk = {p.name: read_regular(p) for p in sorted(case_dir.iterdir())
                    if parse_golden_filename(p.name) and p.is_file() and not p.is_symlink()}
-        head_records = self.repo.ls_folder("HEAD", f"{prefix}/{RECORDS_DIR}" if prefix else RECORDS_DIR) \
-            if self.repo.has_commits() else {}
+        head_records = self._head_listing(f"{prefix}/{RECORDS_DIR}" if prefix else RECORDS_DIR)
         changed: dict[str, tuple[str | None, bytes | None]] = {}
         readopted: dict[str, bytes] = {}
         for name in sorted(set(head) | set(on_disk)):
@@ -268,6 +315,8 @@ class GitHistory:
 
     def writer_of(self, case: str, case_dir: Path, filename: str, ref: str | None = None) -> Version | None:
         """The attributed version that wrote exactly the bytes the file holds now (or at ``ref``)."""
+        if ref is None and not self.may_attribute(case_dir):
+            return None
         data = self.current(case_dir, filename) if ref is None else self.version_bytes(case, case_dir, ref).get(filename)
         if data is None:
             return None

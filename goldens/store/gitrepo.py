@@ -117,6 +117,19 @@ class GitRepo:
                 found[raw.decode("utf-8", "surrogateescape").rsplit("/", 1)[-1]] = blob
         return found
 
+    def ls_tree_folders(self, commit: str, prefix: str) -> dict[str, dict[str, str]]:
+        """folder → name → blob id of every file below ``prefix`` at ``commit``, in one ``ls-tree -r``."""
+        spec = f"{prefix}/" if prefix else "."
+        listing = self.git("ls-tree", "-r", "-z", "--full-tree", commit, "--", spec)
+        found: dict[str, dict[str, str]] = {}
+        for entry in filter(None, listing.split(b"\0")):
+            meta, _, raw = entry.partition(b"\t")
+            _mode, kind, blob = meta.decode().split()
+            if kind == "blob":
+                folder, _, name = raw.decode("utf-8", "surrogateescape").rpartition("/")
+                found.setdefault(folder, {})[name] = blob
+        return found
+
     def read_blobs(self, ids: list[str]) -> dict[str, bytes]:
         """Contents of many blobs through one ``git cat-file --batch``."""
         ids = sorted(set(ids))
