@@ -39,7 +39,10 @@ def test_the_notebook_session_in_docs_runs_and_leaves_the_store_byte_identical(t
     assert "['golden_values_dev_cpu.json', 'golden_values_dev_cpu_2nd.json']" in printed
     assert "1 20 1" in printed and "6.9530158042907715" in printed
     assert "default pass 0" in printed and "megatron pass 0" in printed
-    assert "default True" in printed and "megatron, mine False" in printed
+    # the policy line names every source the rules came from (the dict, the case's case.yaml)
+    case_yaml = "cases/bert_mcore_tp2_pp2_resume_torch_dist_local_spec/case.yaml"
+    assert f"default + policy (a dict) + {case_yaml} True" in printed
+    assert f"megatron, mine + {case_yaml} False" in printed
     failing = [line for line in printed if line.startswith("1 lm loss 20 of 20 steps out of tolerance")]
     assert failing and "(+8 %); mean rel diff +8 %" in failing[0]
     frame = namespace["frame"]
