@@ -50,6 +50,11 @@ def short(value: Any) -> str:
     return _short.repr(value)
 
 
+def cut(text: str, limit: int = 200) -> str:
+    """``text`` as it is when short, else its first characters and an ellipsis."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 # ---------------------------------------------------------------- YAML
 
 def _loader_class() -> type:
