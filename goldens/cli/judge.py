@@ -91,17 +91,25 @@ def emit_markdown(bulk: Any) -> None:
     from reports.document import CaseEntry, Report
     from reports.markdown import result_markdown
 
+    from ..sanitize import markdown, markdown_code
+
     parts = [result_markdown(Report(tuple(CaseEntry(r) for r in bulk.results)))] if bulk.results else []
     if bulk.findings:
-        lines = "".join(f"- **{f.kind}** `{f.path}`: {f.message}\n" for f in bulk.findings)
+        lines = "".join(f"- **{markdown(f.kind)}** {markdown_code(f.path)}: {markdown(f.message)}\n"
+                        for f in bulk.findings)
         parts.append(f"### Findings ({len(bulk.findings)})\n\n{lines}")
     parts.append(f"**{summary_line(bulk)}**\n")
     sys.stdout.write("\n".join(parts))
 
 
 def emit_table(bulk: Any) -> None:
-    from rich.markup import escape
+    from rich.markup import escape as markup_escape
     from rich.table import Table
+
+    from ..sanitize import line
+
+    def escape(text: object) -> str:  # names from files: no rich markup, no terminal escape, one line
+        return markup_escape(line(text))
 
     out = console()
     table = Table(title="golden judge", title_justify="left")
