@@ -563,6 +563,7 @@ class FakeCI:
         self.requests: list[dict[str, Any]] = []
         self.blob_requests: list[dict[str, str]] = []
         self.link_headers = True
+        self.token_user: str | None = None  # GET /user: None answers 403, as for a GitHub Actions token
         self._ids = iter(range(1001, 10**9))
         self._servers: list[Any] = []
 
@@ -754,6 +755,10 @@ class FakeCI:
 
     def _github_route(self, handler: Any, method: str, path: str, query: dict) -> tuple[int, Any, dict[str, str]]:
         not_found = (404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest", "status": "404"}, {})
+        if path == "/user":
+            if self.token_user is None:
+                return 403, {"message": "Resource not accessible by integration", "status": "403"}, {}
+            return 200, {"login": self.token_user, "id": 7, "type": "User"}, {}
         if m := re.fullmatch(r"/repos/([^/]+/[^/]+)/actions/runs/(\d+)(/jobs|/artifacts)?", path):
             record = self.github_runs.get((m.group(1), int(m.group(2))))
             if record is None:
@@ -773,7 +778,8 @@ class FakeCI:
             thread = self.comments.setdefault((m.group(1), int(m.group(2))), [])
             if method == "POST":
                 comment = {"id": next(self._ids), "body": handler.json_body()["body"],
-                           "user": {"login": "github-actions[bot]", "type": "Bot"}, "created_at": self.EPOCH,
+                           "user": {"login": self.token_user or "github-actions[bot]",
+                                    "type": "User" if self.token_user else "Bot"}, "created_at": self.EPOCH,
                            "html_url": f"https://github.com/{m.group(1)}/pull/{m.group(2)}#issuecomment"}
                 thread.append(comment)
                 return 201, comment, {}
