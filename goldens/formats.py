@@ -220,6 +220,7 @@ def to_float(raw: Any, *, path: object, key: str) -> float:
 
 MAX_STEP = 2**53  # far beyond any training run; keeps steps exact in int64 and float64
 MAX_STEP_DIGITS = len(str(MAX_STEP))
+MAX_METRICS = 1000  # entries of one training golden; comparing is not linear in them, and real ones hold ~10
 
 
 def _to_step(raw: Any, *, path: object, key: str) -> int:
@@ -408,6 +409,9 @@ def parse_golden(doc: Any, *, path: object = None, key: GoldenKey | None = None)
     if _looks_like_inference(doc):
         raise NotATrainingGolden("not a training golden: an inference golden keyed by request id",
                                  path=path)
+    if len(doc) > MAX_METRICS:
+        raise FormatError(f"{len(doc):,} entries, more than the {MAX_METRICS:,} metrics a golden may hold "
+                          "(Megatron's hold a handful); refused", path=path)
     metrics: dict[str, MetricSeries] = {}
     scalars: dict[str, float] = {}
     for name, raw in doc.items():
