@@ -5,7 +5,8 @@ a 497-byte YAML "billion laughs" is refused after a few hundred nodes, never exp
 
 A refusal is one ``FormatError`` line naming the file, the key (``METRICS[3]``) and the bound; no
 message formats an unbounded value (``short`` cuts any value shown to a few dozen characters).
-YAML goes through PyYAML's safe loader only (no object construction from tags).
+YAML goes through PyYAML's safe loader only (no object construction from tags), in C where built:
+its event stream is checked against the bounds first, and only a document within them is composed.
 """
 from __future__ import annotations
 
@@ -24,10 +25,10 @@ class Bounds:
     """Limits for one kind of document. ``max_nodes`` counts nodes as if every alias were expanded,
     so alias growth is bounded however the aliases nest."""
 
-    max_bytes: int = 4 << 20
+    max_bytes: int = 1 << 20
     max_depth: int = 64
     max_aliases: int = 64
-    max_nodes: int = 200_000
+    max_nodes: int = 100_000
     max_keys: int = 100_000
     max_digits: int = 64
 
@@ -37,7 +38,7 @@ class Bounds:
                 raise ValueError(f"Bounds.{name} must be a non-negative integer")
 
 
-CONFIG_BOUNDS = Bounds()  # case.yaml, model_config.yaml, policy files: a few kilobytes in practice
+CONFIG_BOUNDS = Bounds(max_bytes=1 << 20, max_nodes=20_000)  # case.yaml, model_config.yaml, policies: ~300 nodes
 API_BOUNDS = Bounds(max_bytes=32 << 20, max_depth=32, max_aliases=0, max_nodes=10_000_000, max_keys=100_000,
                     max_digits=64)  # one page of a CI API
 
@@ -57,94 +58,93 @@ def cut(text: str, limit: int = 200) -> str:
 
 # ---------------------------------------------------------------- YAML
 
-def _loader_class() -> type:
+class _Frame:
+    __slots__ = ("mapping", "count", "key", "expect_key", "start", "anchor", "label")
+
+    def __init__(self, mapping: bool, start: int, anchor: str | None, label: str):
+        self.mapping, self.start, self.anchor, self.label = mapping, start, anchor, label
+        self.count, self.key, self.expect_key = 0, "?", True
+
+
+def _check_events(text: str, bounds: Bounds, path: object, loader: type) -> None:
+    """Walk the YAML event stream (libyaml where built: fast, with its own nesting limit, and it
+    never expands an alias) and refuse the document at the first event past a bound, naming the
+    key it is under."""
     import yaml
 
-    class BoundedLoader(yaml.SafeLoader):
-        """The safe loader, counting while it composes: depth, aliases, expanded nodes, keys, digits."""
+    resolver = yaml.resolver.Resolver()
+    stack: list[_Frame] = []
+    aliases = expanded = 0
+    sizes: dict[str, int] = {}  # anchor → the nodes it stands for, expanded
 
-        def __init__(self, stream: str, bounds: Bounds, path: object):
-            super().__init__(stream)
-            self.bounds, self.path = bounds, path
-            self.depth = self.aliases = self.expanded = 0
-            self.sizes: dict[str, int] = {}  # anchor → nodes it stands for, expanded
-            self.where: list[str] = []
+    def refuse(message: str, label: str = "") -> FormatError:
+        key = ("".join(f.label for f in stack) + label).lstrip(".") or None
+        if key is not None and len(key) > 80:
+            key = key[:60] + "…"
+        return FormatError(message, path=path, key=key)
 
-        def refuse(self, message: str) -> FormatError:
-            key = "".join(self.where).lstrip(".") or None
-            if key is not None and len(key) > 80:
-                key = key[:60] + "…"
-            return FormatError(message, path=self.path, key=key)
-
-        def grow(self, nodes: int) -> None:
-            self.expanded += nodes
-            if self.expanded > self.bounds.max_nodes:
-                raise self.refuse(f"more than {self.bounds.max_nodes:,} YAML nodes (aliases counted expanded); "
-                                  "refused")
-
-        def compose_node(self, parent: Any, index: Any) -> Any:
-            label = self._label(parent, index)
-            if label is not None:
-                self.where.append(label)
-            try:
-                return self._bounded_node(parent, index)
-            finally:
-                if label is not None:
-                    self.where.pop()
-
-        def _label(self, parent: Any, index: Any) -> str | None:
-            if isinstance(parent, yaml.MappingNode) and index is not None:  # a value; index is its key node
-                if len(parent.value) >= self.bounds.max_keys:
-                    raise self.refuse(f"more than {self.bounds.max_keys:,} keys in one mapping; refused")
-                text = getattr(index, "value", "?")
-                return "." + (text[:40] if isinstance(text, str) else "?")
-            if isinstance(parent, yaml.SequenceNode):
-                return f"[{index}]"
-            return None
-
-        def _bounded_node(self, parent: Any, index: Any) -> Any:
-            event = self.peek_event()
-            if isinstance(event, yaml.AliasEvent):
-                self.aliases += 1
-                if self.aliases > self.bounds.max_aliases:
-                    raise self.refuse(f"more than {self.bounds.max_aliases} YAML aliases; refused")
-                self.grow(self.sizes.get(event.anchor, 1))
-                return super().compose_node(parent, index)
-            self.depth += 1
-            if self.depth > self.bounds.max_depth:
-                raise self.refuse(f"nested deeper than {self.bounds.max_depth} levels; refused")
-            before = self.expanded
-            self.grow(1)
-            node = super().compose_node(parent, index)
-            self.depth -= 1
-            anchor = getattr(event, "anchor", None)
-            if anchor is not None:
-                self.sizes[anchor] = self.expanded - before
-            if node.id == "scalar" and node.tag in (_INT_TAG, _FLOAT_TAG) and len(node.value) > self.bounds.max_digits:
-                raise self.refuse(f"a number of {len(node.value):,} characters (more than "
-                                  f"{self.bounds.max_digits}); refused")
-            return node
-
-    return BoundedLoader
-
-
-_LOADER: type | None = None
+    for event in yaml.parse(text, Loader=loader):
+        if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            frame = stack.pop()
+            if frame.anchor is not None:
+                sizes[frame.anchor] = expanded - frame.start
+            continue
+        if not isinstance(event, (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent, yaml.AliasEvent)):
+            continue
+        label, is_key = "", False
+        if stack:
+            parent = stack[-1]
+            if not parent.mapping:
+                label = f"[{parent.count}]"
+                parent.count += 1
+            elif parent.expect_key:
+                is_key, parent.expect_key = True, False
+                parent.key = event.value[:40] if isinstance(event, yaml.ScalarEvent) else "?"
+            else:
+                label, parent.expect_key = "." + parent.key, True
+                parent.count += 1
+                if parent.count > bounds.max_keys:
+                    raise refuse(f"more than {bounds.max_keys:,} keys in one mapping; refused")
+        if isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > bounds.max_aliases:
+                raise refuse(f"more than {bounds.max_aliases} YAML aliases; refused", label)
+            expanded += sizes.get(event.anchor, 1)
+        else:
+            expanded += 1
+        if expanded > bounds.max_nodes:
+            raise refuse(f"more than {bounds.max_nodes:,} YAML nodes (aliases counted expanded); refused", label)
+        if isinstance(event, yaml.ScalarEvent):
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+            value = event.value
+            if len(value) > bounds.max_digits:
+                tag = event.tag if event.tag not in (None, "!") else (
+                    resolver.resolve(yaml.ScalarNode, value, event.implicit) if event.implicit[0] else None)
+                if tag in (_INT_TAG, _FLOAT_TAG):
+                    raise refuse(f"a number of {len(value):,} characters (more than {bounds.max_digits}); refused",
+                                 label)
+        elif not isinstance(event, yaml.AliasEvent):
+            if len(stack) >= bounds.max_depth:
+                raise refuse(f"nested deeper than {bounds.max_depth} levels; refused", label)
+            stack.append(_Frame(isinstance(event, yaml.MappingStartEvent), expanded - 1, event.anchor,
+                                ".?" if is_key else label))
 
 
 def yaml_document(text: str, path: object = None, bounds: Bounds = CONFIG_BOUNDS) -> tuple[Any, Any]:
     """``(document, node tree)`` of one YAML text: the document as ``yaml.safe_load`` gives it, the
-    node tree as ``yaml.compose`` does (scalars as written). ``(None, None)`` for an empty text."""
+    node tree as ``yaml.compose`` does (scalars as written). ``(None, None)`` for an empty text.
+    The events are checked against ``bounds`` first; only then is anything composed."""
     import yaml
 
-    global _LOADER
-    if _LOADER is None:
-        _LOADER = _loader_class()
     if len(text) > bounds.max_bytes:
         raise FormatError(f"{len(text):,} characters, more than the {bounds.max_bytes:,} a YAML input may have; "
                           "refused", path=path)
+    loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # safe_load, in C where built
     loader = None
     try:
-        loader = _LOADER(text, bounds, path)  # the reader refuses control characters here already
+        _check_events(text, bounds, path, loader_class)
+        loader = loader_class(text)
         node = loader.get_single_node()
         if node is None:
             return None, None
@@ -154,8 +154,9 @@ def yaml_document(text: str, path: object = None, bounds: Bounds = CONFIG_BOUNDS
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise FormatError(f"invalid YAML{where}: {' '.join(str(problem).split())[:200]}", path=path) from None
-    except (ValueError, OverflowError, RecursionError, MemoryError) as exc:  # a scalar the constructor cannot take
-        raise FormatError(f"invalid YAML: {type(exc).__name__}: {' '.join(str(exc).split())[:120]}", path=path) from None
+    except (ValueError, OverflowError, RecursionError, MemoryError, TypeError) as exc:  # a scalar the constructor cannot take
+        raise FormatError(f"invalid YAML: {type(exc).__name__}: {' '.join(str(exc).split())[:120]}",
+                          path=path) from None
     finally:
         if loader is not None:
             loader.dispose()
