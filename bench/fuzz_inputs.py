@@ -43,15 +43,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from goldens.bounded import load_json_bytes  # noqa: E402
-from goldens.case import load_yaml  # noqa: E402
-from goldens.errors import GoldenError  # noqa: E402
-from goldens.fetch.http import Api, FetchError, Limits  # noqa: E402
-from goldens.fetch.land import Archive  # noqa: E402
-from goldens.formats import read_any_golden  # noqa: E402
-from goldens.megatron_case import read_megatron_case  # noqa: E402
-from goldens.sanitize import line, markdown, text  # noqa: E402
-from tests.builders import HostileServer, training_doc  # noqa: E402
+from goldens.bounded import load_json_bytes
+from goldens.case import load_yaml
+from goldens.errors import GoldenError
+from goldens.fetch.http import Api, Limits
+from goldens.fetch.land import Archive
+from goldens.formats import read_any_golden
+from goldens.megatron_case import read_megatron_case
+from goldens.sanitize import line, markdown, text
+from tests.builders import HostileServer, training_doc
 
 TOKEN = "fuzz-token-91c2"
 SHARED = REPO.parent / "shared" / "fixtures" / "megatron" / "test_cases"

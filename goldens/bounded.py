@@ -59,7 +59,7 @@ def cut(text: str, limit: int = 200) -> str:
 # ---------------------------------------------------------------- YAML
 
 class _Frame:
-    __slots__ = ("mapping", "count", "key", "expect_key", "start", "anchor", "label")
+    __slots__ = ("anchor", "count", "expect_key", "key", "label", "mapping", "start")
 
     def __init__(self, mapping: bool, start: int, anchor: str | None, label: str):
         self.mapping, self.start, self.anchor, self.label = mapping, start, anchor, label

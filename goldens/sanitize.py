@@ -4,7 +4,7 @@ request) made safe for where it is shown: a terminal, a CI log, GitHub's workflo
 - escape sequences (ANSI CSI, OSC such as a terminal title or hyperlink, any other ESC) and
   control characters — C0, DEL, C1, and the Unicode line separators and direction overrides —
   are removed; in a one-line message a line break is shown as ``⏎``;
-- ``::`` is broken (``:​:``) so no line can become a GitHub workflow command (``::error::``,
+- ``::`` is broken (``:\u200b:``) so no line can become a GitHub workflow command (``::error::``,
   ``::add-mask::``, ``::stop-commands::``);
 - in Markdown, ``@name`` cannot ping anyone and markup characters are escaped.
 """
@@ -19,7 +19,7 @@ _ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]"          # CSI: colours, cursor
                       r"|\x9b[0-?]*[ -/]*[@-~]|\x9d[^\x07\x9c]*[\x07\x9c]?")  # 8-bit CSI and OSC
 _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
 _BREAK = "\u2060"  # word joiner: invisible, and not a character any of the rules above removes
-_WORKFLOW = re.compile(r"::")
+_WORKFLOW = re.compile(r":(?=:)")  # every colon followed by a colon: ':::' has two pairs
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]<>()#+!|~&])")
 _MENTION = re.compile(r"@(?=[A-Za-z0-9])")
 
@@ -29,7 +29,7 @@ def text(value: object) -> str:
     workflow command."""
     cleaned = _ESCAPES.sub("", str(value)).replace("\r\n", "\n")
     cleaned = _CONTROLS.sub("", cleaned.replace("\r", "\n"))
-    return _WORKFLOW.sub(":" + _BREAK + ":", cleaned)
+    return _WORKFLOW.sub(":" + _BREAK, cleaned)
 
 
 def line(value: object) -> str:

@@ -5,7 +5,6 @@ Hand-made cases for each attack found, and hypothesis for their neighbours; well
 The longer run of the same generators is bench/fuzz_inputs.py."""
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -13,7 +12,6 @@ import sys
 import threading
 import time
 import tracemalloc
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -28,9 +26,21 @@ from goldens.fetch.land import Archive, Staging
 from goldens.formats import load_json_text, parse_golden
 from goldens.megatron_case import read_megatron_case
 from goldens.sanitize import line, markdown, markdown_code, text
-from tests.builders import (FakeCI, HostileServer, commit_all, git_repo, gitlab_results_zip, invoke, make_store,
-                            one_line_refusal, patched_zip, seed, shifted, training_doc, write_megatron_case,
-                            write_run, zip_bytes)
+from tests.builders import (
+    HostileServer,
+    commit_all,
+    git_repo,
+    invoke,
+    make_store,
+    one_line_refusal,
+    patched_zip,
+    seed,
+    shifted,
+    training_doc,
+    write_megatron_case,
+    write_run,
+    zip_bytes,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "hostile-test-token-7f3a"
@@ -105,8 +115,8 @@ def test_a_train_iters_no_int_can_be_is_not_a_number(tmp_path):
     store, _ = megatron_pair(tmp_path, 'TEST_TYPE: ckpt-resume\nMODEL_ARGS:\n  --train-iters: "²"\n')
     case = read_megatron_case(store / "gpt" / "case_a" / "model_config.yaml")
     assert case.train_iters is None
-    from runner.megatron_case import import_model_config
     from goldens.case import load_yaml
+    from runner.megatron_case import import_model_config
 
     config = store / "gpt" / "case_a" / "model_config.yaml"
     try:
@@ -348,10 +358,9 @@ def test_a_download_over_its_cap_stops_while_it_arrives(servers, tmp_path):
 def test_a_damaged_zip_member_is_one_line(tmp_path, archive, words):
     path = tmp_path / "a.zip"
     path.write_bytes(archive)
-    with pytest.raises(FetchError, match=words):
-        with Archive(path, "artifact x") as opened:
-            for name in opened.names:
-                opened.read(name)
+    with pytest.raises(FetchError, match=words), Archive(path, "artifact x") as opened:
+        for name in opened.names:
+            opened.read(name)
 
 
 def test_members_and_landed_bytes_are_capped(tmp_path):
@@ -411,7 +420,7 @@ def test_fetch_of_a_zip_bomb_of_members_lands_nothing(fake_ci, tmp_path):
 
 def comment(env: dict, report: Path) -> subprocess.CompletedProcess:
     script = REPO / ".github" / "actions" / "golden" / "pr_comment.py"
-    return subprocess.run([sys.executable, str(script), str(report)], capture_output=True, text=True, timeout=60,
+    return subprocess.run([sys.executable, str(script), str(report)], capture_output=True, text=True, timeout=60, check=False,
                           env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), **env})
 
 
@@ -466,6 +475,7 @@ def test_the_sanitiser():
     assert "\x1b" not in text(hostile) and not any(l.startswith("::") for l in text(hostile).splitlines())
     assert markdown("@admin [l](u) *b*") == "&#64;admin \\[l\\]\\(u\\) \\*b\\*"
     assert markdown_code("--a`b") == "``--a`b``"
+    assert "::" not in line(":::x::::") and line("a:b") == "a:b"  # found by bench/fuzz_inputs.py
 
 
 @QUICK
@@ -508,6 +518,7 @@ def test_judge_markdown_escapes_finding_paths(tmp_path):
 
 def test_nothing_under_golden_store_is_written_before_the_lock_is_held(tmp_path):
     from filelock import FileLock
+
     from goldens.store import GoldenStore
 
     repo = git_repo(tmp_path / "repo")
@@ -536,8 +547,8 @@ def test_nothing_under_golden_store_is_written_before_the_lock_is_held(tmp_path)
 def test_parallel_approves_on_a_fresh_git_store(tmp_path, trials: int = 1):
     """Four approvals racing on a store with no .golden-store yet (bench/fuzz_inputs.py --races N
     repeats it many times)."""
-    from tests.test_approve_concurrency import race
     from tests.builders import LOSS
+    from tests.test_approve_concurrency import race
 
     for trial in range(trials):
         repo = git_repo(tmp_path / f"repo{trial}")

@@ -26,9 +26,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from ..bounded import API_BOUNDS, cut, load_json_bytes, short
 from ..errors import FormatError, GoldenError
@@ -69,7 +70,7 @@ class Limits:
                 raise FetchError(f"fetch limit {f.name} must be a positive number, got {short(value)}")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> "Limits":
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Limits:
         """The defaults, with any ``GOLDEN_FETCH_<FIELD>`` variable set in ``env`` applied."""
         changes: dict[str, Any] = {}
         for f in fields(cls):
@@ -164,7 +165,7 @@ def _watched(base: type, watchdog: _Watchdog) -> type:
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D401 - urllib's hook
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
         return None  # surface the 3xx as an HTTPError; ``Api._open`` decides what to send next
 
 

@@ -17,9 +17,9 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
+from ..bounded import cut, short
 from ..case import check_name
 from ..errors import StoreError
-from ..bounded import cut, short
 from .http import FetchError, Limits
 
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, RuntimeError, NotImplementedError,
@@ -78,7 +78,7 @@ class Archive:
     def close(self) -> None:
         self.zip.close()
 
-    def __enter__(self) -> "Archive":
+    def __enter__(self) -> Archive:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -168,7 +168,7 @@ class Staging:
                 except OSError:
                     break
 
-    def __enter__(self) -> "Staging":
+    def __enter__(self) -> Staging:
         return self
 
     def __exit__(self, *exc: object) -> None:
