@@ -43,12 +43,13 @@ API_BOUNDS = Bounds(max_bytes=32 << 20, max_depth=32, max_aliases=0, max_nodes=1
                     max_digits=64)  # one page of a CI API
 
 _short = reprlib.Repr()
-_short.maxstring, _short.maxother, _short.maxlist, _short.maxdict, _short.maxlevel = 40, 40, 4, 4, 2
+_short.maxstring, _short.maxother, _short.maxlist, _short.maxdict, _short.maxlevel = 60, 60, 20, 20, 3
 
 
 def short(value: Any) -> str:
-    """``repr`` of a value cut to a few dozen characters and two levels, whatever its size or sharing."""
-    return _short.repr(value)
+    """``repr`` of a value, whole when it is small (a METRICS list), else cut to a few hundred
+    characters — read at most three levels and twenty items deep, whatever its size or sharing."""
+    return cut(_short.repr(value), 300)
 
 
 def cut(text: str, limit: int = 200) -> str:
