@@ -40,7 +40,9 @@ def check_case_path(ref: str, what: str = "case") -> str:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    import yaml
+    """A YAML mapping file (``case.yaml``, ``model_config.yaml``, a policy), parsed within
+    ``bounded.CONFIG_BOUNDS`` (size, depth, aliases, keys, digits) by the safe loader."""
+    from .bounded import load_yaml_text
 
     p = Path(path)
     try:
@@ -49,13 +51,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise FormatError("no such file", path=p) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise FormatError(f"cannot read: {exc}", path=p) from None
-    try:
-        doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # safe_load, in C where built
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise FormatError(f"invalid YAML{where}: {problem}", path=p) from None
+    doc = load_yaml_text(text, p)
     if doc is None:
         return {}
     if not isinstance(doc, dict):

@@ -24,7 +24,8 @@ class FormatError(GoldenError):
         if path is not None:
             where.append(str(path))
         if key is not None:
-            where.append(f"key {key!r}")
+            name = str(key)
+            where.append(f"key {name!r}" if len(name) <= 80 else f"key {name[:60]!r}… ({len(name):,} characters)")
         self.path = path
         self.key = key
         self.reason = message

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from .bounded import short
 from .errors import FormatError, NotATrainingGolden, StoreError
 from .model import Artifact, GoldenKey, GoldenSet, InferenceGolden, MetricSeries, Phase, valued_span
 
@@ -213,11 +214,13 @@ def to_float(raw: Any, *, path: object, key: str) -> float:
         special = _NONFINITE_STRINGS.get(raw.strip().lower())
         if special is not None:
             return special
-        raise FormatError(f"expected a number, got the string {raw!r}", path=path, key=key)
+        raise FormatError(f"expected a number, got the string {short(raw)}", path=path, key=key)
     raise FormatError(f"expected a number, got {type(raw).__name__}", path=path, key=key)
 
 
 MAX_STEP = 2**53  # far beyond any training run; keeps steps exact in int64 and float64
+MAX_STEP_DIGITS = len(str(MAX_STEP))
+MAX_METRICS = 1000  # entries of one training golden; comparing is not linear in them, and real ones hold ~10
 
 
 def _to_step(raw: Any, *, path: object, key: str) -> int:
@@ -227,11 +230,14 @@ def _to_step(raw: Any, *, path: object, key: str) -> int:
     elif isinstance(raw, int):
         step = raw
     elif isinstance(raw, str) and _STEP_TEXT.fullmatch(raw):
+        if len(raw.lstrip("0")) > MAX_STEP_DIGITS:  # int() of thousands of digits is refused by Python itself
+            raise FormatError(f"step must be between 0 and 2**53, got a number of {len(raw):,} digits",
+                              path=path, key=key)
         step = int(raw)
     elif isinstance(raw, float) and raw.is_integer():
         step = int(raw)
     if step is None:
-        raise FormatError(f"step must be an integer, got {raw!r}", path=path, key=key)
+        raise FormatError(f"step must be an integer, got {short(raw)}", path=path, key=key)
     if not 0 <= step <= MAX_STEP:
         raise FormatError(f"step must be between 0 and 2**53, got {step}", path=path, key=key)
     return step
@@ -403,6 +409,9 @@ def parse_golden(doc: Any, *, path: object = None, key: GoldenKey | None = None)
     if _looks_like_inference(doc):
         raise NotATrainingGolden("not a training golden: an inference golden keyed by request id",
                                  path=path)
+    if len(doc) > MAX_METRICS:
+        raise FormatError(f"{len(doc):,} entries, more than the {MAX_METRICS:,} metrics a golden may hold "
+                          "(Megatron's hold a handful); refused", path=path)
     metrics: dict[str, MetricSeries] = {}
     scalars: dict[str, float] = {}
     for name, raw in doc.items():

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .bounded import short
 from .errors import FormatError
 
 MODEL_CONFIG = "model_config.yaml"
@@ -66,20 +67,13 @@ def find_model_config(folder: Path) -> Path | None:
 def read_megatron_case(path: Path) -> MegatronCase:
     """Read a model_config.yaml as Megatron's CI does; a setting Megatron's test itself errors on
     (METRICS null or not a list) is a FormatError naming it — Megatron's job fails there too."""
-    import yaml
+    from .bounded import yaml_document
 
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise FormatError(f"cannot read: {exc}", path=path) from None
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        doc = yaml.load(text, Loader=loader)
-        node = yaml.compose(text, Loader=loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise FormatError(f"invalid YAML{where}: {getattr(exc, 'problem', None) or exc}", path=path) from None
+    doc, node = yaml_document(text, path)
     if not isinstance(doc, dict):
         raise FormatError("expected a mapping at the top level (Megatron's test indexes it)", path=path)
     return megatron_case(doc, node, str(path))
@@ -127,7 +121,7 @@ def megatron_case(doc: dict[str, Any], node: Any, config: str) -> MegatronCase:
                          f"{name} ({flag}; CI compares the text to \"1\")")
     iters_key = "--exit-interval" if test_type == "release" else "--train-iters"
     iters_text = yq_text(node, "MODEL_ARGS", iters_key, default="100")
-    train_iters = int(iters_text) if iters_text.isdigit() else None
+    train_iters = int(iters_text) if iters_text.isascii() and iters_text.isdigit() and len(iters_text) <= 18 else None
     return MegatronCase(config=config, pipelines=pipelines, metrics=metrics, allow_nondeterministic=allow,
                         train_iters=train_iters, test_type=test_type, mode=mode, metrics_origin=metrics_origin,
                         regime_origin=regime_origin, pipeline_origin=pipeline_origin, unsupported=unsupported,
@@ -149,12 +143,12 @@ def _metrics(doc: dict[str, Any], config: str, name: str, *, inference: bool) ->
         return (), f"metrics: none (METRICS is {'null' if raw is None else '[]'} in {name}: nothing is checked)"
     if not isinstance(raw, list):
         raise FormatError(f"METRICS must be a list of metric names, got {type(raw).__name__}", path=config)
-    odd = next((m for m in raw if not isinstance(m, str)), None)
-    if odd is not None and not inference:
-        raise FormatError(f"METRICS holds {odd!r}, not a metric name: Megatron's test has no threshold for it "
+    odd = [m for m in raw if not isinstance(m, str)][:1]
+    if odd and not inference:
+        raise FormatError(f"METRICS holds {short(odd[0])}, not a metric name: Megatron's test has no threshold for it "
                           f"(KeyError, the test fails)", path=config)
     names = tuple(dict.fromkeys(m for m in raw if isinstance(m, str)))  # inference: other entries match nothing
-    return names, f"metrics: METRICS {raw} in {name}"
+    return names, f"metrics: METRICS {short(raw)} in {name}"
 
 
 def yq_text(node: Any, *keys: str, default: str | None = None) -> str:

@@ -17,6 +17,7 @@ import html
 import math
 import re
 
+from goldens import sanitize
 from goldens.result import MetricVerdict, derived_precision, full_precision
 
 # Characters that can start emphasis, code, links, HTML or a table cell wherever they appear.
@@ -86,12 +87,13 @@ def percent(x: float | None) -> str:
 
 
 def md(text: object) -> str:
-    """Input-derived text made inert in GitHub Markdown (tables, HTML, emphasis, links)."""
-    flat = " ".join(str(text).split())
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", flat)
+    """Input-derived text made inert in GitHub Markdown (tables, HTML, emphasis, links, escape
+    sequences, workflow commands, ``@mentions``)."""
+    flat = " ".join(sanitize.line(text).split())
+    return sanitize.unmention(_MARKDOWN_SPECIAL.sub(r"\\\1", flat))
 
 
 def md_html(text: object) -> str:
     """Input-derived text inside a raw-HTML line of Markdown (``<summary>``): Markdown escapes
     are not processed there, so HTML-escape instead."""
-    return html.escape(" ".join(str(text).split()))
+    return sanitize.unmention(html.escape(" ".join(sanitize.line(text).split())))

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from goldens.bounded import short
 from goldens.errors import FormatError, RunError
 
 MODEL_CONFIG_FILE = "model_config.yaml"
@@ -146,14 +147,15 @@ class _Bad(ValueError):
 
 def _as_int(value: Any) -> int:
     if isinstance(value, bool):
-        raise _Bad(f"expected an integer, got {value!r}")
+        raise _Bad(f"expected an integer, got {short(value)}")
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    digits = value.strip().lstrip("-") if isinstance(value, str) else ""
+    if digits.isascii() and digits.isdigit() and len(digits) <= 18:  # "²" is a digit to str.isdigit, not to int
         return int(value)
-    raise _Bad(f"expected an integer, got {value!r}")
+    raise _Bad(f"expected an integer, got {short(value)}")
 
 
 def _as_float(value: Any) -> float:

@@ -18,10 +18,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(message: str, code: int = EXIT_INPUT) -> "typer.Exit":
-    """Print a one-line error and return the Exit to raise."""
-    first_line = " ".join(str(message).split("\n")[0].split()) or "error"
+    """Print a one-line error and return the Exit to raise (escapes, controls and workflow
+    commands taken out: a message may quote a name from a hostile file or server)."""
+    from ..sanitize import line
+
+    first_line = " ".join(line(str(message).split("\n")[0]).split()) or "error"
     print(f"error: {first_line}", file=sys.stderr)
     return typer.Exit(code)
+
+
+def say(message: object = "", err: bool = False) -> None:
+    """``typer.echo`` for text that may hold names from files, servers or approvers: no escape
+    sequence, control character or workflow command reaches the terminal or the CI log."""
+    from ..sanitize import text
+
+    typer.echo(text(message), err=err)
 
 
 def handles_errors(func: F) -> F:

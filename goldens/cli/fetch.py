@@ -5,13 +5,13 @@ so ``golden --help`` stays light.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from .common import handles_errors
+from ..sanitize import line
+from .common import handles_errors, say
 from .options import out_option
 
 
@@ -43,11 +43,11 @@ def fetch(
     from ..fetch import fetch as run_fetch
 
     fetched = run_fetch(source, run_id, out, repo=repo, project=project, api_url=api_url, only_failing=only_failing)
-    for note in fetched.notes:
-        print(note, file=sys.stderr)
+    for note in fetched.notes:  # names from the CI API: one line each, never a workflow command
+        say(line(note), err=True)
     for path in fetched.files:
-        print(f"wrote {path}", file=sys.stderr)
+        say(line(f"wrote {path}"), err=True)
     if fetched.files:
-        print(f"fetched {len(fetched.files)} golden file(s) of {fetched.folders} test(s) into {out}")
+        say(line(f"fetched {len(fetched.files)} golden file(s) of {fetched.folders} test(s) into {out}"))
     else:
-        print(f"no golden values found; {out} left as it was")
+        say(line(f"no golden values found; {out} left as it was"))

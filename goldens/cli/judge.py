@@ -131,13 +131,18 @@ def _rows(bulk: Any) -> list[tuple[str, str, str, str, str]]:
 def emit_table(bulk: Any) -> None:
     """A table on a terminal (wrapped to its width); in a log or pipe (CI), one plain line per target —
     a boxed table of a whole tree there made lines of 1,300 characters."""
-    from rich.markup import escape
+    from rich.markup import escape as markup_escape
     from rich.table import Table
+
+    from ..sanitize import line as one_line
+
+    def escape(text: object) -> str:  # names from files: no rich markup, no terminal escape, one line
+        return markup_escape(one_line(text))
 
     out = console()
     if not writes_to_terminal():
         for case, target, verdict, _, why in _rows(bulk):
-            print("\t".join((verdict.upper(), case, target, why)).rstrip())
+            print("\t".join(one_line(x) for x in (verdict.upper(), case, target, why)).rstrip())
     else:
         table = Table(title="golden judge", title_justify="left")
         for column in ("case", "target", "verdict", "why"):
@@ -145,6 +150,6 @@ def emit_table(bulk: Any) -> None:
         for case, target, verdict, style, why in _rows(bulk):
             table.add_row(escape(case), escape(target), f"[{style}]{escape(verdict)}[/]", escape(why))
         out.print(table)
-    for line in preexisting_lines(bulk):
-        out.print("[yellow]" + escape(line) + "[/]")
+    for text in preexisting_lines(bulk):
+        out.print("[yellow]" + escape(text) + "[/]")
     out.print(("[green]" if bulk.passed else "[bold red]") + escape(summary_line(bulk)) + "[/]")

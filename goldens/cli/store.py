@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from ..errors import EXIT_DIFFERENCE, EXIT_INPUT, EXIT_PASS
-from .common import echo_json, fail, handles_errors
+from .common import echo_json, fail, handles_errors, say
 from .options import AllowCiOpt, ApproverOpt, DialectOpt, JsonOpt, StoreOpt, open_store, store_line
 
 if TYPE_CHECKING:
@@ -56,10 +56,10 @@ def validate(
         echo_json(summary.to_json())
     else:
         for report in summary.reports:
-            typer.echo(f"{report.status.upper():8} {report.path}")
+            say(f"{report.status.upper():8} {report.path}")
             for finding in report.findings:
-                typer.echo(f"         {finding.severity}: {finding.message}")
-        typer.echo(f"{len(summary.reports)} files: {summary.count(OK)} ok, {summary.count(WARNING)} warning, "
+                say(f"         {finding.severity}: {finding.message}")
+        say(f"{len(summary.reports)} files: {summary.count(OK)} ok, {summary.count(WARNING)} warning, "
                    f"{summary.count(ERROR)} error")
     worst = summary.worst
     failed = worst == ERROR or (strict and worst == WARNING)
@@ -158,21 +158,21 @@ def show(
             for key, golden, names, scalars in shown],
             "unreadable": [{"file": k.filename(), "error": str(e)} for k, e in broken.items()]})
         return
-    typer.echo(f"{case} — {origin}")
+    say(f"{case} — {origin}")
     for key, error in broken.items():
-        typer.echo(f"{key.filename()}: unreadable: {getattr(error, 'reason', error)}")
+        say(f"{key.filename()}: unreadable: {getattr(error, 'reason', error)}")
     for key, golden, names, scalars in shown:
-        typer.echo("")
-        typer.echo(f"{key.filename()}  (env {key.env}, platform {key.platform}, phase {key.phase}; "
+        say("")
+        say(f"{key.filename()}  (env {key.env}, platform {key.platform}, phase {key.phase}; "
                    f"fingerprint {fingerprints.get(key.filename()) or '-'})")
         for name in names:
             s = golden.metrics[name]
-            typer.echo(f"  {name}: {len(s)} steps, start_step {s.start_step}, end_step {s.end_step}, "
+            say(f"  {name}: {len(s)} steps, start_step {s.start_step}, end_step {s.end_step}, "
                        f"step_interval {s.step_interval}")
         for line in _table(golden, names) if names else ():
-            typer.echo(f"  {line}")
+            say(f"  {line}")
         for name, value in scalars.items():
-            typer.echo(f"  {name} = {value!r}")
+            say(f"  {name} = {value!r}")
 
 
 # ---------------------------------------------------------------- history
@@ -224,22 +224,22 @@ def history(
     if not versions:
         hint = (f"`golden adopt {case}` records them as v1" if golden_store.backend_name == "ledger"
                 else "no commit has changed them in this repository")
-        typer.echo(f"{case}: no history yet (plain files only; {hint})")
+        say(f"{case}: no history yet (plain files only; {hint})")
         return
     for version in versions:
-        typer.echo(_version_line(version))
+        say(_version_line(version))
         if version.reason:
-            typer.echo(f"    reason: {version.reason}")
+            say(f"    reason: {version.reason}")
         for note in version.notes:
-            typer.echo(f"    note: {note}")
+            say(f"    note: {note}")
         selection = recorded_selection(version.provenance)
         for filename, record in version.files.items():
             before = record.previous_hash[:12] if record.previous_hash else "(new)"
             after = record.hash[:12] if record.hash else "(removed)"
             took = f"  {took_and_kept(*selection[filename])}" if filename in selection else ""
-            typer.echo(f"    {filename}  {before} → {after}{took}")
+            say(f"    {filename}  {before} → {after}{took}")
             for name, change in (record.summary or {}).items():
-                typer.echo(f"        {name}: {_change_text(change)}")
+                say(f"        {name}: {_change_text(change)}")
 
 
 # ---------------------------------------------------------------- fsck / adopt / migrate
@@ -270,19 +270,19 @@ def fsck(
 
     golden_store = open_store(store, dialect)
     if in_ci() and not no_repair:
-        typer.echo("CI is set: reporting only, nothing repaired (CI never writes to the golden store)", err=True)
+        say("CI is set: reporting only, nothing repaired (CI never writes to the golden store)", err=True)
     problems = golden_store.fsck(repair=not no_repair, cases=cases or None)
     remaining = [p for p in problems if not p.repaired and p.severity == "error"]
     if as_json:
         echo_json({"store": golden_store.describe(), "problems": [p.to_json() for p in problems],
                    "errors": len(remaining)})
     else:
-        typer.echo(store_line(golden_store))
+        say(store_line(golden_store))
         for problem in problems:
-            typer.echo(_problem_line(problem))
+            say(_problem_line(problem))
         checked = len(cases) if cases else len(golden_store.cases())
         notes = sum(p.severity == "note" for p in problems)
-        typer.echo(f"fsck: {checked} cases, {len(problems) - notes} problems "
+        say(f"fsck: {checked} cases, {len(problems) - notes} problems "
                    f"({sum(p.repaired for p in problems)} repaired, {len(remaining)} errors left)"
                    + (f", {notes} notes" if notes else ""))
     raise typer.Exit(EXIT_DIFFERENCE if remaining else EXIT_PASS)
@@ -310,10 +310,10 @@ def adopt(
     report = golden_store.adopt_all(None if every else cases, approver=approver, reason=reason,
                                     skip_empty=every, allow_ci=allow_ci)
     for case, version in report.adopted:
-        typer.echo(f"{case}: recorded {version.label} ({len(version.files)} files)")
+        say(f"{case}: recorded {version.label} ({len(version.files)} files)")
     for case, why in report.skipped:
-        typer.echo(f"{case}: skipped: {why}")
-    typer.echo(f"adopted {len(report.adopted)} cases, skipped {len(report.skipped)}")
+        say(f"{case}: skipped: {why}")
+    say(f"adopted {len(report.adopted)} cases, skipped {len(report.skipped)}")
 
 
 @handles_errors
@@ -326,7 +326,7 @@ def migrate(store: StoreOpt = None, allow_ci: AllowCiOpt = False) -> None:
     golden_store = open_store(store)
     for done in migrate_to_git(golden_store, allow_ci=allow_ci):
         recorded = ", ".join(f"{name} (from ledger v{number})" for name, number in done.recorded) or "none"
-        typer.echo(f"{done.case}: records for {recorded}; removed {len(done.removed)} ledger files")
+        say(f"{done.case}: records for {recorded}; removed {len(done.removed)} ledger files")
         for name in done.unattributed:
-            typer.echo(f"{done.case}: {name} matches no ledger entry: no record (unattributed)")
-    typer.echo(store_line(open_store(store)))
+            say(f"{done.case}: {name} matches no ledger entry: no record (unattributed)")
+    say(store_line(open_store(store)))

@@ -54,7 +54,7 @@ def fetch(source: str, run_id: int, out: Path, *, repo: str | None = None, proje
         from .github import connect, fetch_run
 
         where = connect(repo, api_url, env)
-        with Staging(out) as staging:
+        with Staging(out, where.api.limits) as staging:
             notes = fetch_run(where, run_id, staging, only_failing=only_failing)
             files = staging.commit()
     else:
@@ -63,7 +63,7 @@ def fetch(source: str, run_id: int, out: Path, *, repo: str | None = None, proje
         from .gitlab import connect as connect_gitlab, fetch_pipeline
 
         place = connect_gitlab(project, api_url, env)
-        with Staging(out) as staging:
+        with Staging(out, place.api.limits) as staging:
             notes = fetch_pipeline(place, run_id, staging, only_failing=only_failing)
             files = staging.commit()
     return Fetched(out, tuple(files), tuple(notes))

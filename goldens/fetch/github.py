@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Mapping
 
-from .http import Api, FetchError, check_base_url, typed
+from .http import Api, FetchError, Limits, check_base_url, typed
 from .land import Archive, Staging, safe_part
 
 DEFAULT_API = "https://api.github.com"
@@ -62,7 +62,7 @@ def connect(repo: str | None, api_url: str | None, env: Mapping[str, str] = os.e
     hints = {401: f"${variable} was refused", 403: f"the token in ${variable} may lack actions:read",
              404: f"no such run in {repo}, or the token in ${variable} cannot see it",
              410: "the artifact expired"}
-    return GitHub(Api("GitHub", base, headers, hints=hints), f"{owner}/{name}")
+    return GitHub(Api("GitHub", base, headers, hints=hints, limits=Limits.from_env(env)), f"{owner}/{name}")
 
 
 def workflow_jobs(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -170,7 +170,7 @@ def fetch_run(github: GitHub, run_id: int, staging: Staging, *, only_failing: bo
         folder = PurePosixPath(safe_part(pick.model, "model folder", source), safe_part(pick.test, "test name", source))
         archive_path = staging.scratch(f"{pick.artifact.get('id')}.zip")
         api.download(f"{base}/artifacts/{pick.artifact['id']}/zip", archive_path)
-        with Archive(archive_path, source) as archive:
+        with Archive(archive_path, source, api.limits) as archive:
             found = [n for n in archive.names if "/" not in n and fnmatch.fnmatchcase(n, GOLDEN_GLOB)]
             for member in found:
                 staging.add(folder / safe_part(member, "file name", source), archive.read(member),

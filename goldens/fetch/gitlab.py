@@ -26,13 +26,13 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Mapping
 
-from .http import Api, FetchError, check_base_url, typed
+from .http import Api, FetchError, Limits, check_base_url, typed
 from .land import Archive, Staging, safe_part
 
 DEFAULT_API = "https://gitlab.com/api/v4"
 PRIVATE_TOKEN_VARIABLES = ("GITLAB_TOKEN", "RO_API_TOKEN")  # RO_API_TOKEN: Megatron's name
 BRIDGE_PREFIX, ENV_PREFIX = "functional", "functional:run_"
-_ITERATION = re.compile(r"^results/iteration=(\d+)/([^/]+)/")
+_ITERATION = re.compile(r"^results/iteration=(\d{1,18})/([^/]+)/")  # more digits: no iteration of a real run
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def connect(project: str | None, api_url: str | None, env: Mapping[str, str] = o
     hints = {401: f"${variable} was refused", 403: f"the token in ${variable} may lack read_api or access to the project",
              404: f"no such pipeline or job in project {project}, or the token in ${variable} cannot see it"}
     api = Api("GitLab", base, {header: env[variable], "Accept": "application/json",
-                               "User-Agent": "golden-toolkit-fetch"}, hints=hints)
+                               "User-Agent": "golden-toolkit-fetch"}, hints=hints, limits=Limits.from_env(env))
     return GitLab(api, urllib.parse.quote(project, safe=""))
 
 
@@ -137,7 +137,7 @@ def fetch_pipeline(gitlab: GitLab, pipeline_id: int, staging: Staging, *, only_f
                     raise
                 notes.append(f"{source}: no artifacts")
                 continue
-            with Archive(archive_path, source) as archive:
+            with Archive(archive_path, source, api.limits) as archive:
                 members = golden_members(archive.names, job["name"], environment)
                 if members is None:
                     notes.append(f"{source}: no results/iteration=* folder in its artifacts")

@@ -3,22 +3,27 @@ candidates folder, and moved into place only when the whole fetch succeeded.
 
 An archive is refused whole when any member's path could escape the folder it is unpacked into
 (absolute, a drive, '..', a NUL): zip-slip. Members are read by name, never extracted, and a
-member larger than ``MAX_MEMBER_BYTES`` is refused (a golden file is kilobytes).
+member larger than ``Limits.member_bytes`` is refused (a golden file is kilobytes), and so is a
+fetch that would land more than ``Limits.landed_bytes`` in all.
 """
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import struct
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
+from ..bounded import cut, short
 from ..case import check_name
 from ..errors import StoreError
-from .http import FetchError
+from .http import FetchError, Limits
 
-MAX_MEMBER_BYTES = 64 << 20
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, RuntimeError, NotImplementedError,
+               EOFError, zlib.error, struct.error, UnicodeDecodeError, IndexError, KeyError, OverflowError)
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
@@ -30,33 +35,50 @@ def hostile_member(name: str) -> bool:
 
 
 class Archive:
-    """A downloaded zip, checked whole before anything is read from it."""
+    """A downloaded zip, checked whole before anything is read from it: at most ``Limits.members``
+    entries, none of them a path that could escape; a member is read up to ``Limits.member_bytes``
+    (whatever its header declares) and any damage — encryption, an unknown compression method,
+    corrupt data — is one ``FetchError`` line."""
 
-    def __init__(self, path: Path, source: str):
+    def __init__(self, path: Path, source: str, limits: Limits | None = None):
         self.source = source
+        self.limits = limits or Limits()
         try:
             self.zip = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise FetchError(f"{source}: not a readable zip archive ({exc})") from None
-        for info in self.zip.infolist():
+        except _ZIP_ERRORS as exc:
+            raise FetchError(f"{source}: not a readable zip archive ({type(exc).__name__})") from None
+        infos = self.zip.infolist()
+        if len(infos) > self.limits.members:
+            self.zip.close()
+            raise FetchError(f"{source}: the zip holds {len(infos):,} entries, more than the {self.limits.members:,} "
+                             "allowed (GOLDEN_FETCH_MEMBERS); nothing written")
+        for info in infos:
             if hostile_member(info.filename):
                 self.zip.close()
-                raise FetchError(f"{source}: unsafe path {info.filename!r} inside the zip (zip-slip); nothing written")
-        self.names = [i.filename for i in self.zip.infolist() if not i.is_dir()]
+                raise FetchError(f"{source}: unsafe path {short(info.filename)} inside the zip (zip-slip); "
+                                 "nothing written")
+        self.names = [i.filename for i in infos if not i.is_dir()]
 
     def read(self, name: str) -> bytes:
         info = self.zip.getinfo(name)
-        if info.file_size > MAX_MEMBER_BYTES:
-            raise FetchError(f"{self.source}: {name} is {info.file_size:,} bytes, more than a golden file can be")
+        limit = self.limits.member_bytes
+        if info.file_size > limit:
+            raise FetchError(f"{self.source}: {short(name)} is {info.file_size:,} bytes, more than a golden file "
+                             f"can be ({limit:,}, GOLDEN_FETCH_MEMBER_BYTES)")
         try:
-            return self.zip.read(info)
-        except (zipfile.BadZipFile, OSError, ValueError) as exc:  # CRC mismatch, truncated data, bad method
-            raise FetchError(f"{self.source}: {name} cannot be read from the zip ({exc})") from None
+            with self.zip.open(info) as member:
+                data = member.read(limit + 1)
+        except _ZIP_ERRORS as exc:  # CRC mismatch, truncated data, encrypted, an unknown method, bad deflate
+            raise FetchError(f"{self.source}: {short(name)} cannot be read from the zip "
+                             f"({type(exc).__name__}: {cut(str(exc), 120)})") from None
+        if len(data) > limit:
+            raise FetchError(f"{self.source}: {short(name)} holds more than the {limit:,} bytes a golden file can be")
+        return data
 
     def close(self) -> None:
         self.zip.close()
 
-    def __enter__(self) -> "Archive":
+    def __enter__(self) -> Archive:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -76,8 +98,10 @@ class Staging:
     """Files of one fetch, written under a temporary folder beside ``out`` and moved into place by
     ``commit``; anything that goes wrong before leaves ``out`` as it was."""
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, limits: Limits | None = None):
         self.out = out
+        self.limits = limits or Limits()
+        self.landed = 0
         if out.exists() and not out.is_dir():
             raise FetchError(f"{out} exists and is not a folder")
         self.made = [p for p in reversed(out.parents) if not p.exists()]  # removed again unless committed
@@ -98,6 +122,10 @@ class Staging:
     def add(self, relative: PurePosixPath, data: bytes, source: str) -> None:
         if relative in self.files:
             raise FetchError(f"{source} and {self.files[relative]} both hold {relative}; nothing written")
+        self.landed += len(data)
+        if self.landed > self.limits.landed_bytes:
+            raise FetchError(f"{source}: the fetch would land more than {self.limits.landed_bytes:,} bytes of golden "
+                             "files (GOLDEN_FETCH_LANDED_BYTES); nothing written")
         target = self.root / "tree" / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
@@ -140,7 +168,7 @@ class Staging:
                 except OSError:
                     break
 
-    def __enter__(self) -> "Staging":
+    def __enter__(self) -> Staging:
         return self
 
     def __exit__(self, *exc: object) -> None:

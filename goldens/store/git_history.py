@@ -345,9 +345,6 @@ class GitHistory:
             path, why = unsafe[0]
             raise StoreError(f"refusing to use {path}: it {why}; nothing written, run golden fsck")
         make_folder(self.store_dir)
-        ignore = self.store_dir / ".gitignore"
-        if not ignore.exists():
-            atomic_write_bytes(ignore, b"*\n")  # the lock and the journal are never committed
         lock = FileLock(str(self.store_dir / LOCK_FILE), timeout=self.lock_timeout)
         try:
             lock.acquire()
@@ -355,6 +352,11 @@ class GitHistory:
             raise StoreError(f"another writer holds the lock {self.store_dir / LOCK_FILE} "
                              f"(waited {self.lock_timeout:g} s)") from None
         try:
+            # only under the lock: a holder's recovery removes temp files here, a half-written
+            # .gitignore of a writer still waiting for the lock among them
+            ignore = self.store_dir / ".gitignore"
+            if not ignore.exists():
+                atomic_write_bytes(ignore, b"*\n")  # the lock and the journal are never committed
             yield
         finally:
             lock.release()
