@@ -21,7 +21,7 @@ _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u2
 _BREAK = "\u2060"  # word joiner: invisible, and not a character any of the rules above removes
 _WORKFLOW = re.compile(r":(?=:)")  # every colon followed by a colon: ':::' has two pairs
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]<>()#+!|~&])")
-_MENTION = re.compile(r"@(?=[A-Za-z0-9])")
+_MENTION = re.compile(r"@(?=\w)")  # any word character: broken whether or not a host would link it
 
 
 def text(value: object) -> str:

@@ -509,9 +509,10 @@ def test_judge_markdown_escapes_finding_paths(tmp_path):
     weird.write_text(json.dumps(doc))
     out = invoke("judge", str(tmp_path / "cand"), "--store", str(tmp_path / "store"), "--format", "md")
     assert out.exit_code == 1, out.output
-    finding = next(l for l in out.stdout.splitlines() if l.startswith("- **"))
-    assert "``" in finding and "@admin" in finding and "](http" in finding  # inside a code span: inert
-    assert finding.count("``") == 2
+    finding = next(l for l in out.stdout.splitlines() if l.startswith("| no-case"))  # the findings table
+    assert "\\[link\\](http" in finding and "[link](" not in finding  # brackets escaped: no link
+    assert "@admin" not in finding and "admin" in finding  # the mention is broken, the name kept
+    assert finding.count(" | ") == 3  # the backquote and brackets never split or open a cell
 
 
 # ---------------------------------------------------------------- 6. the approve race
