@@ -57,6 +57,28 @@ def effective_policy(policy: MetricPolicy, exact_regime: bool) -> MetricPolicy:
     return policy
 
 
+def comparison_decimals(policy: MetricPolicy, golden: MetricSeries | None) -> int | None:
+    """The decimals both sides are rounded to before they are compared (None: compared as they are).
+    Megatron PR #7087: approximate checks round; an exact check rounds only a legacy golden block,
+    one not marked ``"value_precision": "full"``."""
+    if policy.round_decimals is None:
+        return None
+    if policy.mode == "exact" and golden is not None and golden.precision == "full":
+        return None
+    return policy.round_decimals
+
+
+def _round_each(values: np.ndarray, decimals: int) -> np.ndarray:
+    """Python's ``round(x, decimals)`` of each value (numpy's round differs from it at some halves)."""
+    return np.array([round(v, decimals) for v in values.tolist()], dtype=np.float64)
+
+
+def rounded(al: Aligned, decimals: int) -> Aligned:
+    """Both sides of an alignment rounded as Megatron's comparator rounds them."""
+    return Aligned(al.step, _round_each(al.golden, decimals), _round_each(al.actual, decimals),
+                   al.golden_row, al.actual_row)
+
+
 _DERIVED: dict[tuple[int, str], tuple[MetricPolicy, Any]] = {}
 
 
@@ -94,7 +116,9 @@ def compare_metric(name: str, golden: MetricSeries | None, actual: MetricSeries 
         text += f" [{ctx.exact_reason}]" if upgraded or effective.mode == "exact" else ""
         rule = Rule(effective.mode, _derived(effective, "params", effective.params),
                     f"{text} — {origin}" if origin else text)
-    outcome = MODES[effective.mode].evaluate(al, effective, ctx)
+    decimals = None if policy is None else comparison_decimals(effective, golden)
+    judged = al if decimals is None else rounded(al, decimals)
+    outcome = MODES[effective.mode].evaluate(judged, effective, ctx)
     if history is not None and policy is not None and uses_history(effective) and ctx.same_platform \
             and outcome.judged and outcome.actual_value is not None:
         outcome, rule = judge_by_history(name, al, effective, ctx, outcome, rule, history, origin)
