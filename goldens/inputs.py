@@ -328,10 +328,11 @@ def case_metrics(store: Any, case: str | None) -> tuple[Any, str | None]:
 
 
 def load_policies(policy: str | None, *, case_policy: Any = None, case_source: str | None = None,
-                  megatron_case: MegatronCase | None = None) -> PolicySet:
+                  megatron_case: MegatronCase | None = None, generation: Any = None) -> PolicySet:
     """``--policy`` is a preset name or a YAML/JSON policy file; a Megatron case's model_config.yaml
     decides for a preset that follows it (megatron), case.yaml's ``metrics`` overlays that and the
-    file overlays all."""
+    file overlays all. ``generation``: the tree's generation of Megatron's conventions
+    (``goldens.megatron.Detection``), for a preset that follows model_config.yaml."""
     document = None
     preset_name = None
     source = "policy file"
@@ -347,7 +348,8 @@ def load_policies(policy: str | None, *, case_policy: Any = None, case_source: s
             raise PolicyError(str(exc)) from None
         source = str(path)
     return build_policies(preset_name=preset_name, case_metrics=case_policy, case_source=case_source or "case.yaml",
-                          document=document, document_source=source, megatron_case=megatron_case)
+                          document=document, document_source=source, megatron_case=megatron_case,
+                          generation=generation)
 
 
 # ---------------------------------------------------------------- candidates in bulk

@@ -105,8 +105,9 @@ def newest_marking() -> Generation:
     return next(row for row in reversed(GENERATIONS) if row.marker is not None)
 
 
-def detect_generation(root: str | Path, choice: str | None = None) -> Detection:
-    """The generation the tree at ``root`` follows (see the module docstring for the precedence)."""
+def detect_generation(root: str | Path, choice: str | None = None, *, goldens: str | Path | None = None) -> Detection:
+    """The generation the tree at ``root`` follows (see the module docstring for the precedence);
+    ``goldens``: where to look for marked goldens, if not the whole tree (a case folder)."""
     chosen = choice or os.environ.get(GENERATION_ENV) or None
     files = comparator_files(Path(root))
     row, how = recognise(files) if files else (None, "")
@@ -116,7 +117,7 @@ def detect_generation(root: str | Path, choice: str | None = None) -> Detection:
         return Detection(generation(chosen), f"set explicitly ({source})", warning)
     if row is not None:
         return Detection(row, f"detected: {how}")
-    marked = marked_golden(Path(root))
+    marked = marked_golden(Path(goldens if goldens is not None else root))
     if marked is not None:
         found = newest_marking()
         return Detection(found, f"detected: {marked.name} in {marked.parent.name} carries \"value_precision\" "
