@@ -135,3 +135,221 @@ def test_the_tree_decides_the_row_when_none_is_given(tmp_path):
     assert judge(tmp_path, APPROXIMATE, golden, golden_doc(0.0000149, loss_marked=True), None)["lm loss"] is True
     detection = GoldenStore(tmp_path / "test_cases").megatron_generation
     assert detection.generation.name == "pr7217" and "carries \"value_precision\"" in detection.why
+
+
+# ---------------------------------------------------------------- writing into a tree, row by row
+
+RUN_LOSS = {1: 10.929539680480957, 5: 10.5, 10: 9.123456789}
+
+
+def approve_into(tmp_path: Path, row: str, existing: dict | None = None) -> tuple[GoldenStore, Path]:
+    """A run's lm loss approved into a Megatron tree of generation ``row`` (through the store's write)."""
+    root = tmp_path / "test_cases"
+    goldens = {} if existing is None else {GOLDEN: existing}
+    folder = write_megatron_case(root, "gpt/case", DETERMINISTIC, goldens)
+    (folder / "golden_values_lts_dgx_a100.json").write_text(json.dumps(golden_doc(1.0, loss_marked=False)))
+    store = GoldenStore(root, generation=row)
+    metrics = dict(read_golden(folder / GOLDEN).metrics) if existing is not None else {}
+    metrics["lm loss"] = MetricSeries.from_mapping("lm loss", RUN_LOSS)  # as approve plans it: one metric taken
+    store.write("gpt/case", {GoldenKey("gpt/case", "dev", "dgx_h100"): GoldenSet(metrics)},
+                approver="ada", reason="new baseline")
+    return store, folder
+
+
+def test_legacy_row_writes_5_decimals_without_a_marker(tmp_path):
+    store, folder = approve_into(tmp_path, "legacy")
+    doc = json.loads((folder / GOLDEN).read_text())
+    assert doc["lm loss"]["values"] == {"1": 10.92954, "5": 10.5, "10": 9.12346}
+    assert "value_precision" not in doc["lm loss"]
+    assert store.dialect == "megatron" and store.megatron_generation.generation.name == "legacy"
+
+
+@pytest.mark.parametrize("row", ["pr7087", "pr7217"])
+def test_rows_since_7087_write_full_precision_with_the_marker_on_every_block_written(tmp_path, row):
+    before = (golden_doc(1.0, loss_marked=False))
+    _, folder = approve_into(tmp_path, row, before)
+    untouched = folder / "golden_values_lts_dgx_a100.json"
+    assert untouched.read_text() == json.dumps(golden_doc(1.0, loss_marked=False))  # byte-identical
+    written = read_golden(folder / GOLDEN)
+    loss = written.metrics["lm loss"]
+    assert loss.precision == "full"
+    assert loss.as_dict() == {s: float(np.float32(v)) for s, v in RUN_LOSS.items()}  # the float32 TB holds
+    assert loss.as_dict()[1] == 10.929539680480957
+    assert written.metrics["num-zeros"].precision is None  # a block the change did not touch: kept as it was
+
+
+def test_an_unchanged_block_keeps_its_exact_text_and_a_marked_file_survives_a_round_trip(tmp_path):
+    marked = golden_doc(0.5, loss_marked=True)
+    marked["lm loss"]["values"] = {str(s): float(np.float32(v)) for s, v in RUN_LOSS.items()}
+    _, folder = approve_into(tmp_path, "pr7217", marked)
+    assert json.loads((folder / GOLDEN).read_text()) == marked
+
+
+# ---------------------------------------------------------------- linting a change, row by row
+
+def git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                   env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
+                        "GIT_COMMITTER_EMAIL": "t@x", "HOME": str(cwd), "PATH": "/usr/bin:/bin"})
+
+
+def checkout(tmp_path: Path) -> Path:
+    """A git repository holding a Megatron tree: a deterministic, an approximate and an opted-out case,
+    each with a legacy (unmarked) golden, committed."""
+    repo = tmp_path / "repo"
+    root = repo / "tests" / "functional_tests" / "test_cases"
+    for name, config in (("det", DETERMINISTIC), ("approx", APPROXIMATE), ("skip", OPTED_OUT)):
+        write_megatron_case(root, f"gpt/{name}", config, {GOLDEN: golden_doc(1.0, loss_marked=False)})
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "goldens")
+    return root
+
+
+def changed_loss(root: Path, case: str, marked: bool) -> Path:
+    path = root / "gpt" / case / GOLDEN
+    doc = json.loads(path.read_text())
+    doc["lm loss"] = block({s: 2.0 for s in STEPS}, marked)
+    path.write_text(json.dumps(doc, indent=4))
+    return path
+
+
+def lint(root: Path, row: str, **kw) -> dict[str, tuple[str, list[str]]]:
+    reports, _ = lint_changed(cwd=root, generation=row, **kw)
+    return {Path(r.path).parent.name: (r.status, [f.message for f in r.findings]) for r in reports}
+
+
+def test_pr7217_rejects_a_changed_unmarked_block_of_a_deterministic_case_only(tmp_path):
+    root = checkout(tmp_path)
+    for case in ("det", "approx", "skip"):
+        changed_loss(root, case, marked=False)
+    found = lint(root, "pr7217")
+    assert found["det"][0] == ERROR and "'lm loss': changed block of a deterministic case without" in found["det"][1][0]
+    assert len(found["det"][1]) == 1  # num-zeros did not change: not asked for the marker
+    assert found["approx"] == (OK, []) and found["skip"] == (OK, [])
+    assert lint(root, "pr7217", allow_legacy_precision=True)["det"][0] == WARNING
+
+
+@pytest.mark.parametrize("row", ["legacy", "pr7087"])
+def test_rows_before_7217_accept_a_changed_unmarked_block(tmp_path, row):
+    root = checkout(tmp_path)
+    changed_loss(root, "det", marked=False)
+    assert lint(root, row)["det"] == (OK, [])
+
+
+@pytest.mark.parametrize("row", ["legacy", "pr7087", "pr7217"])
+def test_every_row_rejects_nan_or_infinity_in_a_changed_megatron_golden(tmp_path, row):
+    root = checkout(tmp_path)
+    path = changed_loss(root, "approx", marked=True)
+    path.write_text(path.read_text().replace('"5": 2.0', '"5": "nan"'))
+    status, messages = lint(root, row)["approx"]
+    assert status == ERROR and any("non-finite value at $['lm loss']['values']['5']" in m for m in messages)
+
+
+def test_the_tools_own_writes_pass_the_lint_and_a_pure_rename_is_not_linted(tmp_path):
+    root = checkout(tmp_path)
+    store = GoldenStore(root, generation="pr7217")
+    run = MetricSeries.from_mapping("lm loss", RUN_LOSS)
+    store.write("gpt/det", {GoldenKey("gpt/det", "dev", "dgx_h100"): GoldenSet({"lm loss": run})},
+                approver="ada", reason="new baseline")
+    assert lint(root, "pr7217") == {"det": (OK, [])}
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "approved")
+    git(root, "mv", "gpt/approx/" + GOLDEN, "gpt/approx/golden_values_dev_dgx_a100.json")
+    assert lint(root, "pr7217", base="HEAD") == {}
+
+
+def test_validate_changed_on_the_command_line(tmp_path, monkeypatch):
+    root = checkout(tmp_path)
+    changed_loss(root, "det", marked=False)
+    monkeypatch.chdir(root)
+    result = invoke("validate", "--changed", "--megatron-generation", "pr7217")
+    assert result.exit_code == 1
+    assert "Megatron generation pr7217 (PR #7217, 2026-09-10): set explicitly (--megatron-generation)" in result.output
+    assert result.output.rstrip().endswith("1 changed golden files: 0 ok, 0 warning, 1 error")
+    assert invoke("validate", "--changed", "--allow-legacy-precision", env={"GOLDEN_MEGATRON_GENERATION": "pr7217"}
+                  ).exit_code == 0
+    given = str(root / "gpt" / "approx" / GOLDEN)
+    assert invoke("validate", "--changed", given, "--megatron-generation", "pr7217").exit_code == 0
+    assert invoke("validate", "--changed", "--megatron-generation", "pr9999").exit_code == 2
+    assert invoke("validate", "--base", "HEAD").exit_code == 2
+
+
+# ---------------------------------------------------------------- detecting a tree's row
+
+def comparator_copy(tmp_path: Path, megatron_fixtures: Path) -> Path:
+    """A checkout whose comparator files are Megatron's at d98e8a64 (the fixtures' copies); its test_cases."""
+    repo = tmp_path / "checkout"
+    utils = repo / "tests" / "functional_tests" / "python_test_utils"
+    utils.mkdir(parents=True)
+    for rel in COMPARATOR_FILES:
+        source = megatron_fixtures / "python_test_utils" / Path(rel).name
+        if source.is_file():
+            shutil.copy(source, repo / rel)
+    root = repo / "tests" / "functional_tests" / "test_cases"
+    write_megatron_case(root, "gpt/case", DETERMINISTIC, {GOLDEN: golden_doc(1.0, loss_marked=False)})
+    return root
+
+
+def test_the_fixtures_comparator_is_the_legacy_row_by_digest(tmp_path, megatron_fixtures):
+    detection = detect_generation(megatron_fixtures / "test_cases")
+    assert detection.generation.name == "legacy" and "match its digests" in detection.why
+    assert detection.warning is None
+    assert detect_generation(comparator_copy(tmp_path, megatron_fixtures)).generation.name == "legacy"
+
+
+def test_a_comparator_the_table_does_not_know_is_said_once(tmp_path, megatron_fixtures):
+    root = comparator_copy(tmp_path, megatron_fixtures)
+    common = root.parent / "python_test_utils" / "common.py"
+    common.write_text(common.read_text() + "\n# a later change\n")
+    detection = detect_generation(root)
+    assert detection.warning.startswith(NEWER_COMPARATOR) and "common.py" in detection.warning
+    # judge: in the result's warnings; fsck: in its first lines
+    candidate = tmp_path / "ci" / GOLDEN
+    candidate.parent.mkdir()
+    candidate.write_text(json.dumps(golden_doc(1.0, loss_marked=False)))
+    judgement = workflow.judge_run(GoldenStore(root), inputs.load_run(str(candidate)), case="gpt/case",
+                                   policy="megatron", stage=False)
+    assert sum(NEWER_COMPARATOR in w for w in judgement.result.warnings) == 1
+    fsck = invoke("fsck", "--store", str(root), "--no-repair")
+    assert fsck.output.count(NEWER_COMPARATOR) == 1
+
+
+def test_comparator_markers_name_the_row(tmp_path, megatron_fixtures):
+    root = comparator_copy(tmp_path, megatron_fixtures)
+    common = root.parent / "python_test_utils" / "common.py"
+    common.write_text(common.read_text() + "\nPRECISION = 'value_precision'\n")
+    assert detect_generation(root).generation.name == "pr7087"
+    linter = root.parents[2] / "tools" / "check_golden_values.py"
+    linter.parent.mkdir()
+    linter.write_text("parser.add_argument('--allow-legacy-precision')\n")
+    found = detect_generation(root)
+    assert (found.generation.name, found.warning) == ("pr7217", None)
+
+
+def test_an_explicit_choice_wins_and_is_said_so(tmp_path, monkeypatch):
+    root = tmp_path / "test_cases"
+    write_megatron_case(root, "gpt/case", DETERMINISTIC, {GOLDEN: golden_doc(1.0, loss_marked=True)})
+    assert detect_generation(root).generation.name == "pr7217"
+    assert detect_generation(root, "legacy").why == "set explicitly (--megatron-generation)"
+    monkeypatch.setenv("GOLDEN_MEGATRON_GENERATION", "pr7087")
+    found = detect_generation(root)
+    assert (found.generation.name, found.why) == ("pr7087", "set explicitly ($GOLDEN_MEGATRON_GENERATION)")
+    monkeypatch.delenv("GOLDEN_MEGATRON_GENERATION")
+    unmarked = tmp_path / "plain"
+    write_megatron_case(unmarked, "gpt/case", DETERMINISTIC, {GOLDEN: golden_doc(1.0, loss_marked=False)})
+    assert detect_generation(unmarked).generation.name == "legacy"
+
+
+def test_fsck_and_approve_say_which_generation_and_why(tmp_path):
+    root = tmp_path / "test_cases"
+    write_megatron_case(root, "gpt/case", DETERMINISTIC, {GOLDEN: golden_doc(1.0, loss_marked=True)})
+    fsck = invoke("fsck", "--store", str(root), "--no-repair")
+    assert "Megatron generation pr7217 (detected: golden_values_dev_dgx_h100.json in case carries" in fsck.output
+    candidate = tmp_path / "ci" / GOLDEN
+    candidate.parent.mkdir()
+    candidate.write_text(json.dumps(golden_doc(2.0, loss_marked=True)))
+    approved = invoke("approve", str(candidate), "--store", str(root), "--case", "gpt/case", "--reason", "r",
+                      "--approver", "ada", "--megatron-generation", "pr7087")
+    assert approved.exit_code == 0, approved.output
+    assert "Megatron generation pr7087 (set explicitly (--megatron-generation))" in approved.output

@@ -20,6 +20,7 @@ from .generations import COMPARATOR_FILES, GENERATION_ENV, GENERATIONS, LEGACY, 
 NEWER_COMPARATOR = "this tree's comparator is newer than the rules the megatron preset follows"
 MAX_COMPARATOR_BYTES = 4 << 20  # a comparator file is a few kB; more is not one
 MARKER_BYTES = b'"value_precision"'
+_TEST_FOLDER = "tests/functional_tests/"
 _SEARCH_UP = 6  # test_cases → functional_tests → tests → checkout, and a little more
 
 
@@ -37,18 +38,20 @@ class Detection:
 
 
 def comparator_files(root: Path) -> dict[str, Path]:
-    """The comparator files of the nearest checkout at or above ``root`` (relative path → file); a
-    ``python_test_utils`` folder beside the store (a copy of Megatron's test folder) counts too."""
+    """The comparator files of the checkout at or above ``root`` (relative path → file): each where
+    the checkout has it, or beside the store as Megatron's test folder has it (``python_test_utils/``
+    and ``shell_test_utils/`` next to ``test_cases``); the nearest folder wins."""
     here = Path(root).resolve()
-    for folder in (here, *list(here.parents)[:_SEARCH_UP]):
-        found = {rel: folder / rel for rel in COMPARATOR_FILES if (folder / rel).is_file()}
-        if not found:
-            short = {rel: folder / "python_test_utils" / Path(rel).name for rel in COMPARATOR_FILES
-                     if "python_test_utils/" in rel}
-            found = {rel: path for rel, path in short.items() if path.is_file()}
-        if found:
-            return found
-    return {}
+    folders = (here, *list(here.parents)[:_SEARCH_UP])
+    found: dict[str, Path] = {}
+    for rel in COMPARATOR_FILES:
+        beside = rel.removeprefix(_TEST_FOLDER)
+        for folder in folders:
+            hit = next((p for p in (folder / rel, folder / beside) if p.is_file()), None)
+            if hit is not None:
+                found[rel] = hit
+                break
+    return found
 
 
 def _read(path: Path) -> bytes:
