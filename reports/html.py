@@ -47,6 +47,8 @@ class _MetricView:
     mean_rel_diff: str
     svg: Markup | None
     no_plot_reason: str
+    samples: tuple[tuple[str, ...], ...] = ()  # failing samples (Megatron PR #7321), as text
+    samples_caption: str = ""
 
 
 def _slug(index: int, *parts: object) -> str:
@@ -81,7 +83,9 @@ class _Plotter:
             worst_step="—" if m.worst_step is None else str(m.worst_step),
             golden=golden, actual=actual,
             delta=fmt.delta(m), delta_pct=fmt.percent(m.delta_pct), mean_rel_diff=fmt.signed(m.mean_rel_diff),
-            svg=svg, no_plot_reason=reason)
+            svg=svg, no_plot_reason=reason,
+            samples=tuple(fmt.sample_rows(m)),
+            samples_caption=fmt.samples_caption(m) if m.samples else "")
 
 
 def _plan(report: Report) -> set[int]:
@@ -132,7 +136,8 @@ def result_html(report: Report) -> str:
     plotter = _Plotter(_plan(report))
     cases = [_case_view(i, e, plotter, report.store) for i, e in enumerate(report.by_importance())]
     return _environment().get_template("result.html.j2").render(
-        title=headline(report, icon=False), headline=headline(report, icon=False), report=report, cases=cases, **_common())
+        title=headline(report, icon=False), headline=headline(report, icon=False), report=report, cases=cases,
+        sample_headers=fmt.SAMPLE_HEADERS, **_common())
 
 
 def changes_html(changes: GoldenChanges) -> str:

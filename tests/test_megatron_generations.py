@@ -353,3 +353,53 @@ def test_fsck_and_approve_say_which_generation_and_why(tmp_path):
                       "--approver", "ada", "--megatron-generation", "pr7087")
     assert approved.exit_code == 0, approved.output
     assert "Megatron generation pr7087 (set explicitly (--megatron-generation))" in approved.output
+
+
+# ---------------------------------------------------------------- explaining a failure (PR #7321)
+
+def judged_result(tmp_path: Path, config: str, golden: dict, actual: dict, row: str):
+    root = tmp_path / "test_cases"
+    write_megatron_case(root, "gpt/case", config, {GOLDEN: golden})
+    candidate = tmp_path / "ci" / GOLDEN
+    candidate.parent.mkdir(parents=True, exist_ok=True)
+    candidate.write_text(json.dumps(actual, indent=4))
+    return workflow.judge_run(GoldenStore(root, generation=row), inputs.load_run(str(candidate)),
+                              case="gpt/case", policy="megatron", stage=False).result
+
+
+def test_an_exact_failure_lists_each_sample_at_full_precision_in_every_format(tmp_path):
+    from reports.document import Report
+    from reports.html import result_html
+    from reports.markdown import result_markdown
+    from reports.terminal import result_lines
+
+    result = judged_result(tmp_path, DETERMINISTIC, golden_doc(0.5, loss_marked=True),
+                           golden_doc(ULP_ABOVE_HALF, loss_marked=True), "pr7217")
+    loss = next(m for m in result.metric_verdicts() if m.metric == "lm loss" and m.rule.mode == "exact")
+    assert [s.step for s in loss.samples] == [1, 5, 10] and loss.sample_decimals is None
+    sample = loss.samples[0]
+    assert (sample.golden, sample.actual, sample.tolerance) == (0.5, ULP_ABOVE_HALF, 0.0)
+    assert sample.abs_error == ULP_ABOVE_HALF - 0.5 and sample.rel_error == (ULP_ABOVE_HALF - 0.5) / 0.5
+    row = "step 1, golden 0.5, actual 0.5000000596046448, abs error 5.960464477539063e-08, " \
+          "rel error 1.1920928955078125e-07, tolerance 0"
+    assert any(row in line for line in result_lines(result))
+    report = Report.of(result)
+    markdown, page = result_markdown(report), result_html(report)
+    assert "| 1 | 0.5 | 0.5000000596046448 | 5.960464477539063e-08 | 1.1920928955078125e-07 | 0 |" in markdown
+    assert "<td class=\"num\">0.5000000596046448</td>" in page and "failing samples of &#39;lm loss&#39;" in page
+    again = type(result).from_json(json.loads(json.dumps(result.to_json())))
+    assert next(m for m in again.metric_verdicts() if m.metric == "lm loss").samples == loss.samples
+
+
+def test_a_rounded_failure_shows_five_decimals_and_an_undefined_relative_error_says_why(tmp_path):
+    from reports.terminal import result_lines
+
+    golden = golden_doc(0.00001, 0.0, loss_marked=True)
+    actual = golden_doc(0.0000151, 3.0, loss_marked=True)
+    result = judged_result(tmp_path, APPROXIMATE, golden, actual, "pr7217")
+    loss, zeros = (next(m for m in result.metric_verdicts() if m.metric == name) for name in ("lm loss", "num-zeros"))
+    assert loss.sample_decimals == 5 and loss.samples[0].actual == 0.00002  # compared as rounded
+    lines = "\n".join(result_lines(result))
+    assert "step 1, golden 0.00001, actual 0.00002, abs error 0.00001, rel error 1.00000, tolerance 0.00000" in lines
+    assert "values rounded to 5 decimals before comparing" in lines
+    assert zeros.samples[0].rel_error is None and "rel error undefined (golden is 0)" in lines
