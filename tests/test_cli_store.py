@@ -204,8 +204,8 @@ def test_help_does_not_import_torch_or_pandas():
 
 def test_validate_shared_megatron_test_cases(megatron_fixtures):
     result = run("validate", str(megatron_fixtures / "test_cases" / "bert"))
-    assert result.exit_code == 1  # bert_release* hold NaN inside their series
-    assert "41 files: 36 ok, 0 warning, 5 error" in result.output
+    assert result.exit_code == 0  # bert_release* hold "nan" inside their series: warnings (Megatron reads them)
+    assert "41 files: 36 ok, 5 warning, 0 error" in result.output
     doc = json.loads(run("validate", "--json", str(megatron_fixtures / "test_cases")).output)
     assert all(f["status"] in ("ok", "warning", "error") for f in doc["files"])
     assert all(f["findings"] for f in doc["files"] if f["status"] != "ok")

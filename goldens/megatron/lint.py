@@ -22,7 +22,7 @@ from typing import Any, Iterable
 from ..errors import FormatError, GoldenError, StoreError
 from ..formats import load_json_text
 from ..megatron_case import MODEL_CONFIG, REGULAR, read_megatron_case
-from ..validate import CASE_FILE, ERROR, FileReport, Finding, is_golden_name, validate_file
+from ..validate import CASE_DEFINITION_FILES, CASE_FILE, ERROR, FileReport, Finding, is_golden_name, validate_file
 from .detect import Detection, detect_generation
 
 _NONFINITE = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
@@ -175,13 +175,15 @@ def lint_file(changed: ChangedFile, detection: Detection, *, allow_legacy_precis
 def lint_changed(files: Iterable[str | Path] = (), *, base: str | None = None, cwd: Path | None = None,
                  generation: str | None = None, allow_legacy_precision: bool = False
                  ) -> tuple[list[FileReport], list[Detection]]:
-    """Every changed golden file linted by its tree's generation; the detections used (one per tree)."""
+    """Every changed golden file linted by its tree's generation (a case definition given among the files
+    is validated as ``golden validate`` does); the detections used (one per tree)."""
+    files = [Path(f) for f in files]
+    for path in files:
+        if not path.exists():
+            raise FormatError("no such file or directory", path=path)
     changed = changed_files(base, files, Path.cwd() if cwd is None else cwd)
-    for item in changed:
-        if not item.path.exists():
-            raise FormatError("no such file or directory", path=item.path)
     detections: dict[Path, Detection] = {}
-    reports = []
+    reports = [validate_file(p) for p in files if p.name in CASE_DEFINITION_FILES]
     for item in changed:
         root = _tree_root(item.path.resolve().parent)
         if root not in detections:
