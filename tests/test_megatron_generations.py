@@ -403,3 +403,30 @@ def test_a_rounded_failure_shows_five_decimals_and_an_undefined_relative_error_s
     assert "step 1, golden 0.00001, actual 0.00002, abs error 0.00001, rel error 1.00000, tolerance 0.00000" in lines
     assert "values rounded to 5 decimals before comparing" in lines
     assert zeros.samples[0].rel_error is None and "rel error undefined (golden is 0)" in lines
+
+
+# ---------------------------------------------------------------- the real sample
+
+def test_approve_takes_megatrons_own_golden_with_nan_mid_series(tmp_path, megatron_fixtures):
+    """bert_release's golden as Megatron's CI wrote it ("nan" where a step was not logged), approved
+    into a copy of its case: accepted; the blocks the change did not touch keep their "nan" as written."""
+    source = megatron_fixtures / "test_cases" / "bert" / "bert_release"
+    root = tmp_path / "test_cases"
+    shutil.copytree(source, root / "bert" / "bert_release")
+    for path in (root / "bert" / "bert_release").iterdir():
+        path.chmod(0o644)
+    (root / "bert" / "bert_release").chmod(0o755)
+    candidate = tmp_path / "ci" / "golden_values_dev_dgx_h100.json"
+    candidate.parent.mkdir()
+    doc = json.loads((source / "golden_values_dev_dgx_h100.json").read_text())
+    doc["lm loss"]["values"]["100"] = doc["lm loss"]["values"]["100"] + 0.5  # a change to approve
+    candidate.write_text(json.dumps(doc, indent=4))
+    assert any(v == "nan" for v in doc["iteration-time"]["values"].values())
+    approved = invoke("approve", str(candidate), "--store", str(root), "--case", "bert/bert_release",
+                      "--reason", "new baseline", "--approver", "ada")
+    assert approved.exit_code == 0, approved.output
+    written = read_golden(root / "bert" / "bert_release" / "golden_values_dev_dgx_h100.json")
+    assert written.metrics["lm loss"].as_dict()[100] == doc["lm loss"]["values"]["100"]
+    after = json.loads((root / "bert" / "bert_release" / "golden_values_dev_dgx_h100.json").read_text())
+    assert after["iteration-time"] == doc["iteration-time"]
+    assert "Megatron generation legacy" in approved.output
