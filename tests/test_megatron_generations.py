@@ -15,8 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from goldens import inputs, workflow
+from goldens.compare.engine import round_each
 from goldens.formats import read_golden
 from goldens.megatron import GENERATIONS, NEWER_COMPARATOR, detect_generation, generation
 from goldens.megatron.generations import CHECK_THRESHOLDS, COMPARATOR_FILES
@@ -430,3 +433,15 @@ def test_approve_takes_megatrons_own_golden_with_nan_mid_series(tmp_path, megatr
     after = json.loads((root / "bert" / "bert_release" / "golden_values_dev_dgx_h100.json").read_text())
     assert after["iteration-time"] == doc["iteration-time"]
     assert "Megatron generation legacy" in approved.output
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10**9, 10**9).map(lambda k: k / 10**6 + 5e-6)
+       | st.integers(-10**12, 10**12).map(lambda k: k * 5e-6), st.integers(0, 8))
+def test_vectorised_rounding_is_pythons_round(x, decimals):
+    """The engine rounds as Megatron's comparator does (Python's round), halves and their neighbours included."""
+    with np.errstate(over="ignore"):
+        values = [x, float(np.nextafter(x, np.inf)), float(np.nextafter(x, -np.inf))]
+    got = round_each(np.array(values), decimals)
+    want = [round(v, decimals) for v in values]
+    assert got.tobytes() == np.array(want).tobytes()
