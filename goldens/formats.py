@@ -22,6 +22,8 @@ from .model import Artifact, GoldenKey, GoldenSet, InferenceGolden, MetricSeries
 ARTIFACT_SCHEMA = "golden.artifact/1"
 ARTIFACT_STATUSES = ("complete", "incomplete", "failed")
 GRID_FIELDS = ("start_step", "end_step", "step_interval")
+PRECISION_FIELD = "value_precision"  # Megatron PR #7087: per metric block, "full" or absent (legacy 5 decimals)
+PRECISION_VALUES = ("full",)
 _FILENAME = re.compile(r"^golden_values_(?P<env>[A-Za-z0-9]+)_(?P<platform>[A-Za-z0-9_.-]+?)(?P<second>_2nd)?\.json$")
 _STEP_TEXT = re.compile(r"[0-9]+")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
@@ -93,7 +95,7 @@ class StepValues:
         return f"<values of {self.steps.size} steps>"
 
 
-_METRIC_FIELDS = frozenset({"values", "start_step", "end_step", "step_interval"})
+_METRIC_FIELDS = frozenset({"values", "start_step", "end_step", "step_interval", PRECISION_FIELD})
 
 
 def _golden_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -319,9 +321,13 @@ def parse_metric(name: str, raw: Any, *, path: object = None) -> MetricSeries:
                           path=path, key=name)
     if "values" not in raw:
         raise FormatError("metric object has no 'values'", path=path, key=name)
-    unknown = set(raw) - {"values", *GRID_FIELDS}
+    unknown = set(raw) - _METRIC_FIELDS
     if unknown:
         raise FormatError(f"unknown field(s) {sorted(unknown)} in metric object", path=path, key=name)
+    precision = raw.get(PRECISION_FIELD)
+    if PRECISION_FIELD in raw and precision not in PRECISION_VALUES:
+        raise FormatError(f"{PRECISION_FIELD} must be {' or '.join(map(repr, PRECISION_VALUES))} (or absent: legacy "
+                          f"5-decimal values), got {_shown(precision)}", path=path, key=f"{name}.{PRECISION_FIELD}")
     grid: dict[str, int | None] = {}
     for field in GRID_FIELDS:
         grid[field] = None if field not in raw else _to_step(raw[field], path=path, key=f"{name}.{field}")
@@ -356,7 +362,12 @@ def parse_metric(name: str, raw: Any, *, path: object = None) -> MetricSeries:
     else:
         raise FormatError(f"'values' must be an object or a list, got {type(values).__name__}",
                           path=path, key=name)
-    return MetricSeries(name, steps_arr, vals_arr, **grid)
+    return MetricSeries(name, steps_arr, vals_arr, **grid, precision=precision)
+
+
+def _shown(raw: Any) -> str:
+    """A JSON value in a message, short (an object or list by its kind)."""
+    return type(raw).__name__ if isinstance(raw, (dict, list, StepValues)) else json.dumps(raw)[:40]
 
 
 def is_inference_doc(doc: Any) -> bool:
@@ -453,6 +464,8 @@ def metric_to_json(series: MetricSeries) -> dict[str, Any]:
     out["end_step"] = series.end_step if series.end_step is not None else (int(present[-1]) if present.size else 0)
     out["step_interval"] = series.step_interval if series.step_interval is not None else step_interval_of(present)
     out["values"] = {str(s): number_to_json(v) for s, v in zip(series.steps.tolist(), series.values.tolist())}
+    if series.precision is not None:
+        out[PRECISION_FIELD] = series.precision
     return out
 
 
@@ -639,7 +652,7 @@ def _trimmed(series: MetricSeries) -> MetricSeries:
     """A ``_2nd`` series from its first value on, grid header kept."""
     span = slice(valued_span(series.values).start, None)
     return MetricSeries(series.name, series.steps[span], series.values[span], series.start_step, series.end_step,
-                        series.step_interval)
+                        series.step_interval, series.precision)
 
 
 def read_run(path: str | Path, *, env: str | None = None, platform: str | None = None) -> Artifact:
@@ -694,7 +707,7 @@ def artifact_phase_golden(artifact: Artifact, phase: int, *, span: tuple[int, in
         idx = np.searchsorted(grid, series.steps)
         inside = (series.steps >= lo) & (series.steps <= hi)
         values[idx[inside]] = series.values[inside]
-        metrics[name] = MetricSeries(name, grid, values, lo, hi, interval)
+        metrics[name] = MetricSeries(name, grid, values, lo, hi, interval, series.precision)
     return GoldenSet(metrics=metrics)
 
 

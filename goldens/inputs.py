@@ -344,14 +344,15 @@ PolicyChoice = str | PolicySet | Mapping[str, Any] | None
 
 
 def load_policies(policy: PolicyChoice, *, case_policy: Any = None, case_source: str | None = None,
-                  megatron_case: MegatronCase | None = None) -> PolicySet:
+                  megatron_case: MegatronCase | None = None, generation: Any = None) -> PolicySet:
     """``--policy`` is a preset name or a YAML/JSON policy file; a Megatron case's model_config.yaml
     decides for a preset that follows it (megatron), case.yaml's ``metrics`` overlays that and the
     file overlays all. From Python (the library API): a ``PolicySet`` takes a preset's place, and a
-    policy document (a dict) is a policy file's content."""
+    policy document (a dict) is a policy file's content. ``generation``: the tree's generation of
+    Megatron's conventions (``goldens.megatron.Detection``), for a preset that follows model_config.yaml."""
     if isinstance(policy, PolicySet):
         return build_policies(base=policy, case_metrics=case_policy, case_source=case_source or "case.yaml",
-                              megatron_case=megatron_case)
+                              megatron_case=megatron_case, generation=generation)
     document = None
     preset_name = None
     source = "policy file"
@@ -369,7 +370,8 @@ def load_policies(policy: PolicyChoice, *, case_policy: Any = None, case_source:
             raise PolicyError(str(exc)) from None
         source = str(path)
     return build_policies(preset_name=preset_name, case_metrics=case_policy, case_source=case_source or "case.yaml",
-                          document=document, document_source=source, megatron_case=megatron_case)
+                          document=document, document_source=source, megatron_case=megatron_case,
+                          generation=generation)
 
 
 # ---------------------------------------------------------------- candidates in bulk

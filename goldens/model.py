@@ -22,6 +22,9 @@ class MetricSeries:
     start_step: int | None = None
     end_step: int | None = None
     step_interval: int | None = None
+    # The block's ``value_precision`` marker as written (Megatron PR #7087: "full" = values at full
+    # precision; None = absent, legacy 5-decimal data). Kept so every round trip writes it back.
+    precision: str | None = None
 
     def __post_init__(self) -> None:
         steps = np.asarray(self.steps, dtype=np.int64)
@@ -57,8 +60,8 @@ class MetricSeries:
             self.name == other.name
             and np.array_equal(self.steps, other.steps)
             and self.values.tobytes() == other.values.tobytes()
-            and (self.start_step, self.end_step, self.step_interval)
-            == (other.start_step, other.end_step, other.step_interval)
+            and (self.start_step, self.end_step, self.step_interval, self.precision)
+            == (other.start_step, other.end_step, other.step_interval, other.precision)
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -67,7 +70,7 @@ class MetricSeries:
         """The steps that hold a value (NaN dropped)."""
         keep = ~np.isnan(self.values)
         return MetricSeries(self.name, self.steps[keep], self.values[keep],
-                            self.start_step, self.end_step, self.step_interval)
+                            self.start_step, self.end_step, self.step_interval, self.precision)
 
     def on_grid(self, steps: np.ndarray) -> np.ndarray:
         """The values placed on ``steps`` (sorted, holding every step of this series), NaN elsewhere."""

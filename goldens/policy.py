@@ -36,6 +36,10 @@ Policy keys (``MetricPolicy``)::
     on_empty       fail | ignore   (the golden holds no value to judge: Megatron's test fails there)
     only_on_same_platform   on another platform the metric is reported, not judged
     report_only    always reported, never judged
+    round_decimals N: both sides rounded to N decimals (Python's round) before they are compared —
+                   in the exact mode only where the golden's metric block is not marked
+                   ``"value_precision": "full"`` (Megatron PR #7087; the megatron preset sets it
+                   from the tree's generation, ``goldens.megatron``)
 """
 from __future__ import annotations
 
@@ -52,6 +56,7 @@ from .errors import PolicyError
 from .modes import MODES
 
 if TYPE_CHECKING:
+    from .megatron.detect import Detection
     from .megatron_case import MegatronCase
     from .modes.inference import InferenceRules
 
@@ -150,6 +155,7 @@ class MetricPolicy(BaseModel):
     on_empty: OnProblem = "ignore"
     only_on_same_platform: bool = False
     report_only: bool = False
+    round_decimals: int | None = Field(default=None, ge=0, le=15)
 
     @field_validator("window", mode="before")
     @classmethod
@@ -235,6 +241,9 @@ class MetricPolicy(BaseModel):
             extras.append(f"<= {allowance if isinstance(allowance, int) else allowance.describe()} failing steps")
         if self.report_only:
             extras.append("report only")
+        if self.round_decimals is not None:
+            extras.append(f"both sides rounded to {self.round_decimals} decimals"
+                          + (" unless the golden block is marked full" if self.mode == "exact" else ""))
         return ", ".join([text, *extras])
 
 
@@ -622,6 +631,21 @@ def with_megatron_case(policies: PolicySet, case: "MegatronCase") -> PolicySet:
 
 
 _OVERLAID: dict[tuple[int, int], tuple[PolicySet, "MegatronCase", PolicySet]] = {}
+_GENERATIONS: dict[tuple[int, str], PolicySet] = {}
+
+
+def with_generation(policies: PolicySet, detection: "Detection") -> PolicySet:
+    """The megatron preset as the tree's generation of Megatron's conventions judges (its row's
+    rounding on every metric); made once per preset and row."""
+    row = detection.generation
+    key = (id(policies), row.name)
+    hit = _GENERATIONS.get(key)
+    if hit is None:
+        update = row.rounding()
+        metrics = {name: p.model_copy(update=update) for name, p in policies.metrics.items()} if update \
+            else dict(policies.metrics)
+        hit = _GENERATIONS[key] = replace(policies, metrics=metrics)
+    return hit
 
 
 def _overlaid(policies: PolicySet, case: "MegatronCase") -> PolicySet:
@@ -649,9 +673,10 @@ def _overlaid(policies: PolicySet, case: "MegatronCase") -> PolicySet:
 
 def build_policies(*, preset_name: str | None = None, case_metrics: Any = None, case_source: str = "case.yaml",
                    document: Mapping[str, Any] | None = None, document_source: str = "policy file",
-                   megatron_case: "MegatronCase | None" = None, base: PolicySet | None = None) -> PolicySet:
-    """Compose the policies for one comparison (precedence: preset < model_config.yaml (a preset that
-    follows it) < case.yaml < policy file).
+                   megatron_case: "MegatronCase | None" = None, base: PolicySet | None = None,
+                   generation: "Detection | None" = None) -> PolicySet:
+    """Compose the policies for one comparison (precedence: preset < its Megatron generation's row (a
+    preset that follows model_config.yaml) < model_config.yaml < case.yaml < policy file).
 
     ``preset_name`` wins over the document's ``preset:`` key only when given explicitly; ``base``, a
     policy set built in Python, stands where the preset would.
@@ -660,8 +685,12 @@ def build_policies(*, preset_name: str | None = None, case_metrics: Any = None, 
     if not isinstance(name, str):
         raise PolicyError(f"{document_source}: key 'preset': expected a name, got {name!r}")
     policies = base if base is not None else preset(name)
+    if generation is not None and policies.follows_model_config:
+        policies = with_generation(policies, generation)
     if megatron_case is not None:
         policies = with_megatron_case(policies, megatron_case)
+    if generation is not None and policies.follows_model_config:
+        policies = replace(policies, choices=(*policies.choices, generation.line))
     if case_metrics is not None:
         policies = policies.with_document({"metrics": case_metrics}, case_source)
     if document is not None:

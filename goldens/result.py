@@ -20,7 +20,11 @@ Shape::
       failing_steps, allowed_failing_steps, total_steps, step_counts {status: n},
       explanation (one line: why), steps (StepTable | None: the per-step rows),
       within_rule (bool | None: whether the values met the rule, also for a report-only metric,
-      which cannot fail the comparison; None where no rule was evaluated)
+      which cannot fail the comparison; None where no rule was evaluated),
+      samples (Sample, ...: each failing step of a per-step rule out of it — step, golden, actual,
+      absolute and relative error, tolerance — as Megatron PR #7321 explains a failure),
+      sample_decimals (5: the values were rounded to 5 decimals before they were compared, and are
+      shown so; None: compared and shown at full precision)
 
 ``.frame()`` gives one pandas row per (check, phase, metric, step); ``.to_json()`` /
 ``ComparisonResult.from_json()`` round-trip exactly (NaN/inf written as Megatron does, as the
@@ -302,6 +306,44 @@ class StepTable:
 
 # ---------------------------------------------------------------- verdicts
 
+MAX_SAMPLES = 50  # failing samples a verdict lists (the first ones by step); failing_steps counts them all
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One failing sample of a per-step rule (Megatron PR #7321): its step, both values as compared,
+    the absolute error |actual − golden|, the relative error (absolute / |golden|; None where it is
+    undefined: a golden of 0 with a nonzero error, or a side without a finite value), the tolerance
+    at that step, and its step status."""
+
+    step: int
+    golden: float | None
+    actual: float | None
+    abs_error: float | None
+    rel_error: float | None
+    tolerance: float | None
+    status: str
+
+    def why_no_relative(self) -> str:
+        """Why the relative error is undefined ('' when it is defined), made explicit for a reader."""
+        if self.rel_error is not None:
+            return ""
+        if self.abs_error is None:
+            return "no finite value on both sides"
+        return "golden is 0"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"step": self.step, "golden": _num_out(self.golden), "actual": _num_out(self.actual),
+                "abs_error": _num_out(self.abs_error), "rel_error": _num_out(self.rel_error),
+                "tolerance": _num_out(self.tolerance), "status": self.status}
+
+    @classmethod
+    def from_json(cls, doc: Any, key: str) -> "Sample":
+        with _reading(key):
+            return cls(step=int(doc["step"]), status=str(doc["status"]),
+                       **{f: _num_in(doc.get(f), f"{key}.{f}")
+                          for f in ("golden", "actual", "abs_error", "rel_error", "tolerance")})
+
 @dataclass(frozen=True)
 class Rule:
     """The policy that was applied: its mode, its parameters (JSON-safe), and a human line."""
@@ -343,6 +385,8 @@ class MetricVerdict:
     # one (SKIPPED, always passed) it says whether it was out of tolerance, which a report must
     # name. None: no rule was evaluated (missing, new, no policy, nothing in the window).
     within_rule: bool | None = None
+    samples: tuple[Sample, ...] = ()
+    sample_decimals: int | None = None
 
     @property
     def report_only_out_of_tolerance(self) -> bool:
@@ -363,6 +407,9 @@ class MetricVerdict:
                    total_steps=self.total_steps, step_counts=dict(self.step_counts),
                    within_rule=self.within_rule)
         doc["steps"] = self.steps.to_json() if (steps and self.steps is not None) else None
+        if self.samples:
+            doc["samples"] = [s.to_json() for s in self.samples]
+            doc["sample_decimals"] = self.sample_decimals
         return doc
 
     @classmethod
@@ -381,6 +428,9 @@ class MetricVerdict:
                        step_counts={str(k): int(v) for k, v in (doc.get("step_counts") or {}).items()},
                        steps=None if doc.get("steps") is None else StepTable.from_json(doc["steps"], f"{key}.steps"),
                        within_rule=_optional_bool(doc, "within_rule", f"{key}.within_rule"),
+                       samples=tuple(Sample.from_json(s, f"{key}.samples[{i}]")
+                                     for i, s in enumerate(doc.get("samples") or ())),
+                       sample_decimals=None if doc.get("sample_decimals") is None else int(doc["sample_decimals"]),
                        **floats)
 
 

@@ -60,10 +60,12 @@ def force_regime(exact: bool | None) -> str | None:
 
 def judge_run(store: "GoldenStore", run: "Loaded", *, case: str | None = None, env: str | None = None,
               platform: str | None = None, policy: PolicyChoice = None, force: str | None = None,
-              notes: Sequence[str] = (), stage: bool = True) -> Judgement:
+              notes: Sequence[str] = (), stage: bool = True, tell_generation: bool = True) -> Judgement:
     """A run against the store's current golden of its target; staged for review when
     ``should_stage`` says so (``stage=False``: judge only, write nothing). Case, env and platform
-    default to what the run declares."""
+    default to what the run declares. Under a preset that follows model_config.yaml (megatron) the
+    store's generation of Megatron's conventions judges; a comparator the table does not know is
+    said in the result's warnings (``tell_generation``: a bulk judgement says it once)."""
     from . import inputs
     from .compare import compare
 
@@ -81,8 +83,12 @@ def judge_run(store: "GoldenStore", run: "Loaded", *, case: str | None = None, e
         return replace(judgement, notes=(*judgement.notes, f"no golden: case {the_case!r} has none for "
                                                            f"{target_env or '*'}/{target_platform or '*'} yet"))
     case_policy, case_source = inputs.case_metrics(store, the_case)
+    generation = store.megatron_generation if inputs.load_policies(policy).follows_model_config else None
     policies = inputs.load_policies(policy, case_policy=case_policy, case_source=case_source,
-                                    megatron_case=_megatron_case(policy, lambda: store.case_dir(the_case)))
+                                    megatron_case=_megatron_case(policy, lambda: store.case_dir(the_case)),
+                                    generation=generation)
+    if generation is not None and generation.warning and tell_generation:
+        notes = (*notes, generation.warning)
     reference = inputs.load_store_golden(store, the_case, target_env, target_platform, policies.golden_phases, keys,
                                          policies=policies)
     refuse_other_data(run, reference, store.case_dir(the_case))
@@ -197,7 +203,7 @@ def _staged(store: "GoldenStore", run: "Loaded", judgement: Judgement) -> Judgem
 
 def compare_operands(reference: "Loaded", candidate: "Loaded", *, store_root: Path | None, case: str | None = None,
                      env: str | None = None, platform: str | None = None, policy: PolicyChoice = None,
-                     force: str | None = None, texts: Sequence[str] = ()) -> Judgement:
+                     force: str | None = None, texts: Sequence[str] = (), generation: str | None = None) -> Judgement:
     """``golden diff REF CAND``: two golden files, artifacts or versions, reference first. Never
     staged. The resume check runs only when the candidate is a run (a golden's ``_2nd`` file comes
     from another job and need not reproduce its phase 1 bit for bit)."""
@@ -214,9 +220,12 @@ def compare_operands(reference: "Loaded", candidate: "Loaded", *, store_root: Pa
         notes += (f"policy: {case_source} not applied (the golden files are outside its case folder; "
                   f"--case {the_case} applies it)",)
         case_policy, case_source = None, None
+    detection = _operands_generation(texts, reference, store_root, policy, generation)
+    if detection is not None and detection.warning:
+        notes += (detection.warning,)
     policies = inputs.load_policies(policy, case_policy=case_policy, case_source=case_source,
                                     megatron_case=_operands_case(texts, (reference, candidate), store_root, the_case,
-                                                                 policy))
+                                                                 policy), generation=detection)
     run_candidate = candidate.artifact is not None
     _readable_as_megatron_reads(policies, (reference, candidate))
     if not run_candidate and 2 in candidate.side.phases:
@@ -270,6 +279,24 @@ def _operands_case(texts: Sequence[str], loaded: Sequence["Loaded"], store_root:
         return None
 
 
+def _operands_generation(texts: Sequence[str], reference: "Loaded", store_root: Path | None, policy: str | None,
+                         choice: str | None) -> Any:
+    """The generation of Megatron's conventions two operands are judged by (a preset that follows
+    model_config.yaml only): the tree the reference golden file lies in, else the store's."""
+    from . import inputs
+    from .megatron import detect_generation
+
+    if not inputs.load_policies(policy).follows_model_config:
+        return None
+    if texts and reference.artifact is None and not inputs.is_version_ref(texts[0]):
+        folder = Path(texts[0]).resolve().parent
+        return detect_generation(folder, choice, goldens=folder)
+    try:
+        return detect_generation(inputs.open_store(store_root).root, choice)
+    except GoldenError:
+        return detect_generation(Path.cwd(), choice)
+
+
 def _loose_file_outside(text: str, loaded: "Loaded", case_yaml: str | None) -> bool:
     """An operand that is a plain golden file lying outside the folder of ``case_yaml``."""
     from . import inputs
@@ -281,7 +308,7 @@ def _loose_file_outside(text: str, loaded: "Loaded", case_yaml: str | None) -> b
 
 def diff(targets: Sequence[str], *, store_root: Path | None, case: str | None = None, env: str | None = None,
          platform: str | None = None, policy: str | None = None, force: str | None = None,
-         runs_dir: Path = Path("runs")) -> Judgement:
+         runs_dir: Path = Path("runs"), generation: str | None = None) -> Judgement:
     """What ``golden diff`` does with its operands: none (the newest run), one run — an artifact, a
     run folder or id, or a golden_values file as Megatron's CI writes it — against the store's
     golden (staged if failing), or two operands (reference first, never staged)."""
@@ -294,7 +321,7 @@ def diff(targets: Sequence[str], *, store_root: Path | None, case: str | None = 
                                             runs_dir=runs_dir)
     if len(targets) == 2:
         return compare_operands(load(targets[0]), load(targets[1]), store_root=store_root, case=case, env=env,
-                                platform=platform, policy=policy, force=force, texts=targets)
+                                platform=platform, policy=policy, force=force, texts=targets, generation=generation)
     if targets and inputs.is_version_ref(targets[0]):
         raise FormatError("a version is a golden, not a run: give a second operand to compare it with",
                           path=targets[0])
@@ -304,8 +331,8 @@ def diff(targets: Sequence[str], *, store_root: Path | None, case: str | None = 
                           "give both", path=targets[0] if targets else None)
     from .store import GoldenStore
 
-    judgement = judge_run(GoldenStore(store_root), run, case=case, env=env, platform=platform, policy=policy,
-                          force=force)
+    judgement = judge_run(GoldenStore(store_root, generation=generation), run, case=case, env=env,
+                          platform=platform, policy=policy, force=force)
     return _refresh_kept_result(targets[0] if targets else None, runs_dir, judgement)
 
 
@@ -356,15 +383,16 @@ def publish(judgement: Judgement, run_dir: Path, *, store_root: Path | None) -> 
 
 
 def check_run(report: Any, *, store_root: Path | None, env: str | None = None, platform: str | None = None,
-              policy: str | None = None, force: str | None = None) -> tuple[Judgement, Published | None]:
+              policy: str | None = None, force: str | None = None,
+              generation: str | None = None) -> tuple[Judgement, Published | None]:
     """``golden check`` after its run: judge the run's artifact (staged if failing or without a
     golden), then publish the result and reports beside it."""
     from . import inputs
     from .store import GoldenStore
 
     run = inputs.load_artifact_side(report.artifact)
-    judgement = judge_run(GoldenStore(store_root), run, case=report.artifact.case, env=env, platform=platform,
-                          policy=policy, force=force)
+    judgement = judge_run(GoldenStore(store_root, generation=generation), run, case=report.artifact.case, env=env,
+                          platform=platform, policy=policy, force=force)
     return judgement, publish(judgement, report.artifact_path.parent, store_root=store_root)
 
 
@@ -396,7 +424,7 @@ class BulkJudgement:
 
 
 def judge_bulk(paths: Sequence[str | Path], *, store_root: Path | None, policy: str | None = None,
-               force: str | None = None, stage: bool = True,
+               force: str | None = None, stage: bool = True, generation: str | None = None,
                progress: Callable[[int, int], None] | None = None) -> BulkJudgement:
     """Every candidate under ``paths`` against the store, in one process: found (``inputs.find_candidates``),
     paired (``pairing.pair_candidates``), each judged as ``judge_run`` judges one run — staged when
@@ -407,7 +435,7 @@ def judge_bulk(paths: Sequence[str | Path], *, store_root: Path | None, policy: 
     from .pairing import Finding, pair_candidates
     from .store import GoldenStore
 
-    store = GoldenStore(store_root)
+    store = GoldenStore(store_root, generation=generation)
     cases = store.cases()  # no store: the usage error, before anything else
     inputs.load_policies(policy)
     files, findings = inputs.find_candidates(paths)
@@ -428,7 +456,7 @@ def judge_bulk(paths: Sequence[str | Path], *, store_root: Path | None, policy: 
         try:
             run = _load_target(target)
             judgements.append(judge_run(store, run, case=target.case, env=target.env, platform=target.platform,
-                                        policy=policy, force=force, stage=stage))
+                                        policy=policy, force=force, stage=stage, tell_generation=not judgements))
         except GoldenError as exc:
             findings.append(Finding(target.path, "broken", str(exc), target.case, target.env, target.platform))
         if progress is not None:

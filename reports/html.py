@@ -53,6 +53,8 @@ class _MetricView:
     mean_rel_diff: str
     svg: Markup | None
     no_plot_reason: str
+    samples: tuple[tuple[str, ...], ...] = ()  # failing samples (Megatron PR #7321), as text
+    samples_caption: str = ""
 
 
 def _slug(index: int, *parts: object) -> str:
@@ -93,7 +95,9 @@ class _Plotter:
             worst_step="—" if m.worst_step is None else str(m.worst_step),
             golden=golden, actual=actual,
             delta=fmt.delta(m), delta_pct=fmt.percent(m.delta_pct), mean_rel_diff=fmt.signed(m.mean_rel_diff),
-            svg=svg, no_plot_reason=reason)
+            svg=svg, no_plot_reason=reason,
+            samples=tuple(fmt.sample_rows(m)),
+            samples_caption=fmt.samples_caption(m) if m.samples else "")
 
 
 def _plan(entries: tuple[CaseEntry, ...], light: bool) -> set[int]:
@@ -166,7 +170,7 @@ def result_html(report: Report) -> str:
     return _environment().get_template("result.html.j2").render(
         title=headline(report, icon=False), headline=headline(report, icon=False), report=report, cases=cases,
         rows=rows, undetailed=len(rows) - len(cases), light_above=LIGHT_ABOVE, light=light,
-        failing=failing_line(report),
+        failing=failing_line(report), sample_headers=fmt.SAMPLE_HEADERS,
         findings=[(f, finding_where(f)) for f in report.findings], **_common())
 
 

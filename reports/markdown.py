@@ -89,6 +89,13 @@ def _metric_row(m: MetricVerdict) -> list[str]:
             fmt.percent(m.delta_pct), fmt.signed(m.mean_rel_diff)]
 
 
+def _samples_block(m: MetricVerdict) -> str:
+    """The failing samples of one metric (Megatron PR #7321): error, tolerance and step of each."""
+    rows = [list(row) for row in fmt.sample_rows(m)]
+    return (f"_{fmt.md(fmt.samples_caption(m))}_\n\n"
+            + table(list(fmt.SAMPLE_HEADERS), rows, ["r"] * len(fmt.SAMPLE_HEADERS)) + "\n")
+
+
 def _case_block(entry: CaseEntry, store: str | None = None, *, failures_only: bool = False) -> str:
     """One case in a collapsible section (open when it failed): the approve command of a
     failing case, and the report-only metrics a pass would otherwise hide, come first."""
@@ -120,6 +127,7 @@ def _case_block(entry: CaseEntry, store: str | None = None, *, failures_only: bo
         title = "Phase 1 (from scratch)" if phase.phase == 1 else f"Phase {phase.phase} (resumed)"
         parts.append(f"**{title}** against {fmt.md(phase.reference or r.reference)}\n\n")
         parts.append(table(METRIC_HEADERS, [_metric_row(m) for m in metrics], METRIC_ALIGN) + "\n")
+        parts += [_samples_block(m) for m in metrics if m.samples]
     if failures_only:
         parts.append("_Passing metrics of this case left out to fit the comment._\n\n")
     if r.resume is not None:

@@ -64,6 +64,10 @@ def result_lines(result: ComparisonResult, store: str | None = None) -> list[str
     for m, prefix in _rows(result):
         out.append(f"  {prefix}{m.phase} {escape(m.metric)}: [{style[m.verdict]}]{escape(m.explanation)}[/]"
                    f"\n      [dim]rule: {escape(m.rule.text)}[/]")
+        if m.samples:
+            out.append(f"      {escape(fmt.samples_caption(m))}:")
+            out += ["        " + escape(", ".join(f"{h} {v}" for h, v in zip(fmt.SAMPLE_HEADERS, row)))
+                    for row in fmt.sample_rows(m)]
     fp = result.fingerprint
     out.append(f"regime: {'exact' if fp.exact_applied else 'approx'} — {escape(fp.reason)}")
     out += [f"case rules: {escape(choice)}" for choice in result.choices]

@@ -9,7 +9,10 @@ The rule for numbers, in one place:
   is shown in its shortest faithful form (``derived``: 15 significant digits, so float noise
   such as 0.24371999999999994 reads 0.24372);
 - relative quantities (Δ%, mean relative differences) summarise and are shown to four
-  significant digits (``percent``, ``signed``, ``magnitude``).
+  significant digits (``percent``, ``signed``, ``magnitude``);
+- a failing sample (Megatron PR #7321) shows its values, errors and tolerance as they were compared:
+  five decimals where both sides were rounded to five before comparing, full precision where they
+  were compared exactly (``sample_row``).
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import math
 import re
 
 from goldens import sanitize
-from goldens.result import MetricVerdict, derived_precision, full_precision
+from goldens.result import MetricVerdict, Sample, derived_precision, full_precision
 
 # Characters that can start emphasis, code, links, HTML or a table cell wherever they appear.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~<>&])")
@@ -97,3 +100,46 @@ def md_html(text: object) -> str:
     """Input-derived text inside a raw-HTML line of Markdown (``<summary>``): Markdown escapes
     are not processed there, so HTML-escape instead."""
     return sanitize.unmention(html.escape(" ".join(sanitize.line(text).split())))
+
+
+SAMPLE_HEADERS = ("step", "golden", "actual", "abs error", "rel error", "tolerance")
+
+
+def sample_number(x: float | None, decimals: int | None, scale: float | None = None, *, derived_from: bool = False) -> str:
+    """A number of a failing sample: ``decimals`` fixed decimals (a rounded comparison); else a value at
+    full precision, or — ``derived_from``: an error or tolerance computed from values of magnitude
+    ``scale`` — in its shortest faithful form (``derived``)."""
+    if x is None or math.isnan(x):
+        return "—"
+    if math.isinf(x):
+        return full_precision(x)
+    if decimals is not None:
+        return f"{x:.{decimals}f}"
+    return derived(x, scale) if derived_from else full_precision(x)
+
+
+def sample_row(sample: Sample, decimals: int | None, *, exact: bool = False) -> tuple[str, ...]:
+    """One failing sample as text, in ``SAMPLE_HEADERS`` order; an undefined relative error says why.
+    ``exact``: an exact comparison, whose errors are shown at full precision too (a difference of two
+    values that close is exact in float64)."""
+    scale = max((abs(v) for v in (sample.golden, sample.actual) if v is not None and math.isfinite(v)), default=None)
+    error = lambda x: sample_number(x, decimals, scale, derived_from=not exact)  # noqa: E731
+    relative = (sample_number(sample.rel_error, decimals, derived_from=not exact) if sample.rel_error is not None
+                else f"undefined ({sample.why_no_relative()})")
+    actual = sample_number(sample.actual, decimals) if sample.status != "missing" else "absent"
+    return (str(sample.step), sample_number(sample.golden, decimals), actual, error(sample.abs_error), relative,
+            error(sample.tolerance))
+
+
+def sample_rows(m: MetricVerdict) -> list[tuple[str, ...]]:
+    """A verdict's failing samples as text (``sample_row``), by its comparison's precision."""
+    return [sample_row(s, m.sample_decimals, exact=m.rule.mode == "exact") for s in m.samples]
+
+
+def samples_caption(m: MetricVerdict) -> str:
+    """What a failing-sample table shows: how many of the failing steps, at which precision."""
+    how = (f"values rounded to {m.sample_decimals} decimals before comparing, shown so" if m.sample_decimals is not None
+           else "compared and shown at full precision")
+    listed = len(m.samples)
+    more = f"the first {listed} of {m.failing_steps}" if m.failing_steps > listed else f"{listed}"
+    return f"failing samples of {m.metric!r} (phase {m.phase}): {more}; {how}"

@@ -45,9 +45,9 @@ def store_root(tmp_path) -> Path:
 def test_validate_folder_table_and_exit_1_on_errors():
     result = run("validate", str(VARIANTS))
     assert result.exit_code == 1
-    assert "ERROR    " + str(VARIANTS / "nan_inside" / "golden_values_dev_cpu.json") in result.output
-    assert "'lm loss': NaN at step 3 after values began at step 1" in result.output
-    assert result.output.rstrip().endswith("27 files: 9 ok, 4 warning, 14 error")
+    assert "WARNING  " + str(VARIANTS / "nan_inside" / "golden_values_dev_cpu.json") in result.output
+    assert "'lm loss': \"nan\" at step 3 after values began at step 1" in result.output
+    assert result.output.rstrip().endswith("27 files: 9 ok, 5 warning, 13 error")
 
 
 def test_validate_ok_and_warning_exit_codes_and_strict():
@@ -204,8 +204,8 @@ def test_help_does_not_import_torch_or_pandas():
 
 def test_validate_shared_megatron_test_cases(megatron_fixtures):
     result = run("validate", str(megatron_fixtures / "test_cases" / "bert"))
-    assert result.exit_code == 1  # bert_release* hold NaN inside their series
-    assert "41 files: 36 ok, 0 warning, 5 error" in result.output
+    assert result.exit_code == 0  # bert_release* hold "nan" inside their series: warnings (Megatron reads them)
+    assert "41 files: 36 ok, 5 warning, 0 error" in result.output
     doc = json.loads(run("validate", "--json", str(megatron_fixtures / "test_cases")).output)
     assert all(f["status"] in ("ok", "warning", "error") for f in doc["files"])
     assert all(f["findings"] for f in doc["files"] if f["status"] != "ok")

@@ -113,7 +113,8 @@ def _target_of(filename: str) -> tuple[str, str, int]:
 
 
 def check_finite(key: GoldenKey, run_id: str, new: MetricSeries, golden: MetricSeries | None) -> None:
-    """No NaN/inf where the golden holds a number; no inf ever; no all-NaN new metric."""
+    """No inf ever; no all-NaN new metric. A NaN among values is a step with no value, as Megatron's
+    reader and comparator take it (its CI writes such goldens): never a reason to refuse."""
     import numpy as np
 
     where = f"run {run_id!r}: {new.name!r} (phase {key.phase})"
@@ -122,14 +123,6 @@ def check_finite(key: GoldenKey, run_id: str, new: MetricSeries, golden: MetricS
         raise ApprovalRefused(f"{where} is infinite at step {step}; a golden cannot hold inf")
     if np.isnan(new.values).all() and (golden is None or not np.isnan(golden.values).all()):
         raise ApprovalRefused(f"{where} has no value at any step; a golden needs numbers")
-    if golden is None:
-        return
-    common, in_new, in_golden = np.intersect1d(new.steps, golden.steps, return_indices=True)
-    bad = np.isfinite(golden.values[in_golden]) & ~np.isfinite(new.values[in_new])
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ApprovalRefused(f"{where} is {new.values[in_new][i]} at step {int(common[i])} where the "
-                              f"golden holds {float(golden.values[in_golden][i])!r}")
 
 
 def check_writable(store: "GoldenStore", change: "KeyChange") -> None:

@@ -12,8 +12,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .common import console, fail, handles_errors, show_table
-from .options import (AllowCiOpt, ApproverOpt, CasePatternOpt, DialectOpt, EnvOpt, JsonOpt, PlatformOpt, ReasonOpt,
-                      StoreOpt, open_store, store_line)
+from .options import (AllowCiOpt, ApproverOpt, CasePatternOpt, DialectOpt, EnvOpt, GenerationOpt, JsonOpt, PlatformOpt,
+                      ReasonOpt, StoreOpt, open_store, store_line)
 
 MetricOpt = Annotated[Optional[list[str]], typer.Option("--metric", metavar="NAME", help="Take only this metric from the run (repeatable); the others keep their values.")]
 OnlyFailingOpt = Annotated[bool, typer.Option("--only-failing", help="Take only the metrics whose staged verdict failed.")]
@@ -57,7 +57,8 @@ def pending(store: StoreOpt = None, case: CasePatternOpt = None,
 def accept(run: RunArg = None, pending: PendingFlag = False, store: StoreOpt = None,
            case: CasePatternOpt = None, env: EnvOpt = None, platform: PlatformOpt = None,
            metric: MetricOpt = None, only_failing: OnlyFailingOpt = False, reason: ReasonOpt = None,
-           approver: ApproverOpt = None, allow_ci: AllowCiOpt = False, dialect: DialectOpt = None) -> None:
+           approver: ApproverOpt = None, allow_ci: AllowCiOpt = False, dialect: DialectOpt = None,
+           generation: GenerationOpt = None) -> None:
     """Make a run (or the staged candidates) the new golden: a new version with who, why, from which run.
 
     In bulk (--pending, narrowed by --case PATTERN, --env, --platform, --metric) every candidate is
@@ -68,7 +69,7 @@ def accept(run: RunArg = None, pending: PendingFlag = False, store: StoreOpt = N
 
     approve.require_reason(reason)
     approve.refuse_in_ci(None, allow_ci)
-    golden_store = open_store(store, dialect)
+    golden_store = open_store(store, dialect, generation)
     candidates = _candidates(golden_store, run, pending, case, env, platform, tuple(metric or ()))
     if not candidates:
         print("no pending candidates")
@@ -102,7 +103,7 @@ def reject(run: RunArg = None, pending: PendingFlag = False, store: StoreOpt = N
 def review(store: StoreOpt = None, case: CasePatternOpt = None, env: EnvOpt = None,
            platform: PlatformOpt = None, metric: MetricOpt = None, only_failing: OnlyFailingOpt = False,
            reason: ReasonOpt = None, approver: ApproverOpt = None, allow_ci: AllowCiOpt = False,
-           dialect: DialectOpt = None) -> None:
+           dialect: DialectOpt = None, generation: GenerationOpt = None) -> None:
     """Review staged candidates one case at a time: a accept · r reject · s skip · A/R all remaining · q quit.
 
     Without a terminal it prints the equivalent approve/reject commands instead.
@@ -110,7 +111,7 @@ def review(store: StoreOpt = None, case: CasePatternOpt = None, env: EnvOpt = No
     from .. import approve
     from .review_screen import review_commands, summary_lines
 
-    golden_store = open_store(store, dialect)
+    golden_store = open_store(store, dialect, generation)
     candidates = approve.list_pending(golden_store, case=case, env=env, platform=platform)
     if not candidates:
         print("no pending candidates")

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .common import console, handles_errors, show_table
-from .options import (CaseOpt, EnvOpt, ExactOpt, PlatformOpt, PolicyOpt, ResultFormatOpt, StoreOpt,
+from .options import (CaseOpt, EnvOpt, ExactOpt, GenerationOpt, PlatformOpt, PolicyOpt, ResultFormatOpt, StoreOpt,
                       check_result_format)
 
 TargetsArg = Annotated[Optional[list[str]], typer.Argument(
@@ -24,15 +24,19 @@ TargetsArg = Annotated[Optional[list[str]], typer.Argument(
 @handles_errors
 def diff(targets: TargetsArg = None, case: CaseOpt = None, env: EnvOpt = None, platform: PlatformOpt = None,
          store: StoreOpt = None, fmt: ResultFormatOpt = "table", policy: PolicyOpt = None,
-         exact: ExactOpt = None) -> None:
+         exact: ExactOpt = None, generation: GenerationOpt = None) -> None:
     """Compare a run with its golden (or REFERENCE with CANDIDATE) under tolerance policies.
 
     A run that fails (or has no golden yet) is staged for `golden review`, outside CI."""
     from .. import workflow
 
     check_result_format(fmt)
+    if generation is not None:
+        from ..megatron import generation as known
+
+        known(generation)
     judgement = workflow.diff(list(targets or []), store_root=store, case=case, env=env, platform=platform,
-                              policy=policy, force=workflow.force_regime(exact))
+                              policy=policy, force=workflow.force_regime(exact), generation=generation)
     if judgement.result is not None:
         emit(judgement.result, fmt, store=None if store is None else str(store))
     tell(judgement.notes)

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .common import console, handles_errors, progress_bar, writes_to_terminal
-from .options import ExactOpt, PolicyOpt, StoreOpt, out_option
+from .options import ExactOpt, GenerationOpt, PolicyOpt, StoreOpt, out_option
 
 JUDGE_FORMATS = ("table", "json", "md")
 JUDGE_SCHEMA = "golden.judge/1"
@@ -41,7 +41,8 @@ StageOpt = Annotated[Optional[bool], typer.Option(
 
 @handles_errors
 def judge(paths: PathsArg, store: StoreOpt = None, policy: PolicyOpt = None, exact: ExactOpt = None,
-          fmt: FormatOpt = "table", out: OutOpt = None, stage: StageOpt = None) -> None:
+          fmt: FormatOpt = "table", out: OutOpt = None, stage: StageOpt = None,
+          generation: GenerationOpt = None) -> None:
     """Judge many candidates against the store in one process: one combined result and report.
 
     Unpaired or unreadable files are findings (exit 1), never a crash of the batch."""
@@ -53,7 +54,8 @@ def judge(paths: PathsArg, store: StoreOpt = None, policy: PolicyOpt = None, exa
         raise GoldenError(f"--format must be one of {', '.join(JUDGE_FORMATS)}, got {fmt!r}")
     with progress_bar("judging") as advance:
         bulk = workflow.judge_bulk(paths, store_root=store, policy=policy, force=workflow.force_regime(exact),
-                                   stage=not in_ci(None) if stage is None else stage, progress=advance)
+                                   stage=not in_ci(None) if stage is None else stage, generation=generation,
+                                   progress=advance)
     if out is not None:
         workflow.publish_bulk(bulk, out, store_root=store)
     if fmt == "json":

@@ -11,6 +11,9 @@
   hostile one is one line and exit 2.
 - ``--dialect``: how goldens are written into the tree (``full`` or ``megatron``) [default: detected
   from the tree, or ``$GOLDEN_DIALECT``].
+- ``--megatron-generation``: which generation of Megatron's conventions (``goldens.megatron``) the
+  megatron preset judges by and the Megatron dialect writes in [default: ``$GOLDEN_MEGATRON_GENERATION``,
+  else detected from the tree].
 
 Only typer and the standard library are imported here: ``golden --help`` stays light.
 """
@@ -62,6 +65,11 @@ DialectOpt = Annotated[Optional[str], typer.Option(
     "--dialect", metavar="|".join(DIALECTS), envvar="GOLDEN_DIALECT", show_default=False,
     help="How goldens are written into the tree: full (full precision, our store) or megatron (as Megatron's "
          "extraction writes them) [default: detected from the tree].")]
+GENERATION_ENV = "GOLDEN_MEGATRON_GENERATION"  # goldens.megatron.GENERATION_ENV (kept light for --help)
+GenerationOpt = Annotated[Optional[str], typer.Option(
+    "--megatron-generation", metavar="legacy|pr7087|pr7217", show_default=False,
+    help="Which generation of Megatron-LM's golden conventions to follow (thresholds, rounding, precision "
+         "marker, linter rule) [default: $GOLDEN_MEGATRON_GENERATION, else detected from the tree].")]
 EnvOpt = Annotated[Optional[str], typer.Option(
     "--env", metavar="NAME", callback=_name_checker("env"), show_default=False,
     help="Golden environment: dev, lts, … [default: the run's, or the only one].")]
@@ -104,7 +112,7 @@ def check_result_format(fmt: str) -> str:
     return fmt
 
 
-def open_store(root: Path | None, dialect: str | None = None) -> "GoldenStore":
+def open_store(root: Path | None, dialect: str | None = None, generation: str | None = None) -> "GoldenStore":
     """The store every command uses: ``root`` when given, else the discovery rule above."""
     from ..store import GoldenStore
 
@@ -112,11 +120,20 @@ def open_store(root: Path | None, dialect: str | None = None) -> "GoldenStore":
         from ..errors import GoldenError
 
         raise GoldenError(f"--dialect must be one of {', '.join(DIALECTS)}, got {dialect!r}")
-    return GoldenStore(root, dialect=dialect)
+    if generation is not None:
+        from ..megatron import generation as known
+
+        known(generation)  # an unknown name: one line, exit 2, before anything is read
+    return GoldenStore(root, dialect=dialect, generation=generation)
 
 
 def store_line(store: "GoldenStore") -> str:
     """Which backend and write dialect the store uses, and why (fsck and approve print it)."""
     info = store.describe()
-    return (f"store {info['root']}: {info['backend']} history ({info['backend_why']}); "
+    line = (f"store {info['root']}: {info['backend']} history ({info['backend_why']}); "
             f"{info['dialect']} dialect ({info['dialect_why']})")
+    if "generation" in info:
+        line += f"; Megatron generation {info['generation']} ({info['generation_why']})"
+        if info["generation_warning"]:
+            line += f"\nwarning: {info['generation_warning']}"
+    return line

@@ -14,7 +14,7 @@ import typer
 
 from ..errors import EXIT_DIFFERENCE, EXIT_INPUT, EXIT_PASS
 from .common import echo_json, fail, handles_errors, say
-from .options import AllowCiOpt, ApproverOpt, DialectOpt, JsonOpt, StoreOpt, open_store, store_line
+from .options import AllowCiOpt, ApproverOpt, DialectOpt, GenerationOpt, JsonOpt, StoreOpt, open_store, store_line
 
 if TYPE_CHECKING:
     from ..model import GoldenSet
@@ -31,22 +31,42 @@ def validate(
     as_json: JsonOpt = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings too.")] = False,
     store: StoreOpt = None,
+    changed: Annotated[bool, typer.Option(
+        "--changed", help="Lint as Megatron's CI lints a change (tools/check_golden_values.py): the golden files "
+                          "given, else those that differ from --base; no NaN or infinity in a changed Megatron "
+                          "golden and, from PR #7217 on, \"value_precision\": \"full\" on every changed block of a "
+                          "deterministic case.")] = False,
+    base: Annotated[Optional[str], typer.Option(
+        "--base", metavar="REF", show_default=False,
+        help="With --changed: the git revision a change is measured from [default: HEAD; with FILES, the files "
+             "count as changed as a whole].")] = None,
+    allow_legacy_precision: Annotated[bool, typer.Option(
+        "--allow-legacy-precision", help="With --changed: a changed deterministic block without the "
+                                         "full-precision marker is a warning, not an error (local override).")] = False,
+    generation: GenerationOpt = None,
 ) -> None:
     """Classify golden files ok / warning / error, each with a reason (usable as a pre-commit hook).
 
     Without PATHS it validates the store (--store, else the usual store): every file, what is odd
     about the tree (a name two cases share, an orphan folder, a case without goldens, a legacy file
-    name), and its history read-only (ledger chain and blobs, or git approval records). Exit 0 when
-    nothing worse than a warning is found (1 with --strict), 1 when any file has an error, 2 for a
-    usage error such as a path that does not exist.
+    name), and its history read-only (ledger chain and blobs, or git approval records). With
+    --changed it lints a change as Megatron's CI does, by the tree's generation of its conventions.
+    Exit 0 when nothing worse than a warning is found (1 with --strict), 1 when any file has an
+    error, 2 for a usage error such as a path that does not exist.
     """
     from ..validate import ERROR, OK, WARNING, Finding, FileReport, ValidationSummary, validate_paths
 
+    if changed:
+        _lint_changed(paths or [], base, generation, allow_legacy_precision, as_json, strict)
+    if base is not None or allow_legacy_precision:
+        raise fail("--base and --allow-legacy-precision go with --changed")
     targets = list(paths or [])
-    golden_store = open_store(store) if store is not None or not targets else None
+    golden_store = open_store(store, generation=generation) if store is not None or not targets else None
     if not targets:
         targets = [golden_store.root]
     summary = validate_paths(targets)
+    if golden_store is not None and golden_store.root.is_dir() and not as_json:
+        typer.echo(store_line(golden_store), err=True)
     if golden_store is not None and golden_store.root.is_dir():
         problems = golden_store.findings() + golden_store.fsck(repair=False)
         extra = [FileReport(p.path or p.case, "store", (Finding(p.severity, f"{p.case}: {p.message}"),))
@@ -64,6 +84,36 @@ def validate(
     worst = summary.worst
     failed = worst == ERROR or (strict and worst == WARNING)
     raise typer.Exit(EXIT_DIFFERENCE if failed else EXIT_PASS)
+
+
+def _lint_changed(paths: list[Path], base: str | None, generation: str | None, allow_legacy_precision: bool,
+                  as_json: bool, strict: bool) -> None:
+    """``validate --changed``: the changed golden files, linted by their tree's generation; exits."""
+    from ..megatron import generation as known
+    from ..megatron.lint import describe_rules, lint_changed
+    from ..validate import ERROR, OK, WARNING, ValidationSummary
+
+    if generation is not None:
+        known(generation)
+    reports, detections = lint_changed(paths, base=base, generation=generation,
+                                       allow_legacy_precision=allow_legacy_precision)
+    summary = ValidationSummary(tuple(reports))
+    if as_json:
+        echo_json({**summary.to_json(), "generations": [
+            {"generation": d.generation.name, "why": d.why, "warning": d.warning} for d in detections]})
+    else:
+        for detection in detections:
+            typer.echo(describe_rules(detection))
+            if detection.warning:
+                typer.echo(f"warning: {detection.warning}")
+        for report in summary.reports:
+            typer.echo(f"{report.status.upper():8} {report.path}")
+            for finding in report.findings:
+                typer.echo(f"         {finding.severity}: {finding.message}")
+        typer.echo(f"{len(summary.reports)} changed golden files: {summary.count(OK)} ok, "
+                   f"{summary.count(WARNING)} warning, {summary.count(ERROR)} error")
+    worst = summary.worst
+    raise typer.Exit(EXIT_DIFFERENCE if worst == ERROR or (strict and worst == WARNING) else EXIT_PASS)
 
 
 # ---------------------------------------------------------------- show
@@ -256,6 +306,7 @@ def fsck(
     no_repair: Annotated[bool, typer.Option("--no-repair", help="Only report; change nothing.")] = False,
     dialect: DialectOpt = None,
     as_json: JsonOpt = False,
+    generation: GenerationOpt = None,
 ) -> None:
     """Integrity check of the history; first it says which backend (git or ledger) and write dialect
     the store uses, and why.
@@ -268,7 +319,7 @@ def fsck(
     """
     from ..store.safety import in_ci
 
-    golden_store = open_store(store, dialect)
+    golden_store = open_store(store, dialect, generation)
     if in_ci() and not no_repair:
         say("CI is set: reporting only, nothing repaired (CI never writes to the golden store)", err=True)
     problems = golden_store.fsck(repair=not no_repair, cases=cases or None)

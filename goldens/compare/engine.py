@@ -15,9 +15,9 @@ import numpy as np
 from ..align import Aligned, align
 from ..model import MetricSeries
 from ..modes import MODES
-from ..modes.common import CODE, Context
+from ..modes.common import CODE, Context, counted_problems, threshold
 from ..policy import MetricPolicy, PolicySet
-from ..result import MetricVerdict, PhaseResult, Rule, StepStatus, StepTable, Verdict
+from ..result import MAX_SAMPLES, STEP_STATUSES, MetricVerdict, PhaseResult, Rule, Sample, StepStatus, StepTable, Verdict
 from .history import judge_by_history, uses_history
 
 
@@ -57,6 +57,64 @@ def effective_policy(policy: MetricPolicy, exact_regime: bool) -> MetricPolicy:
     return policy
 
 
+def comparison_decimals(policy: MetricPolicy, golden: MetricSeries | None) -> int | None:
+    """The decimals both sides are rounded to before they are compared (None: compared as they are).
+    Megatron PR #7087: approximate checks round; an exact check rounds only a legacy golden block,
+    one not marked ``"value_precision": "full"``."""
+    if policy.round_decimals is None:
+        return None
+    if policy.mode == "exact" and golden is not None and golden.precision == "full":
+        return None
+    return policy.round_decimals
+
+
+def round_each(values: np.ndarray, decimals: int) -> np.ndarray:
+    """Python's ``round(x, decimals)`` of each value, as Megatron's comparator rounds. Vectorised:
+    rint(x·10^d)/10^d is that value unless x·10^d lies within its own rounding error of a half (or is
+    not finite, or too large for a fraction); only those few go through ``round``."""
+    scale = 10.0 ** decimals
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = values * scale
+        out = np.rint(scaled) / scale
+        distance = np.abs(scaled - np.floor(scaled) - 0.5)
+        safe = (distance > np.abs(scaled) * 1e-15 + 1e-300) & (np.abs(scaled) < 2.0**52)
+    risky = np.flatnonzero(~safe)
+    if risky.size:
+        out[risky] = [round(v, decimals) for v in values[risky].tolist()]
+    return out
+
+
+def rounded(al: Aligned, decimals: int) -> Aligned:
+    """Both sides of an alignment rounded as Megatron's comparator rounds them."""
+    return Aligned(al.step, round_each(al.golden, decimals), round_each(al.actual, decimals),
+                   al.golden_row, al.actual_row)
+
+
+_PER_STEP_RULES = ("exact", "approx")  # the modes whose rule is one threshold per step
+
+
+def failing_samples(al: Aligned, status: np.ndarray, policy: MetricPolicy) -> tuple[Sample, ...]:
+    """The failing steps of a per-step rule (out of tolerance, or missing / NaN where that counts), the
+    first ``MAX_SAMPLES`` by step: values as compared, absolute and relative error, the tolerance."""
+    fail = (status == CODE[StepStatus.FAIL]) | counted_problems(status, policy)
+    at = np.flatnonzero(fail)[:MAX_SAMPLES]
+    if not at.size:
+        return ()
+    golden, actual = al.golden[at], al.actual[at]
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        tolerance = threshold(golden, policy, policy.mode == "exact")
+        error = np.abs(actual - golden)
+    samples = []
+    names = [s.value for s in STEP_STATUSES]
+    for i, g, a, e, t in zip(at.tolist(), golden.tolist(), actual.tolist(), error.tolist(), tolerance.tolist()):
+        finite = np.isfinite(e)
+        relative = (e / abs(g)) if finite and g != 0 else (0.0 if finite and e == 0 else None)
+        samples.append(Sample(step=int(al.step[i]), golden=_value(g), actual=_value(a),
+                              abs_error=float(e) if finite else None, rel_error=relative,
+                              tolerance=_value(t), status=names[int(status[i])]))
+    return tuple(samples)
+
+
 _DERIVED: dict[tuple[int, str], tuple[MetricPolicy, Any]] = {}
 
 
@@ -94,18 +152,23 @@ def compare_metric(name: str, golden: MetricSeries | None, actual: MetricSeries 
         text += f" [{ctx.exact_reason}]" if upgraded or effective.mode == "exact" else ""
         rule = Rule(effective.mode, _derived(effective, "params", effective.params),
                     f"{text} — {origin}" if origin else text)
-    outcome = MODES[effective.mode].evaluate(al, effective, ctx)
+    decimals = None if policy is None else comparison_decimals(effective, golden)
+    judged = al if decimals is None else rounded(al, decimals)
+    outcome = MODES[effective.mode].evaluate(judged, effective, ctx)
     if history is not None and policy is not None and uses_history(effective) and ctx.same_platform \
             and outcome.judged and outcome.actual_value is not None:
         outcome, rule = judge_by_history(name, al, effective, ctx, outcome, rule, history, origin)
     table = StepTable(al.step, al.golden, al.actual, outcome.status)
     counts = table.counts()
+    samples = failing_samples(judged, outcome.status, effective) \
+        if policy is not None and outcome.failed and effective.mode in _PER_STEP_RULES else ()
     golden_value, actual_value = _value(outcome.golden_value), _value(outcome.actual_value)
     common = dict(metric=name, phase=ctx.phase, rule=rule, steps=table, step_counts=counts,
                   mean_rel_diff=mean_relative_diff(al, _compared(outcome.status)),
                   failing_steps=outcome.failing_steps, allowed_failing_steps=outcome.allowed_failing_steps,
                   total_steps=outcome.total_steps, worst_step=outcome.worst_step,
-                  golden_value=golden_value, actual_value=actual_value)
+                  golden_value=golden_value, actual_value=actual_value,
+                  samples=samples, sample_decimals=decimals if samples else None)
     if golden_value is not None and actual_value is not None:
         common["delta"] = _value(actual_value - golden_value)
         if golden_value != 0 and np.isfinite(golden_value) and common["delta"] is not None:

@@ -71,7 +71,8 @@ def resume_check(candidate: Side, policies: PolicySet, exact_regime: bool = Fals
             continue
         common = np.intersect1d(a.steps, ran, assume_unique=True)
         overlap_total = max(overlap_total, int(common.size))
-        pick = lambda s: MetricSeries(name, common, s.values[np.searchsorted(s.steps, common)])  # noqa: E731
+        pick = lambda s: MetricSeries(name, common, s.values[np.searchsorted(s.steps, common)],  # noqa: E731
+                                      precision=RUN_PRECISION)
         verdicts.append(compare_metric(name, pick(a), pick(b), policy, ctx, origin=origin, required=why))
     resumed = candidate.resumed_from
     judged = [v for v in verdicts if v.verdict in (Verdict.PASS, Verdict.FAIL)]
@@ -91,9 +92,14 @@ def resume_check(candidate: Side, policies: PolicySet, exact_regime: bool = Fals
     return ResumeCheck(Verdict.PASS, text, overlap_total, resumed, tuple(verdicts))
 
 
+# Phase 1 stands as the golden of phase 2, and a run's values are at full precision (Megatron's
+# extraction marks them so since PR #7087): an exact resume check compares them raw.
+RUN_PRECISION = "full"
+
+
 def _after(series: MetricSeries | None, step: int) -> MetricSeries | None:
     """The series' steps after ``step`` (Megatron's resume test drops the rest on both sides)."""
     if series is None:
         return None
     keep = series.steps > step
-    return MetricSeries(series.name, series.steps[keep], series.values[keep])
+    return MetricSeries(series.name, series.steps[keep], series.values[keep], precision=RUN_PRECISION)

@@ -3,7 +3,9 @@
 - ``full`` (our own store): every value at full precision, the current Megatron layout
   (``formats.dumps_golden``).
 - ``megatron`` (a Megatron-LM checkout's ``tests/functional_tests/test_cases``): each value as
-  Megatron's extraction writes it — the float32 TensorBoard holds, ``round(x, 5)`` — only the steps
+  Megatron's extraction writes it in the tree's generation (``goldens.megatron``) — the float32
+  TensorBoard holds, ``round(x, 5)`` before PR #7087, at full precision with
+  ``"value_precision": "full"`` on every metric block written since — only the steps
   that hold a value, the grid header as the extraction computes it (first and last step, the gcd of
   the gaps after step 1), and each file's existing layout (one line or indented, separators, a
   trailing newline, key order) kept. A metric whose values did not change keeps its exact text, and
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FormatError, StoreError
+from ..megatron.generations import LEGACY, Generation
 from ..formats import dumps_golden, load_json_text, metric_to_json, number_to_json, parse_metric, step_interval_of
 from ..model import GoldenSet, MetricSeries
 from ..validate import MEGATRON_CASE_FILE
@@ -80,21 +83,28 @@ def detect_layout(data: bytes) -> Layout:
     return Layout(None, item_separator, key_separator, text.endswith("\n"))
 
 
-def megatron_value(value: float) -> float:
-    """A value as Megatron's extraction writes it: the float32 TensorBoard stores, rounded to 5 decimals."""
-    return round(float(np.float32(value)), DECIMALS)
+def megatron_value(value: float, decimals: int | None = DECIMALS) -> float:
+    """A value as Megatron's extraction writes it: the float32 TensorBoard stores, rounded to
+    ``decimals`` (None: at full precision, as since PR #7087)."""
+    single = float(np.float32(value))
+    return single if decimals is None else round(single, decimals)
 
 
-def megatron_series(series: MetricSeries, *, fallback_interval: int | None = None) -> MetricSeries:
-    """The steps that hold a value, each value as the extraction writes it, the header it computes."""
+def megatron_series(series: MetricSeries, *, fallback_interval: int | None = None,
+                    generation: Generation = LEGACY) -> MetricSeries:
+    """The steps that hold a value, each value as the generation's extraction writes it, the header
+    it computes, and its marker."""
     keep = ~np.isnan(series.values)
     steps = series.steps[keep]
+    decimals = generation.written_decimals
     with np.errstate(over="ignore"):
-        values = np.array([megatron_value(v) for v in series.values[keep].tolist()], dtype=np.float64)
+        values = np.array([megatron_value(v, decimals) for v in series.values[keep].tolist()], dtype=np.float64)
+    marker = generation.marker[1] if generation.marker is not None else None
     if not steps.size:
-        return MetricSeries(series.name, steps, values, series.start_step, series.end_step, series.step_interval)
+        return MetricSeries(series.name, steps, values, series.start_step, series.end_step, series.step_interval,
+                            marker)
     interval = step_interval_of(steps, fallback_interval or series.step_interval or 1)
-    return MetricSeries(series.name, steps, values, int(steps[0]), int(steps[-1]), interval)
+    return MetricSeries(series.name, steps, values, int(steps[0]), int(steps[-1]), interval, marker)
 
 
 def _old_document(existing: bytes | None) -> dict[str, Any]:
@@ -123,8 +133,8 @@ def _metric_json(series: MetricSeries, old: Any) -> dict[str, Any]:
     return {k: made[k] for k in order}
 
 
-def render_megatron(golden: GoldenSet, existing: bytes | None) -> bytes | None:
-    """The file's new bytes in Megatron's dialect; None when its content would not change."""
+def render_megatron(golden: GoldenSet, existing: bytes | None, generation: Generation = LEGACY) -> bytes | None:
+    """The file's new bytes in Megatron's dialect of ``generation``; None when its content would not change."""
     old = _old_document(existing)
     names = [n for n in old if n in golden.metrics or n in golden.scalars]
     names += [n for n in (*golden.metrics, *golden.scalars) if n not in names]
@@ -142,7 +152,8 @@ def render_megatron(golden: GoldenSet, existing: bytes | None) -> bytes | None:
         if before is not None and before == series:
             doc[name] = raw  # unchanged: kept exactly as written
             continue
-        written = megatron_series(series, fallback_interval=before.step_interval if before is not None else None)
+        written = megatron_series(series, fallback_interval=before.step_interval if before is not None else None,
+                                  generation=generation)
         doc[name] = raw if before is not None and before == written else _metric_json(written, raw)
     if existing is not None and doc == old and list(doc) == list(old):
         return None
@@ -150,10 +161,10 @@ def render_megatron(golden: GoldenSet, existing: bytes | None) -> bytes | None:
     return layout.dumps(doc)
 
 
-def render(golden: GoldenSet, dialect: str, existing: bytes | None) -> bytes | None:
+def render(golden: GoldenSet, dialect: str, existing: bytes | None, generation: Generation = LEGACY) -> bytes | None:
     """A golden file's bytes in ``dialect``; None when a Megatron-dialect file would not change."""
     if dialect == MEGATRON:
-        return render_megatron(golden, existing)
+        return render_megatron(golden, existing, generation)
     return dumps_golden(golden).encode("utf-8")
 
 

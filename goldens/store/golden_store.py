@@ -20,7 +20,7 @@ import os
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from ..case import check_case_path
 from ..errors import GoldenError, StoreError
@@ -41,6 +41,9 @@ from .safety import (PENDING_DIR, in_ci, make_folder, pending_problems, read_reg
                      version_number)
 from .tree import CaseTree
 from .versions import Version, VersionConflict
+
+if TYPE_CHECKING:
+    from ..megatron import Detection
 
 STORE_ENV = "GOLDEN_STORE"
 BACKEND_ENV = "GOLDEN_BACKEND"
@@ -220,7 +223,7 @@ class GoldenStore:
     """Cases, their current goldens (plain files) and their versioned history."""
 
     def __init__(self, root: str | Path | None = None, *, lock_timeout: float = 30.0,
-                 backend: str | None = None, dialect: str | None = None):
+                 backend: str | None = None, dialect: str | None = None, generation: str | None = None):
         self.root = Path(root) if root is not None else default_store_root()
         self.lock_timeout = lock_timeout
         self._backend_choice = backend
@@ -229,6 +232,8 @@ class GoldenStore:
         self._backend: Any = None
         self.backend_why = ""
         self._dialect: tuple[str, str] | None = None
+        self._generation_choice = generation
+        self._generation: Any = None
 
     # ------------------------------------------------------------ the tree, the backend, the dialect
 
@@ -283,12 +288,28 @@ class GoldenStore:
                 self._dialect = detect_dialect([c.definition for c in self.tree.cases.values()])
         return self._dialect
 
+    @property
+    def megatron_generation(self) -> "Detection":
+        """Which generation of Megatron's conventions this tree follows, and why (``goldens.megatron``):
+        the megatron preset judges and the Megatron dialect writes by its row."""
+        if self._generation is None:
+            from ..megatron import detect_generation
+
+            self._generation = detect_generation(self.root, self._generation_choice)
+        return self._generation
+
     def describe(self) -> dict[str, str]:
-        """Which backend and dialect the store uses, and why (fsck and approve show it)."""
+        """Which backend, dialect and Megatron generation the store uses, and why (fsck, validate and
+        approve show it)."""
         backend = self.backend_name
         dialect, why = self._dialect_info()
-        return {"root": str(self.root), "backend": backend, "backend_why": self.backend_why,
+        info = {"root": str(self.root), "backend": backend, "backend_why": self.backend_why,
                 "dialect": dialect, "dialect_why": why}
+        if dialect == MEGATRON:
+            detection = self.megatron_generation
+            info.update(generation=detection.generation.name, generation_why=detection.why,
+                        generation_warning=detection.warning or "")
+        return info
 
     # ------------------------------------------------------------ discovery
 
@@ -429,7 +450,7 @@ class GoldenStore:
             if golden is None:
                 out[filename] = None
                 continue
-            data = render_megatron(golden, read_regular(case_dir / filename))
+            data = render_megatron(golden, read_regular(case_dir / filename), self.megatron_generation.generation)
             if data is None:
                 continue
             errors = [f for f in check_golden_set(parse_golden_bytes(data, filename), known_metrics=known)
