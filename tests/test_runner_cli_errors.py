@@ -328,3 +328,21 @@ def test_two_runs_into_one_empty_folder_the_second_stops(tmp_path, monkeypatch, 
     with pytest.raises(RunError, match="was just taken by another run"):
         runner.launch.run_case(cfg, runner.launch.RunOptions(run_dir=tmp_path / "run"))
     assert (tmp_path / "run" / "run.json").read_text() == '{"other": true}\n'
+
+
+def test_check_follows_the_generation_it_is_given_and_refuses_an_unknown_one_before_running(
+        store_copy, tmp_path, monkeypatch):
+    ran = []
+    report = _report_from_committed_golden(tmp_path / "run")
+    monkeypatch.setattr(run_command, "execute", lambda **_: ran.append(1) or report)
+    unknown = invoke("check", CASE, "--store", str(store_copy), "--megatron-generation", "pr9999")
+    assert unknown.exit_code == 2 and "unknown Megatron generation 'pr9999'" in unknown.output
+    assert ran == []  # refused before any training
+    known = invoke("check", CASE, "--store", str(store_copy), "--policy", "megatron",
+                   "--megatron-generation", "pr7217")
+    assert ran == [1]
+    # the fake run has no resumed phase, which the megatron preset's ckpt-resume rule fails; the
+    # golden itself passes, judged by the generation given
+    assert known.exit_code == 1, known.output
+    assert "resume check: fail — the run has no resumed phase" in known.output
+    assert "Megatron generation pr7217 (PR #7217, 2026-09-10): set explicitly (--megatron-generation)" in known.output

@@ -21,7 +21,7 @@ import typer
 
 from ..extras import require_extra
 from .common import console, fail, handles_errors
-from .options import (EnvOpt, ExactOpt, PlatformOpt, PolicyOpt, ResultFormatOpt, StoreOpt, check_result_format,
+from .options import (EnvOpt, ExactOpt, GenerationOpt, PlatformOpt, PolicyOpt, ResultFormatOpt, StoreOpt, check_result_format,
                       out_option)
 
 CaseArg = Annotated[str, typer.Argument(metavar="CASE", help="The case: its path in the store, or a name only one case has; or "
@@ -126,7 +126,8 @@ def repeat_seeds(base: int, count: int, stride: int) -> list[int]:
 def check(case: CaseArg, store: StoreOpt = None, env: EnvOpt = None, platform: PlatformOpt = None,
           profile: ProfileOpt = None, out: CheckOutOpt = None, device: DeviceOpt = None,
           timeout: TimeoutOpt = None, seed: SeedOpt = None, launcher: LauncherOpt = "auto",
-          policy: PolicyOpt = None, exact: ExactOpt = None, fmt: ResultFormatOpt = "table") -> None:
+          policy: PolicyOpt = None, exact: ExactOpt = None, fmt: ResultFormatOpt = "table",
+          generation: GenerationOpt = None) -> None:
     """Run a case, compare it with its golden for this environment (plus the resume check), report.
 
     The golden is the store's for --env [default: dev] and --platform [default, or auto: the run's:
@@ -138,13 +139,18 @@ def check(case: CaseArg, store: StoreOpt = None, env: EnvOpt = None, platform: P
     from .compare import emit, tell
 
     check_result_format(fmt)
-    inputs.load_policies(policy)  # a bad --policy is reported before the run, not after it
+    inputs.load_policies(policy)  # a bad --policy or generation is reported before the run, not after it
+    if generation is not None:
+        from ..megatron.generations import generation as known_generation
+
+        known_generation(generation)
     report = execute(case=case, store=store, profile=profile, out=out, device=device, timeout=timeout,
                      seed=seed, launcher=launcher, nnodes=None, torchrun_args=())
     _print_summary(report, stream=sys.stderr)
     judgement, published = workflow.check_run(report, store_root=golden_store_of(case, store), env=env or "dev",
                                               platform=None if platform == "auto" else platform,
-                                              policy=policy, force=workflow.force_regime(exact))
+                                              policy=policy, force=workflow.force_regime(exact),
+                                              generation=generation)
     if judgement.result is not None:
         emit(judgement.result, fmt)
     if published is not None:
