@@ -187,6 +187,20 @@ def test_two_versions_of_a_case(tmp_path, fp1_store):
 
 
 
+def test_two_git_revisions_of_a_case_suggest_no_approve_command_that_approve_refuses(tmp_path, monkeypatch):
+    from tests.builders import git_store, megatron_doc
+
+    name = "gpt/tiny/golden_values_dev_dgx_h100.json"
+    store = git_store(tmp_path, {name: megatron_doc(range(1, 11), 10.0)}, {name: megatron_doc(range(1, 11), 12.0)})
+    monkeypatch.chdir(store.parent)
+    out = golden("gpt/tiny@HEAD~1", "gpt/tiny@HEAD", "--store", "cases")
+    assert out.exit_code == 1 and "FAIL" in out.stdout
+    assert "golden approve" not in out.stdout  # a version is no candidate approve takes
+    refused = CliRunner().invoke(app, ["approve", "gpt/tiny@HEAD", "--case", "gpt/tiny", "--env", "dev",
+                                       "--platform", "dgx_h100", "--store", "cases", "--reason", "x"])
+    assert refused.exit_code == 2  # what the suggestion would have run
+
+
 def test_two_golden_versions_of_a_resume_case_are_not_held_to_the_resume_check(tmp_path, fp1_store):
     # Megatron's _2nd golden comes from another job than phase 1: at the shared steps 11..20 it
     # differs in the last digits. That is no regression between two golden versions.
