@@ -11,8 +11,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .common import console, handles_errors, show_table
-from .options import (CaseOpt, EnvOpt, ExactOpt, PlatformOpt, PolicyOpt, ResultFormatOpt, StoreOpt,
-                      check_result_format)
+from .options import (CaseOpt, EnvOpt, ExactOpt, NewEnvOpt, NewPlatformOpt, PlatformOpt, PolicyOpt, ResultFormatOpt,
+                      StoreOpt, check_result_format)
 
 TargetsArg = Annotated[Optional[list[str]], typer.Argument(
     metavar="[ARTIFACT|RUN_DIR] | REFERENCE CANDIDATE",
@@ -24,15 +24,18 @@ TargetsArg = Annotated[Optional[list[str]], typer.Argument(
 @handles_errors
 def diff(targets: TargetsArg = None, case: CaseOpt = None, env: EnvOpt = None, platform: PlatformOpt = None,
          store: StoreOpt = None, fmt: ResultFormatOpt = "table", policy: PolicyOpt = None,
-         exact: ExactOpt = None) -> None:
+         exact: ExactOpt = None, new_env: NewEnvOpt = False, new_platform: NewPlatformOpt = False) -> None:
     """Compare a run with its golden (or REFERENCE with CANDIDATE) under tolerance policies.
 
-    A run that fails (or has no golden yet) is staged for `golden review`, outside CI."""
+    A run that fails (or has no golden yet) is staged for `golden review`, outside CI. An --env or
+    --platform the store has no golden for, close to one it knows (dve for dev), is refused: did you
+    mean…? (--new-env / --new-platform: a new one on purpose)."""
     from .. import workflow
 
     check_result_format(fmt)
     judgement = workflow.diff(list(targets or []), store_root=store, case=case, env=env, platform=platform,
-                              policy=policy, force=workflow.force_regime(exact))
+                              policy=policy, force=workflow.force_regime(exact), new_env=new_env,
+                              new_platform=new_platform)
     if judgement.result is not None:
         emit(judgement.result, fmt, store=None if store is None else str(store))
     tell(judgement.notes)

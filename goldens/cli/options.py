@@ -68,6 +68,13 @@ EnvOpt = Annotated[Optional[str], typer.Option(
 PlatformOpt = Annotated[Optional[str], typer.Option(
     "--platform", metavar="NAME", callback=_name_checker("platform"), show_default=False,
     help="Golden platform: dgx_h100, cpu, … [default: the run's, or the only one].")]
+NewEnvOpt = Annotated[bool, typer.Option(
+    "--new-env", help="The --env is a new one on purpose: never refused as a typo of a name the store knows "
+                      "(without it, one at most 2 edits from a known env — dve for dev — is refused: did you mean…).")]
+NewPlatformOpt = Annotated[bool, typer.Option(
+    "--new-platform", help="The --platform is a new one on purpose (without it, a known platform with a character "
+                           "dropped, added or swapped, or another case or separator, is refused as a typo: "
+                           "did you mean…; a changed character — dgx_h200 beside dgx_h100 — is a new platform).")]
 PolicyOpt = Annotated[Optional[str], typer.Option(
     "--policy", metavar="megatron|default|FILE", show_default=False,
     help="Policy preset or YAML policy file; the case's case.yaml metrics: overlay the preset, the file "
