@@ -409,3 +409,24 @@ def test_run_phase_without_metrics_is_a_difference_not_a_crash(tmp_path, fp1_sto
     assert out.exit_code == 1 and isinstance(out.exception, SystemExit)  # a crash is exit 1 too
     drift = json.loads(out.stdout)["drift"]
     assert drift["metrics_removed"] == ["lm loss", "num-zeros"] and drift["metrics_added"] == []
+
+
+def test_a_pass_on_a_terminal_is_one_line_details_with_v_and_a_failure_keeps_them(tmp_path, fp1_store, monkeypatch):
+    from goldens.cli import common
+
+    run = write_loss_run(tmp_path / "runs", "r1")
+    s = str(fp1_store.root)
+    logged = golden(str(run), "--store", s)  # a log or a pipe: everything, as before
+    assert logged.exit_code == 0 and "why:" in logged.stdout and len(logged.stdout.splitlines()) > 10
+    monkeypatch.setattr(common, "writes_to_terminal", lambda stderr=False: True)
+    monkeypatch.setenv("COLUMNS", "100")
+    short = golden(str(run), "--store", s)
+    assert short.exit_code == 0, short.output
+    (line,) = short.stdout.splitlines()
+    assert line.startswith("PASS tiny dev/cpu · 2 metric(s) passed · ") and line.endswith("· details: -v")
+    assert f"{run} vs " in line and "(policy default)" in line
+    detailed = golden(str(run), "--store", s, "-v")
+    assert detailed.exit_code == 0 and "why:" in detailed.stdout and "rule:" in detailed.stdout
+    failing = golden(str(write_loss_run(tmp_path / "runs", "r2", loss=LOSS * 1.5)), "--store", s)
+    assert failing.exit_code == 1 and "why:" in failing.stdout and "rule:" in failing.stdout
+    assert failing.stdout.splitlines()[-1].startswith("FAIL")

@@ -83,6 +83,9 @@ RESULT_FORMATS = ("table", "json", "csv", "md")
 ResultFormatOpt = Annotated[str, typer.Option(
     "--format", "-f", metavar="|".join(RESULT_FORMATS),
     help="table (rich, for terminals), json (the result, for reports), csv (one row per step), md (markdown).")]
+VerboseOpt = Annotated[bool, typer.Option(
+    "--verbose", "-v", help="On a terminal, a pass too gets its table and its why/rule lines (a pass is one line "
+                            "there without it; a failure, a log or a pipe always gets everything).")]
 ExactOpt = Annotated[Optional[bool], typer.Option(
     "--exact/--approx", show_default=False,
     help="Force the exact regime (as if fingerprints matched) or the approximate one [default: exact only "

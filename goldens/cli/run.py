@@ -21,7 +21,8 @@ import typer
 
 from ..extras import require_extra
 from .common import console, fail, handles_errors
-from .options import (EnvOpt, ExactOpt, NewEnvOpt, NewPlatformOpt, PlatformOpt, PolicyOpt, ResultFormatOpt, StoreOpt, check_result_format,
+from .options import (EnvOpt, ExactOpt, NewEnvOpt, NewPlatformOpt, PlatformOpt, PolicyOpt, ResultFormatOpt, StoreOpt,
+                      VerboseOpt, check_result_format,
                       out_option)
 
 CaseArg = Annotated[str, typer.Argument(metavar="CASE", help="The case: its path in the store, or a name only one case has; or "
@@ -127,7 +128,7 @@ def check(case: CaseArg, store: StoreOpt = None, env: EnvOpt = None, platform: P
           profile: ProfileOpt = None, out: CheckOutOpt = None, device: DeviceOpt = None,
           timeout: TimeoutOpt = None, seed: SeedOpt = None, launcher: LauncherOpt = "auto",
           policy: PolicyOpt = None, exact: ExactOpt = None, fmt: ResultFormatOpt = "table",
-          new_env: NewEnvOpt = False, new_platform: NewPlatformOpt = False) -> None:
+          new_env: NewEnvOpt = False, new_platform: NewPlatformOpt = False, verbose: VerboseOpt = False) -> None:
     """Run a case, compare it with its golden for this environment (plus the resume check), report.
 
     The golden is the store's for --env [default: dev] and --platform [default, or auto: the run's:
@@ -150,7 +151,7 @@ def check(case: CaseArg, store: StoreOpt = None, env: EnvOpt = None, platform: P
                                               policy=policy, force=workflow.force_regime(exact),
                                               new_env=new_env, new_platform=new_platform)
     if judgement.result is not None:
-        emit(judgement.result, fmt)
+        emit(judgement.result, fmt, verbose=verbose)
     if published is not None:
         print(f"report: {published.report_dir}", file=sys.stderr)
     tell(judgement.notes)
