@@ -123,7 +123,9 @@ def review(store: StoreOpt = None, case: CasePatternOpt = None, env: EnvOpt = No
            dialect: DialectOpt = None) -> None:
     """Review staged candidates one case at a time: a accept · r reject · s skip · A/R all remaining · q quit.
 
-    Without a terminal it prints the equivalent approve/reject commands instead.
+    Each screen fits the terminal: failing metrics first, one line each; passing rows that do not
+    fit are counted, never the failing one scrolled off. f shows the failing rows only (f again:
+    every row). Without a terminal it prints the equivalent approve/reject commands instead.
     """
     from .. import approve
     from .review_screen import review_commands, summary_lines
