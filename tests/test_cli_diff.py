@@ -430,3 +430,24 @@ def test_a_pass_on_a_terminal_is_one_line_details_with_v_and_a_failure_keeps_the
     failing = golden(str(write_loss_run(tmp_path / "runs", "r2", loss=LOSS * 1.5)), "--store", s)
     assert failing.exit_code == 1 and "why:" in failing.stdout and "rule:" in failing.stdout
     assert failing.stdout.splitlines()[-1].startswith("FAIL")
+
+
+def test_a_table_too_wide_for_a_log_is_plain_rows_never_a_padded_box(tmp_path, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    long_name = "memory/" + "a-very-long-metric-name-" * 40  # one long name pads every row of a box
+    paths = []
+    for side, factor in (("a", 1.0), ("b", 1.5)):
+        path = tmp_path / side / "golden_values_dev_cpu.json"
+        path.parent.mkdir()
+        path.write_text(dumps_golden(golden_set({"lm loss": LOSS * factor, long_name: ZEROS, "num-zeros": ZEROS})))
+        paths.append(str(path))
+    out = golden(*paths)
+    assert out.exit_code == 1, out.output
+    table = out.stdout.split("why:")[0].splitlines()
+    assert not any(c in "\n".join(table) for c in "┃━│")  # no box
+    header = table[1].split("\t")
+    assert header[:3] == ["phase", "metric", "verdict"]
+    rows = {line.split("\t")[1]: line for line in table[2:] if "\t" in line}
+    assert set(rows) >= {"lm loss", long_name, "num-zeros"}
+    assert len(rows["lm loss"]) < 200  # a short row stays short: nothing padded to the longest name
+    assert "fail" in rows["lm loss"].split("\t")[2]
