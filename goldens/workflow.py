@@ -60,12 +60,16 @@ def force_regime(exact: bool | None) -> str | None:
 
 def judge_run(store: "GoldenStore", run: "Loaded", *, case: str | None = None, env: str | None = None,
               platform: str | None = None, policy: PolicyChoice = None, force: str | None = None,
-              notes: Sequence[str] = (), stage: bool = True, tell_generation: bool = True) -> Judgement:
+              notes: Sequence[str] = (), stage: bool = True, tell_generation: bool = True,
+              new_env: bool | None = None, new_platform: bool | None = None) -> Judgement:
     """A run against the store's current golden of its target; staged for review when
     ``should_stage`` says so (``stage=False``: judge only, write nothing). Case, env and platform
     default to what the run declares. Under a preset that follows model_config.yaml (megatron) the
     store's generation of Megatron's conventions judges; a comparator the table does not know is
-    said in the result's warnings (``tell_generation``: a bulk judgement says it once)."""
+    said in the result's warnings (``tell_generation``: a bulk judgement says it once).
+    ``new_env`` / ``new_platform``: False — a given ``env`` / ``platform`` the store has no golden for,
+    close to a name it knows, is refused as a typo (``goldens.target_names``); True — a new name on
+    purpose; None — not checked (a bulk judge, whose names come from the files)."""
     from . import inputs
     from .compare import compare
 
@@ -78,6 +82,10 @@ def judge_run(store: "GoldenStore", run: "Loaded", *, case: str | None = None, e
     inputs.load_policies(policy)  # a bad --policy is refused before anything else is read
     keys = store.keys(the_case)
     if not inputs.has_golden(store, the_case, target_env, target_platform, keys):
+        if new_env is not None or new_platform is not None:
+            from .target_names import refuse_typos
+
+            refuse_typos(store, env=env, platform=platform, new_env=bool(new_env), new_platform=bool(new_platform))
         judgement = Judgement(None, the_case, target_env, target_platform)
         judgement = _staged(store, run, judgement) if stage else judgement
         return replace(judgement, notes=(*judgement.notes, f"no golden: case {the_case!r} has none for "
@@ -308,7 +316,8 @@ def _loose_file_outside(text: str, loaded: "Loaded", case_yaml: str | None) -> b
 
 def diff(targets: Sequence[str], *, store_root: Path | None, case: str | None = None, env: str | None = None,
          platform: str | None = None, policy: str | None = None, force: str | None = None,
-         runs_dir: Path = Path("runs"), generation: str | None = None) -> Judgement:
+         runs_dir: Path = Path("runs"), generation: str | None = None, new_env: bool = False,
+         new_platform: bool = False) -> Judgement:
     """What ``golden diff`` does with its operands: none (the newest run), one run — an artifact, a
     run folder or id, or a golden_values file as Megatron's CI writes it — against the store's
     golden (staged if failing), or two operands (reference first, never staged)."""
@@ -332,7 +341,7 @@ def diff(targets: Sequence[str], *, store_root: Path | None, case: str | None = 
     from .store import GoldenStore
 
     judgement = judge_run(GoldenStore(store_root, generation=generation), run, case=case, env=env,
-                          platform=platform, policy=policy, force=force)
+                          platform=platform, policy=policy, force=force, new_env=new_env, new_platform=new_platform)
     return _refresh_kept_result(targets[0] if targets else None, runs_dir, judgement)
 
 
@@ -383,8 +392,8 @@ def publish(judgement: Judgement, run_dir: Path, *, store_root: Path | None) -> 
 
 
 def check_run(report: Any, *, store_root: Path | None, env: str | None = None, platform: str | None = None,
-              policy: str | None = None, force: str | None = None,
-              generation: str | None = None) -> tuple[Judgement, Published | None]:
+              policy: str | None = None, force: str | None = None, generation: str | None = None,
+              new_env: bool = False, new_platform: bool = False) -> tuple[Judgement, Published | None]:
     """``golden check`` after its run: judge the run's artifact (staged if failing or without a
     golden), then publish the result and reports beside it."""
     from . import inputs
@@ -392,7 +401,7 @@ def check_run(report: Any, *, store_root: Path | None, env: str | None = None, p
 
     run = inputs.load_artifact_side(report.artifact)
     judgement = judge_run(GoldenStore(store_root, generation=generation), run, case=report.artifact.case, env=env,
-                          platform=platform, policy=policy, force=force)
+                          platform=platform, policy=policy, force=force, new_env=new_env, new_platform=new_platform)
     return judgement, publish(judgement, report.artifact_path.parent, store_root=store_root)
 
 

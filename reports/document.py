@@ -192,17 +192,26 @@ def approve_command(result: ComparisonResult, store: str | None = None) -> str |
     reason: ``golden approve CANDIDATE --case C --env E --platform P [--store S] --reason …``.
 
     None when the case passed, or when the result does not name all of case, env and platform,
-    or its candidate is a store version (``CASE@vN``: that is ``golden rollback``), or a part is
-    not printable (it could not be pasted as one line)."""
+    or its candidate is a store version (``CASE@vN``, ``CASE@HEAD``, ``CASE@<commit>``: approve
+    takes a run or a file, never a version — going back to one is ``golden rollback``), or a part
+    is not printable (it could not be pasted as one line)."""
     if result.passed or not (result.case and result.env and result.platform):
         return None
-    if result.candidate.startswith(f"{result.case}@v") and result.candidate[len(result.case) + 2:].isdigit():
+    if _is_version_ref(result.candidate):
         return None
     parts = ["golden", "approve", result.candidate, "--case", result.case, "--env", result.env,
              "--platform", result.platform, *(("--store", store) if store else ()), "--reason", APPROVE_REASON]
     if not all(part.isprintable() for part in parts):
         return None
     return shlex.join(parts)
+
+
+def _is_version_ref(operand: str) -> bool:
+    """``CASE@REF`` as ``golden diff`` reads it (goldens.inputs.is_version_ref): an '@' in an
+    operand that is no file here."""
+    from pathlib import Path
+
+    return "@" in operand and not Path(operand).exists()
 
 
 def drift_lines(result: ComparisonResult) -> list[str]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from goldens.result import ComparisonResult, Verdict
 from reports import text as fmt
-from reports.document import approve_command, verdict_line
+from reports.document import approve_command, drift_lines, failing_summary, verdict_line
 
 
 def _pct(value: float | None) -> str:
@@ -89,3 +89,17 @@ def result_lines(result: ComparisonResult, store: str | None = None) -> list[str
     out.append(f"[{color}]{escape(verdict_line(result))}[/] {escape(result.candidate)} vs "
                f"{escape(result.reference)} (policy {escape(result.policy)})")
     return out
+
+
+def pass_line(result: ComparisonResult) -> str:
+    """A pass in one line (rich markup): verdict, target, what passed, what was compared under which
+    policy — e.g. 'PASS tiny dev/cpu · 2 metric(s) passed; resume check passed · RUN vs GOLDEN (policy
+    default) · details: -v'."""
+    from rich.markup import escape
+
+    where = " ".join(x for x in (result.case, "/".join(x for x in (result.env, result.platform) if x)) if x)
+    notes = len(drift_lines(result)) + len(result.warnings)
+    said = f" · {notes} note(s)" if notes else ""
+    return (f"[green]{result.verdict.value.upper()}[/] {escape(where)} · {escape(failing_summary(result))}{said} · "
+            f"{escape(result.candidate)} vs {escape(result.reference)} (policy {escape(result.policy)}) "
+            f"[dim]· details: -v[/]")

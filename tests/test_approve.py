@@ -483,3 +483,72 @@ def test_a_merge_builds_on_the_ledger_head_not_on_lagging_plain_files(store, run
     assert golden_values(store) == {"lm loss": shifted(LOSS, 1.1), "num-zeros": shifted(ZEROS, 2)}
     assert [e.action for e in store.history("tiny")] == ["approve", "approve", "approve"]
     assert store.fsck(repair=False) == []
+
+
+def _screen(view, **kwargs) -> list[str]:
+    """What the review screen shows in a 100×30 terminal: the rule, the panel, the prompt."""
+    import io
+
+    from rich.console import Console
+
+    from goldens.cli.review_screen import TerminalReviewIO
+
+    out = io.StringIO()
+    console = Console(file=out, width=100, height=30, color_system=None, legacy_windows=False)
+    screen = TerminalReviewIO(console)
+    screen.failing_only = kwargs.get("failing_only", False)
+    screen.show(view, 0, 3)
+    console.print("a/r/s/A/R/q/f ", end="")
+    return out.getvalue().splitlines()
+
+
+def test_the_review_screen_fits_100_by_30_with_the_failing_row_on_it_and_a_failing_only_view():
+    from goldens.approve import Candidate, CandidateView, MetricView
+
+    steps = np.arange(1, 101)
+    long_why = "within rtol 0.05 of the golden at every step; largest relative difference 3.2e-3 at step 77 " * 2
+    metrics = [MetricView(phase=phase, metric=f"metric-{phase}-{i}-with-a-rather-long-name", verdict="pass",
+                          explanation=long_why, steps=steps, golden=steps * 1.0, run=steps * 1.0, selected=False)
+               for phase in (1, 2) for i in range(14)]
+    metrics.append(MetricView(phase=2, metric="lm loss", verdict="fail", explanation="12 of 100 steps beyond rtol 0.05",
+                              steps=steps, golden=steps * 1.0, run=steps * 1.2, selected=True))
+    view = CandidateView(candidate=Candidate(case="gpt/gpt3_mcore_te_tp2_pp2_resume_torch_dist", env="dev",
+                                             platform="dgx_h100", run_id="r" * 40, artifact="/x", base_version=None,
+                                             verdict="fail"),
+                         metrics=tuple(metrics))
+    lines = _screen(view)
+    assert len(lines) <= 30 and max(len(line) for line in lines) <= 100
+    assert any(" lm loss " in line and "fail" in line for line in lines)  # the failing row never scrolls off
+    passing_rows = [line for line in lines if "metric-" in line]
+    assert f"… {29 - 1 - len(passing_rows)} metric(s) not shown (a taller terminal shows more)" in "\n".join(lines)
+    assert passing_rows and "metric-1-0-" in passing_rows[0]  # then passing rows, in order, as many as fit
+    failing_only = _screen(view, failing_only=True)
+    assert [line for line in failing_only if "fail" in line and "lm loss" in line]
+    assert not [line for line in failing_only if "metric-" in line] and "28 metric(s) not shown" in "\n".join(failing_only)
+    assert "f every row" in "\n".join(failing_only) and "f failing only" in "\n".join(lines)
+
+
+def test_the_f_key_toggles_the_failing_only_view_and_is_no_answer(monkeypatch):
+    import io
+
+    import typer
+    from rich.console import Console
+
+    from goldens.approve import Candidate, CandidateView, MetricView
+    from goldens.cli.review_screen import TerminalReviewIO
+
+    steps = np.arange(1, 5)
+    metrics = tuple(MetricView(phase=1, metric=name, verdict=verdict, explanation="", steps=steps, golden=steps * 1.0,
+                               run=steps * 1.0, selected=False) for name, verdict in (("num-zeros", "pass"),
+                                                                                       ("lm loss", "fail")))
+    view = CandidateView(candidate=Candidate(case="tiny", env="dev", platform="cpu", run_id="r1", artifact="/x",
+                                             base_version=None, verdict="fail"), metrics=metrics)
+    out = io.StringIO()
+    screen = TerminalReviewIO(Console(file=out, width=100, height=30, color_system=None))
+    keys = iter("fa")
+    monkeypatch.setattr(typer, "getchar", lambda: next(keys))
+    screen.show(view, 0, 1)
+    assert screen.key() == "a" and screen.failing_only
+    first, again = out.getvalue().split("a/r/s/A/R/q/f f")
+    assert "num-zeros" in first and "num-zeros" not in again and "lm loss" in again
+    assert "1 metric(s) not shown" in again

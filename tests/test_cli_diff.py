@@ -187,6 +187,20 @@ def test_two_versions_of_a_case(tmp_path, fp1_store):
 
 
 
+def test_two_git_revisions_of_a_case_suggest_no_approve_command_that_approve_refuses(tmp_path, monkeypatch):
+    from tests.builders import git_store, megatron_doc
+
+    name = "gpt/tiny/golden_values_dev_dgx_h100.json"
+    store = git_store(tmp_path, {name: megatron_doc(range(1, 11), 10.0)}, {name: megatron_doc(range(1, 11), 12.0)})
+    monkeypatch.chdir(store.parent)
+    out = golden("gpt/tiny@HEAD~1", "gpt/tiny@HEAD", "--store", "cases")
+    assert out.exit_code == 1 and "FAIL" in out.stdout
+    assert "golden approve" not in out.stdout  # a version is no candidate approve takes
+    refused = CliRunner().invoke(app, ["approve", "gpt/tiny@HEAD", "--case", "gpt/tiny", "--env", "dev",
+                                       "--platform", "dgx_h100", "--store", "cases", "--reason", "x"])
+    assert refused.exit_code == 2  # what the suggestion would have run
+
+
 def test_two_golden_versions_of_a_resume_case_are_not_held_to_the_resume_check(tmp_path, fp1_store):
     # Megatron's _2nd golden comes from another job than phase 1: at the shared steps 11..20 it
     # differs in the last digits. That is no regression between two golden versions.
@@ -395,3 +409,45 @@ def test_run_phase_without_metrics_is_a_difference_not_a_crash(tmp_path, fp1_sto
     assert out.exit_code == 1 and isinstance(out.exception, SystemExit)  # a crash is exit 1 too
     drift = json.loads(out.stdout)["drift"]
     assert drift["metrics_removed"] == ["lm loss", "num-zeros"] and drift["metrics_added"] == []
+
+
+def test_a_pass_on_a_terminal_is_one_line_details_with_v_and_a_failure_keeps_them(tmp_path, fp1_store, monkeypatch):
+    from goldens.cli import common
+
+    run = write_loss_run(tmp_path / "runs", "r1")
+    s = str(fp1_store.root)
+    logged = golden(str(run), "--store", s)  # a log or a pipe: everything, as before
+    assert logged.exit_code == 0 and "why:" in logged.stdout and len(logged.stdout.splitlines()) > 10
+    monkeypatch.setattr(common, "writes_to_terminal", lambda stderr=False: True)
+    monkeypatch.setenv("COLUMNS", "100")
+    short = golden(str(run), "--store", s)
+    assert short.exit_code == 0, short.output
+    (line,) = short.stdout.splitlines()
+    assert line.startswith("PASS tiny dev/cpu · 2 metric(s) passed · ") and line.endswith("· details: -v")
+    assert f"{run} vs " in line and "(policy default)" in line
+    detailed = golden(str(run), "--store", s, "-v")
+    assert detailed.exit_code == 0 and "why:" in detailed.stdout and "rule:" in detailed.stdout
+    failing = golden(str(write_loss_run(tmp_path / "runs", "r2", loss=LOSS * 1.5)), "--store", s)
+    assert failing.exit_code == 1 and "why:" in failing.stdout and "rule:" in failing.stdout
+    assert failing.stdout.splitlines()[-1].startswith("FAIL")
+
+
+def test_a_table_too_wide_for_a_log_is_plain_rows_never_a_padded_box(tmp_path, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    long_name = "memory/" + "a-very-long-metric-name-" * 40  # one long name pads every row of a box
+    paths = []
+    for side, factor in (("a", 1.0), ("b", 1.5)):
+        path = tmp_path / side / "golden_values_dev_cpu.json"
+        path.parent.mkdir()
+        path.write_text(dumps_golden(golden_set({"lm loss": LOSS * factor, long_name: ZEROS, "num-zeros": ZEROS})))
+        paths.append(str(path))
+    out = golden(*paths)
+    assert out.exit_code == 1, out.output
+    table = out.stdout.split("why:")[0].splitlines()
+    assert not any(c in "\n".join(table) for c in "┃━│")  # no box
+    header = table[1].split("\t")
+    assert header[:3] == ["phase", "metric", "verdict"]
+    rows = {line.split("\t")[1]: line for line in table[2:] if "\t" in line}
+    assert set(rows) >= {"lm loss", long_name, "num-zeros"}
+    assert len(rows["lm loss"]) < 200  # a short row stays short: nothing padded to the longest name
+    assert "fail" in rows["lm loss"].split("\t")[2]

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from goldens.errors import StoreError
 from goldens.model import GoldenKey
 from goldens.store import GoldenStore
-from tests.builders import (LOSS, ZEROS, commit_all, git, git_repo, invoke, make_store, megatron_artifact, odd_tree,
+from tests.builders import (LOSS, ZEROS, commit_all, git, git_repo, golden_set, invoke, make_store, megatron_artifact, odd_tree,
                             seed, shifted, write_run)
 
 KEY = GoldenKey("tiny", "dev", "cpu", 1)
@@ -85,6 +86,47 @@ def test_an_approval_lands_in_the_work_tree_as_golden_plus_record(store, repo, t
     assert approved.source_run_id == "r1" and fresh.fingerprint_of(KEY) == "fp-1"
     assert approved.files[KEY.filename()].summary["lm loss"].changed_steps == 20
     assert [p for p in fresh.fsck(repair=False)] == []
+
+
+def test_a_pair_whose_2nd_file_stays_the_same_gets_no_no_op_record_for_it(tmp_path):
+    repo = git_repo(tmp_path / "repo")
+    made = make_store(repo / "cases", ("tiny",))
+    late = {s: v for s, v in LOSS.items() if s > 10}
+    seed(made, "tiny", {"lm loss": LOSS}, phase2={"lm loss": late})
+    commit_all(repo, "seed the pair")
+    second = KEY.filename().replace(".json", "_2nd.json")
+    record_before = (made.root / "tiny" / ".approvals" / "dev_cpu_2nd.json").read_bytes()
+    store = GoldenStore(made.root)
+    store.write("tiny", {KEY: golden_set({"lm loss": shifted(LOSS, 1.1)}),
+                         replace(KEY, phase=2): golden_set({"lm loss": late})},
+                approver="ada", reason="new init", ci=False)
+    # the 1st file changed: it and its record; the _2nd's bytes did not: its record still describes them
+    assert status(repo) == ["cases/tiny/.approvals/dev_cpu.json", "cases/tiny/golden_values_dev_cpu.json"]
+    assert (made.root / "tiny" / ".approvals" / "dev_cpu_2nd.json").read_bytes() == record_before
+    commit_all(repo, "approve")
+    fresh = GoldenStore(made.root)
+    assert fresh.writer_of(replace(KEY, phase=2)).reason == "first golden"
+    assert fresh.writer_of(KEY).reason == "new init" and fresh.fsck(repair=False) == []
+    # re-approving bytes that do not change at all still records the new reason (nothing else would)
+    fresh.write("tiny", {KEY: golden_set({"lm loss": shifted(LOSS, 1.1)})}, approver="ada", reason="again", ci=False)
+    assert status(repo) == ["cases/tiny/.approvals/dev_cpu.json"]
+
+
+def test_records_hold_repository_relative_paths_never_absolute_local_ones(store, repo):
+    import sys
+
+    config = repo / "cases" / "tiny" / "model_config.yaml"
+    store.write("tiny", {KEY: golden_set({"lm loss": shifted(LOSS, 1.1)})}, approver="ada", reason="r", ci=False,
+                provenance={"command": f"{sys.executable} -m goldens check {repo / 'cases' / 'tiny'} --out /tmp/x",
+                            "megatron_case": {"source": str(config), "entries": {"a": {"target": "data/cache / b"}}},
+                            "dirs": [str(repo)]})
+    text = (store.root / "tiny" / ".approvals" / "dev_cpu.json").read_text()
+    assert str(repo) not in text and str(Path(sys.executable).parent) not in text and "/tmp/x" not in text
+    provenance = json.loads(text)["provenance"]
+    assert provenance["megatron_case"]["source"] == "cases/tiny/model_config.yaml"
+    assert provenance["command"] == f"{Path(sys.executable).name} -m goldens check cases/tiny --out x"
+    assert provenance["megatron_case"]["entries"]["a"]["target"] == "data/cache / b"  # not a path: untouched
+    assert provenance["dirs"] == ["."]
 
 
 def test_a_golden_copied_in_and_committed_is_an_unattributed_version(store, repo):

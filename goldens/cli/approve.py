@@ -12,8 +12,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .common import console, fail, handles_errors, show_table
-from .options import (AllowCiOpt, ApproverOpt, CasePatternOpt, DialectOpt, EnvOpt, GenerationOpt, JsonOpt, PlatformOpt,
-                      ReasonOpt, StoreOpt, open_store, store_line)
+from .options import (AllowCiOpt, ApproverOpt, CasePatternOpt, DialectOpt, EnvOpt, GenerationOpt, JsonOpt, NewEnvOpt,
+                      NewPlatformOpt, PlatformOpt, ReasonOpt, StoreOpt, open_store, store_line)
 
 MetricOpt = Annotated[Optional[list[str]], typer.Option("--metric", metavar="NAME", help="Take only this metric from the run (repeatable); the others keep their values.")]
 OnlyFailingOpt = Annotated[bool, typer.Option("--only-failing", help="Take only the metrics whose staged verdict failed.")]
@@ -22,7 +22,8 @@ RunArg = Annotated[Optional[str], typer.Argument(metavar="RUN", help="A run: its
 
 
 def _candidates(store: Any, run: str | None, pending: bool, case: str | None, env: str | None,
-                platform: str | None, metrics: tuple[str, ...] = ()) -> list[Any]:
+                platform: str | None, metrics: tuple[str, ...] = (), *, new_env: bool = False,
+                new_platform: bool = False) -> list[Any]:
     from .. import approve
     from ..store.tree import is_pattern
 
@@ -31,10 +32,23 @@ def _candidates(store: Any, run: str | None, pending: bool, case: str | None, en
     if run is not None:
         if case is not None and is_pattern(case):
             raise fail(f"--case {case!r} is a pattern: with a RUN, name the one case it is for")
-        return approve.candidates_for_run(store, run, case=case, env=env, platform=platform)
+        found = approve.candidates_for_run(store, run, case=case, env=env, platform=platform)
+        _refuse_typos_of_new_targets(store, found, env, platform, new_env, new_platform)
+        return found
     if not pending:
         raise fail("say what to act on: a RUN, or --pending (with --case/--env/--platform to narrow it)")
     return approve.list_pending(store, case=case, env=env, platform=platform, metrics=metrics)
+
+
+def _refuse_typos_of_new_targets(store: Any, candidates: list[Any], env: str | None, platform: str | None,
+                                 new_env: bool, new_platform: bool) -> None:
+    """Approving a run for a target its case has no golden for writes a new golden file: an --env /
+    --platform given there that is a close match of a name the store knows is refused as a typo."""
+    from ..target_names import refuse_typos
+
+    for c in candidates:
+        if not any((k.env, k.platform) == (c.env, c.platform) for k in store.keys(c.case)):
+            refuse_typos(store, env=env, platform=platform, new_env=new_env, new_platform=new_platform)
 
 
 @handles_errors
@@ -58,19 +72,22 @@ def accept(run: RunArg = None, pending: PendingFlag = False, store: StoreOpt = N
            case: CasePatternOpt = None, env: EnvOpt = None, platform: PlatformOpt = None,
            metric: MetricOpt = None, only_failing: OnlyFailingOpt = False, reason: ReasonOpt = None,
            approver: ApproverOpt = None, allow_ci: AllowCiOpt = False, dialect: DialectOpt = None,
-           generation: GenerationOpt = None) -> None:
+           generation: GenerationOpt = None, new_env: NewEnvOpt = False, new_platform: NewPlatformOpt = False) -> None:
     """Make a run (or the staged candidates) the new golden: a new version with who, why, from which run.
 
     In bulk (--pending, narrowed by --case PATTERN, --env, --platform, --metric) every candidate is
     checked before the first write, and each approval gets its own provenance record. The store's
-    backend and write dialect are told on stderr."""
+    backend and write dialect are told on stderr. A RUN approved for an --env / --platform its case
+    has no golden for, close to a name the store knows (dve for dev), is refused: did you mean…?
+    (--new-env / --new-platform: a new one on purpose)."""
     from .. import approve
     from .review_screen import accepted_line
 
     approve.require_reason(reason)
     approve.refuse_in_ci(None, allow_ci)
     golden_store = open_store(store, dialect, generation)
-    candidates = _candidates(golden_store, run, pending, case, env, platform, tuple(metric or ()))
+    candidates = _candidates(golden_store, run, pending, case, env, platform, tuple(metric or ()),
+                             new_env=new_env, new_platform=new_platform)
     if not candidates:
         print("no pending candidates")
         return
@@ -106,7 +123,9 @@ def review(store: StoreOpt = None, case: CasePatternOpt = None, env: EnvOpt = No
            dialect: DialectOpt = None, generation: GenerationOpt = None) -> None:
     """Review staged candidates one case at a time: a accept · r reject · s skip · A/R all remaining · q quit.
 
-    Without a terminal it prints the equivalent approve/reject commands instead.
+    Each screen fits the terminal: failing metrics first, one line each; passing rows that do not
+    fit are counted, never the failing one scrolled off. f shows the failing rows only (f again:
+    every row). Without a terminal it prints the equivalent approve/reject commands instead.
     """
     from .. import approve
     from .review_screen import review_commands, summary_lines

@@ -97,12 +97,34 @@ def progress_bar(what: str) -> Iterator[Callable[[int, int], None] | None]:
 
 
 def show_table(out: Any, table: Any) -> None:
-    """Print a rich table; in a log or pipe at no less than its natural width, so a cell is never
-    wrapped or cut to fit an edge the log does not have (``$COLUMNS`` is only a preference there)."""
+    """Print a rich table. A terminal wraps it to its width. In a log or pipe a cell is never
+    wrapped or cut to fit an edge the log does not have: the box is drawn at its natural width up
+    to ``LOG_WIDTH`` columns (``$COLUMNS`` is only a preference there); a wider table — one long
+    metric name pads every row of a box to 1,000+ characters — is printed as plain tab-separated
+    rows instead (``plain_rows``)."""
     if not writes_to_terminal(out.stderr):
         unbounded = out.options.update_width(1 << 16)  # measured as if the log were endless
-        out.width = max(out.width, out.measure(table, options=unbounded).maximum)
+        natural = out.measure(table, options=unbounded).maximum
+        if natural > max(out.width, LOG_WIDTH):
+            out.file.write("".join(line + "\n" for line in plain_rows(table)))  # tabs kept (rich expands them)
+            return
+        out.width = max(out.width, natural)
     out.print(table)
+
+
+def plain_rows(table: Any) -> list[str]:
+    """A rich table as text lines: its title, then the header and each row, cells joined by a tab
+    (no padding, no box: a line is as long as its own cells)."""
+    from rich.text import Text
+
+    def plain(cell: Any) -> str:
+        text = cell if isinstance(cell, Text) else Text.from_markup(cell) if isinstance(cell, str) else Text(str(cell))
+        return " ".join(text.plain.split())
+
+    title = [plain(table.title)] if table.title else []
+    header = "\t".join(plain(c.header) for c in table.columns)
+    rows = ["\t".join(plain(c._cells[i]) for c in table.columns) for i in range(table.row_count)]
+    return [*title, header, *rows]
 
 
 def echo_json(doc: Any) -> None:

@@ -10,9 +10,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from . import common
 from .common import console, handles_errors, show_table
-from .options import (CaseOpt, EnvOpt, ExactOpt, GenerationOpt, PlatformOpt, PolicyOpt, ResultFormatOpt, StoreOpt,
-                      check_result_format)
+from .options import (CaseOpt, EnvOpt, ExactOpt, GenerationOpt, NewEnvOpt, NewPlatformOpt, PlatformOpt, PolicyOpt,
+                      ResultFormatOpt, StoreOpt, VerboseOpt, check_result_format)
 
 TargetsArg = Annotated[Optional[list[str]], typer.Argument(
     metavar="[ARTIFACT|RUN_DIR] | REFERENCE CANDIDATE",
@@ -24,10 +25,13 @@ TargetsArg = Annotated[Optional[list[str]], typer.Argument(
 @handles_errors
 def diff(targets: TargetsArg = None, case: CaseOpt = None, env: EnvOpt = None, platform: PlatformOpt = None,
          store: StoreOpt = None, fmt: ResultFormatOpt = "table", policy: PolicyOpt = None,
-         exact: ExactOpt = None, generation: GenerationOpt = None) -> None:
+         exact: ExactOpt = None, generation: GenerationOpt = None, new_env: NewEnvOpt = False,
+         new_platform: NewPlatformOpt = False, verbose: VerboseOpt = False) -> None:
     """Compare a run with its golden (or REFERENCE with CANDIDATE) under tolerance policies.
 
-    A run that fails (or has no golden yet) is staged for `golden review`, outside CI."""
+    A run that fails (or has no golden yet) is staged for `golden review`, outside CI. An --env or
+    --platform the store has no golden for, close to one it knows (dve for dev), is refused: did you
+    mean…? (--new-env / --new-platform: a new one on purpose)."""
     from .. import workflow
 
     check_result_format(fmt)
@@ -36,9 +40,10 @@ def diff(targets: TargetsArg = None, case: CaseOpt = None, env: EnvOpt = None, p
 
         known(generation)
     judgement = workflow.diff(list(targets or []), store_root=store, case=case, env=env, platform=platform,
-                              policy=policy, force=workflow.force_regime(exact), generation=generation)
+                              policy=policy, force=workflow.force_regime(exact), generation=generation,
+                              new_env=new_env, new_platform=new_platform)
     if judgement.result is not None:
-        emit(judgement.result, fmt, store=None if store is None else str(store))
+        emit(judgement.result, fmt, store=None if store is None else str(store), verbose=verbose)
     tell(judgement.notes)
     raise typer.Exit(judgement.exit_code)
 
@@ -49,8 +54,10 @@ def tell(notes: tuple[str, ...]) -> None:
         print(note, file=sys.stderr)
 
 
-def emit(result: Any, fmt: str, *, store: str | None = None) -> None:
-    """The result on stdout in the chosen format; ``store`` as given, for a failing case's approve command."""
+def emit(result: Any, fmt: str, *, store: str | None = None, verbose: bool = True) -> None:
+    """The result on stdout in the chosen format; ``store`` as given, for a failing case's approve command.
+    A pass on a terminal is one line unless ``verbose`` (nothing in it needs reading); a failure, and
+    any output to a log or a pipe, keeps every detail."""
     if fmt == "json":
         for chunk in result.json_chunks():  # written as made: a million-step result is never one string
             sys.stdout.write(chunk)
@@ -63,9 +70,12 @@ def emit(result: Any, fmt: str, *, store: str | None = None) -> None:
 
         sys.stdout.write(result_markdown(Report.of(result, store=store)) + "\n")
     else:
-        from reports.terminal import result_lines, result_table
+        from reports.terminal import pass_line, result_lines, result_table
 
         out = console()
+        if result.passed and not verbose and common.writes_to_terminal():
+            out.print(pass_line(result), soft_wrap=True)
+            return
         show_table(out, result_table(result))
         for line in result_lines(result, store):
             out.print(line, soft_wrap=True)  # never broken: an approve command must paste as one line

@@ -76,6 +76,13 @@ EnvOpt = Annotated[Optional[str], typer.Option(
 PlatformOpt = Annotated[Optional[str], typer.Option(
     "--platform", metavar="NAME", callback=_name_checker("platform"), show_default=False,
     help="Golden platform: dgx_h100, cpu, … [default: the run's, or the only one].")]
+NewEnvOpt = Annotated[bool, typer.Option(
+    "--new-env", help="The --env is a new one on purpose: never refused as a typo of a name the store knows "
+                      "(without it, one at most 2 edits from a known env — dve for dev — is refused: did you mean…).")]
+NewPlatformOpt = Annotated[bool, typer.Option(
+    "--new-platform", help="The --platform is a new one on purpose (without it, a known platform with a character "
+                           "dropped, added or swapped, or another case or separator, is refused as a typo: "
+                           "did you mean…; a changed character — dgx_h200 beside dgx_h100 — is a new platform).")]
 PolicyOpt = Annotated[Optional[str], typer.Option(
     "--policy", metavar="megatron|default|FILE", show_default=False,
     help="Policy preset or YAML policy file; the case's case.yaml metrics: overlay the preset, the file "
@@ -84,6 +91,9 @@ RESULT_FORMATS = ("table", "json", "csv", "md")
 ResultFormatOpt = Annotated[str, typer.Option(
     "--format", "-f", metavar="|".join(RESULT_FORMATS),
     help="table (rich, for terminals), json (the result, for reports), csv (one row per step), md (markdown).")]
+VerboseOpt = Annotated[bool, typer.Option(
+    "--verbose", "-v", help="On a terminal, a pass too gets its table and its why/rule lines (a pass is one line "
+                            "there without it; a failure, a log or a pipe always gets everything).")]
 ExactOpt = Annotated[Optional[bool], typer.Option(
     "--exact/--approx", show_default=False,
     help="Force the exact regime (as if fingerprints matched) or the approximate one [default: exact only "

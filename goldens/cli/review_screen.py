@@ -21,6 +21,13 @@ def _plain(value: str, style: str = "") -> Any:
     return Text(value, style=style)
 
 
+def _one_line(value: str, style: str = "") -> Any:
+    """Literal text kept to one line: cut with … where its column is narrower."""
+    text = _plain(" ".join(value.split()), style)
+    text.no_wrap, text.overflow = True, "ellipsis"
+    return text
+
+
 def _verdict(verdict: str) -> Any:
     return _plain(verdict, VERDICT_STYLE.get(verdict, ""))
 
@@ -59,7 +66,35 @@ def _largest_change(m: MetricView) -> str:
     return f"{delta[i]:.6g}{pct} @ {int(m.steps[i])}"
 
 
-def candidate_panel(view: CandidateView, index: int, total: int) -> Any:
+FAILING = frozenset({"fail", "missing"})   # the verdicts a reviewer must see first
+FAILING_ONLY_KEY = "f"                       # the screen's own key: failing rows only / every row
+SCREEN_CHROME = 2                            # the rule above a panel and the key prompt under it
+
+
+def candidate_panel(view: CandidateView, index: int, total: int, *, failing_only: bool = False,
+                    size: tuple[int, int] | None = None) -> Any:
+    """One candidate on the screen: failing metrics first, one line each. ``size`` (width, height) of
+    the terminal: the panel fits it — passing rows are left out (and counted) before a failing
+    one would scroll off. ``failing_only``: the failing rows alone (the f key)."""
+    failing = [m for m in view.metrics if m.verdict in FAILING]
+    rows = failing if failing_only else failing + [m for m in view.metrics if m.verdict not in FAILING]
+    if size is None:
+        return _panel(view, index, total, rows, len(view.metrics) - len(rows), failing_only, 32)
+    from rich.console import Console
+
+    width, height = size
+    measure = Console(width=width, height=height, color_system=None, legacy_windows=False)
+    spark = max(6, min(32, (width - 80) // 2))
+    shown = len(rows)
+    while True:
+        panel = _panel(view, index, total, rows[:shown], len(view.metrics) - shown, failing_only, spark)
+        if shown == 0 or len(measure.render_lines(panel, measure.options, pad=False)) + SCREEN_CHROME <= height:
+            return panel
+        shown -= 1
+
+
+def _panel(view: CandidateView, index: int, total: int, rows: Sequence[MetricView], hidden: int,
+           failing_only: bool, spark: int) -> Any:
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
@@ -67,20 +102,30 @@ def candidate_panel(view: CandidateView, index: int, total: int) -> Any:
     c = view.candidate
     base = "no golden yet" if _against(c) == "no golden" else f"staged against {_against(c)}"
     header = Text.assemble((f"[{index + 1}/{total}] {c.case}", "bold"), f" {c.env}/{c.platform} · run {c.run_id} · ",
-                           _verdict(c.verdict), f" · {base}")
+                           _verdict(c.verdict), f" · {base}", no_wrap=True, overflow="ellipsis")
     table = Table(show_edge=False, pad_edge=False)
     for column in ("", "phase", "metric", "verdict", "golden", "run", "largest |Δ|", "why"):
-        table.add_column(column, overflow="fold")
-    for m in view.metrics:
+        # metric and why give way to a narrow terminal (rich shrinks wrappable columns first); every
+        # cell is one line, cut with … rather than wrapped, so a row is one line of the screen
+        table.add_column(column, no_wrap=column not in ("metric", "why"), overflow="ellipsis",
+                         max_width=28 if column == "metric" else None)
+    for m in rows:
         lo, hi = finite_range(m.golden, m.run)
-        table.add_row("✓" if m.selected else " ", str(m.phase), _plain(m.metric), _verdict(m.verdict),
-                      _plain(sparkline(m.golden, lo, hi), "yellow"), _plain(sparkline(m.run, lo, hi), "cyan"),
-                      _largest_change(m), _plain(m.explanation, "dim"))
+        table.add_row("✓" if m.selected else " ", str(m.phase), _one_line(m.metric), _verdict(m.verdict),
+                      _plain(sparkline(m.golden, lo, hi, spark), "yellow"),
+                      _plain(sparkline(m.run, lo, hi, spark), "cyan"),
+                      _largest_change(m), _one_line(m.explanation, "dim"))
     parts: list[Any] = [header, table]
+    if hidden:
+        failing_hidden = sum(m.verdict in FAILING for m in view.metrics) - sum(m.verdict in FAILING for m in rows)
+        among = f", {failing_hidden} of them failing" if failing_hidden else ""
+        parts.append(Text(f"… {hidden} metric(s) not shown{among} (a taller terminal shows more)", style="yellow",
+                          no_wrap=True, overflow="ellipsis"))
     if view.problem:
         parts.append(Text(f"cannot be accepted: {view.problem}", style="bold red"))
-    parts.append(Text("✓ = taken from the run if accepted · "
-                      + " · ".join(f"{k} {v}" for k, v in REVIEW_KEYS.items()), style="dim"))
+    keys = " · ".join(f"{k} {v}" for k, v in REVIEW_KEYS.items())
+    toggle = "every row" if failing_only else "failing only"
+    parts.append(Text(f"✓ = taken from the run if accepted · {keys} · {FAILING_ONLY_KEY} {toggle}", style="dim"))
     return Group(*parts)
 
 
@@ -123,24 +168,33 @@ def review_commands(candidates: Sequence[Candidate], store_option: str) -> list[
 
 
 class TerminalReviewIO:
-    """Keys from the terminal, one press at a time (typer.getchar: no Enter needed)."""
+    """Keys from the terminal, one press at a time (typer.getchar: no Enter needed). The screen
+    fits the terminal; its own key f shows the failing rows only (or every row again)."""
 
     def __init__(self, console: Any):
         self.console = console
+        self.failing_only = False
+        self.shown: tuple[CandidateView, int, int] | None = None
 
     def show(self, view: CandidateView, index: int, total: int) -> None:
+        self.shown = (view, index, total)
         self.console.rule()
-        self.console.print(candidate_panel(view, index, total))
+        self.console.print(candidate_panel(view, index, total, failing_only=self.failing_only,
+                                           size=(self.console.size.width, self.console.size.height)))
 
     def key(self) -> str:
         import typer
 
-        self.console.print("[bold]a/r/s/A/R/q[/] ", end="")
-        key = typer.getchar()
-        self.console.print(key)
-        if key in ("\x03", "\x04"):
-            raise EOFError
-        return key
+        while True:
+            self.console.print(f"[bold]a/r/s/A/R/q/{FAILING_ONLY_KEY}[/] ", end="")
+            key = typer.getchar()
+            self.console.print(key)
+            if key in ("\x03", "\x04"):
+                raise EOFError
+            if key != FAILING_ONLY_KEY or self.shown is None:
+                return key
+            self.failing_only = not self.failing_only
+            self.show(*self.shown)
 
     def reason(self) -> str | None:
         return self.console.input("reason for accepting (recorded with the version): ")

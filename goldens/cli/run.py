@@ -21,7 +21,8 @@ import typer
 
 from ..extras import require_extra
 from .common import console, fail, handles_errors
-from .options import (EnvOpt, ExactOpt, GenerationOpt, PlatformOpt, PolicyOpt, ResultFormatOpt, StoreOpt, check_result_format,
+from .options import (EnvOpt, ExactOpt, GenerationOpt, NewEnvOpt, NewPlatformOpt, PlatformOpt, PolicyOpt,
+                      ResultFormatOpt, StoreOpt, VerboseOpt, check_result_format,
                       out_option)
 
 CaseArg = Annotated[str, typer.Argument(metavar="CASE", help="The case: its path in the store, or a name only one case has; or "
@@ -127,13 +128,16 @@ def check(case: CaseArg, store: StoreOpt = None, env: EnvOpt = None, platform: P
           profile: ProfileOpt = None, out: CheckOutOpt = None, device: DeviceOpt = None,
           timeout: TimeoutOpt = None, seed: SeedOpt = None, launcher: LauncherOpt = "auto",
           policy: PolicyOpt = None, exact: ExactOpt = None, fmt: ResultFormatOpt = "table",
-          generation: GenerationOpt = None) -> None:
+          generation: GenerationOpt = None, new_env: NewEnvOpt = False, new_platform: NewPlatformOpt = False,
+          verbose: VerboseOpt = False) -> None:
     """Run a case, compare it with its golden for this environment (plus the resume check), report.
 
     The golden is the store's for --env [default: dev] and --platform [default, or auto: the run's:
     cpu, or dgx_<gpu> on CUDA]. result.json and report/ (Markdown, HTML, JUnit, JSON) are written into the
     run folder. Exit 0 pass; 1 a regression, a failed resume check, or no golden yet for the target
-    (outside CI the run is then staged for `golden review`); 2 bad input or a failed run."""
+    (outside CI the run is then staged for `golden review`); 2 bad input or a failed run. An --env or
+    --platform the store has no golden for, close to one it knows, is refused: did you mean…?
+    (--new-env / --new-platform: a new one on purpose)."""
     require_extra("runner", "check")
     from .. import inputs, workflow
     from .compare import emit, tell
@@ -150,9 +154,9 @@ def check(case: CaseArg, store: StoreOpt = None, env: EnvOpt = None, platform: P
     judgement, published = workflow.check_run(report, store_root=golden_store_of(case, store), env=env or "dev",
                                               platform=None if platform == "auto" else platform,
                                               policy=policy, force=workflow.force_regime(exact),
-                                              generation=generation)
+                                              generation=generation, new_env=new_env, new_platform=new_platform)
     if judgement.result is not None:
-        emit(judgement.result, fmt)
+        emit(judgement.result, fmt, verbose=verbose)
     if published is not None:
         print(f"report: {published.report_dir}", file=sys.stderr)
     tell(judgement.notes)

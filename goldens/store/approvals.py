@@ -15,7 +15,9 @@ without that file).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
 from ..errors import StoreError
@@ -27,6 +29,36 @@ RECORD_SCHEMA = "golden.approval/1"
 GOLDEN_PREFIX = "golden_values_"
 _FIELDS = ("file", "hash", "previous_hash", "action", "approver", "reason", "time", "source_run_id",
            "fingerprint", "provenance", "summary")
+
+
+# an absolute path inside a string: at its start or after a space, '=', ':', a quote, '(' or ','
+_ABSOLUTE_PATH = re.compile(r"""(?<![^\s=:'"(,])/[^\s'"/][^\s'"]*""")
+
+
+def repository_relative(value: Any, top: Path) -> Any:
+    """``value`` (a record's provenance) with every absolute path made relative to the repository
+    ``top`` — a path outside it keeps only its name: a record is committed into a shared repository,
+    where a local path (/home/ada/…, a CI runner's workspace) means nothing and leaks whose machine
+    it was. Keys and non-path text are untouched."""
+    tops = [PurePosixPath(t) for t in dict.fromkeys((top.as_posix(), top.resolve().as_posix()))]
+
+    def local(match: re.Match[str]) -> str:
+        path = PurePosixPath(match.group(0))
+        for root in tops:
+            if path == root or root in path.parents:
+                return path.relative_to(root).as_posix()
+        return path.name or "."
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, str):
+            return _ABSOLUTE_PATH.sub(local, item)
+        if isinstance(item, dict):
+            return {k: walk(v) for k, v in item.items()}
+        if isinstance(item, list):
+            return [walk(v) for v in item]
+        return item
+
+    return walk(value)
 
 
 def record_name(golden_filename: str) -> str:

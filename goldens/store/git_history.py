@@ -34,7 +34,7 @@ from ..case import check_case_path
 from ..errors import StoreError
 from ..formats import parse_golden_filename
 from ..validate import ERROR, WARNING
-from .approvals import RECORDS_DIR, ApprovalRecord, golden_name, record_name
+from .approvals import RECORDS_DIR, ApprovalRecord, golden_name, record_name, repository_relative
 from .gitrepo import Change, Commit, GitRepo
 from .records import FileRecord, LedgerEntry, Problem, sha256_hex, summary_or_none
 from .safety import (FILE, FOLDER, make_folder, path_problem, read_regular, require_safe, shared_lock,
@@ -390,15 +390,19 @@ class GitHistory:
         if unsafe:
             path, why = unsafe[0]
             raise StoreError(f"{write.case}: refusing to use {path}: it {why}; nothing written, run golden fsck")
-        for name in sorted(set(write.goldens) | set(write.records)):
+        names = sorted(set(write.goldens) | set(write.records))
+        befores = {name: self.current(write.case_dir, name) for name in names}
+        afters = {name: write.goldens[name] if name in write.goldens else befores[name] for name in names}
+        no_op = self._no_op_records(write, befores, afters)
+        for name in names:
             path = self._inside(write.case_dir / name)
-            before = self.current(write.case_dir, name)
-            after = write.goldens[name] if name in write.goldens else before
+            before, after = befores[name], afters[name]
             if name in write.goldens and after != before:
                 files[path] = after
-            if name not in write.records:
+            if name not in write.records or name in no_op:
                 continue
-            meta = write.records[name]
+            meta = dict(write.records[name])
+            meta["provenance"] = repository_relative(meta.get("provenance"), self.repo.top)
             new_hash = None if after is None else sha256_hex(after)
             old_hash = meta["previous_hash"] if "previous_hash" in meta else (None if before is None else sha256_hex(before))
             summary = meta["summary"] if "summary" in meta else summary_or_none(before, after, name)
@@ -412,6 +416,23 @@ class GitHistory:
                                   provenance=m["provenance"], files=groups[k])
                           for k, m in metas.items()]
         return files
+
+    def _no_op_records(self, write: CaseWrite, befores: Mapping[str, bytes | None],
+                       afters: Mapping[str, bytes | None]) -> set[str]:
+        """The files of a write whose bytes stay as they are and whose record already describes
+        them (a resume pair's ``_2nd`` when only the 1st changed): a new record there would say
+        nothing changed (hash = previous hash) and take the attribution from the approval that
+        made those bytes. When nothing in the write changes, none is: re-approving the same bytes
+        records its new reason."""
+        unchanged = set()
+        for name in write.records:
+            after = afters[name]
+            if after is None or after != befores[name]:
+                continue
+            record = self.worktree_record(write.case_dir, name)
+            if record is not None and record.hash == sha256_hex(after):
+                unchanged.add(name)
+        return unchanged if unchanged != set(write.records) else set()
 
     def _relative(self, path: Path) -> str:
         return Path(os.path.abspath(path)).relative_to(Path(os.path.abspath(self.root))).as_posix()
