@@ -14,7 +14,7 @@ from goldens.compare import (Context, Side, align, compare, compare_metric, deci
                              mean_relative_diff, side_from_artifact)
 from goldens.model import Artifact, Phase
 from goldens.policy import MetricPolicy, build_policies, parse_metric_policy, preset
-from goldens.result import ComparisonResult, StepStatus, Verdict, full_precision
+from goldens.result import ComparisonResult, Verdict, full_precision
 from tests.builders import series
 
 APPROX = Context(phase=1, exact=False, same_platform=True)

@@ -94,7 +94,6 @@ def test_a_pair_whose_2nd_file_stays_the_same_gets_no_no_op_record_for_it(tmp_pa
     late = {s: v for s, v in LOSS.items() if s > 10}
     seed(made, "tiny", {"lm loss": LOSS}, phase2={"lm loss": late})
     commit_all(repo, "seed the pair")
-    second = KEY.filename().replace(".json", "_2nd.json")
     record_before = (made.root / "tiny" / ".approvals" / "dev_cpu_2nd.json").read_bytes()
     store = GoldenStore(made.root)
     store.write("tiny", {KEY: golden_set({"lm loss": shifted(LOSS, 1.1)}),

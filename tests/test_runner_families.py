@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from goldens.errors import FormatError, GoldenError
+from goldens.errors import FormatError
 from runner.config import (DP_PROFILE, PREFLIGHT_PROFILE, OptimizerConfig, load_case_definition,
                            megatron_case_definition)
 from runner.families import BUILT, detect

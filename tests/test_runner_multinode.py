@@ -3,10 +3,8 @@ two torchrun "nodes" on this machine over loopback and the seed case through a r
 started by ci/slurm_up.sh (slow). Both multi-node runs must equal the single-node run bit for bit."""
 from __future__ import annotations
 
-import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import time
