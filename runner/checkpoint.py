@@ -19,7 +19,8 @@ Behind one small base class, :class:`Checkpointer`:
 Both: every rank takes part; ``latest_checkpointed_iteration.txt`` (``str(iteration)``, as
 Megatron writes it) is written by rank 0 after every rank has finished — the save's commit
 point: an interrupted save leaves no tracker and is refused on resume, never loaded torn. ``args``
-carries ``consumed_train_samples`` (where the data stream resumes: the loader returns it and the
+carries every field Megatron-LM's legacy loader reads (:func:`training_args`), among them
+``consumed_train_samples`` (where the data stream resumes: the loader returns it and the
 phase starts reading there) and ``golden_training_hash`` (RunConfig.training_hash); a checkpoint
 of another configuration is refused on load.
 
@@ -119,21 +120,56 @@ def restore_rng(state: dict[str, Any], device: str) -> None:
     tensor_parallel.get_cuda_rng_tracker().set_states(state["rng_tracker_states"])
 
 
+# Fields Megatron-LM's loader reads from ``args`` (tests/data/megatron_checkpoint_args.json lists
+# them all) that carry the same name and meaning on megatron-core's TransformerConfig: taken from
+# the config the model was built with, as ``core_transformer_config_from_args`` filled it from args.
+TRANSFORMER_CONFIG_ARGS = (
+    "add_bias_linear", "add_qkv_bias", "apply_query_key_layer_scaling", "attention_dropout", "hidden_dropout",
+    "kv_channels", "num_query_groups", "normalization", "rotary_interleaved", "mtp_num_layers",
+    "virtual_pipeline_model_parallel_size", "expert_model_parallel_size",
+    "moe_ffn_hidden_size", "moe_grouped_gemm", "moe_latent_size", "moe_layer_freq", "moe_router_enable_expert_bias",
+    "moe_router_pre_softmax", "moe_router_score_function", "moe_router_topk", "moe_router_topk_scaling_factor",
+    "moe_shared_expert_intermediate_size", "moe_token_dispatcher_type",
+    "mamba_state_dim", "mamba_head_dim", "mamba_num_groups", "mamba_num_heads",
+)
+# The generated corpus's own tokenizer (no vocabulary file): Megatron compares ``tokenizer_type``
+# only when a vocab file is given; this names what the run used.
+TOKENIZER_TYPE = "GoldenCorpusTokenizer"
+
+
 def training_args(trainer: Any, iteration: int, consumed_train_samples: int) -> argparse.Namespace:
-    """The ``args`` Megatron keeps in a checkpoint, under its names, for what this run has: the
-    fields its ``check_checkpoint_args`` compares, the data position, and the run's own hash."""
+    """The ``args`` Megatron keeps in a checkpoint, under its names and meanings: every field its
+    legacy loader reads (``check_checkpoint_args``, ``load_args_from_checkpoint``,
+    ``load_checkpoint``; the argparse default where this run has no such feature), the data
+    position, and the run's own hash."""
     cfg, layout = trainer.cfg, trainer.layout
     m, s = cfg.model, cfg.schedule
+    tconfig = trainer.core.config
+    from_config = {name: getattr(tconfig, name) for name in TRANSFORMER_CONFIG_ARGS}
     return argparse.Namespace(
-        num_layers=m.num_layers, hidden_size=m.hidden_size, ffn_hidden_size=m.ffn_size,
+        **from_config,
+        num_layers=m.num_layers, hidden_size=m.hidden_size, ffn_hidden_size=tconfig.ffn_hidden_size,
         num_attention_heads=m.num_attention_heads, seq_length=m.seq_length,
         max_position_embeddings=m.max_position_embeddings, add_position_embedding=True,
+        position_embedding_type=m.position_embedding_type, use_rotary_position_embeddings=False,
+        rotary_base=10000, rotary_percent=1.0,  # Megatron's defaults, what a rope model here is built with
+        group_query_attention=tconfig.num_query_groups not in (None, m.num_attention_heads),
+        disable_bias_linear=not tconfig.add_bias_linear,
+        swiglu=bool(tconfig.gated_linear_unit), squared_relu=False, apply_layernorm_1p=False,
+        untie_embeddings_and_output_weights=m.untie_embeddings_and_output_weights,
+        num_experts=m.num_experts, moe_single_grouped_weight=False, moe_single_grouped_bias=False,
+        spec=None, hybrid_layer_pattern=None, hybrid_override_pattern=None, mtp_hybrid_override_pattern=None,
+        mtp_use_repeated_layer=False, heterogeneous_layers_config_path=None,
+        heterogeneous_layers_config_encoded_json=None, gdp_num_householder=3,  # Megatron's loader's default
         make_vocab_size_divisible_by=m.make_vocab_size_divisible_by, padded_vocab_size=cfg.padded_vocab_size,
+        tokenizer_type=TOKENIZER_TYPE, tokenizer_model=None, tiktoken_pattern=None,
         tensor_model_parallel_size=layout.tp_size, pipeline_model_parallel_size=layout.pp_size,
-        data_parallel_size=layout.dp_size, world_size=layout.world_size,
+        num_layers_per_virtual_pipeline_stage=None,
+        data_parallel_size=layout.dp_size, world_size=layout.world_size, data_parallel_random_init=False,
         micro_batch_size=s.micro_batch_size, global_batch_size=s.global_batch_size, train_iters=s.train_iters,
         bf16=m.precision == "bf16", fp16=m.precision == "fp16", seed=cfg.determinism.seed,
-        ckpt_format=cfg.checkpoint.format, iteration=iteration,
+        ckpt_format=cfg.checkpoint.format, ckpt_fully_parallel_save=False, no_save_optim=None, no_save_rng=None,
+        iteration=iteration,
         consumed_train_samples=consumed_train_samples, skipped_train_samples=0, consumed_valid_samples=0,
         golden_case=cfg.case, golden_profile=cfg.profile, golden_training_hash=cfg.training_hash(),
     )

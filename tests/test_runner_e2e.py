@@ -184,6 +184,61 @@ def test_checkpoint_is_megatrons_legacy_layout_committed_and_every_rank_finished
         assert sorted(states) == [0, 1, 2, 3] and {s.state for s in states.values()} == {"done"}
 
 
+MEGATRON_LM_GIT = Path(os.environ.get("GOLDEN_MEGATRON_LM_GIT", "/work/.mirror/NVIDIA+Megatron-LM/repo"))
+MEGATRON_FIELDS = REPO / "tests" / "data" / "megatron_checkpoint_args.json"
+
+
+def _resuming_run_args(cfg) -> dict:
+    """The Megatron arguments the resuming run has: what check_checkpoint_args compares."""
+    m, par = cfg.model, cfg.parallelism
+    return {"num_layers": m.num_layers, "hidden_size": m.hidden_size, "num_attention_heads": m.num_attention_heads,
+            "add_position_embedding": True, "max_position_embeddings": m.max_position_embeddings,
+            "make_vocab_size_divisible_by": m.make_vocab_size_divisible_by,
+            "padded_vocab_size": cfg.padded_vocab_size, "tokenizer_type": "GoldenCorpusTokenizer",
+            "tensor_model_parallel_size": par.tensor_model_parallel_size,
+            "pipeline_model_parallel_size": par.pipeline_model_parallel_size}
+
+
+def test_the_saved_checkpoint_carries_every_field_megatrons_loader_reads(checked):
+    import megatron.core  # noqa: F401 - registers Namespace & co. as safe globals for weights_only loads
+    import torch
+
+    fields = json.loads(MEGATRON_FIELDS.read_text())["fields"]
+    state = torch.load(checked.run_dir / "checkpoints" / "iter_0000010" / "mp_rank_00_000" / "model_optim_rng.pt",
+                       weights_only=True)
+    missing = [name for name, how in fields.items()
+               if (how["below_version"] is None or state["checkpoint_version"] < how["below_version"])
+               and not hasattr(state["args"], name)]
+    assert not missing
+
+
+@pytest.mark.skipif(not MEGATRON_LM_GIT.exists(),
+                    reason=f"no Megatron-LM mirror at {MEGATRON_LM_GIT} (set GOLDEN_MEGATRON_LM_GIT)")
+def test_megatrons_own_loader_loads_our_checkpoint(checked, cfg):
+    commit = json.loads(MEGATRON_FIELDS.read_text())["megatron_lm_commit"]
+    tool = [sys.executable, str(REPO / "tools" / "megatron_load_check.py"), str(MEGATRON_LM_GIT),
+            str(checked.run_dir / "checkpoints")]
+    run_args = _resuming_run_args(cfg)
+    proc = subprocess.run([*tool, json.dumps(run_args), "--commit", commit], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    read = json.loads(proc.stdout.splitlines()[-1])
+    assert read["tracker"] == [10, False] and read["check_checkpoint_args"] == "passed"
+    assert sorted(read["rank_files"]) == [f"iter_0000010/mp_rank_{tp:02d}_{pp:03d}/model_optim_rng.pt"
+                                          for tp in (0, 1) for pp in (0, 1)]
+    assert read["load_checkpoint_reads"]["consumed_train_samples"] == 80
+    rebuilt = read["args_from_checkpoint"]  # what load_args_from_checkpoint set: the model Megatron would build
+    m = cfg.model
+    assert (rebuilt["num_layers"], rebuilt["hidden_size"], rebuilt["ffn_hidden_size"], rebuilt["seq_length"],
+            rebuilt["num_attention_heads"], rebuilt["padded_vocab_size"], rebuilt["ckpt_format"]) == (
+        m.num_layers, m.hidden_size, 4 * m.hidden_size, m.seq_length, m.num_attention_heads,
+        cfg.padded_vocab_size, "torch")
+    # and Megatron's comparison does refuse a run of another shape
+    other = subprocess.run([*tool, json.dumps({**run_args, "num_layers": m.num_layers + 1}), "--commit", commit],
+                           capture_output=True, text=True, timeout=600)
+    assert other.returncode == 1 and "num_layers value from checkpoint" in other.stderr
+
+
 def _perturbed_store(tmp_path: Path, factor: float) -> Path:
     """A copy of the case (no history) whose phase-1 golden lm loss at step 15 is scaled."""
     store = tmp_path / "store"
