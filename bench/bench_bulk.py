@@ -100,16 +100,29 @@ def perturbed(doc: dict, rng: np.random.Generator) -> dict:
 
 def build_tree(root: Path, cases: int, seed: int = 0) -> tuple[Path, Path, int]:
     """(store, candidates, golden files in the store)."""
-    rng = np.random.default_rng(seed)
     store, candidates = root / "test_cases", root / "candidates"
+    return store, candidates, write_synthetic_cases(store, candidates, cases, seed)
+
+
+def write_synthetic_cases(store: Path, candidates: Path, cases: int, seed: int = 0, *, long_every: int = 0,
+                          long_steps: int = 4000, requests: int | None = None) -> int:
+    """Synthetic Megatron cases (regular, resume with ``_2nd``, memory, inference) and a perturbed
+    candidate of each; ``long_every``: every so many regular case is a release-size series of
+    ``long_steps`` steps; ``requests``: requests per inference golden (the builder's default if None).
+    Returns the number of golden files written."""
+    rng = np.random.default_rng(seed)
     files = 0
     for i in range(cases):
         kind = ("inference" if i % 30 == 29 else "memory" if i % 7 == 3 else "resume" if i % 6 == 1 else "regular")
-        model, name = MODELS[i % len(MODELS)], f"{MODELS[i % len(MODELS)]}_case_{i:03d}_{kind}"
+        long = bool(long_every) and kind == "regular" and i % long_every == 0
+        model = MODELS[i % len(MODELS)]
+        name = f"{model}_case_{i:03d}_{'release' if long else kind}"
         approx = rng.random() < 0.2
         goldens, runs = {}, {}
         for j, target in enumerate(TARGETS[:1] if kind == "inference" else TARGETS):
-            doc = inference_doc(seed=i) if kind == "inference" else training_doc(range(1, 101), FIVE, seed=i * 3 + j)
+            steps = range(1, long_steps + 1) if long else range(1, 101)
+            doc = (inference_doc(seed=i, **({} if requests is None else {"requests": requests}))
+                   if kind == "inference" else training_doc(steps, FIVE, seed=i * 3 + j))
             goldens[f"golden_values_{target}.json"] = doc
             runs[f"golden_values_{target}.json"] = doc if kind == "inference" else perturbed(doc, rng)
             if kind == "resume":
@@ -122,7 +135,7 @@ def build_tree(root: Path, cases: int, seed: int = 0) -> tuple[Path, Path, int]:
         for filename, doc in runs.items():
             (folder / filename).write_text(json.dumps(doc, indent=4))
         files += len(goldens)
-    return store, candidates, files
+    return files
 
 
 def candidate_pairs(store: Path, candidates: Path) -> Iterator[tuple[str, str, Path, Path, Path, Path | None]]:

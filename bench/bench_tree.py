@@ -45,37 +45,11 @@ LONG_STEPS = 4000
 
 
 def _synthetic(store: Path, candidates: Path, cases: int, seed: int = 0) -> int:
-    """Synthetic cases and their candidates; returns the number of golden files written."""
-    from bench_bulk import FIVE, MODELS, TARGETS, config, perturbed, second_run
+    """Synthetic cases and their candidates, one regular case in 15 a 4,000-step release-size series,
+    inference goldens of 48 requests; returns the number of golden files written."""
+    from bench_bulk import write_synthetic_cases
 
-    from tests.builders import inference_doc, training_doc, write_megatron_case
-
-    rng = np.random.default_rng(seed)
-    files = 0
-    for i in range(cases):
-        kind = ("inference" if i % 30 == 29 else "memory" if i % 7 == 3 else "resume" if i % 6 == 1 else "regular")
-        long = kind == "regular" and i % 15 == 0
-        model = MODELS[i % len(MODELS)]
-        name = f"{model}_case_{i:03d}_{'release' if long else kind}"
-        approx = rng.random() < 0.2
-        goldens, runs = {}, {}
-        for j, target in enumerate(TARGETS[:1] if kind == "inference" else TARGETS):
-            steps = range(1, LONG_STEPS + 1) if long else range(1, 101)
-            doc = (inference_doc(requests=48, seed=i) if kind == "inference"
-                   else training_doc(steps, FIVE, seed=i * 3 + j))
-            goldens[f"golden_values_{target}.json"] = doc
-            runs[f"golden_values_{target}.json"] = doc if kind == "inference" else perturbed(doc, rng)
-            if kind == "resume":
-                runs[f"golden_values_{target}_2nd.json"] = second_run(runs[f"golden_values_{target}.json"])
-                if j == 0:
-                    goldens[f"golden_values_{target}_2nd.json"] = second_run(doc)
-        write_megatron_case(store / model, name, config(kind, approx), goldens)
-        folder = candidates / model / name
-        folder.mkdir(parents=True)
-        for filename, doc in runs.items():
-            (folder / filename).write_text(json.dumps(doc, indent=4))
-        files += len(goldens)
-    return files
+    return write_synthetic_cases(store, candidates, cases, seed, long_every=15, long_steps=LONG_STEPS, requests=48)
 
 
 def _fast_import_stream(repo: Path, commits: int, seed: int = 1) -> bytes:

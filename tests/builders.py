@@ -1412,3 +1412,19 @@ def patched_zip(members: Mapping[str, bytes], *, method: int | None = None, flag
             struct.pack_into("<H", raw, central + 10, method)
         central = raw.find(b"PK\x01\x02", central + 4)
     return bytes(raw)
+
+
+def leftover_processes(run_dir: Path) -> list[int]:
+    """Processes still carrying this run's marker (every launcher, rank and writer inherits it)."""
+    import psutil  # the runner extra, as every test that runs a case
+
+    from runner.launch import RUN_DIR_ENV
+
+    alive = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(RUN_DIR_ENV) == str(run_dir) and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return alive

@@ -19,15 +19,15 @@ from goldens.extras import missing_reason
 if missing_reason("runner"):
     pytest.skip(missing_reason("runner"), allow_module_level=True)
 
-import psutil  # noqa: E402
 
 from goldens.errors import RunError  # noqa: E402
 from goldens.formats import read_artifact  # noqa: E402
 from runner.config import load_case_definition  # noqa: E402
-from runner.launch import RUN_DIR_ENV, RunOptions, RunReport, run_case  # noqa: E402
+from runner.launch import RunOptions, RunReport, run_case  # noqa: E402
 from runner.plan import TRACKER_FILE  # noqa: E402
 from runner.provenance import fingerprint  # noqa: E402
 from runner.status import read_states  # noqa: E402
+from tests.builders import leftover_processes  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -37,17 +37,6 @@ STORE = REPO / "cases"
 DETERMINISTIC = ("lm loss", "sop loss", "num-zeros")
 SHORT = {"schedule": {"train_iters": 4, "save_interval": 2}}
 
-
-def leftover_processes(run_dir: Path) -> list[int]:
-    """Processes still carrying this run's marker (every launcher, rank and writer inherits it)."""
-    alive = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get(RUN_DIR_ENV) == str(run_dir) and proc.status() != psutil.STATUS_ZOMBIE:
-                alive.append(proc.pid)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return alive
 
 
 @pytest.fixture(scope="session")

@@ -17,13 +17,13 @@ from goldens.extras import missing_reason
 if missing_reason("runner"):
     pytest.skip(missing_reason("runner"), allow_module_level=True)
 
-import psutil  # noqa: E402
 
 from goldens.errors import RunError  # noqa: E402
 from goldens.formats import read_artifact  # noqa: E402
 from runner import run_folder, slurm  # noqa: E402
 from runner.config import load_case_definition  # noqa: E402
-from runner.launch import RUN_DIR_ENV, RunOptions, run_case  # noqa: E402
+from runner.launch import RunOptions, run_case  # noqa: E402
+from tests.builders import leftover_processes  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CASE = "bert_mcore_tp2_pp2_resume_torch_dist_local_spec"
@@ -139,16 +139,6 @@ def test_how_a_slurm_job_ended_decides_the_run(records, kwargs, expected):
 
 
 # ---------------------------------------------------------------- end to end (slow)
-
-def leftover_processes(run_dir: Path) -> list[int]:
-    alive = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get(RUN_DIR_ENV) == str(run_dir) and proc.status() != psutil.STATUS_ZOMBIE:
-                alive.append(proc.pid)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return alive
 
 
 @pytest.fixture(scope="module")
