@@ -432,6 +432,19 @@ class BulkJudgement:
         return tuple(note for j in self.judgements for note in j.notes)
 
 
+def audit_tree(store_root: Path, *, generation: str | None = None) -> dict[str, list[str]]:
+    """The tree's own defects: every golden judged against itself as Megatron's CI judges it (the
+    megatron preset, nothing staged); each check that fails there — a resume pair that does not
+    match, an inference file Megatron's reader cannot index — with the targets it fails in
+    (``case env/platform``), each listed once. A candidate failing one of these is not a regression."""
+    bulk = judge_bulk([store_root], store_root=store_root, policy="megatron", stage=False, generation=generation)
+    found: dict[str, list[str]] = {}
+    for result in bulk.results:
+        for check in result.preexisting:
+            found.setdefault(check, []).append(f"{result.case} {result.env}/{result.platform}")
+    return {check: sorted(set(targets)) for check, targets in sorted(found.items())}
+
+
 def judge_bulk(paths: Sequence[str | Path], *, store_root: Path | None, policy: str | None = None,
                force: str | None = None, stage: bool = True, generation: str | None = None,
                progress: Callable[[int, int], None] | None = None) -> BulkJudgement:

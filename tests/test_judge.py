@@ -336,3 +336,24 @@ def test_a_log_gets_plain_rows_failures_first_never_a_boxed_table(tree):
     assert lines[0] == "FAIL\tgpt/bad\tdev/dgx_h100\tfailing: lm loss"  # the failure leads
     assert not any(ch in out.stdout for ch in "┃│┏━") and max(map(len, lines)) < 400
     assert "PASS\tgpt/ok\tdev/dgx_h100" in lines
+
+
+def test_validate_audit_lists_the_trees_own_defects_once_with_counts(tree):
+    """The tree audit: each check the committed goldens fail on themselves, once per target, counted —
+    warnings (Megatron's CI has them too), so plain validate still passes and --strict does not.
+    moe/resume is a ckpt-resume case committed without its _2nd file: its resume check cannot pass."""
+    import shutil
+
+    store = tree / "store"
+    shutil.copytree(store / "moe" / "resume", store / "moe" / "resume_copy")
+    audited = golden("validate", "--store", str(store), "--audit")
+    assert audited.exit_code == 0, audited.output
+    assert "tree audit: resume check fails on the committed goldens themselves in 2 target(s)" in audited.output
+    assert audited.output.count("WARNING  moe/resume dev/dgx_h100") == 1
+    assert audited.output.count("WARNING  moe/resume_copy dev/dgx_h100") == 1
+    assert golden("validate", "--store", str(store), "--audit", "--strict").exit_code == 1
+    assert "tree audit" not in golden("validate", "--store", str(store)).output  # only when asked
+    shutil.rmtree(store / "moe" / "resume")
+    shutil.rmtree(store / "moe" / "resume_copy")
+    clean = golden("validate", "--store", str(store), "--audit")
+    assert "tree audit: no check fails on the committed goldens themselves" in clean.output, clean.output

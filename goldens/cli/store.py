@@ -44,6 +44,11 @@ def validate(
         "--allow-legacy-precision", help="With --changed: a changed deterministic block without the "
                                          "full-precision marker is a warning, not an error (local override).")] = False,
     generation: GenerationOpt = None,
+    audit: Annotated[bool, typer.Option(
+        "--audit", help="Also judge every golden of the store against itself as Megatron's CI would (the megatron "
+                        "preset) and list, once per check with counts, the checks the committed goldens "
+                        "themselves fail (a resume pair that differs, an inference file Megatron cannot "
+                        "index): pre-existing defects of the tree, warnings here.")] = False,
 ) -> None:
     """Classify golden files ok / warning / error, each with a reason (usable as a pre-commit hook).
 
@@ -72,6 +77,17 @@ def validate(
         extra = [FileReport(p.path or p.case, "store", (Finding(p.severity, f"{p.case}: {p.message}"),))
                  for p in problems if p.severity in (WARNING, ERROR)]
         summary = ValidationSummary(summary.reports + tuple(extra))
+    audited: dict[str, list[str]] = {}
+    if audit:
+        if golden_store is None or not golden_store.root.is_dir():
+            raise fail("--audit judges a store's goldens against themselves: give --store (or no PATHS)")
+        from .. import workflow
+
+        audited = workflow.audit_tree(golden_store.root, generation=generation)
+        summary = ValidationSummary(summary.reports + tuple(
+            FileReport(target, "audit", (Finding(WARNING, f"pre-existing: {check} fails on the committed goldens "
+                                                          "themselves (Megatron's CI fails it too)"),))
+            for check, targets in audited.items() for target in targets))
     if as_json:
         echo_json(summary.to_json())
     else:
@@ -79,6 +95,10 @@ def validate(
             say(f"{report.status.upper():8} {report.path}")
             for finding in report.findings:
                 say(f"         {finding.severity}: {finding.message}")
+        for check, targets in audited.items():
+            say(f"tree audit: {check} fails on the committed goldens themselves in {len(targets)} target(s)")
+        if audit and not audited:
+            say("tree audit: no check fails on the committed goldens themselves")
         say(f"{len(summary.reports)} files: {summary.count(OK)} ok, {summary.count(WARNING)} warning, "
                    f"{summary.count(ERROR)} error")
     worst = summary.worst
