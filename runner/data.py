@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -145,16 +145,23 @@ def build_dataset(cfg: DataConfig, *, directory: Path, seq_length: int, seed: in
     return train
 
 
-def batches(dataset: Any, *, first_sample: int, micro_batch_size: int, dp_rank: int,
-            dp_size: int) -> Iterator[dict[str, Any]]:
-    """Micro-batches in Megatron's pretraining-sampler order, starting at ``first_sample``
-    (= consumed samples, i.e. iteration × global batch size on resume)."""
-    import torch
+def int64_batch(keys: tuple[str, ...]) -> Callable[[list[Any]], dict[str, Any]]:
+    """Collate samples of numpy arrays into one int64 tensor per key in ``keys`` (BERT's, T5's)."""
+    def collate(samples: list[Any]) -> dict[str, Any]:
+        import torch
 
+        return {key: torch.as_tensor(np.stack([np.asarray(s[key]) for s in samples]), dtype=torch.int64)
+                for key in keys}
+    return collate
+
+
+def batches(dataset: Any, *, first_sample: int, micro_batch_size: int, dp_rank: int, dp_size: int,
+            collate: Callable[[list[Any]], dict[str, Any]] = int64_batch(BATCH_KEYS)) -> Iterator[dict[str, Any]]:
+    """Micro-batches in Megatron's pretraining-sampler order, starting at ``first_sample``
+    (= consumed samples, i.e. iteration × global batch size on resume); ``collate`` makes one batch of
+    a micro-batch's samples (each family's dataset yields its own sample type)."""
     start = first_sample
     while True:
         lo = start + dp_rank * micro_batch_size
-        samples = [dataset[i] for i in range(lo, lo + micro_batch_size)]
-        yield {key: torch.as_tensor(np.stack([np.asarray(s[key]) for s in samples]), dtype=torch.int64)
-               for key in BATCH_KEYS}
+        yield collate([dataset[i] for i in range(lo, lo + micro_batch_size)])
         start += micro_batch_size * dp_size

@@ -84,22 +84,19 @@ def build_dataset(plan: Any, layout: Any) -> Any:
     return train
 
 
-def batches(dataset: Any, cfg: RunConfig, layout: Any, consumed_train_samples: int) -> Iterator[dict[str, Any]] | None:
-    """Micro-batches in Megatron's pretraining-sampler order from ``consumed_train_samples`` on."""
+def _stacked(samples: list[Any]) -> dict[str, Any]:
+    """GPTDataset's samples are dicts of tensors (tokens, labels, loss_mask, …): stacked as they are."""
     import torch
 
+    return {key: torch.stack([s[key] for s in samples]) for key in samples[0]}
+
+
+def batches(dataset: Any, cfg: RunConfig, layout: Any, consumed_train_samples: int) -> Iterator[dict[str, Any]] | None:
+    """Micro-batches in Megatron's pretraining-sampler order from ``consumed_train_samples`` on."""
     if dataset is None:
         return None
-
-    def stream() -> Iterator[dict[str, Any]]:
-        mbs, start = cfg.schedule.micro_batch_size, consumed_train_samples
-        while True:
-            lo = start + layout.dp_rank * mbs
-            samples = [dataset[i] for i in range(lo, lo + mbs)]
-            yield {key: torch.stack([s[key] for s in samples]) for key in samples[0]}
-            start += mbs * layout.dp_size
-
-    return stream()
+    return data.batches(dataset, first_sample=consumed_train_samples, micro_batch_size=cfg.schedule.micro_batch_size,
+                        dp_rank=layout.dp_rank, dp_size=layout.dp_size, collate=_stacked)
 
 
 def get_batch(data_iterator: Iterator[dict[str, Any]] | None) -> dict[str, Any] | None:

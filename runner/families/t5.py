@@ -11,7 +11,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 
 from .. import data
 from ..config import RunConfig
@@ -89,21 +88,11 @@ def build_dataset(plan: Any, layout: Any) -> Any:
 
 
 def batches(dataset: Any, cfg: RunConfig, layout: Any, consumed_train_samples: int) -> Iterator[dict[str, Any]] | None:
-    import torch
-
+    """Micro-batches in Megatron's pretraining-sampler order, T5's keys as int64 tensors."""
     if dataset is None:
         return None
-
-    def stream() -> Iterator[dict[str, Any]]:
-        mbs, start = cfg.schedule.micro_batch_size, consumed_train_samples
-        while True:
-            lo = start + layout.dp_rank * mbs
-            samples = [dataset[i] for i in range(lo, lo + mbs)]
-            yield {key: torch.as_tensor(np.stack([np.asarray(s[key]) for s in samples]), dtype=torch.int64)
-                   for key in BATCH_KEYS}
-            start += mbs * layout.dp_size
-
-    return stream()
+    return data.batches(dataset, first_sample=consumed_train_samples, micro_batch_size=cfg.schedule.micro_batch_size,
+                        dp_rank=layout.dp_rank, dp_size=layout.dp_size, collate=data.int64_batch(BATCH_KEYS))
 
 
 def forward_step(data_iterator: Iterator[dict[str, Any]] | None, model: Any) -> tuple[Any, Any]:
