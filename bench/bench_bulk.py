@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from goldens import workflow  # noqa: E402
-from goldens.megatron_case import read_megatron_case  # noqa: E402
+from goldens.megatron.case import read_megatron_case  # noqa: E402
 from tests.builders import (inference_doc, megatron_oracle, megatron_verdict, training_doc,  # noqa: E402
                             write_megatron_case)
 

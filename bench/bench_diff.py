@@ -71,7 +71,7 @@ def main() -> None:
     if not MEGATRON.is_dir():
         raise SystemExit(f"{MEGATRON} is absent: the baseline is Megatron's own check (../shared)")
     sys.path.insert(0, str(REPO))
-    from goldens.megatron_case import read_megatron_case
+    from goldens.megatron.case import read_megatron_case
 
     golden = shutil.which("golden") or str(Path(sys.executable).with_name("golden"))
     root = Path(tempfile.mkdtemp(prefix="bench_diff_"))

@@ -54,7 +54,7 @@ def with_event_accumulator(logdir: Path) -> dict[str, dict[int, float]]:
 
 
 def with_import_tb(logdir: Path):
-    from goldens.ingest import import_tensorboard
+    from goldens.files.ingest import import_tensorboard
 
     return import_tensorboard(logdir)
 

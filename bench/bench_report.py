@@ -1,6 +1,6 @@
 """Benchmark the reports on a real-sized batch: 57 cases × 5 metrics × 100 steps, some failing.
 
-The results come from the real engine (``goldens.compare``) on goldens shaped like Megatron's
+The results come from the real engine (``goldens.core.compare``) on goldens shaped like Megatron's
 memory_speed cases (lm loss, num-zeros, two memory series, iteration-time; values rounded to 5
 decimals as Megatron writes them). A quarter of the cases fail on the loss; every case has memory
 +10 % and step time +30 % on every step, judged by the default preset for half of them and by
@@ -26,10 +26,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from goldens.compare import compare, side_from_goldens  # noqa: E402
-from goldens.model import GoldenSet, MetricSeries  # noqa: E402
-from goldens.policy import preset  # noqa: E402
-from goldens.result import ComparisonResult  # noqa: E402
+from goldens.core.compare import compare, side_from_goldens  # noqa: E402
+from goldens.core.model import GoldenSet, MetricSeries  # noqa: E402
+from goldens.core.policy import preset  # noqa: E402
+from goldens.core.result import ComparisonResult  # noqa: E402
 from reports.document import Report  # noqa: E402
 from reports.html import result_html  # noqa: E402
 from reports.json_report import result_json  # noqa: E402

@@ -43,7 +43,7 @@ def content(version: int) -> dict:
     """The goldens of version ``version``: a phase-1 file and a ``_2nd`` file (leading NaN run)."""
     import numpy as np
 
-    from goldens.model import GoldenKey, GoldenSet, MetricSeries
+    from goldens.core.model import GoldenKey, GoldenSet, MetricSeries
 
     steps = np.arange(1, STEPS + 1, dtype=np.int64)
     loss = 10.0 - steps / 64.0 + version * 1e-3
@@ -57,7 +57,7 @@ def content(version: int) -> dict:
 
 
 def content_bytes(version: int) -> dict[str, bytes]:
-    from goldens.formats import dumps_golden
+    from goldens.files.formats import dumps_golden
 
     return {key.filename(): dumps_golden(golden).encode() for key, golden in content(version).items()}
 

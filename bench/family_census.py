@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 
 def classify(tree: Path) -> list[dict]:
-    from goldens.errors import GoldenError
+    from goldens.core.errors import GoldenError
     from runner.config import megatron_case_definition
 
     rows = []

@@ -43,14 +43,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from goldens.bounded import load_json_bytes
-from goldens.case import load_yaml
-from goldens.errors import GoldenError
+from goldens.files.bounded import load_json_bytes
+from goldens.files.case import load_yaml
+from goldens.core.errors import GoldenError
 from goldens.fetch.http import Api, Limits
 from goldens.fetch.land import Archive
-from goldens.formats import read_any_golden
-from goldens.megatron_case import read_megatron_case
-from goldens.sanitize import line, markdown, text
+from goldens.files.formats import read_any_golden
+from goldens.megatron.case import read_megatron_case
+from goldens.core.sanitize import line, markdown, text
 from tests.builders import HostileServer, training_doc
 
 TOKEN = "fuzz-token-91c2"

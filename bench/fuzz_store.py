@@ -73,8 +73,8 @@ def build_template(root: Path, *, cases: Path | None = None, commit: Callable[[s
     for tiny, and runs/ holding runs for both cases. ``commit`` is called after each approval (a
     git store: the person commits it)."""
     from goldens import approve
-    from goldens.formats import dumps_artifact, dumps_golden
-    from goldens.model import Artifact, GoldenKey, GoldenSet, MetricSeries, Phase
+    from goldens.files.formats import dumps_artifact, dumps_golden
+    from goldens.core.model import Artifact, GoldenKey, GoldenSet, MetricSeries, Phase
     from goldens.store import GoldenStore
 
     import numpy as np

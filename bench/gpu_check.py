@@ -65,7 +65,7 @@ def decisions(definition, profile: str) -> dict:
 
 def judge(run_dir: Path, cfg) -> dict:
     """What the run must show; returns {check: passed} plus notes."""
-    from goldens.formats import read_artifact
+    from goldens.files.formats import read_artifact
 
     artifact = read_artifact(run_dir)
     checks = {"complete": artifact.status == "complete"}
@@ -111,7 +111,7 @@ FAMILY_CASES = ("gpt3_mcore_tp1_pp2_resume_torch_dist", "gpt3_mcore_tp2_pp2_resu
 def family_on_cuda(case: str, work: Path) -> dict:
     """A family case's cpu-tiny shrink on one GPU (nccl, fp32, fusions as decided): it trains and
     resumes bit-exactly; its fingerprint names the optimizer megatron-core chose."""
-    from goldens.errors import GoldenError
+    from goldens.core.errors import GoldenError
     from runner.config import load_case_definition
     from runner.launch import RunOptions, run_case
 
@@ -194,7 +194,7 @@ def main() -> int:
             ok &= passed
             say(f"full (8 GPUs): {'PASS' if passed else 'FAIL'} {json.dumps(result.get('checks'))} ({wall:.0f} s)")
         elif gpus >= 4:
-            from goldens.errors import GoldenError
+            from goldens.core.errors import GoldenError
             from runner.launch import RunOptions, run_case
 
             cfg = definition.run_config("full").replace(parallelism={"world_size": 4})

@@ -37,7 +37,7 @@ STEPS = 400
 def goldens(version: int) -> dict:
     import numpy as np
 
-    from goldens.model import GoldenKey, GoldenSet, MetricSeries
+    from goldens.core.model import GoldenKey, GoldenSet, MetricSeries
 
     steps = np.arange(1, STEPS + 1, dtype=np.int64)
     loss = 10.0 - steps / 64.0 + version * 1e-3

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .policy import PolicySet
-    from .result import ComparisonResult
+    from .core.policy import PolicySet
+    from .core.result import ComparisonResult
     from .workflow import Judgement
 
 STORE_INI = "golden_store"
@@ -87,7 +87,7 @@ class GoldenValues:
         defaulting to what the run declares. Fails the test with the why lines unless it passes;
         returns the result."""
         __tracebackhide__ = True
-        from .errors import GoldenError
+        from .core.errors import GoldenError
 
         try:
             judgement = self._judge(metrics, case, env, platform, policy, force, second)
@@ -101,7 +101,7 @@ class GoldenValues:
                policy: str | Path | PolicySet | Mapping[str, Any] | None, force: str | None,
                second: Any) -> Judgement:
         from . import api, workflow
-        from .errors import FormatError
+        from .core.errors import FormatError
 
         if isinstance(metrics, Mapping) and case is None:
             raise FormatError("a metrics dict names no case: give case=")

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from .errors import EXIT_DIFFERENCE, EXIT_PASS, FormatError, GoldenError
+from .core.errors import EXIT_DIFFERENCE, EXIT_PASS, FormatError, GoldenError
 
 if TYPE_CHECKING:
     from .approve import Candidate
-    from .inputs import Loaded, PolicyChoice
-    from .pairing import Finding
-    from .result import ComparisonResult
+    from .files.inputs import Loaded, PolicyChoice
+    from .core.pairing import Finding
+    from .core.result import ComparisonResult
     from .store import GoldenStore
 
 
@@ -68,10 +68,10 @@ def judge_run(store: "GoldenStore", run: "Loaded", *, case: str | None = None, e
     store's generation of Megatron's conventions judges; a comparator the table does not know is
     said in the result's warnings (``tell_generation``: a bulk judgement says it once).
     ``new_env`` / ``new_platform``: False — a given ``env`` / ``platform`` the store has no golden for,
-    close to a name it knows, is refused as a typo (``goldens.target_names``); True — a new name on
+    close to a name it knows, is refused as a typo (``goldens.store.target_names``); True — a new name on
     purpose; None — not checked (a bulk judge, whose names come from the files)."""
-    from . import inputs
-    from .compare import compare
+    from .files import inputs
+    from .core.compare import compare
 
     if run.artifact is None and run.side.inference is None:
         raise FormatError("one operand must be a run (artifact.json or its folder); to compare two golden files "
@@ -83,7 +83,7 @@ def judge_run(store: "GoldenStore", run: "Loaded", *, case: str | None = None, e
     keys = store.keys(the_case)
     if not inputs.has_golden(store, the_case, target_env, target_platform, keys):
         if new_env is not None or new_platform is not None:
-            from .target_names import refuse_typos
+            from .store.target_names import refuse_typos
 
             refuse_typos(store, env=env, platform=platform, new_env=bool(new_env), new_platform=bool(new_platform))
         judgement = Judgement(None, the_case, target_env, target_platform)
@@ -131,7 +131,7 @@ def refuse_other_data(run: "Loaded", reference: "Loaded", case_dir: Path) -> Non
     on its real data: a golden in a Megatron case folder (model_config.yaml, no case.yaml) that no
     approval of this toolkit wrote (no recorded fingerprint). Megatron's lm loss after 100 real
     steps (6.2) says nothing about 20 steps on the generated corpus (10.5)."""
-    from .case import CASE_FILE
+    from .files.case import CASE_FILE
 
     prov = run.artifact.provenance if run.artifact is not None else {}
     if prov.get("corpus") != GENERATED_CORPUS or reference.side.fingerprint is not None:
@@ -150,9 +150,9 @@ def preexisting_failures(store: "GoldenStore", result: "ComparisonResult", refer
     cannot index), the resume check failing on the committed ``golden_values_*.json`` / ``_2nd`` pair.
     Defects of the tree, not regressions of the candidate; the verdict is left as the rules made it
     (the megatron preset still says what Megatron's CI says)."""
-    from .compare import compare, resume_check, side_from_goldens
-    from .model import GoldenKey
-    from .result import RESUME_CHECK, check_name
+    from .core.compare import compare, resume_check, side_from_goldens
+    from .core.model import GoldenKey
+    from .core.result import RESUME_CHECK, check_name
 
     found: list[str] = []
     failing = {check_name(m) for m in result.metric_verdicts() if not m.passed}
@@ -215,8 +215,8 @@ def compare_operands(reference: "Loaded", candidate: "Loaded", *, store_root: Pa
     """``golden diff REF CAND``: two golden files, artifacts or versions, reference first. Never
     staged. The resume check runs only when the candidate is a run (a golden's ``_2nd`` file comes
     from another job and need not reproduce its phase 1 bit for bit)."""
-    from . import inputs
-    from .compare import compare
+    from .files import inputs
+    from .core.compare import compare
 
     the_case = case or reference.case or candidate.case
     case_policy, case_source = inputs.case_metrics(store_root, the_case)
@@ -247,7 +247,7 @@ def compare_operands(reference: "Loaded", candidate: "Loaded", *, store_root: Pa
 
 def _readable_as_megatron_reads(policies: Any, loaded: Sequence["Loaded"]) -> None:
     """In a Megatron case, golden files Megatron's own reader refuses cannot pass (an input error)."""
-    from . import inputs
+    from .files import inputs
 
     if policies.in_megatron_case:
         for side in loaded:
@@ -258,7 +258,7 @@ def _readable_as_megatron_reads(policies: Any, loaded: Sequence["Loaded"]) -> No
 def _megatron_case(policy: PolicyChoice, folder: Any) -> Any:
     """The Megatron case in ``folder()`` — read only for a policy that follows model_config.yaml (the
     megatron preset): another policy never reads it, so a file it does not need cannot stop it."""
-    from . import inputs
+    from .files import inputs
 
     if not inputs.load_policies(policy).follows_model_config:
         return None
@@ -270,7 +270,7 @@ def _operands_case(texts: Sequence[str], loaded: Sequence["Loaded"], store_root:
     """The Megatron case two operands belong to: the model_config.yaml beside the first golden file that
     has one, else the store's case of that name (None: not a Megatron case, or a policy that does not
     follow model_config.yaml)."""
-    from . import inputs
+    from .files import inputs
 
     if not inputs.load_policies(policy).follows_model_config:
         return None
@@ -291,7 +291,7 @@ def _operands_generation(texts: Sequence[str], reference: "Loaded", store_root: 
                          choice: str | None) -> Any:
     """The generation of Megatron's conventions two operands are judged by (a preset that follows
     model_config.yaml only): the tree the reference golden file lies in, else the store's."""
-    from . import inputs
+    from .files import inputs
     from .megatron import detect_generation
 
     if not inputs.load_policies(policy).follows_model_config:
@@ -307,7 +307,7 @@ def _operands_generation(texts: Sequence[str], reference: "Loaded", store_root: 
 
 def _loose_file_outside(text: str, loaded: "Loaded", case_yaml: str | None) -> bool:
     """An operand that is a plain golden file lying outside the folder of ``case_yaml``."""
-    from . import inputs
+    from .files import inputs
 
     if loaded.artifact is not None or case_yaml is None or inputs.is_version_ref(text):
         return False
@@ -321,7 +321,7 @@ def diff(targets: Sequence[str], *, store_root: Path | None, case: str | None = 
     """What ``golden diff`` does with its operands: none (the newest run), one run — an artifact, a
     run folder or id, or a golden_values file as Megatron's CI writes it — against the store's
     golden (staged if failing), or two operands (reference first, never staged)."""
-    from . import inputs
+    from .files import inputs
 
     if len(targets) > 2:
         raise GoldenError(f"give at most two operands (REFERENCE CANDIDATE), got {len(targets)}")
@@ -351,8 +351,8 @@ def _refresh_kept_result(text: str | None, runs_dir: Path, judgement: Judgement)
     shows a verdict the latest judgement overturned. A folder without one gets none."""
     import json
 
-    from . import inputs
-    from .atomic import atomic_write_text
+    from .files import inputs
+    from .files.atomic import atomic_write_text
 
     path = inputs.artifact_path(text, runs_dir) if text is not None else None
     kept = path.parent / "result.json" if path is not None and path.name == "artifact.json" else None
@@ -381,7 +381,7 @@ def publish(judgement: Judgement, run_dir: Path, *, store_root: Path | None) -> 
     from reports.build import build_result_report
     from reports.output import RESULT_FILES
 
-    from .atomic import atomic_write_text
+    from .files.atomic import atomic_write_text
 
     if judgement.result is None:
         return None
@@ -396,7 +396,7 @@ def check_run(report: Any, *, store_root: Path | None, env: str | None = None, p
               new_env: bool = False, new_platform: bool = False) -> tuple[Judgement, Published | None]:
     """``golden check`` after its run: judge the run's artifact (staged if failing or without a
     golden), then publish the result and reports beside it."""
-    from . import inputs
+    from .files import inputs
     from .store import GoldenStore
 
     run = inputs.load_artifact_side(report.artifact)
@@ -453,8 +453,8 @@ def judge_bulk(paths: Sequence[str | Path], *, store_root: Path | None, policy: 
     failing, by the one staging rule, when ``stage``. A file that cannot be judged is a finding; only a
     bad option, path or store stops the whole batch (GoldenError, exit 2). ``progress(done, total)`` is
     told after each target (the CLI's progress bar)."""
-    from . import inputs
-    from .pairing import Finding, pair_candidates
+    from .files import inputs
+    from .core.pairing import Finding, pair_candidates
     from .store import GoldenStore
 
     store = GoldenStore(store_root, generation=generation)
@@ -489,10 +489,10 @@ def judge_bulk(paths: Sequence[str | Path], *, store_root: Path | None, policy: 
 def _load_target(target: Any) -> "Loaded":
     """A paired candidate as a run of its target's case: a golden_values file (with its _2nd pair; an
     inference golden as it is) or an artifact."""
-    from . import inputs
-    from .errors import NotATrainingGolden
-    from .formats import megatron_run, read_artifact
-    from .pairing import ARTIFACT
+    from .files import inputs
+    from .core.errors import NotATrainingGolden
+    from .files.formats import megatron_run, read_artifact
+    from .core.pairing import ARTIFACT
 
     path = Path(target.path)
     if target.kind == ARTIFACT:
@@ -519,7 +519,7 @@ def publish_bulk(bulk: BulkJudgement, out: Path, *, store_root: Path | None) -> 
     from reports.build import build_bulk_report
     from reports.output import RESULT_FILES
 
-    from .atomic import atomic_write_text
+    from .files.atomic import atomic_write_text
 
     results_dir = out / RESULTS_DIR
     if results_dir.is_dir():

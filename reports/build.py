@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from goldens.errors import GoldenError
-from goldens.pairing import Finding
-from goldens.result import ComparisonResult
+from goldens.core.errors import GoldenError
+from goldens.core.pairing import Finding
+from goldens.core.result import ComparisonResult
 from reports.changes import GoldenChanges, compare_revisions
 from reports.output import CHANGES_FILES, RESULT_FILES, append_step_summary, write_all
 from reports.revisions import Revision, parse_change_spec, read_git_revisions
@@ -53,7 +53,7 @@ def build_bulk_report(results: Sequence[ComparisonResult], out: Path, formats: S
     """The reports of a whole tree judged in one process, from the results in memory (never written and
     read back): the goldens' provenance from one store (its history read once), the HTML light, the
     JSON streamed a result at a time with per-step data only where a metric failed."""
-    from goldens.atomic import atomic_write_chunks
+    from goldens.files.atomic import atomic_write_chunks
     from goldens.store import default_store_root
     from reports.document import CaseEntry, Report
     from reports.html import result_html
@@ -95,7 +95,7 @@ def read_changes(spec_text: str, store: Path | None) -> GoldenChanges:
 
 def _store_revision(root: Path, case: str, ref: str) -> Revision:
     """One version of a case; a file that cannot be read there is skipped with a note."""
-    from goldens.errors import GoldenError
+    from goldens.core.errors import GoldenError
     from goldens.store import GoldenStore
 
     store = GoldenStore(root)

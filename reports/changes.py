@@ -20,7 +20,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from goldens.model import GoldenSet, MetricSeries
+from goldens.core.model import GoldenSet, MetricSeries
 
 # A step whose old value is this close to zero has no meaningful relative difference
 # (num-zeros at step 0 of a dense model, memory before allocation); Megatron skips it too.

@@ -8,8 +8,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from goldens.pairing import Finding
-from goldens.result import ComparisonResult, MetricVerdict, Verdict
+from goldens.core.pairing import Finding
+from goldens.core.result import ComparisonResult, MetricVerdict, Verdict
 
 REPORT_SCHEMA = "golden.report/1"
 
@@ -207,7 +207,7 @@ def approve_command(result: ComparisonResult, store: str | None = None) -> str |
 
 
 def _is_version_ref(operand: str) -> bool:
-    """``CASE@REF`` as ``golden diff`` reads it (goldens.inputs.is_version_ref): an '@' in an
+    """``CASE@REF`` as ``golden diff`` reads it (goldens.files.inputs.is_version_ref): an '@' in an
     operand that is no file here."""
     from pathlib import Path
 

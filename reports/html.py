@@ -13,8 +13,8 @@ from typing import Any
 
 from markupsafe import Markup
 
-from goldens.compare import flatten_mapping
-from goldens.result import MetricVerdict
+from goldens.core.compare import flatten_mapping
+from goldens.core.result import MetricVerdict
 from reports import text as fmt
 from reports.changes import BUCKETS, GoldenChanges
 from reports.document import (CaseEntry, Report, approve_command, drift_lines, environment_note, failing_summary,

@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from goldens.errors import FormatError, GoldenError, StoreError
-from goldens.formats import read_json
-from goldens.result import ComparisonResult
+from goldens.core.errors import FormatError, GoldenError, StoreError
+from goldens.files.formats import read_json
+from goldens.core.result import ComparisonResult
 from reports.document import CaseEntry, Report
 from reports.json_report import findings_from_json, results_from_json
 
@@ -42,7 +42,7 @@ def golden_provenance(store: Any, result: ComparisonResult) -> dict[str, Any]:
     """
     if store is None or not (result.case and result.env and result.platform):
         return {}
-    from goldens.model import GoldenKey
+    from goldens.core.model import GoldenKey
 
     try:
         version = store.writer_of(GoldenKey(store.resolve(result.case), result.env, result.platform))

@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from typing import Any, Iterator
 
-from goldens.errors import FormatError
-from goldens.pairing import Finding
-from goldens.result import RESULT_SCHEMA, ComparisonResult
+from goldens.core.errors import FormatError
+from goldens.core.pairing import Finding
+from goldens.core.result import RESULT_SCHEMA, ComparisonResult
 from reports.changes import GoldenChanges
 from reports.document import REPORT_SCHEMA, Report
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from goldens.result import ComparisonResult, MetricVerdict, Verdict
+from goldens.core.result import ComparisonResult, MetricVerdict, Verdict
 from reports import text as fmt
 from reports.document import Report, approve_command, finding_where
 

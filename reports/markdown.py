@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import html
 
-from goldens.result import ComparisonResult, MetricVerdict
+from goldens.core.result import ComparisonResult, MetricVerdict
 from reports import text as fmt
 from reports.budget import GITHUB_COMMENT_LIMIT, Budget, table
 from reports.changes import BUCKETS, GoldenChanges

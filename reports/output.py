@@ -5,8 +5,8 @@ import os
 from pathlib import Path
 from typing import Callable, Iterable
 
-from goldens.atomic import atomic_write_text
-from goldens.errors import GoldenError
+from goldens.files.atomic import atomic_write_text
+from goldens.core.errors import GoldenError
 
 RESULT_FORMATS = ("md", "html", "junit", "json")
 CHANGES_FORMATS = ("md", "html", "json")

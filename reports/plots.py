@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from goldens.result import STEP_STATUS_CODE, MetricVerdict, Rule, StepStatus, derived_precision
+from goldens.core.result import STEP_STATUS_CODE, MetricVerdict, Rule, StepStatus, derived_precision
 
 # Beyond this many steps a plot keeps an even stride plus every non-passing step: the picture
 # (about 700 px wide) stays the same and the HTML stays small.
@@ -54,7 +54,7 @@ def tolerance_band(rule: Rule, golden: np.ndarray) -> Band | None:
     """The band a rule allows around ``golden``, from its params; None when the rule has none.
 
     The policy's threshold ``max(atol, rtol·|g|)`` (floored for integer metrics, see
-    ``goldens.policy``); exact mode is a zero-width band; ``direction`` opens the side that
+    ``goldens.core.policy``); exact mode is a zero-width band; ``direction`` opens the side that
     is not bad.
     """
     params = rule.params

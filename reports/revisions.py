@@ -14,9 +14,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from goldens.errors import FormatError, NotATrainingGolden, StoreError
-from goldens.formats import parse_golden_bytes, parse_golden_filename
-from goldens.model import GoldenSet
+from goldens.core.errors import FormatError, NotATrainingGolden, StoreError
+from goldens.files.formats import parse_golden_bytes, parse_golden_filename
+from goldens.core.model import GoldenSet
 
 _STORE_VERSIONS = re.compile(r"^(?P<case>[A-Za-z0-9][A-Za-z0-9_./-]*)@(?P<base>[^@{}\s]+?)\.\.(?P<head>[^@{}\s.][^@{}\s]*)$")
 

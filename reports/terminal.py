@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from goldens.result import ComparisonResult, Verdict
+from goldens.core.result import ComparisonResult, Verdict
 from reports import text as fmt
 from reports.document import approve_command, drift_lines, failing_summary, verdict_line
 

@@ -20,8 +20,8 @@ import html
 import math
 import re
 
-from goldens import sanitize
-from goldens.result import MetricVerdict, Sample, derived_precision, full_precision
+from goldens.core import sanitize
+from goldens.core.result import MetricVerdict, Sample, derived_precision, full_precision
 
 # Characters that can start emphasis, code, links, HTML or a table cell wherever they appear.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~<>&])")
@@ -51,9 +51,9 @@ def delta(m: MetricVerdict) -> str:
 
 def reduced_by_arithmetic(m: MetricVerdict) -> bool:
     """Whether the verdict's golden and actual values were computed (a median or mean of the
-    window) rather than read at a step — the mode says (``goldens.modes.Mode.computes_values``); a
+    window) rather than read at a step — the mode says (``goldens.core.modes.Mode.computes_values``); a
     mode this version does not know (a result from elsewhere) shows its values as read."""
-    from goldens.modes import MODES
+    from goldens.core.modes import MODES
 
     mode = MODES.get(m.rule.mode)
     return mode is not None and mode.computes_values(m.rule.params)

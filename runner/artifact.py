@@ -2,7 +2,7 @@
 
 Phases come from rank 0's ``metrics.jsonl`` (full precision, steps in order; a phase that died
 keeps the steps it finished), provenance from the resolved config and the environment rank 0
-reported (its fingerprint), and on a multi-node run every node's record (``nodes/``). Written with ``goldens.formats.dumps_artifact``, atomically.
+reported (its fingerprint), and on a multi-node run every node's record (``nodes/``). Written with ``goldens.files.formats.dumps_artifact``, atomically.
 """
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from goldens.atomic import atomic_write_text
-from goldens.formats import dumps_artifact
-from goldens.model import Artifact, MetricSeries, Phase
+from goldens.files.atomic import atomic_write_text
+from goldens.files.formats import dumps_artifact
+from goldens.core.model import Artifact, MetricSeries, Phase
 
 from .config import RunConfig
 from .metrics import artifact_metric_names, read_log

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from goldens.errors import RunError
+from goldens.core.errors import RunError
 
 from .faults import maybe_inject
 from .plan import TRACKER_FILE, PhasePlan, checkpoint_dir, read_tracker
@@ -194,7 +194,7 @@ def commit(trainer: Any, root: Path, iteration: int) -> None:
     """Collective: after every rank's write, rank 0 writes the tracker, Megatron's commit point."""
     import torch
 
-    from goldens.atomic import atomic_write_text
+    from goldens.files.atomic import atomic_write_text
 
     torch.distributed.barrier()
     if trainer.layout.rank == 0:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from goldens.errors import FormatError
+from goldens.core.errors import FormatError
 
 DEVICES = ("cpu", "cuda")
 FAMILIES = ("bert", "gpt", "moe", "t5")  # runner/families: one builder each
@@ -632,7 +632,7 @@ def _referenced_megatron_case(doc: Mapping[str, Any], *, name: str, path: Path) 
     target = path.parent / ref
     if not target.is_file():
         raise FormatError(f"no such file {target}", path=path, key="megatron")
-    from goldens.case import load_yaml
+    from goldens.files.case import load_yaml
     from .megatron_case import import_model_config
 
     megatron = import_model_config(load_yaml(target), name=name, path=target, folder=path.parent.resolve().parent.name)
@@ -651,7 +651,7 @@ def megatron_case_definition(folder: str | Path, case: str | None = None) -> Cas
     """A Megatron case folder as it is (``model_config.yaml`` and its goldens, no case.yaml):
     profiles ``full`` (the import) and ``cpu-tiny`` (the reviewed shrink), cpu-tiny by default;
     named ``case`` (its path in the store) when given, else by its folder."""
-    from goldens.case import check_case_path
+    from goldens.files.case import check_case_path
 
     from .megatron_case import cpu_tiny_shrink, data_parallel_size, load_model_config
 
@@ -671,7 +671,7 @@ def load_case_definition(case_dir: str | Path, case: str | None = None) -> CaseD
     """``<case_dir>/case.yaml`` parsed and checked, or else a Megatron case folder's
     ``model_config.yaml`` imported; the case's name is its path in the store (``case``), else the
     folder's name."""
-    from goldens.case import CASE_FILE, check_case_path, check_name, load_yaml
+    from goldens.files.case import CASE_FILE, check_case_path, check_name, load_yaml
 
     from .megatron_case import MODEL_CONFIG_FILE
 
@@ -691,8 +691,8 @@ def locate_case(case: str, store: str | Path | None = None) -> tuple[Path, str |
     given as such): CASE itself when it is a folder (absolute, or existing from here) holding a
     case.yaml or a Megatron model_config.yaml (``golden run path/to/test_cases/bert/<case>``); else
     the store's case of that path, or of that name where only one case has it."""
-    from goldens.case import CASE_FILE
-    from goldens.errors import StoreError
+    from goldens.files.case import CASE_FILE
+    from goldens.core.errors import StoreError
     from goldens.store import GoldenStore
 
     from .megatron_case import MODEL_CONFIG_FILE

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Protocol
 
-from goldens.errors import RunError
+from goldens.core.errors import RunError
 
 from . import run_folder
 from .config import RunConfig
@@ -483,7 +483,7 @@ class RunOptions:
 class RunReport:
     """What run_case hands back: the artifact (also on disk) and per-phase wall times."""
 
-    artifact: Any  # goldens.model.Artifact
+    artifact: Any  # goldens.core.model.Artifact
     artifact_path: Path
     outcomes: tuple[PhaseOutcome, ...]
 
@@ -654,7 +654,7 @@ def _joined_report(cfg: RunConfig, run_dir: Path, outcomes: list[PhaseOutcome], 
     """What a node that does not write the artifact returns: node 0's artifact once it is written
     (``wait``), so every node's ``golden run`` reports the run's outcome; a Slurm task, whose
     submitter writes it after the job, returns without it."""
-    from goldens.formats import read_artifact
+    from goldens.files.formats import read_artifact
 
     from .artifact import ARTIFACT_FILE
 

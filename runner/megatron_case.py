@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from goldens.bounded import short
-from goldens.errors import FormatError, RunError
+from goldens.files.bounded import short
+from goldens.core.errors import FormatError, RunError
 
 MODEL_CONFIG_FILE = "model_config.yaml"
 # Megatron's CI (tests/test_utils/recipes/h100/bert.yaml: ``nodes: 1, gpus: 8``) runs every BERT
@@ -716,7 +716,7 @@ def _metrics(value: Any, path: object) -> tuple[str, ...]:
 
 def load_model_config(folder: str | Path) -> MegatronCase:
     """``<folder>/model_config.yaml`` imported; the folder's name is the case's name."""
-    from goldens.case import check_name, load_yaml
+    from goldens.files.case import check_name, load_yaml
 
     folder = Path(folder)
     path = folder / MODEL_CONFIG_FILE

@@ -5,7 +5,7 @@ passes its path). Standard library only: the torchrun entry reads it before impo
 
 Run folder layout (``runs/<run-id>/``)::
 
-    artifact.json                       the normalized result (goldens.formats schema)
+    artifact.json                       the normalized result (goldens.files.formats schema)
     run.json                            the resolved RunConfig
     checkpoints/iter_0000010/           the resume checkpoint in the case's format: torch (Megatron's
                                         legacy mp_rank_XX[_YYY]/model_optim_rng.pt) or torch_dist
@@ -118,7 +118,7 @@ class PhasePlan:
                    node_rank=doc.get("node_rank"))
 
     def write(self) -> Path:
-        from goldens.atomic import atomic_write_text
+        from goldens.files.atomic import atomic_write_text
 
         atomic_write_text(self.plan_path, json.dumps(self.to_dict(), indent=2) + "\n")
         return self.plan_path

@@ -39,7 +39,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from goldens.errors import RunError
+from goldens.core.errors import RunError
 
 from . import run_folder
 from .config import RunConfig

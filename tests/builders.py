@@ -3,12 +3,12 @@
 Every test module takes its builders from here and its shared fixtures from ``conftest.py``;
 no test module imports another. What is here, in order:
 
-- series and golden sets: ``goldens.model`` objects from plain numbers;
+- series and golden sets: ``goldens.core.model`` objects from plain numbers;
 - runs: artifacts in memory, and ``artifact.json`` files written as the runner writes them;
 - synthetic golden stores in a folder, and a git repository whose store holds revisions;
 - a small Megatron-style ``test_cases`` tree holding every oddity of the real one (``odd_tree``),
   TensorBoard event files, and the harness that runs Megatron's own test code in-process;
-- results for the report tests (``goldens.result`` objects, numbers chosen by hand);
+- results for the report tests (``goldens.core.result`` objects, numbers chosen by hand);
 - a scripted ``ReviewIO`` for the review loop, and the worker the approval races start;
 - readers the report tests share (an HTML collector, Markdown tables), ``tree_bytes`` and
   ``tree_state``; ``invoke``, the CLI in this process with any escaping exception a failure;
@@ -33,9 +33,9 @@ from typing import Any, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 
-from goldens.formats import dumps_artifact, parse_golden
-from goldens.model import Artifact, GoldenKey, GoldenSet, MetricSeries, Phase
-from goldens.result import (STEP_STATUS_CODE, ArgChange, ComparisonResult, FingerprintCheck, MetricVerdict,
+from goldens.files.formats import dumps_artifact, parse_golden
+from goldens.core.model import Artifact, GoldenKey, GoldenSet, MetricSeries, Phase
+from goldens.core.result import (STEP_STATUS_CODE, ArgChange, ComparisonResult, FingerprintCheck, MetricVerdict,
                             PhaseResult, ResumeCheck, Rule, StepStatus, StepTable, StructuralDrift, Verdict)
 from goldens.store import GoldenStore
 
@@ -336,7 +336,7 @@ def write_tensorboard(logdir: Path, scalars: Mapping[str, Mapping[int, float]]) 
 
 
 # ---------------------------------------------------------------- results for the report tests
-# Real ``goldens.result`` objects, no engine needed; the numbers are chosen so each test can
+# Real ``goldens.core.result`` objects, no engine needed; the numbers are chosen so each test can
 # state its expectations by hand.
 
 HOSTILE = "<script>alert(1)</script>"
@@ -433,7 +433,7 @@ def cli_worker(go_file: str, *args: str) -> None:
 
     import goldens.approve  # noqa: F401  (warm every import the command needs)
     import goldens.cli.review_screen  # noqa: F401
-    import goldens.validate  # noqa: F401
+    import goldens.files.validate  # noqa: F401
     from goldens.cli import app
 
     while not os.path.exists(go_file):
@@ -1165,11 +1165,12 @@ def megatron_verdict(m: types.SimpleNamespace, config: Path, golden: Path, candi
     """What Megatron's CI decides for a candidate of one case, test by test as run_ci_test.sh runs them:
     the regular pipeline (and, for ckpt-resume / frozen-resume, the resume pipeline on the candidate's
     ``_2nd`` file), or the inference pipeline (TEST_TYPE frozen-start, MODE inference). The flag and
-    TRAIN_ITERS as the script derives them (here: ``goldens.megatron_case``, whose reading of the yq
+    TRAIN_ITERS as the script derives them (here: ``goldens.megatron.case``, whose reading of the yq
     text is tested on its own); ``allow_nondeterministic`` overrides the flag."""
     import os
 
-    from goldens.megatron_case import INFERENCE, RESUME, read_megatron_case
+    from goldens.core.megatron import INFERENCE, RESUME
+    from goldens.megatron.case import read_megatron_case
 
     case = read_megatron_case(config)
     flag = case.allow_nondeterministic if allow_nondeterministic is None else allow_nondeterministic

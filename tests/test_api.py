@@ -13,7 +13,7 @@ import pytest
 
 import goldens
 from goldens.approve import list_pending
-from goldens.errors import FormatError, GoldenError, StoreError
+from goldens.core.errors import FormatError, GoldenError, StoreError
 from tests.builders import LOSS, ZEROS, shifted, tree_bytes, write_run
 
 REPO = Path(__file__).resolve().parents[1]

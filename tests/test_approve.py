@@ -8,14 +8,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from goldens.errors import FormatError, GoldenError
+from goldens.core.errors import FormatError, GoldenError
 from goldens import approve
 from goldens.approve import operations
 from goldens.approve import ApprovalRefused, Operation, Selection
-from goldens.compare import compare, side_from_artifact, side_from_goldens
-from goldens.formats import read_artifact, read_golden
-from goldens.model import GoldenKey
-from goldens.policy import preset
+from goldens.core.compare import compare, side_from_artifact, side_from_goldens
+from goldens.files.formats import read_artifact, read_golden
+from goldens.core.model import GoldenKey
+from goldens.core.policy import preset
 from goldens.store import GoldenStore
 from tests.builders import LOSS, ZEROS, ScriptedIO, seed, shifted, tree_bytes, write_run
 
@@ -439,7 +439,7 @@ def test_sparkline_on_a_shared_scale():
 # ---------------------------------------------------------------- approver
 
 def test_approver_is_git_user_else_user(tmp_path, monkeypatch):
-    from goldens.identity import default_approver
+    from goldens.store.identity import default_approver
 
     config = tmp_path / "gitconfig"
     config.write_text("[user]\n\tname = Ada Lovelace\n")

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from goldens.cli import app
-from goldens.formats import dumps_golden, read_golden
-from goldens.model import GoldenKey, GoldenSet
+from goldens.files.formats import dumps_golden, read_golden
+from goldens.core.model import GoldenKey, GoldenSet
 from goldens.store import GoldenStore
 from tests.builders import golden_set, make_store
 
@@ -241,7 +241,7 @@ def test_every_megatron_history_revision_loads_and_shows(megatron_fixtures, tmp_
 
 
 def read_golden_bytes(data: bytes) -> GoldenSet:
-    from goldens.formats import load_json_text, parse_golden
+    from goldens.files.formats import load_json_text, parse_golden
 
     return parse_golden(load_json_text(data.decode()))
 

@@ -10,11 +10,11 @@ import json
 import numpy as np
 import pytest
 
-from goldens.compare import (Context, Side, align, compare, compare_metric, decide_regime,
+from goldens.core.compare import (Context, Side, align, compare, compare_metric, decide_regime,
                              mean_relative_diff, side_from_artifact)
-from goldens.model import Artifact, Phase
-from goldens.policy import MetricPolicy, build_policies, parse_metric_policy, preset
-from goldens.result import ComparisonResult, Verdict, full_precision
+from goldens.core.model import Artifact, Phase
+from goldens.core.policy import MetricPolicy, build_policies, parse_metric_policy, preset
+from goldens.core.result import ComparisonResult, Verdict, full_precision
 from tests.builders import series
 
 APPROX = Context(phase=1, exact=False, same_platform=True)
@@ -431,7 +431,7 @@ def test_result_round_trips_through_json_and_frames_every_step():
 
 
 def test_result_json_written_a_block_at_a_time_is_json_dumps_text(monkeypatch):
-    from goldens.result import _Column
+    from goldens.core.result import _Column
 
     g = series("lm loss", [1, 2, 3, 4, 5], [10.0, np.nan, 9.0, -np.inf, 0.1 + 0.2])
     a = series("lm loss", [1, 3, 4, 6], [10.1, np.inf, 8.0, 1e-300])
@@ -444,7 +444,7 @@ def test_result_json_written_a_block_at_a_time_is_json_dumps_text(monkeypatch):
 
 
 def test_a_malformed_result_document_names_the_section_it_broke_in():
-    from goldens.errors import FormatError
+    from goldens.core.errors import FormatError
 
     good = compare(side("g", [series("lm loss", [1, 2], [1.0, 2.0])]), side("a", [series("lm loss", [1, 2], [1.0, 2.5])],
                    phase2=[series("lm loss", [2], [2.5])]), preset("default")).to_json()

@@ -21,10 +21,10 @@ import math
 import numpy as np
 import pytest
 
-from goldens.compare import Context, compare_metric
-from goldens.model import MetricSeries
-from goldens.policy import build_policies, preset
-from goldens.result import Verdict
+from goldens.core.compare import Context, compare_metric
+from goldens.core.model import MetricSeries
+from goldens.core.policy import build_policies, preset
+from goldens.core.result import Verdict
 
 THRESHOLDS = {  # metric → (rtol of the ApproximateTest, has a DeterministicTest)
     "lm loss": (0.05, True), "num-zeros": (0.20, True), "iteration-time": (0.05, False),

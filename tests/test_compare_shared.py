@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from goldens.compare import compare, resume_check, side_from_goldens
-from goldens.errors import NotATrainingGolden
-from goldens.formats import parse_golden_filename, read_golden
-from goldens.policy import preset
-from goldens.result import ComparisonResult, Verdict
+from goldens.core.compare import compare, resume_check, side_from_goldens
+from goldens.core.errors import NotATrainingGolden
+from goldens.files.formats import parse_golden_filename, read_golden
+from goldens.core.policy import preset
+from goldens.core.result import ComparisonResult, Verdict
 
 
 def training_goldens(root):

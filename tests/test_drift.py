@@ -5,11 +5,11 @@ import json
 
 import numpy as np
 
-from goldens.compare import Side, compare
-from goldens.drift import arg_changes, grid_of, structural_drift
-from goldens.model import MetricSeries
-from goldens.policy import preset
-from goldens.result import ComparisonResult, Verdict
+from goldens.core.compare import Side, compare
+from goldens.core.drift import arg_changes, grid_of, structural_drift
+from goldens.core.model import MetricSeries
+from goldens.core.policy import preset
+from goldens.core.result import ComparisonResult, Verdict
 from tests.builders import series
 
 
@@ -91,7 +91,7 @@ def test_missing_phase_is_a_note():
 
 def _resume_artifact(phase1_steps, phase2_steps, interval=1):
     """A resume run: phase 1 from scratch, phase 2 resumed after step phase2_steps[0] - 1."""
-    from goldens.model import Artifact, Phase
+    from goldens.core.model import Artifact, Phase
 
     def metrics(steps):  # a value per step, equal in both phases (a faithful resume)
         return {name: MetricSeries(name, steps, base + 0.125 * steps, int(steps[0]), int(steps[-1]), interval)
@@ -105,8 +105,8 @@ def _resume_artifact(phase1_steps, phase2_steps, interval=1):
 
 def _golden_pair(artifact):
     """The Megatron file pair of a run, read back as written (the _2nd file padded with "nan")."""
-    from goldens.compare import side_from_goldens
-    from goldens.formats import artifact_phase_golden, dumps_golden, load_json_text, parse_golden
+    from goldens.core.compare import side_from_goldens
+    from goldens.files.formats import artifact_phase_golden, dumps_golden, load_json_text, parse_golden
 
     span = (artifact.phases[1].first_step, artifact.phases[2].last_step)
     files = {1: artifact_phase_golden(artifact, 1), 2: artifact_phase_golden(artifact, 2, span=span)}
@@ -114,7 +114,7 @@ def _golden_pair(artifact):
 
 
 def test_a_resume_run_matching_its_padded_2nd_golden_has_no_grid_drift():
-    from goldens.compare import side_from_artifact
+    from goldens.core.compare import side_from_artifact
 
     run = _resume_artifact(np.arange(1, 21), np.arange(11, 21))
     golden = _golden_pair(run)
@@ -131,7 +131,7 @@ def test_a_resume_run_matching_its_padded_2nd_golden_has_no_grid_drift():
 
 
 def test_real_grid_changes_of_a_resume_phase_are_still_reported():
-    from goldens.compare import side_from_artifact
+    from goldens.core.compare import side_from_artifact
 
     golden = _golden_pair(_resume_artifact(np.arange(1, 21), np.arange(11, 21)))
     # The run stops early: its phase 2 ends at step 15, the golden's at 20.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from goldens import extras
+from goldens.cli import extras
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = "bert_mcore_tp2_pp2_resume_torch_dist_local_spec"

@@ -1,4 +1,4 @@
-"""Megatron golden JSON in every variant, the round trip, and the run artifact (goldens.formats)."""
+"""Megatron golden JSON in every variant, the round trip, and the run artifact (goldens.files.formats)."""
 from __future__ import annotations
 
 import json
@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from goldens.errors import FormatError, NotATrainingGolden
-from goldens.formats import (ARTIFACT_SCHEMA, artifact_phase_golden, dumps_artifact, dumps_golden, export_megatron,
+from goldens.core.errors import FormatError, NotATrainingGolden
+from goldens.files.formats import (ARTIFACT_SCHEMA, artifact_phase_golden, dumps_artifact, dumps_golden, export_megatron,
                              load_json_text, megatron_grid, parse_artifact, parse_golden, parse_golden_filename,
                              parse_metric, read_artifact, read_golden)
-from goldens.model import Artifact, GoldenKey, GoldenSet, MetricSeries, Phase
+from goldens.core.model import Artifact, GoldenKey, GoldenSet, MetricSeries, Phase
 from tests.builders import series
 
 VARIANTS = Path(__file__).parent / "fixtures" / "megatron_variants"
@@ -422,7 +422,7 @@ def test_the_golden_reader_agrees_with_the_plain_reader_on_odd_values(doc):
 
 
 def test_the_golden_reader_keeps_metric_values_as_arrays():
-    from goldens.formats import StepValues
+    from goldens.files.formats import StepValues
 
     doc = load_json_text(json.dumps({"lm loss": {"values": {"1": 1.0, "5": 2.0}}}), "g.json", golden=True)
     values = doc["lm loss"]["values"]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from goldens.errors import StoreError
-from goldens.model import GoldenKey
+from goldens.core.errors import StoreError
+from goldens.core.model import GoldenKey
 from goldens.store import GoldenStore
 from tests.builders import (LOSS, ZEROS, commit_all, git, git_repo, golden_set, invoke, make_store, megatron_artifact, odd_tree,
                             seed, shifted, write_run)

@@ -20,12 +20,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from goldens import inputs as diff_inputs
+from goldens.files import inputs as diff_inputs
 from goldens.cli import app
-from goldens.compare import Side, compare
-from goldens.model import GoldenKey, MetricSeries
-from goldens.policy import build_policies
-from goldens.result import Verdict
+from goldens.core.compare import Side, compare
+from goldens.core.model import GoldenKey, MetricSeries
+from goldens.core.policy import build_policies
+from goldens.core.result import Verdict
 from tests.builders import golden_set, make_store, write_run
 
 T_995_4 = 4.604094871415897  # Student t, 0.995 quantile, 4 degrees of freedom (tables: 4.6041)

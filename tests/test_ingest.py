@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from goldens.extras import missing_reason
+from goldens.cli.extras import missing_reason
 
 if missing_reason("tb"):
     pytest.skip(missing_reason("tb"), allow_module_level=True)
@@ -18,9 +18,9 @@ from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c  
 from typer.testing import CliRunner
 
 from goldens.cli import app
-from goldens.errors import FormatError
-from goldens.formats import read_artifact
-from goldens.ingest import discover_phases, import_tensorboard, read_event_file
+from goldens.core.errors import FormatError
+from goldens.files.formats import read_artifact
+from goldens.files.ingest import discover_phases, import_tensorboard, read_event_file
 
 # Values that float32 cannot hold exactly: the import must return float64(float32(x)), no rounding.
 LOSSES = [10.123456789, 9.87654321, 9.5, 9.000001, 8.76543219876, 1e-7 + 8.0]

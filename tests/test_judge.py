@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from goldens import workflow
 from goldens.cli import app
-from goldens.pairing import ARTIFACT, GOLDEN, CandidateFile, pair_candidates, resolve_case
-from goldens.result import ComparisonResult
+from goldens.core.pairing import ARTIFACT, GOLDEN, CandidateFile, pair_candidates, resolve_case
+from goldens.core.result import ComparisonResult
 from tests.builders import artifact, inference_doc, training_doc, write_megatron_case, write_run
 
 # ---------------------------------------------------------------- pairing (pure)

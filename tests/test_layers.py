@@ -103,7 +103,7 @@ def test_the_check_finds_a_core_module_importing_the_cli(tmp_path):
     model.write_text(model.read_text() + "\n\ndef _render():\n    from .cli import app\n    return app\n")
     found = violations(tmp_path)
     assert len(found) == 1 and found[0].startswith("goldens/model.py:")
-    assert found[0].endswith("goldens.model (core) imports goldens.cli.app (cli)")
+    assert found[0].endswith("goldens.core.model (core) imports goldens.cli.app (cli)")
 
 
 def test_the_check_sees_relative_type_only_and_sideways_imports(tmp_path):

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from goldens.cli import app
-from goldens.errors import FormatError
-from goldens.formats import megatron_run, read_golden, read_run
+from goldens.core.errors import FormatError
+from goldens.files.formats import megatron_run, read_golden, read_run
 from goldens.store import GoldenStore
 from goldens.store.dialect import megatron_value
 

@@ -18,16 +18,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from goldens import inputs, workflow
-from goldens.compare.engine import round_each
-from goldens.formats import read_golden
-from goldens.megatron import GENERATIONS, NEWER_COMPARATOR, detect_generation, generation
-from goldens.megatron.generations import CHECK_THRESHOLDS, COMPARATOR_FILES
+from goldens import workflow
+from goldens.files import inputs
+from goldens.core.compare.engine import round_each
+from goldens.files.formats import read_golden
+from goldens.core.megatron import GENERATIONS, generation
+from goldens.megatron import NEWER_COMPARATOR, detect_generation
+from goldens.core.megatron import CHECK_THRESHOLDS, COMPARATOR_FILES
 from goldens.megatron.lint import lint_changed
-from goldens.model import GoldenKey, GoldenSet, MetricSeries
-from goldens.policy import MEGATRON_PRESET
+from goldens.core.model import GoldenKey, GoldenSet, MetricSeries
+from goldens.core.policy import MEGATRON_PRESET
 from goldens.store import GoldenStore
-from goldens.validate import ERROR, OK, WARNING
+from goldens.files.validate import ERROR, OK, WARNING
 from tests.builders import invoke, write_megatron_case
 
 ULP_ABOVE_HALF = float(np.nextafter(np.float32(0.5), np.float32(1.0)))  # 0.5 + one float32 ULP

@@ -18,10 +18,12 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from goldens import inputs, workflow
-from goldens.errors import GoldenError
-from goldens.formats import parse_golden_filename
-from goldens.megatron_case import INFERENCE, RESUME, read_megatron_case
+from goldens import workflow
+from goldens.files import inputs
+from goldens.core.errors import GoldenError
+from goldens.files.formats import parse_golden_filename
+from goldens.core.megatron import INFERENCE, RESUME
+from goldens.megatron.case import read_megatron_case
 from goldens.store import GoldenStore
 from tests.builders import (inference_doc, megatron_oracle, megatron_verdict, training_doc,
                             write_megatron_case)

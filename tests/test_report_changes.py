@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from goldens.errors import StoreError
-from goldens.formats import parse_golden, read_golden
+from goldens.core.errors import StoreError
+from goldens.files.formats import parse_golden, read_golden
 from reports.changes import BUCKETS, compare_revisions, decade_bucket
 from reports.markdown import changes_markdown
 from reports.revisions import parse_change_spec, read_git_revisions
@@ -131,7 +131,7 @@ def test_unknown_git_ref_is_a_store_error(store_repo: Path):
 
 
 def test_store_versions_of_a_case(tmp_path: Path):
-    from goldens.model import GoldenKey
+    from goldens.core.model import GoldenKey
     from reports.build import read_changes
 
     name = "caseA/golden_values_dev_cpu.json"

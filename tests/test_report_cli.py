@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from goldens.formats import ARTIFACT_SCHEMA
+from goldens.files.formats import ARTIFACT_SCHEMA
 from goldens.cli import app as golden_app
 from tests.builders import BASE, HEAD, git_store, make_store, parse_html, result
 
@@ -47,8 +47,8 @@ def test_a_run_gets_its_report_beside_it_and_a_failure_exits_1(app, tmp_path):
 
 
 def test_golden_side_provenance_comes_from_the_store_ledger(app, tmp_path):
-    from goldens.formats import parse_golden
-    from goldens.model import GoldenKey
+    from goldens.files.formats import parse_golden
+    from goldens.core.model import GoldenKey
 
     run = make_run(tmp_path, "g", fail=False)
     store = make_store(tmp_path / "cases", ("case_g",), case_yaml="{}\n")

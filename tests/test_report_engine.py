@@ -6,10 +6,10 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from goldens.compare import compare, side_from_goldens
-from goldens.model import GoldenSet
-from goldens.policy import preset
-from goldens.result import ComparisonResult
+from goldens.core.compare import compare, side_from_goldens
+from goldens.core.model import GoldenSet
+from goldens.core.policy import preset
+from goldens.core.result import ComparisonResult
 from reports.document import Report
 from reports.html import result_html
 from reports.json_report import result_json, results_from_json

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from goldens.result import Rule
+from goldens.core.result import Rule
 from reports import html as html_report
 from reports import plots
 from reports.changes import compare_revisions

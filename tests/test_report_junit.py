@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from goldens.errors import FormatError
-from goldens.result import PhaseResult, Verdict
+from goldens.core.errors import FormatError
+from goldens.core.result import PhaseResult, Verdict
 from reports.document import Report
 from reports.json_report import result_json, results_from_json
 from reports.junit import result_junit

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from goldens.result import FingerprintCheck, Verdict
+from goldens.core.result import FingerprintCheck, Verdict
 from reports.budget import GITHUB_COMMENT_LIMIT
 from reports.document import Report
 from reports.markdown import METRIC_HEADERS, result_markdown

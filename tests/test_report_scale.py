@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from goldens.pairing import Finding
+from goldens.core.pairing import Finding
 from reports import html as html_report
 from reports.build import build_bulk_report
 from reports.inputs import load_inputs
@@ -61,7 +61,7 @@ def test_failures_lead_by_severity_and_the_headline_names_them():
     goldens share, then passes — whatever the input order; the headline names the failing checks."""
     from dataclasses import replace
 
-    from goldens.result import Verdict
+    from goldens.core.result import Verdict
     from reports.document import Report, failing_line
     from reports.markdown import result_markdown
 

@@ -13,10 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from goldens.cli import app
-from goldens.compare import compare, side_from_goldens
-from goldens.errors import FormatError
-from goldens.policy import preset
-from goldens.result import ComparisonResult, MetricVerdict, Verdict, derived_precision
+from goldens.core.compare import compare, side_from_goldens
+from goldens.core.errors import FormatError
+from goldens.core.policy import preset
+from goldens.core.result import ComparisonResult, MetricVerdict, Verdict, derived_precision
 from goldens.store import GoldenStore
 from goldens.workflow import diff
 from reports import text as fmt

@@ -6,7 +6,7 @@ import queue
 
 import pytest
 
-from goldens.extras import missing_reason
+from goldens.cli.extras import missing_reason
 
 if missing_reason("runner"):
     pytest.skip(missing_reason("runner"), allow_module_level=True)

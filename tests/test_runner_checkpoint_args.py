@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from goldens.extras import missing_reason
+from goldens.cli.extras import missing_reason
 
 REPO = Path(__file__).resolve().parents[1]
 FIELDS = REPO / "tests" / "data" / "megatron_checkpoint_args.json"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from goldens.extras import missing_reason
+from goldens.cli.extras import missing_reason
 
 if missing_reason("runner"):
     pytest.skip(missing_reason("runner"), allow_module_level=True)
@@ -26,9 +26,9 @@ from typer.testing import CliRunner
 from goldens.cli import run as run_command
 import runner.launch
 from goldens.cli import app
-from goldens.errors import RunError
-from goldens.formats import dumps_artifact, read_artifact, read_golden
-from goldens.model import Artifact, Phase
+from goldens.core.errors import RunError
+from goldens.files.formats import dumps_artifact, read_artifact, read_golden
+from goldens.core.model import Artifact, Phase
 from runner.config import load_case_definition
 from runner.launch import RunReport, TorchrunLauncher
 from runner.plan import TRACKER_FILE, PhasePlan

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from goldens.errors import FormatError
+from goldens.core.errors import FormatError
 from runner.config import CaseDefinition, RunConfig, load_case_definition, parse_case
 
 REPO = Path(__file__).resolve().parents[1]

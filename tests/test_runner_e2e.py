@@ -14,14 +14,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from goldens.extras import missing_reason
+from goldens.cli.extras import missing_reason
 
 if missing_reason("runner"):
     pytest.skip(missing_reason("runner"), allow_module_level=True)
 
 
-from goldens.errors import RunError  # noqa: E402
-from goldens.formats import read_artifact  # noqa: E402
+from goldens.core.errors import RunError  # noqa: E402
+from goldens.files.formats import read_artifact  # noqa: E402
 from runner.config import load_case_definition  # noqa: E402
 from runner.launch import RunOptions, RunReport, run_case  # noqa: E402
 from runner.plan import TRACKER_FILE  # noqa: E402
@@ -244,7 +244,7 @@ def _perturbed_store(tmp_path: Path, factor: float) -> Path:
 
 def judge(artifact, store_root):
     """The artifact against the store's dev/cpu golden, as golden check judges it (nothing staged)."""
-    from goldens.inputs import load_artifact_side
+    from goldens.files.inputs import load_artifact_side
     from goldens.store import GoldenStore
     from goldens.workflow import judge_run
 

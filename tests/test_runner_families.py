@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from goldens.errors import FormatError
+from goldens.core.errors import FormatError
 from runner.config import (DP_PROFILE, PREFLIGHT_PROFILE, OptimizerConfig, load_case_definition,
                            megatron_case_definition)
 from runner.families import BUILT, detect
@@ -148,7 +148,7 @@ def test_every_shared_case_runs_or_is_refused_naming_a_family_or_feature():
 # ---------------------------------------------------------------- guards on judging
 
 def _artifact(tmp_path, provenance, values=(7.0, 6.5, 6.0), resumed=None):
-    from goldens.formats import read_artifact
+    from goldens.files.formats import read_artifact
 
     metrics = {"lm loss": {"start_step": 1, "end_step": len(values), "step_interval": 1,
                            "values": {str(i + 1): v for i, v in enumerate(values)}}}
@@ -165,7 +165,7 @@ def _artifact(tmp_path, provenance, values=(7.0, 6.5, 6.0), resumed=None):
 
 
 def test_a_preflight_is_judged_on_itself_only(tmp_path):
-    from goldens.inputs import load_artifact_side
+    from goldens.files.inputs import load_artifact_side
     from goldens.workflow import refuse_preflight
     from runner.artifact import smoke_problems
 
@@ -184,7 +184,7 @@ def test_a_preflight_is_judged_on_itself_only(tmp_path):
 
 
 def test_a_run_on_the_generated_corpus_is_never_judged_against_megatrons_goldens(tmp_path):
-    from goldens.inputs import load_artifact_side
+    from goldens.files.inputs import load_artifact_side
     from goldens.workflow import refuse_other_data
 
     run = load_artifact_side(_artifact(tmp_path, {"corpus": "generated"}))

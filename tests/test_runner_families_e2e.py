@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from goldens.extras import missing_reason
-from goldens.formats import read_artifact
+from goldens.cli.extras import missing_reason
+from goldens.files.formats import read_artifact
 
 if missing_reason("runner"):
     pytest.skip(missing_reason("runner"), allow_module_level=True)

@@ -11,15 +11,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from goldens.extras import missing_reason
+from goldens.cli.extras import missing_reason
 
 if missing_reason("runner"):
     pytest.skip(missing_reason("runner"), allow_module_level=True)
 
 import psutil  # noqa: E402
 
-from goldens.errors import RunError
-from goldens.formats import artifact_to_json, parse_artifact, read_artifact
+from goldens.core.errors import RunError
+from goldens.files.formats import artifact_to_json, parse_artifact, read_artifact
 from runner.artifact import assemble, write
 from runner.config import RunConfig, load_case_definition
 from runner.faults import Fault, InjectedFault, maybe_inject

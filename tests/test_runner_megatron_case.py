@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from goldens.errors import FormatError, GoldenError
+from goldens.core.errors import FormatError, GoldenError
 from runner.config import case_folder, load_case_definition, megatron_case_definition, parse_case
 from runner.megatron_case import (ENV_VARS, ENV_WAIVED, MODEL_ARGS, CaseRefused, cpu_tiny_shrink,
                                   import_model_config, load_model_config)

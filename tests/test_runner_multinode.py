@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from goldens.extras import missing_reason
+from goldens.cli.extras import missing_reason
 
 if missing_reason("runner"):
     pytest.skip(missing_reason("runner"), allow_module_level=True)
 
 
-from goldens.errors import RunError  # noqa: E402
-from goldens.formats import read_artifact  # noqa: E402
+from goldens.core.errors import RunError  # noqa: E402
+from goldens.files.formats import read_artifact  # noqa: E402
 from runner import run_folder, slurm  # noqa: E402
 from runner.config import load_case_definition  # noqa: E402
 from runner.launch import RunOptions, run_case  # noqa: E402

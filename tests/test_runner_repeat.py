@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from goldens.extras import missing_reason
+from goldens.cli.extras import missing_reason
 
 if missing_reason("runner"):
     pytest.skip(missing_reason("runner"), allow_module_level=True)
@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from goldens.cli import run as run_command
 from goldens.cli import app
-from goldens.errors import RunError
+from goldens.core.errors import RunError
 from goldens.cli.run import repeat_seeds
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,7 +138,7 @@ def test_real_repeat_with_one_seed_feeds_golden_stats(tmp_path):
     pytest.importorskip("megatron.core")
     import yaml
 
-    from goldens.formats import read_artifact
+    from goldens.files.formats import read_artifact
 
     store = tmp_path / "store"
     (store / CASE).mkdir(parents=True)

@@ -9,12 +9,12 @@ import yaml
 from typer.testing import CliRunner
 
 from goldens.cli import app
-from goldens.compare import Context, compare_metric
-from goldens.errors import GoldenError, PolicyError
-from goldens.formats import dumps_artifact
-from goldens.model import Artifact, MetricSeries, Phase
-from goldens.policy import build_policies, preset
-from goldens.stats import (EPS32, history_timing_check, policy_document, recommend_all, render_policy_yaml,
+from goldens.core.compare import Context, compare_metric
+from goldens.core.errors import GoldenError, PolicyError
+from goldens.files.formats import dumps_artifact
+from goldens.core.model import Artifact, MetricSeries, Phase
+from goldens.core.policy import build_policies, preset
+from goldens.core.stats import (EPS32, history_timing_check, policy_document, recommend_all, render_policy_yaml,
                            spread)
 
 T_995_2 = 9.924843200918271   # Student t, 0.995 quantile, 2 degrees of freedom (tables: 9.9248)

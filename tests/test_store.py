@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from goldens.store import ledger as store_module
-from goldens.errors import StoreError
-from goldens.formats import dumps_golden, read_golden
-from goldens.model import GoldenKey, GoldenSet, MetricSeries
+from goldens.core.errors import StoreError
+from goldens.files.formats import dumps_golden, read_golden
+from goldens.core.model import GoldenKey, GoldenSet, MetricSeries
 from goldens.store import (IMPORTED, GoldenStore, VersionConflict, entry_hash_of, ledger_number, metric_change,
                            parse_case_ref, sha256_hex)
 from tests.builders import golden_set, make_store, tree_bytes
@@ -401,7 +401,7 @@ def test_torn_trailing_ledger_line_was_never_committed(empty_store, root):
 
 
 def test_stale_temp_files_are_cleaned_under_the_lock_and_look_alikes_are_kept(empty_store, root):
-    from goldens.atomic import write_temp
+    from goldens.files.atomic import write_temp
 
     write(empty_store, {KEY: golden_set({"lm loss": [1.0]})})
     objects = root / CASE / ".golden" / "objects"

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from goldens.formats import dumps_golden
-from goldens.model import GoldenKey, MetricSeries
+from goldens.files.formats import dumps_golden
+from goldens.core.model import GoldenKey, MetricSeries
 from goldens.store import GoldenStore, entry_hash_of, sha256_hex
 from goldens.store import ledger as ledger_module
 from goldens.store.records import canonical_json
@@ -619,7 +619,7 @@ def test_an_artifact_ending_at_step_2_to_the_53_is_refused_before_anything_is_wr
 
 
 def test_grid_checks_count_absent_steps_arithmetically():
-    from goldens.validate import check_grid
+    from goldens.files.validate import check_grid
 
     series = MetricSeries("lm loss", np.array([1, 5, 10]), np.array([1.0, 2.0, 3.0]), 1, 2**53, 5)
     (absent,) = check_grid(series)
@@ -639,8 +639,8 @@ def test_an_interrupted_write_blob_is_deleted_only_with_the_proof_the_write_left
 
 
 def test_a_golden_set_with_a_huge_grid_is_refused_not_padded():
-    from goldens.errors import FormatError
-    from goldens.formats import megatron_grid
+    from goldens.core.errors import FormatError
+    from goldens.files.formats import megatron_grid
 
     with pytest.raises(FormatError, match="steps"):
         megatron_grid(1, 2**53, 1)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from goldens.model import GoldenKey
+from goldens.core.model import GoldenKey
 from goldens.store.git_history import JOURNAL_SCHEMA
 from tests.builders import (LOSS, ZEROS, commit_all, fsck_problems, git_repo, invoke, make_store, one_line_refusal, seed,
                             shifted, tree_state, write_run)

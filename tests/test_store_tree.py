@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from goldens import approve
-from goldens.model import GoldenKey
+from goldens.core.model import GoldenKey
 from goldens.store import GoldenStore
 from tests.builders import (commit_all, git_repo, invoke, megatron_artifact, megatron_doc, odd_tree, tree_bytes,
                             write_run)

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from goldens.cli import app
-from goldens.target_names import close_match, edits
+from goldens.store.target_names import close_match, edits
 from tests.builders import LOSS, ZEROS, make_store, seed, write_run
 
 

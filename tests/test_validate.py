@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from goldens.errors import FormatError
-from goldens.model import GoldenSet, MetricSeries
-from goldens.validate import (ERROR, OK, WARNING, check_golden_set, check_grid, check_values, validate_golden_file,
+from goldens.core.errors import FormatError
+from goldens.core.model import GoldenSet, MetricSeries
+from goldens.files.validate import (ERROR, OK, WARNING, check_golden_set, check_grid, check_values, validate_golden_file,
                               validate_paths)
 from tests.builders import series
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from goldens import workflow
 from goldens.cli import app
-from goldens.formats import read_artifact
+from goldens.files.formats import read_artifact
 from tests.builders import LOSS, ZEROS, shifted, write_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +41,7 @@ def pending_of(store) -> list[str]:
 def check_with(monkeypatch):
     """`golden check` with its run replaced by an artifact on disk (no training)."""
     from goldens.cli import run as run_command
-    from goldens.extras import missing_reason
+    from goldens.cli.extras import missing_reason
 
     if missing_reason("runner"):
         pytest.skip(missing_reason("runner"))
@@ -95,7 +95,7 @@ def test_no_golden_is_exit_1_and_staged(store, runs):
 
 
 def test_judge_run_without_staging_writes_nothing(store, runs):
-    from goldens.inputs import load_run
+    from goldens.files.inputs import load_run
 
     failing = write_run(runs, "tiny", "bad", {"lm loss": shifted(LOSS, 1.3), "num-zeros": ZEROS})
     judgement = workflow.judge_run(store, load_run(str(failing)), stage=False)

@@ -24,16 +24,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..atomic import atomic_write_text
-from ..case import check_case_path, check_name
-from ..errors import FormatError, GoldenError, StoreError
-from ..model import Artifact
+from ..files.atomic import atomic_write_text
+from ..files.case import check_case_path, check_name
+from ..core.errors import FormatError, GoldenError, StoreError
+from ..core.model import Artifact
 from ..store import STORE_ENV
 from ..store.safety import PENDING_DIR, pending_problems, plain_name
 from .guardrails import in_ci
 
 if TYPE_CHECKING:
-    from ..result import ComparisonResult, MetricVerdict
+    from ..core.result import ComparisonResult, MetricVerdict
     from ..store import GoldenStore
 
 PENDING_SCHEMA = "golden.pending/1"
@@ -45,7 +45,7 @@ class CandidateMetric:
 
     phase: int
     metric: str
-    verdict: str          # pass | fail | missing | new | skipped (goldens.result.Verdict)
+    verdict: str          # pass | fail | missing | new | skipped (goldens.core.result.Verdict)
     passed: bool
     explanation: str = ""
 
@@ -172,7 +172,7 @@ def current_version(store: "GoldenStore", case: str) -> int:
 
 def target_files(case: str, env: str, platform: str) -> list[str]:
     """The golden files of one target: phase 1 and the ``_2nd`` file."""
-    from ..model import GoldenKey
+    from ..core.model import GoldenKey
 
     return [GoldenKey(case, env, platform, phase).filename() for phase in (1, 2)]
 
@@ -199,7 +199,7 @@ def stage_candidate(store: "GoldenStore", artifact: Artifact | str | Path, env: 
     if in_ci(ci):
         return None
     if not isinstance(artifact, Artifact):
-        from ..formats import read_run
+        from ..files.formats import read_run
         artifact = read_run(artifact, env=env, platform=platform)
     if not artifact.source:
         raise GoldenError(f"run {artifact.run_id!r}: the artifact has no file to point the candidate at")
@@ -222,7 +222,7 @@ def stage_candidate(store: "GoldenStore", artifact: Artifact | str | Path, env: 
 
 
 def read_candidate(path: Path) -> Candidate:
-    from ..formats import read_json
+    from ..files.formats import read_json
 
     return Candidate.from_json(read_json(path), path=path)
 
@@ -230,7 +230,7 @@ def read_candidate(path: Path) -> Candidate:
 def candidate_run(candidate: Candidate) -> Artifact:
     """The run a candidate points at, read only when it is a regular file or a run folder (a pipe
     or a device there is refused, never read)."""
-    from ..formats import read_run
+    from ..files.formats import read_run
 
     path = Path(candidate.artifact)
     try:
@@ -279,7 +279,7 @@ def _holds_any(candidate: Candidate, metrics: tuple[str, ...]) -> bool:
     """Whether the candidate's run has one of ``metrics`` (its staged verdicts say; else its run)."""
     if candidate.metrics:
         return any(m.metric in metrics for m in candidate.metrics)
-    from ..formats import read_run
+    from ..files.formats import read_run
 
     try:
         run = read_run(candidate.artifact, env=candidate.env, platform=candidate.platform)

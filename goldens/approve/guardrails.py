@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import GoldenError
-from ..model import Artifact, GoldenKey, MetricSeries
+from ..core.errors import GoldenError
+from ..core.model import Artifact, GoldenKey, MetricSeries
 from ..store.safety import in_ci
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ def check_base_version(store: "GoldenStore", candidate: "Candidate") -> int:
 
 
 def _target_of(filename: str) -> tuple[str, str, int]:
-    from ..formats import parse_golden_filename
+    from ..files.formats import parse_golden_filename
 
     return parse_golden_filename(filename)  # type: ignore[return-value]
 
@@ -127,7 +127,7 @@ def check_finite(key: GoldenKey, run_id: str, new: MetricSeries, golden: MetricS
 
 def check_writable(store: "GoldenStore", change: "KeyChange") -> None:
     """The store's own validation, run before the first write of a batch (so it writes nothing)."""
-    from ..validate import ERROR, check_golden_set, declared_metrics
+    from ..files.validate import ERROR, check_golden_set, declared_metrics
 
     known = declared_metrics(Path(store.case_dir(change.key.case)))
     errors = [f for f in check_golden_set(change.golden, known_metrics=known) if f.severity == ERROR]

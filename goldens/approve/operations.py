@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Sequence
 
-from ..errors import FormatError
-from ..identity import resolve_approver
+from ..core.errors import FormatError
+from ..store.identity import resolve_approver
 from ..store import NothingToRestore, VersionConflict
 from .candidate import Candidate, read_candidate, remove_empty_folders
 from .guardrails import ApprovalRefused, refuse_in_ci, require_reason

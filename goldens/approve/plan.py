@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from ..errors import FormatError
-from ..model import Artifact, GoldenKey, GoldenSet, MetricSeries
+from ..core.errors import FormatError
+from ..core.model import Artifact, GoldenKey, GoldenSet, MetricSeries
 from .candidate import Candidate, candidate_run
 from .guardrails import ApprovalRefused, check_base_version, check_finite, check_run, check_writable
 
@@ -78,7 +78,7 @@ def recorded_selection(provenance: Any) -> dict[str, tuple[tuple[str, ...], tupl
 
 def run_phase_sets(artifact: Artifact) -> dict[int, GoldenSet]:
     """The run's phases as Megatron golden sets (phase 2 padded to the whole run, like ``_2nd``)."""
-    from ..formats import artifact_phase_golden
+    from ..files.formats import artifact_phase_golden
 
     sets = {}
     if 1 in artifact.phases:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import FormatError
+from ..core.errors import FormatError
 from ..store.safety import in_ci
 from .candidate import Candidate, candidate_run, checked_pending_root, read_candidate, remove_empty_folders
 
@@ -34,7 +34,7 @@ CASE_DEFINITIONS = ("case.yaml", "model_config.yaml")  # ours, and a Megatron ch
 
 def prune_check(store: "GoldenStore") -> PruneReport:
     from ..store import Problem
-    from ..validate import ERROR, validate_golden_file
+    from ..files.validate import ERROR, validate_golden_file
 
     orphans = []
     findings = [p for p in store.findings() if p.kind != "orphan-folder"]

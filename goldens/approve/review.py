@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Protocol
 
-from ..errors import FormatError, GoldenError
-from ..model import GoldenKey, MetricSeries
+from ..core.errors import FormatError, GoldenError
+from ..core.model import GoldenKey, MetricSeries
 from .operations import Operation, Outcome, apply
 from .candidate import Candidate, candidate_run, current_version
 from .plan import Selection, chosen_metrics, goldens_at, plan_accept, run_phase_sets

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..case import check_name
-from ..errors import GoldenError, StoreError
-from ..model import Artifact
+from ..files.case import check_name
+from ..core.errors import GoldenError, StoreError
+from ..core.model import Artifact
 from .candidate import Candidate, list_pending, now_iso
 from .guardrails import ApprovalRefused
 
@@ -40,7 +40,7 @@ def case_of_run(store: "GoldenStore", artifact: Artifact, given: str | None = No
     case resolved in the store; for a Megatron golden file first the longest tail of its folder's path
     that names a case here (``…/moe/x/golden_values_….json`` → ``moe/x``), so a tree downloaded beside
     the store finds its cases even where a name repeats."""
-    from ..formats import MEGATRON_RUN_SOURCE
+    from ..files.formats import MEGATRON_RUN_SOURCE
 
     megatron = (artifact.provenance or {}).get("source") == MEGATRON_RUN_SOURCE
     if given is not None:
@@ -67,7 +67,7 @@ def candidates_for_run(store: "GoldenStore", run: str | Path, *, case: str | Non
                        runs_dir: str | Path = "runs") -> list[Candidate]:
     """The candidate(s) for one run: its staged candidate if there is one (with the staged
     base version), else one made now for the target given or declared by the run."""
-    from ..formats import read_run
+    from ..files.formats import read_run
 
     path = resolve_run(run, runs_dir)
     artifact = read_run(path, env=env, platform=platform)

@@ -44,7 +44,7 @@ def _refuse_typos_of_new_targets(store: Any, candidates: list[Any], env: str | N
                                  new_env: bool, new_platform: bool) -> None:
     """Approving a run for a target its case has no golden for writes a new golden file: an --env /
     --platform given there that is a close match of a name the store knows is refused as a typo."""
-    from ..target_names import refuse_typos
+    from ..store.target_names import refuse_typos
 
     for c in candidates:
         if not any((k.env, k.platform) == (c.env, c.platform) for k in store.keys(c.case)):

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import typer
 
-from ..errors import EXIT_INPUT, GoldenError
+from ..core.errors import EXIT_INPUT, GoldenError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -20,7 +20,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def fail(message: str, code: int = EXIT_INPUT) -> "typer.Exit":
     """Print a one-line error and return the Exit to raise (escapes, controls and workflow
     commands taken out: a message may quote a name from a hostile file or server)."""
-    from ..sanitize import line
+    from ..core.sanitize import line
 
     first_line = " ".join(line(str(message).split("\n")[0]).split()) or "error"
     print(f"error: {first_line}", file=sys.stderr)
@@ -30,7 +30,7 @@ def fail(message: str, code: int = EXIT_INPUT) -> "typer.Exit":
 def say(message: object = "", err: bool = False) -> None:
     """``typer.echo`` for text that may hold names from files, servers or approvers: no escape
     sequence, control character or workflow command reaches the terminal or the CI log."""
-    from ..sanitize import text
+    from ..core.sanitize import text
 
     typer.echo(text(message), err=err)
 

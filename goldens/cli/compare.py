@@ -36,7 +36,7 @@ def diff(targets: TargetsArg = None, case: CaseOpt = None, env: EnvOpt = None, p
 
     check_result_format(fmt)
     if generation is not None:
-        from ..megatron import generation as known
+        from ..core.megatron import generation as known
 
         known(generation)
     judgement = workflow.diff(list(targets or []), store_root=store, case=case, env=env, platform=platform,

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..sanitize import line
+from ..core.sanitize import line
 from .common import handles_errors, say
 from .options import out_option
 

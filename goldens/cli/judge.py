@@ -48,7 +48,7 @@ def judge(paths: PathsArg, store: StoreOpt = None, policy: PolicyOpt = None, exa
     Unpaired or unreadable files are findings (exit 1), never a crash of the batch."""
     from .. import workflow
     from ..approve import in_ci
-    from ..errors import GoldenError
+    from ..core.errors import GoldenError
 
     if fmt not in JUDGE_FORMATS:
         raise GoldenError(f"--format must be one of {', '.join(JUDGE_FORMATS)}, got {fmt!r}")
@@ -136,7 +136,7 @@ def emit_table(bulk: Any) -> None:
     from rich.markup import escape as markup_escape
     from rich.table import Table
 
-    from ..sanitize import line as one_line
+    from ..core.sanitize import line as one_line
 
     def escape(text: object) -> str:  # names from files: no rich markup, no terminal escape, one line
         return markup_escape(one_line(text))

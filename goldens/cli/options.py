@@ -4,7 +4,7 @@
   repository's ``cases/`` (``goldens.store.default_store_root``) — the same for every command,
   from any folder (``open_store``).
 - ``--approver``: the option, else ``git config user.name`` in the store, else ``$USER``
-  (``goldens.identity.resolve_approver``) — the same for every command that writes.
+  (``goldens.store.identity.resolve_approver``) — the same for every command that writes.
 - ``--case``: a case's path under the store (``gpt/gpt3_7b``) or a bare name that names one case;
   where candidates are listed or approved in bulk, also a glob (``gpt/*``). ``--env`` /
   ``--platform``: names. All checked before anything is read (letters, digits, '_', '-', '.'), so a
@@ -36,8 +36,8 @@ def _name_checker(what: str):
     def check(value: Optional[str]) -> Optional[str]:
         if value is None:
             return None
-        from ..case import check_case_path, check_name
-        from ..errors import StoreError
+        from ..files.case import check_case_path, check_name
+        from ..core.errors import StoreError
         from ..store.tree import check_case_pattern
         from .common import fail
 
@@ -116,7 +116,7 @@ def out_option(help: str) -> object:
 
 def check_result_format(fmt: str) -> str:
     if fmt not in RESULT_FORMATS:
-        from ..errors import GoldenError
+        from ..core.errors import GoldenError
 
         raise GoldenError(f"--format must be one of {', '.join(RESULT_FORMATS)}, got {fmt!r}")
     return fmt
@@ -127,11 +127,11 @@ def open_store(root: Path | None, dialect: str | None = None, generation: str | 
     from ..store import GoldenStore
 
     if dialect is not None and dialect not in DIALECTS:
-        from ..errors import GoldenError
+        from ..core.errors import GoldenError
 
         raise GoldenError(f"--dialect must be one of {', '.join(DIALECTS)}, got {dialect!r}")
     if generation is not None:
-        from ..megatron import generation as known
+        from ..core.megatron import generation as known
 
         known(generation)  # an unknown name: one line, exit 2, before anything is read
     return GoldenStore(root, dialect=dialect, generation=generation)

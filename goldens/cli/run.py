@@ -19,7 +19,7 @@ from typing import Annotated, Any, Iterator, Optional
 
 import typer
 
-from ..extras import require_extra
+from .extras import require_extra
 from .common import console, fail, handles_errors
 from .options import (EnvOpt, ExactOpt, GenerationOpt, NewEnvOpt, NewPlatformOpt, PlatformOpt, PolicyOpt,
                       ResultFormatOpt, StoreOpt, VerboseOpt, check_result_format,
@@ -139,13 +139,14 @@ def check(case: CaseArg, store: StoreOpt = None, env: EnvOpt = None, platform: P
     --platform the store has no golden for, close to one it knows, is refused: did you mean…?
     (--new-env / --new-platform: a new one on purpose)."""
     require_extra("runner", "check")
-    from .. import inputs, workflow
+    from .. import workflow
+    from ..files import inputs
     from .compare import emit, tell
 
     check_result_format(fmt)
     inputs.load_policies(policy)  # a bad --policy or generation is reported before the run, not after it
     if generation is not None:
-        from ..megatron.generations import generation as known_generation
+        from ..core.megatron import generation as known_generation
 
         known_generation(generation)
     report = execute(case=case, store=store, profile=profile, out=out, device=device, timeout=timeout,

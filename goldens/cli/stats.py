@@ -1,6 +1,6 @@
 """Commands that turn measurements into goldens and tolerances: ``import-tb`` and ``stats``.
 
-Each command is typed options plus one library call (goldens.ingest, goldens.stats); heavy
+Each command is typed options plus one library call (goldens.files.ingest, goldens.core.stats); heavy
 imports stay inside the bodies so ``golden --help`` never loads numpy, pandas or torch.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from .options import CaseOpt, out_option
 
 def _refuse_folders(*targets: Path | None) -> None:
     """Checked before any work or write, so a folder given as an output writes nothing."""
-    from ..errors import GoldenError
+    from ..core.errors import GoldenError
 
     for target in targets:
         if target is not None and str(target) != "-" and target.is_dir():
@@ -25,8 +25,8 @@ def _refuse_folders(*targets: Path | None) -> None:
 
 
 def _write(target: Path, text: str) -> None:
-    from ..atomic import atomic_write_text
-    from ..errors import GoldenError
+    from ..files.atomic import atomic_write_text
+    from ..core.errors import GoldenError
 
     try:
         atomic_write_text(target, text)
@@ -45,12 +45,12 @@ def import_tb(
     run_id: Annotated[Optional[str], typer.Option("--run-id", help="Run id (default: tb-<start time>).")] = None,
 ) -> None:
     """TensorBoard event files → a run artifact at full precision (float32 values kept exactly)."""
-    from ..extras import require_extra
+    from .extras import require_extra
 
     require_extra("tb", "import-tb")
-    from ..case import check_case_path
-    from ..formats import check_run_id, dumps_artifact
-    from ..ingest import import_tensorboard
+    from ..files.case import check_case_path
+    from ..files.formats import check_run_id, dumps_artifact
+    from ..files.ingest import import_tensorboard
 
     _refuse_folders(out)
     if case is not None:
@@ -91,9 +91,9 @@ def stats(
     golden stats runs/ID1 runs/ID2 runs/ID3 --out policy.yaml; review policy.yaml and use it
     with golden diff --policy policy.yaml (or copy its metrics: into case.yaml).
     """
-    from ..formats import read_artifact
-    from ..policy import preset
-    from ..stats import recommend_all, render_policy_yaml, spread
+    from ..files.formats import read_artifact
+    from ..core.policy import preset
+    from ..core.stats import recommend_all, render_policy_yaml, spread
 
     _refuse_folders(out, table)
     artifacts = [read_artifact(p) for p in runs]

@@ -1,6 +1,6 @@
 """``golden validate · show · history · fsck · adopt · migrate``: the golden files and their history.
 
-Each command is typed options plus one library call (goldens.validate, goldens.store); numpy and
+Each command is typed options plus one library call (goldens.files.validate, goldens.store); numpy and
 friends are imported inside the bodies so ``golden --help`` stays light. Output is plain text
 (values printed with ``repr``: full precision, never rounded, never truncated by a terminal width)
 or ``--json``.
@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from ..errors import EXIT_DIFFERENCE, EXIT_INPUT, EXIT_PASS
+from ..core.errors import EXIT_DIFFERENCE, EXIT_INPUT, EXIT_PASS
 from .common import echo_json, fail, handles_errors, say
 from .options import AllowCiOpt, ApproverOpt, DialectOpt, GenerationOpt, JsonOpt, StoreOpt, open_store, store_line
 
 if TYPE_CHECKING:
-    from ..model import GoldenSet
+    from ..core.model import GoldenSet
     from ..store import GoldenStore, Problem, Version
 
 
@@ -59,7 +59,7 @@ def validate(
     Exit 0 when nothing worse than a warning is found (1 with --strict), 1 when any file has an
     error, 2 for a usage error such as a path that does not exist.
     """
-    from ..validate import ERROR, OK, WARNING, Finding, FileReport, ValidationSummary, validate_paths
+    from ..files.validate import ERROR, OK, WARNING, Finding, FileReport, ValidationSummary, validate_paths
 
     if changed:
         _lint_changed(paths or [], base, generation, allow_legacy_precision, as_json, strict)
@@ -109,9 +109,9 @@ def validate(
 def _lint_changed(paths: list[Path], base: str | None, generation: str | None, allow_legacy_precision: bool,
                   as_json: bool, strict: bool) -> None:
     """``validate --changed``: the changed golden files, linted by their tree's generation; exits."""
-    from ..megatron import generation as known
+    from ..core.megatron import generation as known
     from ..megatron.lint import describe_rules, lint_changed
-    from ..validate import ERROR, OK, WARNING, ValidationSummary
+    from ..files.validate import ERROR, OK, WARNING, ValidationSummary
 
     if generation is not None:
         known(generation)
@@ -193,8 +193,8 @@ def show(
     """Print a case's golden series at full precision (current files, or CASE@REF from the history).
 
     A file that cannot be read (an empty or {} golden) is named with the reason; the others are shown."""
-    from ..errors import GoldenError
-    from ..formats import metric_to_json
+    from ..core.errors import GoldenError
+    from ..files.formats import metric_to_json
     from ..store import parse_case_ref
 
     case, version = parse_case_ref(ref)

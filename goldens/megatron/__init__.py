@@ -1,7 +1,6 @@
-"""Megatron-LM's conventions as data: ``generations`` (the table, one row per PR that changed them)
-and ``detect`` (which row a tree follows, and why)."""
-from .detect import NEWER_COMPARATOR, Detection, detect_generation
-from .generations import GENERATION_ENV, GENERATIONS, LEGACY, NEWEST, Generation, generation
+"""Megatron-LM's conventions read from a tree: which generation it follows (``detect``), what its CI does
+with one case (``case``: model_config.yaml), and its golden linter (``lint``). The conventions themselves
+are data in ``goldens.core.megatron``."""
+from .detect import NEWER_COMPARATOR, detect_generation
 
-__all__ = ["GENERATIONS", "GENERATION_ENV", "LEGACY", "NEWEST", "NEWER_COMPARATOR", "Detection", "Generation",
-           "detect_generation", "generation"]
+__all__ = ["NEWER_COMPARATOR", "detect_generation"]

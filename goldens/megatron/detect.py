@@ -1,5 +1,5 @@
 """Which generation of Megatron's conventions a tree follows, and why (files are read here; the table
-itself is ``goldens.megatron.generations``).
+itself is ``goldens.core.megatron``).
 
 Precedence, stated once: an explicit choice (``--megatron-generation`` or ``$GOLDEN_MEGATRON_GENERATION``);
 else the tree's own comparator files (a Megatron checkout above the store: ``python_test_utils/``,
@@ -12,29 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
-from .generations import COMPARATOR_FILES, GENERATION_ENV, GENERATIONS, LEGACY, Generation, generation
+from ..core.megatron import COMPARATOR_FILES, GENERATION_ENV, GENERATIONS, LEGACY, Detection, Generation, generation
 
 NEWER_COMPARATOR = "this tree's comparator is newer than the rules the megatron preset follows"
 MAX_COMPARATOR_BYTES = 4 << 20  # a comparator file is a few kB; more is not one
 MARKER_BYTES = b'"value_precision"'
 _TEST_FOLDER = "tests/functional_tests/"
 _SEARCH_UP = 6  # test_cases → functional_tests → tests → checkout, and a little more
-
-
-@dataclass(frozen=True)
-class Detection:
-    """The generation a tree follows, the line that says why, and a warning to show once (or None)."""
-
-    generation: Generation
-    why: str
-    warning: str | None = None
-
-    @property
-    def line(self) -> str:
-        return f"Megatron generation {self.generation.label}: {self.why}"
 
 
 def comparator_files(root: Path) -> dict[str, Path]:

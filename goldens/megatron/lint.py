@@ -1,10 +1,10 @@
 """Lint changed golden files as Megatron's CI lints them (``tools/check_golden_values.py``).
 
-The rules come from the tree's generation (``goldens.megatron.generations``):
+The rules come from the tree's generation (``goldens.core.megatron``):
 - every generation: a changed golden file of a Megatron case may hold no NaN and no infinity anywhere
   (``"nan"`` included: Megatron's extraction no longer writes it);
 - since PR #7217: a changed metric block of a deterministic case — one whose CI mode is exact
-  (model_config.yaml, as ``goldens.megatron_case`` reads it) — must carry ``"value_precision": "full"``;
+  (model_config.yaml, as ``goldens.megatron.case`` reads it) — must carry ``"value_precision": "full"``;
   a case whose pipeline runs no golden-value check (SKIP_PYTEST, lightweight mode, …) is exempt, and
   ``--allow-legacy-precision`` turns the rule off for a local run. The marker decides, never the number
   of digits printed. A pure rename changes nothing.
@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..errors import FormatError, GoldenError, StoreError
-from ..formats import load_json_text
-from ..megatron_case import MODEL_CONFIG, REGULAR, read_megatron_case
-from ..validate import CASE_DEFINITION_FILES, CASE_FILE, ERROR, FileReport, Finding, is_golden_name, validate_file
-from .detect import Detection, detect_generation
+from ..core.errors import FormatError, GoldenError, StoreError
+from ..files.formats import load_json_text
+from ..core.megatron import REGULAR, Detection
+from .case import MODEL_CONFIG, read_megatron_case
+from ..files.validate import CASE_DEFINITION_FILES, CASE_FILE, ERROR, FileReport, Finding, is_golden_name, validate_file
+from .detect import detect_generation
 
 _NONFINITE = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
 

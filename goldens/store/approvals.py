@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
-from ..errors import StoreError
-from ..formats import parse_golden_filename
+from ..core.errors import StoreError
+from ..files.formats import parse_golden_filename
 from .records import MetricChange, canonical_json
 
 RECORDS_DIR = ".approvals"

@@ -23,11 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FormatError, StoreError
-from ..megatron.generations import LEGACY, Generation
-from ..formats import dumps_golden, load_json_text, metric_to_json, number_to_json, parse_metric, step_interval_of
-from ..model import GoldenSet, MetricSeries
-from ..validate import MEGATRON_CASE_FILE
+from ..core.errors import FormatError, StoreError
+from ..core.megatron import LEGACY, Generation
+from ..core.model import number_to_json
+from ..files.formats import dumps_golden, load_json_text, metric_to_json, parse_metric, step_interval_of
+from ..core.model import GoldenSet, MetricSeries
+from ..files.validate import MEGATRON_CASE_FILE
 
 FULL = "full"
 MEGATRON = "megatron"
@@ -170,6 +171,6 @@ def render(golden: GoldenSet, dialect: str, existing: bytes | None, generation: 
 
 def written_golden(data: bytes, where: str) -> GoldenSet:
     """What a rendered file holds, parsed back (the store validates what it will write)."""
-    from ..formats import parse_golden_bytes
+    from ..files.formats import parse_golden_bytes
 
     return parse_golden_bytes(data, where)

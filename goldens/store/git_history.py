@@ -29,11 +29,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from ..atomic import atomic_write_bytes, fsync_dir
-from ..case import check_case_path
-from ..errors import StoreError
-from ..formats import parse_golden_filename
-from ..validate import ERROR, WARNING
+from ..files.atomic import atomic_write_bytes, fsync_dir
+from ..files.case import check_case_path
+from ..core.errors import StoreError
+from ..files.formats import parse_golden_filename
+from ..files.validate import ERROR, WARNING
 from .approvals import RECORDS_DIR, ApprovalRecord, golden_name, record_name, repository_relative
 from .gitrepo import Change, Commit, GitRepo
 from .records import FileRecord, LedgerEntry, Problem, sha256_hex, summary_or_none

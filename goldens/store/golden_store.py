@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
-from ..case import check_case_path
-from ..errors import GoldenError, StoreError
-from ..formats import parse_golden_bytes, parse_golden_filename
-from ..identity import default_approver
-from ..model import GoldenKey, GoldenSet
-from ..validate import ERROR, check_golden_set, declared_metrics
+from ..files.case import check_case_path
+from ..core.errors import GoldenError, StoreError
+from ..files.formats import parse_golden_bytes, parse_golden_filename
+from .identity import default_approver
+from ..core.model import GoldenKey, GoldenSet
+from ..files.validate import ERROR, check_golden_set, declared_metrics
 from .dialect import DIALECT_ENV, MEGATRON, check_dialect, detect_dialect, render_megatron
 from .git_history import CaseWrite, GitHistory
 from .gitrepo import GitRepo
@@ -43,7 +43,7 @@ from .tree import CaseTree
 from .versions import Version, VersionConflict
 
 if TYPE_CHECKING:
-    from ..megatron import Detection
+    from ..core.megatron import Detection
 
 STORE_ENV = "GOLDEN_STORE"
 BACKEND_ENV = "GOLDEN_BACKEND"

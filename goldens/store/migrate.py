@@ -17,8 +17,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import StoreError
-from ..validate import ERROR
+from ..core.errors import StoreError
+from ..files.validate import ERROR
 from .git_history import CaseWrite, GitHistory
 from .gitrepo import GitRepo
 from .golden_store import GoldenStore

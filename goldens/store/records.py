@@ -18,10 +18,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import FormatError
-from ..formats import parse_golden_bytes, parse_golden_filename
-from ..model import GoldenSet, MetricSeries
-from ..validate import ERROR
+from ..core.errors import FormatError
+from ..files.formats import parse_golden_bytes, parse_golden_filename
+from ..core.model import GoldenSet, MetricSeries
+from ..files.validate import ERROR
 from .safety import MAX_FILE_NAME
 
 LEDGER_SCHEMA = "golden.ledger/1"

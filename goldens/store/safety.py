@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from ..errors import StoreError
+from ..core.errors import StoreError
 
 PENDING_DIR = ".pending"            # staged candidates, at the store root
 NAME_MAX = 255                      # bytes in one file name (ext4, xfs, btrfs, apfs, ntfs)

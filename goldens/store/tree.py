@@ -20,10 +20,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..case import CASE_FILE, check_case_path
-from ..errors import StoreError
-from ..formats import parse_golden_filename
-from ..validate import MEGATRON_CASE_FILE, WARNING, is_golden_name
+from ..files.case import CASE_FILE, check_case_path
+from ..core.errors import StoreError
+from ..files.formats import parse_golden_filename
+from ..files.validate import MEGATRON_CASE_FILE, WARNING, is_golden_name
 from .records import Problem
 
 CASE_DEFINITIONS = (CASE_FILE, MEGATRON_CASE_FILE)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import StoreError
+from ..core.errors import StoreError
 from .records import FileRecord, LedgerEntry
 
 class VersionConflict(StoreError):

@@ -45,7 +45,7 @@ def own_login(api, env) -> str:
 
 def main(report_path: str, env=os.environ) -> int:
     from goldens.fetch.http import Api, FetchError, Limits, check_base_url
-    from goldens.sanitize import unmention
+    from goldens.core.sanitize import unmention
 
     missing = [v for v in ("GITHUB_TOKEN", "GITHUB_REPOSITORY", "PR_NUMBER") if not env.get(v)]
     if missing:
@@ -79,7 +79,7 @@ def main(report_path: str, env=os.environ) -> int:
 def warn(message: str) -> None:
     """A ``::warning::`` line whose text can be no other workflow command (escaped as GitHub's runner does)."""
     try:
-        from goldens.sanitize import line
+        from goldens.core.sanitize import line
         message = line(message)
     except ImportError:
         message = " ".join(message.split()).replace("::", ": :")

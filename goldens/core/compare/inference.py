@@ -1,7 +1,7 @@
 """Inference goldens (keyed by request id) against a run's, as Megatron's inference test judges them.
 
-The policy's ``inference`` rules (data: ``goldens.policy.INFERENCE_RULES``) say how each field is
-checked (``goldens.modes.inference.INFERENCE_CHECKS``); the checked fields are a Megatron case's
+The policy's ``inference`` rules (data: ``goldens.core.policy.INFERENCE_RULES``) say how each field is
+checked (``goldens.core.modes.inference.INFERENCE_CHECKS``); the checked fields are a Megatron case's
 METRICS, else every field that has a rule. In order: the run must hold exactly the golden's request
 ids; each run-level field the golden has (throughput, peak memory) is checked once; each
 request-level field every request whose golden record has it; a request no checked field applies to

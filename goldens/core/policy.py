@@ -16,7 +16,7 @@ adjusts it (``lm loss: {rtol: 0.02}`` keeps everything else of the ``loss`` kind
 
 Policy keys (``MetricPolicy``)::
 
-    mode           exact | approx | summary | band   (the table: goldens.modes.MODES)
+    mode           exact | approx | summary | band   (the table: goldens.core.modes.MODES)
     rtol, atol     per-step threshold = max(atol, rtol * |golden|)  (atol is a floor;
                    with atol 0 this is numpy.isclose(actual, golden, rtol, 0), Megatron's test)
     direction      both | increase_is_bad | decrease_is_bad
@@ -56,8 +56,7 @@ from .errors import PolicyError
 from .modes import MODES
 
 if TYPE_CHECKING:
-    from .megatron.detect import Detection
-    from .megatron_case import MegatronCase
+    from .megatron import Detection, MegatronCase
     from .modes.inference import InferenceRules
 
 Direction = Literal["both", "increase_is_bad", "decrease_is_bad"]
@@ -650,7 +649,7 @@ def with_generation(policies: PolicySet, detection: "Detection") -> PolicySet:
 
 def _overlaid(policies: PolicySet, case: "MegatronCase") -> PolicySet:
     from .errors import GoldenError
-    from .megatron_case import INFERENCE, REGULAR, RESUME
+    from .megatron import INFERENCE, REGULAR, RESUME
 
     if case.unsupported:
         raise GoldenError(case.unsupported)

@@ -14,16 +14,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .case import CASE_FILE, load_case, load_yaml
-from .compare import Side, recorded_identity, side_from_artifact, side_from_goldens, side_from_inference
-from .errors import FormatError, GoldenError, NotATrainingGolden, PolicyError, StoreError
+from ..core.compare import Side, recorded_identity, side_from_artifact, side_from_goldens, side_from_inference
+from ..core.errors import FormatError, GoldenError, NotATrainingGolden, PolicyError, StoreError
 from .formats import (ARTIFACT_SCHEMA, is_inference_doc, parse_artifact, parse_golden, parse_golden_filename,
                       parse_inference, read_inference, read_json)
-from .megatron_case import MODEL_CONFIG, MegatronCase, find_model_config, read_megatron_case
-from .model import Artifact, GoldenKey, MetricSeries
-from .policy import PRESETS, PolicySet, build_policies
+from ..core.megatron import MegatronCase
+from ..megatron.case import MODEL_CONFIG, find_model_config, read_megatron_case
+from ..core.model import Artifact, GoldenKey, MetricSeries
+from ..core.policy import PRESETS, PolicySet, build_policies
 
 if TYPE_CHECKING:
-    from .pairing import CandidateFile, Finding
+    from ..core.pairing import CandidateFile, Finding
 
 RUNS_DIR = "runs"
 
@@ -187,7 +188,7 @@ def load_store_golden(store: Any, case: str, env: str | None, platform: str | No
 
 def needs_history(policies: Any, metrics: Any) -> bool:
     """Whether any of ``metrics`` is judged by a rule that reads the approved history."""
-    from .compare.history import uses_history
+    from ..core.compare.history import uses_history
 
     return any((p := policies.resolve(name).policy) is not None and uses_history(p) for name in metrics)
 
@@ -252,7 +253,7 @@ def is_version_ref(text: str) -> bool:
 
 
 def open_store(root: Path | None) -> Any:
-    from .store import GoldenStore
+    from ..store import GoldenStore
 
     return GoldenStore(root)
 
@@ -261,7 +262,7 @@ def load_operand(text: str, *, store_root: Path | None, env: str | None, platfor
                  runs_dir: Path = Path(RUNS_DIR)) -> Loaded:
     """One operand of ``golden diff REF CAND``: CASE@REF, a golden file, an artifact or a run."""
     if is_version_ref(text):
-        from .store import parse_case_ref
+        from ..store import parse_case_ref
 
         case, version = parse_case_ref(text)
         if version is None:
@@ -385,7 +386,7 @@ def find_candidates(paths: Sequence[str | Path]) -> tuple[list["CandidateFile"],
     was given in. A file that cannot be read as a candidate is a finding. A path that does not exist
     is a usage error (FormatError): nothing was given to judge there."""
     from .formats import read_artifact
-    from .pairing import ARTIFACT, GOLDEN, CandidateFile, Finding
+    from ..core.pairing import ARTIFACT, GOLDEN, CandidateFile, Finding
 
     files: list[CandidateFile] = []
     findings: list[Finding] = []

@@ -5,7 +5,7 @@ A row is an ``InferenceCheck``: its name, the parameters it takes (with their va
 rule's human line, and its evaluator. A request-scoped check gets the golden's and the run's
 records of one request; a run-scoped check gets the two top-level values. An evaluator returns
 ``None`` when the values pass, else one line saying what differs; the comparison
-(``goldens.compare.inference``) applies the policy's rules (``InferenceRules``: data, from a
+(``goldens.core.compare.inference``) applies the policy's rules (``InferenceRules``: data, from a
 preset) to the fields the case checks. Pure Python on the parsed JSON: the values are compared as
 Megatron's ``test_inference_regular_pipeline.py`` compares them, operation for operation.
 """

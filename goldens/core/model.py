@@ -5,6 +5,7 @@ resumed phase did not run). Steps are int64 and strictly increasing.
 """
 from __future__ import annotations
 
+import math
 import operator
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -170,3 +171,12 @@ class Artifact:
     @property
     def approvable(self) -> bool:
         return self.status == "complete"
+
+
+def number_to_json(value: float) -> Any:
+    """Megatron writes a missing value as the string "nan"; other numbers at full precision."""
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value

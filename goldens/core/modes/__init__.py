@@ -3,10 +3,10 @@
 A row is a ``Mode``: its name, whether it judges step by step (so a failing-step allowance
 applies), whether it reduces a window (``reduce:``), the policy keys only it understands (with
 their validators), the rule's human line, and the evaluator
-``(Aligned, MetricPolicy, Context) -> Outcome``. ``goldens.policy`` reads the table to parse
+``(Aligned, MetricPolicy, Context) -> Outcome``. ``goldens.core.policy`` reads the table to parse
 policies, the engine to judge; adding a mode is one evaluator module and one row here.
 Inference goldens (keyed by request id, not by step) have their own table beside this one:
-``goldens.modes.inference.INFERENCE_CHECKS``.
+``goldens.core.modes.inference.INFERENCE_CHECKS``.
 """
 from __future__ import annotations
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from .errors import StoreError
-from .formats import parse_golden_filename
+from ..core.errors import StoreError
+from ..files.formats import parse_golden_filename
 
 ENV_TYPO_EDITS = 2
 

@@ -39,8 +39,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .errors import FormatError
-from .model import Artifact, MetricSeries, Phase
+from ..core.errors import FormatError
+from ..core.model import Artifact, MetricSeries, Phase
 
 EVENT_FILE_MARK = "tfevents"
 PHASE_DIR = re.compile(r"^(?:run_|phase)(\d+)$")  # Megatron's run_N; our runner's phaseN

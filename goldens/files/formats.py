@@ -16,8 +16,8 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from .bounded import short
-from .errors import FormatError, NotATrainingGolden, StoreError
-from .model import Artifact, GoldenKey, GoldenSet, InferenceGolden, MetricSeries, Phase, valued_span
+from ..core.errors import FormatError, NotATrainingGolden, StoreError
+from ..core.model import Artifact, GoldenKey, GoldenSet, InferenceGolden, MetricSeries, Phase, valued_span
 
 ARTIFACT_SCHEMA = "golden.artifact/1"
 ARTIFACT_STATUSES = ("complete", "incomplete", "failed")
@@ -243,15 +243,6 @@ def _to_step(raw: Any, *, path: object, key: str) -> int:
     if not 0 <= step <= MAX_STEP:
         raise FormatError(f"step must be between 0 and 2**53, got {step}", path=path, key=key)
     return step
-
-
-def number_to_json(value: float) -> Any:
-    """Megatron writes a missing value as the string "nan"; other numbers at full precision."""
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return value
 
 
 # ---------------------------------------------------------------- Megatron golden JSON

@@ -7,7 +7,7 @@ usual keys apply: ``direction`` (only ``upper`` for increase_is_bad, only ``lowe
 decrease_is_bad), ``skip_warmup`` / ``window``, ``max_failing_steps``, ``on_missing`` /
 ``on_nan``, and ``deterministic`` (bit-exact against the golden when the fingerprints match).
 
-One row of the mode table (``goldens.modes.MODES``): ``parse_band`` checks the policy key,
+One row of the mode table (``goldens.core.modes.MODES``): ``parse_band`` checks the policy key,
 ``describe_band`` is the rule's line, ``evaluate_band`` judges.
 """
 from __future__ import annotations

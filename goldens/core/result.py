@@ -42,7 +42,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from .errors import FormatError
-from .formats import number_to_json
+from .model import number_to_json
 
 RESULT_SCHEMA = "golden.result/1"
 

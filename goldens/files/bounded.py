@@ -15,7 +15,7 @@ import reprlib
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import FormatError
+from ..core.errors import FormatError
 
 _INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 

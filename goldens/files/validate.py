@@ -23,10 +23,10 @@ from typing import Any, Iterable
 import numpy as np
 
 from .case import CASE_FILE, load_yaml
-from .errors import FormatError, NotATrainingGolden
+from ..core.errors import FormatError, NotATrainingGolden
 from .formats import StepValues, grid_size, grid_steps, parse_golden, parse_golden_filename, read_json
-from .megatron.generations import CHECK_THRESHOLDS
-from .model import GoldenSet, MetricSeries
+from ..core.megatron import CHECK_THRESHOLDS
+from ..core.model import GoldenSet, MetricSeries
 
 MEGATRON_CASE_FILE = "model_config.yaml"
 CASE_DEFINITION_FILES = (CASE_FILE, MEGATRON_CASE_FILE)

@@ -2,7 +2,7 @@
 per-step helpers (the judged window, the statuses that do not depend on tolerance, thresholds).
 
 A mode's evaluator is ``(Aligned, MetricPolicy, Context) -> Outcome``; policies are only read
-(their type is imported for annotations alone), so this package never imports ``goldens.policy``.
+(their type is imported for annotations alone), so this package never imports ``goldens.core.policy``.
 """
 from __future__ import annotations
 

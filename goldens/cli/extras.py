@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from .errors import GoldenError
+from ..core.errors import GoldenError
 
 LOCK_FILE = "requirements/lock.txt"
 

@@ -4,7 +4,7 @@ Hand-picked tolerances are what make regression tests flaky; here they come from
 run-to-run variation. Pure: artifacts and series in, frozen dataclasses out, no I/O.
 
 Which statistic a metric gets follows the *shape* of its base policy (data from
-``goldens.policy``), never its name:
+``goldens.core.policy``), never its name:
 
 - per-step, two-sided (loss, grad norm …): a t prediction interval per step,
   ``|x − μ| ≤ t(0.995, N−1)·s·√(1 + 1/N)`` around the mean of the N runs (the band), and for a
@@ -346,7 +346,7 @@ def _describe_window(skip_warmup: int, window: tuple[int | None, int | None]) ->
 
 def recommend_all(spreads: Iterable[MetricSpread], policies: Any) -> tuple[Recommendation, ...]:
     """One recommendation per metric, from its lowest phase (the from-scratch run: a resumed
-    phase repeats its steps). ``policies`` is a goldens.policy.PolicySet (base per metric)."""
+    phase repeats its steps). ``policies`` is a goldens.core.policy.PolicySet (base per metric)."""
     chosen: dict[str, MetricSpread] = {}
     for sp in sorted(spreads, key=lambda s: s.phase):
         chosen.setdefault(sp.metric, sp)
@@ -364,7 +364,7 @@ def recommend_all(spreads: Iterable[MetricSpread], policies: Any) -> tuple[Recom
 
 def policy_document(recommendations: Sequence[Recommendation], *, with_band: bool = False,
                     base_policies: Any | None = None) -> dict[str, Any]:
-    """The ``metrics:`` document of a policy file (goldens.policy format).
+    """The ``metrics:`` document of a policy file (goldens.core.policy format).
 
     Without a band each entry only adjusts its kind's policy (rtol/atol). With ``with_band`` a
     per-step metric becomes ``mode: band`` with its bounds, keeping the kind's ``deterministic``.

@@ -20,42 +20,14 @@ toolkit does not reproduce. ``ENV_VARS.SKIP_PYTEST: 1`` or lightweight mode skip
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .bounded import short
-from .errors import FormatError
+from ..files.bounded import short
+from ..core.errors import FormatError
+from ..core.megatron import DEFAULT_METRICS, INFERENCE, REGULAR, RESUME, RESUME_TEST_TYPES, MegatronCase
 
 MODEL_CONFIG = "model_config.yaml"
-DEFAULT_METRICS = ("lm loss", "num-zeros")  # test_pretraining_regular_pipeline.py, when METRICS is absent
-RESUME_TEST_TYPES = ("ckpt-resume", "frozen-resume")
-
-REGULAR, RESUME, INFERENCE = "regular", "resume", "inference"
-
-
-@dataclass(frozen=True)
-class MegatronCase:
-    """What Megatron's CI does with one case, each choice with the line that says where it came from."""
-
-    config: str                        # the model_config.yaml
-    pipelines: tuple[str, ...]         # REGULAR, RESUME, INFERENCE in the order CI runs them; () = none
-    metrics: tuple[Any, ...]           # what METRICS selects, in its order (as YAML gave it)
-    allow_nondeterministic: bool       # --allow-nondeterministic-algo
-    train_iters: int | None            # --train-iters of the resume test (None: not a number)
-    test_type: str
-    mode: str
-    metrics_origin: str
-    regime_origin: str
-    pipeline_origin: str
-    unsupported: str | None = None     # a test this toolkit does not reproduce (MODE rl)
-    model_args: Any = None             # MODEL_ARGS, as recorded (the structural-drift section reads it)
-
-    @property
-    def choices(self) -> tuple[str, ...]:
-        """The lines a result carries: which file decided, and the test type, metrics and regime it gave."""
-        return (f"rules from {self.config} (as Megatron's CI reads it)", self.pipeline_origin, self.metrics_origin,
-                f"regime: {self.regime_origin}")
 
 
 def find_model_config(folder: Path) -> Path | None:
@@ -67,7 +39,7 @@ def find_model_config(folder: Path) -> Path | None:
 def read_megatron_case(path: Path) -> MegatronCase:
     """Read a model_config.yaml as Megatron's CI does; a setting Megatron's test itself errors on
     (METRICS null or not a list) is a FormatError naming it — Megatron's job fails there too."""
-    from .bounded import yaml_document
+    from ..files.bounded import yaml_document
 
     try:
         text = Path(path).read_text(encoding="utf-8")

@@ -36,7 +36,7 @@ CHECK_THRESHOLDS: Mapping[str, tuple[bool, float]] = {
 ALLOWANCE: Mapping[str, Any] = {"fraction": 0.01, "at_least": 1, "at_most": 50, "rule": "megatron"}
 
 # run_ci_test.sh: --allow-nondeterministic-algo (approximate only) iff ENV_VARS.NVTE_ALLOW_NONDETERMINISTIC_ALGO
-# or NON_DETERMINSTIC_RESULTS prints "1"; otherwise the DeterministicTest runs too (goldens.megatron_case).
+# or NON_DETERMINSTIC_RESULTS prints "1"; otherwise the DeterministicTest runs too (goldens.megatron.case).
 CI_MODES = ("exact: DeterministicTest and ApproximateTest (the default)",
             "approx: ApproximateTest only (ENV_VARS NVTE_ALLOW_NONDETERMINISTIC_ALGO or NON_DETERMINSTIC_RESULTS is 1)")
 
@@ -140,6 +140,51 @@ def generation(name: str) -> Generation:
     for row in GENERATIONS:
         if wanted in (row.name, str(row.pr), f"pr{row.pr}", f"pr#{row.pr}"):
             return row
-    from ..errors import GoldenError
+    from .errors import GoldenError
 
     raise GoldenError(f"unknown Megatron generation {name!r} (known: {', '.join(g.name for g in GENERATIONS)})")
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The generation a tree follows, the line that says why, and a warning to show once (or None)."""
+
+    generation: Generation
+    why: str
+    warning: str | None = None
+
+    @property
+    def line(self) -> str:
+        return f"Megatron generation {self.generation.label}: {self.why}"
+
+
+# ---------------------------------------------------------------- one case, as Megatron's CI reads it
+
+DEFAULT_METRICS = ("lm loss", "num-zeros")  # test_pretraining_regular_pipeline.py, when METRICS is absent
+RESUME_TEST_TYPES = ("ckpt-resume", "frozen-resume")
+
+REGULAR, RESUME, INFERENCE = "regular", "resume", "inference"
+
+
+@dataclass(frozen=True)
+class MegatronCase:
+    """What Megatron's CI does with one case, each choice with the line that says where it came from."""
+
+    config: str                        # the model_config.yaml
+    pipelines: tuple[str, ...]         # REGULAR, RESUME, INFERENCE in the order CI runs them; () = none
+    metrics: tuple[Any, ...]           # what METRICS selects, in its order (as YAML gave it)
+    allow_nondeterministic: bool       # --allow-nondeterministic-algo
+    train_iters: int | None            # --train-iters of the resume test (None: not a number)
+    test_type: str
+    mode: str
+    metrics_origin: str
+    regime_origin: str
+    pipeline_origin: str
+    unsupported: str | None = None     # a test this toolkit does not reproduce (MODE rl)
+    model_args: Any = None             # MODEL_ARGS, as recorded (the structural-drift section reads it)
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        """The lines a result carries: which file decided, and the test type, metrics and regime it gave."""
+        return (f"rules from {self.config} (as Megatron's CI reads it)", self.pipeline_origin, self.metrics_origin,
+                f"regime: {self.regime_origin}")

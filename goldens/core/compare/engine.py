@@ -1,9 +1,9 @@
 """One metric, one phase: align, judge with the policy's mode, explain.
 
-Every metric is aligned by step (``goldens.align``) and every aligned step gets an explicit
+Every metric is aligned by step (``goldens.core.align``) and every aligned step gets an explicit
 status — missing, extra, NaN on either side, outside the window — so a truncated run or a
 different grid is a verdict with reasons, never a crash. The policy's mode
-(``goldens.modes.MODES``) judges; all per-step work is vectorised. Relative tolerances are
+(``goldens.core.modes.MODES``) judges; all per-step work is vectorised. Relative tolerances are
 relative to the reference (the golden).
 """
 from __future__ import annotations
