@@ -29,8 +29,8 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -39,8 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from goldens import workflow  # noqa: E402
 from goldens.megatron.case import read_megatron_case  # noqa: E402
-from tests.builders import (inference_doc, megatron_oracle, megatron_verdict, training_doc,  # noqa: E402
-                            write_megatron_case)
+from tests.builders import inference_doc, megatron_oracle, megatron_verdict, training_doc, write_megatron_case  # noqa: E402
 
 UTILS = REPO.parent / "shared" / "fixtures" / "megatron" / "python_test_utils"
 MODELS = ("bert", "gpt", "moe", "hybrid", "t5")

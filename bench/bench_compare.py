@@ -25,9 +25,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from goldens.core.compare import Side, compare  # noqa: E402
-from goldens.core.model import MetricSeries  # noqa: E402
-from goldens.core.policy import preset  # noqa: E402
+from goldens.core.compare import Side, compare
+from goldens.core.model import MetricSeries
+from goldens.core.policy import preset
 
 # One of each kind the default preset knows, then generic metrics (fallback policy).
 NAMES = ["lm loss", "mtp_1 loss", "num-zeros", "iteration-time", "mem-allocated-bytes",

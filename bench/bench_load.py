@@ -15,8 +15,8 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -30,8 +30,8 @@ def make_files(folder: Path, count: int, steps: int) -> list[Path]:
     """Synthetic goldens in the current layout, half of them resume-phase files with a leading "nan" run."""
     import numpy as np
 
-    from goldens.files.formats import dumps_golden
     from goldens.core.model import GoldenSet, MetricSeries
+    from goldens.files.formats import dumps_golden
 
     rng = np.random.default_rng(0)
     grid = np.arange(1, steps + 1, dtype=np.int64)

@@ -19,21 +19,21 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from goldens.core.compare import compare, side_from_goldens  # noqa: E402
-from goldens.core.model import GoldenSet, MetricSeries  # noqa: E402
-from goldens.core.policy import preset  # noqa: E402
-from goldens.core.result import ComparisonResult  # noqa: E402
-from reports.document import Report  # noqa: E402
-from reports.html import result_html  # noqa: E402
-from reports.json_report import result_json  # noqa: E402
-from reports.markdown import result_markdown  # noqa: E402
+from goldens.core.compare import compare, side_from_goldens
+from goldens.core.model import GoldenSet, MetricSeries
+from goldens.core.policy import preset
+from goldens.core.result import ComparisonResult
+from reports.document import Report
+from reports.html import result_html
+from reports.json_report import result_json
+from reports.markdown import result_markdown
 
 TARGET_MB, TARGET_S = 3.0, 5.0
 

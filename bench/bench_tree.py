@@ -146,7 +146,7 @@ def measure(what: str, store: Path, candidates: Path, out: Path | None) -> dict:
                         for case, target, config, golden, path, second in todo}
             return {"seconds": time.perf_counter() - start, "cpu": _cpu() - cpu, "peak_mb": _peak_mb(),
                     "verdicts": verdicts}
-    import reports.html  # noqa: F401  (imports outside the timing, as for Megatron's module)
+    import reports.html
     import reports.markdown  # noqa: F401
     start, cpu = time.perf_counter(), _cpu()
     bulk = workflow.judge_bulk([candidates], store_root=store, policy="megatron", stage=False)

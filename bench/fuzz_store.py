@@ -46,10 +46,11 @@ import tempfile
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -72,12 +73,12 @@ def build_template(root: Path, *, cases: Path | None = None, commit: Callable[[s
     """cases/ (tiny: 3 versions, other: a resume pair adopted then approved), a staged candidate
     for tiny, and runs/ holding runs for both cases. ``commit`` is called after each approval (a
     git store: the person commits it)."""
-    from goldens import approve
-    from goldens.files.formats import dumps_artifact, dumps_golden
-    from goldens.core.model import Artifact, GoldenKey, GoldenSet, MetricSeries, Phase
-    from goldens.store import GoldenStore
-
     import numpy as np
+
+    from goldens import approve
+    from goldens.core.model import Artifact, GoldenKey, GoldenSet, MetricSeries, Phase
+    from goldens.files.formats import dumps_artifact, dumps_golden
+    from goldens.store import GoldenStore
 
     steps = np.arange(1, 21, dtype=np.int64)
 
@@ -561,9 +562,9 @@ def commands(w: World) -> list[tuple[str, list[str]]]:
     s = ["--store", str(w.cases)]
     runs = w.sandbox / "runs"
     if w.backend == "git":
-        version = lambda: w.rng.choice(["HEAD~1", "HEAD~2", "HEAD~9", "v1", "main"])  # noqa: E731
+        version = lambda: w.rng.choice(["HEAD~1", "HEAD~2", "HEAD~9", "v1", "main"])
     else:
-        version = lambda: f"v{w.rng.randint(1, 4)}"  # noqa: E731
+        version = lambda: f"v{w.rng.randint(1, 4)}"
     return [
         ("validate", ["validate", *s]),
         ("show", ["show", w.rng.choice(CASES), *s]),

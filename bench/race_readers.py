@@ -46,7 +46,7 @@ def goldens(version: int) -> dict:
             GoldenKey(CASE, "dev", "cpu", 2): GoldenSet({"lm loss": MetricSeries("lm loss", steps, resumed, 1, STEPS, 1)})}
 
 
-def writer(root: str, stop: "multiprocessing.synchronize.Event", writer_id: int, written: Any) -> None:
+def writer(root: str, stop: multiprocessing.synchronize.Event, writer_id: int, written: Any) -> None:
     from goldens.store import GoldenStore
 
     store = GoldenStore(root)

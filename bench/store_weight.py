@@ -72,8 +72,8 @@ def targets(tree: Path, count: int) -> list[tuple[str, Path]]:
 
 def write_runs(runs: Path, tree: Path, chosen: list[tuple[str, Path]]) -> list[Path]:
     """A run per chosen golden: its metrics at full precision, 1 % off (so each approval writes)."""
-    from goldens.files.formats import dumps_artifact, parse_golden_filename, read_golden
     from goldens.core.model import Artifact, MetricSeries, Phase
+    from goldens.files.formats import dumps_artifact, parse_golden_filename, read_golden
 
     made = []
     for number, (case, path) in enumerate(chosen):

@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from . import workflow
-from .files.atomic import atomic_write_text
 from .core.errors import FormatError, GoldenError, StoreError
-from .files.formats import MEGATRON_RUN_SOURCE, load_json_text, parse_golden, read_any_golden
-from .files.inputs import Loaded, PolicyChoice, load_artifact_side, load_operand
-from .files.inputs import load_run as load_run_operand
 from .core.model import Artifact, GoldenKey, GoldenSet, InferenceGolden, MetricSeries, Phase, valued_span
 from .core.policy import PolicySet, preset
 from .core.result import ComparisonResult
+from .files.atomic import atomic_write_text
+from .files.formats import MEGATRON_RUN_SOURCE, load_json_text, parse_golden, read_any_golden
+from .inputs import Loaded, PolicyChoice, load_artifact_side, load_operand
+from .inputs import load_run as load_run_operand
 from .store import GoldenStore
 
 __all__ = ["ComparisonResult", "GoldenError", "GoldenStore", "PolicySet", "Run", "judge", "load_golden", "load_run",

@@ -13,17 +13,18 @@ Layering: the CLI calls this module; it calls the core (inputs, compare, approve
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .core.errors import EXIT_DIFFERENCE, EXIT_PASS, FormatError, GoldenError
 
 if TYPE_CHECKING:
     from .approve import Candidate
-    from .files.inputs import Loaded, PolicyChoice
     from .core.pairing import Finding
     from .core.result import ComparisonResult
+    from .inputs import Loaded, PolicyChoice
     from .store import GoldenStore
 
 
@@ -32,11 +33,11 @@ class Judgement:
     """What judging produced: the result (None: no golden for the target), the candidate staged for
     review (None: nothing staged), and lines for the user (why something was or was not staged)."""
 
-    result: "ComparisonResult | None"
+    result: ComparisonResult | None
     case: str | None = None
     env: str | None = None
     platform: str | None = None
-    staged: "Candidate | None" = None
+    staged: Candidate | None = None
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -48,7 +49,7 @@ class Judgement:
         return EXIT_PASS if self.passed else EXIT_DIFFERENCE
 
 
-def should_stage(result: "ComparisonResult | None") -> bool:
+def should_stage(result: ComparisonResult | None) -> bool:
     """The staging rule: a run that failed its judgement, or had no golden to be judged by."""
     return result is None or not result.passed
 
@@ -58,7 +59,7 @@ def force_regime(exact: bool | None) -> str | None:
     return None if exact is None else ("exact" if exact else "approx")
 
 
-def judge_run(store: "GoldenStore", run: "Loaded", *, case: str | None = None, env: str | None = None,
+def judge_run(store: GoldenStore, run: Loaded, *, case: str | None = None, env: str | None = None,
               platform: str | None = None, policy: PolicyChoice = None, force: str | None = None,
               notes: Sequence[str] = (), stage: bool = True, tell_generation: bool = True,
               new_env: bool | None = None, new_platform: bool | None = None) -> Judgement:
@@ -70,7 +71,7 @@ def judge_run(store: "GoldenStore", run: "Loaded", *, case: str | None = None, e
     ``new_env`` / ``new_platform``: False — a given ``env`` / ``platform`` the store has no golden for,
     close to a name it knows, is refused as a typo (``goldens.store.target_names``); True — a new name on
     purpose; None — not checked (a bulk judge, whose names come from the files)."""
-    from .files import inputs
+    from . import inputs
     from .core.compare import compare
 
     if run.artifact is None and run.side.inference is None:
@@ -114,7 +115,7 @@ def judge_run(store: "GoldenStore", run: "Loaded", *, case: str | None = None, e
 GENERATED_CORPUS = "generated"  # an artifact's provenance.corpus when the runner made its data
 
 
-def refuse_preflight(run: "Loaded") -> None:
+def refuse_preflight(run: Loaded) -> None:
     """A CPU pre-flight (a Transformer Engine case run on substitutes) is judged only on itself
     — it builds, trains, saves, resumes bit-exactly, its loss is finite and falls (``golden run``
     says so) — never against the case's goldens."""
@@ -126,7 +127,7 @@ def refuse_preflight(run: "Loaded") -> None:
                           "on itself (golden run prints its smoke verdict), never against the case's goldens")
 
 
-def refuse_other_data(run: "Loaded", reference: "Loaded", case_dir: Path) -> None:
+def refuse_other_data(run: Loaded, reference: Loaded, case_dir: Path) -> None:
     """A run on the runner's generated corpus is never judged against a golden Megatron recorded
     on its real data: a golden in a Megatron case folder (model_config.yaml, no case.yaml) that no
     approval of this toolkit wrote (no recorded fingerprint). Megatron's lm loss after 100 real
@@ -143,7 +144,7 @@ def refuse_other_data(run: "Loaded", reference: "Loaded", case_dir: Path) -> Non
                       "comparable. Record a golden of this runner (golden approve) and judge against that")
 
 
-def preexisting_failures(store: "GoldenStore", result: "ComparisonResult", reference: "Loaded", policies: Any,
+def preexisting_failures(store: GoldenStore, result: ComparisonResult, reference: Loaded, policies: Any,
                          keys: Sequence[Any]) -> tuple[str, ...]:
     """The failing checks of ``result`` that fail the same way on the committed goldens themselves: a
     golden check failing with the golden as its own candidate (an inference file Megatron's reader
@@ -174,7 +175,7 @@ def preexisting_failures(store: "GoldenStore", result: "ComparisonResult", refer
     return tuple(found)
 
 
-def case_of_candidate(store: "GoldenStore", run: "Loaded", given: str | None = None) -> str:
+def case_of_candidate(store: GoldenStore, run: Loaded, given: str | None = None) -> str:
     """The store case a candidate is judged against: ``given`` (--case); a run's own (a Megatron
     golden file's by its folder's path, ``approve.runs.case_of_run``); an inference golden file's by
     its folder's path too, else its folder's name."""
@@ -188,7 +189,7 @@ def case_of_candidate(store: "GoldenStore", run: "Loaded", given: str | None = N
     return found if found is not None else store.resolve(run.case)
 
 
-def _staged(store: "GoldenStore", run: "Loaded", judgement: Judgement) -> Judgement:
+def _staged(store: GoldenStore, run: Loaded, judgement: Judgement) -> Judgement:
     """Stage the run for the judgement's target (outside CI); a refusal to stage is a note, never a
     change of the verdict or the exit code."""
     from .approve import stage_candidate
@@ -209,13 +210,13 @@ def _staged(store: "GoldenStore", run: "Loaded", judgement: Judgement) -> Judgem
         *judgement.notes, f"staged {staged.target} ({staged.run_id}) for review: golden review / golden approve"))
 
 
-def compare_operands(reference: "Loaded", candidate: "Loaded", *, store_root: Path | None, case: str | None = None,
+def compare_operands(reference: Loaded, candidate: Loaded, *, store_root: Path | None, case: str | None = None,
                      env: str | None = None, platform: str | None = None, policy: PolicyChoice = None,
                      force: str | None = None, texts: Sequence[str] = (), generation: str | None = None) -> Judgement:
     """``golden diff REF CAND``: two golden files, artifacts or versions, reference first. Never
     staged. The resume check runs only when the candidate is a run (a golden's ``_2nd`` file comes
     from another job and need not reproduce its phase 1 bit for bit)."""
-    from .files import inputs
+    from . import inputs
     from .core.compare import compare
 
     the_case = case or reference.case or candidate.case
@@ -245,9 +246,9 @@ def compare_operands(reference: "Loaded", candidate: "Loaded", *, store_root: Pa
     return Judgement(result, the_case, result.env, result.platform)
 
 
-def _readable_as_megatron_reads(policies: Any, loaded: Sequence["Loaded"]) -> None:
+def _readable_as_megatron_reads(policies: Any, loaded: Sequence[Loaded]) -> None:
     """In a Megatron case, golden files Megatron's own reader refuses cannot pass (an input error)."""
-    from .files import inputs
+    from . import inputs
 
     if policies.in_megatron_case:
         for side in loaded:
@@ -258,19 +259,19 @@ def _readable_as_megatron_reads(policies: Any, loaded: Sequence["Loaded"]) -> No
 def _megatron_case(policy: PolicyChoice, folder: Any) -> Any:
     """The Megatron case in ``folder()`` — read only for a policy that follows model_config.yaml (the
     megatron preset): another policy never reads it, so a file it does not need cannot stop it."""
-    from .files import inputs
+    from . import inputs
 
     if not inputs.load_policies(policy).follows_model_config:
         return None
     return inputs.megatron_case_in(folder())
 
 
-def _operands_case(texts: Sequence[str], loaded: Sequence["Loaded"], store_root: Path | None,
+def _operands_case(texts: Sequence[str], loaded: Sequence[Loaded], store_root: Path | None,
                    case: str | None, policy: PolicyChoice) -> Any:
     """The Megatron case two operands belong to: the model_config.yaml beside the first golden file that
     has one, else the store's case of that name (None: not a Megatron case, or a policy that does not
     follow model_config.yaml)."""
-    from .files import inputs
+    from . import inputs
 
     if not inputs.load_policies(policy).follows_model_config:
         return None
@@ -287,11 +288,11 @@ def _operands_case(texts: Sequence[str], loaded: Sequence["Loaded"], store_root:
         return None
 
 
-def _operands_generation(texts: Sequence[str], reference: "Loaded", store_root: Path | None, policy: str | None,
+def _operands_generation(texts: Sequence[str], reference: Loaded, store_root: Path | None, policy: str | None,
                          choice: str | None) -> Any:
     """The generation of Megatron's conventions two operands are judged by (a preset that follows
     model_config.yaml only): the tree the reference golden file lies in, else the store's."""
-    from .files import inputs
+    from . import inputs
     from .megatron import detect_generation
 
     if not inputs.load_policies(policy).follows_model_config:
@@ -305,9 +306,9 @@ def _operands_generation(texts: Sequence[str], reference: "Loaded", store_root: 
         return detect_generation(Path.cwd(), choice)
 
 
-def _loose_file_outside(text: str, loaded: "Loaded", case_yaml: str | None) -> bool:
+def _loose_file_outside(text: str, loaded: Loaded, case_yaml: str | None) -> bool:
     """An operand that is a plain golden file lying outside the folder of ``case_yaml``."""
-    from .files import inputs
+    from . import inputs
 
     if loaded.artifact is not None or case_yaml is None or inputs.is_version_ref(text):
         return False
@@ -321,12 +322,12 @@ def diff(targets: Sequence[str], *, store_root: Path | None, case: str | None = 
     """What ``golden diff`` does with its operands: none (the newest run), one run — an artifact, a
     run folder or id, or a golden_values file as Megatron's CI writes it — against the store's
     golden (staged if failing), or two operands (reference first, never staged)."""
-    from .files import inputs
+    from . import inputs
 
     if len(targets) > 2:
         raise GoldenError(f"give at most two operands (REFERENCE CANDIDATE), got {len(targets)}")
     inputs.load_policies(policy)  # a bad --policy is reported before any file is read
-    load = lambda text: inputs.load_operand(text, store_root=store_root, env=env, platform=platform,  # noqa: E731
+    load = lambda text: inputs.load_operand(text, store_root=store_root, env=env, platform=platform,
                                             runs_dir=runs_dir)
     if len(targets) == 2:
         return compare_operands(load(targets[0]), load(targets[1]), store_root=store_root, case=case, env=env,
@@ -351,7 +352,7 @@ def _refresh_kept_result(text: str | None, runs_dir: Path, judgement: Judgement)
     shows a verdict the latest judgement overturned. A folder without one gets none."""
     import json
 
-    from .files import inputs
+    from . import inputs
     from .files.atomic import atomic_write_text
 
     path = inputs.artifact_path(text, runs_dir) if text is not None else None
@@ -396,7 +397,7 @@ def check_run(report: Any, *, store_root: Path | None, env: str | None = None, p
               new_env: bool = False, new_platform: bool = False) -> tuple[Judgement, Published | None]:
     """``golden check`` after its run: judge the run's artifact (staged if failing or without a
     golden), then publish the result and reports beside it."""
-    from .files import inputs
+    from . import inputs
     from .store import GoldenStore
 
     run = inputs.load_artifact_side(report.artifact)
@@ -413,10 +414,10 @@ class BulkJudgement:
     what was not judged (unpaired, unreadable, a duplicate) or had no golden to be judged by."""
 
     judgements: tuple[Judgement, ...]
-    findings: tuple["Finding", ...]
+    findings: tuple[Finding, ...]
 
     @property
-    def results(self) -> tuple["ComparisonResult", ...]:
+    def results(self) -> tuple[ComparisonResult, ...]:
         return tuple(j.result for j in self.judgements if j.result is not None)
 
     @property
@@ -453,7 +454,7 @@ def judge_bulk(paths: Sequence[str | Path], *, store_root: Path | None, policy: 
     failing, by the one staging rule, when ``stage``. A file that cannot be judged is a finding; only a
     bad option, path or store stops the whole batch (GoldenError, exit 2). ``progress(done, total)`` is
     told after each target (the CLI's progress bar)."""
-    from .files import inputs
+    from . import inputs
     from .core.pairing import Finding, pair_candidates
     from .store import GoldenStore
 
@@ -486,13 +487,13 @@ def judge_bulk(paths: Sequence[str | Path], *, store_root: Path | None, policy: 
     return BulkJudgement(tuple(judgements), tuple(findings))
 
 
-def _load_target(target: Any) -> "Loaded":
+def _load_target(target: Any) -> Loaded:
     """A paired candidate as a run of its target's case: a golden_values file (with its _2nd pair; an
     inference golden as it is) or an artifact."""
-    from .files import inputs
+    from . import inputs
     from .core.errors import NotATrainingGolden
-    from .files.formats import megatron_run, read_artifact
     from .core.pairing import ARTIFACT
+    from .files.formats import megatron_run, read_artifact
 
     path = Path(target.path)
     if target.kind == ARTIFACT:

@@ -6,8 +6,8 @@ sections go in while they fit; what was left out is said in a note.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 GITHUB_COMMENT_LIMIT = 65_536
 

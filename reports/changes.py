@@ -14,8 +14,8 @@ prints ``(old − new) / old``; the magnitudes agree, the sign is flipped.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 import pandas as pd

@@ -5,8 +5,9 @@ Renderers take a ``Report`` and return text; nothing here reads files (``reports
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from goldens.core.pairing import Finding
 from goldens.core.result import ComparisonResult, MetricVerdict, Verdict
@@ -43,7 +44,7 @@ class Report:
     findings: tuple[Finding, ...] = ()
 
     @classmethod
-    def of(cls, *results: ComparisonResult, store: str | None = None) -> "Report":
+    def of(cls, *results: ComparisonResult, store: str | None = None) -> Report:
         return cls(tuple(CaseEntry(r) for r in results), store)
 
     @property
@@ -207,7 +208,7 @@ def approve_command(result: ComparisonResult, store: str | None = None) -> str |
 
 
 def _is_version_ref(operand: str) -> bool:
-    """``CASE@REF`` as ``golden diff`` reads it (goldens.files.inputs.is_version_ref): an '@' in an
+    """``CASE@REF`` as ``golden diff`` reads it (goldens.inputs.is_version_ref): an '@' in an
     operand that is no file here."""
     from pathlib import Path
 

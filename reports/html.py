@@ -17,8 +17,18 @@ from goldens.core.compare import flatten_mapping
 from goldens.core.result import MetricVerdict
 from reports import text as fmt
 from reports.changes import BUCKETS, GoldenChanges
-from reports.document import (CaseEntry, Report, approve_command, drift_lines, environment_note, failing_summary,
-                              failing_line, finding_where, headline, out_of_tolerance)
+from reports.document import (
+    CaseEntry,
+    Report,
+    approve_command,
+    drift_lines,
+    environment_note,
+    failing_line,
+    failing_summary,
+    finding_where,
+    headline,
+    out_of_tolerance,
+)
 from reports.plots import metric_svg
 
 # A plot is a few kB and about a millisecond; a huge result keeps its failing metrics' plots (then
@@ -127,7 +137,7 @@ def _provenance_rows(entry: CaseEntry) -> list[tuple[str, str, str]]:
 def _case_view(index: int, entry: CaseEntry, plotter: _Plotter, store: str | None, light: bool = False) -> dict[str, Any]:
     """One case's section; ``light``: its table lists only what failed or is out of tolerance."""
     r = entry.result
-    shown = lambda ms: [m for m in ms if not light or not m.passed or m.report_only_out_of_tolerance]  # noqa: E731
+    shown = lambda ms: [m for m in ms if not light or not m.passed or m.report_only_out_of_tolerance]
     phases = [{"title": "Phase 1 (from scratch)" if p.phase == 1 else f"Phase {p.phase} (resumed)",
                "reference": p.reference or r.reference, "hidden": len(p.metrics) - len(shown(p.metrics)),
                "metrics": [plotter.view(m) for m in shown(p.metrics)]} for p in r.phases]
@@ -149,7 +159,7 @@ def _common() -> dict[str, Any]:
         toolkit = version("golden-toolkit")
     except PackageNotFoundError:
         toolkit = "unknown"
-    return {"generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "version": toolkit}
+    return {"generated": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "version": toolkit}
 
 
 def result_html(report: Report) -> str:

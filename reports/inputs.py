@@ -9,12 +9,13 @@ an explicit ``--out``.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from goldens.core.errors import FormatError, GoldenError, StoreError
-from goldens.files.formats import read_json
 from goldens.core.result import ComparisonResult
+from goldens.files.formats import read_json
 from reports.document import CaseEntry, Report
 from reports.json_report import findings_from_json, results_from_json
 

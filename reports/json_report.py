@@ -5,7 +5,8 @@ Schema ``golden.report/1``: ``{"schema", "verdict", "cases", "failed", "results"
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from goldens.core.errors import FormatError
 from goldens.core.pairing import Finding
@@ -56,7 +57,7 @@ def findings_from_json(doc: Any, *, path: object = None) -> list[Finding]:
                                               and isinstance(f.get("kind"), str) and isinstance(f.get("message"), str)
                                               for f in found):
         raise FormatError("'findings' must be a list of {path, kind, message, ...}", path=path, key="findings")
-    text = lambda f, k: f.get(k) if isinstance(f.get(k), str) else None  # noqa: E731
+    text = lambda f, k: f.get(k) if isinstance(f.get(k), str) else None
     return [Finding(f["path"], f["kind"], f["message"], text(f, "case"), text(f, "env"), text(f, "platform"))
             for f in found]
 

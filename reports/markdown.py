@@ -11,9 +11,20 @@ from goldens.core.result import ComparisonResult, MetricVerdict
 from reports import text as fmt
 from reports.budget import GITHUB_COMMENT_LIMIT, Budget, table
 from reports.changes import BUCKETS, GoldenChanges
-from reports.document import (ICONS, CaseEntry, Report, approve_command, drift_lines, environment_note,
-                              failing_line, failing_summary, finding_where, headline, out_of_tolerance,
-                              verdict_label)
+from reports.document import (
+    ICONS,
+    CaseEntry,
+    Report,
+    approve_command,
+    drift_lines,
+    environment_note,
+    failing_line,
+    failing_summary,
+    finding_where,
+    headline,
+    out_of_tolerance,
+    verdict_label,
+)
 
 _NOTE_ROOM = 400  # kept free for the closing notes after a budgeted table
 METRIC_HEADERS = ["metric", "rule", "verdict", "failing steps", "worst step", "golden → actual", "Δ%", "mean rel. diff"]

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
-from goldens.files.atomic import atomic_write_text
 from goldens.core.errors import GoldenError
+from goldens.files.atomic import atomic_write_text
 
 RESULT_FORMATS = ("md", "html", "junit", "json")
 CHANGES_FORMATS = ("md", "html", "json")

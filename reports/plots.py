@@ -12,8 +12,8 @@ inside one SVG (clip paths, markers) carry the caller's ``salt`` so several SVGs
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

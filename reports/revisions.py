@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from goldens.core.errors import FormatError, NotATrainingGolden, StoreError
-from goldens.files.formats import parse_golden_bytes, parse_golden_filename
 from goldens.core.model import GoldenSet
+from goldens.files.formats import parse_golden_bytes, parse_golden_filename
 
 _STORE_VERSIONS = re.compile(r"^(?P<case>[A-Za-z0-9][A-Za-z0-9_./-]*)@(?P<base>[^@{}\s]+?)\.\.(?P<head>[^@{}\s.][^@{}\s]*)$")
 

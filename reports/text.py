@@ -123,7 +123,7 @@ def sample_row(sample: Sample, decimals: int | None, *, exact: bool = False) -> 
     ``exact``: an exact comparison, whose errors are shown at full precision too (a difference of two
     values that close is exact in float64)."""
     scale = max((abs(v) for v in (sample.golden, sample.actual) if v is not None and math.isfinite(v)), default=None)
-    error = lambda x: sample_number(x, decimals, scale, derived_from=not exact)  # noqa: E731
+    error = lambda x: sample_number(x, decimals, scale, derived_from=not exact)
     relative = (sample_number(sample.rel_error, decimals, derived_from=not exact) if sample.rel_error is not None
                 else f"undefined ({sample.why_no_relative()})")
     actual = sample_number(sample.actual, decimals) if sample.status != "missing" else "absent"

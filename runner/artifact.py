@@ -7,12 +7,13 @@ reported (its fingerprint), and on a multi-node run every node's record (``nodes
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
+from goldens.core.model import Artifact, MetricSeries, Phase
 from goldens.files.atomic import atomic_write_text
 from goldens.files.formats import dumps_artifact
-from goldens.core.model import Artifact, MetricSeries, Phase
 
 from .config import RunConfig
 from .metrics import artifact_metric_names, read_log

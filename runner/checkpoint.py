@@ -301,7 +301,7 @@ class LegacyCheckpointer(Checkpointer):
         try:
             # weights_only (torch's default): megatron.core registers Namespace & co. as safe globals.
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - a corrupt or truncated file raises anything
+        except Exception as exc:
             from .status import one_line
 
             raise RunError(f"cannot load checkpoint {path}: {one_line(exc)}") from exc
@@ -366,7 +366,7 @@ class DistCheckpointer(Checkpointer):
                                              strict=trainer.cfg.checkpoint.dist_ckpt_strictness)
         except (RunError, KeyboardInterrupt, SystemExit):
             raise
-        except BaseException as exc:  # noqa: BLE001 - torch's CheckpointException derives from BaseException
+        except BaseException as exc:
             # Corrupt or truncated shards surface as any exception type, on any rank.
             raise RunError(f"cannot load checkpoint {target}: {_load_failure(exc)}") from exc
         if isinstance(loaded, tuple):  # the return_* strictness modes add the mismatched keys

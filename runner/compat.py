@@ -18,7 +18,8 @@ import contextlib
 import importlib.abc
 import importlib.machinery
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 JIT_MODULE = "megatron.core.jit"
 _installed: dict[str, Any] = {}
@@ -96,7 +97,7 @@ def _device_redirect_mode() -> Any:
     from torch.overrides import TorchFunctionMode
 
     class CudaToCpu(TorchFunctionMode):
-        def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        def __torch_function__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
             if func is torch.Tensor.cuda:
                 return args[0]

@@ -20,9 +20,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from goldens.core.errors import FormatError
 
@@ -456,12 +457,12 @@ class RunConfig:
         return out
 
     @classmethod
-    def from_dict(cls, doc: Mapping[str, Any], *, path: object = None) -> "RunConfig":
+    def from_dict(cls, doc: Mapping[str, Any], *, path: object = None) -> RunConfig:
         return _build_run_config(doc["case"], doc["profile"],
                                  {s: doc.get(s, {}) for s in SECTIONS}, path=path, where="",
                                  test_type=doc.get("test_type", "ckpt-resume"), megatron=doc.get("megatron"))
 
-    def replace(self, **sections: Mapping[str, Any]) -> "RunConfig":
+    def replace(self, **sections: Mapping[str, Any]) -> RunConfig:
         """A copy with some fields of some sections changed (CLI overrides, tests)."""
         doc = self.to_dict()
         for section, changes in sections.items():
@@ -633,6 +634,7 @@ def _referenced_megatron_case(doc: Mapping[str, Any], *, name: str, path: Path) 
     if not target.is_file():
         raise FormatError(f"no such file {target}", path=path, key="megatron")
     from goldens.files.case import load_yaml
+
     from .megatron_case import import_model_config
 
     megatron = import_model_config(load_yaml(target), name=name, path=target, folder=path.parent.resolve().parent.name)
@@ -691,8 +693,8 @@ def locate_case(case: str, store: str | Path | None = None) -> tuple[Path, str |
     given as such): CASE itself when it is a folder (absolute, or existing from here) holding a
     case.yaml or a Megatron model_config.yaml (``golden run path/to/test_cases/bert/<case>``); else
     the store's case of that path, or of that name where only one case has it."""
-    from goldens.files.case import CASE_FILE
     from goldens.core.errors import StoreError
+    from goldens.files.case import CASE_FILE
     from goldens.store import GoldenStore
 
     from .megatron_case import MODEL_CONFIG_FILE

@@ -18,9 +18,10 @@ its micro-batch slice), so a resumed run reads exactly the samples the uninterru
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -115,8 +116,7 @@ def build_dataset(cfg: DataConfig, *, directory: Path, seq_length: int, seed: in
     ``builds_on_this_rank`` is false get ``None``, as in Megatron's pretrain_bert.
     """
     import torch
-    from megatron.core.datasets.bert_dataset import (BERTMaskedWordPieceDataset,
-                                                     BERTMaskedWordPieceDatasetConfig)
+    from megatron.core.datasets.bert_dataset import BERTMaskedWordPieceDataset, BERTMaskedWordPieceDatasetConfig
     from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
 
     prefix = str(directory / CORPUS_NAME)

@@ -28,7 +28,7 @@ class Fault:
     action: str
 
     @classmethod
-    def parse(cls, text: str) -> "Fault":
+    def parse(cls, text: str) -> Fault:
         parts = text.split(":")
         if len(parts) != 4 or not parts[0].isdigit() or not parts[1].isdigit() or parts[3] not in ACTIONS:
             raise ValueError(f"{ENV}={text!r}: expected <phase>:<rank>:<start|stepN|save>:<kill|hang|raise>")

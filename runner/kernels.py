@@ -30,8 +30,9 @@ non-tracker dropouts draw from — skipping it would shift every later random nu
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 SOFTMAX_MODULE = "scaled_masked_softmax_cuda"
 GRAD_ACCUM_MODULE = "fused_weight_gradient_mlp_cuda"

@@ -27,12 +27,13 @@ from __future__ import annotations
 import copy
 import math
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
-from goldens.files.bounded import short
 from goldens.core.errors import FormatError, RunError
+from goldens.files.bounded import short
 
 MODEL_CONFIG_FILE = "model_config.yaml"
 # Megatron's CI (tests/test_utils/recipes/h100/bert.yaml: ``nodes: 1, gpus: 8``) runs every BERT

@@ -111,7 +111,7 @@ class PhasePlan:
                 "resume_from": self.resume_from, "load_optimizer": self.load_optimizer, "node_rank": self.node_rank}
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> "PhasePlan":
+    def from_dict(cls, doc: dict[str, Any]) -> PhasePlan:
         return cls(run=RunConfig.from_dict(doc["run"]), run_dir=Path(doc["run_dir"]), phase=doc["phase"],
                    first_step=doc["first_step"], last_step=doc["last_step"], save_at=doc["save_at"],
                    resume_from=doc["resume_from"], load_optimizer=doc["load_optimizer"],
@@ -124,7 +124,7 @@ class PhasePlan:
         return self.plan_path
 
     @classmethod
-    def read(cls, path: str | Path) -> "PhasePlan":
+    def read(cls, path: str | Path) -> PhasePlan:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 

@@ -21,9 +21,10 @@ import re
 import socket
 import subprocess
 import sys
-from datetime import datetime, timezone
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .config import RunConfig
 
@@ -135,8 +136,6 @@ def versions() -> dict[str, str]:
     """Library versions from package metadata (no torch import in the launcher)."""
     from importlib import metadata
 
-    import goldens
-
     def version(dist: str) -> str:
         try:
             return metadata.version(dist)
@@ -144,7 +143,7 @@ def versions() -> dict[str, str]:
             return "not installed"
 
     return {"python": _platform.python_version(), "torch": version("torch"),
-            "megatron-core": version("megatron-core"), "goldens": goldens.__version__}
+            "megatron-core": version("megatron-core"), "goldens": version("golden-toolkit")}
 
 
 def model_args(cfg: RunConfig) -> dict[str, Any]:
@@ -170,7 +169,7 @@ def provenance(cfg: RunConfig, *, environment: Mapping[str, Any] | None, source_
     if environment and device == "cuda":
         device = f"cuda:{environment['device']['name']}"
     out: dict[str, Any] = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "git": git_info(source_dir),
         "host": socket.gethostname(),
         "device": device,

@@ -29,7 +29,7 @@ import json
 import os
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +103,7 @@ def register_node(run_dir: Path, node_rank: int) -> None:
     path = node_record_path(run_dir, node_rank)
     path.parent.mkdir(exist_ok=True)
     record = {"node_rank": node_rank, "host": socket.gethostname(), "pid": os.getpid(),
-              "joined": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+              "joined": datetime.now(UTC).isoformat(timespec="seconds")}
     slurm = {key: os.environ[var] for key, var in SLURM_FIELDS.items() if var in os.environ}
     if slurm:
         record["slurm"] = slurm
@@ -123,7 +123,7 @@ def finish_node(run_dir: Path, node_rank: int, *, status: str, error: str | None
     path = node_record_path(run_dir, node_rank)
     record = read_node_record(path) or {"node_rank": node_rank}
     record.update(status=status, error=error, phase_wall_s={str(k): v for k, v in walls.items()},
-                  ended=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                  ended=datetime.now(UTC).isoformat(timespec="seconds"))
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")
 
 

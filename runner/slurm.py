@@ -35,9 +35,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from goldens.core.errors import RunError
 
@@ -165,8 +166,17 @@ def run_on_slurm(cfg: RunConfig, options: Any, *, on_progress: Callable[..., Non
     """Submit the run as one srun job step, follow it, judge it, write the artifact (the submitter's
     side; see the module docstring). Returns a RunReport or raises RunError as run_case does."""
     from .artifact import assemble, write
-    from .launch import (RUN_DIR_ENV, MetricsTail, PhaseOutcome, RunReport, _child_env, check_device,
-                         kill_tree, sigterm_stops_the_run, Terminated)
+    from .launch import (
+        RUN_DIR_ENV,
+        MetricsTail,
+        PhaseOutcome,
+        RunReport,
+        Terminated,
+        _child_env,
+        check_device,
+        kill_tree,
+        sigterm_stops_the_run,
+    )
 
     if shutil.which("srun") is None:
         raise RunError("--launcher slurm needs Slurm's srun on PATH (run on a Slurm login node or inside an "

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
-from . import checkpoint, distributed, trainer as trainers
+from . import checkpoint, distributed
+from . import trainer as trainers
 from .faults import maybe_inject
 from .metrics import IntervalTimer, MemoryTracker, Recorder
 from .plan import PhasePlan

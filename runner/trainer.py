@@ -5,8 +5,9 @@ megatron-core: TransformerConfig, the family's model (its TrainSpec) wrapped in 
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from .config import FUSIONS, RunConfig
 from .distributed import Layout

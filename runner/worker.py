@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
         from .train import run_phase
 
         run_phase(plan, status)
-    except BaseException as exc:  # noqa: BLE001 - reported, then the rank exits non-zero
+    except BaseException as exc:
         status.fail(exc)
         import traceback
 

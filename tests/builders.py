@@ -26,17 +26,30 @@ import re
 import subprocess
 import sys
 import types
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence, Union
+from typing import Any, Union
 
 import numpy as np
 
-from goldens.files.formats import dumps_artifact, parse_golden
 from goldens.core.model import Artifact, GoldenKey, GoldenSet, MetricSeries, Phase
-from goldens.core.result import (STEP_STATUS_CODE, ArgChange, ComparisonResult, FingerprintCheck, MetricVerdict,
-                            PhaseResult, ResumeCheck, Rule, StepStatus, StepTable, StructuralDrift, Verdict)
+from goldens.core.result import (
+    STEP_STATUS_CODE,
+    ArgChange,
+    ComparisonResult,
+    FingerprintCheck,
+    MetricVerdict,
+    PhaseResult,
+    ResumeCheck,
+    Rule,
+    StepStatus,
+    StepTable,
+    StructuralDrift,
+    Verdict,
+)
+from goldens.files.formats import dumps_artifact, parse_golden
 from goldens.store import GoldenStore
 
 # ---------------------------------------------------------------- series and golden sets
@@ -431,8 +444,8 @@ def cli_worker(go_file: str, *args: str) -> None:
     several workers reach the store at the same instant (see the concurrency tests)."""
     import time
 
-    import goldens.approve  # noqa: F401  (warm every import the command needs)
-    import goldens.cli.review_screen  # noqa: F401
+    import goldens.approve
+    import goldens.cli.review_screen
     import goldens.files.validate  # noqa: F401
     from goldens.cli import app
 
@@ -568,7 +581,7 @@ class FakeCI:
         self._servers: list[Any] = []
 
     # --- lifecycle
-    def start(self) -> "FakeCI":
+    def start(self) -> FakeCI:
         import threading
         from http.server import ThreadingHTTPServer
 
@@ -1030,7 +1043,7 @@ class ActionRun:
         return {"inputs": self.inputs, "github": self.github, "steps": self.steps,
                 "env": self.env, "runner": {"temp": str(self.runner)}}
 
-    def run(self) -> "ActionRun":
+    def run(self) -> ActionRun:
         failed = False
         for number, step in enumerate(self.spec["runs"]["steps"]):
             contexts = self.contexts()
@@ -1121,7 +1134,7 @@ def megatron_oracle(utils: Path) -> Iterator[types.SimpleNamespace]:
         (folder / "__init__.py").write_text("")
     for source in Path(utils).glob("*.py"):
         shutil.copy(source, package / source.name)
-    ours = lambda name: name == "tests" or name.startswith("tests.")  # noqa: E731
+    ours = lambda name: name == "tests" or name.startswith("tests.")
     saved = {name: sys.modules.pop(name) for name in list(sys.modules) if ours(name)}
     had_click = sys.modules.get("click")
     if had_click is None and importlib.util.find_spec("click") is None:

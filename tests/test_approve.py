@@ -8,14 +8,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from goldens.core.errors import FormatError, GoldenError
 from goldens import approve
-from goldens.approve import operations
-from goldens.approve import ApprovalRefused, Operation, Selection
+from goldens.approve import ApprovalRefused, Operation, Selection, operations
 from goldens.core.compare import compare, side_from_artifact, side_from_goldens
-from goldens.files.formats import read_artifact, read_golden
+from goldens.core.errors import FormatError, GoldenError
 from goldens.core.model import GoldenKey
 from goldens.core.policy import preset
+from goldens.files.formats import read_artifact, read_golden
 from goldens.store import GoldenStore
 from tests.builders import LOSS, ZEROS, ScriptedIO, seed, shifted, tree_bytes, write_run
 

@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from goldens import approve
-from goldens.cli import approve as approve_command
 from goldens.cli import app
-from goldens.files.formats import read_golden
+from goldens.cli import approve as approve_command
 from goldens.core.model import GoldenKey, GoldenSet, MetricSeries
+from goldens.files.formats import read_golden
 from goldens.store import GoldenStore
 from goldens.store.dialect import megatron_value
 from tests.builders import LOSS, ZEROS, ScriptedIO, make_store, seed, shifted, tree_bytes, write_run

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from goldens.core.compare import compare
-from goldens.files.inputs import case_metrics, load_artifact_side, load_policies, load_store_golden, open_store
 from goldens.core.model import Artifact, Phase
+from goldens.inputs import case_metrics, load_artifact_side, load_policies, load_store_golden, open_store
 
 REPO = Path(__file__).resolve().parents[1]
 CASE = "bert_mcore_tp2_pp2_resume_torch_dist_local_spec"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.builders import FakeCI, ActionRun, gitlab_results_zip
+from tests.builders import ActionRun, FakeCI, gitlab_results_zip
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ACTION = REPO_ROOT / ".github" / "actions" / "golden" / "action.yml"

@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from goldens.cli import app
-from goldens.files.formats import dumps_golden
 from goldens.core.model import GoldenKey
 from goldens.core.result import ComparisonResult, Verdict
+from goldens.files.formats import dumps_golden
 from goldens.store import GoldenStore
 from tests.builders import golden_set, make_store, seed, series, write_run
 

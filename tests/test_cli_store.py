@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from goldens.cli import app
-from goldens.files.formats import dumps_golden, read_golden
 from goldens.core.model import GoldenKey, GoldenSet
+from goldens.files.formats import dumps_golden, read_golden
 from goldens.store import GoldenStore
 from tests.builders import golden_set, make_store
 

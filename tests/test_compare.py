@@ -10,8 +10,16 @@ import json
 import numpy as np
 import pytest
 
-from goldens.core.compare import (Context, Side, align, compare, compare_metric, decide_regime,
-                             mean_relative_diff, side_from_artifact)
+from goldens.core.compare import (
+    Context,
+    Side,
+    align,
+    compare,
+    compare_metric,
+    decide_regime,
+    mean_relative_diff,
+    side_from_artifact,
+)
 from goldens.core.model import Artifact, Phase
 from goldens.core.policy import MetricPolicy, build_policies, parse_metric_policy, preset
 from goldens.core.result import ComparisonResult, Verdict, full_precision

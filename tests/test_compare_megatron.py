@@ -35,7 +35,7 @@ THRESHOLDS = {  # metric → (rtol of the ApproximateTest, has a DeterministicTe
 def megatron_oracle(metric: str, golden: dict, actual: dict, allow_nondeterministic: bool) -> bool:
     rtol, deterministic = THRESHOLDS[metric]
     tests = ([("deterministic", 0.0)] if deterministic else []) + [("approximate", rtol)]
-    as_inf = lambda values: [np.inf if isinstance(v, str) else v for v in values]  # noqa: E731
+    as_inf = lambda values: [np.inf if isinstance(v, str) else v for v in values]
     for kind, test_rtol in tests:
         if allow_nondeterministic and kind == "deterministic":
             continue

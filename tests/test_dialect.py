@@ -14,14 +14,29 @@ from typer.testing import CliRunner
 
 from goldens.cli import app
 from goldens.cli.extras import missing_reason
-from goldens.files.formats import metric_to_json, parse_golden, read_golden
 from goldens.core.model import GoldenKey, GoldenSet, MetricSeries
-from goldens.store import GoldenStore
-from goldens.store.dialect import (FULL, MEGATRON, detect_layout, megatron_series, megatron_value, render,
-                                   render_megatron)
+from goldens.files.formats import metric_to_json, parse_golden, read_golden
 from goldens.files.validate import validate_golden_file
-from tests.builders import (MODEL_CONFIG, megatron_artifact, megatron_doc, megatron_oracle, odd_tree, series,
-                            tree_bytes, write_tensorboard)
+from goldens.store import GoldenStore
+from goldens.store.dialect import (
+    FULL,
+    MEGATRON,
+    detect_layout,
+    megatron_series,
+    megatron_value,
+    render,
+    render_megatron,
+)
+from tests.builders import (
+    MODEL_CONFIG,
+    megatron_artifact,
+    megatron_doc,
+    megatron_oracle,
+    odd_tree,
+    series,
+    tree_bytes,
+    write_tensorboard,
+)
 
 
 def golden(*args: str):

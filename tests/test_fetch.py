@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from goldens.cli import app
 from goldens.fetch import FetchError, fetch
-from goldens.fetch.github import artifact_test, model_and_test, job_test_key, workflow_jobs
+from goldens.fetch.github import artifact_test, job_test_key, model_and_test, workflow_jobs
 from goldens.fetch.gitlab import golden_members
 from goldens.fetch.http import check_base_url, next_link
 from goldens.fetch.land import hostile_member

@@ -11,10 +11,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from goldens.core.errors import FormatError, NotATrainingGolden
-from goldens.files.formats import (ARTIFACT_SCHEMA, artifact_phase_golden, dumps_artifact, dumps_golden, export_megatron,
-                             load_json_text, megatron_grid, parse_artifact, parse_golden, parse_golden_filename,
-                             parse_metric, read_artifact, read_golden)
 from goldens.core.model import Artifact, GoldenKey, GoldenSet, MetricSeries, Phase
+from goldens.files.formats import (
+    ARTIFACT_SCHEMA,
+    artifact_phase_golden,
+    dumps_artifact,
+    dumps_golden,
+    export_megatron,
+    load_json_text,
+    megatron_grid,
+    parse_artifact,
+    parse_golden,
+    parse_golden_filename,
+    parse_metric,
+    read_artifact,
+    read_golden,
+)
 from tests.builders import series
 
 VARIANTS = Path(__file__).parent / "fixtures" / "megatron_variants"

@@ -15,8 +15,21 @@ import pytest
 from goldens.core.errors import StoreError
 from goldens.core.model import GoldenKey
 from goldens.store import GoldenStore
-from tests.builders import (LOSS, ZEROS, commit_all, git, git_repo, golden_set, invoke, make_store, megatron_artifact, odd_tree,
-                            seed, shifted, write_run)
+from tests.builders import (
+    LOSS,
+    ZEROS,
+    commit_all,
+    git,
+    git_repo,
+    golden_set,
+    invoke,
+    make_store,
+    megatron_artifact,
+    odd_tree,
+    seed,
+    shifted,
+    write_run,
+)
 
 KEY = GoldenKey("tiny", "dev", "cpu", 1)
 

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from goldens.files import inputs as diff_inputs
+from goldens import inputs as diff_inputs
 from goldens.cli import app
 from goldens.core.compare import Side, compare
 from goldens.core.model import GoldenKey, MetricSeries
@@ -58,8 +58,8 @@ def verdict(candidate: float, history: tuple[float, ...] | None, **kw):
 
 
 def test_the_hand_computed_bound():
-    assert S_LOG == pytest.approx(0.015813457, rel=1e-7)
-    assert BOUND == pytest.approx(1.0829141, rel=1e-7)
+    assert pytest.approx(0.015813457, rel=1e-7) == S_LOG
+    assert pytest.approx(1.0829141, rel=1e-7) == BOUND
     assert 1.07 < BOUND < 1.09 < 1.10  # the two rules disagree on 1.09
 
 

@@ -18,14 +18,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from goldens.files.bounded import Bounds, load_json_bytes, load_yaml_text, yaml_document
 from goldens.core.errors import FormatError
+from goldens.core.sanitize import line, markdown, markdown_code, text
 from goldens.fetch import FetchError
 from goldens.fetch.http import Api, Limits
 from goldens.fetch.land import Archive, Staging
+from goldens.files.bounded import Bounds, load_json_bytes, load_yaml_text, yaml_document
 from goldens.files.formats import load_json_text, parse_golden
 from goldens.megatron.case import read_megatron_case
-from goldens.core.sanitize import line, markdown, markdown_code, text
 from tests.builders import (
     HostileServer,
     commit_all,
@@ -121,7 +121,7 @@ def test_a_train_iters_no_int_can_be_is_not_a_number(tmp_path):
     config = store / "gpt" / "case_a" / "model_config.yaml"
     try:
         import_model_config(load_yaml(config), name="case_a", path=config)
-    except Exception as exc:  # noqa: BLE001 - what matters: one of ours, never a bare ValueError
+    except Exception as exc:
         from goldens.core.errors import GoldenError
         assert isinstance(exc, GoldenError), repr(exc)
 

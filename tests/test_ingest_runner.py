@@ -14,7 +14,7 @@ from goldens.cli.extras import missing_reason
 if missing_reason("runner"):
     pytest.skip(missing_reason("runner"), allow_module_level=True)
 
-from goldens.files.ingest import import_tensorboard  # noqa: E402
+from goldens.files.ingest import import_tensorboard
 
 STEPS = {
     1: {"lm loss": 10.512345678901234, "num-zeros": 33554433.0, "iteration-time": 0.123456789012345,

@@ -153,7 +153,7 @@ def test_all_passing_is_exit_0_and_every_format_renders(tree):
 def test_run_artifacts_are_judged_by_the_case_they_declare(tmp_path, store, runs):
     write_run(runs, "tiny", "r1", {"lm loss": {s: 10.0 - 0.25 * s + 1e-9 * s * s for s in range(1, 21)},
                                    "num-zeros": {s: float(1000 + 3 * s) for s in range(1, 21)}})
-    write_run(runs, "tiny", "r2", {"lm loss": {s: 11.0 for s in range(1, 21)}})
+    write_run(runs, "tiny", "r2", {"lm loss": dict.fromkeys(range(1, 21), 11.0)})
     bulk = workflow.judge_bulk([runs], store_root=store.root, stage=False)
     assert [f.kind for f in bulk.findings] == ["duplicate"]
     assert [j.case for j in bulk.judgements] == ["tiny"] and bulk.judgements[0].passed
@@ -233,7 +233,7 @@ def test_all_broken_input_still_writes_every_report(tree):
 
 def git_calls(monkeypatch) -> list[str]:
     """The git subcommands the store runs, in order."""
-    from goldens.store import gitrepo
+    from goldens.files import gitrepo
 
     calls: list[str] = []
     real = gitrepo._run

@@ -9,14 +9,13 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from goldens import workflow
-from goldens.files import inputs
+from goldens import inputs, workflow
 from goldens.cli import app
 from goldens.core.errors import FormatError, GoldenError
 from goldens.core.megatron import DEFAULT_METRICS, INFERENCE, REGULAR, RESUME
-from goldens.megatron.case import read_megatron_case
 from goldens.core.policy import build_policies
 from goldens.core.result import Verdict
+from goldens.megatron.case import read_megatron_case
 from goldens.store import GoldenStore
 from tests.builders import inference_doc, training_doc, write_megatron_case
 

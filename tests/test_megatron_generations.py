@@ -18,18 +18,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from goldens import workflow
-from goldens.files import inputs
+from goldens import inputs, workflow
 from goldens.core.compare.engine import round_each
-from goldens.files.formats import read_golden
-from goldens.core.megatron import GENERATIONS, generation
-from goldens.megatron import NEWER_COMPARATOR, detect_generation
-from goldens.core.megatron import CHECK_THRESHOLDS, COMPARATOR_FILES
-from goldens.megatron.lint import lint_changed
+from goldens.core.megatron import CHECK_THRESHOLDS, COMPARATOR_FILES, GENERATIONS, generation
 from goldens.core.model import GoldenKey, GoldenSet, MetricSeries
 from goldens.core.policy import MEGATRON_PRESET
-from goldens.store import GoldenStore
+from goldens.files.formats import read_golden
 from goldens.files.validate import ERROR, OK, WARNING
+from goldens.megatron import NEWER_COMPARATOR, detect_generation
+from goldens.megatron.lint import lint_changed
+from goldens.store import GoldenStore
 from tests.builders import invoke, write_megatron_case
 
 ULP_ABOVE_HALF = float(np.nextafter(np.float32(0.5), np.float32(1.0)))  # 0.5 + one float32 ULP
@@ -51,8 +49,8 @@ def block(values: dict[int, float], marked: bool) -> dict:
 
 def golden_doc(loss: float, zeros: float = 100.0, *, loss_marked: bool, zeros_marked: bool | None = None) -> dict:
     zeros_marked = loss_marked if zeros_marked is None else zeros_marked
-    return {"lm loss": block({s: loss for s in STEPS}, loss_marked),
-            "num-zeros": block({s: zeros for s in STEPS}, zeros_marked)}
+    return {"lm loss": block(dict.fromkeys(STEPS, loss), loss_marked),
+            "num-zeros": block(dict.fromkeys(STEPS, zeros), zeros_marked)}
 
 
 def judge(tmp_path: Path, config: str, golden: dict, actual: dict, row: str | None) -> dict[str, bool]:
@@ -215,7 +213,7 @@ def checkout(tmp_path: Path) -> Path:
 def changed_loss(root: Path, case: str, marked: bool) -> Path:
     path = root / "gpt" / case / GOLDEN
     doc = json.loads(path.read_text())
-    doc["lm loss"] = block({s: 2.0 for s in STEPS}, marked)
+    doc["lm loss"] = block(dict.fromkeys(STEPS, 2.0), marked)
     path.write_text(json.dumps(doc, indent=4))
     return path
 

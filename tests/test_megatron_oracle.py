@@ -13,20 +13,19 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
-from goldens import workflow
-from goldens.files import inputs
+from goldens import inputs, workflow
 from goldens.core.errors import GoldenError
-from goldens.files.formats import parse_golden_filename
 from goldens.core.megatron import INFERENCE, RESUME
+from goldens.files.formats import parse_golden_filename
 from goldens.megatron.case import read_megatron_case
 from goldens.store import GoldenStore
-from tests.builders import (inference_doc, megatron_oracle, megatron_verdict, training_doc,
-                            write_megatron_case)
+from tests.builders import inference_doc, megatron_oracle, megatron_verdict, training_doc, write_megatron_case
 
 pytest.importorskip("tensorboard", reason="Megatron's common.py imports tensorboard (extra 'tb')")
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 import pytest
 
 from goldens.core.errors import PolicyError
-from goldens.core.policy import (Allowance, MetricPolicy, build_policies, parse_metric_policy, preset)
-
+from goldens.core.policy import Allowance, MetricPolicy, build_policies, parse_metric_policy, preset
 
 # ---------------------------------------------------------------- defaults by kind (data, not branches)
 
@@ -189,7 +188,7 @@ def test_describe_is_one_line_with_the_numbers():
 def test_a_policy_file_is_credited_by_name_in_the_rule_and_the_result(tmp_path):
     """A loosened check names the file that loosened it — never "default"."""
     from goldens.core.compare import compare, side_from_goldens
-    from goldens.files.inputs import load_policies
+    from goldens.inputs import load_policies
     from tests.builders import LOSS, golden_set
 
     loose = tmp_path / "loose.yaml"

@@ -9,6 +9,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
+
 # Imported here, before any in-process pytester run: pytester drops the modules a run imported, and
 # PyYAML's C extension cannot be imported twice (a second `yaml` beside the old `_yaml` resolves no
 # tag), so a later test of this process would read YAML wrongly.

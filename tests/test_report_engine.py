@@ -24,7 +24,7 @@ def _golden(loss_bump_at: int | None = None) -> dict[int, GoldenSet]:
     loss = 10.0 - 0.05 * STEPS
     if loss_bump_at is not None:
         loss = loss.copy()
-        loss[STEPS == loss_bump_at] *= 1.2  # 20 % off at one step: outside lm loss's 5 %
+        loss[loss_bump_at == STEPS] *= 1.2  # 20 % off at one step: outside lm loss's 5 %
     return {1: golden_set({"lm loss": loss, "num-zeros": 1000.0 + STEPS,
                            "iteration-time": np.r_[5.0, np.full(39, 0.5)]})}  # steps 1..40
 

@@ -10,6 +10,7 @@ from reports.document import Report
 from reports.markdown import METRIC_HEADERS, result_markdown
 from tests.builders import markdown_tables, result
 
+
 def test_failing_case_has_a_row_per_metric_with_rule_verdict_worst_step_values_and_diffs():
     text = result_markdown(Report.of(result(fail=True)))
     assert text.startswith("## ❌ Golden check failed: 1 of 1 case(s) failed\n")

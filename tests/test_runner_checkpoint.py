@@ -11,13 +11,12 @@ from goldens.cli.extras import missing_reason
 if missing_reason("runner"):
     pytest.skip(missing_reason("runner"), allow_module_level=True)
 
-import torch  # noqa: E402
+import torch
+from megatron.core import package_info
+from megatron.core.dist_checkpointing.strategies import filesystem_async as fsa
 
-from megatron.core import package_info  # noqa: E402
-from megatron.core.dist_checkpointing.strategies import filesystem_async as fsa  # noqa: E402
-
-from runner import compat  # noqa: E402
-from runner.checkpoint import RESULTS_QUEUE_CHECKED, use_in_process_results_queue  # noqa: E402
+from runner import compat
+from runner.checkpoint import RESULTS_QUEUE_CHECKED, use_in_process_results_queue
 
 
 @pytest.fixture

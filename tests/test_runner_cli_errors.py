@@ -23,12 +23,12 @@ if missing_reason("runner"):
 
 from typer.testing import CliRunner
 
-from goldens.cli import run as run_command
 import runner.launch
 from goldens.cli import app
+from goldens.cli import run as run_command
 from goldens.core.errors import RunError
-from goldens.files.formats import dumps_artifact, read_artifact, read_golden
 from goldens.core.model import Artifact, Phase
+from goldens.files.formats import dumps_artifact, read_artifact, read_golden
 from runner.config import load_case_definition
 from runner.launch import RunReport, TorchrunLauncher
 from runner.plan import TRACKER_FILE, PhasePlan

@@ -13,9 +13,9 @@ from goldens.cli.extras import missing_reason
 if missing_reason("runner"):
     pytest.skip(missing_reason("runner"), allow_module_level=True)
 
-import torch  # noqa: E402
+import torch
 
-from runner import compat  # noqa: E402
+from runner import compat
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -105,9 +105,8 @@ def test_tracker_states_round_trip_like_megatrons(shims):
         tracker.add("b", 11)
     with pytest.raises(ValueError, match="already exists"):
         tracker.add("a", 12)
-    with pytest.raises(KeyError):
-        with tracker.fork("missing"):
-            pass
+    with pytest.raises(KeyError), tracker.fork("missing"):
+        pass
 
 
 def test_manual_seed_keeps_megatrons_offsets(shims):

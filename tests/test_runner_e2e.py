@@ -20,14 +20,14 @@ if missing_reason("runner"):
     pytest.skip(missing_reason("runner"), allow_module_level=True)
 
 
-from goldens.core.errors import RunError  # noqa: E402
-from goldens.files.formats import read_artifact  # noqa: E402
-from runner.config import load_case_definition  # noqa: E402
-from runner.launch import RunOptions, RunReport, run_case  # noqa: E402
-from runner.plan import TRACKER_FILE  # noqa: E402
-from runner.provenance import fingerprint  # noqa: E402
-from runner.status import read_states  # noqa: E402
-from tests.builders import leftover_processes  # noqa: E402
+from goldens.core.errors import RunError
+from goldens.files.formats import read_artifact
+from runner.config import load_case_definition
+from runner.launch import RunOptions, RunReport, run_case
+from runner.plan import TRACKER_FILE
+from runner.provenance import fingerprint
+from runner.status import read_states
+from tests.builders import leftover_processes
 
 pytestmark = pytest.mark.slow
 
@@ -244,7 +244,7 @@ def _perturbed_store(tmp_path: Path, factor: float) -> Path:
 
 def judge(artifact, store_root):
     """The artifact against the store's dev/cpu golden, as golden check judges it (nothing staged)."""
-    from goldens.files.inputs import load_artifact_side
+    from goldens.inputs import load_artifact_side
     from goldens.store import GoldenStore
     from goldens.workflow import judge_run
 

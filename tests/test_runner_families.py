@@ -11,8 +11,7 @@ import pytest
 import yaml
 
 from goldens.core.errors import FormatError
-from runner.config import (DP_PROFILE, PREFLIGHT_PROFILE, OptimizerConfig, load_case_definition,
-                           megatron_case_definition)
+from runner.config import DP_PROFILE, PREFLIGHT_PROFILE, OptimizerConfig, load_case_definition, megatron_case_definition
 from runner.families import BUILT, detect
 from runner.megatron_case import CaseRefused, import_model_config
 
@@ -165,7 +164,7 @@ def _artifact(tmp_path, provenance, values=(7.0, 6.5, 6.0), resumed=None):
 
 
 def test_a_preflight_is_judged_on_itself_only(tmp_path):
-    from goldens.files.inputs import load_artifact_side
+    from goldens.inputs import load_artifact_side
     from goldens.workflow import refuse_preflight
     from runner.artifact import smoke_problems
 
@@ -184,7 +183,7 @@ def test_a_preflight_is_judged_on_itself_only(tmp_path):
 
 
 def test_a_run_on_the_generated_corpus_is_never_judged_against_megatrons_goldens(tmp_path):
-    from goldens.files.inputs import load_artifact_side
+    from goldens.inputs import load_artifact_side
     from goldens.workflow import refuse_other_data
 
     run = load_artifact_side(_artifact(tmp_path, {"corpus": "generated"}))

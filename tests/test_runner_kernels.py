@@ -37,7 +37,7 @@ def test_a_plain_gpu_host_runs_the_seed_unfused_and_says_why(definition):
     assert (choices["persist_layer_norm"].requested, choices["persist_layer_norm"].used) == (True, False)
     assert "WrappedTorchNorm" in choices["persist_layer_norm"].detail
     assert not choices["bias_activation_fusion"].used and "triton" in choices["bias_activation_fusion"].detail
-    assert kernels.effective(full, choices) == {name: False for name in choices}
+    assert kernels.effective(full, choices) == dict.fromkeys(choices, False)
 
 
 def test_with_apex_and_triton_the_seed_runs_megatrons_kernels(definition):

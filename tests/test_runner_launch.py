@@ -16,15 +16,24 @@ from goldens.cli.extras import missing_reason
 if missing_reason("runner"):
     pytest.skip(missing_reason("runner"), allow_module_level=True)
 
-import psutil  # noqa: E402
+import psutil
 
 from goldens.core.errors import RunError
 from goldens.files.formats import artifact_to_json, parse_artifact, read_artifact
 from runner.artifact import assemble, write
 from runner.config import RunConfig, load_case_definition
 from runner.faults import Fault, InjectedFault, maybe_inject
-from runner.launch import (ForkLauncher, MetricsTail, PhaseOutcome, RunOptions, TorchrunLauncher, explain_failure,
-                           kill_tree, make_launcher, run_case)
+from runner.launch import (
+    ForkLauncher,
+    MetricsTail,
+    PhaseOutcome,
+    RunOptions,
+    TorchrunLauncher,
+    explain_failure,
+    kill_tree,
+    make_launcher,
+    run_case,
+)
 from runner.plan import PhasePlan, checkpoint_dir, read_tracker
 from runner.provenance import fingerprint, platform_name
 from runner.status import RankState, RankStatus, one_line, read_states

@@ -11,8 +11,15 @@ import yaml
 
 from goldens.core.errors import FormatError, GoldenError
 from runner.config import case_folder, load_case_definition, megatron_case_definition, parse_case
-from runner.megatron_case import (ENV_VARS, ENV_WAIVED, MODEL_ARGS, CaseRefused, cpu_tiny_shrink,
-                                  import_model_config, load_model_config)
+from runner.megatron_case import (
+    ENV_VARS,
+    ENV_WAIVED,
+    MODEL_ARGS,
+    CaseRefused,
+    cpu_tiny_shrink,
+    import_model_config,
+    load_model_config,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = "bert_mcore_tp2_pp2_resume_torch_dist_local_spec"

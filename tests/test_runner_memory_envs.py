@@ -32,4 +32,4 @@ def test_the_memory_figure_agrees_within_2_percent_across_fresh_environments(tmp
     for phase in (1, 2):
         low, high = sorted(f[phase] for f in figures)
         assert (high - low) / low <= 0.02, (phase, figures)
-        assert 50e6 < low  # bytes: a real process's anonymous memory, not a unit slip
+        assert low > 50e6  # bytes: a real process's anonymous memory, not a unit slip

@@ -18,12 +18,12 @@ if missing_reason("runner"):
     pytest.skip(missing_reason("runner"), allow_module_level=True)
 
 
-from goldens.core.errors import RunError  # noqa: E402
-from goldens.files.formats import read_artifact  # noqa: E402
-from runner import run_folder, slurm  # noqa: E402
-from runner.config import load_case_definition  # noqa: E402
-from runner.launch import RunOptions, run_case  # noqa: E402
-from tests.builders import leftover_processes  # noqa: E402
+from goldens.core.errors import RunError
+from goldens.files.formats import read_artifact
+from runner import run_folder, slurm
+from runner.config import load_case_definition
+from runner.launch import RunOptions, run_case
+from tests.builders import leftover_processes
 
 REPO = Path(__file__).resolve().parents[1]
 CASE = "bert_mcore_tp2_pp2_resume_torch_dist_local_spec"

@@ -21,10 +21,10 @@ if missing_reason("runner"):
 
 from typer.testing import CliRunner
 
-from goldens.cli import run as run_command
 from goldens.cli import app
-from goldens.core.errors import RunError
+from goldens.cli import run as run_command
 from goldens.cli.run import repeat_seeds
+from goldens.core.errors import RunError
 
 REPO = Path(__file__).resolve().parents[1]
 CASE = "bert_mcore_tp2_pp2_resume_torch_dist_local_spec"

@@ -8,12 +8,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from goldens.store import ledger as store_module
 from goldens.core.errors import StoreError
-from goldens.files.formats import dumps_golden, read_golden
 from goldens.core.model import GoldenKey, GoldenSet, MetricSeries
-from goldens.store import (IMPORTED, GoldenStore, VersionConflict, entry_hash_of, ledger_number, metric_change,
-                           parse_case_ref, sha256_hex)
+from goldens.files.formats import dumps_golden, read_golden
+from goldens.store import (
+    IMPORTED,
+    GoldenStore,
+    VersionConflict,
+    entry_hash_of,
+    ledger_number,
+    metric_change,
+    parse_case_ref,
+    sha256_hex,
+)
+from goldens.store import ledger as store_module
 from tests.builders import golden_set, make_store, tree_bytes
 
 CASE = "bert_tiny"

@@ -20,13 +20,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from goldens.files.formats import dumps_golden
 from goldens.core.model import GoldenKey, MetricSeries
+from goldens.files.formats import dumps_golden
 from goldens.store import GoldenStore, entry_hash_of, sha256_hex
 from goldens.store import ledger as ledger_module
 from goldens.store.records import canonical_json
-from tests.builders import (LOSS, ZEROS, fsck_problems, golden_set, invoke, make_store, one_line_refusal, seed, shifted,
-                            tree_state, write_run)
+from tests.builders import (
+    LOSS,
+    ZEROS,
+    fsck_problems,
+    golden_set,
+    invoke,
+    make_store,
+    one_line_refusal,
+    seed,
+    shifted,
+    tree_state,
+    write_run,
+)
 
 CASE = "tiny"
 KEY = GoldenKey(CASE, "dev", "cpu", 1)

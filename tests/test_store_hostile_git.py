@@ -12,8 +12,20 @@ import pytest
 
 from goldens.core.model import GoldenKey
 from goldens.store.git_history import JOURNAL_SCHEMA
-from tests.builders import (LOSS, ZEROS, commit_all, fsck_problems, git_repo, invoke, make_store, one_line_refusal, seed,
-                            shifted, tree_state, write_run)
+from tests.builders import (
+    LOSS,
+    ZEROS,
+    commit_all,
+    fsck_problems,
+    git_repo,
+    invoke,
+    make_store,
+    one_line_refusal,
+    seed,
+    shifted,
+    tree_state,
+    write_run,
+)
 
 KEY = GoldenKey("tiny", "dev", "cpu", 1)
 

@@ -12,8 +12,16 @@ import pytest
 from goldens import approve
 from goldens.core.model import GoldenKey
 from goldens.store import GoldenStore
-from tests.builders import (commit_all, git_repo, invoke, megatron_artifact, megatron_doc, odd_tree, tree_bytes,
-                            write_run)
+from tests.builders import (
+    commit_all,
+    git_repo,
+    invoke,
+    megatron_artifact,
+    megatron_doc,
+    odd_tree,
+    tree_bytes,
+    write_run,
+)
 
 
 @pytest.fixture(params=["ledger", "git"])

@@ -11,8 +11,16 @@ from hypothesis import strategies as st
 
 from goldens.core.errors import FormatError
 from goldens.core.model import GoldenSet, MetricSeries
-from goldens.files.validate import (ERROR, OK, WARNING, check_golden_set, check_grid, check_values, validate_golden_file,
-                              validate_paths)
+from goldens.files.validate import (
+    ERROR,
+    OK,
+    WARNING,
+    check_golden_set,
+    check_grid,
+    check_values,
+    validate_golden_file,
+    validate_paths,
+)
 from tests.builders import series
 
 VARIANTS = Path(__file__).parent / "fixtures" / "megatron_variants"

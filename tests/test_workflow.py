@@ -95,7 +95,7 @@ def test_no_golden_is_exit_1_and_staged(store, runs):
 
 
 def test_judge_run_without_staging_writes_nothing(store, runs):
-    from goldens.files.inputs import load_run
+    from goldens.inputs import load_run
 
     failing = write_run(runs, "tiny", "bad", {"lm loss": shifted(LOSS, 1.3), "num-zeros": ZEROS})
     judgement = workflow.judge_run(store, load_run(str(failing)), stage=False)

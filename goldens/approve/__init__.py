@@ -8,20 +8,77 @@ which run is meant; ``prune`` clears what no run backs.
 """
 from __future__ import annotations
 
+from .candidate import (
+                        PENDING_DIR,
+                        PENDING_SCHEMA,
+                        Candidate,
+                        CandidateMetric,
+                        candidate_path,
+                        candidate_run,
+                        list_pending,
+                        pending_root,
+                        read_candidate,
+                        stage_candidate,
+)
+from .guardrails import (
+                        ApprovalRefused,
+                        check_base_version,
+                        check_finite,
+                        check_run,
+                        in_ci,
+                        refuse_in_ci,
+                        require_reason,
+)
 from .operations import CONFLICT_RETRIES, Operation, Outcome, apply, discard, rollback
-from .candidate import (PENDING_DIR, PENDING_SCHEMA, Candidate, CandidateMetric, candidate_path, candidate_run,
-                        list_pending, pending_root, read_candidate, stage_candidate)
-from .guardrails import (ApprovalRefused, check_base_version, check_finite, check_run, in_ci, refuse_in_ci,
-                         require_reason)
 from .plan import KeyChange, Plan, Selection, goldens_at, merge, plan_accept, recorded_selection
 from .prune import CASE_DEFINITIONS, PruneReport, approved_since, prune, prune_check
 from .review import REVIEW_KEYS, CandidateView, MetricView, ReviewIO, ReviewSummary, candidate_view, review
 from .runs import candidates_for_run, resolve_run, run_target
 
-__all__ = ["CASE_DEFINITIONS", "CONFLICT_RETRIES", "PENDING_DIR", "PENDING_SCHEMA", "REVIEW_KEYS", "ApprovalRefused",
-           "Candidate", "CandidateMetric", "approved_since", "CandidateView", "KeyChange", "MetricView", "Operation", "Outcome", "Plan",
-           "PruneReport", "ReviewIO", "ReviewSummary", "Selection", "apply", "candidate_path", "candidate_run", "candidate_view",
-           "candidates_for_run", "check_base_version", "check_finite", "check_run", "discard", "goldens_at",
-           "in_ci", "list_pending", "merge", "pending_root", "plan_accept", "prune", "prune_check",
-           "read_candidate", "recorded_selection", "refuse_in_ci", "require_reason", "resolve_run", "review",
-           "rollback", "run_target", "stage_candidate"]
+__all__ = [
+                        "CASE_DEFINITIONS",
+                        "CONFLICT_RETRIES",
+                        "PENDING_DIR",
+                        "PENDING_SCHEMA",
+                        "REVIEW_KEYS",
+                        "ApprovalRefused",
+                        "Candidate",
+                        "CandidateMetric",
+                        "CandidateView",
+                        "KeyChange",
+                        "MetricView",
+                        "Operation",
+                        "Outcome",
+                        "Plan",
+                        "PruneReport",
+                        "ReviewIO",
+                        "ReviewSummary",
+                        "Selection",
+                        "apply",
+                        "approved_since",
+                        "candidate_path",
+                        "candidate_run",
+                        "candidate_view",
+                        "candidates_for_run",
+                        "check_base_version",
+                        "check_finite",
+                        "check_run",
+                        "discard",
+                        "goldens_at",
+                        "in_ci",
+                        "list_pending",
+                        "merge",
+                        "pending_root",
+                        "plan_accept",
+                        "prune",
+                        "prune_check",
+                        "read_candidate",
+                        "recorded_selection",
+                        "refuse_in_ci",
+                        "require_reason",
+                        "resolve_run",
+                        "review",
+                        "rollback",
+                        "run_target",
+                        "stage_candidate",
+]

@@ -20,14 +20,14 @@ import json
 import os
 import stat
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..files.atomic import atomic_write_text
-from ..files.case import check_case_path, check_name
 from ..core.errors import FormatError, GoldenError, StoreError
 from ..core.model import Artifact
+from ..files.atomic import atomic_write_text
+from ..files.case import check_case_path, check_name
 from ..store import STORE_ENV
 from ..store.safety import PENDING_DIR, pending_problems, plain_name
 from .guardrails import in_ci
@@ -96,7 +96,7 @@ class Candidate:
                 "metrics": [m.to_json() for m in self.metrics]}
 
     @classmethod
-    def from_json(cls, doc: Any, *, path: Path | None = None) -> "Candidate":
+    def from_json(cls, doc: Any, *, path: Path | None = None) -> Candidate:
         if not isinstance(doc, dict) or doc.get("schema") != PENDING_SCHEMA:
             raise FormatError(f"not a pending candidate (expected schema {PENDING_SCHEMA!r})", path=path)
         try:
@@ -125,11 +125,11 @@ class Candidate:
             raise FormatError(str(exc), path=path) from None
 
 
-def pending_root(store: "GoldenStore") -> Path:
+def pending_root(store: GoldenStore) -> Path:
     return Path(store.root) / PENDING_DIR
 
 
-def checked_pending_root(store: "GoldenStore") -> Path:
+def checked_pending_root(store: GoldenStore) -> Path:
     """``<store>/.pending``, refused (before anything is read or written) unless it and everything
     in it are real folders and regular files."""
     problems = pending_problems(Path(store.root))
@@ -139,7 +139,7 @@ def checked_pending_root(store: "GoldenStore") -> Path:
     return pending_root(store)
 
 
-def candidate_path(store: "GoldenStore", case: str, env: str, platform: str) -> Path:
+def candidate_path(store: GoldenStore, case: str, env: str, platform: str) -> Path:
     """``<store>/.pending/<case path>/<env>_<platform>.json`` (env never holds '_', so it parses back)."""
     name = f"{check_name(env, 'env')}_{check_name(platform, 'platform')}.json"
     return pending_root(store) / check_case_path(case) / plain_name(name, "candidate file name")
@@ -158,10 +158,10 @@ def remove_empty_folders(path: Path) -> None:
 
 def now_iso() -> str:
     """Microseconds: a git store orders a candidate against the approvals around it by time."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-def current_version(store: "GoldenStore", case: str) -> int:
+def current_version(store: GoldenStore, case: str) -> int:
     """The case's ledger version (0 without history, and always in a git store, whose versions are
     commits: there ``base_files`` says what a candidate was compared against)."""
     if store.backend_name != "ledger":
@@ -177,7 +177,7 @@ def target_files(case: str, env: str, platform: str) -> list[str]:
     return [GoldenKey(case, env, platform, phase).filename() for phase in (1, 2)]
 
 
-def _summarise(result: "ComparisonResult | None") -> tuple[str, tuple[CandidateMetric, ...]]:
+def _summarise(result: ComparisonResult | None) -> tuple[str, tuple[CandidateMetric, ...]]:
     if result is None:
         return "new", ()
     verdicts: list[MetricVerdict] = list(result.metric_verdicts())
@@ -186,8 +186,8 @@ def _summarise(result: "ComparisonResult | None") -> tuple[str, tuple[CandidateM
     return str(result.verdict.value), metrics
 
 
-def stage_candidate(store: "GoldenStore", artifact: Artifact | str | Path, env: str, platform: str,
-                    result: "ComparisonResult | None" = None, *, case: str | None = None,
+def stage_candidate(store: GoldenStore, artifact: Artifact | str | Path, env: str, platform: str,
+                    result: ComparisonResult | None = None, *, case: str | None = None,
                     ci: bool | None = None) -> Candidate | None:
     """Stage a run as the pending candidate for (case, env, platform); the newest run replaces
     an older candidate of the same target. ``result=None`` means the case has no golden yet.
@@ -242,7 +242,7 @@ def candidate_run(candidate: Candidate) -> Artifact:
     return read_run(path, env=candidate.env, platform=candidate.platform)
 
 
-def list_pending(store: "GoldenStore", *, case: str | None = None, env: str | None = None,
+def list_pending(store: GoldenStore, *, case: str | None = None, env: str | None = None,
                  platform: str | None = None, metrics: tuple[str, ...] = ()) -> list[Candidate]:
     """Staged candidates, sorted by case, env, platform. ``case`` is a case path, a bare name or a
     glob (``gpt/*``); env and platform match exactly; with ``metrics``, only candidates whose run

@@ -33,7 +33,7 @@ def refuse_in_ci(ci: bool | None, allow_ci: bool) -> None:
         raise ApprovalRefused("CI is set: CI never writes goldens (pass --allow-ci to override deliberately)")
 
 
-def check_run(artifact: Artifact, candidate: "Candidate") -> None:
+def check_run(artifact: Artifact, candidate: Candidate) -> None:
     """Only a complete run of the right case, env and platform may become a golden."""
     if artifact.case != candidate.case:
         raise ApprovalRefused(f"run {artifact.run_id!r} is of case {artifact.case!r}, "
@@ -54,7 +54,7 @@ def check_run(artifact: Artifact, candidate: "Candidate") -> None:
                                   f"golden is {candidate.env}/{candidate.platform}")
 
 
-def check_base_version(store: "GoldenStore", candidate: "Candidate") -> int:
+def check_base_version(store: GoldenStore, candidate: Candidate) -> int:
     """The case's current version; refused when the target's golden files changed since the
     candidate was made (someone approved in between). A ledger store goes by its versions (one
     written after the candidate's that touched the target's files); a git store, whose versions
@@ -86,7 +86,7 @@ def check_base_version(store: "GoldenStore", candidate: "Candidate") -> int:
         return current
     target = set(files)
 
-    def moved(version: "Version") -> bool:
+    def moved(version: Version) -> bool:
         """Whether a version touched the target since; an import that recorded the very bytes the
         candidate was compared against (the ledger records a Megatron folder's files before the first
         approval of any of its envs) did not move it."""
@@ -125,7 +125,7 @@ def check_finite(key: GoldenKey, run_id: str, new: MetricSeries, golden: MetricS
         raise ApprovalRefused(f"{where} has no value at any step; a golden needs numbers")
 
 
-def check_writable(store: "GoldenStore", change: "KeyChange") -> None:
+def check_writable(store: GoldenStore, change: KeyChange) -> None:
     """The store's own validation, run before the first write of a batch (so it writes nothing)."""
     from ..files.validate import ERROR, check_golden_set, declared_metrics
 

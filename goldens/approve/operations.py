@@ -7,13 +7,14 @@ exactly the bytes an old one held.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from ..core.errors import FormatError
-from ..store.identity import resolve_approver
 from ..store import NothingToRestore, VersionConflict
+from ..store.identity import resolve_approver
 from .candidate import Candidate, read_candidate, remove_empty_folders
 from .guardrails import ApprovalRefused, refuse_in_ci, require_reason
 from .plan import Plan, Selection, plan_accept
@@ -35,7 +36,7 @@ class Operation(StrEnum):
 class Outcome:
     candidate: Candidate
     operation: Operation
-    entry: "Version | None" = None       # the version written (accept)
+    entry: Version | None = None       # the version written (accept)
     plan: Plan | None = None
     note: str = ""                        # why nothing was written, when nothing was
 
@@ -53,7 +54,7 @@ def discard(candidate: Candidate) -> None:
     remove_empty_folders(candidate.path)
 
 
-def _commit(store: "GoldenStore", candidate: Candidate, selection: Selection, *, reason: str,
+def _commit(store: GoldenStore, candidate: Candidate, selection: Selection, *, reason: str,
             approver: str, ci: bool | None, allow_ci: bool) -> Outcome:
     """Plan and write one accept; when another write lands first, plan again on top of it."""
     for _ in range(CONFLICT_RETRIES):
@@ -74,7 +75,7 @@ def _commit(store: "GoldenStore", candidate: Candidate, selection: Selection, *,
                           f"attempts; try again")
 
 
-def apply(operation: Operation, store: "GoldenStore", candidates: Sequence[Candidate], *,
+def apply(operation: Operation, store: GoldenStore, candidates: Sequence[Candidate], *,
           reason: str | None = None, approver: str | None = None, selection: Selection = Selection(),
           ci: bool | None = None, allow_ci: bool = False) -> list[Outcome]:
     """Accept or reject candidates — one path for both, like insta.
@@ -112,8 +113,8 @@ def apply(operation: Operation, store: "GoldenStore", candidates: Sequence[Candi
 
 # ---------------------------------------------------------------- rollback
 
-def rollback(store: "GoldenStore", case: str, version: str | int, *, reason: str | None,
-             approver: str | None = None, ci: bool | None = None, allow_ci: bool = False) -> "Version":
+def rollback(store: GoldenStore, case: str, version: str | int, *, reason: str | None,
+             approver: str | None = None, ci: bool | None = None, allow_ci: bool = False) -> Version:
     """A new version whose files hold exactly the bytes they held at ``version`` (``vN`` in a ledger
     store, a revision in git; history is never rewritten): files that version did not have are
     removed, files that already hold its bytes are not touched, and the record carries the run and

@@ -135,7 +135,7 @@ def merge(current: GoldenSet | None, run: GoldenSet, chosen: set[str], key: Gold
                      replaced=tuple(replaced), added=tuple(added), kept=tuple(kept))
 
 
-def goldens_at(store: "GoldenStore", case: str, version: int,
+def goldens_at(store: GoldenStore, case: str, version: int,
                keys: list[GoldenKey] | None = None) -> dict[GoldenKey, GoldenSet]:
     """The case's goldens as of ``version`` (only ``keys`` when given: an unreadable neighbour, such
     as another environment's ``{}`` file, is never read).
@@ -151,7 +151,7 @@ def goldens_at(store: "GoldenStore", case: str, version: int,
     return store.read_version(case, version, keys=keys)
 
 
-def plan_accept(store: "GoldenStore", candidate: Candidate, selection: Selection = Selection()) -> Plan | None:
+def plan_accept(store: GoldenStore, candidate: Candidate, selection: Selection = Selection()) -> Plan | None:
     """Every check, then the new golden sets; ``None`` when the selection picks nothing."""
     try:
         artifact = candidate_run(candidate)

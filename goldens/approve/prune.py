@@ -22,7 +22,7 @@ class PruneReport:
 
     orphan_goldens: tuple[Path, ...]
     stale_candidates: tuple[tuple[Path, str], ...]   # (pending file, why)
-    findings: tuple["Problem", ...] = ()
+    findings: tuple[Problem, ...] = ()
 
     @property
     def clean(self) -> bool:
@@ -32,9 +32,9 @@ class PruneReport:
 CASE_DEFINITIONS = ("case.yaml", "model_config.yaml")  # ours, and a Megatron checkout's
 
 
-def prune_check(store: "GoldenStore") -> PruneReport:
-    from ..store import Problem
+def prune_check(store: GoldenStore) -> PruneReport:
     from ..files.validate import ERROR, validate_golden_file
+    from ..store import Problem
 
     orphans = []
     findings = [p for p in store.findings() if p.kind != "orphan-folder"]
@@ -70,7 +70,7 @@ def prune_check(store: "GoldenStore") -> PruneReport:
     return PruneReport(orphan_goldens=tuple(orphans), stale_candidates=tuple(stale), findings=tuple(findings))
 
 
-def approved_since(store: "GoldenStore", candidate: Candidate) -> "Version | None":
+def approved_since(store: GoldenStore, candidate: Candidate) -> Version | None:
     """The version that approved this very run after the candidate was staged (a crash between
     the commit and discarding the candidate leaves it staged). In a git store, whose versions are
     commits, any version of the target that came from this run."""
@@ -99,7 +99,7 @@ def later_than(approved: str, staged: str) -> bool:
         return True
 
 
-def prune(store: "GoldenStore", *, ci: bool | None = None) -> PruneReport:
+def prune(store: GoldenStore, *, ci: bool | None = None) -> PruneReport:
     """Discard stale candidates; orphan goldens and findings are only reported (goldens change through
     the store). In CI (``CI`` set) nothing is discarded: the report says what would be."""
     report = prune_check(store)

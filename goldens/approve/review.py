@@ -3,13 +3,14 @@ skip, or the same for all remaining. The terminal is injected (``ReviewIO``), so
 keys; the screen itself is ``goldens.cli.review_screen``."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.errors import FormatError, GoldenError
 from ..core.model import GoldenKey, MetricSeries
-from .operations import Operation, Outcome, apply
 from .candidate import Candidate, candidate_run, current_version
+from .operations import Operation, Outcome, apply
 from .plan import Selection, chosen_metrics, goldens_at, plan_accept, run_phase_sets
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ class CandidateView:
     problem: str | None = None   # why accepting it would be refused, known before asking
 
 
-def candidate_view(store: "GoldenStore", candidate: Candidate, selection: Selection = Selection()) -> CandidateView:
+def candidate_view(store: GoldenStore, candidate: Candidate, selection: Selection = Selection()) -> CandidateView:
     """Everything the review screen shows; a refusal found now is shown, not raised."""
     import numpy as np
 
@@ -102,7 +103,7 @@ class ReviewSummary:
     refused: tuple[tuple[Candidate, str], ...] = ()
 
 
-def review(store: "GoldenStore", candidates: Iterable[Candidate], io: ReviewIO, *, reason: str | None = None,
+def review(store: GoldenStore, candidates: Iterable[Candidate], io: ReviewIO, *, reason: str | None = None,
            approver: str | None = None, selection: Selection = Selection(), ci: bool | None = None,
            allow_ci: bool = False) -> ReviewSummary:
     """One candidate at a time: a accept, r reject, s skip; A / R for all remaining; q quit."""

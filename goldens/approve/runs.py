@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..files.case import check_name
 from ..core.errors import GoldenError, StoreError
 from ..core.model import Artifact
+from ..files.case import check_name
 from .candidate import Candidate, list_pending, now_iso
 from .guardrails import ApprovalRefused
 
@@ -34,7 +34,7 @@ def run_target(artifact: Artifact) -> tuple[str | None, str | None]:
     return (env if isinstance(env, str) else None, platform if isinstance(platform, str) else None)
 
 
-def case_of_run(store: "GoldenStore", artifact: Artifact, given: str | None = None) -> str:
+def case_of_run(store: GoldenStore, artifact: Artifact, given: str | None = None) -> str:
     """The store case a run is for, as a path. ``given`` (``--case``) wins — a run artifact must
     agree with it; a Megatron golden file has no case of its own, so it takes any. Else the run's own
     case resolved in the store; for a Megatron golden file first the longest tail of its folder's path
@@ -55,14 +55,14 @@ def case_of_run(store: "GoldenStore", artifact: Artifact, given: str | None = No
     return store.resolve(artifact.case)
 
 
-def _resolved(store: "GoldenStore", case: str) -> str:
+def _resolved(store: GoldenStore, case: str) -> str:
     try:
         return store.resolve(case)
     except StoreError:
         return case
 
 
-def candidates_for_run(store: "GoldenStore", run: str | Path, *, case: str | None = None,
+def candidates_for_run(store: GoldenStore, run: str | Path, *, case: str | None = None,
                        env: str | None = None, platform: str | None = None,
                        runs_dir: str | Path = "runs") -> list[Candidate]:
     """The candidate(s) for one run: its staged candidate if there is one (with the staged

@@ -7,18 +7,32 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 from .common import console, fail, handles_errors, show_table
-from .options import (AllowCiOpt, ApproverOpt, CasePatternOpt, DialectOpt, EnvOpt, GenerationOpt, JsonOpt, NewEnvOpt,
-                      NewPlatformOpt, PlatformOpt, ReasonOpt, StoreOpt, open_store, store_line)
+from .options import (
+    AllowCiOpt,
+    ApproverOpt,
+    CasePatternOpt,
+    DialectOpt,
+    EnvOpt,
+    GenerationOpt,
+    JsonOpt,
+    NewEnvOpt,
+    NewPlatformOpt,
+    PlatformOpt,
+    ReasonOpt,
+    StoreOpt,
+    open_store,
+    store_line,
+)
 
-MetricOpt = Annotated[Optional[list[str]], typer.Option("--metric", metavar="NAME", help="Take only this metric from the run (repeatable); the others keep their values.")]
+MetricOpt = Annotated[list[str] | None, typer.Option("--metric", metavar="NAME", help="Take only this metric from the run (repeatable); the others keep their values.")]
 OnlyFailingOpt = Annotated[bool, typer.Option("--only-failing", help="Take only the metrics whose staged verdict failed.")]
 PendingFlag = Annotated[bool, typer.Option("--pending", help="Act on the staged candidates (filtered by --case/--env/--platform, and by --metric: only runs that hold it).")]
-RunArg = Annotated[Optional[str], typer.Argument(metavar="RUN", help="A run: its artifact.json, its directory, or its id under runs/.")]
+RunArg = Annotated[str | None, typer.Argument(metavar="RUN", help="A run: its artifact.json, its directory, or its id under runs/.")]
 
 
 def _candidates(store: Any, run: str | None, pending: bool, case: str | None, env: str | None,

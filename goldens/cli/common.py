@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import typer
 
@@ -17,7 +18,7 @@ from ..core.errors import EXIT_INPUT, GoldenError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def fail(message: str, code: int = EXIT_INPUT) -> "typer.Exit":
+def fail(message: str, code: int = EXIT_INPUT) -> typer.Exit:
     """Print a one-line error and return the Exit to raise (escapes, controls and workflow
     commands taken out: a message may quote a name from a hostile file or server)."""
     from ..core.sanitize import line

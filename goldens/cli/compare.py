@@ -6,16 +6,28 @@ golden yet), 2 usage or input error.
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 from . import common
 from .common import console, handles_errors, show_table
-from .options import (CaseOpt, EnvOpt, ExactOpt, GenerationOpt, NewEnvOpt, NewPlatformOpt, PlatformOpt, PolicyOpt,
-                      ResultFormatOpt, StoreOpt, VerboseOpt, check_result_format)
+from .options import (
+    CaseOpt,
+    EnvOpt,
+    ExactOpt,
+    GenerationOpt,
+    NewEnvOpt,
+    NewPlatformOpt,
+    PlatformOpt,
+    PolicyOpt,
+    ResultFormatOpt,
+    StoreOpt,
+    VerboseOpt,
+    check_result_format,
+)
 
-TargetsArg = Annotated[Optional[list[str]], typer.Argument(
+TargetsArg = Annotated[list[str] | None, typer.Argument(
     metavar="[ARTIFACT|RUN_DIR] | REFERENCE CANDIDATE",
     help="One run (artifact.json, its folder, or its id under runs/) to compare with the store's golden; "
          "or two operands — golden files, artifacts or versions (CASE@v3 CASE@v7) — reference first. "

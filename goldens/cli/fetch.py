@@ -6,7 +6,7 @@ so ``golden --help`` stays light.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -24,14 +24,14 @@ def fetch(
                                     "[_2nd].json, as in Megatron-LM's test_cases [default: candidates].")] = Path("candidates"),
     only_failing: Annotated[bool, typer.Option(
         "--only-failing", help="Only from jobs that did not succeed (GitHub: conclusion; GitLab: status).")] = False,
-    repo: Annotated[Optional[str], typer.Option(
+    repo: Annotated[str | None, typer.Option(
         "--repo", metavar="OWNER/NAME", show_default=False,
         help="GitHub repository [default: $GITHUB_REPOSITORY]. Token: $GITHUB_TOKEN or $GH_TOKEN.")] = None,
-    project: Annotated[Optional[str], typer.Option(
+    project: Annotated[str | None, typer.Option(
         "--project", metavar="ID|GROUP/NAME", show_default=False,
         help="GitLab project [default: $CI_PROJECT_ID]. Token: $GITLAB_TOKEN or $RO_API_TOKEN (PRIVATE-TOKEN), "
              "else $CI_JOB_TOKEN.")] = None,
-    api_url: Annotated[Optional[str], typer.Option(
+    api_url: Annotated[str | None, typer.Option(
         "--api-url", metavar="URL", show_default=False,
         help="API base URL, for GitHub Enterprise or a self-hosted GitLab [default: $GITHUB_API_URL or "
              "https://api.github.com; $CI_API_V4_URL, https://$GITLAB_ENDPOINT/api/v4 or https://gitlab.com/api/v4].")] = None,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -31,9 +31,9 @@ PathsArg = Annotated[list[Path], typer.Argument(
 FormatOpt = Annotated[str, typer.Option(
     "--format", "-f", metavar="|".join(JUDGE_FORMATS),
     help="table (one row per target, for terminals and logs), json (every result and finding), md (the report).")]
-OutOpt = Annotated[Optional[Path], out_option(
+OutOpt = Annotated[Path | None, out_option(
     "Write DIR/results/*.json (one result per target), DIR/findings.json and the reports (md, html, junit, json).")]
-StageOpt = Annotated[Optional[bool], typer.Option(
+StageOpt = Annotated[bool | None, typer.Option(
     "--stage/--no-stage", show_default=False,
     help="Stage failing candidates (and those without a golden) for `golden review` [default: yes outside CI; "
          "CI never writes].")]

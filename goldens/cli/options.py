@@ -20,7 +20,7 @@ Only typer and the standard library are imported here: ``golden --help`` stays l
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -33,11 +33,11 @@ STORE_ENV = "GOLDEN_STORE"  # goldens.store.STORE_ENV (not imported: it would lo
 def _name_checker(what: str):
     """A parse-time check: a hostile name is the usual one line and exit 2 (as every input error),
     before the command reads anything."""
-    def check(value: Optional[str]) -> Optional[str]:
+    def check(value: str | None) -> str | None:
         if value is None:
             return None
-        from ..files.case import check_case_path, check_name
         from ..core.errors import StoreError
+        from ..files.case import check_case_path, check_name
         from ..store.tree import check_case_pattern
         from .common import fail
 
@@ -49,31 +49,31 @@ def _name_checker(what: str):
     return check
 
 
-StoreOpt = Annotated[Optional[Path], typer.Option(
+StoreOpt = Annotated[Path | None, typer.Option(
     "--store", metavar="PATH", envvar=STORE_ENV, show_default=False,
     help="Golden store: a cases folder, or a Megatron checkout's tests/functional_tests/test_cases "
          "[default: $GOLDEN_STORE, else ./cases, else this repository's cases/].")]
-CaseOpt = Annotated[Optional[str], typer.Option(
+CaseOpt = Annotated[str | None, typer.Option(
     "--case", metavar="PATH", callback=_name_checker("case"), show_default=False,
     help="The case: its path under the store (gpt/gpt3_7b…) or a name only one case has [default: the run's].")]
-CasePatternOpt = Annotated[Optional[str], typer.Option(
+CasePatternOpt = Annotated[str | None, typer.Option(
     "--case", metavar="PATTERN", callback=_name_checker("case pattern"), show_default=False,
     help="Only these cases: a case path, a bare name, or a glob (gpt/*, *memory_speed); with a RUN, the "
          "run's case.")]
 DIALECTS = ("full", "megatron")  # goldens.store.dialect.DIALECTS (not imported: it would load numpy at --help)
-DialectOpt = Annotated[Optional[str], typer.Option(
+DialectOpt = Annotated[str | None, typer.Option(
     "--dialect", metavar="|".join(DIALECTS), envvar="GOLDEN_DIALECT", show_default=False,
     help="How goldens are written into the tree: full (full precision, our store) or megatron (as Megatron's "
          "extraction writes them) [default: detected from the tree].")]
 GENERATION_ENV = "GOLDEN_MEGATRON_GENERATION"  # goldens.megatron.GENERATION_ENV (kept light for --help)
-GenerationOpt = Annotated[Optional[str], typer.Option(
+GenerationOpt = Annotated[str | None, typer.Option(
     "--megatron-generation", metavar="legacy|pr7087|pr7217", show_default=False,
     help="Which generation of Megatron-LM's golden conventions to follow (thresholds, rounding, precision "
          "marker, linter rule) [default: $GOLDEN_MEGATRON_GENERATION, else detected from the tree].")]
-EnvOpt = Annotated[Optional[str], typer.Option(
+EnvOpt = Annotated[str | None, typer.Option(
     "--env", metavar="NAME", callback=_name_checker("env"), show_default=False,
     help="Golden environment: dev, lts, … [default: the run's, or the only one].")]
-PlatformOpt = Annotated[Optional[str], typer.Option(
+PlatformOpt = Annotated[str | None, typer.Option(
     "--platform", metavar="NAME", callback=_name_checker("platform"), show_default=False,
     help="Golden platform: dgx_h100, cpu, … [default: the run's, or the only one].")]
 NewEnvOpt = Annotated[bool, typer.Option(
@@ -83,7 +83,7 @@ NewPlatformOpt = Annotated[bool, typer.Option(
     "--new-platform", help="The --platform is a new one on purpose (without it, a known platform with a character "
                            "dropped, added or swapped, or another case or separator, is refused as a typo: "
                            "did you mean…; a changed character — dgx_h200 beside dgx_h100 — is a new platform).")]
-PolicyOpt = Annotated[Optional[str], typer.Option(
+PolicyOpt = Annotated[str | None, typer.Option(
     "--policy", metavar="megatron|default|FILE", show_default=False,
     help="Policy preset or YAML policy file; the case's case.yaml metrics: overlay the preset, the file "
          "overlays both.")]
@@ -94,14 +94,14 @@ ResultFormatOpt = Annotated[str, typer.Option(
 VerboseOpt = Annotated[bool, typer.Option(
     "--verbose", "-v", help="On a terminal, a pass too gets its table and its why/rule lines (a pass is one line "
                             "there without it; a failure, a log or a pipe always gets everything).")]
-ExactOpt = Annotated[Optional[bool], typer.Option(
+ExactOpt = Annotated[bool | None, typer.Option(
     "--exact/--approx", show_default=False,
     help="Force the exact regime (as if fingerprints matched) or the approximate one [default: exact only "
          "when fingerprints are equal].")]
-ApproverOpt = Annotated[Optional[str], typer.Option(
+ApproverOpt = Annotated[str | None, typer.Option(
     "--approver", metavar="NAME", show_default=False,
     help="Who is accountable for this write [default: git config user.name in the store, else $USER].")]
-ReasonOpt = Annotated[Optional[str], typer.Option(
+ReasonOpt = Annotated[str | None, typer.Option(
     "--reason", metavar="TEXT", show_default=False,
     help="Why these values are the new truth (recorded with the version; required).")]
 AllowCiOpt = Annotated[bool, typer.Option("--allow-ci", help="Write even though CI is set (deliberate override).")]
@@ -122,7 +122,7 @@ def check_result_format(fmt: str) -> str:
     return fmt
 
 
-def open_store(root: Path | None, dialect: str | None = None, generation: str | None = None) -> "GoldenStore":
+def open_store(root: Path | None, dialect: str | None = None, generation: str | None = None) -> GoldenStore:
     """The store every command uses: ``root`` when given, else the discovery rule above."""
     from ..store import GoldenStore
 
@@ -137,7 +137,7 @@ def open_store(root: Path | None, dialect: str | None = None, generation: str | 
     return GoldenStore(root, dialect=dialect, generation=generation)
 
 
-def store_line(store: "GoldenStore") -> str:
+def store_line(store: GoldenStore) -> str:
     """Which backend and write dialect the store uses, and why (fsck and approve print it)."""
     info = store.describe()
     line = (f"store {info['root']}: {info['backend']} history ({info['backend_why']}); "

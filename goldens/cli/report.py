@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,15 +17,15 @@ from .options import StoreOpt, out_option
 
 @handles_errors
 def report(
-    inputs: Annotated[Optional[List[Path]], typer.Argument(
+    inputs: Annotated[list[Path] | None, typer.Argument(
         help="Run folders (runs/<id>/ holding result.json) or result JSON files.")] = None,
-    out: Annotated[Optional[Path], out_option(
+    out: Annotated[Path | None, out_option(
         "Folder for the report files (default: <run>/report/ beside the one input; with --changes, print the "
         "Markdown instead).")] = None,
-    formats: Annotated[Optional[str], typer.Option(
+    formats: Annotated[str | None, typer.Option(
         "--format", "-f", help="Comma-separated subset of md, html, junit, json (--changes: md, html, json); "
                                "default: all.")] = None,
-    changes: Annotated[Optional[str], typer.Option(
+    changes: Annotated[str | None, typer.Option(
         "--changes", help="Golden-change report instead: BASE..HEAD (two git refs of the store) or CASE@vA..vB "
                           "(two store versions).")] = None,
     store: StoreOpt = None,

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import math
 import shlex
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..approve import REVIEW_KEYS, Candidate, CandidateView, MetricView, Outcome, ReviewSummary
 

@@ -13,64 +13,76 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Optional
+from typing import Annotated, Any
 
 import typer
 
-from .extras import require_extra
 from .common import console, fail, handles_errors
-from .options import (EnvOpt, ExactOpt, GenerationOpt, NewEnvOpt, NewPlatformOpt, PlatformOpt, PolicyOpt,
-                      ResultFormatOpt, StoreOpt, VerboseOpt, check_result_format,
-                      out_option)
+from .extras import require_extra
+from .options import (
+    EnvOpt,
+    ExactOpt,
+    GenerationOpt,
+    NewEnvOpt,
+    NewPlatformOpt,
+    PlatformOpt,
+    PolicyOpt,
+    ResultFormatOpt,
+    StoreOpt,
+    VerboseOpt,
+    check_result_format,
+    out_option,
+)
 
 CaseArg = Annotated[str, typer.Argument(metavar="CASE", help="The case: its path in the store, or a name only one case has; or "
                                                             "a case folder (holding case.yaml, or Megatron's "
                                                             "model_config.yaml): path/to/test_cases/bert/<case>.")]
-ProfileOpt = Annotated[Optional[str], typer.Option("--profile", metavar="NAME",
+ProfileOpt = Annotated[str | None, typer.Option("--profile", metavar="NAME",
                                                    help="Profile of the case [default: the case's default_profile, "
                                                         "e.g. cpu-tiny].", show_default=False)]
-OutOpt = Annotated[Optional[Path], out_option("Run folder, new or empty [default: runs/<run-id>]; with --repeat, "
+OutOpt = Annotated[Path | None, out_option("Run folder, new or empty [default: runs/<run-id>]; with --repeat, "
                                              "the folder that holds the runs' folders.")]
-CheckOutOpt = Annotated[Optional[Path], out_option("Run folder, new or empty [default: runs/<run-id>]; result.json "
+CheckOutOpt = Annotated[Path | None, out_option("Run folder, new or empty [default: runs/<run-id>]; result.json "
                                                   "and report/ are written into it.")]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", metavar="cpu|cuda",
+DeviceOpt = Annotated[str | None, typer.Option("--device", metavar="cpu|cuda",
                                                   help="Override the profile's device (gloo on cpu, nccl on cuda).",
                                                   show_default=False)]
-TimeoutOpt = Annotated[Optional[float], typer.Option("--timeout", metavar="SECONDS", min=1,
+TimeoutOpt = Annotated[float | None, typer.Option("--timeout", metavar="SECONDS", min=1,
                                                      help="Per-phase timeout [default: the profile's].",
                                                      show_default=False)]
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", metavar="N", min=0, max=2**31 - 1,  # config.MAX_SEED
+SeedOpt = Annotated[int | None, typer.Option("--seed", metavar="N", min=0, max=2**31 - 1,  # config.MAX_SEED
                                                 help="Override the seed.", show_default=False)]
-RepeatOpt = Annotated[Optional[int], typer.Option(
+RepeatOpt = Annotated[int | None, typer.Option(
     "--repeat", metavar="N", min=1, show_default=False,
     help="Run the case N times, run i with seed = base + i·K (base: --seed or the case's), each in its own "
          "run folder (under --out DIR when given). stdout: one artifact path per line, for "
          "`golden stats $(golden run CASE --repeat 3)`; the summaries go to stderr.")]
-SeedStrideOpt = Annotated[Optional[int], typer.Option(
+SeedStrideOpt = Annotated[int | None, typer.Option(
     "--seed-stride", metavar="K", min=0, show_default=False,
     help="Seed step between repeats [default: 1]; 0 repeats the same seed to measure nondeterminism.")]
 LauncherOpt = Annotated[str, typer.Option("--launcher", metavar="auto|fork|torchrun|slurm",
                                           help="auto: fork (import once, fork the ranks) for single-node CPU "
                                                "runs, torchrun otherwise; slurm: one torchrun per node under srun "
                                                "(inside an allocation, or srun makes one).")]
-NnodesOpt = Annotated[Optional[int], typer.Option("--nnodes", metavar="N", min=1,
+NnodesOpt = Annotated[int | None, typer.Option("--nnodes", metavar="N", min=1,
                                                   help="Nodes (torchrun: run the same command on every node; slurm: "
                                                        "[default: the allocation's nodes, else 1]).",
                                                   show_default=False)]
-NodeRankOpt = Annotated[Optional[int], typer.Option("--node-rank", metavar="R", min=0,
+NodeRankOpt = Annotated[int | None, typer.Option("--node-rank", metavar="R", min=0,
                                                     help="This node's rank (torchrun, multi-node; node 0 creates the "
                                                          "run folder and writes the artifact).", show_default=False)]
-RdzvOpt = Annotated[Optional[str], typer.Option("--rdzv-endpoint", metavar="HOST:PORT",
+RdzvOpt = Annotated[str | None, typer.Option("--rdzv-endpoint", metavar="HOST:PORT",
                                                 help="Node 0's host and a free port (torchrun, multi-node; phase 2 "
                                                      "uses PORT+1).", show_default=False)]
-SlurmArgOpt = Annotated[Optional[list[str]], typer.Option(
+SlurmArgOpt = Annotated[list[str] | None, typer.Option(
     "--slurm-arg", metavar="ARG", help="Extra srun option, passed through as is (repeatable), e.g. "
                                        "--slurm-arg=--partition=gpu --slurm-arg=--time=30.", show_default=False)]
-RdzvIdOpt = Annotated[Optional[str], typer.Option("--rdzv-id", metavar="ID", help="Rendezvous id (torchrun).",
+RdzvIdOpt = Annotated[str | None, typer.Option("--rdzv-id", metavar="ID", help="Rendezvous id (torchrun).",
                                                   show_default=False)]
-TorchrunArgOpt = Annotated[Optional[list[str]], typer.Option(
+TorchrunArgOpt = Annotated[list[str] | None, typer.Option(
     "--torchrun-arg", metavar="ARG", help="Extra torchrun option, passed through as is (repeatable), "
                                           "e.g. --torchrun-arg=--rdzv-backend=static.", show_default=False)]
 @handles_errors
@@ -139,8 +151,7 @@ def check(case: CaseArg, store: StoreOpt = None, env: EnvOpt = None, platform: P
     --platform the store has no golden for, close to one it knows, is refused: did you mean…?
     (--new-env / --new-platform: a new one on purpose)."""
     require_extra("runner", "check")
-    from .. import workflow
-    from ..files import inputs
+    from .. import inputs, workflow
     from .compare import emit, tell
 
     check_result_format(fmt)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated
 
 import typer
 
@@ -25,8 +25,8 @@ def _refuse_folders(*targets: Path | None) -> None:
 
 
 def _write(target: Path, text: str) -> None:
-    from ..files.atomic import atomic_write_text
     from ..core.errors import GoldenError
+    from ..files.atomic import atomic_write_text
 
     try:
         atomic_write_text(target, text)
@@ -39,10 +39,10 @@ def import_tb(
     logdir: Annotated[Path, typer.Argument(help="TensorBoard log folder: event files, or run_1/run_2 sub-folders "
                                                 "for the phases of a resume case.")],
     out: Annotated[Path, out_option("Artifact JSON to write ('-' for stdout).")],
-    phase: Annotated[Optional[int], typer.Option("--phase", min=1, max=2, help="Import only this phase (with run_N "
+    phase: Annotated[int | None, typer.Option("--phase", min=1, max=2, help="Import only this phase (with run_N "
                                                  "folders), or label a flat folder as this phase (default 1).")] = None,
     case: CaseOpt = None,
-    run_id: Annotated[Optional[str], typer.Option("--run-id", help="Run id (default: tb-<start time>).")] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Run id (default: tb-<start time>).")] = None,
 ) -> None:
     """TensorBoard event files → a run artifact at full precision (float32 values kept exactly)."""
     from .extras import require_extra
@@ -73,11 +73,11 @@ def import_tb(
 
 @handles_errors
 def stats(
-    runs: Annotated[List[Path], typer.Argument(help="Artifacts (or run folders) of repeated runs of one case.")],
-    out: Annotated[Optional[Path], out_option("Write the recommended policy YAML here ('-' for stdout).")] = None,
+    runs: Annotated[list[Path], typer.Argument(help="Artifacts (or run folders) of repeated runs of one case.")],
+    out: Annotated[Path | None, out_option("Write the recommended policy YAML here ('-' for stdout).")] = None,
     band: Annotated[bool, typer.Option("--band", help="Recommend per-step bands (mode: band) for per-step metrics "
                                                       "instead of a single rtol.")] = False,
-    table: Annotated[Optional[Path], typer.Option("--table", help="Write the per-step statistics and raw samples "
+    table: Annotated[Path | None, typer.Option("--table", help="Write the per-step statistics and raw samples "
                                                                   "as CSV.")] = None,
     preset_name: Annotated[str, typer.Option("--preset", help="Policy preset whose metric kinds decide each "
                                                               "metric's statistic.")] = "default",
@@ -91,9 +91,9 @@ def stats(
     golden stats runs/ID1 runs/ID2 runs/ID3 --out policy.yaml; review policy.yaml and use it
     with golden diff --policy policy.yaml (or copy its metrics: into case.yaml).
     """
-    from ..files.formats import read_artifact
     from ..core.policy import preset
     from ..core.stats import recommend_all, render_policy_yaml, spread
+    from ..files.formats import read_artifact
 
     _refuse_folders(out, table)
     artifacts = [read_artifact(p) for p in runs]

@@ -8,7 +8,7 @@ or ``--json``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 @handles_errors
 def validate(
-    paths: Annotated[Optional[list[Path]], typer.Argument(
+    paths: Annotated[list[Path] | None, typer.Argument(
         metavar="[PATHS]...", help="Golden files, case files (case.yaml, model_config.yaml) or folders to "
                                    "search for them [default: the store].")] = None,
     as_json: JsonOpt = False,
@@ -36,7 +36,7 @@ def validate(
                           "given, else those that differ from --base; no NaN or infinity in a changed Megatron "
                           "golden and, from PR #7217 on, \"value_precision\": \"full\" on every changed block of a "
                           "deterministic case.")] = False,
-    base: Annotated[Optional[str], typer.Option(
+    base: Annotated[str | None, typer.Option(
         "--base", metavar="REF", show_default=False,
         help="With --changed: the git revision a change is measured from [default: HEAD; with FILES, the files "
              "count as changed as a whole].")] = None,
@@ -59,7 +59,7 @@ def validate(
     Exit 0 when nothing worse than a warning is found (1 with --strict), 1 when any file has an
     error, 2 for a usage error such as a path that does not exist.
     """
-    from ..files.validate import ERROR, OK, WARNING, Finding, FileReport, ValidationSummary, validate_paths
+    from ..files.validate import ERROR, OK, WARNING, FileReport, Finding, ValidationSummary, validate_paths
 
     if changed:
         _lint_changed(paths or [], base, generation, allow_legacy_precision, as_json, strict)
@@ -110,8 +110,8 @@ def _lint_changed(paths: list[Path], base: str | None, generation: str | None, a
                   as_json: bool, strict: bool) -> None:
     """``validate --changed``: the changed golden files, linted by their tree's generation; exits."""
     from ..core.megatron import generation as known
-    from ..megatron.lint import describe_rules, lint_changed
     from ..files.validate import ERROR, OK, WARNING, ValidationSummary
+    from ..megatron.lint import describe_rules, lint_changed
 
     if generation is not None:
         known(generation)
@@ -144,7 +144,7 @@ def _selected(goldens: dict, env: str | None, platform: str | None, phase: int |
             and (phase is None or k.phase == phase)}
 
 
-def _table(golden: "GoldenSet", names: list[str]) -> list[str]:
+def _table(golden: GoldenSet, names: list[str]) -> list[str]:
     """Rows of step | metric… with every value as ``repr`` (shortest text that reads back exactly)."""
     import numpy as np
 
@@ -158,7 +158,7 @@ def _table(golden: "GoldenSet", names: list[str]) -> list[str]:
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in zip(*columns)]
 
 
-def _origin(golden_store: "GoldenStore", case: str, version: str | None) -> str:
+def _origin(golden_store: GoldenStore, case: str, version: str | None) -> str:
     versions = golden_store.history(case)
     if version is None:
         return (f"current files (latest version {versions[-1].label})" if versions
@@ -171,7 +171,7 @@ def _origin(golden_store: "GoldenStore", case: str, version: str | None) -> str:
     return f"{version}: {_who(found[-1])}" if found else version
 
 
-def _who(version: "Version") -> str:
+def _who(version: Version) -> str:
     if not version.attributed:
         return f"unattributed (committed by {version.author} at {version.time})"
     return f"{version.action} by {version.approver} at {version.time}"
@@ -182,11 +182,11 @@ def show(
     ref: Annotated[str, typer.Argument(metavar="CASE[@REF]", help="A case (its path, or a name only one case has), "
                                                                   "optionally at a version: @vN (ledger) or "
                                                                   "@<commit> (git).")],
-    env: Annotated[Optional[str], typer.Option("--env", metavar="NAME", help="Only this env (dev, lts, …).")] = None,
-    platform: Annotated[Optional[str], typer.Option("--platform", metavar="NAME", help="Only this platform.")] = None,
-    metric: Annotated[Optional[list[str]], typer.Option("--metric", metavar="NAME",
+    env: Annotated[str | None, typer.Option("--env", metavar="NAME", help="Only this env (dev, lts, …).")] = None,
+    platform: Annotated[str | None, typer.Option("--platform", metavar="NAME", help="Only this platform.")] = None,
+    metric: Annotated[list[str] | None, typer.Option("--metric", metavar="NAME",
                                                         help="Only this metric (repeatable).")] = None,
-    phase: Annotated[Optional[int], typer.Option("--phase", min=1, max=2, help="Only this phase (2 = _2nd).")] = None,
+    phase: Annotated[int | None, typer.Option("--phase", min=1, max=2, help="Only this phase (2 = _2nd).")] = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -259,7 +259,7 @@ def _change_text(change: Any) -> str:
     return ", ".join(parts)
 
 
-def _version_line(version: "Version") -> str:
+def _version_line(version: Version) -> str:
     where = ""
     if version.commit:
         where = f"  (commit by {version.author}: {version.subject})"
@@ -314,14 +314,14 @@ def history(
 
 # ---------------------------------------------------------------- fsck / adopt / migrate
 
-def _problem_line(problem: "Problem") -> str:
+def _problem_line(problem: Problem) -> str:
     state = "repaired" if problem.repaired else problem.severity
     return f"{state:8} {problem.case}: {problem.message}"
 
 
 @handles_errors
 def fsck(
-    cases: Annotated[Optional[list[str]], typer.Argument(metavar="[CASES]...", help="Only these cases.")] = None,
+    cases: Annotated[list[str] | None, typer.Argument(metavar="[CASES]...", help="Only these cases.")] = None,
     store: StoreOpt = None,
     no_repair: Annotated[bool, typer.Option("--no-repair", help="Only report; change nothing.")] = False,
     dialect: DialectOpt = None,
@@ -361,7 +361,7 @@ def fsck(
 
 @handles_errors
 def adopt(
-    cases: Annotated[Optional[list[str]], typer.Argument(metavar="[CASES]...",
+    cases: Annotated[list[str] | None, typer.Argument(metavar="[CASES]...",
                                                          help="Cases whose golden files to record.")] = None,
     every: Annotated[bool, typer.Option("--all", help="Every case of the store; cases without golden files "
                                                       "or with nothing new to record are skipped and listed.")] = False,

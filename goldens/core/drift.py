@@ -8,7 +8,8 @@ pandas) is imported only when the recorded arguments differ: equal ones need no 
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from .model import MetricSeries, valued_span
 from .result import ArgChange, GridChange, StructuralDrift
@@ -82,9 +83,9 @@ def arg_changes(reference: Mapping[str, Any], candidate: Mapping[str, Any]) -> t
     return tuple(sorted(changes, key=lambda c: c.name))
 
 
-def structural_drift(reference: "Side", candidate: "Side") -> StructuralDrift:
+def structural_drift(reference: Side, candidate: Side) -> StructuralDrift:
     """Metrics added/removed and grid changes per phase, and model-argument changes."""
-    def shape(side: "Side") -> dict[str, dict[str, dict[str, Any]]]:
+    def shape(side: Side) -> dict[str, dict[str, dict[str, Any]]]:
         doc = {f"phase {n}": {name: grid_of(s) for name, s in metrics.items()} for n, metrics in side.phases.items()}
         if side.scalars:
             doc.setdefault("phase 1", {}).update({name: {"scalar": True} for name in side.scalars})

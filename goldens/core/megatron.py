@@ -12,8 +12,9 @@ tests/test_megatron_generations.py; docs/megatron.md says how.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 # Megatron's CHECK_THRESHOLDS (tests/functional_tests/python_test_utils/test_pretraining_regular_pipeline.py),
 # unchanged by every PR in the table: metric → (has a DeterministicTest, the ApproximateTest's rtol). atol is 0.

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,7 @@ class MetricSeries:
                 object.__setattr__(self, grid_field, operator.index(value))
 
     @classmethod
-    def from_mapping(cls, name: str, values: Mapping[int, float], **grid: Any) -> "MetricSeries":
+    def from_mapping(cls, name: str, values: Mapping[int, float], **grid: Any) -> MetricSeries:
         items = sorted(values.items())
         steps = np.fromiter((s for s, _ in items), dtype=np.int64, count=len(items))
         vals = np.fromiter((v for _, v in items), dtype=np.float64, count=len(items))
@@ -67,7 +68,7 @@ class MetricSeries:
 
     __hash__ = None  # type: ignore[assignment]
 
-    def present(self) -> "MetricSeries":
+    def present(self) -> MetricSeries:
         """The steps that hold a value (NaN dropped)."""
         keep = ~np.isnan(self.values)
         return MetricSeries(self.name, self.steps[keep], self.values[keep],

@@ -14,8 +14,9 @@ taken, a target the store has no golden for. Files and the store are read by the
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection, Mapping, Sequence
+from typing import Any
 
 GOLDEN, ARTIFACT = "golden", "artifact"
 

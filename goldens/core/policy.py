@@ -46,9 +46,10 @@ from __future__ import annotations
 import fnmatch
 import functools
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -370,7 +371,7 @@ class PolicySet:
     golden_phases: tuple[int, ...] | None = None  # phases compared with the golden (None: every phase)
     resume_after: int | None = None           # the resume check compares only the steps after this one
     resume_required: bool = False             # a run without a resumed phase fails the resume check
-    inference: "InferenceRules | None" = None
+    inference: InferenceRules | None = None
     inference_checked: tuple[str, ...] | None = None  # the inference fields judged (None: every rule's)
     follows_model_config: bool = False        # a Megatron case's model_config.yaml decides (the megatron preset)
     choices: tuple[str, ...] = ()             # where each case-made choice came from (the result carries them)
@@ -404,7 +405,7 @@ class PolicySet:
     def base_for(self, metric: str) -> MetricPolicy | None:
         return self.resolve(metric).policy
 
-    def with_document(self, doc: Mapping[str, Any], source: str) -> "PolicySet":
+    def with_document(self, doc: Mapping[str, Any], source: str) -> PolicySet:
         """Overlay a policy document's ``metrics`` / ``kinds`` / ``fallback`` / ``resume``."""
         if not isinstance(doc, Mapping):
             raise PolicyError(f"{source}: expected a mapping, got {type(doc).__name__}")
@@ -582,7 +583,7 @@ def preset(name: str) -> PolicySet:
     return _PARSED[name]
 
 
-def parse_inference_rules(raw: Any, where: str) -> "InferenceRules":
+def parse_inference_rules(raw: Any, where: str) -> InferenceRules:
     """An ``inference`` section: ``run_level`` keys and ``fields: {name: {check, params…}}``."""
     from .modes.inference import INFERENCE_CHECKS, InferenceRule, InferenceRules
 
@@ -611,7 +612,7 @@ def parse_inference_rules(raw: Any, where: str) -> "InferenceRules":
     return InferenceRules(tuple(run_level), fields)
 
 
-def with_megatron_case(policies: PolicySet, case: "MegatronCase") -> PolicySet:
+def with_megatron_case(policies: PolicySet, case: MegatronCase) -> PolicySet:
     """A policy set that follows model_config.yaml, applied to one Megatron case as its CI applies it:
     the METRICS are judged and required (a listed metric missing from the golden or the run fails; one
     without a threshold fails, as Megatron's KeyError), the others reported only; the regime comes
@@ -629,11 +630,11 @@ def with_megatron_case(policies: PolicySet, case: "MegatronCase") -> PolicySet:
     return hit[2]
 
 
-_OVERLAID: dict[tuple[int, int], tuple[PolicySet, "MegatronCase", PolicySet]] = {}
+_OVERLAID: dict[tuple[int, int], tuple[PolicySet, MegatronCase, PolicySet]] = {}
 _GENERATIONS: dict[tuple[int, str], PolicySet] = {}
 
 
-def with_generation(policies: PolicySet, detection: "Detection") -> PolicySet:
+def with_generation(policies: PolicySet, detection: Detection) -> PolicySet:
     """The megatron preset as the tree's generation of Megatron's conventions judges (its row's
     rounding on every metric); made once per preset and row."""
     row = detection.generation
@@ -647,7 +648,7 @@ def with_generation(policies: PolicySet, detection: "Detection") -> PolicySet:
     return hit
 
 
-def _overlaid(policies: PolicySet, case: "MegatronCase") -> PolicySet:
+def _overlaid(policies: PolicySet, case: MegatronCase) -> PolicySet:
     from .errors import GoldenError
     from .megatron import INFERENCE, REGULAR, RESUME
 
@@ -672,8 +673,8 @@ def _overlaid(policies: PolicySet, case: "MegatronCase") -> PolicySet:
 
 def build_policies(*, preset_name: str | None = None, case_metrics: Any = None, case_source: str = "case.yaml",
                    document: Mapping[str, Any] | None = None, document_source: str = "policy file",
-                   megatron_case: "MegatronCase | None" = None, base: PolicySet | None = None,
-                   generation: "Detection | None" = None) -> PolicySet:
+                   megatron_case: MegatronCase | None = None, base: PolicySet | None = None,
+                   generation: Detection | None = None) -> PolicySet:
     """Compose the policies for one comparison (precedence: preset < its Megatron generation's row (a
     preset that follows model_config.yaml) < model_config.yaml < case.yaml < policy file).
 

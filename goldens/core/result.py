@@ -34,10 +34,11 @@ computed. Only numpy is imported here; pandas is imported inside ``frame()``.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -293,7 +294,7 @@ class StepTable:
                 "actual": _Column(self.actual, "float"), "status": _Column(self.status, "status")}
 
     @classmethod
-    def from_json(cls, doc: Any, key: str = "steps") -> "StepTable":
+    def from_json(cls, doc: Any, key: str = "steps") -> StepTable:
         if not isinstance(doc, dict):
             raise FormatError("expected an object of per-step arrays", key=key)
         with _reading(key):
@@ -338,7 +339,7 @@ class Sample:
                 "tolerance": _num_out(self.tolerance), "status": self.status}
 
     @classmethod
-    def from_json(cls, doc: Any, key: str) -> "Sample":
+    def from_json(cls, doc: Any, key: str) -> Sample:
         with _reading(key):
             return cls(step=int(doc["step"]), status=str(doc["status"]),
                        **{f: _num_in(doc.get(f), f"{key}.{f}")
@@ -356,7 +357,7 @@ class Rule:
         return {"mode": self.mode, "params": dict(self.params), "text": self.text}
 
     @classmethod
-    def from_json(cls, doc: Any) -> "Rule":
+    def from_json(cls, doc: Any) -> Rule:
         return cls(mode=str(doc["mode"]), params=dict(doc.get("params") or {}), text=str(doc["text"]))
 
 
@@ -413,7 +414,7 @@ class MetricVerdict:
         return doc
 
     @classmethod
-    def from_json(cls, doc: Any, key: str = "metric") -> "MetricVerdict":
+    def from_json(cls, doc: Any, key: str = "metric") -> MetricVerdict:
         if not isinstance(doc, dict):
             raise FormatError("expected a metric verdict object", key=key)
         with _reading(key, also=(AttributeError,)):
@@ -448,7 +449,7 @@ class PhaseResult:
                 "metrics": [m.to_json(steps=steps) for m in self.metrics]}
 
     @classmethod
-    def from_json(cls, doc: Any, key: str = "phases") -> "PhaseResult":
+    def from_json(cls, doc: Any, key: str = "phases") -> PhaseResult:
         with _reading(key):
             return cls(phase=int(doc["phase"]), verdict=Verdict(doc["verdict"]),
                        reference=doc.get("reference"),
@@ -481,7 +482,7 @@ class ResumeCheck:
                 "metrics": [m.to_json(steps=steps) for m in self.metrics]}
 
     @classmethod
-    def from_json(cls, doc: Any) -> "ResumeCheck":
+    def from_json(cls, doc: Any) -> ResumeCheck:
         with _reading("resume"):
             return cls(verdict=Verdict(doc["verdict"]), explanation=str(doc["explanation"]),
                        overlapping_steps=int(doc.get("overlapping_steps", 0)),
@@ -544,7 +545,7 @@ class StructuralDrift:
                 "args_compared": self.args_compared, "notes": list(self.notes)}
 
     @classmethod
-    def from_json(cls, doc: Any) -> "StructuralDrift":
+    def from_json(cls, doc: Any) -> StructuralDrift:
         try:
             return cls(metrics_added=tuple(doc.get("metrics_added") or ()),
                        metrics_removed=tuple(doc.get("metrics_removed") or ()),
@@ -575,7 +576,7 @@ class FingerprintCheck:
                 "reason": self.reason, "differing_fields": list(self.differing_fields), "forced": self.forced}
 
     @classmethod
-    def from_json(cls, doc: Any) -> "FingerprintCheck":
+    def from_json(cls, doc: Any) -> FingerprintCheck:
         try:
             return cls(reference=doc.get("reference"), candidate=doc.get("candidate"),
                        exact_applied=bool(doc["exact_applied"]), reason=str(doc["reason"]),
@@ -711,7 +712,7 @@ class ComparisonResult:
                 "preexisting": list(self.preexisting)}
 
     @classmethod
-    def from_json(cls, doc: Any) -> "ComparisonResult":
+    def from_json(cls, doc: Any) -> ComparisonResult:
         """Rebuild a result from ``to_json()`` output; FormatError names the bad key."""
         if not isinstance(doc, dict):
             raise FormatError("expected a comparison result object")

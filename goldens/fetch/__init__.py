@@ -13,9 +13,9 @@ written: files are staged beside ``out`` and moved into place when the whole fet
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from .http import FetchError
 from .land import Staging
@@ -60,7 +60,8 @@ def fetch(source: str, run_id: int, out: Path, *, repo: str | None = None, proje
     else:
         if repo is not None:
             raise FetchError("--repo is for github; GitLab takes --project ID|GROUP/NAME")
-        from .gitlab import connect as connect_gitlab, fetch_pipeline
+        from .gitlab import connect as connect_gitlab
+        from .gitlab import fetch_pipeline
 
         place = connect_gitlab(project, api_url, env)
         with Staging(out, place.api.limits) as staging:

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import fnmatch
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any, Mapping
+from typing import Any
 
 from .http import Api, FetchError, Limits, check_base_url, typed
 from .land import Archive, Staging, safe_part

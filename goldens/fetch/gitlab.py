@@ -22,9 +22,9 @@ import fnmatch
 import os
 import re
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Mapping
 
 from .http import Api, FetchError, Limits, check_base_url, typed
 from .land import Archive, Staging, safe_part

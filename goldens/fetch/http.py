@@ -31,8 +31,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ..files.bounded import API_BOUNDS, cut, load_json_bytes, short
 from ..core.errors import FormatError, GoldenError
+from ..files.bounded import API_BOUNDS, cut, load_json_bytes, short
 
 CHUNK = 1 << 16
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

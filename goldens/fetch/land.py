@@ -17,9 +17,9 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
+from ..core.errors import StoreError
 from ..files.bounded import cut, short
 from ..files.case import check_name
-from ..core.errors import StoreError
 from .http import FetchError, Limits
 
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, RuntimeError, NotImplementedError,

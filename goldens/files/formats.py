@@ -10,14 +10,24 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
-from .bounded import short
 from ..core.errors import FormatError, NotATrainingGolden, StoreError
-from ..core.model import Artifact, GoldenKey, GoldenSet, InferenceGolden, MetricSeries, Phase, valued_span
+from ..core.model import (
+    Artifact,
+    GoldenKey,
+    GoldenSet,
+    InferenceGolden,
+    MetricSeries,
+    Phase,
+    number_to_json,
+    valued_span,
+)
+from .bounded import short
 
 ARTIFACT_SCHEMA = "golden.artifact/1"
 ARTIFACT_STATUSES = ("complete", "incomplete", "failed")
@@ -488,7 +498,7 @@ def _require(mapping: Mapping[str, Any], field: str, types: type | tuple[type, .
     if field not in mapping:
         raise FormatError(f"missing required field {field!r}", path=path, key=where or None)
     value = mapping[field]
-    if not isinstance(value, types) or isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,))):
         names = types.__name__ if isinstance(types, type) else " or ".join(t.__name__ for t in types)
         raise FormatError(f"expected {names}, got {type(value).__name__}", path=path,
                           key=f"{where}.{field}" if where else field)

@@ -33,9 +33,10 @@ import datetime as _dt
 import math
 import re
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -269,7 +270,7 @@ def import_tensorboard(logdir: str | Path, *, phase: int | None = None, case: st
         raise FormatError("event files hold no per-iteration scalars", path=root)
     started = _utc(min(created)) if created else None
     provenance = {
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "source": {"kind": "tensorboard", "logdir": str(root), "event_files": sources,
                    "started": started.isoformat(timespec="seconds") if started else None},
     }
@@ -281,6 +282,6 @@ def import_tensorboard(logdir: str | Path, *, phase: int | None = None, case: st
 def _utc(wall_time: float) -> _dt.datetime | None:
     """A record's wall time as UTC, or None when a writer stored nonsense there."""
     try:
-        return _dt.datetime.fromtimestamp(wall_time, _dt.timezone.utc)
+        return _dt.datetime.fromtimestamp(wall_time, _dt.UTC)
     except (OverflowError, OSError, ValueError):
         return None

@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
-from .case import CASE_FILE, load_yaml
 from ..core.errors import FormatError, NotATrainingGolden
-from .formats import StepValues, grid_size, grid_steps, parse_golden, parse_golden_filename, read_json
 from ..core.megatron import CHECK_THRESHOLDS
 from ..core.model import GoldenSet, MetricSeries
+from .case import CASE_FILE, load_yaml
+from .formats import StepValues, grid_size, grid_steps, parse_golden, parse_golden_filename, read_json
 
 MEGATRON_CASE_FILE = "model_config.yaml"
 CASE_DEFINITION_FILES = (CASE_FILE, MEGATRON_CASE_FILE)

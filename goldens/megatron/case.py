@@ -23,9 +23,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..files.bounded import short
 from ..core.errors import FormatError
 from ..core.megatron import DEFAULT_METRICS, INFERENCE, REGULAR, RESUME, RESUME_TEST_TYPES, MegatronCase
+from ..files.bounded import short
 
 MODEL_CONFIG = "model_config.yaml"
 

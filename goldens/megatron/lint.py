@@ -15,15 +15,16 @@ files named without a base count as changed as a whole.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..core.errors import FormatError, GoldenError, StoreError
-from ..files.formats import load_json_text
 from ..core.megatron import REGULAR, Detection
-from .case import MODEL_CONFIG, read_megatron_case
+from ..files.formats import load_json_text
 from ..files.validate import CASE_DEFINITION_FILES, CASE_FILE, ERROR, FileReport, Finding, is_golden_name, validate_file
+from .case import MODEL_CONFIG, read_megatron_case
 from .detect import detect_generation
 
 _NONFINITE = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
@@ -41,7 +42,7 @@ class ChangedFile:
 def changed_files(base: str | None, files: Iterable[str | Path], cwd: Path) -> list[ChangedFile]:
     """The golden files to lint: ``files`` (against ``base`` when given), else every golden file that
     differs between ``base`` (default HEAD) and the work tree, pure renames left out."""
-    from ..store.gitrepo import GitRepo
+    from ..files.gitrepo import GitRepo
 
     given = [Path(f) for f in files]
     repo = GitRepo.find(cwd) if base is not None or not given else None
@@ -100,9 +101,7 @@ def _nonfinite(value: Any, where: str) -> Iterable[str]:
     elif isinstance(value, list):
         for index, child in enumerate(value):
             yield from _nonfinite(child, f"{where}[{index}]")
-    elif isinstance(value, float) and not math.isfinite(value):
-        yield where
-    elif str(value).strip().lower() in _NONFINITE:
+    elif (isinstance(value, float) and not math.isfinite(value)) or str(value).strip().lower() in _NONFINITE:
         yield where
 
 

@@ -8,11 +8,30 @@ records). ``versions`` is the version both backends report; ``migrate`` moves a 
 """
 from __future__ import annotations
 
-from .golden_store import (BACKEND_ENV, DEFAULT_STORE, GIT, LEDGER, STORE_ENV, AdoptReport, GoldenStore,
-                           NothingToRestore, default_store_root, ledger_number, parse_case_ref)
+from .golden_store import (
+                           BACKEND_ENV,
+                           DEFAULT_STORE,
+                           GIT,
+                           LEDGER,
+                           STORE_ENV,
+                           AdoptReport,
+                           GoldenStore,
+                           NothingToRestore,
+                           default_store_root,
+                           ledger_number,
+                           parse_case_ref,
+)
 from .ledger import HISTORY_DIR, IMPORTED, LEDGER_FILE, LOCK_FILE, OBJECTS_DIR
-from .records import (FileRecord, LedgerEntry, MetricChange, Problem, entry_hash_of, metric_change, sha256_hex,
-                      summarize_change)
+from .records import (
+                           FileRecord,
+                           LedgerEntry,
+                           MetricChange,
+                           Problem,
+                           entry_hash_of,
+                           metric_change,
+                           sha256_hex,
+                           summarize_change,
+)
 from .versions import UNATTRIBUTED, WORKTREE, Version, VersionConflict
 
 __all__ = ["BACKEND_ENV", "DEFAULT_STORE", "GIT", "HISTORY_DIR", "IMPORTED", "LEDGER", "LEDGER_FILE", "LOCK_FILE",

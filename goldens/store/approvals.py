@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping
+from typing import Any
 
 from ..core.errors import StoreError
 from ..files.formats import parse_golden_filename
@@ -104,7 +105,7 @@ class ApprovalRecord:
         return (self.action, self.approver, self.reason, self.time, self.source_run_id, self.fingerprint)
 
     @classmethod
-    def from_bytes(cls, data: bytes, where: str) -> "ApprovalRecord":
+    def from_bytes(cls, data: bytes, where: str) -> ApprovalRecord:
         """Parse a record; StoreError naming ``where`` and what is wrong (e.g. merge-conflict markers)."""
         try:
             raw = json.loads(data.decode("utf-8"))
@@ -114,7 +115,7 @@ class ApprovalRecord:
         return cls.from_json(raw, where)
 
     @classmethod
-    def from_json(cls, raw: Any, where: str) -> "ApprovalRecord":
+    def from_json(cls, raw: Any, where: str) -> ApprovalRecord:
         if not isinstance(raw, dict) or raw.get("schema") != RECORD_SCHEMA:
             raise StoreError(f"{where}: not an approval record (expected schema {RECORD_SCHEMA!r})")
         missing = [f for f in _FIELDS if f not in raw]
@@ -137,7 +138,7 @@ class ApprovalRecord:
 
     @classmethod
     def made(cls, filename: str, data_hash: str | None, previous_hash: str | None,
-             summary: Mapping[str, MetricChange] | None, meta: Mapping[str, Any]) -> "ApprovalRecord":
+             summary: Mapping[str, MetricChange] | None, meta: Mapping[str, Any]) -> ApprovalRecord:
         return cls(filename, data_hash, previous_hash, meta["action"], meta["approver"], meta["reason"], meta["time"],
                    meta.get("source_run_id"), meta.get("fingerprint"), meta.get("provenance"),
                    None if summary is None else dict(summary))

@@ -25,9 +25,8 @@ import numpy as np
 
 from ..core.errors import FormatError, StoreError
 from ..core.megatron import LEGACY, Generation
-from ..core.model import number_to_json
+from ..core.model import GoldenSet, MetricSeries, number_to_json
 from ..files.formats import dumps_golden, load_json_text, metric_to_json, parse_metric, step_interval_of
-from ..core.model import GoldenSet, MetricSeries
 from ..files.validate import MEGATRON_CASE_FILE
 
 FULL = "full"

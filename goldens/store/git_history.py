@@ -24,21 +24,21 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
+from ..core.errors import StoreError
 from ..files.atomic import atomic_write_bytes, fsync_dir
 from ..files.case import check_case_path
-from ..core.errors import StoreError
 from ..files.formats import parse_golden_filename
+from ..files.gitrepo import Change, Commit, GitRepo
 from ..files.validate import ERROR, WARNING
 from .approvals import RECORDS_DIR, ApprovalRecord, golden_name, record_name, repository_relative
-from .gitrepo import Change, Commit, GitRepo
 from .records import FileRecord, LedgerEntry, Problem, sha256_hex, summary_or_none
-from .safety import (FILE, FOLDER, make_folder, path_problem, read_regular, require_safe, shared_lock,
-                     temp_files_in)
+from .safety import FILE, FOLDER, make_folder, path_problem, read_regular, require_safe, shared_lock, temp_files_in
 from .versions import UNATTRIBUTED, WORKTREE, Version, VersionConflict
 
 STORE_DIR = ".golden-store"

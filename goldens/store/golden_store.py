@@ -17,28 +17,55 @@ explicitly (``$GOLDEN_BACKEND``); ``golden fsck`` says which and why.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
-from ..files.case import check_case_path
 from ..core.errors import GoldenError, StoreError
-from ..files.formats import parse_golden_bytes, parse_golden_filename
-from .identity import default_approver
 from ..core.model import GoldenKey, GoldenSet
+from ..files.case import check_case_path
+from ..files.formats import parse_golden_bytes, parse_golden_filename
+from ..files.gitrepo import GitRepo
 from ..files.validate import ERROR, check_golden_set, declared_metrics
 from .dialect import DIALECT_ENV, MEGATRON, check_dialect, detect_dialect, render_megatron
 from .git_history import CaseWrite, GitHistory
-from .gitrepo import GitRepo
-from .ledger import (HISTORY_DIR, IMPORTED, LOCK_FILE, LedgerEntry, checked_filename, checked_ledger, commit,
-                     commit_untracked, file_state, key_order, layout_problems, ledger_path, lock_path,
-                     plain_golden_files, read_blob, read_bytes, require_safe_layout, untracked, validated_meta,
-                     validated_payload)
+from .identity import default_approver
+from .ledger import (
+    HISTORY_DIR,
+    IMPORTED,
+    LOCK_FILE,
+    LedgerEntry,
+    checked_filename,
+    checked_ledger,
+    commit,
+    commit_untracked,
+    file_state,
+    key_order,
+    layout_problems,
+    ledger_path,
+    lock_path,
+    plain_golden_files,
+    read_blob,
+    read_bytes,
+    require_safe_layout,
+    untracked,
+    validated_meta,
+    validated_payload,
+)
 from .records import Problem, now_iso, sha256_hex
 from .recovery import fsck_case, recover, recover_or_refuse
-from .safety import (PENDING_DIR, in_ci, make_folder, pending_problems, read_regular, refuse_in_ci, shared_lock,
-                     version_number)
+from .safety import (
+    PENDING_DIR,
+    in_ci,
+    make_folder,
+    pending_problems,
+    read_regular,
+    refuse_in_ci,
+    shared_lock,
+    version_number,
+)
 from .tree import CaseTree
 from .versions import Version, VersionConflict
 
@@ -244,7 +271,7 @@ class GoldenStore:
         return self._tree
 
     @property
-    def backend(self) -> "LedgerHistory | Any":
+    def backend(self) -> LedgerHistory | Any:
         """The history backend (``LedgerHistory`` or ``GitHistory``), chosen once."""
         if self._backend is None:
             choice = self._backend_choice or os.environ.get(BACKEND_ENV) or None
@@ -289,7 +316,7 @@ class GoldenStore:
         return self._dialect
 
     @property
-    def megatron_generation(self) -> "Detection":
+    def megatron_generation(self) -> Detection:
         """Which generation of Megatron's conventions this tree follows, and why (``goldens.megatron``):
         the megatron preset judges and the Megatron dialect writes by its row."""
         if self._generation is None:
@@ -349,7 +376,7 @@ class GoldenStore:
         key = GoldenKey(case, key.env, key.platform, key.phase)
         return GoldenSet(golden.metrics, golden.scalars, key=key, source=str(path))
 
-    def goldens(self, case: str, ref: str | None = None) -> dict[GoldenKey, "GoldenSet | GoldenError"]:
+    def goldens(self, case: str, ref: str | None = None) -> dict[GoldenKey, GoldenSet | GoldenError]:
         """Every golden file of a case (current, or at ``ref``), each parsed or the error that says why
         not: one unreadable file (``{}``, empty) never hides the others."""
         case = self.resolve(case)
@@ -581,7 +608,7 @@ class GoldenStore:
             return AdoptReport(tuple(adopted), tuple(skipped))
         meta = dict(approver=approver, reason=reason, action=IMPORTED, time=now_iso(), source_run_id=None,
                     fingerprint=None, provenance=None, summary=None)
-        writes = [CaseWrite(case, self.case_dir(case), {}, {n: meta for n in self._unrecorded(case, self.case_dir(case))})
+        writes = [CaseWrite(case, self.case_dir(case), {}, dict.fromkeys(self._unrecorded(case, self.case_dir(case)), meta))
                   for case in todo]
         self.backend.apply(writes)
         return AdoptReport(tuple((w.case, w.versions[0]) for w in writes), tuple(skipped))

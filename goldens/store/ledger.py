@@ -23,18 +23,18 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+from ..core.errors import StoreError
+from ..core.model import GoldenKey, GoldenSet
 from ..files.atomic import atomic_write_bytes, fsync_dir, install, write_temp
 from ..files.case import check_name
-from ..core.errors import StoreError
 from ..files.formats import dumps_golden, parse_golden_filename
-from ..core.model import GoldenKey, GoldenSet
 from ..files.validate import ERROR, check_golden_set, declared_metrics
-from .records import (HASH, FileRecord, LedgerEntry, canonical_json, entry_hash_of, now_iso, sha256_hex,
-                      summary_or_none)
+from .records import HASH, FileRecord, LedgerEntry, canonical_json, entry_hash_of, now_iso, sha256_hex, summary_or_none
 from .safety import FILE, FOLDER, path_problem, plain_name, read_regular, require_safe, temp_files_in, temp_target
 
 HISTORY_DIR = ".golden"
@@ -426,7 +426,7 @@ def read_intent(case_dir: Path) -> tuple[str | None, list[str]] | None:
     if not isinstance(doc, dict) or doc.get("schema") != INTENT_SCHEMA:
         raise ValueError(f"not a {INTENT_SCHEMA} record")
     base, blobs = doc.get("base"), doc.get("blobs")
-    if not (base is None or isinstance(base, str) and HASH.match(base)) or not isinstance(blobs, list) \
+    if not (base is None or (isinstance(base, str) and HASH.match(base))) or not isinstance(blobs, list) \
             or not all(isinstance(b, str) and HASH.match(b) for b in blobs):
         raise ValueError("base and blobs must be 64-hex-digit hashes")
     return base, blobs

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import StoreError
+from ..files.gitrepo import GitRepo
 from ..files.validate import ERROR
 from .git_history import CaseWrite, GitHistory
-from .gitrepo import GitRepo
 from .golden_store import GoldenStore
 from .ledger import HISTORY_DIR, LEDGER_FILE, LOCK_FILE, OBJECTS_DIR, ledger_path, plain_golden_files, read_ledger
 from .records import sha256_hex

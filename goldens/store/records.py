@@ -12,15 +12,16 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
 from ..core.errors import FormatError
-from ..files.formats import parse_golden_bytes, parse_golden_filename
 from ..core.model import GoldenSet, MetricSeries
+from ..files.formats import parse_golden_bytes, parse_golden_filename
 from ..files.validate import ERROR
 from .safety import MAX_FILE_NAME
 
@@ -52,7 +53,7 @@ class MetricChange:
                 "mean_rel_diff": self.mean_rel_diff}
 
     @classmethod
-    def from_json(cls, raw: Any) -> "MetricChange":
+    def from_json(cls, raw: Any) -> MetricChange:
         if not isinstance(raw, dict) or set(raw) != set(_CHANGE_FIELDS):
             raise ValueError(f"a metric change must be an object of {', '.join(_CHANGE_FIELDS)}")
         counts = [raw[f] for f in _CHANGE_FIELDS[:3]]
@@ -77,7 +78,7 @@ class FileRecord:
                 "summary": None if self.summary is None else {k: v.to_json() for k, v in self.summary.items()}}
 
     @classmethod
-    def from_json(cls, raw: Any) -> "FileRecord":
+    def from_json(cls, raw: Any) -> FileRecord:
         if not isinstance(raw, dict):
             raise ValueError("a file record must be an object")
         for field in ("hash", "previous_hash"):
@@ -114,7 +115,7 @@ class LedgerEntry:
                 "prev_entry_hash": self.prev_entry_hash, "entry_hash": self.entry_hash}
 
     @classmethod
-    def from_json(cls, raw: Any) -> "LedgerEntry":
+    def from_json(cls, raw: Any) -> LedgerEntry:
         if not isinstance(raw, dict):
             raise ValueError("not a JSON object")
         missing = [f for f in _ENTRY_FIELDS if f not in raw]
@@ -190,7 +191,7 @@ def entry_hash_of(entry_json: Mapping[str, Any]) -> str:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _finite_or_none(x: float) -> float | None:

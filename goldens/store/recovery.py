@@ -18,13 +18,35 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..files.atomic import atomic_write_bytes, fsync_dir
 from ..core.errors import StoreError
+from ..files.atomic import atomic_write_bytes, fsync_dir
 from ..files.validate import ERROR
-from .ledger import (BLOB_NAME, HISTORY_DIR, IMPORTED, INTENT_FILE, Ledger, LedgerEntry, append_line, blob_path,
-                     chain_breaks, clear_intent, file_state, intent_path, layout_problems, ledger_damage, ledger_path,
-                     objects_dir, our_temp, quarantine_dir, read_blob, read_bytes, read_intent, read_ledger, temp_files,
-                     untracked)
+from .ledger import (
+    BLOB_NAME,
+    HISTORY_DIR,
+    IMPORTED,
+    INTENT_FILE,
+    Ledger,
+    LedgerEntry,
+    append_line,
+    blob_path,
+    chain_breaks,
+    clear_intent,
+    file_state,
+    intent_path,
+    layout_problems,
+    ledger_damage,
+    ledger_path,
+    objects_dir,
+    our_temp,
+    quarantine_dir,
+    read_blob,
+    read_bytes,
+    read_intent,
+    read_ledger,
+    temp_files,
+    untracked,
+)
 from .records import Problem, sha256_hex
 from .safety import QUARANTINE_REPORT, quarantine
 

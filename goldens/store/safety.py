@@ -20,10 +20,10 @@ import os
 import re
 import stat
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 from ..core.errors import StoreError
 
@@ -223,7 +223,7 @@ def quarantine(folder: Path, items: Sequence[tuple[Path, str]], *, store: str) -
 
     Each item is renamed, not copied (a symlink moves as a link, never followed), within the store.
     """
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     make_folder(folder)
     here = folder / stamp
     make_folder(here)

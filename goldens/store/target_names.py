@@ -14,7 +14,8 @@ A name meant to be new passes with ``--new-env`` / ``--new-platform``.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from ..core.errors import StoreError
 from ..files.formats import parse_golden_filename

@@ -15,6 +15,7 @@ from typing import Any
 from ..core.errors import StoreError
 from .records import FileRecord, LedgerEntry
 
+
 class VersionConflict(StoreError):
     """The golden moved since the caller read it (optimistic concurrency): plan again."""
 
@@ -54,7 +55,7 @@ class Version:
         return self.ref[:12] if self.commit else self.ref
 
     @classmethod
-    def from_entry(cls, entry: LedgerEntry) -> "Version":
+    def from_entry(cls, entry: LedgerEntry) -> Version:
         return cls(ref=f"v{entry.version}", number=entry.version, time=entry.time, approver=entry.approver,
                    reason=entry.reason, action=entry.action, source_run_id=entry.source_run_id,
                    fingerprint=entry.fingerprint, provenance=entry.provenance, files=dict(entry.files))

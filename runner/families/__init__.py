@@ -16,8 +16,9 @@ Only the standard library is imported here (the CLI reads cases before torch is 
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 BUILT = ("bert", "gpt", "moe", "t5")
 # Families Megatron's tree has and this runner does not build: name → what it is.

@@ -3,8 +3,9 @@
 BERTMaskedWordPieceDataset over the generated corpus, and its masked-LM + SOP loss."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import partial
-from typing import Any, Iterator
+from typing import Any
 
 from .. import data
 from ..config import RunConfig

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -194,8 +195,11 @@ def with_sequence_parallel_norms(spec: Any) -> Any:
 def block_spec(tconfig: Any, layer_spec: Any) -> Any:
     """The decoder block as megatron-core assembles it from a layer spec (``_get_block_submodules``),
     spelled out so its final norm can be swapped too."""
-    from megatron.core.transformer.transformer_block import (LayerNormImpl, TransformerBlockSubmodules,
-                                                             get_num_layers_to_build)
+    from megatron.core.transformer.transformer_block import (
+        LayerNormImpl,
+        TransformerBlockSubmodules,
+        get_num_layers_to_build,
+    )
 
     return TransformerBlockSubmodules(layer_specs=[layer_spec] * get_num_layers_to_build(tconfig),
                                       layer_norm=LayerNormImpl)

@@ -7,8 +7,9 @@ the pieces Megatron-LM's ``pretrain_<family>.py`` hands to ``pretrain()``.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from ..config import RunConfig
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterator
-
+from typing import Any
 
 from .. import data
 from ..config import RunConfig
@@ -117,8 +117,10 @@ def build_model(cfg: RunConfig, tconfig: Any, layout: Any) -> Any:
     import copy
 
     from megatron.core.models.T5.t5_model import T5Model
-    from megatron.core.models.T5.t5_spec import (get_t5_decoder_with_local_block_spec,
-                                                 get_t5_encoder_with_local_block_spec)
+    from megatron.core.models.T5.t5_spec import (
+        get_t5_decoder_with_local_block_spec,
+        get_t5_encoder_with_local_block_spec,
+    )
 
     m = cfg.model
     encoder_config = copy.deepcopy(tconfig)

@@ -11,6 +11,7 @@ Modules: ``sides`` (what is compared), ``regime`` (exact or approximate, same pl
 """
 from __future__ import annotations
 
+from ..align import Aligned, align
 from ..modes.common import NOTHING_TO_JUDGE, Context, Outcome
 from ..policy import PolicySet
 from ..result import ComparisonResult, Verdict
@@ -18,7 +19,6 @@ from .engine import compare_metric, compare_phase, effective_policy, mean_relati
 from .regime import decide_regime, flatten_mapping, other_platform_reason, same_platform
 from .resume import resume_check
 from .sides import Side, recorded_identity, side_from_artifact, side_from_goldens, side_from_inference
-from ..align import Aligned, align
 
 __all__ = ["Aligned", "Context", "Outcome", "Side", "align", "compare", "compare_metric", "compare_phase",
            "decide_regime", "effective_policy", "flatten_mapping", "mean_relative_diff", "recorded_identity",

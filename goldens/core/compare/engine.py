@@ -8,7 +8,8 @@ relative to the reference (the golden).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,17 @@ from ..model import MetricSeries
 from ..modes import MODES
 from ..modes.common import CODE, Context, counted_problems, threshold
 from ..policy import MetricPolicy, PolicySet
-from ..result import MAX_SAMPLES, STEP_STATUSES, MetricVerdict, PhaseResult, Rule, Sample, StepStatus, StepTable, Verdict
+from ..result import (
+    MAX_SAMPLES,
+    STEP_STATUSES,
+    MetricVerdict,
+    PhaseResult,
+    Rule,
+    Sample,
+    StepStatus,
+    StepTable,
+    Verdict,
+)
 from .history import judge_by_history, uses_history
 
 

@@ -5,7 +5,8 @@ below that the summary rule's own outcome stands. Either way the rule says which
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 

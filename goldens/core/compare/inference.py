@@ -10,7 +10,8 @@ steps. There is no exact/approximate regime: Megatron's inference test takes no 
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import PolicyError
 from ..modes.inference import INFERENCE_CHECKS, Checked, InferenceRule, absent

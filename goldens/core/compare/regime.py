@@ -5,7 +5,8 @@ differ otherwise, so a reader sees *why* a comparison was approximate.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..policy import CaseRegime
 from ..result import FingerprintCheck

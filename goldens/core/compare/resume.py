@@ -71,7 +71,7 @@ def resume_check(candidate: Side, policies: PolicySet, exact_regime: bool = Fals
             continue
         common = np.intersect1d(a.steps, ran, assume_unique=True)
         overlap_total = max(overlap_total, int(common.size))
-        pick = lambda s: MetricSeries(name, common, s.values[np.searchsorted(s.steps, common)],  # noqa: E731
+        pick = lambda s: MetricSeries(name, common, s.values[np.searchsorted(s.steps, common)],
                                       precision=RUN_PRECISION)
         verdicts.append(compare_metric(name, pick(a), pick(b), policy, ctx, origin=origin, required=why))
     resumed = candidate.resumed_from

@@ -5,8 +5,9 @@ fields it hashes), platform, model arguments, and — for a store's golden — i
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ..model import Artifact, GoldenSet, InferenceGolden, MetricSeries
 

@@ -10,8 +10,9 @@ Inference goldens (keyed by request id, not by step) have their own table beside
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .band import describe_band, evaluate_band, parse_band
 from .common import Context, Outcome
@@ -30,10 +31,10 @@ class Mode:
 
     name: str
     per_step: bool
-    evaluate: Callable[["Aligned", "MetricPolicy", Context], Outcome]
+    evaluate: Callable[[Aligned, MetricPolicy, Context], Outcome]
     needs_reduce: bool = False
     extra_keys: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)  # value → value, or ValueError
-    describe: Callable[["MetricPolicy"], str] | None = None  # the rule's line, for modes with keys of their own
+    describe: Callable[[MetricPolicy], str] | None = None  # the rule's line, for modes with keys of their own
     # Whether the golden and actual values a verdict shows are computed from several steps (a median
     # or mean: float noise is the computation's, not the data's) — given the rule's parameters.
     computes_values: Callable[[Mapping[str, Any]], bool] = lambda params: False

@@ -8,8 +8,18 @@ import numpy as np
 
 from ..align import Aligned
 from ..result import StepStatus, full_precision
-from .common import (CODE, NOTHING_TO_JUDGE, Context, Outcome, base_status, counted_problems, magnitude, pct_text,
-                     threshold, window_mask)
+from .common import (
+    CODE,
+    NOTHING_TO_JUDGE,
+    Context,
+    Outcome,
+    base_status,
+    counted_problems,
+    magnitude,
+    pct_text,
+    threshold,
+    window_mask,
+)
 
 if TYPE_CHECKING:
     from ..policy import MetricPolicy

@@ -2,14 +2,25 @@
 two numbers — step time and memory, where single steps are noise and the level is the signal."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..align import Aligned
 from ..result import StepStatus, derived_precision, full_precision
-from .common import (CODE, NOTHING_TO_JUDGE, Context, Outcome, base_status, counted_problems, deviation, pct_text,
-                     threshold, window_mask)
+from .common import (
+    CODE,
+    NOTHING_TO_JUDGE,
+    Context,
+    Outcome,
+    base_status,
+    counted_problems,
+    deviation,
+    pct_text,
+    threshold,
+    window_mask,
+)
 
 if TYPE_CHECKING:
     from ..policy import MetricPolicy

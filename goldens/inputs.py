@@ -9,22 +9,31 @@ history-aware timing check. Everything here reads; nothing writes.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from .case import CASE_FILE, load_case, load_yaml
-from ..core.compare import Side, recorded_identity, side_from_artifact, side_from_goldens, side_from_inference
-from ..core.errors import FormatError, GoldenError, NotATrainingGolden, PolicyError, StoreError
-from .formats import (ARTIFACT_SCHEMA, is_inference_doc, parse_artifact, parse_golden, parse_golden_filename,
-                      parse_inference, read_inference, read_json)
-from ..core.megatron import MegatronCase
-from ..megatron.case import MODEL_CONFIG, find_model_config, read_megatron_case
-from ..core.model import Artifact, GoldenKey, MetricSeries
-from ..core.policy import PRESETS, PolicySet, build_policies
+from .core.compare import Side, recorded_identity, side_from_artifact, side_from_goldens, side_from_inference
+from .core.errors import FormatError, GoldenError, NotATrainingGolden, PolicyError, StoreError
+from .core.megatron import MegatronCase
+from .core.model import Artifact, GoldenKey, MetricSeries
+from .core.policy import PRESETS, PolicySet, build_policies
+from .files.case import CASE_FILE, load_case, load_yaml
+from .files.formats import (
+    ARTIFACT_SCHEMA,
+    is_inference_doc,
+    parse_artifact,
+    parse_golden,
+    parse_golden_filename,
+    parse_inference,
+    read_inference,
+    read_json,
+)
+from .megatron.case import MODEL_CONFIG, find_model_config, read_megatron_case
 
 if TYPE_CHECKING:
-    from ..core.pairing import CandidateFile, Finding
+    from .core.pairing import CandidateFile, Finding
 
 RUNS_DIR = "runs"
 
@@ -188,7 +197,7 @@ def load_store_golden(store: Any, case: str, env: str | None, platform: str | No
 
 def needs_history(policies: Any, metrics: Any) -> bool:
     """Whether any of ``metrics`` is judged by a rule that reads the approved history."""
-    from ..core.compare.history import uses_history
+    from .core.compare.history import uses_history
 
     return any((p := policies.resolve(name).policy) is not None and uses_history(p) for name in metrics)
 
@@ -253,7 +262,7 @@ def is_version_ref(text: str) -> bool:
 
 
 def open_store(root: Path | None) -> Any:
-    from ..store import GoldenStore
+    from .store import GoldenStore
 
     return GoldenStore(root)
 
@@ -262,7 +271,7 @@ def load_operand(text: str, *, store_root: Path | None, env: str | None, platfor
                  runs_dir: Path = Path(RUNS_DIR)) -> Loaded:
     """One operand of ``golden diff REF CAND``: CASE@REF, a golden file, an artifact or a run."""
     if is_version_ref(text):
-        from ..store import parse_case_ref
+        from .store import parse_case_ref
 
         case, version = parse_case_ref(text)
         if version is None:
@@ -279,7 +288,7 @@ def load_run(text: str, runs_dir: Path = Path(RUNS_DIR), *, env: str | None = No
     """A run operand: an artifact, its folder, a run id under ``runs_dir``, or a Megatron
     golden_values file (with its ``_2nd`` pair) taken as a candidate run (``formats.megatron_run``;
     ``env`` / ``platform`` override its file name's)."""
-    from .formats import read_run
+    from .files.formats import read_run
 
     path = artifact_path(text, runs_dir)
     if path is None:
@@ -380,13 +389,13 @@ def load_policies(policy: PolicyChoice, *, case_policy: Any = None, case_source:
 ARTIFACT_FILE = "artifact.json"
 
 
-def find_candidates(paths: Sequence[str | Path]) -> tuple[list["CandidateFile"], list["Finding"]]:
+def find_candidates(paths: Sequence[str | Path]) -> tuple[list[CandidateFile], list[Finding]]:
     """Every candidate under ``paths`` (files, or folders searched recursively, hidden folders left out):
     golden_values files and run artifacts, each with the folder it was found in relative to the path it
     was given in. A file that cannot be read as a candidate is a finding. A path that does not exist
     is a usage error (FormatError): nothing was given to judge there."""
-    from .formats import read_artifact
-    from ..core.pairing import ARTIFACT, GOLDEN, CandidateFile, Finding
+    from .core.pairing import ARTIFACT, GOLDEN, CandidateFile, Finding
+    from .files.formats import read_artifact
 
     files: list[CandidateFile] = []
     findings: list[Finding] = []
@@ -430,7 +439,7 @@ def find_candidates(paths: Sequence[str | Path]) -> tuple[list["CandidateFile"],
 def from_golden_files(loaded: Loaded) -> bool:
     """A side read from golden_values files (a golden, or Megatron's CI output as a candidate run),
     not a run artifact of this toolkit."""
-    from .formats import MEGATRON_RUN_SOURCE
+    from .files.formats import MEGATRON_RUN_SOURCE
 
     return loaded.artifact is None or loaded.artifact.provenance.get("source") == MEGATRON_RUN_SOURCE
 

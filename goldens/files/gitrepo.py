@@ -62,7 +62,7 @@ class GitRepo:
         self.object_format = object_format
 
     @classmethod
-    def find(cls, path: Path) -> "GitRepo | None":
+    def find(cls, path: Path) -> GitRepo | None:
         """The work tree holding ``path`` when git tracks it there (not ignored); else None."""
         if not path.is_dir() or not _inside_git(path):
             return None
