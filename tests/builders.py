@@ -1100,8 +1100,9 @@ class ActionRun:
 # ---------------------------------------------------------------- Megatron's own test functions as the oracle
 
 class _ClickStub:
-    """Stands in for ``click`` (not installed: typer vendors its own) so Megatron's extraction module
-    imports: its decorators leave the function as Megatron wrote it, called with keyword arguments."""
+    """Stands in for ``click`` while Megatron's extraction module is imported (installed or not: typer
+    vendors its own): its decorators leave the function as Megatron wrote it, called with keyword
+    arguments, instead of a click command that would parse ``sys.argv``."""
 
     @staticmethod
     def command(*_args: Any, **_kwargs: Any):
@@ -1137,8 +1138,7 @@ def megatron_oracle(utils: Path) -> Iterator[types.SimpleNamespace]:
     ours = lambda name: name == "tests" or name.startswith("tests.")
     saved = {name: sys.modules.pop(name) for name in list(sys.modules) if ours(name)}
     had_click = sys.modules.get("click")
-    if had_click is None and importlib.util.find_spec("click") is None:
-        sys.modules["click"] = _ClickStub()  # type: ignore[assignment]  (the extraction module's CLI only)
+    sys.modules["click"] = _ClickStub()  # type: ignore[assignment]  (the extraction module's CLI only)
     root = logging.getLogger()
     saved_log = (root.level, list(root.handlers))
     sys.path.insert(0, str(root_dir))
@@ -1157,8 +1157,10 @@ def megatron_oracle(utils: Path) -> Iterator[types.SimpleNamespace]:
         for name in [n for n in sys.modules if ours(n)]:
             del sys.modules[name]
         sys.modules.update(saved)
-        if had_click is None and isinstance(sys.modules.get("click"), _ClickStub):
-            sys.modules.pop("click")
+        if had_click is None:
+            sys.modules.pop("click", None)
+        else:
+            sys.modules["click"] = had_click
         root.setLevel(saved_log[0])
         root.handlers[:] = saved_log[1]
         shutil.rmtree(root_dir, ignore_errors=True)
