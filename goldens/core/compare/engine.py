@@ -17,7 +17,7 @@ from ..align import Aligned, align
 from ..model import MetricSeries
 from ..modes import MODES
 from ..modes.common import CODE, Context, counted_problems, threshold
-from ..policy import MetricPolicy, PolicySet
+from ..policy.schema import MetricPolicy, PolicySet
 from ..result import (
     MAX_SAMPLES,
     STEP_STATUSES,

@@ -16,7 +16,7 @@ from ..modes.common import Context, Outcome, counted_problems, window_mask
 from ..result import Rule, derived_precision
 
 if TYPE_CHECKING:
-    from ..policy import MetricPolicy
+    from ..policy.schema import MetricPolicy
 
 
 def uses_history(policy: MetricPolicy) -> bool:

@@ -1,6 +1,6 @@
 """Inference goldens (keyed by request id) against a run's, as Megatron's inference test judges them.
 
-The policy's ``inference`` rules (data: ``goldens.core.policy.INFERENCE_RULES``) say how each field is
+The policy's ``inference`` rules (data: ``goldens.core.policy.presets.INFERENCE_RULES``) say how each field is
 checked (``goldens.core.modes.inference.INFERENCE_CHECKS``); the checked fields are a Megatron case's
 METRICS, else every field that has a rule. In order: the run must hold exactly the golden's request
 ids; each run-level field the golden has (throughput, peak memory) is checked once; each
@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import PolicyError
 from ..modes.inference import INFERENCE_CHECKS, Checked, InferenceRule, absent
-from ..policy import PolicySet
+from ..policy.schema import PolicySet
 from ..result import ComparisonResult, FingerprintCheck, MetricVerdict, PhaseResult, Rule, StructuralDrift, Verdict
 from .sides import Side
 

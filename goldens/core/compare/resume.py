@@ -20,7 +20,7 @@ from .engine import compare_metric
 from .sides import Side
 
 if TYPE_CHECKING:
-    from ..policy import PolicySet
+    from ..policy.schema import PolicySet
 
 
 def resume_check(candidate: Side, policies: PolicySet, exact_regime: bool = False) -> ResumeCheck | None:

@@ -13,16 +13,13 @@ One row of the mode table (``goldens.core.modes.MODES``): ``parse_band`` checks 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..align import Aligned
 from ..result import StepStatus, full_precision
-from .common import CODE, Context, Outcome, counted_problems, pct_text, window_mask
-
-if TYPE_CHECKING:
-    from ..policy import MetricPolicy
+from .common import CODE, Context, Outcome, PolicyView, counted_problems, pct_text, window_mask
 
 
 def parse_band(raw: Any) -> dict[str, tuple]:
@@ -54,7 +51,7 @@ def parse_band(raw: Any) -> dict[str, tuple]:
     return {"steps": tuple(steps), **bounds}
 
 
-def describe_band(policy: MetricPolicy) -> str:
+def describe_band(policy: PolicyView) -> str:
     band = (policy.model_extra or {}).get("band") or {"steps": ()}
     steps = band["steps"]
     span = f"steps {steps[0]}..{steps[-1]}" if steps else "no steps"
@@ -77,7 +74,7 @@ def _on_grid(band: dict[str, tuple], steps: np.ndarray) -> tuple[np.ndarray, np.
     return lower, upper
 
 
-def evaluate_band(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcome:
+def evaluate_band(al: Aligned, policy: PolicyView, ctx: Context) -> Outcome:
     """Every aligned step the band covers: the run's value inside [lower, upper] (by direction)."""
     lower, upper = _on_grid(policy.model_extra["band"], al.step)
     if policy.direction == "increase_is_bad":
