@@ -13,7 +13,8 @@ import numpy as np
 from ..align import Aligned
 from ..model import MetricSeries, valued_span
 from ..modes.common import Context, Outcome, counted_problems, window_mask
-from ..result import Rule, derived_precision
+from ..precision import derived_precision
+from ..result import Rule
 
 if TYPE_CHECKING:
     from ..policy.schema import MetricPolicy

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from ..align import Aligned
-from ..result import StepStatus, full_precision
+from ..precision import full_precision
+from ..result import StepStatus
 from .common import CODE, Context, Outcome, PolicyView, counted_problems, pct_text, window_mask
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..align import Aligned
-from ..result import StepStatus, full_precision
+from ..precision import full_precision
+from ..result import StepStatus
 from .common import (
     CODE,
     NOTHING_TO_JUDGE,

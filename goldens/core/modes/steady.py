@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from ..align import Aligned
-from ..result import StepStatus, derived_precision
+from ..precision import derived_precision
+from ..result import StepStatus
 from .common import CODE, NOTHING_TO_JUDGE, Context, Outcome, PolicyView, base_status, deviation, pct_text, threshold
 
 

@@ -7,7 +7,8 @@ from collections.abc import Callable
 import numpy as np
 
 from ..align import Aligned
-from ..result import StepStatus, derived_precision, full_precision
+from ..precision import derived_precision, full_precision
+from ..result import StepStatus
 from .common import (
     CODE,
     NOTHING_TO_JUDGE,
