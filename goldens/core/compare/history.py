@@ -6,18 +6,16 @@ below that the summary rule's own outcome stands. Either way the rule says which
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..align import Aligned
 from ..model import MetricSeries, valued_span
 from ..modes.common import Context, Outcome, counted_problems, window_mask
+from ..policy.schema import MetricPolicy
 from ..precision import derived_precision
 from ..result import Rule
-
-if TYPE_CHECKING:
-    from ..policy.schema import MetricPolicy
+from ..stats import MIN_HISTORY, history_timing_check, reduce_window
 
 
 def uses_history(policy: MetricPolicy) -> bool:
@@ -44,8 +42,6 @@ def judge_by_history(name: str, al: Aligned, policy: MetricPolicy, ctx: Context,
     ``stats.history_timing_check`` decides; below that the summary rule's ``outcome`` stands.
     Either way the rule's text and params say which check applied and on how many samples.
     """
-    from ..stats import MIN_HISTORY, history_timing_check, reduce_window
-
     golden_steps = al.step[al.golden_row]
     window = policy.window_for(int(golden_steps[-1]) if golden_steps.size else None)
     past = [_ran_part(s, ctx.phase) for s in history]

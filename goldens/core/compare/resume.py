@@ -9,18 +9,14 @@ and with ``required`` fails a listed metric either phase lacks. ``none``: no che
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from ..model import MetricSeries, valued_span
 from ..modes.common import Context
+from ..policy.schema import PolicySet
 from ..result import ResumeCheck, Verdict
 from .engine import compare_metric
 from .sides import Side
-
-if TYPE_CHECKING:
-    from ..policy.schema import PolicySet
 
 
 def resume_check(candidate: Side, policies: PolicySet, exact_regime: bool = False) -> ResumeCheck | None:

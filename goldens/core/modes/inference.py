@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 Evaluator = Callable[[Any, Any, str, Mapping[str, Any]], "Checked"]
 
 
@@ -127,8 +129,6 @@ def _common_prefix(golden: Any, run: Any, name: str, params: Mapping[str, Any]) 
 @_guarded
 def _sorted_rows_at(golden: Any, run: Any, name: str, params: Mapping[str, Any]) -> Checked:
     """The run's rows at the golden's token indices, each row sorted, equal to the golden's (MoE routing)."""
-    import numpy as np
-
     indices = golden.get(params["index_field"])
     current = np.array(_field(run, name))
     if indices is None:
