@@ -87,7 +87,7 @@ class Generation:
 
     @property
     def label(self) -> str:
-        return f"{self.name} ({'PR #%d' % self.pr if self.pr else 'baseline'}, {self.since})"
+        return f"{self.name} ({f'PR #{self.pr}' if self.pr else 'baseline'}, {self.since})"
 
     def rounding(self) -> dict[str, Any]:
         """The policy keys this generation adds to every metric of the megatron preset."""

@@ -108,11 +108,12 @@ def _num_in(raw: Any, key: str) -> float | None:
 def _reading(key: str | None = None, *, also: tuple[type[Exception], ...] = ()) -> Iterator[None]:
     """What a malformed result document raises while a section is rebuilt, as one FormatError
     naming the key: a missing field, or the first line of the value's complaint."""
+    complaints: tuple[type[Exception], ...] = (ValueError, TypeError, *also)
     try:
         yield
     except KeyError as exc:
         raise FormatError(f"missing field {exc.args[0]!r}", key=key) from None
-    except (ValueError, TypeError, *also) as exc:
+    except complaints as exc:
         raise FormatError(str(exc).splitlines()[0], key=key) from None
 
 
@@ -179,7 +180,7 @@ class StepTable:
             found = [int(np.count_nonzero(codes == i)) for i in range(len(STEP_STATUSES))]
         else:
             found = np.bincount(codes.astype(np.intp), minlength=len(STEP_STATUSES)).tolist()
-        return {s.value: n for s, n in zip(STEP_STATUSES, found) if n}
+        return {s.value: n for s, n in zip(STEP_STATUSES, found, strict=True) if n}
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, StepTable):
@@ -189,7 +190,7 @@ class StepTable:
                 and self.actual.tobytes() == other.actual.tobytes()
                 and np.array_equal(self.status, other.status))
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # equal by value, mutable arrays inside: unhashable
 
     def to_json(self) -> dict[str, Any]:
         return {"step": self.step.tolist(), "golden": _array_out(self.golden),

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,7 +114,7 @@ class MetricSpread:
         columns = {"phase": self.phase, "metric": self.metric, "step": self.steps, "n": self.count,
                    "min": self.min, "max": self.max, "mean": self.mean, "std": self.std,
                    "median": self.median}
-        columns.update({f"run:{rid}": row for rid, row in zip(self.run_ids, self.samples)})
+        columns.update({f"run:{rid}": row for rid, row in zip(self.run_ids, self.samples, strict=True)})
         return pd.DataFrame(columns)
 
 
@@ -286,7 +286,8 @@ def reduce_window(steps: np.ndarray, values: np.ndarray, *, skip_warmup: int = 0
     chosen = values[keep]
     if chosen.size == 0:
         return math.nan
-    reducers = {"median": np.median, "mean": np.mean, "max": np.max, "min": np.min, "last": lambda a: a[-1]}
+    reducers: dict[str, Callable[[np.ndarray], Any]] = {"median": np.median, "mean": np.mean, "max": np.max,
+                                                       "min": np.min, "last": lambda a: a[-1]}
     if reduce not in reducers:
         raise GoldenError(f"cannot reduce by {reduce!r} (one of {', '.join(reducers)})")
     return float(reducers[reduce](chosen))

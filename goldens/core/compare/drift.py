@@ -109,8 +109,8 @@ def structural_drift(reference: Side, candidate: Side) -> StructuralDrift:
         notes.append(f"the reference has no {p}")
     args_compared = reference.model_args is not None and candidate.model_args is not None
     changes: tuple[ArgChange, ...] = ()
-    if args_compared:
-        changes = arg_changes(reference.model_args, candidate.model_args)  # type: ignore[arg-type]
+    if reference.model_args is not None and candidate.model_args is not None:
+        changes = arg_changes(reference.model_args, candidate.model_args)
     else:
         missing = [label for label, side in (("reference", reference), ("candidate", candidate))
                    if side.model_args is None]

@@ -47,7 +47,7 @@ def judge_by_history(name: str, al: Aligned, policy: MetricPolicy, ctx: Context,
     past = [_ran_part(s, ctx.phase) for s in history]
     reduced = [reduce_window(s.steps, s.values, skip_warmup=policy.skip_warmup, window=window,
                              reduce=policy.reduce) for s in past]
-    usable = [s for s, v in zip(past, reduced) if not np.isnan(v)]
+    usable = [s for s, v in zip(past, reduced, strict=True) if not np.isnan(v)]
     params = {**rule.params, "history_samples": len(usable)}
     if len(usable) < MIN_HISTORY or any(v <= 0 for v in reduced if not np.isnan(v)):
         why = (f"{len(usable)} < {MIN_HISTORY} approved samples" if len(usable) < MIN_HISTORY

@@ -32,6 +32,7 @@ class Mode:
     evaluate: Callable[[Aligned, PolicyView, Context], Outcome]
     needs_reduce: bool = False
     extra_keys: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)  # value → value, or ValueError
+    required_keys: tuple[str, ...] = ()  # of its extra keys, those a policy of this mode must give
     describe: Callable[[PolicyView], str] | None = None  # the rule's line, for modes with keys of their own
     # Whether the golden and actual values a verdict shows are computed from several steps (a median
     # or mean: float noise is the computation's, not the data's) — given the rule's parameters.
@@ -43,7 +44,8 @@ MODES: Mapping[str, Mode] = {mode.name: mode for mode in (
     Mode("approx", per_step=True, evaluate=evaluate_per_step),
     Mode("summary", per_step=False, evaluate=evaluate_summary, needs_reduce=True,
          computes_values=lambda params: params.get("reduce") in ("median", "mean")),
-    Mode("band", per_step=True, evaluate=evaluate_band, extra_keys={"band": parse_band}, describe=describe_band),
+    Mode("band", per_step=True, evaluate=evaluate_band, extra_keys={"band": parse_band}, required_keys=("band",),
+         describe=describe_band),
     Mode("steady_median", per_step=False, evaluate=evaluate_steady, extra_keys={"fallback_steps": parse_fallback_steps},
          describe=describe_steady, computes_values=lambda params: True),
 )}

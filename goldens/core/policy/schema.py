@@ -183,12 +183,12 @@ class MetricPolicy(BaseModel):
         if self.window is None:
             return (None, None)
         if isinstance(self.window[0], WindowRule):
-            for rule in self.window:  # type: ignore[union-attr]
+            for rule in self.window:
                 if rule.max_last_step is None or (last_golden_step is not None
                                                   and last_golden_step <= rule.max_last_step):
                     return rule.steps
             return (None, None)
-        return self.window  # type: ignore[return-value]
+        return self.window
 
     def params(self) -> dict[str, Any]:
         """JSON-safe parameters for the result's ``Rule``."""
@@ -218,9 +218,9 @@ class MetricPolicy(BaseModel):
         if self.window is not None and isinstance(self.window[0], WindowRule):
             extras.append("window " + "; ".join(
                 _window_text(r.steps) + (f" if last step <= {r.max_last_step}" if r.max_last_step is not None else "")
-                for r in self.window))  # type: ignore[union-attr]
+                for r in self.window))
         elif self.window is not None:
-            extras.append("window " + _window_text(self.window))  # type: ignore[arg-type]
+            extras.append("window " + _window_text(self.window))
         if self.skip_warmup:
             extras.append(f"skip first {self.skip_warmup} steps")
         if spec is None or spec.per_step:
@@ -292,6 +292,9 @@ def parse_metric_policy(raw: Any, where: str, base: MetricPolicy | None = None) 
             extras[key] = spec.extra_keys[key](value)
         except (ValueError, TypeError) as exc:
             raise PolicyError(f"{where}: key {key!r}: {exc}") from None
+    for key in spec.required_keys:
+        if key not in extras:
+            raise PolicyError(f"{where}: key {key!r}: mode {mode!r} needs it")
     try:
         policy = MetricPolicy.model_validate({**merged, **extras})
     except ValidationError as exc:
