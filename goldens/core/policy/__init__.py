@@ -28,10 +28,10 @@ from ..errors import PolicyError
 from ..megatron import Detection, MegatronCase
 from .megatron import with_generation, with_megatron_case
 from .presets import PRESETS, preset
-from .schema import Allowance, CaseRegime, Kind, MetricPolicy, PolicySet, Resolved, parse_metric_policy
+from .schema import Allowance, MetricPolicy, PolicySet, parse_metric_policy
 
-__all__ = ["PRESETS", "Allowance", "CaseRegime", "Kind", "MetricPolicy", "PolicySet", "Resolved", "build_policies",
-           "parse_metric_policy", "preset", "with_generation", "with_megatron_case"]
+# What the rest of the project and notebooks use; everything else is imported from its room.
+__all__ = ["PRESETS", "Allowance", "MetricPolicy", "PolicySet", "build_policies", "parse_metric_policy", "preset"]
 
 
 def build_policies(*, preset_name: str | None = None, case_metrics: Any = None, case_source: str = "case.yaml",
