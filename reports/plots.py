@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from goldens.core.result import STEP_STATUS_CODE, MetricVerdict, Rule, StepStatus, derived_precision
+from goldens.core.precision import derived_precision
+from goldens.core.result import STEP_STATUS_CODE, MetricVerdict, Rule, StepStatus
 
 # Beyond this many steps a plot keeps an even stride plus every non-passing step: the picture
 # (about 700 px wide) stays the same and the HTML stays small.

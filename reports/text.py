@@ -21,7 +21,8 @@ import math
 import re
 
 from goldens.core import sanitize
-from goldens.core.result import MetricVerdict, Sample, derived_precision, full_precision
+from goldens.core.precision import derived_precision, full_precision
+from goldens.core.result import MetricVerdict, Sample
 
 # Characters that can start emphasis, code, links, HTML or a table cell wherever they appear.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~<>&])")

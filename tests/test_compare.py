@@ -22,7 +22,8 @@ from goldens.core.compare import (
 )
 from goldens.core.model import Artifact, Phase
 from goldens.core.policy import MetricPolicy, build_policies, parse_metric_policy, preset
-from goldens.core.result import ComparisonResult, Verdict, full_precision
+from goldens.core.precision import full_precision
+from goldens.core.result import ComparisonResult, Verdict
 from tests.builders import series
 
 APPROX = Context(phase=1, exact=False, same_platform=True)
@@ -439,7 +440,7 @@ def test_result_round_trips_through_json_and_frames_every_step():
 
 
 def test_result_json_written_a_block_at_a_time_is_json_dumps_text(monkeypatch):
-    from goldens.core.result import _Column
+    from goldens.files.result_json import _Column, result_json_chunks
 
     g = series("lm loss", [1, 2, 3, 4, 5], [10.0, np.nan, 9.0, -np.inf, 0.1 + 0.2])
     a = series("lm loss", [1, 3, 4, 6], [10.1, np.inf, 8.0, 1e-300])
@@ -448,7 +449,7 @@ def test_result_json_written_a_block_at_a_time_is_json_dumps_text(monkeypatch):
                      side("a", [a], phase2=[resumed]), preset("default"), case="c", env="dev", platform="cpu")
     for block in (1, 2, 65536):
         monkeypatch.setattr(_Column, "BLOCK", block)
-        assert "".join(result.json_chunks()) == json.dumps(result.to_json(), indent=2, allow_nan=False)
+        assert "".join(result_json_chunks(result)) == json.dumps(result.to_json(), indent=2, allow_nan=False)
 
 
 def test_a_malformed_result_document_names_the_section_it_broke_in():

@@ -6,7 +6,7 @@ import json
 import numpy as np
 
 from goldens.core.compare import Side, compare
-from goldens.core.drift import arg_changes, grid_of, structural_drift
+from goldens.core.compare.drift import arg_changes, grid_of, structural_drift
 from goldens.core.model import MetricSeries
 from goldens.core.policy import preset
 from goldens.core.result import ComparisonResult, Verdict

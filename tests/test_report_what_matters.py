@@ -16,7 +16,8 @@ from goldens.cli import app
 from goldens.core.compare import compare, side_from_goldens
 from goldens.core.errors import FormatError
 from goldens.core.policy import preset
-from goldens.core.result import ComparisonResult, MetricVerdict, Verdict, derived_precision
+from goldens.core.precision import derived_precision
+from goldens.core.result import ComparisonResult, MetricVerdict, Verdict
 from goldens.store import GoldenStore
 from goldens.workflow import diff
 from reports import text as fmt

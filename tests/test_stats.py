@@ -203,6 +203,11 @@ def test_malformed_band_is_a_policy_error(band, message):
         build_policies(document={"metrics": {"lm loss": {"mode": "band", "band": band}}})
 
 
+def test_a_band_policy_without_its_band_is_a_policy_error():
+    with pytest.raises(PolicyError, match=r"metrics\['lm loss'\]: key 'band': mode 'band' needs it"):
+        build_policies(document={"metrics": {"lm loss": {"mode": "band", "direction": "increase_is_bad"}}})
+
+
 def test_policy_document_without_band_only_adjusts_the_kind():
     runs = noisy_runs(3)
     recs = recommend_all(spread(runs), preset("default"))

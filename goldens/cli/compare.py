@@ -71,7 +71,9 @@ def emit(result: Any, fmt: str, *, store: str | None = None, verbose: bool = Tru
     A pass on a terminal is one line unless ``verbose`` (nothing in it needs reading); a failure, and
     any output to a log or a pipe, keeps every detail."""
     if fmt == "json":
-        for chunk in result.json_chunks():  # written as made: a million-step result is never one string
+        from ..files.result_json import result_json_chunks
+
+        for chunk in result_json_chunks(result):  # written as made: a million-step result is never one string
             sys.stdout.write(chunk)
         sys.stdout.write("\n")
     elif fmt == "csv":

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import GoldenError
+
 # Megatron's CHECK_THRESHOLDS (tests/functional_tests/python_test_utils/test_pretraining_regular_pipeline.py),
 # unchanged by every PR in the table: metric → (has a DeterministicTest, the ApproximateTest's rtol). atol is 0.
 CHECK_THRESHOLDS: Mapping[str, tuple[bool, float]] = {
@@ -85,7 +87,7 @@ class Generation:
 
     @property
     def label(self) -> str:
-        return f"{self.name} ({'PR #%d' % self.pr if self.pr else 'baseline'}, {self.since})"
+        return f"{self.name} ({f'PR #{self.pr}' if self.pr else 'baseline'}, {self.since})"
 
     def rounding(self) -> dict[str, Any]:
         """The policy keys this generation adds to every metric of the megatron preset."""
@@ -141,8 +143,6 @@ def generation(name: str) -> Generation:
     for row in GENERATIONS:
         if wanted in (row.name, str(row.pr), f"pr{row.pr}", f"pr#{row.pr}"):
             return row
-    from .errors import GoldenError
-
     raise GoldenError(f"unknown Megatron generation {name!r} (known: {', '.join(g.name for g in GENERATIONS)})")
 
 

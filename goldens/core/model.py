@@ -66,7 +66,7 @@ class MetricSeries:
             == (other.start_step, other.end_step, other.step_interval, other.precision)
         )
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # equal by value, mutable arrays inside: unhashable
 
     def present(self) -> MetricSeries:
         """The steps that hold a value (NaN dropped)."""
@@ -81,7 +81,7 @@ class MetricSeries:
         return out
 
     def as_dict(self) -> dict[int, float]:
-        return dict(zip(self.steps.tolist(), self.values.tolist()))
+        return dict(zip(self.steps.tolist(), self.values.tolist(), strict=True))
 
 
 def valued_span(values: np.ndarray) -> slice:
@@ -130,7 +130,7 @@ class GoldenSet:
                 and all(np.float64(self.scalars[k]).tobytes() == np.float64(other.scalars[k]).tobytes()
                         for k in self.scalars))
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # equal by value, mutable arrays inside: unhashable
 
 
 @dataclass(frozen=True, eq=False)

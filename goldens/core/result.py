@@ -1,6 +1,6 @@
 """The comparison result: frozen dataclasses that reports render and CI archives.
 
-This module is the contract between the engine (``compare.py``) and every renderer
+This module is the contract between the engine (``goldens.core.compare``) and every renderer
 (terminal, markdown, html, junit, json). It is stable: later versions only ADD fields.
 
 Shape::
@@ -29,7 +29,9 @@ Shape::
 ``.frame()`` gives one pandas row per (check, phase, metric, step); ``.to_json()`` /
 ``ComparisonResult.from_json()`` round-trip exactly (NaN/inf written as Megatron does, as the
 strings "nan"/"inf"/"-inf"), so ``golden report RESULT.json`` renders what ``golden diff``
-computed. Only numpy is imported here; pandas is imported inside ``frame()``.
+computed; ``goldens.files.result_json`` writes that document as text a piece at a time. How a
+number reads as text is ``goldens.core.precision``'s. Only numpy is imported here; pandas (heavy, and
+only for notebooks and CSV) is imported inside ``frame()``.
 """
 from __future__ import annotations
 
@@ -77,7 +79,7 @@ class StepStatus(StrEnum):
 STEP_STATUSES: tuple[StepStatus, ...] = tuple(StepStatus)
 STEP_STATUS_CODE: dict[StepStatus, int] = {s: i for i, s in enumerate(STEP_STATUSES)}
 _SCAN_FROM = 1 << 16  # status codes counted by scans above this many steps, by bincount below
-_STATUS_NAMES = np.asarray([s.value for s in STEP_STATUSES], dtype=object)
+STEP_STATUS_NAMES = np.asarray([s.value for s in STEP_STATUSES], dtype=object)
 
 
 # ---------------------------------------------------------------- JSON number helpers
@@ -85,48 +87,6 @@ _STATUS_NAMES = np.asarray([s.value for s in STEP_STATUSES], dtype=object)
 def _num_out(value: float | None) -> Any:
     """Full precision out; non-finite as the strings Megatron uses; None stays null."""
     return None if value is None else number_to_json(float(value))
-
-
-def full_precision(value: float | None) -> str:
-    """A metric value as text, never rounded: the shortest repr that reads back to the same
-    float64; whole numbers without '.0'; None (no value) as '—'."""
-    if value is None:
-        return "—"
-    value = float(value)
-    if math.isfinite(value) and abs(value) < 2**53 and value.is_integer():
-        return str(int(value))
-    return repr(value)
-
-
-# float64 carries 15.95 significant decimal digits; arithmetic on it (a median of two steps, a
-# difference, a ratio) leaves its rounding noise in the 16th and 17th.
-DERIVED_DIGITS = 15
-
-
-def derived_precision(value: float | None, scale: float | None = None) -> str:
-    """A number computed from metric values (a median or mean of steps, a Δ, a ratio) as text:
-    rounded to 15 significant digits of ``scale`` — the largest number it was computed from
-    (default: itself) — then in its shortest form, so float noise never shows: 0.1 + 0.2 reads
-    0.3, not 0.30000000000000004, and 7.046254800000001 − 6.52431 reads 0.5219448, not
-    0.5219448000000009 (a difference keeps the noise of its operands, which sits at their 16th
-    digit). Fifteen digits are more than any golden holds (Megatron writes float32 values rounded
-    to 5 decimals), so nothing the inputs said is lost; a nonzero number below that resolution
-    (operands a few bits apart) shows 3 significant digits, never 0. Metric values themselves
-    are never rounded: they go through ``full_precision``. None (no value) is '—'."""
-    if value is None:
-        return "—"
-    value = float(value)
-    if not math.isfinite(value):
-        return full_precision(value)
-    scale = abs(value) if scale is None or not math.isfinite(scale) else max(abs(float(scale)), abs(value))
-    if scale == 0:
-        return "0"
-    decimals = DERIVED_DIGITS - 1 - math.floor(math.log10(scale))
-    rounded = round(value, decimals) + 0.0  # + 0.0: a rounded -0.0 reads 0
-    if rounded == 0 and value != 0:
-        # Below the operands' resolution (bit-level differences): still not zero, so never shown as 0.
-        return f"{value:.3g}"
-    return full_precision(rounded)
 
 
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
@@ -148,11 +108,12 @@ def _num_in(raw: Any, key: str) -> float | None:
 def _reading(key: str | None = None, *, also: tuple[type[Exception], ...] = ()) -> Iterator[None]:
     """What a malformed result document raises while a section is rebuilt, as one FormatError
     naming the key: a missing field, or the first line of the value's complaint."""
+    complaints: tuple[type[Exception], ...] = (ValueError, TypeError, *also)
     try:
         yield
     except KeyError as exc:
         raise FormatError(f"missing field {exc.args[0]!r}", key=key) from None
-    except (ValueError, TypeError, *also) as exc:
+    except complaints as exc:
         raise FormatError(str(exc).splitlines()[0], key=key) from None
 
 
@@ -176,59 +137,7 @@ def _array_out(values: np.ndarray) -> list[Any]:
     finite = np.isfinite(values)
     if finite.all():
         return values.tolist()
-    return [v if ok else _num_out(v) for v, ok in zip(values.tolist(), finite.tolist())]
-
-
-class _Column:
-    """A per-step column for ``json_text``: its JSON text made a block at a time (``repr`` of each
-    value, as json writes a float), never a Python list of a million objects."""
-
-    BLOCK = 65536
-
-    def __init__(self, values: np.ndarray, kind: str):
-        self.values, self.kind = values, kind  # kind: "int" | "float" | "status"
-
-    def pieces(self, pad: str) -> Iterator[str]:
-        separator = ",\n" + pad
-        for start in range(0, self.values.size, self.BLOCK):
-            block = self.values[start:start + self.BLOCK]
-            if self.kind == "status":
-                texts = [f'"{name}"' for name in _STATUS_NAMES[block].tolist()]
-            elif self.kind == "int":
-                texts = list(map(str, block.tolist()))
-            else:
-                texts = list(map(repr, block.tolist()))
-                for i in np.flatnonzero(~np.isfinite(block)).tolist():
-                    texts[i] = f'"{_num_out(float(block[i]))}"'
-            yield (separator if start else "") + separator.join(texts)
-
-
-def json_text(doc: Any, indent: int = 2, level: int = 0) -> Iterator[str]:
-    """``json.dumps(doc, indent=indent, allow_nan=False)``, a piece at a time; a ``_Column`` in the
-    document is written a block at a time."""
-    import json
-
-    pad, inner = " " * (indent * level), " " * (indent * (level + 1))
-    if isinstance(doc, _Column):
-        if not doc.values.size:
-            yield "[]"
-            return
-        yield "[\n" + inner
-        yield from doc.pieces(inner)
-        yield "\n" + pad + "]"
-    elif isinstance(doc, dict) and doc:
-        for i, (key, value) in enumerate(doc.items()):
-            name = key if isinstance(key, str) else json.dumps(key)  # json's own text for a non-string key
-            yield ("{\n" if i == 0 else ",\n") + inner + json.dumps(name) + ": "
-            yield from json_text(value, indent, level + 1)
-        yield "\n" + pad + "}"
-    elif isinstance(doc, (list, tuple)) and doc:
-        for i, value in enumerate(doc):
-            yield ("[\n" if i == 0 else ",\n") + inner
-            yield from json_text(value, indent, level + 1)
-        yield "\n" + pad + "]"
-    else:
-        yield json.dumps(doc, allow_nan=False)
+    return [v if ok else _num_out(v) for v, ok in zip(values.tolist(), finite.tolist(), strict=True)]
 
 
 def _array_in(raw: Any, key: str) -> np.ndarray:
@@ -263,7 +172,7 @@ class StepTable:
 
     def statuses(self) -> np.ndarray:
         """Status names per step (object array of strings)."""
-        return _STATUS_NAMES[self.status]
+        return STEP_STATUS_NAMES[self.status]
 
     def counts(self) -> dict[str, int]:
         codes = np.asarray(self.status, dtype=np.int8)
@@ -271,7 +180,7 @@ class StepTable:
             found = [int(np.count_nonzero(codes == i)) for i in range(len(STEP_STATUSES))]
         else:
             found = np.bincount(codes.astype(np.intp), minlength=len(STEP_STATUSES)).tolist()
-        return {s.value: n for s, n in zip(STEP_STATUSES, found) if n}
+        return {s.value: n for s, n in zip(STEP_STATUSES, found, strict=True) if n}
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, StepTable):
@@ -281,17 +190,12 @@ class StepTable:
                 and self.actual.tobytes() == other.actual.tobytes()
                 and np.array_equal(self.status, other.status))
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # equal by value, mutable arrays inside: unhashable
 
     def to_json(self) -> dict[str, Any]:
         return {"step": self.step.tolist(), "golden": _array_out(self.golden),
                 "actual": _array_out(self.actual),
                 "status": self.statuses().tolist()}
-
-    def columns(self) -> dict[str, Any]:
-        """``to_json()`` for ``json_text``: the same document, each column written a block at a time."""
-        return {"step": _Column(self.step, "int"), "golden": _Column(self.golden, "float"),
-                "actual": _Column(self.actual, "float"), "status": _Column(self.status, "status")}
 
     @classmethod
     def from_json(cls, doc: Any, key: str = "steps") -> StepTable:
@@ -687,19 +591,6 @@ class ComparisonResult:
         frame["check"] = frame["check"].astype(str)
         frame["status"] = frame["status"].astype(str)
         return frame[columns]
-
-    def json_chunks(self, indent: int = 2) -> Iterator[str]:
-        """The text of ``json.dumps(self.to_json(), indent=indent, allow_nan=False)``, a piece at a
-        time, the per-step columns a block at a time: memory stays flat however many steps the
-        result holds (a 300 MB golden's diff is millions of rows)."""
-        doc = self.to_json(steps=False)
-        checks = [(doc["phases"][i]["metrics"], p.metrics) for i, p in enumerate(self.phases)]
-        if self.resume is not None:
-            checks.append((doc["resume"]["metrics"], self.resume.metrics))
-        for docs, verdicts in checks:
-            for m_doc, m in zip(docs, verdicts):
-                m_doc["steps"] = None if m.steps is None else m.steps.columns()
-        return json_text(doc, indent)
 
     def to_json(self, *, steps: bool = True) -> dict[str, Any]:
         """A JSON-safe dict (no NaN floats; "nan"/"inf" strings), schema ``golden.result/1``."""

@@ -26,11 +26,12 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import yaml
 
 from .errors import GoldenError
 from .model import Artifact, MetricSeries
@@ -51,7 +52,7 @@ METHOD_NONE = "unmeasured"
 
 def t_quantile(n: int, confidence: float = CONFIDENCE) -> float:
     """Student's t quantile with n − 1 degrees of freedom."""
-    from scipy.stats import t
+    from scipy.stats import t  # scipy takes most of a second to import; only this quantile needs it
 
     return float(t.ppf(confidence, n - 1))
 
@@ -108,12 +109,12 @@ class MetricSpread:
 
     def frame(self) -> Any:
         """One row per step: statistics, then one column per run (the raw samples)."""
-        import pandas as pd
+        import pandas as pd  # heavy; only for notebooks and CSV
 
         columns = {"phase": self.phase, "metric": self.metric, "step": self.steps, "n": self.count,
                    "min": self.min, "max": self.max, "mean": self.mean, "std": self.std,
                    "median": self.median}
-        columns.update({f"run:{rid}": row for rid, row in zip(self.run_ids, self.samples)})
+        columns.update({f"run:{rid}": row for rid, row in zip(self.run_ids, self.samples, strict=True)})
         return pd.DataFrame(columns)
 
 
@@ -285,7 +286,8 @@ def reduce_window(steps: np.ndarray, values: np.ndarray, *, skip_warmup: int = 0
     chosen = values[keep]
     if chosen.size == 0:
         return math.nan
-    reducers = {"median": np.median, "mean": np.mean, "max": np.max, "min": np.min, "last": lambda a: a[-1]}
+    reducers: dict[str, Callable[[np.ndarray], Any]] = {"median": np.median, "mean": np.mean, "max": np.max,
+                                                       "min": np.min, "last": lambda a: a[-1]}
     if reduce not in reducers:
         raise GoldenError(f"cannot reduce by {reduce!r} (one of {', '.join(reducers)})")
     return float(reducers[reduce](chosen))
@@ -392,8 +394,6 @@ def policy_document(recommendations: Sequence[Recommendation], *, with_band: boo
 def render_policy_yaml(recommendations: Sequence[Recommendation], *, case: str, run_ids: Sequence[str],
                        preset: str = "default", with_band: bool = False, base_policies: Any | None = None) -> str:
     """The policy file a person reviews: each metric's entry under the formula that produced it."""
-    import yaml
-
     doc = policy_document(recommendations, with_band=with_band, base_policies=base_policies)
     lines = [f"# Recommended tolerances for case {_comment_safe(case)} from {len(run_ids)} repeated runs:",
              f"#   {', '.join(map(_comment_safe, run_ids))}",

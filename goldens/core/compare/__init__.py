@@ -7,15 +7,18 @@ time is then judged against it (``history.judge_by_history``).
 
 Modules: ``sides`` (what is compared), ``regime`` (exact or approximate, same platform or not),
 ``engine`` (one metric, one phase), ``history`` (step time against approved goldens),
-``resume`` (phase 2 against phase 1 of one run); ``compare`` below puts them together.
+``resume`` (phase 2 against phase 1 of one run), ``drift`` (what changed in the shape of the data),
+``inference`` (goldens keyed by request id); ``compare`` below puts them together.
 """
 from __future__ import annotations
 
 from ..align import Aligned, align
 from ..modes.common import NOTHING_TO_JUDGE, Context, Outcome
-from ..policy import PolicySet
+from ..policy.schema import PolicySet
 from ..result import ComparisonResult, Verdict
+from .drift import structural_drift
 from .engine import compare_metric, compare_phase, effective_policy, mean_relative_diff
+from .inference import compare_inference
 from .regime import decide_regime, flatten_mapping, other_platform_reason, same_platform
 from .resume import resume_check
 from .sides import Side, recorded_identity, side_from_artifact, side_from_goldens, side_from_inference
@@ -31,12 +34,8 @@ def compare(reference: Side, candidate: Side, policies: PolicySet, *, force: str
     """The whole comparison: regime, every phase, the resume check, structural drift. Inference
     goldens (keyed by request id) are compared request by request (``inference.compare_inference``)."""
     if reference.inference is not None or candidate.inference is not None:
-        from .inference import compare_inference
-
         return compare_inference(reference, candidate, policies, force=force, case=case, env=env,
                                  platform=platform, notes=notes)
-    from ..drift import structural_drift
-
     regime = decide_regime(reference, candidate, force, policies.regime)
     warnings: list[str] = list(notes)
     phases = []

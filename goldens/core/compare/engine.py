@@ -17,7 +17,7 @@ from ..align import Aligned, align
 from ..model import MetricSeries
 from ..modes import MODES
 from ..modes.common import CODE, Context, counted_problems, threshold
-from ..policy import MetricPolicy, PolicySet
+from ..policy.schema import MetricPolicy, PolicySet
 from ..result import (
     MAX_SAMPLES,
     STEP_STATUSES,
@@ -117,7 +117,8 @@ def failing_samples(al: Aligned, status: np.ndarray, policy: MetricPolicy) -> tu
         error = np.abs(actual - golden)
     samples = []
     names = [s.value for s in STEP_STATUSES]
-    for i, g, a, e, t in zip(at.tolist(), golden.tolist(), actual.tolist(), error.tolist(), tolerance.tolist()):
+    for i, g, a, e, t in zip(at.tolist(), golden.tolist(), actual.tolist(), error.tolist(), tolerance.tolist(),
+                             strict=True):  # one row per failing step `at`
         finite = np.isfinite(e)
         relative = (e / abs(g)) if finite and g != 0 else (0.0 if finite and e == 0 else None)
         samples.append(Sample(step=int(al.step[i]), golden=_value(g), actual=_value(a),
@@ -174,17 +175,21 @@ def compare_metric(name: str, golden: MetricSeries | None, actual: MetricSeries 
     samples = failing_samples(judged, outcome.status, effective) \
         if policy is not None and outcome.failed and effective.mode in _PER_STEP_RULES else ()
     golden_value, actual_value = _value(outcome.golden_value), _value(outcome.actual_value)
-    common = dict(metric=name, phase=ctx.phase, rule=rule, steps=table, step_counts=counts,
-                  mean_rel_diff=mean_relative_diff(al, _compared(outcome.status)),
-                  failing_steps=outcome.failing_steps, allowed_failing_steps=outcome.allowed_failing_steps,
-                  total_steps=outcome.total_steps, worst_step=outcome.worst_step,
-                  golden_value=golden_value, actual_value=actual_value,
-                  samples=samples, sample_decimals=decimals if samples else None)
+    delta = delta_pct = None
     if golden_value is not None and actual_value is not None:
-        common["delta"] = _value(actual_value - golden_value)
-        if golden_value != 0 and np.isfinite(golden_value) and common["delta"] is not None:
-            common["delta_pct"] = 100.0 * common["delta"] / abs(golden_value)
-    drift = common["mean_rel_diff"]
+        delta = _value(actual_value - golden_value)
+        if golden_value != 0 and np.isfinite(golden_value) and delta is not None:
+            delta_pct = 100.0 * delta / abs(golden_value)
+    drift = mean_relative_diff(al, _compared(outcome.status))
+
+    def verdict(kind: Verdict, passed: bool, explanation: str, within_rule: bool | None = None) -> MetricVerdict:
+        return MetricVerdict(metric=name, phase=ctx.phase, verdict=kind, passed=passed, rule=rule,
+                             explanation=explanation, steps=table, step_counts=counts, mean_rel_diff=drift,
+                             failing_steps=outcome.failing_steps, allowed_failing_steps=outcome.allowed_failing_steps,
+                             total_steps=outcome.total_steps, worst_step=outcome.worst_step,
+                             golden_value=golden_value, actual_value=actual_value, delta=delta, delta_pct=delta_pct,
+                             samples=samples, sample_decimals=decimals if samples else None, within_rule=within_rule)
+
     drift_text = "" if drift is None else f"; mean rel diff {100.0 * drift:+.3g} %"
     run_only = counts.get(StepStatus.EXTRA.value, 0)
     if run_only and golden is not None:  # e.g. a run logging every step against a golden of every 5th
@@ -196,27 +201,21 @@ def compare_metric(name: str, golden: MetricSeries | None, actual: MetricSeries 
             policy.report_only or (policy.only_on_same_platform and not ctx.same_platform))
         ok = missing_is_ok or policy is None or policy.on_missing == "ignore" or not_judged
         why = " (on_missing: fail)" if not ok else " (report only: not judged)" if not_judged else ""
-        return MetricVerdict(verdict=Verdict.MISSING, passed=ok, explanation=f"the run has no {name!r}{why}",
-                             **common)
+        return verdict(Verdict.MISSING, ok, f"the run has no {name!r}{why}")
     if golden is None:
-        return MetricVerdict(verdict=Verdict.NEW, passed=True,
-                             explanation=f"{name!r} is new: the reference has no such metric", **common)
+        return verdict(Verdict.NEW, True, f"{name!r} is new: the reference has no such metric")
     if policy is None:
-        return MetricVerdict(verdict=Verdict.SKIPPED, passed=True,
-                             explanation=f"not judged: {origin}; {outcome.summary}{drift_text}", **common)
+        return verdict(Verdict.SKIPPED, True, f"not judged: {origin}; {outcome.summary}{drift_text}")
     if not outcome.judged:
-        return MetricVerdict(verdict=Verdict.SKIPPED, passed=True,
-                             explanation=f"not judged: {outcome.summary}", **common)
-    common["within_rule"] = not outcome.failed  # also for report-only metrics: a report names those out of it
+        return verdict(Verdict.SKIPPED, True, f"not judged: {outcome.summary}")
+    within = not outcome.failed  # also for report-only metrics: a report names those out of it
     if effective.report_only:
-        return MetricVerdict(verdict=Verdict.SKIPPED, passed=True,
-                             explanation=f"report only: {outcome.summary}{drift_text}", **common)
+        return verdict(Verdict.SKIPPED, True, f"report only: {outcome.summary}{drift_text}", within)
     if effective.only_on_same_platform and not ctx.same_platform:
-        return MetricVerdict(verdict=Verdict.SKIPPED, passed=True,
-                             explanation=f"report only ({ctx.other_platform_reason}): {outcome.summary}{drift_text}", **common)
-    verdict = Verdict.FAIL if outcome.failed else Verdict.PASS
-    return MetricVerdict(verdict=verdict, passed=not outcome.failed,
-                         explanation=f"{outcome.summary}{drift_text}", **common)
+        return verdict(Verdict.SKIPPED, True,
+                       f"report only ({ctx.other_platform_reason}): {outcome.summary}{drift_text}", within)
+    return verdict(Verdict.FAIL if outcome.failed else Verdict.PASS, not outcome.failed,
+                   f"{outcome.summary}{drift_text}", within)
 
 
 def _required_but(name: str, golden: MetricSeries | None, actual: MetricSeries | None, policy: MetricPolicy | None,

@@ -6,17 +6,16 @@ below that the summary rule's own outcome stands. Either way the rule says which
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..align import Aligned
 from ..model import MetricSeries, valued_span
 from ..modes.common import Context, Outcome, counted_problems, window_mask
-from ..result import Rule, derived_precision
-
-if TYPE_CHECKING:
-    from ..policy import MetricPolicy
+from ..policy.schema import MetricPolicy
+from ..precision import derived_precision
+from ..result import Rule
+from ..stats import MIN_HISTORY, history_timing_check, reduce_window
 
 
 def uses_history(policy: MetricPolicy) -> bool:
@@ -43,14 +42,12 @@ def judge_by_history(name: str, al: Aligned, policy: MetricPolicy, ctx: Context,
     ``stats.history_timing_check`` decides; below that the summary rule's ``outcome`` stands.
     Either way the rule's text and params say which check applied and on how many samples.
     """
-    from ..stats import MIN_HISTORY, history_timing_check, reduce_window
-
     golden_steps = al.step[al.golden_row]
     window = policy.window_for(int(golden_steps[-1]) if golden_steps.size else None)
     past = [_ran_part(s, ctx.phase) for s in history]
     reduced = [reduce_window(s.steps, s.values, skip_warmup=policy.skip_warmup, window=window,
                              reduce=policy.reduce) for s in past]
-    usable = [s for s, v in zip(past, reduced) if not np.isnan(v)]
+    usable = [s for s, v in zip(past, reduced, strict=True) if not np.isnan(v)]
     params = {**rule.params, "history_samples": len(usable)}
     if len(usable) < MIN_HISTORY or any(v <= 0 for v in reduced if not np.isnan(v)):
         why = (f"{len(usable)} < {MIN_HISTORY} approved samples" if len(usable) < MIN_HISTORY

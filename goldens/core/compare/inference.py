@@ -1,6 +1,6 @@
 """Inference goldens (keyed by request id) against a run's, as Megatron's inference test judges them.
 
-The policy's ``inference`` rules (data: ``goldens.core.policy.INFERENCE_RULES``) say how each field is
+The policy's ``inference`` rules (data: ``goldens.core.policy.presets.INFERENCE_RULES``) say how each field is
 checked (``goldens.core.modes.inference.INFERENCE_CHECKS``); the checked fields are a Megatron case's
 METRICS, else every field that has a rule. In order: the run must hold exactly the golden's request
 ids; each run-level field the golden has (throughput, peak memory) is checked once; each
@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import PolicyError
 from ..modes.inference import INFERENCE_CHECKS, Checked, InferenceRule, absent
-from ..policy import PolicySet
+from ..policy.schema import PolicySet
 from ..result import ComparisonResult, FingerprintCheck, MetricVerdict, PhaseResult, Rule, StructuralDrift, Verdict
 from .sides import Side
 
@@ -133,12 +133,13 @@ def _ids(ids: list[str]) -> str:
 def _verdict(name: str, rule: Rule, failure: str | None, failing: int, total: int, outcome: Checked | None = None,
              *, worst: str | None = None, passed_text: str | None = None) -> MetricVerdict:
     passed = failure is None
-    explanation = (passed_text or "within the rule") if passed else failure
+    explanation = (passed_text or "within the rule") if failure is None else failure
     golden = outcome.golden if outcome is not None and isinstance(outcome.golden, float) else None
     actual = outcome.actual if outcome is not None and isinstance(outcome.actual, float) else None
     delta = None if golden is None or actual is None else actual - golden
     return MetricVerdict(metric=name, phase=1, verdict=Verdict.PASS if passed else Verdict.FAIL, passed=passed,
-                         rule=rule, explanation=explanation, worst_step=int(worst) if worst and worst.isdigit() else None,
+                         rule=rule, explanation=explanation,
+                         worst_step=int(worst) if worst and worst.isdigit() else None,
                          golden_value=golden, actual_value=actual, delta=delta,
                          delta_pct=None if delta is None or not golden else 100.0 * delta / abs(golden),
                          failing_steps=failing, total_steps=total)

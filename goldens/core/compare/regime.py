@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..policy import CaseRegime
+from ..policy.schema import CaseRegime
 from ..result import FingerprintCheck
 from .sides import Side
 

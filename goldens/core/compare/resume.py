@@ -9,18 +9,14 @@ and with ``required`` fails a listed metric either phase lacks. ``none``: no che
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from ..model import MetricSeries, valued_span
 from ..modes.common import Context
+from ..policy.schema import PolicySet
 from ..result import ResumeCheck, Verdict
 from .engine import compare_metric
 from .sides import Side
-
-if TYPE_CHECKING:
-    from ..policy import PolicySet
 
 
 def resume_check(candidate: Side, policies: PolicySet, exact_regime: bool = False) -> ResumeCheck | None:
@@ -47,13 +43,13 @@ def resume_check(candidate: Side, policies: PolicySet, exact_regime: bool = Fals
         a, b = first.get(name), second.get(name)
         # Phase 2 ran from its first value on: a leading NaN run is the padding of a Megatron
         # ``_2nd`` file (steps before the resume), not steps that phase ran.
-        ran = None if b is None else b.steps[valued_span(b.values).start:]
+        ran = np.empty(0, dtype=np.int64) if b is None else b.steps[valued_span(b.values).start:]
         cut = after
-        if cut is None and mode == "as_golden" and ran is not None and ran.size:
+        if cut is None and mode == "as_golden" and ran.size:
             cut = int(ran[0]) - 1  # without a stated cut: from the step phase 2 resumed at
         if cut is not None:
             a, b = _after(a, cut), _after(b, cut)
-            ran = None if ran is None else ran[ran > cut]
+            ran = ran[ran > cut]
         resolved = policies.resolve(name)
         policy = resolved.policy
         origin = f"resume check ({mode}); {resolved.origin}"
@@ -71,9 +67,7 @@ def resume_check(candidate: Side, policies: PolicySet, exact_regime: bool = Fals
             continue
         common = np.intersect1d(a.steps, ran, assume_unique=True)
         overlap_total = max(overlap_total, int(common.size))
-        pick = lambda s: MetricSeries(name, common, s.values[np.searchsorted(s.steps, common)],
-                                      precision=RUN_PRECISION)
-        verdicts.append(compare_metric(name, pick(a), pick(b), policy, ctx, origin=origin, required=why))
+        verdicts.append(compare_metric(name, _on(common, a), _on(common, b), policy, ctx, origin=origin, required=why))
     resumed = candidate.resumed_from
     judged = [v for v in verdicts if v.verdict in (Verdict.PASS, Verdict.FAIL)]
     failed = [v for v in verdicts if not v.passed]
@@ -86,8 +80,8 @@ def resume_check(candidate: Side, policies: PolicySet, exact_regime: bool = Fals
     if not judged:
         return ResumeCheck(Verdict.SKIPPED, "no metric to check" if mode == "as_golden" else
                            "no deterministic metric to check", overlap_total, resumed, tuple(verdicts))
-    cut = f" after step {after}" if after is not None else ""
-    text = (f"phase 2 matches phase 1 on {overlap_total} overlapping steps{cut} "
+    after_text = f" after step {after}" if after is not None else ""
+    text = (f"phase 2 matches phase 1 on {overlap_total} overlapping steps{after_text} "
             f"({', '.join(v.metric for v in judged)})")
     return ResumeCheck(Verdict.PASS, text, overlap_total, resumed, tuple(verdicts))
 
@@ -95,6 +89,12 @@ def resume_check(candidate: Side, policies: PolicySet, exact_regime: bool = Fals
 # Phase 1 stands as the golden of phase 2, and a run's values are at full precision (Megatron's
 # extraction marks them so since PR #7087): an exact resume check compares them raw.
 RUN_PRECISION = "full"
+
+
+def _on(steps: np.ndarray, series: MetricSeries) -> MetricSeries:
+    """The series' values on ``steps`` (steps it holds), at a run's full precision."""
+    return MetricSeries(series.name, steps, series.values[np.searchsorted(series.steps, steps)],
+                        precision=RUN_PRECISION)
 
 
 def _after(series: MetricSeries | None, step: int) -> MetricSeries | None:

@@ -12,17 +12,16 @@ One row of the mode table (``goldens.core.modes.MODES``): ``parse_band`` checks 
 """
 from __future__ import annotations
 
+import itertools
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..align import Aligned
-from ..result import StepStatus, full_precision
-from .common import CODE, Context, Outcome, counted_problems, pct_text, window_mask
-
-if TYPE_CHECKING:
-    from ..policy import MetricPolicy
+from ..precision import full_precision
+from ..result import StepStatus
+from .common import CODE, Context, Outcome, PolicyView, counted_problems, pct_text, window_mask
 
 
 def parse_band(raw: Any) -> dict[str, tuple]:
@@ -32,12 +31,13 @@ def parse_band(raw: Any) -> dict[str, tuple]:
     unknown = set(raw) - {"steps", "lower", "upper"}
     missing = {"steps", "lower", "upper"} - set(raw)
     if unknown or missing:
-        raise ValueError(f"expected exactly steps, lower, upper "
-                         f"({'unknown ' + repr(sorted(map(str, unknown))[0]) if unknown else 'missing ' + repr(sorted(missing)[0])})")
+        which = f"unknown {sorted(map(str, unknown))[0]!r}" if unknown else f"missing {sorted(missing)[0]!r}"
+        raise ValueError(f"expected exactly steps, lower, upper ({which})")
     steps = raw["steps"]
-    if not isinstance(steps, list) or not steps or not all(isinstance(s, int) and not isinstance(s, bool) for s in steps):
+    if not isinstance(steps, list) or not steps \
+            or not all(isinstance(s, int) and not isinstance(s, bool) for s in steps):
         raise ValueError("steps must be a non-empty list of integers")
-    if any(b <= a for a, b in zip(steps, steps[1:])):
+    if any(b <= a for a, b in itertools.pairwise(steps)):
         raise ValueError("steps must be strictly increasing")
     bounds = {}
     for side in ("lower", "upper"):
@@ -48,13 +48,13 @@ def parse_band(raw: Any) -> dict[str, tuple]:
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
                 raise ValueError(f"{side}[{i}] must be a finite number or null, got {v!r}")
         bounds[side] = tuple(None if v is None else float(v) for v in values)
-    for i, (lo, hi) in enumerate(zip(bounds["lower"], bounds["upper"])):
+    for i, (lo, hi) in enumerate(zip(bounds["lower"], bounds["upper"], strict=True)):  # both as long as steps
         if lo is not None and hi is not None and lo > hi:
             raise ValueError(f"at step {steps[i]} lower {lo!r} > upper {hi!r}")
     return {"steps": tuple(steps), **bounds}
 
 
-def describe_band(policy: MetricPolicy) -> str:
+def describe_band(policy: PolicyView) -> str:
     band = (policy.model_extra or {}).get("band") or {"steps": ()}
     steps = band["steps"]
     span = f"steps {steps[0]}..{steps[-1]}" if steps else "no steps"
@@ -77,9 +77,9 @@ def _on_grid(band: dict[str, tuple], steps: np.ndarray) -> tuple[np.ndarray, np.
     return lower, upper
 
 
-def evaluate_band(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcome:
+def evaluate_band(al: Aligned, policy: PolicyView, ctx: Context) -> Outcome:
     """Every aligned step the band covers: the run's value inside [lower, upper] (by direction)."""
-    lower, upper = _on_grid(policy.model_extra["band"], al.step)
+    lower, upper = _on_grid((policy.model_extra or {})["band"], al.step)  # a band policy has one (its parser's check)
     if policy.direction == "increase_is_bad":
         lower = np.full_like(lower, np.nan)
     elif policy.direction == "decrease_is_bad":

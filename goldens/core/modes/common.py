@@ -1,13 +1,14 @@
 """What every comparison mode shares: the engine's context, the outcome a mode returns, and the
 per-step helpers (the judged window, the statuses that do not depend on tolerance, thresholds).
 
-A mode's evaluator is ``(Aligned, MetricPolicy, Context) -> Outcome``; policies are only read
-(their type is imported for annotations alone), so this package never imports ``goldens.core.policy``.
+A mode's evaluator is ``(Aligned, PolicyView, Context) -> Outcome``. A mode only reads a policy:
+``PolicyView`` names what it reads, so the modes never import ``goldens.core.policy``, whose parser
+reads their table (``goldens.core.policy.schema.MetricPolicy`` is the one implementation).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -15,11 +16,41 @@ from ..align import Aligned
 from ..model import valued_span
 from ..result import STEP_STATUS_CODE, StepStatus
 
-if TYPE_CHECKING:
-    from ..policy import MetricPolicy
-
 CODE = {s: np.int8(STEP_STATUS_CODE[s]) for s in StepStatus}
 NOTHING_TO_JUDGE = "no golden values in the judged window"
+
+
+class PolicyView(Protocol):
+    """What a mode reads of one metric's policy (the keys are explained in ``goldens.core.policy.schema``)."""
+
+    @property
+    def mode(self) -> str: ...
+    @property
+    def rtol(self) -> float: ...
+    @property
+    def atol(self) -> float: ...
+    @property
+    def direction(self) -> str: ...
+    @property
+    def skip_warmup(self) -> int: ...
+    @property
+    def window(self) -> object: ...
+    @property
+    def reduce(self) -> str: ...
+    @property
+    def integer(self) -> bool: ...
+    @property
+    def on_missing(self) -> str: ...
+    @property
+    def on_nan(self) -> str: ...
+    @property
+    def on_empty(self) -> str: ...
+    @property
+    def model_extra(self) -> dict[str, Any] | None: ...  # the keys only one mode understands (band, fallback_steps)
+
+    def window_for(self, last_golden_step: int | None) -> tuple[int | None, int | None]: ...
+    def allowed_failing(self, total: int) -> int: ...
+    def too_many_failing(self, failing: int, total: int) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -49,7 +80,7 @@ class Outcome:
     judged: bool = True  # False: nothing to judge (no golden steps in the window)
 
 
-def window_mask(al: Aligned, policy: MetricPolicy, ctx: Context) -> np.ndarray:
+def window_mask(al: Aligned, policy: PolicyView, ctx: Context) -> np.ndarray:
     """The steps the policy judges: its window (picked by the golden's last step), after warm-up."""
     last = None
     if policy.window is not None:
@@ -110,7 +141,7 @@ def magnitude(delta: np.ndarray, direction: str) -> np.ndarray:
     return delta
 
 
-def threshold(golden: np.ndarray | float, policy: MetricPolicy, exact: bool) -> Any:
+def threshold(golden: np.ndarray | float, policy: PolicyView, exact: bool) -> Any:
     """max(atol, rtol·|golden|), floored for counts; zero in the exact regime."""
     if exact:
         return np.zeros_like(golden) if isinstance(golden, np.ndarray) else 0.0
@@ -124,7 +155,7 @@ def threshold(golden: np.ndarray | float, policy: MetricPolicy, exact: bool) -> 
     return np.floor(thr) if policy.integer else thr
 
 
-def counted_problems(status: np.ndarray, policy: MetricPolicy) -> np.ndarray:
+def counted_problems(status: np.ndarray, policy: PolicyView) -> np.ndarray:
     """Per-step bool: missing/NaN steps that count as failing under on_missing / on_nan."""
     bad = np.zeros(status.shape, dtype=bool)
     if policy.on_missing == "fail":

@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 Evaluator = Callable[[Any, Any, str, Mapping[str, Any]], "Checked"]
 
 
@@ -92,7 +94,7 @@ def _equal(golden: Any, run: Any, name: str, params: Mapping[str, Any]) -> Check
     if g == a:
         return Checked(None)
     if isinstance(g, list) and isinstance(a, list):
-        at = next((i for i, (x, y) in enumerate(zip(g, a)) if x != y), min(len(g), len(a)))
+        at = next((i for i, (x, y) in enumerate(zip(g, a, strict=False)) if x != y), min(len(g), len(a)))
         if at < min(len(g), len(a)):
             return Checked(f"differs at index {at}: golden {g[at]!r}, run {a[at]!r}")
         return Checked(f"length {len(a)} where the golden has {len(g)}")
@@ -105,9 +107,10 @@ def _close_each(golden: Any, run: Any, name: str, params: Mapping[str, Any]) -> 
     g, a = golden[name], _field(run, name)
     if len(g) != len(a):
         return Checked(f"length {len(a)} where the golden has {len(g)}")
-    for i, (x, y) in enumerate(zip(g, a)):
+    for i, (x, y) in enumerate(zip(g, a, strict=True)):
         if not math.isclose(x, y, rel_tol=params["rel_tol"], abs_tol=params["abs_tol"]):
-            return Checked(f"differs at index {i}: golden {x!r}, run {y!r} (|Δ| {abs(y - x):.3g} > {params['abs_tol']:g})")
+            return Checked(f"differs at index {i}: golden {x!r}, run {y!r} "
+                           f"(|Δ| {abs(y - x):.3g} > {params['abs_tol']:g})")
     return Checked(None)
 
 
@@ -127,8 +130,6 @@ def _common_prefix(golden: Any, run: Any, name: str, params: Mapping[str, Any]) 
 @_guarded
 def _sorted_rows_at(golden: Any, run: Any, name: str, params: Mapping[str, Any]) -> Checked:
     """The run's rows at the golden's token indices, each row sorted, equal to the golden's (MoE routing)."""
-    import numpy as np
-
     indices = golden.get(params["index_field"])
     current = np.array(_field(run, name))
     if indices is None:
@@ -215,6 +216,8 @@ def _text(value: Any) -> str:
     return value
 
 
+_DROPPED = {"always": "after the first value", "if_several": "first value dropped when several"}  # drop_first: its text
+
 INFERENCE_CHECKS: Mapping[str, InferenceCheck] = {check.name: check for check in (
     InferenceCheck("equal", "request", _equal, describe=lambda p: "equal, request by request"),
     InferenceCheck("close_each", "request", _close_each, {"abs_tol": _number, "rel_tol": _number},
@@ -225,9 +228,9 @@ INFERENCE_CHECKS: Mapping[str, InferenceCheck] = {check.name: check for check in
     InferenceCheck("sorted_rows_at", "request", _sorted_rows_at, {"index_field": _text},
                    lambda p: f"rows sorted and equal at the golden's {p['index_field']}, request by request"),
     InferenceCheck("median_band", "run", _median_band,
-                   {"low": _number, "high": _number, "high_open": _flag, "drop_first": _choice("always", "if_several"),
+                   {"low": _number, "high": _number, "high_open": _flag, "drop_first": _choice(*_DROPPED),
                     "golden_positive": _flag, "nan_passes": _flag},
-                   lambda p: f"median ({'after the first value' if p['drop_first'] == 'always' else 'first value dropped when several'})"
-                             f" within [{p['low']:g}, {p['high']:g}{')' if p['high_open'] else ']'} × the golden's"),
+                   lambda p: f"median ({_DROPPED[p['drop_first']]}) within [{p['low']:g}, {p['high']:g}"
+                             f"{')' if p['high_open'] else ']'} × the golden's"),
     InferenceCheck("refused", "run", _refused, {"why": _text}, lambda p: f"fails when listed: {p['why']}"),
 )}

@@ -2,17 +2,17 @@
 as integers and held against the allowance by its rule (honestly, or as Megatron's test does)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from ..align import Aligned
-from ..result import StepStatus, full_precision
+from ..precision import full_precision
+from ..result import StepStatus
 from .common import (
     CODE,
     NOTHING_TO_JUDGE,
     Context,
     Outcome,
+    PolicyView,
     base_status,
     counted_problems,
     magnitude,
@@ -21,11 +21,8 @@ from .common import (
     window_mask,
 )
 
-if TYPE_CHECKING:
-    from ..policy import MetricPolicy
 
-
-def evaluate_per_step(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcome:
+def evaluate_per_step(al: Aligned, policy: PolicyView, ctx: Context) -> Outcome:
     """exact / approx: every judged step against the threshold, the failing ones against the allowance."""
     exact = policy.mode == "exact"
     in_window = window_mask(al, policy, ctx)

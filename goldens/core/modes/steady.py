@@ -9,16 +9,14 @@ pass while the median holds and more fail. Then ``isclose`` of the two medians.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..align import Aligned
-from ..result import StepStatus, derived_precision
-from .common import CODE, NOTHING_TO_JUDGE, Context, Outcome, base_status, deviation, pct_text, threshold
-
-if TYPE_CHECKING:
-    from ..policy import MetricPolicy
+from ..precision import derived_precision
+from ..result import StepStatus
+from .common import CODE, NOTHING_TO_JUDGE, Context, Outcome, PolicyView, base_status, deviation, pct_text, threshold
 
 
 def parse_fallback_steps(value: Any) -> int:
@@ -27,15 +25,15 @@ def parse_fallback_steps(value: Any) -> int:
     return value
 
 
-def describe_steady(policy: MetricPolicy) -> str:
+def describe_steady(policy: PolicyView) -> str:
     side = {"both": "|Δ|", "increase_is_bad": "Δ", "decrease_is_bad": "-Δ"}[policy.direction]
-    fallback = getattr(policy, "fallback_steps", 0)
+    fallback = (policy.model_extra or {}).get("fallback_steps", 0)
     extra = f", else the first {fallback} finite golden steps from its start" if fallback else ""
     return (f"steady_median: median of the window (picked by the golden's last finite step{extra}; a missing "
             f"run step counts as +inf): {side} <= {policy.rtol:g}·|golden|")
 
 
-def evaluate_steady(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcome:
+def evaluate_steady(al: Aligned, policy: PolicyView, ctx: Context) -> Outcome:
     """The two medians of the steady window, compared like numpy.isclose."""
     finite = al.golden_row & np.isfinite(al.golden)
     finite_steps = al.step[finite]
@@ -48,7 +46,7 @@ def evaluate_steady(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcome:
     if hi is not None:
         in_window &= al.step <= hi
     if not in_window.any():
-        fallback = getattr(policy, "fallback_steps", 0)
+        fallback = (policy.model_extra or {}).get("fallback_steps", 0)
         later = np.flatnonzero(finite & (al.step >= lo if lo is not None else True))[:fallback]
         in_window = np.zeros(al.step.shape, dtype=bool)
         in_window[later] = True
@@ -74,7 +72,7 @@ def evaluate_steady(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcome:
     return Outcome(not ok, status, 0 if ok else 1, 0, total, None, golden, actual, text)
 
 
-def _nothing(al: Aligned, policy: MetricPolicy, why: str) -> Outcome:
+def _nothing(al: Aligned, policy: PolicyView, why: str) -> Outcome:
     status, _ = base_status(al, np.zeros(al.step.shape, dtype=bool))
     if policy.on_empty == "fail":
         return Outcome(True, status, 1, 0, 0, None, None, None, f"{why} (on_empty: fail)")

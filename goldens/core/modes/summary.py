@@ -3,17 +3,18 @@ two numbers — step time and memory, where single steps are noise and the level
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..align import Aligned
-from ..result import StepStatus, derived_precision, full_precision
+from ..precision import derived_precision, full_precision
+from ..result import StepStatus
 from .common import (
     CODE,
     NOTHING_TO_JUDGE,
     Context,
     Outcome,
+    PolicyView,
     base_status,
     counted_problems,
     deviation,
@@ -22,17 +23,13 @@ from .common import (
     window_mask,
 )
 
-if TYPE_CHECKING:
-    from ..policy import MetricPolicy
-
-
 REDUCERS: dict[str, Callable[[np.ndarray], float]] = {
     "median": lambda v: float(np.median(v)), "mean": lambda v: float(np.mean(v)),
     "max": lambda v: float(np.max(v)), "min": lambda v: float(np.min(v)), "last": lambda v: float(v[-1]),
 }
 
 
-def evaluate_summary(al: Aligned, policy: MetricPolicy, ctx: Context) -> Outcome:
+def evaluate_summary(al: Aligned, policy: PolicyView, ctx: Context) -> Outcome:
     """summary: reduce each side over the window (on the golden's grid), compare the two numbers."""
     window = window_mask(al, policy, ctx)
     # The run's steps the golden lacks never count; they keep their own status (extra), not

@@ -9,13 +9,13 @@ pandas) is imported only when the recorded arguments differ: equal ones need no 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .model import MetricSeries, valued_span
-from .result import ArgChange, GridChange, StructuralDrift
+import numpy as np
 
-if TYPE_CHECKING:
-    from .compare.sides import Side
+from ..model import MetricSeries, valued_span
+from ..result import ArgChange, GridChange, StructuralDrift
+from .sides import Side
 
 _CHANGE_NAMES = {
     "values_changed": "changed", "type_changes": "type_changed",
@@ -35,8 +35,6 @@ def grid_of(series: MetricSeries) -> dict[str, Any]:
     span stays counted: it is a value (the comparison reports it), not a change of grid.
     The interval is the header's (Megatron's 1, 5, 10, … has gcd 1), else the steps' gcd.
     """
-    import numpy as np
-
     steps = series.steps[valued_span(series.values)]
     interval = series.step_interval
     if interval is None and steps.size > 1:
@@ -111,8 +109,8 @@ def structural_drift(reference: Side, candidate: Side) -> StructuralDrift:
         notes.append(f"the reference has no {p}")
     args_compared = reference.model_args is not None and candidate.model_args is not None
     changes: tuple[ArgChange, ...] = ()
-    if args_compared:
-        changes = arg_changes(reference.model_args, candidate.model_args)  # type: ignore[arg-type]
+    if reference.model_args is not None and candidate.model_args is not None:
+        changes = arg_changes(reference.model_args, candidate.model_args)
     else:
         missing = [label for label, side in (("reference", reference), ("candidate", candidate))
                    if side.model_args is None]

@@ -1,18 +1,8 @@
-"""Tolerance policies as data: one policy per metric, defaults by metric kind, named presets.
-
-A policy says how one metric is judged; it never lives in code as ``if name == ...``. It comes
-from data in this order (later wins, stated once here):
-
-1. the preset — ``default`` or ``megatron`` (or a policy file's ``preset:`` key);
-2. the case's ``case.yaml`` ``metrics:`` section;
-3. a policy file given on the command line (``--policy FILE``), its ``metrics:``/``kinds:``.
-
-For one metric the first match wins: an entry under ``metrics:`` by exact name, then the first
-kind whose glob patterns match the name (case-insensitive), then the preset's ``fallback``
-(none in ``megatron``: Megatron judges only the metrics it has thresholds for).
-
-A ``metrics:`` entry that names a ``mode`` replaces the kind's policy; one that does not
-adjusts it (``lm loss: {rtol: 0.02}`` keeps everything else of the ``loss`` kind).
+"""The policy language: how one metric is judged (``MetricPolicy``), metric kinds, the policy set of
+one comparison (``PolicySet``), and their parsing with precise errors (``parse_metric_policy``,
+``parse_kinds``, ``parse_inference_rules``). Which keys a mode may add, and how it reads them, is the
+mode table's (``goldens.core.modes.MODES``); the precedence of presets, case and policy files is
+``goldens.core.policy``'s.
 
 Policy keys (``MetricPolicy``)::
 
@@ -49,16 +39,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import PolicyError
-from .modes import MODES
-
-if TYPE_CHECKING:
-    from .megatron import Detection, MegatronCase
-    from .modes.inference import InferenceRules
+from ..errors import PolicyError
+from ..modes import MODES
+from ..modes.inference import INFERENCE_CHECKS, InferenceRule, InferenceRules
 
 Direction = Literal["both", "increase_is_bad", "decrease_is_bad"]
 Reduce = Literal["none", "median", "mean", "max", "min", "last"]
@@ -196,12 +183,12 @@ class MetricPolicy(BaseModel):
         if self.window is None:
             return (None, None)
         if isinstance(self.window[0], WindowRule):
-            for rule in self.window:  # type: ignore[union-attr]
+            for rule in self.window:
                 if rule.max_last_step is None or (last_golden_step is not None
                                                   and last_golden_step <= rule.max_last_step):
                     return rule.steps
             return (None, None)
-        return self.window  # type: ignore[return-value]
+        return self.window
 
     def params(self) -> dict[str, Any]:
         """JSON-safe parameters for the result's ``Rule``."""
@@ -231,9 +218,9 @@ class MetricPolicy(BaseModel):
         if self.window is not None and isinstance(self.window[0], WindowRule):
             extras.append("window " + "; ".join(
                 _window_text(r.steps) + (f" if last step <= {r.max_last_step}" if r.max_last_step is not None else "")
-                for r in self.window))  # type: ignore[union-attr]
+                for r in self.window))
         elif self.window is not None:
-            extras.append("window " + _window_text(self.window))  # type: ignore[arg-type]
+            extras.append("window " + _window_text(self.window))
         if self.skip_warmup:
             extras.append(f"skip first {self.skip_warmup} steps")
         if spec is None or spec.per_step:
@@ -305,6 +292,9 @@ def parse_metric_policy(raw: Any, where: str, base: MetricPolicy | None = None) 
             extras[key] = spec.extra_keys[key](value)
         except (ValueError, TypeError) as exc:
             raise PolicyError(f"{where}: key {key!r}: {exc}") from None
+    for key in spec.required_keys:
+        if key not in extras:
+            raise PolicyError(f"{where}: key {key!r}: mode {mode!r} needs it")
     try:
         policy = MetricPolicy.model_validate({**merged, **extras})
     except ValidationError as exc:
@@ -464,129 +454,9 @@ def parse_kinds(raw: Any, where: str, base: PolicySet | None = None) -> tuple[Ki
     return tuple(kinds)
 
 
-# ---------------------------------------------------------------- presets (data)
-
-# Defaults by metric kind, with the reasons in ../shared/DESIGN.md ("Tolerance policy").
-DEFAULT_PRESET: dict[str, Any] = {
-    "kinds": [
-        # Loss: bit-exact on the same environment; otherwise Megatron's 5 % per-step backstop.
-        # The result always carries the signed mean relative diff, which shows drift long before 5 %.
-        {"kind": "loss", "match": ["*loss*"],
-         "policy": {"mode": "approx", "rtol": 0.05, "deterministic": True}},
-        # Count of zeros in gradients: integer; |x-g| <= max(0.20*|g|, 1) across environments.
-        {"kind": "count", "match": ["num-zeros", "*num-zeros*", "*num_zeros*"],
-         "policy": {"mode": "approx", "rtol": 0.20, "atol": 1, "integer": True, "deterministic": True}},
-        # Step time: never per step; median of a steady window after warm-up; slower is bad;
-        # only meaningful on the same platform.
-        {"kind": "iteration-time", "match": ["iteration-time", "*iteration-time*", "*iteration_time*",
-                                             "*iter-time*", "*step-time*", "*step_time*"],
-         "policy": {"mode": "summary", "reduce": "median", "skip_warmup": 2, "rtol": 0.10,
-                    "direction": "increase_is_bad", "only_on_same_platform": True}},
-        # Memory (GPU allocator and CPU process RSS): peak over steps >= 2, growth is bad.
-        {"kind": "memory", "match": ["mem-*", "*memory*", "*-bytes", "*_bytes", "*rss*"],
-         "policy": {"mode": "summary", "reduce": "max", "skip_warmup": 1, "rtol": 0.05,
-                    "direction": "increase_is_bad"}},
-    ],
-    # Any other metric (grad norm, learning rate, ...): bit-exact on the same environment,
-    # else 5 % per step like the loss.
-    "fallback": {"mode": "approx", "rtol": 0.05, "deterministic": True},
-    "resume": "exact",
-}
-
-# Megatron-LM's functional-test rules at NVIDIA/Megatron-LM d98e8a64, reproduced as data (sources:
-# tests/functional_tests/python_test_utils/, run_ci_test.sh; notes in docs/megatron.md):
-#  - test_pretraining_regular_pipeline.py CHECK_THRESHOLDS, name by name: the losses, num-zeros,
-#    generated_tokens and logprobs have a DeterministicTest (np.isclose with rtol = atol = 0 on every
-#    step: ``deterministic`` here, applied in the exact regime) and an ApproximateTest; iteration-time
-#    and the two memory metrics only the ApproximateTest. A metric without a threshold is not judged
-#    (listed in METRICS, Megatron's test raises KeyError: a required metric without a rule fails).
-#  - common.py pipeline(): the run's values on the golden's steps (a missing step is "nan"; every
-#    string reads as inf, so "nan" matches "nan"); T = the golden's steps; np.isclose(actual,
-#    golden, rtol, atol=0); all must pass when T == 1, else mean(is_close) >= 1 - A/T with
-#    A = min(max(T // 100, 1), 50), float quirk included (``rule: megatron``); an empty golden fails.
-#  - iteration-time: the median over the steady window steps 5..20 when the golden's last finite
-#    step is <= 25, else 30..45; no finite golden step there: its first 4 finite steps from the
-#    window's start; a missing run value enters the median as inf (mode ``steady_median``).
-#  - Which metrics are judged: METRICS of the case's model_config.yaml, default lm loss and
-#    num-zeros (``with_megatron_case``); without a Megatron case the default ones, the rest
-#    reported only. The regime: ENV_VARS (a Megatron case), else fingerprints (or --exact/--approx).
-#  - test_inference_regular_pipeline.py: the ``inference`` section.
-_MEGATRON_ALLOWANCE = {"fraction": 0.01, "at_least": 1, "at_most": 50, "rule": "megatron"}
-_EXACT_AND_APPROX = {"mode": "approx", "rtol": 0.05, "deterministic": True, "max_failing_steps": _MEGATRON_ALLOWANCE,
-                     "on_empty": "fail"}
-_APPROX_ONLY = {"mode": "approx", "rtol": 0.05, "max_failing_steps": _MEGATRON_ALLOWANCE, "on_empty": "fail",
-                "report_only": True}
-MEGATRON_PRESET: dict[str, Any] = {
-    "metrics": {
-        "iteration-time": {"mode": "steady_median", "rtol": 0.05, "fallback_steps": 4, "on_empty": "fail",
-                           "report_only": True,
-                           "window": [{"max_last_step": 25, "steps": [5, 20]}, {"steps": [30, 45]}]},
-        "mem-allocated-bytes": _APPROX_ONLY,
-        "mem-max-allocated-bytes": _APPROX_ONLY,
-        "lm loss": _EXACT_AND_APPROX,
-        "mtp_1 loss": {**_EXACT_AND_APPROX, "report_only": True},
-        "mtp_2 loss": {**_EXACT_AND_APPROX, "report_only": True},
-        "num-zeros": {**_EXACT_AND_APPROX, "rtol": 0.20},
-        "generated_tokens": {**_EXACT_AND_APPROX, "report_only": True},
-        "logprobs": {**_EXACT_AND_APPROX, "report_only": True},
-        "total loss": {**_EXACT_AND_APPROX, "report_only": True},
-    },
-    "kinds": [],
-    "fallback": None,
-    "resume": "exact",
-    "follows_model_config": True,
-}
-
-# test_inference_regular_pipeline.py, check by check. Top-level keys that are not request ids; a
-# run-scoped field is checked when the golden has it and METRICS lists it, a request-scoped one for
-# each request whose golden record has it; a request no listed field applies to fails ("No test
-# performed"). Listing lifetime_prefill_token_count fails: the test calls list.pop(str) on METRICS.
-INFERENCE_RULES: dict[str, Any] = {
-    "run_level": ["throughput", "lifetime_prefill_token_count", "async_sched_step_count",
-                  "async_sched_compaction_step_count", "mem-max-allocated-bytes"],
-    "fields": {
-        "generated_tokens": {"check": "equal"},
-        "logprobs": {"check": "close_each", "abs_tol": 0.001, "rel_tol": 1e-9},
-        "generated_text": {"check": "common_prefix"},
-        "routing_indices": {"check": "sorted_rows_at", "index_field": "routing_indices_token_indices"},
-        "throughput": {"check": "median_band", "low": 0.9, "high": 1.2, "high_open": True, "drop_first": "always",
-                       "golden_positive": False, "nan_passes": False},
-        "mem-max-allocated-bytes": {"check": "median_band", "low": 0.95, "high": 1.05, "high_open": False,
-                                    "drop_first": "if_several", "golden_positive": True, "nan_passes": True},
-        "lifetime_prefill_token_count": {"check": "refused",
-                                         "why": "Megatron's test calls list.pop(str) on METRICS (TypeError)"},
-    },
-}
-MEGATRON_PRESET["inference"] = INFERENCE_RULES
-DEFAULT_PRESET["inference"] = INFERENCE_RULES  # the only inference rules there are: Megatron's
-
-PRESETS: dict[str, Mapping[str, Any]] = {"default": DEFAULT_PRESET, "megatron": MEGATRON_PRESET}
-_PARSED: dict[str, PolicySet] = {}
-
-
-def preset(name: str) -> PolicySet:
-    """A named preset as a PolicySet (parsed once per process: a bulk run asks for it per case)."""
-    if name not in PRESETS:
-        raise PolicyError(f"unknown policy preset {name!r} (known: {', '.join(PRESETS)})")
-    if name not in _PARSED:
-        doc = PRESETS[name]
-        where = f"preset {name!r}"
-        fallback = doc.get("fallback")
-        base = PolicySet(name=name, kinds=parse_kinds(doc.get("kinds", []), f"{where}: kinds"),
-                         fallback=None if fallback is None else parse_metric_policy(fallback, f"{where}: fallback"),
-                         resume=doc.get("resume", "exact"), follows_model_config=bool(doc.get("follows_model_config")),
-                         inference=None if doc.get("inference") is None
-                         else parse_inference_rules(doc["inference"], f"{where}: inference"))
-        # the preset's own entries are credited to the preset (by its name), not to a file
-        _PARSED[name] = replace(base.with_document({"metrics": doc.get("metrics")}, where), sources={}) \
-            if doc.get("metrics") else base
-    return _PARSED[name]
-
 
 def parse_inference_rules(raw: Any, where: str) -> InferenceRules:
     """An ``inference`` section: ``run_level`` keys and ``fields: {name: {check, params…}}``."""
-    from .modes.inference import INFERENCE_CHECKS, InferenceRule, InferenceRules
-
     if not isinstance(raw, Mapping) or set(raw) - {"run_level", "fields"}:
         raise PolicyError(f"{where}: expected a mapping with run_level and fields")
     run_level = raw.get("run_level") or []
@@ -610,89 +480,3 @@ def parse_inference_rules(raw: Any, where: str) -> InferenceRules:
                               f"fields")
         fields[name] = InferenceRule(spec.name, params)
     return InferenceRules(tuple(run_level), fields)
-
-
-def with_megatron_case(policies: PolicySet, case: MegatronCase) -> PolicySet:
-    """A policy set that follows model_config.yaml, applied to one Megatron case as its CI applies it:
-    the METRICS are judged and required (a listed metric missing from the golden or the run fails; one
-    without a threshold fails, as Megatron's KeyError), the others reported only; the regime comes
-    from ENV_VARS; the resume check runs for the resume test types, on the steps after
-    train_iters // 2, with the golden's rules; the golden's ``_2nd`` file is not compared (Megatron's
-    CI never reads it); a test type Megatron runs no check for compares nothing."""
-    if not policies.follows_model_config:
-        return policies
-    key = (id(policies), id(case))
-    hit = _OVERLAID.get(key)
-    if hit is None or hit[0] is not policies or hit[1] is not case:
-        if len(_OVERLAID) > 1024:
-            _OVERLAID.clear()
-        hit = _OVERLAID[key] = (policies, case, _overlaid(policies, case))  # once per case in a bulk run
-    return hit[2]
-
-
-_OVERLAID: dict[tuple[int, int], tuple[PolicySet, MegatronCase, PolicySet]] = {}
-_GENERATIONS: dict[tuple[int, str], PolicySet] = {}
-
-
-def with_generation(policies: PolicySet, detection: Detection) -> PolicySet:
-    """The megatron preset as the tree's generation of Megatron's conventions judges (its row's
-    rounding on every metric); made once per preset and row."""
-    row = detection.generation
-    key = (id(policies), row.name)
-    hit = _GENERATIONS.get(key)
-    if hit is None:
-        update = row.rounding()
-        metrics = {name: p.model_copy(update=update) for name, p in policies.metrics.items()} if update \
-            else dict(policies.metrics)
-        hit = _GENERATIONS[key] = replace(policies, metrics=metrics)
-    return hit
-
-
-def _overlaid(policies: PolicySet, case: MegatronCase) -> PolicySet:
-    from .errors import GoldenError
-    from .megatron import INFERENCE, REGULAR, RESUME
-
-    if case.unsupported:
-        raise GoldenError(case.unsupported)
-    listed = {m for m in case.metrics if isinstance(m, str)}
-    metrics = {name: p if p.report_only == (name not in listed) else p.model_copy(update={"report_only": name not in listed})
-               for name, p in policies.metrics.items()}
-    resume = RESUME in case.pipelines
-    if resume and case.train_iters is None:
-        raise GoldenError(f"{case.config}: MODEL_ARGS --train-iters is not a whole number (Megatron's resume test "
-                          "cannot run)")
-    return replace(
-        policies, metrics=metrics, required=tuple(str(m) for m in case.metrics) if REGULAR in case.pipelines else (),
-        required_origin=case.metrics_origin, regime=CaseRegime(not case.allow_nondeterministic, case.regime_origin),
-        golden_phases=(1,) if REGULAR in case.pipelines or INFERENCE in case.pipelines else (),
-        resume="as_golden" if resume else "none", resume_after=case.train_iters // 2 if resume else None,
-        resume_required=resume,
-        inference_checked=tuple(str(m) for m in case.metrics) if INFERENCE in case.pipelines else None,
-        choices=case.choices)
-
-
-def build_policies(*, preset_name: str | None = None, case_metrics: Any = None, case_source: str = "case.yaml",
-                   document: Mapping[str, Any] | None = None, document_source: str = "policy file",
-                   megatron_case: MegatronCase | None = None, base: PolicySet | None = None,
-                   generation: Detection | None = None) -> PolicySet:
-    """Compose the policies for one comparison (precedence: preset < its Megatron generation's row (a
-    preset that follows model_config.yaml) < model_config.yaml < case.yaml < policy file).
-
-    ``preset_name`` wins over the document's ``preset:`` key only when given explicitly; ``base``, a
-    policy set built in Python, stands where the preset would.
-    """
-    name = preset_name or (document or {}).get("preset") or "default"
-    if not isinstance(name, str):
-        raise PolicyError(f"{document_source}: key 'preset': expected a name, got {name!r}")
-    policies = base if base is not None else preset(name)
-    if generation is not None and policies.follows_model_config:
-        policies = with_generation(policies, generation)
-    if megatron_case is not None:
-        policies = with_megatron_case(policies, megatron_case)
-    if generation is not None and policies.follows_model_config:
-        policies = replace(policies, choices=(*policies.choices, generation.line))
-    if case_metrics is not None:
-        policies = policies.with_document({"metrics": case_metrics}, case_source)
-    if document is not None:
-        policies = policies.with_document({k: v for k, v in document.items() if k != "preset"}, document_source)
-    return policies
