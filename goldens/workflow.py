@@ -16,6 +16,7 @@ and ``golden diff`` need numpy only, and the CLI imports this module inside its 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -407,6 +408,55 @@ class BulkJudgement:
     @property
     def notes(self) -> tuple[str, ...]:
         return tuple(note for j in self.judgements for note in j.notes)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts; ``preexisting``: how often each check failed on the committed goldens themselves (the
+        tree's own defects, apart from regressions)."""
+        results = self.results
+        counts = Counter(check for r in results for check in r.preexisting)
+        return {"targets": len(self.judgements), "passed": sum(r.passed for r in results),
+                "failed": sum(not r.passed for r in results), "regressions": sum(r.regression for r in results),
+                "findings": len(self.findings), "preexisting": dict(sorted(counts.items()))}
+
+    def summary_line(self) -> str:
+        """``PASS: 3 passed, 0 failed, 0 finding(s)``, with the failures only on pre-existing defects apart."""
+        s = self.summary()
+        line = f"{'PASS' if self.passed else 'FAIL'}: {s['passed']} passed, {s['failed']} failed"
+        if s["failed"] != s["regressions"]:
+            only_preexisting = s["failed"] - s["regressions"]
+            line += f" ({s['regressions']} regression(s), {only_preexisting} only on pre-existing defects)"
+        return line + f", {s['findings']} finding(s)"
+
+    def preexisting_lines(self) -> list[str]:
+        """The tree audit: each check that fails on the committed goldens themselves, with its count."""
+        return [f"pre-existing in the committed goldens: {check} fails in {n} target(s)"
+                for check, n in self.summary()["preexisting"].items()]
+
+    def rows(self) -> list[tuple[str, str, str, str]]:
+        """(case, target, verdict, why) per judged target, failures first (regressions before failures only
+        on pre-existing defects), then per finding (its kind as the verdict)."""
+        rows = []
+        for r in sorted(self.results, key=lambda r: (r.passed, not r.regression)):
+            failing = [f"{'resume ' if m.phase == 2 and r.resume and m in r.resume.metrics else ''}{m.metric}"
+                       for m in r.failures()]
+            why = ("failing: " + ", ".join(failing)) if failing else (r.resume.explanation if r.resume is not None
+                                                                       and not r.resume.passed else "")
+            verdict = PASS_VERDICT if r.passed else FAIL_VERDICT if r.regression else PREEXISTING_VERDICT
+            rows.append((r.case or "—", f"{r.env}/{r.platform}", verdict, why))
+        for f in self.findings:
+            rows.append((f.case or f.path, "/".join(x for x in (f.env, f.platform) if x) or "—", f.kind, f.message))
+        return rows
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``golden judge --format json`` document: verdict, summary, every result (without its steps)
+        and every finding."""
+        return {"schema": JUDGE_SCHEMA, "passed": self.passed, "summary": self.summary(),
+                "results": [r.to_json(steps=False) for r in self.results],
+                "findings": [f.to_json() for f in self.findings]}
+
+
+JUDGE_SCHEMA = "golden.judge/1"
+PASS_VERDICT, FAIL_VERDICT, PREEXISTING_VERDICT = "pass", "fail", "fail (pre-existing)"  # a target's, in rows()
 
 
 def audit_tree(store_root: Path, *, generation: str | None = None) -> dict[str, list[str]]:
