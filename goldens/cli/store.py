@@ -7,18 +7,19 @@ or ``--json``.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..core.errors import EXIT_DIFFERENCE, EXIT_INPUT, EXIT_PASS
+from ..core.errors import EXIT_DIFFERENCE, EXIT_PASS
 from .common import echo_json, fail, handles_errors, say
 from .options import AllowCiOpt, ApproverOpt, DialectOpt, GenerationOpt, JsonOpt, StoreOpt, open_store, store_line
 
 if TYPE_CHECKING:
     from ..core.model import GoldenSet
-    from ..store import GoldenStore, Problem, Version
+    from ..store import Problem, Version
 
 
 # ---------------------------------------------------------------- validate
@@ -138,13 +139,7 @@ def _lint_changed(paths: list[Path], base: str | None, generation: str | None, a
 
 # ---------------------------------------------------------------- show
 
-def _selected(goldens: dict, env: str | None, platform: str | None, phase: int | None) -> dict:
-    return {k: g for k, g in goldens.items()
-            if (env is None or k.env == env) and (platform is None or k.platform == platform)
-            and (phase is None or k.phase == phase)}
-
-
-def _table(golden: GoldenSet, names: list[str]) -> list[str]:
+def _table(golden: GoldenSet, names: Sequence[str]) -> list[str]:
     """Rows of step | metric… with every value as ``repr`` (shortest text that reads back exactly)."""
     import numpy as np
 
@@ -152,29 +147,11 @@ def _table(golden: GoldenSet, names: list[str]) -> list[str]:
     steps = np.unique(np.concatenate([s.steps for s in series])) if series else np.empty(0, np.int64)
     columns = [["step", *map(str, steps.tolist())]]
     for s in series:
-        by_step = dict(zip(s.steps.tolist(), s.values.tolist()))
+        by_step = dict(zip(s.steps.tolist(), s.values.tolist(), strict=True))
         columns.append([s.name, *(repr(by_step[t]) if t in by_step else "" for t in steps.tolist())])
     widths = [max(map(len, col)) for col in columns]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in zip(*columns)]
-
-
-def _origin(golden_store: GoldenStore, case: str, version: str | None) -> str:
-    versions = golden_store.history(case)
-    if version is None:
-        return (f"current files (latest version {versions[-1].label})" if versions
-                else "current files (no history yet)")
-    found = [v for v in versions if v.ref == version or (v.commit and v.commit.startswith(version))]
-    if not found and golden_store.backend_name == "git":
-        commit = golden_store.backend.resolve(version)
-        found = [v for v in versions if v.commit == commit]
-        return f"{version} ({commit[:12]})" + (f": {_who(found[-1])}" if found else "")
-    return f"{version}: {_who(found[-1])}" if found else version
-
-
-def _who(version: Version) -> str:
-    if not version.attributed:
-        return f"unattributed (committed by {version.author} at {version.time})"
-    return f"{version.action} by {version.approver} at {version.time}"
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            for row in zip(*columns, strict=True)]
 
 
 @handles_errors
@@ -193,55 +170,27 @@ def show(
     """Print a case's golden series at full precision (current files, or CASE@REF from the history).
 
     A file that cannot be read (an empty or {} golden) is named with the reason; the others are shown."""
-    from ..core.errors import GoldenError
-    from ..files.formats import metric_to_json
-    from ..store import parse_case_ref
+    from ..workflow import show_case
 
-    case, version = parse_case_ref(ref)
-    golden_store = open_store(store)
-    case = golden_store.resolve(case)
-    found = golden_store.goldens(case, version)
-    origin = _origin(golden_store, case, version)
-    chosen = _selected(found, env, platform, phase)
-    if not chosen:
-        have = ", ".join(k.filename() for k in found) or "none"
-        raise fail(f"{ref}: no golden matches the filters (has: {have})", EXIT_INPUT)
-    readable = {k: g for k, g in chosen.items() if not isinstance(g, GoldenError)}
-    broken = {k: g for k, g in chosen.items() if isinstance(g, GoldenError)}
-    if metric:
-        unknown = [m for m in metric if not any(m in g.metrics or m in g.scalars for g in readable.values())]
-        if unknown:
-            raise fail(f"{ref}: no metric {unknown[0]!r} in the selected goldens", EXIT_INPUT)
-    fingerprints = {k.filename(): golden_store.fingerprint_of(k) if version is None else
-                    (w.fingerprint if (w := golden_store.writer_of(k, upto=version)) else None) for k in readable}
-    shown = []
-    for key, golden in readable.items():
-        names = [n for n in golden.metrics if not metric or n in metric]
-        scalars = {n: v for n, v in golden.scalars.items() if not metric or n in metric}
-        shown.append((key, golden, names, scalars))
+    view = show_case(open_store(store), ref, env=env, platform=platform, metrics=metric or (), phase=phase)
     if as_json:
-        echo_json({"case": case, "version": version, "origin": origin, "goldens": [
-            {"file": key.filename(), "env": key.env, "platform": key.platform, "phase": key.phase,
-             "fingerprint": fingerprints.get(key.filename()),
-             "metrics": {n: metric_to_json(golden.metrics[n]) for n in names},
-             "scalars": {n: (v if v == v and abs(v) != float("inf") else repr(v)) for n, v in scalars.items()}}
-            for key, golden, names, scalars in shown],
-            "unreadable": [{"file": k.filename(), "error": str(e)} for k, e in broken.items()]})
+        echo_json(view.to_json())
         return
-    say(f"{case} — {origin}")
-    for key, error in broken.items():
+    say(f"{view.case} — {view.origin}")
+    for key, error in view.unreadable.items():
         say(f"{key.filename()}: unreadable: {getattr(error, 'reason', error)}")
-    for key, golden, names, scalars in shown:
+    for shown in view.goldens:
+        key = shown.key
         say("")
         say(f"{key.filename()}  (env {key.env}, platform {key.platform}, phase {key.phase}; "
-                   f"fingerprint {fingerprints.get(key.filename()) or '-'})")
-        for name in names:
-            s = golden.metrics[name]
+            f"fingerprint {shown.fingerprint or '-'})")
+        for name in shown.names:
+            s = shown.golden.metrics[name]
             say(f"  {name}: {len(s)} steps, start_step {s.start_step}, end_step {s.end_step}, "
-                       f"step_interval {s.step_interval}")
-        for line in _table(golden, names) if names else ():
+                f"step_interval {s.step_interval}")
+        for line in _table(shown.golden, shown.names) if shown.names else ():
             say(f"  {line}")
-        for name, value in scalars.items():
+        for name, value in shown.scalars.items():
             say(f"  {name} = {value!r}")
 
 
