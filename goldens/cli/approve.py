@@ -29,10 +29,15 @@ from .options import (
     store_line,
 )
 
-MetricOpt = Annotated[list[str] | None, typer.Option("--metric", metavar="NAME", help="Take only this metric from the run (repeatable); the others keep their values.")]
-OnlyFailingOpt = Annotated[bool, typer.Option("--only-failing", help="Take only the metrics whose staged verdict failed.")]
-PendingFlag = Annotated[bool, typer.Option("--pending", help="Act on the staged candidates (filtered by --case/--env/--platform, and by --metric: only runs that hold it).")]
-RunArg = Annotated[str | None, typer.Argument(metavar="RUN", help="A run: its artifact.json, its directory, or its id under runs/.")]
+MetricOpt = Annotated[list[str] | None, typer.Option(
+    "--metric", metavar="NAME", help="Take only this metric from the run (repeatable); the others keep their values.")]
+OnlyFailingOpt = Annotated[bool, typer.Option(
+    "--only-failing", help="Take only the metrics whose staged verdict failed.")]
+PendingFlag = Annotated[bool, typer.Option(
+    "--pending", help="Act on the staged candidates (filtered by --case/--env/--platform, and by --metric: only runs "
+                      "that hold it).")]
+RunArg = Annotated[str | None, typer.Argument(
+    metavar="RUN", help="A run: its artifact.json, its directory, or its id under runs/.")]
 
 
 def _candidates(store: Any, run: str | None, pending: bool, case: str | None, env: str | None,
@@ -176,8 +181,8 @@ def rollback(case: Annotated[str, typer.Argument(help="The case to roll back: it
 
     golden_store = open_store(store)
     case = golden_store.resolve(case)
-    _, ref = parse_case_ref(f"{case}@{to}")
-    version = approve.rollback(golden_store, case, ref, reason=reason, approver=approver, allow_ci=allow_ci)
+    parse_case_ref(f"{case}@{to}")  # REF checked as any CASE@REF is (bounded, printable, no leading '-')
+    version = approve.rollback(golden_store, case, to, reason=reason, approver=approver, allow_ci=allow_ci)
     where = ("the work tree (commit the goldens and their records)" if golden_store.backend_name == "git"
              else version.label)
     print(f"rolled back {case} to the content of {to} as {where}")
@@ -185,7 +190,8 @@ def rollback(case: Annotated[str, typer.Argument(help="The case to roll back: it
 
 @handles_errors
 def prune(store: StoreOpt = None,
-          check: Annotated[bool, typer.Option("--check", help="Only list; exit 1 if anything is stale.")] = False) -> None:
+          check: Annotated[bool, typer.Option("--check", help="Only list; exit 1 if anything is stale.")] = False,
+          ) -> None:
     """List goldens no case defines, what else is odd about the tree (a name two cases share, a case
     without goldens, a legacy file name, an unreadable golden) and candidates no run backs; without
     --check, discard those candidates (in CI, as with --check, nothing is discarded). Exit 1 with

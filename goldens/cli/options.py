@@ -19,6 +19,7 @@ Only typer and the standard library are imported here: ``golden --help`` stays l
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 STORE_ENV = "GOLDEN_STORE"  # goldens.store.STORE_ENV (not imported: it would load the store at --help)
 
 
-def _name_checker(what: str):
+def _name_checker(what: str) -> Callable[[str | None], str | None]:
     """A parse-time check: a hostile name is the usual one line and exit 2 (as every input error),
     before the command reads anything."""
     def check(value: str | None) -> str | None:
@@ -41,7 +42,7 @@ def _name_checker(what: str):
         from ..store.tree import check_case_pattern
         from .common import fail
 
-        checks = {"case": check_case_path, "case pattern": check_case_pattern}
+        checks: dict[str, Callable[[str], str]] = {"case": check_case_path, "case pattern": check_case_pattern}
         try:
             return checks[what](value) if what in checks else check_name(value, what)
         except StoreError as exc:

@@ -220,7 +220,7 @@ def sparkline(values: Any, lo: float, hi: float, width: int = 32) -> str:
             out.append(" ")
             continue
         v = float(finite.mean())
-        level = 0 if hi <= lo else int(round((v - lo) / (hi - lo) * (len(bars) - 1)))
+        level = 0 if hi <= lo else round((v - lo) / (hi - lo) * (len(bars) - 1))
         out.append(bars[min(max(level, 0), len(bars) - 1)])
     return "".join(out)
 

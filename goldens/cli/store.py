@@ -60,35 +60,18 @@ def validate(
     Exit 0 when nothing worse than a warning is found (1 with --strict), 1 when any file has an
     error, 2 for a usage error such as a path that does not exist.
     """
-    from ..files.validate import ERROR, OK, WARNING, FileReport, Finding, ValidationSummary, validate_paths
+    from ..files.validate import ERROR, OK, WARNING
+    from ..workflow import validate_tree
 
     if changed:
         _lint_changed(paths or [], base, generation, allow_legacy_precision, as_json, strict)
     if base is not None or allow_legacy_precision:
         raise fail("--base and --allow-legacy-precision go with --changed")
-    targets = list(paths or [])
-    golden_store = open_store(store, generation=generation) if store is not None or not targets else None
-    if not targets:
-        targets = [golden_store.root]
-    summary = validate_paths(targets)
+    golden_store = open_store(store, generation=generation) if store is not None or not paths else None
+    found = validate_tree(paths or [], golden_store, audit=audit, generation=generation)
+    summary, audited = found.summary, found.audited
     if golden_store is not None and golden_store.root.is_dir() and not as_json:
         typer.echo(store_line(golden_store), err=True)
-    if golden_store is not None and golden_store.root.is_dir():
-        problems = golden_store.findings() + golden_store.fsck(repair=False)
-        extra = [FileReport(p.path or p.case, "store", (Finding(p.severity, f"{p.case}: {p.message}"),))
-                 for p in problems if p.severity in (WARNING, ERROR)]
-        summary = ValidationSummary(summary.reports + tuple(extra))
-    audited: dict[str, list[str]] = {}
-    if audit:
-        if golden_store is None or not golden_store.root.is_dir():
-            raise fail("--audit judges a store's goldens against themselves: give --store (or no PATHS)")
-        from .. import workflow
-
-        audited = workflow.audit_tree(golden_store.root, generation=generation)
-        summary = ValidationSummary(summary.reports + tuple(
-            FileReport(target, "audit", (Finding(WARNING, f"pre-existing: {check} fails on the committed goldens "
-                                                          "themselves (Megatron's CI fails it too)"),))
-            for check, targets in audited.items() for target in targets))
     if as_json:
         echo_json(summary.to_json())
     else:
