@@ -8,11 +8,19 @@ rule (store discovery, approver, name checks) is declared once. A command parses
 library function (``goldens.workflow`` for judging), renders, and maps errors to exit codes:
 0 pass, 1 a regression/difference, 2 usage or input error (``common.handles_errors``).
 
-Layers, checked by ``tests/test_layers.py``: cli → workflow → {runner, reports} → core.
-Heavy imports (numpy, pandas, torch) happen inside the command bodies: ``golden --help`` stays fast.
+Layers, checked by import-linter (pyproject.toml; ``tests/test_layers.py`` runs it): cli → workflow →
+{runner, reports} → the edges → core.
+
+Imports: every command module is imported at start-up (``golden --help`` lists every command), so
+at module level a command module imports only typer, the standard library and the project's light
+modules (errors, sanitize, the table of Megatron's generations, case-name checks). What loads numpy,
+pandas, rich, yaml or the runner — the store, the workflow, the reports, rich — is imported inside
+the command (or renderer) that needs it; ``tests/test_cli_main.py`` checks that ``--help`` loads
+none of them. The modules below say "imported inside the commands" for this rule.
 """
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -67,8 +75,6 @@ for _name, _command in COMMANDS:
 def main() -> None:
     """Run the app; a usage error (bad option, missing argument) is one line and exit 2, like
     every other input error, instead of click's multi-line usage block."""
-    import sys
-
     if len(sys.argv) <= 1:
         app()  # bare `golden`: the help, as typer prints it
     try:

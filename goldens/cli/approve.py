@@ -1,6 +1,7 @@
 """``golden pending · approve · review · reject · rollback · prune``: typed options, one library call.
 
-The logic lives in ``goldens.approve``; the review screen in ``goldens.cli.review_screen``.
+The logic lives in ``goldens.approve``; the review screen in ``goldens.cli.review_screen``. Both
+load numpy and rich, so they are imported inside the commands (the start-up rule in ``goldens.cli``).
 """
 from __future__ import annotations
 

@@ -9,6 +9,8 @@ the folder given (a candidates tree mirrors ``test_cases/<model>/<case>/``), els
 where one store case has it. ``--out DIR`` writes ``DIR/results/*.json`` (one result per judged
 target, for ``golden report``), ``DIR/findings.json`` and the reports. Exit 0 when every target
 passed and nothing was found unjudgeable, 1 when any failed or any finding, 2 for a usage error.
+The workflow, the reports and rich are imported inside the functions (the start-up rule in
+``goldens.cli``).
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ..core.errors import GoldenError
+from ..core.sanitize import line as one_line
 from .common import console, handles_errors, progress_bar, writes_to_terminal
 from .options import ExactOpt, GenerationOpt, PolicyOpt, StoreOpt, out_option
 
@@ -51,7 +55,6 @@ def judge(paths: PathsArg, store: StoreOpt = None, policy: PolicyOpt = None, exa
     Unpaired or unreadable files are findings (exit 1), never a crash of the batch."""
     from .. import workflow
     from ..approve import in_ci
-    from ..core.errors import GoldenError
 
     if fmt not in JUDGE_FORMATS:
         raise GoldenError(f"--format must be one of {', '.join(JUDGE_FORMATS)}, got {fmt!r}")
@@ -90,7 +93,6 @@ def emit_table(bulk: BulkJudgement) -> None:
     from rich.markup import escape as markup_escape
     from rich.table import Table
 
-    from ..core.sanitize import line as one_line
     from ..workflow import FAIL_VERDICT, PASS_VERDICT
 
     styles = {PASS_VERDICT: "green", FAIL_VERDICT: "bold red"}  # a pre-existing failure, a finding: yellow

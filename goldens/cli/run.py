@@ -2,11 +2,11 @@
 
 ``execute`` runs the case with a progress display (``runner.launch.run_case``); ``check`` hands
 the run to ``goldens.workflow.check_run`` — the judge/stage path ``golden diff`` shares — and
-renders. Only typer and the standard library are imported at module level; the runner (and
-through it psutil), rich and the comparison engine load inside the commands. Torch is never
-imported in this process: the ranks run in their own processes. Exit codes: 0 pass, 1 a
-difference found, 2 usage/input error or a run that failed (a rank died, a timeout, a bad
-checkpoint).
+renders; the run configuration with the command line's overrides is
+``runner.config.resolve_run_config``. The runner (and through it psutil), rich and the workflow
+load inside the commands (the start-up rule in ``goldens.cli``). Torch is never imported in this
+process: the ranks run in their own processes. Exit codes: 0 pass, 1 a difference found, 2
+usage/input error or a run that failed (a rank died, a timeout, a bad checkpoint).
 """
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ from typing import Annotated, Any
 
 import typer
 
+from ..core.megatron import generation as known_generation
 from .common import console, fail, handles_errors
+from .compare import emit, tell
 from .extras import require_extra
 from .options import (
     EnvOpt,
@@ -146,13 +148,10 @@ def check(case: CaseArg, store: StoreOpt = None, env: EnvOpt = None, platform: P
     (--new-env / --new-platform: a new one on purpose)."""
     require_extra("runner", "check")
     from .. import inputs, workflow
-    from .compare import emit, tell
 
     check_result_format(fmt)
     inputs.load_policies(policy)  # a bad --policy or generation is reported before the run, not after it
     if generation is not None:
-        from ..core.megatron import generation as known_generation
-
         known_generation(generation)
     report = execute(case=case, store=store, profile=profile, out=out, device=device, timeout=timeout,
                      seed=seed, launcher=launcher, nnodes=None, torchrun_args=())

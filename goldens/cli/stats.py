@@ -1,7 +1,7 @@
 """Commands that turn measurements into goldens and tolerances: ``import-tb`` and ``stats``.
 
-Each command is typed options plus one library call (goldens.files.ingest, goldens.core.stats); heavy
-imports stay inside the bodies so ``golden --help`` never loads numpy, pandas or torch.
+Each command is typed options plus one library call (goldens.files.ingest, goldens.core.stats); those
+load numpy (and pandas), so they are imported inside the commands (the start-up rule in ``goldens.cli``).
 """
 from __future__ import annotations
 
@@ -11,23 +11,22 @@ from typing import Annotated
 
 import typer
 
+from ..core.errors import GoldenError
+from ..files.atomic import atomic_write_text
+from ..files.case import check_case_path
 from .common import handles_errors
+from .extras import require_extra
 from .options import CaseOpt, out_option
 
 
 def _refuse_folders(*targets: Path | None) -> None:
     """Checked before any work or write, so a folder given as an output writes nothing."""
-    from ..core.errors import GoldenError
-
     for target in targets:
         if target is not None and str(target) != "-" and target.is_dir():
             raise GoldenError(f"cannot write {target}: it is a directory")
 
 
 def _write(target: Path, text: str) -> None:
-    from ..core.errors import GoldenError
-    from ..files.atomic import atomic_write_text
-
     try:
         atomic_write_text(target, text)
     except OSError as exc:
@@ -45,10 +44,7 @@ def import_tb(
     run_id: Annotated[str | None, typer.Option("--run-id", help="Run id (default: tb-<start time>).")] = None,
 ) -> None:
     """TensorBoard event files → a run artifact at full precision (float32 values kept exactly)."""
-    from .extras import require_extra
-
     require_extra("tb", "import-tb")
-    from ..files.case import check_case_path
     from ..files.formats import check_run_id, dumps_artifact
     from ..files.ingest import import_tensorboard
 

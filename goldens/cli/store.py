@@ -1,7 +1,7 @@
 """``golden validate · show · history · fsck · adopt · migrate``: the golden files and their history.
 
-Each command is typed options plus one library call (goldens.files.validate, goldens.store); numpy and
-friends are imported inside the bodies so ``golden --help`` stays light. Output is plain text
+Each command is typed options plus one library call (goldens.workflow, goldens.store, goldens.megatron.lint);
+those load numpy, so they are imported inside the commands (the start-up rule in ``goldens.cli``). Output is plain text
 (values printed with ``repr``: full precision, never rounded, never truncated by a terminal width)
 or ``--json``.
 """
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..core.errors import EXIT_DIFFERENCE, EXIT_PASS
+from ..core.megatron import generation as known_generation
 from .common import echo_json, fail, handles_errors, say
 from .options import AllowCiOpt, ApproverOpt, DialectOpt, GenerationOpt, JsonOpt, StoreOpt, open_store, store_line
 
@@ -93,12 +94,11 @@ def validate(
 def _lint_changed(paths: list[Path], base: str | None, generation: str | None, allow_legacy_precision: bool,
                   as_json: bool, strict: bool) -> None:
     """``validate --changed``: the changed golden files, linted by their tree's generation; exits."""
-    from ..core.megatron import generation as known
     from ..files.validate import ERROR, OK, WARNING, ValidationSummary
     from ..megatron.lint import describe_rules, lint_changed
 
     if generation is not None:
-        known(generation)
+        known_generation(generation)
     reports, detections = lint_changed(paths, base=base, generation=generation,
                                        allow_legacy_precision=allow_legacy_precision)
     summary = ValidationSummary(tuple(reports))
