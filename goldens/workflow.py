@@ -25,7 +25,7 @@ from typing import Any
 from reports.output import RESULT_FILES
 
 from . import inputs
-from .approve import Candidate, stage_candidate
+from .approve import Candidate, candidates_for_run, list_pending, stage_candidate
 from .approve.runs import case_of_run
 from .core.compare import compare, resume_check, side_from_goldens
 from .core.errors import EXIT_DIFFERENCE, EXIT_PASS, FormatError, GoldenError, NotATrainingGolden, StoreError
@@ -42,6 +42,7 @@ from .megatron import detect_generation
 from .store import GoldenStore, Version, parse_case_ref
 from .store.git_history import GitHistory
 from .store.target_names import refuse_typos
+from .store.tree import is_pattern
 
 
 @dataclass(frozen=True)
@@ -384,6 +385,31 @@ def check_run(report: Any, *, store_root: Path | None, env: str | None = None, p
     judgement = judge_run(GoldenStore(store_root, generation=generation), run, case=report.artifact.case, env=env,
                           platform=platform, policy=policy, force=force, new_env=new_env, new_platform=new_platform)
     return judgement, publish(judgement, report.artifact_path.parent, store_root=store_root)
+
+
+# ---------------------------------------------------------------- what an approval acts on
+
+def select_candidates(store: GoldenStore, run: str | None, pending: bool, *, case: str | None = None,
+                      env: str | None = None, platform: str | None = None, metrics: Sequence[str] = (),
+                      new_env: bool = False, new_platform: bool = False) -> list[Candidate]:
+    """The candidates ``golden approve`` / ``reject`` act on: a RUN's (for one case: ``case`` may not be a
+    pattern there), or the staged ones (``pending``) narrowed by case pattern, env, platform and the
+    metrics they hold. A RUN approved for a target its case has no golden for writes a new golden file:
+    an ``env`` / ``platform`` given there that is a close match of a name the store knows is refused as a
+    typo, unless ``new_env`` / ``new_platform`` say it is new on purpose."""
+    if run is not None and pending:
+        raise GoldenError("give a RUN or --pending, not both")
+    if run is None:
+        if not pending:
+            raise GoldenError("say what to act on: a RUN, or --pending (with --case/--env/--platform to narrow it)")
+        return list_pending(store, case=case, env=env, platform=platform, metrics=tuple(metrics))
+    if case is not None and is_pattern(case):
+        raise GoldenError(f"--case {case!r} is a pattern: with a RUN, name the one case it is for")
+    found = candidates_for_run(store, run, case=case, env=env, platform=platform)
+    for c in found:
+        if not any((k.env, k.platform) == (c.env, c.platform) for k in store.keys(c.case)):
+            refuse_typos(store, env=env, platform=platform, new_env=new_env, new_platform=new_platform)
+    return found
 
 
 # ---------------------------------------------------------------- many candidates in one process
