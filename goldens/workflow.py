@@ -31,7 +31,9 @@ from .core.compare import compare, resume_check, side_from_goldens
 from .core.errors import EXIT_DIFFERENCE, EXIT_PASS, FormatError, GoldenError, NotATrainingGolden, StoreError
 from .core.model import GoldenKey, GoldenSet
 from .core.pairing import ARTIFACT, Finding, pair_candidates
+from .core.policy import preset
 from .core.result import RESUME_CHECK, ComparisonResult, check_name
+from .core.stats import MetricSpread, Recommendation, recommend_all, render_policy_yaml, spread
 from .files.atomic import atomic_write_text
 from .files.case import CASE_FILE
 from .files.formats import megatron_run, metric_to_json, read_artifact
@@ -385,6 +387,34 @@ def check_run(report: Any, *, store_root: Path | None, env: str | None = None, p
     judgement = judge_run(GoldenStore(store_root, generation=generation), run, case=report.artifact.case, env=env,
                           platform=platform, policy=policy, force=force, new_env=new_env, new_platform=new_platform)
     return judgement, publish(judgement, report.artifact_path.parent, store_root=store_root)
+
+
+# ---------------------------------------------------------------- tolerances from repeated runs
+
+@dataclass(frozen=True)
+class Calibration:
+    """What ``golden stats`` measured over repeated runs of one case: each metric's spread, the policy
+    recommended for it (with its formula), and that policy as the YAML a person reviews."""
+
+    case: str
+    run_ids: tuple[str, ...]  # each with its seed, where the run recorded one
+    spreads: tuple[MetricSpread, ...]
+    recommendations: tuple[Recommendation, ...]
+    policy_yaml: str
+
+
+def calibrate(runs: Sequence[Path], *, preset_name: str = "default", band: bool = False) -> Calibration:
+    """Repeated runs (artifacts or run folders) → per-step spreads and a recommended policy per metric; the
+    preset's metric kinds decide each metric's statistic; ``band``: per-step bands for per-step metrics."""
+    artifacts = [read_artifact(p) for p in runs]
+    policies = preset(preset_name)
+    spreads = spread(artifacts)
+    recommendations = recommend_all(spreads, policies)
+    run_ids = tuple(a.run_id + (f" (seed {a.provenance['seed']})" if "seed" in a.provenance else "")
+                    for a in artifacts)
+    text = render_policy_yaml(recommendations, case=artifacts[0].case, run_ids=run_ids, preset=preset_name,
+                              with_band=band, base_policies=policies)
+    return Calibration(artifacts[0].case, run_ids, spreads, recommendations, text)
 
 
 # ---------------------------------------------------------------- what an approval acts on

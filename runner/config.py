@@ -716,6 +716,16 @@ def locate_case(case: str, store: str | Path | None = None) -> tuple[Path, str |
     return golden_store.case_dir(found), found
 
 
+def store_of_case(case: str, store: Path | None = None) -> Path | None:
+    """Where ``golden check`` finds the case's golden: ``store`` when given; for a case given as a folder
+    (``golden check path/to/test_cases/bert/<case>``, as ``locate_case`` takes it) the folder it lies in;
+    else None, the usual store."""
+    given = Path(case)
+    if store is not None or not (given.is_absolute() or given.is_dir()):
+        return store
+    return given.parent
+
+
 def case_folder(case: str, store: str | Path | None = None) -> Path:
     """The folder of ``locate_case``."""
     return locate_case(case, store)[0]

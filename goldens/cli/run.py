@@ -147,6 +147,8 @@ def check(case: CaseArg, store: StoreOpt = None, env: EnvOpt = None, platform: P
     --platform the store has no golden for, close to one it knows, is refused: did you mean…?
     (--new-env / --new-platform: a new one on purpose)."""
     require_extra("runner", "check")
+    from runner.config import store_of_case
+
     from .. import inputs, workflow
 
     check_result_format(fmt)
@@ -156,7 +158,7 @@ def check(case: CaseArg, store: StoreOpt = None, env: EnvOpt = None, platform: P
     report = execute(case=case, store=store, profile=profile, out=out, device=device, timeout=timeout,
                      seed=seed, launcher=launcher, nnodes=None, torchrun_args=())
     _print_summary(report, stream=sys.stderr)
-    judgement, published = workflow.check_run(report, store_root=golden_store_of(case, store), env=env or "dev",
+    judgement, published = workflow.check_run(report, store_root=store_of_case(case, store), env=env or "dev",
                                               platform=None if platform == "auto" else platform,
                                               policy=policy, force=workflow.force_regime(exact),
                                               generation=generation, new_env=new_env, new_platform=new_platform)
@@ -177,15 +179,6 @@ def _torchrun_args(*, rdzv_endpoint: str | None, rdzv_id: str | None, extra: lis
     if rdzv_id is not None:
         args.append(f"--rdzv-id={rdzv_id}")
     return (*args, *extra)
-
-
-def golden_store_of(case: str, store: Path | None) -> Path | None:
-    """Where ``golden check`` finds the golden: --store when given; for a case given as a folder
-    (``golden check path/to/test_cases/bert/<case>``) the folder it lies in; else the usual store."""
-    given = Path(case)
-    if store is not None or not (given.is_absolute() or given.is_dir()):
-        return store
-    return given.parent
 
 
 def execute(*, case: str, store: Path | None, profile: str | None, out: Path | None, device: str | None,

@@ -87,28 +87,20 @@ def stats(
     golden stats runs/ID1 runs/ID2 runs/ID3 --out policy.yaml; review policy.yaml and use it
     with golden diff --policy policy.yaml (or copy its metrics: into case.yaml).
     """
-    from ..core.policy import preset
-    from ..core.stats import recommend_all, render_policy_yaml, spread
-    from ..files.formats import read_artifact
+    from ..workflow import calibrate
 
     _refuse_folders(out, table)
-    artifacts = [read_artifact(p) for p in runs]
-    policies = preset(preset_name)
-    spreads = spread(artifacts)
-    recommendations = recommend_all(spreads, policies)
-    run_ids = [a.run_id + (f" (seed {a.provenance['seed']})" if "seed" in a.provenance else "") for a in artifacts]
-    text = render_policy_yaml(recommendations, case=artifacts[0].case, run_ids=run_ids, preset=preset_name,
-                              with_band=band, base_policies=policies)
+    found = calibrate(runs, preset_name=preset_name, band=band)
     if table is not None:
         import pandas as pd
 
-        frame = pd.concat([sp.frame() for sp in spreads], ignore_index=True)
+        frame = pd.concat([sp.frame() for sp in found.spreads], ignore_index=True)
         _write(table, frame.to_csv(index=False))
     if str(out) == "-":
-        sys.stdout.write(text)
+        sys.stdout.write(found.policy_yaml)
         return
-    print(f"{artifacts[0].case}: {len(artifacts)} runs ({', '.join(run_ids)})")
-    for rec in recommendations:
+    print(f"{found.case}: {len(found.run_ids)} runs ({', '.join(found.run_ids)})")
+    for rec in found.recommendations:
         setting = "per-step band" if band and rec.band is not None else ", ".join(
             f"{k} {v:.6g}" for k, v in rec.policy.items()) or "left to the preset"
         print(f"\n{rec.metric} (phase {rec.phase}, {rec.method}, N = {rec.n_runs}): {setting}")
@@ -117,5 +109,5 @@ def stats(
     if table is not None:
         print(f"\nwrote {table}")
     if out is not None:
-        _write(out, text)
+        _write(out, found.policy_yaml)
         print(f"wrote {out} (review it, then commit it or pass it with --policy)")
