@@ -402,6 +402,11 @@ class Calibration:
     recommendations: tuple[Recommendation, ...]
     policy_yaml: str
 
+    def table_csv(self) -> str:
+        """Every spread's per-step statistics and raw samples as one CSV (one header: the spreads share
+        their columns)."""
+        return "".join(sp.frame().to_csv(index=False, header=index == 0) for index, sp in enumerate(self.spreads))
+
 
 def calibrate(runs: Sequence[Path], *, preset_name: str = "default", band: bool = False) -> Calibration:
     """Repeated runs (artifacts or run folders) → per-step spreads and a recommended policy per metric; the

@@ -92,10 +92,7 @@ def stats(
     _refuse_folders(out, table)
     found = calibrate(runs, preset_name=preset_name, band=band)
     if table is not None:
-        import pandas as pd
-
-        frame = pd.concat([sp.frame() for sp in found.spreads], ignore_index=True)
-        _write(table, frame.to_csv(index=False))
+        _write(table, found.table_csv())
     if str(out) == "-":
         sys.stdout.write(found.policy_yaml)
         return
