@@ -8,6 +8,12 @@ place). In CI nothing is staged: ``goldens.approve.stage_candidate`` writes noth
 operands (``golden diff REF CAND``) are compared the same way but never staged: neither side is a
 run judged against the store.
 
+Beside that path, what the other commands decide and assemble, so that a command only parses,
+calls one function here, renders and maps errors: a bulk judgement's summary, rows and JSON
+(``BulkJudgement``), the tree's validation with its audit (``validate_tree``), a case's goldens as
+``golden show`` shows them (``show_case``), what an approval acts on (``select_candidates``), and
+tolerances from repeated runs (``calibrate``).
+
 Layering: the CLI calls this module; it calls the core (inputs, compare, approve) and, for
 ``golden check``, the reports. It never prints: what to tell the user comes back as ``notes``.
 Everything is imported at the top except the report builder (it loads pandas): ``goldens.judge``

@@ -15,7 +15,7 @@ SEED = "bert_mcore_tp2_pp2_resume_torch_dist_local_spec"
 
 def golden_without(extra: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     """`golden ARGS` in a fresh interpreter in which every module of ``extra`` counts as absent."""
-    script = (f"import sys; from goldens import extras; extras.EXTRAS[{extra!r}] = ('no_such_module_for_test',); "
+    script = (f"import sys; from goldens.cli import extras; extras.EXTRAS[{extra!r}] = ('no_such_module_for_test',); "
               f"sys.argv = ['golden', *{list(args)!r}]; from goldens.cli import main; main()")
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=cwd,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
