@@ -19,10 +19,13 @@ pytest run nothing until a test asks for the fixture.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from io import StringIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from .core.errors import FormatError, GoldenError
 
 if TYPE_CHECKING:
     from .core.policy import PolicySet
@@ -87,8 +90,6 @@ class GoldenValues:
         defaulting to what the run declares. Fails the test with the why lines unless it passes;
         returns the result."""
         __tracebackhide__ = True
-        from .core.errors import GoldenError
-
         try:
             judgement = self._judge(metrics, case, env, platform, policy, force, second)
         except GoldenError as exc:
@@ -101,7 +102,6 @@ class GoldenValues:
                policy: str | Path | PolicySet | Mapping[str, Any] | None, force: str | None,
                second: Any) -> Judgement:
         from . import api, workflow
-        from .core.errors import FormatError
 
         if isinstance(metrics, Mapping) and case is None:
             raise FormatError("a metrics dict names no case: give case=")
@@ -131,8 +131,6 @@ class GoldenValues:
         lines = [f"golden_values: {judgement.case} {judgement.env or '*'}/{judgement.platform or '*'}"]
         result = judgement.result
         if result is not None:
-            from io import StringIO
-
             from rich.console import Console
             from rich.text import Text
 

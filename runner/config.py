@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from goldens.core.errors import FormatError
+from goldens.core.errors import FormatError, GoldenError
 
 DEVICES = ("cpu", "cuda")
 FAMILIES = ("bert", "gpt", "moe", "t5")  # runner/families: one builder each
@@ -716,6 +716,50 @@ def locate_case(case: str, store: str | Path | None = None) -> tuple[Path, str |
     return golden_store.case_dir(found), found
 
 
+def store_of_case(case: str, store: Path | None = None) -> Path | None:
+    """Where ``golden check`` finds the case's golden: ``store`` when given; for a case given as a folder
+    (``golden check path/to/test_cases/bert/<case>``, as ``locate_case`` takes it) the folder it lies in;
+    else None, the usual store."""
+    given = Path(case)
+    if store is not None or not (given.is_absolute() or given.is_dir()):
+        return store
+    return given.parent
+
+
 def case_folder(case: str, store: str | Path | None = None) -> Path:
     """The folder of ``locate_case``."""
     return locate_case(case, store)[0]
+
+
+def resolve_run_config(case: str, store: str | Path | None = None, *, profile: str | None = None,
+                       device: str | None = None, timeout: float | None = None, seed: int | None = None,
+                       nnodes: int | None = None) -> RunConfig:
+    """The case's profile with the command line's overrides (``golden run`` / ``golden check``), by the
+    precedence above. A bad ``device`` or ``timeout`` is refused naming the option, not the case.yaml key
+    it overrides."""
+    if device is not None and device not in DEVICES:
+        raise GoldenError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if timeout is not None and not math.isfinite(timeout):
+        raise GoldenError(f"--timeout must be a finite number of seconds, got {timeout!r}")
+    folder, in_store = locate_case(case, store)
+    definition = load_case_definition(folder, case=in_store)
+    launch: dict[str, Any] = {}
+    if device is not None:
+        launch["device"] = device
+    if timeout is not None:
+        launch["phase_timeout_s"] = timeout
+    if nnodes is not None:
+        launch["nnodes"] = nnodes
+    overrides: dict[str, Any] = {"launch": launch} if launch else {}
+    if seed is not None:
+        overrides["determinism"] = {"seed": seed}
+    return definition.run_config(profile, **overrides)
+
+
+def repeat_seeds(base: int, count: int, stride: int) -> list[int]:
+    """The seeds of ``--repeat``: base, base + K, …, base + (N − 1)·K (K = 0: one seed N times, so the
+    spread measured is the nondeterminism alone); refused when the last is above ``MAX_SEED``."""
+    seeds = [base + index * stride for index in range(count)]
+    if seeds and seeds[-1] > MAX_SEED:
+        raise GoldenError(f"--repeat {count} would reach seed {seeds[-1]}, above the largest seed {MAX_SEED}")
+    return seeds

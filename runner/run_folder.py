@@ -143,3 +143,9 @@ def node_records(run_dir: Path) -> dict[int, dict[str, Any]]:
         if doc is not None and isinstance(doc.get("node_rank"), int):
             records[doc["node_rank"]] = doc
     return records
+
+
+def new_run_id(case: str, profile: str) -> str:
+    """``<case>-<profile>-<UTC time>-<random>``; a case path's '/' becomes '-' (a run id names a folder)."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    return f"{case.replace('/', '-')}-{profile}-{stamp}-{os.urandom(2).hex()}"

@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 
 from goldens.cli import app
 from goldens.cli import run as run_command
-from goldens.cli.run import repeat_seeds
 from goldens.core.errors import RunError
+from runner.config import repeat_seeds
 
 REPO = Path(__file__).resolve().parents[1]
 CASE = "bert_mcore_tp2_pp2_resume_torch_dist_local_spec"

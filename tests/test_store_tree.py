@@ -210,7 +210,8 @@ def test_approve_many_pending_with_one_reason_filtered_by_case_env_platform_and_
 
 
 def test_golden_run_finds_a_case_by_path_and_names_its_runs_without_slashes(tmp_path):
-    from goldens.cli.run import new_run_id, resolve_config
+    from runner.config import resolve_run_config
+    from runner.run_folder import new_run_id
 
     name = "bert_mcore_tp2_pp2_resume_torch_dist_local_spec"
     nested = tmp_path / "store" / "bert" / name
@@ -218,7 +219,7 @@ def test_golden_run_finds_a_case_by_path_and_names_its_runs_without_slashes(tmp_
     for kept in ("case.yaml", "model_config.yaml"):  # case.yaml takes the case from Megatron's file
         shutil.copy(Path(__file__).resolve().parents[1] / "cases" / name / kept, nested / kept)
     for ref in (name, f"bert/{name}"):
-        cfg = resolve_config(case=ref, store=tmp_path / "store", profile=None)
+        cfg = resolve_run_config(ref, tmp_path / "store")
         assert cfg.case == f"bert/{name}"
     assert new_run_id(cfg.case, "p").startswith(f"bert-{name}-p-")
 

@@ -8,25 +8,39 @@ rule (store discovery, approver, name checks) is declared once. A command parses
 library function (``goldens.workflow`` for judging), renders, and maps errors to exit codes:
 0 pass, 1 a regression/difference, 2 usage or input error (``common.handles_errors``).
 
-Layers, checked by ``tests/test_layers.py``: cli → workflow → {runner, reports} → core.
-Heavy imports (numpy, pandas, torch) happen inside the command bodies: ``golden --help`` stays fast.
+Layers, checked by import-linter (pyproject.toml; ``tests/test_layers.py`` runs it): cli → workflow →
+{runner, reports} → the edges → core.
+
+Imports: every command module is imported at start-up (``golden --help`` lists every command), so
+at module level a command module imports only typer, the standard library and the project's light
+modules (errors, sanitize, the table of Megatron's generations, case-name checks). What loads numpy,
+pandas, rich, yaml or the runner — the store, the workflow, the reports, rich — is imported inside
+the command (or renderer) that needs it; ``tests/test_cli_main.py`` checks that ``--help`` loads
+none of them. The modules below say "imported inside the commands" for this rule.
 """
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
 from . import approve, compare, fetch, judge, report, run, stats, store
 
-SETTINGS = dict(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
-app = typer.Typer(
-    name="golden",
+
+def _typer(*, help: str | None = None, no_args_is_help: bool = False, add_completion: bool = False) -> typer.Typer:
+    """A ``golden`` app: no pretty tracebacks (an error is one line), help as plain text (no rich markup)."""
+    return typer.Typer(name="golden", help=help, no_args_is_help=no_args_is_help, add_completion=add_completion,
+                       pretty_exceptions_enable=False, rich_markup_mode=None)
+
+
+app = _typer(
     help="Golden values for distributed-training regression tests: run a case, compare it with its "
          "golden, report, and approve new baselines with a record of why.\n\n"
          "Exit codes: 0 pass, 1 a regression/difference found, 2 usage or input error.",
     no_args_is_help=True,
-    **{**SETTINGS, "add_completion": True},  # --install-completion / --show-completion on the whole app
+    add_completion=True,  # --install-completion / --show-completion on the whole app
 )
 
 
@@ -46,7 +60,7 @@ def _root(show_version: Annotated[bool, typer.Option(
         "--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False) -> None:
     """Golden values for distributed-training regression tests."""
 
-COMMANDS = (
+COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("run", run.run), ("check", run.check), ("diff", compare.diff), ("judge", judge.judge), ("report", report.report),
     ("pending", approve.pending), ("approve", approve.accept), ("review", approve.review),
     ("reject", approve.reject), ("rollback", approve.rollback), ("prune", approve.prune),
@@ -61,8 +75,6 @@ for _name, _command in COMMANDS:
 def main() -> None:
     """Run the app; a usage error (bad option, missing argument) is one line and exit 2, like
     every other input error, instead of click's multi-line usage block."""
-    import sys
-
     if len(sys.argv) <= 1:
         app()  # bare `golden`: the help, as typer prints it
     try:
@@ -86,7 +98,7 @@ def app_for(command: str) -> typer.Typer:
     commands = dict(COMMANDS)
     if command not in commands:
         return app
-    single = typer.Typer(name="golden", **SETTINGS)
+    single = _typer()
     single.callback()(_group)  # a group of one: `golden diff ...`, not a bare command
     single.command(command)(commands[command])
     return single

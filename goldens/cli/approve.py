@@ -1,6 +1,7 @@
 """``golden pending · approve · review · reject · rollback · prune``: typed options, one library call.
 
-The logic lives in ``goldens.approve``; the review screen in ``goldens.cli.review_screen``.
+The logic lives in ``goldens.approve``; the review screen in ``goldens.cli.review_screen``. Both
+load numpy and rich, so they are imported inside the commands (the start-up rule in ``goldens.cli``).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import console, fail, handles_errors, show_table
+from .common import console, handles_errors, show_table
 from .options import (
     AllowCiOpt,
     ApproverOpt,
@@ -29,40 +30,15 @@ from .options import (
     store_line,
 )
 
-MetricOpt = Annotated[list[str] | None, typer.Option("--metric", metavar="NAME", help="Take only this metric from the run (repeatable); the others keep their values.")]
-OnlyFailingOpt = Annotated[bool, typer.Option("--only-failing", help="Take only the metrics whose staged verdict failed.")]
-PendingFlag = Annotated[bool, typer.Option("--pending", help="Act on the staged candidates (filtered by --case/--env/--platform, and by --metric: only runs that hold it).")]
-RunArg = Annotated[str | None, typer.Argument(metavar="RUN", help="A run: its artifact.json, its directory, or its id under runs/.")]
-
-
-def _candidates(store: Any, run: str | None, pending: bool, case: str | None, env: str | None,
-                platform: str | None, metrics: tuple[str, ...] = (), *, new_env: bool = False,
-                new_platform: bool = False) -> list[Any]:
-    from .. import approve
-    from ..store.tree import is_pattern
-
-    if run is not None and pending:
-        raise fail("give a RUN or --pending, not both")
-    if run is not None:
-        if case is not None and is_pattern(case):
-            raise fail(f"--case {case!r} is a pattern: with a RUN, name the one case it is for")
-        found = approve.candidates_for_run(store, run, case=case, env=env, platform=platform)
-        _refuse_typos_of_new_targets(store, found, env, platform, new_env, new_platform)
-        return found
-    if not pending:
-        raise fail("say what to act on: a RUN, or --pending (with --case/--env/--platform to narrow it)")
-    return approve.list_pending(store, case=case, env=env, platform=platform, metrics=metrics)
-
-
-def _refuse_typos_of_new_targets(store: Any, candidates: list[Any], env: str | None, platform: str | None,
-                                 new_env: bool, new_platform: bool) -> None:
-    """Approving a run for a target its case has no golden for writes a new golden file: an --env /
-    --platform given there that is a close match of a name the store knows is refused as a typo."""
-    from ..store.target_names import refuse_typos
-
-    for c in candidates:
-        if not any((k.env, k.platform) == (c.env, c.platform) for k in store.keys(c.case)):
-            refuse_typos(store, env=env, platform=platform, new_env=new_env, new_platform=new_platform)
+MetricOpt = Annotated[list[str] | None, typer.Option(
+    "--metric", metavar="NAME", help="Take only this metric from the run (repeatable); the others keep their values.")]
+OnlyFailingOpt = Annotated[bool, typer.Option(
+    "--only-failing", help="Take only the metrics whose staged verdict failed.")]
+PendingFlag = Annotated[bool, typer.Option(
+    "--pending", help="Act on the staged candidates (filtered by --case/--env/--platform, and by --metric: only runs "
+                      "that hold it).")]
+RunArg = Annotated[str | None, typer.Argument(
+    metavar="RUN", help="A run: its artifact.json, its directory, or its id under runs/.")]
 
 
 @handles_errors
@@ -95,13 +71,14 @@ def accept(run: RunArg = None, pending: PendingFlag = False, store: StoreOpt = N
     has no golden for, close to a name the store knows (dve for dev), is refused: did you mean…?
     (--new-env / --new-platform: a new one on purpose)."""
     from .. import approve
+    from ..workflow import select_candidates
     from .review_screen import accepted_line
 
     approve.require_reason(reason)
     approve.refuse_in_ci(None, allow_ci)
     golden_store = open_store(store, dialect, generation)
-    candidates = _candidates(golden_store, run, pending, case, env, platform, tuple(metric or ()),
-                             new_env=new_env, new_platform=new_platform)
+    candidates = select_candidates(golden_store, run, pending, case=case, env=env, platform=platform,
+                                   metrics=metric or (), new_env=new_env, new_platform=new_platform)
     if not candidates:
         print("no pending candidates")
         return
@@ -120,10 +97,11 @@ def reject(run: RunArg = None, pending: PendingFlag = False, store: StoreOpt = N
            allow_ci: AllowCiOpt = False) -> None:
     """Discard staged candidates; the goldens stay as they are."""
     from .. import approve
+    from ..workflow import select_candidates
 
     approve.refuse_in_ci(None, allow_ci)
     golden_store = open_store(store)
-    candidates = _candidates(golden_store, run, pending, case, env, platform)
+    candidates = select_candidates(golden_store, run, pending, case=case, env=env, platform=platform)
     for outcome in approve.apply(approve.Operation.REJECT, golden_store, candidates, allow_ci=allow_ci):
         print(f"rejected {outcome.candidate.target} (run {outcome.candidate.run_id})")
     if not candidates:
@@ -176,8 +154,8 @@ def rollback(case: Annotated[str, typer.Argument(help="The case to roll back: it
 
     golden_store = open_store(store)
     case = golden_store.resolve(case)
-    _, ref = parse_case_ref(f"{case}@{to}")
-    version = approve.rollback(golden_store, case, ref, reason=reason, approver=approver, allow_ci=allow_ci)
+    parse_case_ref(f"{case}@{to}")  # REF checked as any CASE@REF is (bounded, printable, no leading '-')
+    version = approve.rollback(golden_store, case, to, reason=reason, approver=approver, allow_ci=allow_ci)
     where = ("the work tree (commit the goldens and their records)" if golden_store.backend_name == "git"
              else version.label)
     print(f"rolled back {case} to the content of {to} as {where}")
@@ -185,7 +163,8 @@ def rollback(case: Annotated[str, typer.Argument(help="The case to roll back: it
 
 @handles_errors
 def prune(store: StoreOpt = None,
-          check: Annotated[bool, typer.Option("--check", help="Only list; exit 1 if anything is stale.")] = False) -> None:
+          check: Annotated[bool, typer.Option("--check", help="Only list; exit 1 if anything is stale.")] = False,
+          ) -> None:
     """List goldens no case defines, what else is odd about the tree (a name two cases share, a case
     without goldens, a legacy file name, an unreadable golden) and candidates no run backs; without
     --check, discard those candidates (in CI, as with --check, nothing is discarded). Exit 1 with

@@ -1,11 +1,13 @@
 """What every command shares at run time: error rendering, exit codes, the terminal console.
 
-Library code raises ``GoldenError``; here it becomes one line on stderr and exit 2. Only typer
-(and rich, lazily) is imported at module level to keep ``golden --help`` fast.
+Library code raises ``GoldenError``; here it becomes one line on stderr and exit 2. rich and the
+approval module are imported inside the helpers that need them (the start-up rule in ``goldens.cli``).
 """
 from __future__ import annotations
 
 import functools
+import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,6 +15,7 @@ from typing import Any, TypeVar
 
 import typer
 
+from ..core import sanitize
 from ..core.errors import EXIT_INPUT, GoldenError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -21,9 +24,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def fail(message: str, code: int = EXIT_INPUT) -> typer.Exit:
     """Print a one-line error and return the Exit to raise (escapes, controls and workflow
     commands taken out: a message may quote a name from a hostile file or server)."""
-    from ..core.sanitize import line
-
-    first_line = " ".join(line(str(message).split("\n")[0]).split()) or "error"
+    first_line = " ".join(sanitize.line(str(message).split("\n")[0]).split()) or "error"
     print(f"error: {first_line}", file=sys.stderr)
     return typer.Exit(code)
 
@@ -31,9 +32,7 @@ def fail(message: str, code: int = EXIT_INPUT) -> typer.Exit:
 def say(message: object = "", err: bool = False) -> None:
     """``typer.echo`` for text that may hold names from files, servers or approvers: no escape
     sequence, control character or workflow command reaches the terminal or the CI log."""
-    from ..core.sanitize import text
-
-    typer.echo(text(message), err=err)
+    typer.echo(sanitize.text(message), err=err)
 
 
 def handles_errors(func: F) -> F:
@@ -69,8 +68,6 @@ def console(stderr: bool = False) -> Any:
     """The rich console. A terminal keeps its own width; a log or pipe has no right edge, so it
     gets ``$COLUMNS`` if set, else ``LOG_WIDTH`` — rich's 80-column default broke full-precision
     numbers over several lines there."""
-    import os
-
     from rich.console import Console
 
     width = None
@@ -130,6 +127,4 @@ def plain_rows(table: Any) -> list[str]:
 
 def echo_json(doc: Any) -> None:
     """A document on stdout, strict JSON (NaN never written as a bare literal)."""
-    import json
-
     typer.echo(json.dumps(doc, indent=2, allow_nan=False))

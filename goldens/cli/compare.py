@@ -1,7 +1,8 @@
 """``golden diff``: compare a run with its golden, or any two of golden files, artifacts, versions.
 
 Parse, call ``goldens.workflow.diff``, render, exit: 0 pass, 1 a regression/difference (or no
-golden yet), 2 usage or input error.
+golden yet), 2 usage or input error. The workflow and the renderers are imported inside the
+functions (the start-up rule in ``goldens.cli``).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..core.megatron import generation as known_generation
 from . import common
 from .common import console, handles_errors, show_table
 from .options import (
@@ -48,9 +50,7 @@ def diff(targets: TargetsArg = None, case: CaseOpt = None, env: EnvOpt = None, p
 
     check_result_format(fmt)
     if generation is not None:
-        from ..core.megatron import generation as known
-
-        known(generation)
+        known_generation(generation)
     judgement = workflow.diff(list(targets or []), store_root=store, case=case, env=env, platform=platform,
                               policy=policy, force=workflow.force_regime(exact), generation=generation,
                               new_env=new_env, new_platform=new_platform)

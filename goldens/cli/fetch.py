@@ -20,8 +20,9 @@ def fetch(
     source: Annotated[str, typer.Argument(metavar="github|gitlab", help="Where the CI run is.", show_default=False)],
     run_id: Annotated[int, typer.Argument(metavar="ID", help="GitHub workflow run id, or GitLab pipeline id.",
                                           show_default=False)],
-    out: Annotated[Path, out_option("Candidates folder: <out>/<model>/<test>/golden_values_<env>_<platform>"
-                                    "[_2nd].json, as in Megatron-LM's test_cases [default: candidates].")] = Path("candidates"),
+    out: Annotated[Path, out_option(
+        "Candidates folder: <out>/<model>/<test>/golden_values_<env>_<platform>[_2nd].json, as in Megatron-LM's "
+        "test_cases [default: candidates].")] = Path("candidates"),
     only_failing: Annotated[bool, typer.Option(
         "--only-failing", help="Only from jobs that did not succeed (GitHub: conclusion; GitLab: status).")] = False,
     repo: Annotated[str | None, typer.Option(
@@ -34,7 +35,8 @@ def fetch(
     api_url: Annotated[str | None, typer.Option(
         "--api-url", metavar="URL", show_default=False,
         help="API base URL, for GitHub Enterprise or a self-hosted GitLab [default: $GITHUB_API_URL or "
-             "https://api.github.com; $CI_API_V4_URL, https://$GITLAB_ENDPOINT/api/v4 or https://gitlab.com/api/v4].")] = None,
+             "https://api.github.com; $CI_API_V4_URL, https://$GITLAB_ENDPOINT/api/v4 or "
+             "https://gitlab.com/api/v4].")] = None,
 ) -> None:
     """Download candidate golden values from a CI run (as Megatron's download_golden_values.py finds them).
 

@@ -9,20 +9,27 @@ the folder given (a candidates tree mirrors ``test_cases/<model>/<case>/``), els
 where one store case has it. ``--out DIR`` writes ``DIR/results/*.json`` (one result per judged
 target, for ``golden report``), ``DIR/findings.json`` and the reports. Exit 0 when every target
 passed and nothing was found unjudgeable, 1 when any failed or any finding, 2 for a usage error.
+The workflow, the reports and rich are imported inside the functions (the start-up rule in
+``goldens.cli``).
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ..core.errors import GoldenError
+from ..core.sanitize import line as one_line
 from .common import console, handles_errors, progress_bar, writes_to_terminal
 from .options import ExactOpt, GenerationOpt, PolicyOpt, StoreOpt, out_option
 
+if TYPE_CHECKING:
+    from ..workflow import BulkJudgement
+
 JUDGE_FORMATS = ("table", "json", "md")
-JUDGE_SCHEMA = "golden.judge/1"
 
 PathsArg = Annotated[list[Path], typer.Argument(
     metavar="PATH", show_default=False,
@@ -48,7 +55,6 @@ def judge(paths: PathsArg, store: StoreOpt = None, policy: PolicyOpt = None, exa
     Unpaired or unreadable files are findings (exit 1), never a crash of the batch."""
     from .. import workflow
     from ..approve import in_ci
-    from ..core.errors import GoldenError
 
     if fmt not in JUDGE_FORMATS:
         raise GoldenError(f"--format must be one of {', '.join(JUDGE_FORMATS)}, got {fmt!r}")
@@ -69,89 +75,43 @@ def judge(paths: PathsArg, store: StoreOpt = None, policy: PolicyOpt = None, exa
     raise typer.Exit(bulk.exit_code)
 
 
-def summary(bulk: Any) -> dict[str, Any]:
-    """Counts; ``preexisting``: how often each check failed on the committed goldens themselves (the
-    tree's own defects, apart from regressions)."""
-    from collections import Counter
-
-    results = bulk.results
-    counts = Counter(check for r in results for check in r.preexisting)
-    return {"targets": len(bulk.judgements), "passed": sum(r.passed for r in results),
-            "failed": sum(not r.passed for r in results), "regressions": sum(r.regression for r in results),
-            "findings": len(bulk.findings), "preexisting": dict(sorted(counts.items()))}
+def emit_json(bulk: BulkJudgement) -> None:
+    sys.stdout.write(json.dumps(bulk.to_json(), indent=2, allow_nan=False) + "\n")
 
 
-def summary_line(bulk: Any) -> str:
-    s = summary(bulk)
-    verdict = "PASS" if bulk.passed else "FAIL"
-    line = f"{verdict}: {s['passed']} passed, {s['failed']} failed"
-    if s["failed"] != s["regressions"]:
-        line += f" ({s['regressions']} regression(s), {s['failed'] - s['regressions']} only on pre-existing defects)"
-    return line + f", {s['findings']} finding(s)"
-
-
-def preexisting_lines(bulk: Any) -> list[str]:
-    """The tree audit: each check that fails on the committed goldens themselves, with its count."""
-    return [f"pre-existing in the committed goldens: {check} fails in {n} target(s)"
-            for check, n in summary(bulk)["preexisting"].items()]
-
-
-def emit_json(bulk: Any) -> None:
-    import json
-
-    doc = {"schema": JUDGE_SCHEMA, "passed": bulk.passed, "summary": summary(bulk),
-           "results": [r.to_json(steps=False) for r in bulk.results],
-           "findings": [f.to_json() for f in bulk.findings]}
-    sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
-
-
-def emit_markdown(bulk: Any) -> None:
+def emit_markdown(bulk: BulkJudgement) -> None:
     from reports.document import CaseEntry, Report
     from reports.markdown import result_markdown
 
     report = Report(tuple(CaseEntry(r) for r in bulk.results), findings=bulk.findings)
-    sys.stdout.write(result_markdown(report) + f"\n**{summary_line(bulk)}**\n")
+    sys.stdout.write(result_markdown(report) + f"\n**{bulk.summary_line()}**\n")
 
 
-def _rows(bulk: Any) -> list[tuple[str, str, str, str, str]]:
-    """(case, target, verdict, style, why) per judged target, failures first, then per finding."""
-    rows = []
-    for r in sorted(bulk.results, key=lambda r: (r.passed, not r.regression)):
-        failing = [f"{'resume ' if m.phase == 2 and r.resume and m in r.resume.metrics else ''}{m.metric}"
-                   for m in r.failures()]
-        why = ("failing: " + ", ".join(failing)) if failing else (r.resume.explanation if r.resume is not None
-                                                                   and not r.resume.passed else "")
-        verdict, style = (("pass", "green") if r.passed else ("fail", "bold red") if r.regression
-                          else ("fail (pre-existing)", "yellow"))
-        rows.append((r.case or "—", f"{r.env}/{r.platform}", verdict, style, why))
-    for f in bulk.findings:
-        rows.append((f.case or f.path, "/".join(x for x in (f.env, f.platform) if x) or "—", f.kind, "yellow",
-                     f.message))
-    return rows
-
-
-def emit_table(bulk: Any) -> None:
+def emit_table(bulk: BulkJudgement) -> None:
     """A table on a terminal (wrapped to its width); in a log or pipe (CI), one plain line per target —
     a boxed table of a whole tree there made lines of 1,300 characters."""
     from rich.markup import escape as markup_escape
     from rich.table import Table
 
-    from ..core.sanitize import line as one_line
+    from ..workflow import FAIL_VERDICT, PASS_VERDICT
+
+    styles = {PASS_VERDICT: "green", FAIL_VERDICT: "bold red"}  # a pre-existing failure, a finding: yellow
 
     def escape(text: object) -> str:  # names from files: no rich markup, no terminal escape, one line
         return markup_escape(one_line(text))
 
     out = console()
     if not writes_to_terminal():
-        for case, target, verdict, _, why in _rows(bulk):
+        for case, target, verdict, why in bulk.rows():
             print("\t".join(one_line(x) for x in (verdict.upper(), case, target, why)).rstrip())
     else:
         table = Table(title="golden judge", title_justify="left")
         for column in ("case", "target", "verdict", "why"):
             table.add_column(column, overflow="fold")
-        for case, target, verdict, style, why in _rows(bulk):
+        for case, target, verdict, why in bulk.rows():
+            style = styles.get(verdict, "yellow")
             table.add_row(escape(case), escape(target), f"[{style}]{escape(verdict)}[/]", escape(why))
         out.print(table)
-    for text in preexisting_lines(bulk):
+    for text in bulk.preexisting_lines():
         out.print("[yellow]" + escape(text) + "[/]")
-    out.print(("[green]" if bulk.passed else "[bold red]") + escape(summary_line(bulk)) + "[/]")
+    out.print(("[green]" if bulk.passed else "[bold red]") + escape(bulk.summary_line()) + "[/]")

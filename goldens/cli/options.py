@@ -15,14 +15,21 @@
   megatron preset judges by and the Megatron dialect writes in [default: ``$GOLDEN_MEGATRON_GENERATION``,
   else detected from the tree].
 
-Only typer and the standard library are imported here: ``golden --help`` stays light.
+Light imports only at module level (the start-up rule in ``goldens.cli``): the store and its
+case-pattern check load numpy, so they are imported inside ``open_store`` and the option check.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from ..core.errors import GoldenError, StoreError
+from ..core.megatron import generation as known_generation
+from ..files.case import check_case_path, check_name
+from .common import fail
 
 if TYPE_CHECKING:
     from ..store import GoldenStore
@@ -30,18 +37,15 @@ if TYPE_CHECKING:
 STORE_ENV = "GOLDEN_STORE"  # goldens.store.STORE_ENV (not imported: it would load the store at --help)
 
 
-def _name_checker(what: str):
+def _name_checker(what: str) -> Callable[[str | None], str | None]:
     """A parse-time check: a hostile name is the usual one line and exit 2 (as every input error),
     before the command reads anything."""
     def check(value: str | None) -> str | None:
         if value is None:
             return None
-        from ..core.errors import StoreError
-        from ..files.case import check_case_path, check_name
         from ..store.tree import check_case_pattern
-        from .common import fail
 
-        checks = {"case": check_case_path, "case pattern": check_case_pattern}
+        checks: dict[str, Callable[[str], str]] = {"case": check_case_path, "case pattern": check_case_pattern}
         try:
             return checks[what](value) if what in checks else check_name(value, what)
         except StoreError as exc:
@@ -116,8 +120,6 @@ def out_option(help: str) -> object:
 
 def check_result_format(fmt: str) -> str:
     if fmt not in RESULT_FORMATS:
-        from ..core.errors import GoldenError
-
         raise GoldenError(f"--format must be one of {', '.join(RESULT_FORMATS)}, got {fmt!r}")
     return fmt
 
@@ -127,13 +129,9 @@ def open_store(root: Path | None, dialect: str | None = None, generation: str | 
     from ..store import GoldenStore
 
     if dialect is not None and dialect not in DIALECTS:
-        from ..core.errors import GoldenError
-
         raise GoldenError(f"--dialect must be one of {', '.join(DIALECTS)}, got {dialect!r}")
     if generation is not None:
-        from ..core.megatron import generation as known
-
-        known(generation)  # an unknown name: one line, exit 2, before anything is read
+        known_generation(generation)  # an unknown name: one line, exit 2, before anything is read
     return GoldenStore(root, dialect=dialect, generation=generation)
 
 

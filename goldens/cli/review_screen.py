@@ -1,7 +1,8 @@
 """The terminal side of approval: pending tables, the review screen, its key source.
 
 rich lives here (an edge), never in ``goldens.approve``; ``TerminalReviewIO`` is the real key
-source and a test passes its own ``ReviewIO`` instead.
+source and a test passes its own ``ReviewIO`` instead. The commands import this module inside
+their bodies (it loads numpy and rich), so it imports everything at its top.
 """
 from __future__ import annotations
 
@@ -10,6 +11,12 @@ import shlex
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+import typer
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
 from ..approve import REVIEW_KEYS, Candidate, CandidateView, MetricView, Outcome, ReviewSummary
 
 VERDICT_STYLE = {"pass": "green", "fail": "bold red", "missing": "red", "new": "cyan", "skipped": "dim"}
@@ -17,8 +24,6 @@ VERDICT_STYLE = {"pass": "green", "fail": "bold red", "missing": "red", "new": "
 
 def _plain(value: str, style: str = "") -> Any:
     """User data (names, explanations) as literal text: a '[' in a metric name is not markup."""
-    from rich.text import Text
-
     return Text(value, style=style)
 
 
@@ -34,8 +39,6 @@ def _verdict(verdict: str) -> Any:
 
 
 def pending_table(candidates: Sequence[Candidate]) -> Any:
-    from rich.table import Table
-
     table = Table(title=f"{len(candidates)} pending candidate(s)", title_justify="left")
     for column in ("case", "env", "platform", "run", "verdict", "failing", "against", "staged"):
         table.add_column(column)
@@ -56,8 +59,6 @@ def _against(c: Candidate) -> str:
 
 
 def _largest_change(m: MetricView) -> str:
-    import numpy as np
-
     delta = np.abs(m.run - m.golden)
     if not np.isfinite(delta).any():
         return "-"
@@ -81,8 +82,6 @@ def candidate_panel(view: CandidateView, index: int, total: int, *, failing_only
     rows = failing if failing_only else failing + [m for m in view.metrics if m.verdict not in FAILING]
     if size is None:
         return _panel(view, index, total, rows, len(view.metrics) - len(rows), failing_only, 32)
-    from rich.console import Console
-
     width, height = size
     measure = Console(width=width, height=height, color_system=None, legacy_windows=False)
     spark = max(6, min(32, (width - 80) // 2))
@@ -96,10 +95,6 @@ def candidate_panel(view: CandidateView, index: int, total: int, *, failing_only
 
 def _panel(view: CandidateView, index: int, total: int, rows: Sequence[MetricView], hidden: int,
            failing_only: bool, spark: int) -> Any:
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
     c = view.candidate
     base = "no golden yet" if _against(c) == "no golden" else f"staged against {_against(c)}"
     header = Text.assemble((f"[{index + 1}/{total}] {c.case}", "bold"), f" {c.env}/{c.platform} · run {c.run_id} · ",
@@ -184,8 +179,6 @@ class TerminalReviewIO:
                                            size=(self.console.size.width, self.console.size.height)))
 
     def key(self) -> str:
-        import typer
-
         while True:
             self.console.print(f"[bold]a/r/s/A/R/q/{FAILING_ONLY_KEY}[/] ", end="")
             key = typer.getchar()
@@ -206,8 +199,6 @@ class TerminalReviewIO:
 
 def sparkline(values: Any, lo: float, hi: float, width: int = 32) -> str:
     """Values as ▁▂▃▄▅▆▇█ on a shared [lo, hi] scale (a blank where there is no value)."""
-    import numpy as np
-
     bars = "▁▂▃▄▅▆▇█"
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
@@ -220,14 +211,12 @@ def sparkline(values: Any, lo: float, hi: float, width: int = 32) -> str:
             out.append(" ")
             continue
         v = float(finite.mean())
-        level = 0 if hi <= lo else int(round((v - lo) / (hi - lo) * (len(bars) - 1)))
+        level = 0 if hi <= lo else round((v - lo) / (hi - lo) * (len(bars) - 1))
         out.append(bars[min(max(level, 0), len(bars) - 1)])
     return "".join(out)
 
 
 def finite_range(*arrays: Any) -> tuple[float, float]:
-    import numpy as np
-
     finite = [a[np.isfinite(a)] for a in arrays]
     finite = [a for a in finite if a.size]
     if not finite:

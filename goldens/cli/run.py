@@ -2,17 +2,16 @@
 
 ``execute`` runs the case with a progress display (``runner.launch.run_case``); ``check`` hands
 the run to ``goldens.workflow.check_run`` — the judge/stage path ``golden diff`` shares — and
-renders. Only typer and the standard library are imported at module level; the runner (and
-through it psutil), rich and the comparison engine load inside the commands. Torch is never
-imported in this process: the ranks run in their own processes. Exit codes: 0 pass, 1 a
-difference found, 2 usage/input error or a run that failed (a rank died, a timeout, a bad
-checkpoint).
+renders; the run configuration with the command line's overrides is
+``runner.config.resolve_run_config``. The runner (and through it psutil), rich and the workflow
+load inside the commands (the start-up rule in ``goldens.cli``). Torch is never imported in this
+process: the ranks run in their own processes. Exit codes: 0 pass, 1 a difference found, 2
+usage/input error or a run that failed (a rank died, a timeout, a bad checkpoint).
 """
 from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +19,9 @@ from typing import Annotated, Any
 
 import typer
 
+from ..core.megatron import generation as known_generation
 from .common import console, fail, handles_errors
+from .compare import emit, tell
 from .extras import require_extra
 from .options import (
     EnvOpt,
@@ -37,9 +38,9 @@ from .options import (
     out_option,
 )
 
-CaseArg = Annotated[str, typer.Argument(metavar="CASE", help="The case: its path in the store, or a name only one case has; or "
-                                                            "a case folder (holding case.yaml, or Megatron's "
-                                                            "model_config.yaml): path/to/test_cases/bert/<case>.")]
+CaseArg = Annotated[str, typer.Argument(
+    metavar="CASE", help="The case: its path in the store, or a name only one case has; or a case folder (holding "
+                         "case.yaml, or Megatron's model_config.yaml): path/to/test_cases/bert/<case>.")]
 ProfileOpt = Annotated[str | None, typer.Option("--profile", metavar="NAME",
                                                    help="Profile of the case [default: the case's default_profile, "
                                                         "e.g. cpu-tiny].", show_default=False)]
@@ -105,34 +106,29 @@ def run(case: CaseArg, profile: ProfileOpt = None, out: OutOpt = None, device: D
     torchrun_args = _torchrun_args(rdzv_endpoint=rdzv_endpoint, rdzv_id=rdzv_id, extra=torchrun_arg or [])
     if slurm_arg and launcher != "slurm":
         raise fail("--slurm-arg is for --launcher slurm")
-    options = dict(case=case, store=store, profile=profile, device=device, timeout=timeout, launcher=launcher,
-                   nnodes=nnodes, torchrun_args=torchrun_args, node_rank=node_rank or 0,
-                   slurm_args=tuple(slurm_arg or ()))
+
+    def run_once(*, out: Path | None, seed: int | None, runs_root: Path | None = None) -> Any:
+        return execute(case=case, store=store, profile=profile, out=out, device=device, timeout=timeout, seed=seed,
+                       launcher=launcher, nnodes=nnodes, torchrun_args=torchrun_args, runs_root=runs_root,
+                       node_rank=node_rank or 0, slurm_args=tuple(slurm_arg or ()))
+
     if repeat is None:
         if seed_stride is not None:
             raise fail("--seed-stride needs --repeat N")
-        report = execute(out=out, seed=seed, **options)
+        report = run_once(out=out, seed=seed)
         _print_summary(report)
         _preflight_verdict(report)
         return
-    base = seed if seed is not None else resolve_config(case=case, store=store, profile=profile).determinism.seed
-    seeds = repeat_seeds(base, repeat, 1 if seed_stride is None else seed_stride)
-    from runner.config import MAX_SEED
+    from runner.config import repeat_seeds, resolve_run_config
 
-    if seeds[-1] > MAX_SEED:
-        raise fail(f"--repeat {repeat} would reach seed {seeds[-1]}, above the largest seed {MAX_SEED}")
+    base = seed if seed is not None else resolve_run_config(case, store, profile=profile).determinism.seed
+    seeds = repeat_seeds(base, repeat, 1 if seed_stride is None else seed_stride)
     for index, run_seed in enumerate(seeds, start=1):
         print(f"run {index} of {repeat}: seed {run_seed}", file=sys.stderr, flush=True)
         # A run that is not complete raises RunError: exit 2, the paths printed so far stay valid.
-        report = execute(out=None, runs_root=out, seed=run_seed, **options)
+        report = run_once(out=None, runs_root=out, seed=run_seed)
         _print_summary(report, stream=sys.stderr)
         print(report.artifact_path, flush=True)
-
-
-def repeat_seeds(base: int, count: int, stride: int) -> list[int]:
-    """The seeds of ``--repeat``: base, base + K, …, base + (N − 1)·K (K = 0: one seed N times,
-    so the spread measured is the nondeterminism alone)."""
-    return [base + index * stride for index in range(count)]
 
 
 @handles_errors
@@ -151,19 +147,18 @@ def check(case: CaseArg, store: StoreOpt = None, env: EnvOpt = None, platform: P
     --platform the store has no golden for, close to one it knows, is refused: did you mean…?
     (--new-env / --new-platform: a new one on purpose)."""
     require_extra("runner", "check")
+    from runner.config import store_of_case
+
     from .. import inputs, workflow
-    from .compare import emit, tell
 
     check_result_format(fmt)
     inputs.load_policies(policy)  # a bad --policy or generation is reported before the run, not after it
     if generation is not None:
-        from ..core.megatron import generation as known_generation
-
         known_generation(generation)
     report = execute(case=case, store=store, profile=profile, out=out, device=device, timeout=timeout,
                      seed=seed, launcher=launcher, nnodes=None, torchrun_args=())
     _print_summary(report, stream=sys.stderr)
-    judgement, published = workflow.check_run(report, store_root=golden_store_of(case, store), env=env or "dev",
+    judgement, published = workflow.check_run(report, store_root=store_of_case(case, store), env=env or "dev",
                                               platform=None if platform == "auto" else platform,
                                               policy=policy, force=workflow.force_regime(exact),
                                               generation=generation, new_env=new_env, new_platform=new_platform)
@@ -186,66 +181,25 @@ def _torchrun_args(*, rdzv_endpoint: str | None, rdzv_id: str | None, extra: lis
     return (*args, *extra)
 
 
-def golden_store_of(case: str, store: Path | None) -> Path | None:
-    """Where ``golden check`` finds the golden: --store when given; for a case given as a folder
-    (``golden check path/to/test_cases/bert/<case>``) the folder it lies in; else the usual store."""
-    given = Path(case)
-    if store is not None or not (given.is_absolute() or given.is_dir()):
-        return store
-    return given.parent
-
-
-def resolve_config(*, case: str, store: Path | None, profile: str | None, device: str | None = None,
-                   timeout: float | None = None, seed: int | None = None, nnodes: int | None = None) -> Any:
-    """The case's profile with the command-line overrides (a RunConfig)."""
-    import math
-
-    from runner.config import DEVICES, load_case_definition, locate_case
-
-    # Checked here so that the error names the option, not the case.yaml key it overrides.
-    if device is not None and device not in DEVICES:
-        raise fail(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
-    if timeout is not None and not math.isfinite(timeout):
-        raise fail(f"--timeout must be a finite number of seconds, got {timeout!r}")
-    folder, in_store = locate_case(case, store)
-    definition = load_case_definition(folder, case=in_store)
-    launch: dict[str, Any] = {}
-    if device is not None:
-        launch["device"] = device
-    if timeout is not None:
-        launch["phase_timeout_s"] = timeout
-    if nnodes is not None:
-        launch["nnodes"] = nnodes
-    overrides: dict[str, Any] = {"launch": launch} if launch else {}
-    if seed is not None:
-        overrides["determinism"] = {"seed": seed}
-    return definition.run_config(profile, **overrides)
-
-
 def execute(*, case: str, store: Path | None, profile: str | None, out: Path | None, device: str | None,
             timeout: float | None, seed: int | None, launcher: str, nnodes: int | None,
             torchrun_args: tuple[str, ...], runs_root: Path | None = None, node_rank: int = 0,
             slurm_args: tuple[str, ...] = ()) -> Any:
     """Run the resolved case with a progress display, in ``out`` or ``<runs_root>/<run-id>``
     (``runs_root`` default: runs/)."""
+    from runner.config import resolve_run_config
     from runner.launch import RunOptions, run_case
+    from runner.run_folder import new_run_id
 
     allocated = os.environ.get("SLURM_JOB_NUM_NODES", "")
     if launcher == "slurm" and nnodes is None and allocated.isdigit():  # inside an allocation: all its nodes
         nnodes = int(allocated)
-    cfg = resolve_config(case=case, store=store, profile=profile, device=device, timeout=timeout, seed=seed,
-                         nnodes=nnodes)
+    cfg = resolve_run_config(case, store, profile=profile, device=device, timeout=timeout, seed=seed, nnodes=nnodes)
     run_dir = out if out is not None else (runs_root or Path("runs")) / new_run_id(cfg.case, cfg.profile)
     options = RunOptions(run_dir=run_dir, launcher=launcher, torchrun_args=torchrun_args, node_rank=node_rank,
                          slurm_args=slurm_args)
     with progress_display(cfg) as (on_progress, on_phase):
         return run_case(cfg, options, on_progress=on_progress, on_phase=on_phase)
-
-
-def new_run_id(case: str, profile: str) -> str:
-    """``<case>-<profile>-<UTC time>-<random>``; a case path's '/' becomes '-' (a run id names a folder)."""
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    return f"{case.replace('/', '-')}-{profile}-{stamp}-{os.urandom(2).hex()}"
 
 
 @contextmanager
@@ -309,6 +263,7 @@ def _print_summary(report: Any, stream: Any = None) -> None:
     print(f"artifact: {report.artifact_path} ({artifact.status})", file=stream)
     for number, phase in artifact.phases.items():
         loss = phase.metrics.get("lm loss")
-        moved = f"lm loss {float(loss.values[0])!r} → {float(loss.values[-1])!r}" if loss is not None and len(loss) else ""
+        moved = (f"lm loss {float(loss.values[0])!r} → {float(loss.values[-1])!r}"
+                 if loss is not None and len(loss) else "")
         origin = f", resumed from {phase.resumed_from}" if phase.resumed_from is not None else ""
         print(f"phase {number}: steps {phase.first_step}-{phase.last_step}{origin}: {moved}", file=stream)

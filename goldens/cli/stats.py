@@ -1,7 +1,7 @@
 """Commands that turn measurements into goldens and tolerances: ``import-tb`` and ``stats``.
 
-Each command is typed options plus one library call (goldens.files.ingest, goldens.core.stats); heavy
-imports stay inside the bodies so ``golden --help`` never loads numpy, pandas or torch.
+Each command is typed options plus one library call (goldens.files.ingest, goldens.core.stats); those
+load numpy (and pandas), so they are imported inside the commands (the start-up rule in ``goldens.cli``).
 """
 from __future__ import annotations
 
@@ -11,23 +11,22 @@ from typing import Annotated
 
 import typer
 
+from ..core.errors import GoldenError
+from ..files.atomic import atomic_write_text
+from ..files.case import check_case_path
 from .common import handles_errors
+from .extras import require_extra
 from .options import CaseOpt, out_option
 
 
 def _refuse_folders(*targets: Path | None) -> None:
     """Checked before any work or write, so a folder given as an output writes nothing."""
-    from ..core.errors import GoldenError
-
     for target in targets:
         if target is not None and str(target) != "-" and target.is_dir():
             raise GoldenError(f"cannot write {target}: it is a directory")
 
 
 def _write(target: Path, text: str) -> None:
-    from ..core.errors import GoldenError
-    from ..files.atomic import atomic_write_text
-
     try:
         atomic_write_text(target, text)
     except OSError as exc:
@@ -45,10 +44,7 @@ def import_tb(
     run_id: Annotated[str | None, typer.Option("--run-id", help="Run id (default: tb-<start time>).")] = None,
 ) -> None:
     """TensorBoard event files → a run artifact at full precision (float32 values kept exactly)."""
-    from .extras import require_extra
-
     require_extra("tb", "import-tb")
-    from ..files.case import check_case_path
     from ..files.formats import check_run_id, dumps_artifact
     from ..files.ingest import import_tensorboard
 
@@ -91,28 +87,17 @@ def stats(
     golden stats runs/ID1 runs/ID2 runs/ID3 --out policy.yaml; review policy.yaml and use it
     with golden diff --policy policy.yaml (or copy its metrics: into case.yaml).
     """
-    from ..core.policy import preset
-    from ..core.stats import recommend_all, render_policy_yaml, spread
-    from ..files.formats import read_artifact
+    from ..workflow import calibrate
 
     _refuse_folders(out, table)
-    artifacts = [read_artifact(p) for p in runs]
-    policies = preset(preset_name)
-    spreads = spread(artifacts)
-    recommendations = recommend_all(spreads, policies)
-    run_ids = [a.run_id + (f" (seed {a.provenance['seed']})" if "seed" in a.provenance else "") for a in artifacts]
-    text = render_policy_yaml(recommendations, case=artifacts[0].case, run_ids=run_ids, preset=preset_name,
-                              with_band=band, base_policies=policies)
+    found = calibrate(runs, preset_name=preset_name, band=band)
     if table is not None:
-        import pandas as pd
-
-        frame = pd.concat([sp.frame() for sp in spreads], ignore_index=True)
-        _write(table, frame.to_csv(index=False))
+        _write(table, found.table_csv())
     if str(out) == "-":
-        sys.stdout.write(text)
+        sys.stdout.write(found.policy_yaml)
         return
-    print(f"{artifacts[0].case}: {len(artifacts)} runs ({', '.join(run_ids)})")
-    for rec in recommendations:
+    print(f"{found.case}: {len(found.run_ids)} runs ({', '.join(found.run_ids)})")
+    for rec in found.recommendations:
         setting = "per-step band" if band and rec.band is not None else ", ".join(
             f"{k} {v:.6g}" for k, v in rec.policy.items()) or "left to the preset"
         print(f"\n{rec.metric} (phase {rec.phase}, {rec.method}, N = {rec.n_runs}): {setting}")
@@ -121,5 +106,5 @@ def stats(
     if table is not None:
         print(f"\nwrote {table}")
     if out is not None:
-        _write(out, text)
+        _write(out, found.policy_yaml)
         print(f"wrote {out} (review it, then commit it or pass it with --policy)")

@@ -1,24 +1,26 @@
 """``golden validate · show · history · fsck · adopt · migrate``: the golden files and their history.
 
-Each command is typed options plus one library call (goldens.files.validate, goldens.store); numpy and
-friends are imported inside the bodies so ``golden --help`` stays light. Output is plain text
+Each command is typed options plus one library call (goldens.workflow, goldens.store, goldens.megatron.lint);
+those load numpy, so they are imported inside the commands (the start-up rule in ``goldens.cli``). Output is plain text
 (values printed with ``repr``: full precision, never rounded, never truncated by a terminal width)
 or ``--json``.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..core.errors import EXIT_DIFFERENCE, EXIT_INPUT, EXIT_PASS
+from ..core.errors import EXIT_DIFFERENCE, EXIT_PASS
+from ..core.megatron import generation as known_generation
 from .common import echo_json, fail, handles_errors, say
 from .options import AllowCiOpt, ApproverOpt, DialectOpt, GenerationOpt, JsonOpt, StoreOpt, open_store, store_line
 
 if TYPE_CHECKING:
     from ..core.model import GoldenSet
-    from ..store import GoldenStore, Problem, Version
+    from ..store import Problem, Version
 
 
 # ---------------------------------------------------------------- validate
@@ -59,35 +61,18 @@ def validate(
     Exit 0 when nothing worse than a warning is found (1 with --strict), 1 when any file has an
     error, 2 for a usage error such as a path that does not exist.
     """
-    from ..files.validate import ERROR, OK, WARNING, FileReport, Finding, ValidationSummary, validate_paths
+    from ..files.validate import ERROR, OK, WARNING
+    from ..workflow import validate_tree
 
     if changed:
         _lint_changed(paths or [], base, generation, allow_legacy_precision, as_json, strict)
     if base is not None or allow_legacy_precision:
         raise fail("--base and --allow-legacy-precision go with --changed")
-    targets = list(paths or [])
-    golden_store = open_store(store, generation=generation) if store is not None or not targets else None
-    if not targets:
-        targets = [golden_store.root]
-    summary = validate_paths(targets)
+    golden_store = open_store(store, generation=generation) if store is not None or not paths else None
+    found = validate_tree(paths or [], golden_store, audit=audit, generation=generation)
+    summary, audited = found.summary, found.audited
     if golden_store is not None and golden_store.root.is_dir() and not as_json:
         typer.echo(store_line(golden_store), err=True)
-    if golden_store is not None and golden_store.root.is_dir():
-        problems = golden_store.findings() + golden_store.fsck(repair=False)
-        extra = [FileReport(p.path or p.case, "store", (Finding(p.severity, f"{p.case}: {p.message}"),))
-                 for p in problems if p.severity in (WARNING, ERROR)]
-        summary = ValidationSummary(summary.reports + tuple(extra))
-    audited: dict[str, list[str]] = {}
-    if audit:
-        if golden_store is None or not golden_store.root.is_dir():
-            raise fail("--audit judges a store's goldens against themselves: give --store (or no PATHS)")
-        from .. import workflow
-
-        audited = workflow.audit_tree(golden_store.root, generation=generation)
-        summary = ValidationSummary(summary.reports + tuple(
-            FileReport(target, "audit", (Finding(WARNING, f"pre-existing: {check} fails on the committed goldens "
-                                                          "themselves (Megatron's CI fails it too)"),))
-            for check, targets in audited.items() for target in targets))
     if as_json:
         echo_json(summary.to_json())
     else:
@@ -109,12 +94,11 @@ def validate(
 def _lint_changed(paths: list[Path], base: str | None, generation: str | None, allow_legacy_precision: bool,
                   as_json: bool, strict: bool) -> None:
     """``validate --changed``: the changed golden files, linted by their tree's generation; exits."""
-    from ..core.megatron import generation as known
     from ..files.validate import ERROR, OK, WARNING, ValidationSummary
     from ..megatron.lint import describe_rules, lint_changed
 
     if generation is not None:
-        known(generation)
+        known_generation(generation)
     reports, detections = lint_changed(paths, base=base, generation=generation,
                                        allow_legacy_precision=allow_legacy_precision)
     summary = ValidationSummary(tuple(reports))
@@ -138,13 +122,7 @@ def _lint_changed(paths: list[Path], base: str | None, generation: str | None, a
 
 # ---------------------------------------------------------------- show
 
-def _selected(goldens: dict, env: str | None, platform: str | None, phase: int | None) -> dict:
-    return {k: g for k, g in goldens.items()
-            if (env is None or k.env == env) and (platform is None or k.platform == platform)
-            and (phase is None or k.phase == phase)}
-
-
-def _table(golden: GoldenSet, names: list[str]) -> list[str]:
+def _table(golden: GoldenSet, names: Sequence[str]) -> list[str]:
     """Rows of step | metric… with every value as ``repr`` (shortest text that reads back exactly)."""
     import numpy as np
 
@@ -152,29 +130,11 @@ def _table(golden: GoldenSet, names: list[str]) -> list[str]:
     steps = np.unique(np.concatenate([s.steps for s in series])) if series else np.empty(0, np.int64)
     columns = [["step", *map(str, steps.tolist())]]
     for s in series:
-        by_step = dict(zip(s.steps.tolist(), s.values.tolist()))
+        by_step = dict(zip(s.steps.tolist(), s.values.tolist(), strict=True))
         columns.append([s.name, *(repr(by_step[t]) if t in by_step else "" for t in steps.tolist())])
     widths = [max(map(len, col)) for col in columns]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in zip(*columns)]
-
-
-def _origin(golden_store: GoldenStore, case: str, version: str | None) -> str:
-    versions = golden_store.history(case)
-    if version is None:
-        return (f"current files (latest version {versions[-1].label})" if versions
-                else "current files (no history yet)")
-    found = [v for v in versions if v.ref == version or (v.commit and v.commit.startswith(version))]
-    if not found and golden_store.backend_name == "git":
-        commit = golden_store.backend.resolve(version)
-        found = [v for v in versions if v.commit == commit]
-        return f"{version} ({commit[:12]})" + (f": {_who(found[-1])}" if found else "")
-    return f"{version}: {_who(found[-1])}" if found else version
-
-
-def _who(version: Version) -> str:
-    if not version.attributed:
-        return f"unattributed (committed by {version.author} at {version.time})"
-    return f"{version.action} by {version.approver} at {version.time}"
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            for row in zip(*columns, strict=True)]
 
 
 @handles_errors
@@ -193,55 +153,27 @@ def show(
     """Print a case's golden series at full precision (current files, or CASE@REF from the history).
 
     A file that cannot be read (an empty or {} golden) is named with the reason; the others are shown."""
-    from ..core.errors import GoldenError
-    from ..files.formats import metric_to_json
-    from ..store import parse_case_ref
+    from ..workflow import show_case
 
-    case, version = parse_case_ref(ref)
-    golden_store = open_store(store)
-    case = golden_store.resolve(case)
-    found = golden_store.goldens(case, version)
-    origin = _origin(golden_store, case, version)
-    chosen = _selected(found, env, platform, phase)
-    if not chosen:
-        have = ", ".join(k.filename() for k in found) or "none"
-        raise fail(f"{ref}: no golden matches the filters (has: {have})", EXIT_INPUT)
-    readable = {k: g for k, g in chosen.items() if not isinstance(g, GoldenError)}
-    broken = {k: g for k, g in chosen.items() if isinstance(g, GoldenError)}
-    if metric:
-        unknown = [m for m in metric if not any(m in g.metrics or m in g.scalars for g in readable.values())]
-        if unknown:
-            raise fail(f"{ref}: no metric {unknown[0]!r} in the selected goldens", EXIT_INPUT)
-    fingerprints = {k.filename(): golden_store.fingerprint_of(k) if version is None else
-                    (w.fingerprint if (w := golden_store.writer_of(k, upto=version)) else None) for k in readable}
-    shown = []
-    for key, golden in readable.items():
-        names = [n for n in golden.metrics if not metric or n in metric]
-        scalars = {n: v for n, v in golden.scalars.items() if not metric or n in metric}
-        shown.append((key, golden, names, scalars))
+    view = show_case(open_store(store), ref, env=env, platform=platform, metrics=metric or (), phase=phase)
     if as_json:
-        echo_json({"case": case, "version": version, "origin": origin, "goldens": [
-            {"file": key.filename(), "env": key.env, "platform": key.platform, "phase": key.phase,
-             "fingerprint": fingerprints.get(key.filename()),
-             "metrics": {n: metric_to_json(golden.metrics[n]) for n in names},
-             "scalars": {n: (v if v == v and abs(v) != float("inf") else repr(v)) for n, v in scalars.items()}}
-            for key, golden, names, scalars in shown],
-            "unreadable": [{"file": k.filename(), "error": str(e)} for k, e in broken.items()]})
+        echo_json(view.to_json())
         return
-    say(f"{case} — {origin}")
-    for key, error in broken.items():
+    say(f"{view.case} — {view.origin}")
+    for key, error in view.unreadable.items():
         say(f"{key.filename()}: unreadable: {getattr(error, 'reason', error)}")
-    for key, golden, names, scalars in shown:
+    for shown in view.goldens:
+        key = shown.key
         say("")
         say(f"{key.filename()}  (env {key.env}, platform {key.platform}, phase {key.phase}; "
-                   f"fingerprint {fingerprints.get(key.filename()) or '-'})")
-        for name in names:
-            s = golden.metrics[name]
+            f"fingerprint {shown.fingerprint or '-'})")
+        for name in shown.names:
+            s = shown.golden.metrics[name]
             say(f"  {name}: {len(s)} steps, start_step {s.start_step}, end_step {s.end_step}, "
-                       f"step_interval {s.step_interval}")
-        for line in _table(golden, names) if names else ():
+                f"step_interval {s.step_interval}")
+        for line in _table(shown.golden, shown.names) if shown.names else ():
             say(f"  {line}")
-        for name, value in scalars.items():
+        for name, value in shown.scalars.items():
             say(f"  {name} = {value!r}")
 
 
