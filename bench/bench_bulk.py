@@ -39,7 +39,8 @@ sys.path.insert(0, str(REPO))
 
 from goldens import workflow  # noqa: E402
 from goldens.megatron.case import read_megatron_case  # noqa: E402
-from tests.builders import inference_doc, megatron_oracle, megatron_verdict, training_doc, write_megatron_case  # noqa: E402
+from tests.builders import inference_doc, training_doc, write_megatron_case  # noqa: E402
+from tests.oracle import megatron_oracle, megatron_verdict  # noqa: E402
 
 UTILS = REPO.parent / "shared" / "fixtures" / "megatron" / "python_test_utils"
 MODELS = ("bert", "gpt", "moe", "hybrid", "t5")

@@ -136,7 +136,7 @@ def measure(what: str, store: Path, candidates: Path, out: Path | None) -> dict:
     from bench_bulk import candidate_pairs
 
     from goldens import workflow
-    from tests.builders import megatron_oracle, megatron_verdict
+    from tests.oracle import megatron_oracle, megatron_verdict
 
     if what == "megatron":
         with megatron_oracle(UTILS) as m:

@@ -51,7 +51,8 @@ from goldens.files.bounded import load_json_bytes
 from goldens.files.case import load_yaml
 from goldens.files.formats import read_any_golden
 from goldens.megatron.case import read_megatron_case
-from tests.builders import HostileServer, training_doc
+from tests.builders import training_doc
+from tests.fakes.hostile_server import HostileServer
 
 TOKEN = "fuzz-token-91c2"
 SHARED = REPO.parent / "shared" / "fixtures" / "megatron" / "test_cases"

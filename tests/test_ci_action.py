@@ -1,7 +1,7 @@
 """The CI wiring: the composite GitHub Action (.github/actions/golden/action.yml) with its steps run
-here in a fake GITHUB_* environment (``builders.ActionRun``: run scripts in bash, ``uses:`` steps
+here in a fake GITHUB_* environment (``fakes.actions.ActionRun``: run scripts in bash, ``uses:`` steps
 checked for their inputs), and the GitLab job (ci/golden.gitlab-ci.yml) run the same way; both
-against the loopback GitHub/GitLab server (``builders.FakeCI``)."""
+against the loopback GitHub/GitLab server (``fakes.ci_server.FakeCI``)."""
 from __future__ import annotations
 
 import html
@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.builders import ActionRun, FakeCI, gitlab_results_zip
+from tests.fakes.actions import ActionRun
+from tests.fakes.ci_server import FakeCI, gitlab_results_zip
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ACTION = REPO_ROOT / ".github" / "actions" / "golden" / "action.yml"

@@ -31,12 +31,12 @@ from tests.builders import (
     MODEL_CONFIG,
     megatron_artifact,
     megatron_doc,
-    megatron_oracle,
     odd_tree,
     series,
     tree_bytes,
     write_tensorboard,
 )
+from tests.oracle import megatron_oracle
 
 
 def golden(*args: str):

@@ -1,5 +1,5 @@
 """``golden fetch``: candidate golden values from a GitHub workflow run or a GitLab pipeline, against
-GitHub's and GitLab's REST shapes served on the loopback (``builders.FakeCI``); no real network."""
+GitHub's and GitLab's REST shapes served on the loopback (``fakes.ci_server.FakeCI``); no real network."""
 from __future__ import annotations
 
 import json
@@ -16,7 +16,8 @@ from goldens.fetch.github import artifact_test, job_test_key, model_and_test, wo
 from goldens.fetch.gitlab import golden_members
 from goldens.fetch.http import check_base_url, next_link
 from goldens.fetch.land import hostile_member
-from tests.builders import FakeCI, gitlab_results_zip, tree_bytes, zip_bytes
+from tests.builders import tree_bytes
+from tests.fakes.ci_server import FakeCI, gitlab_results_zip, zip_bytes
 
 REPO = "NVIDIA/Megatron-LM"
 RUN = 16482213

@@ -27,20 +27,19 @@ from goldens.files.bounded import Bounds, load_json_bytes, load_yaml_text, yaml_
 from goldens.files.formats import load_json_text, parse_golden
 from goldens.megatron.case import read_megatron_case
 from tests.builders import (
-    HostileServer,
     commit_all,
     git_repo,
     invoke,
     make_store,
     one_line_refusal,
-    patched_zip,
     seed,
     shifted,
     training_doc,
     write_megatron_case,
     write_run,
-    zip_bytes,
 )
+from tests.fakes.ci_server import zip_bytes
+from tests.fakes.hostile_server import HostileServer, patched_zip
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "hostile-test-token-7f3a"

@@ -94,7 +94,7 @@ def test_legacy_row_compares_values_as_read_as_megatrons_legacy_functions_do(tmp
     actual = golden_doc(0.0000149, loss_marked=False)
     ours = judge(tmp_path, APPROXIMATE, golden, actual, "legacy")
     assert ours == {"lm loss": False, "num-zeros": True}
-    from tests.builders import megatron_oracle, megatron_verdict
+    from tests.oracle import megatron_oracle, megatron_verdict
 
     case = tmp_path / "test_cases" / "gpt" / "case"
     with megatron_oracle(megatron_fixtures / "python_test_utils") as oracle:

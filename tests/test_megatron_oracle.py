@@ -25,7 +25,8 @@ from goldens.core.megatron import INFERENCE, RESUME
 from goldens.files.formats import parse_golden_filename
 from goldens.megatron.case import read_megatron_case
 from goldens.store import GoldenStore
-from tests.builders import inference_doc, megatron_oracle, megatron_verdict, training_doc, write_megatron_case
+from tests.builders import inference_doc, training_doc, write_megatron_case
+from tests.oracle import megatron_oracle, megatron_verdict
 
 pytest.importorskip("tensorboard", reason="Megatron's common.py imports tensorboard (extra 'tb')")
 

@@ -200,7 +200,7 @@ def test_shared_megatron_test_cases_all_classified(megatron_fixtures):
 def test_shared_megatron_sample_errors_only_where_megatrons_reader_refuses(megatron_fixtures):
     """Every file the validator calls an error, Megatron's own reader (common.py) refuses too."""
     pytest.importorskip("tensorboard", reason="Megatron's common.py imports tensorboard")
-    from tests.builders import megatron_oracle
+    from tests.oracle import megatron_oracle
 
     summary = validate_paths([megatron_fixtures / "test_cases"])
     errors = [r.path for r in summary.reports if r.status == ERROR]
