@@ -221,7 +221,9 @@ def main() -> None:
                 t_theirs, theirs = megatron_loop(m, store, candidates)
                 t_bare, bare = pipeline_loop(m, store, candidates)
                 t_ours, mine = ours(store, candidates)
-                theirs_best, bare_best, ours_best = min(theirs_best, t_theirs), min(bare_best, t_bare), min(ours_best, t_ours)
+                theirs_best = min(theirs_best, t_theirs)
+                bare_best = min(bare_best, t_bare)
+                ours_best = min(ours_best, t_ours)
                 megatron_verdict_count = len(theirs)
         same = theirs == mine == bare
         failing = sum(not v for v in theirs.values())

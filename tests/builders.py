@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +58,7 @@ STEPS = range(1, 21)
 LOSS = {s: 10.0 - 0.25 * s + 1e-9 * s * s for s in STEPS}  # values with many significant digits
 ZEROS = {s: float(1000 + 3 * s) for s in STEPS}
 
-Values = Union[MetricSeries, Mapping[int, float], Sequence[float], np.ndarray]
+Values = MetricSeries | Mapping[int, float] | Sequence[float] | np.ndarray
 """One metric's values: a series as is, a mapping step → value, or values on consecutive steps."""
 
 
@@ -276,7 +276,8 @@ def megatron_doc(steps: Sequence[int], start: float, *, slope: float = -0.25, ze
             "num-zeros": {**grid, "values": {str(s): float(zeros + 3 * s) for s in steps}}}
 
 
-MODEL_CONFIG = "ENV_VARS:\n  NVTE_ALLOW_NONDETERMINISTIC_ALGO: 0\nTEST_TYPE: regular\nMODEL_ARGS:\n  --train-iters: 20\n"
+MODEL_CONFIG = ("ENV_VARS:\n  NVTE_ALLOW_NONDETERMINISTIC_ALGO: 0\nTEST_TYPE: regular\n"
+                "MODEL_ARGS:\n  --train-iters: 20\n")
 
 
 def odd_tree(root: Path) -> Path:
@@ -367,7 +368,8 @@ def steps_table(golden, actual, statuses) -> StepTable:
                      status=np.asarray([STEP_STATUS_CODE[StepStatus(s)] for s in statuses], dtype=np.int8))
 
 
-def loss_verdict(metric: str = "lm loss", *, fail: bool = False, phase: int = 1, rule: Rule = APPROX_5PCT) -> MetricVerdict:
+def loss_verdict(metric: str = "lm loss", *, fail: bool = False, phase: int = 1,
+                 rule: Rule = APPROX_5PCT) -> MetricVerdict:
     """Four steps of a loss; when ``fail``, step 3 is 10 % high (outside the 5 % band)."""
     golden = [10.0, 9.0, 8.0, 7.0]
     actual = [10.0, 9.0, 8.8 if fail else 8.0, 7.0]
@@ -506,7 +508,7 @@ def markdown_table_rows(text: str) -> list[list[str]]:
 def markdown_tables(text: str) -> list[list[list[str]]]:
     """Group consecutive table lines into tables (header, rule, rows...)."""
     groups, current = [], []
-    for line in text.splitlines() + [""]:
+    for line in [*text.splitlines(), ""]:
         if line.startswith("| ") and line.endswith(" |"):
             current.append(line)
         elif current:
@@ -541,7 +543,7 @@ def training_doc(steps: Sequence[int], metrics: Sequence[str] = ("lm loss", "num
         values = scale.get(name, 5.0) * (1.0 + 0.01 * rng.standard_normal(len(steps)))
         if name.startswith(("num-zeros", "mem-")):
             values = np.round(values)
-        doc[name] = megatron_metric({int(s): round(float(v), 5) for s, v in zip(steps, values)})
+        doc[name] = megatron_metric({int(s): round(float(v), 5) for s, v in zip(steps, values, strict=True)})
     return doc
 
 

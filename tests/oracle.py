@@ -42,7 +42,7 @@ PYTHON_TEST_UTILS = "tests.functional_tests.python_test_utils"
 def _import_without_click(module: str) -> types.ModuleType:
     """``module`` imported with ``_ClickStub`` as ``click``; whatever ``click`` was is restored after."""
     real = sys.modules.get("click")
-    sys.modules["click"] = _ClickStub()  # type: ignore[assignment]  (the extraction module's CLI only)
+    sys.modules["click"] = _ClickStub()  # type: ignore[assignment]  # a stand-in module
     try:
         return importlib.import_module(module)
     finally:

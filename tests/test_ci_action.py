@@ -35,7 +35,7 @@ def megatron_golden(loss: list[float]) -> str:
     """A golden as Megatron's CI writes it (indent 4, no trailing newline)."""
     steps = range(1, len(loss) + 1)
     return json.dumps({"lm loss": {"start_step": 1, "end_step": len(loss), "step_interval": 1,
-                                   "values": {str(s): v for s, v in zip(steps, loss)}},
+                                   "values": {str(s): v for s, v in zip(steps, loss, strict=True)}},
                        "num-zeros": {"start_step": 1, "end_step": len(loss), "step_interval": 1,
                                      "values": {str(s): 5000.0 + s for s in steps}}}, indent=4)
 
@@ -215,7 +215,7 @@ def test_the_gitlab_job_fetches_judges_reports_and_notes_the_merge_request(tmp_p
     megatron_store(tmp_path)
     fake_ci.gitlab_pipeline(PROJECT, PIPELINE)
     fake_ci.gitlab_bridge(PROJECT, PIPELINE, "functional:run_dev", 2790600)
-    for (model, case), loss in zip(CASES, (DRIFTED, LOSS)):
+    for (model, case), loss in zip(CASES, (DRIFTED, LOSS), strict=True):
         fake_ci.gitlab_job(PROJECT, 2790600, case, model, "failed",
                            gitlab_results_zip(case, "dev", {FILE: megatron_golden(loss)}))
     job = yaml.safe_load(GITLAB_JOB.read_text())[".golden"]
@@ -230,7 +230,8 @@ def test_the_gitlab_job_fetches_judges_reports_and_notes_the_merge_request(tmp_p
     done = subprocess.run(["bash", "-e", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 1, done.stderr  # the gpt case drifted: the job fails
-    assert (tmp_path / "golden-report" / "junit.xml").is_file() and (tmp_path / "golden-report" / "report.html").is_file()
+    assert (tmp_path / "golden-report" / "junit.xml").is_file()
+    assert (tmp_path / "golden-report" / "report.html").is_file()
     [note] = fake_ci.notes[(PROJECT, 7)]
     assert note["body"].startswith("## ❌ Golden check failed: 1 of 2 case(s) failed")
     assert "--store store --reason" in html.unescape(note["body"])

@@ -207,4 +207,5 @@ class ActionRun:
         return next(o for o in self.outcomes if o["name"] == name)
 
     def outputs(self) -> dict[str, str]:
-        return {name: substitute(spec["value"], self.contexts()) for name, spec in (self.spec.get("outputs") or {}).items()}
+        declared = self.spec.get("outputs") or {}
+        return {name: substitute(spec["value"], self.contexts()) for name, spec in declared.items()}

@@ -108,7 +108,8 @@ class FakeCI:
         self.failures.append((re.compile(pattern), status, dict(headers or {}), body))
 
     # --- GitHub
-    def github_run(self, repo: str, run_id: int, *, status: str = "completed", conclusion: str | None = "failure") -> dict:
+    def github_run(self, repo: str, run_id: int, *, status: str = "completed",
+                   conclusion: str | None = "failure") -> dict:
         run = {"id": run_id, "name": "CICD NeMo", "node_id": f"WFR_{run_id}", "head_branch": "main",
                "head_sha": "009b8a3a9ccbb128af87f9b1c0f4c62e8a304f6d", "run_number": 7, "run_attempt": 1,
                "event": "pull_request", "status": status, "conclusion": conclusion, "workflow_id": 161335,
@@ -120,7 +121,8 @@ class FakeCI:
         return run
 
     def github_job(self, repo: str, run_id: int, name: str, conclusion: str | None, *,
-                   workflow_name: str = "CICD NeMo / cicd-integration-tests-latest", labels: Sequence[str] = ()) -> dict:
+                   workflow_name: str = "CICD NeMo / cicd-integration-tests-latest",
+                   labels: Sequence[str] = ()) -> dict:
         job_id = next(self._ids)
         job = {"id": job_id, "run_id": run_id, "workflow_name": workflow_name, "head_branch": "main",
                "run_url": f"https://api.github.com/repos/{repo}/actions/runs/{run_id}", "run_attempt": 1,
@@ -178,7 +180,8 @@ class FakeCI:
                "pipeline": {"id": pipeline_id, "project_id": 19378, "ref": "main",
                             "sha": "009b8a3a9ccbb128af87f9b1c0f4c62e8a304f6d", "status": status},
                "commit": {"id": "009b8a3a9ccbb128af87f9b1c0f4c62e8a304f6d", "short_id": "009b8a3a", "title": "t",
-                          "message": "t", "author_name": "a", "author_email": "a@example.com", "created_at": self.EPOCH},
+                          "message": "t", "author_name": "a", "author_email": "a@example.com",
+                          "created_at": self.EPOCH},
                "runner": None, "web_url": f"https://gitlab.example.com/{project}/-/jobs/{job_id}",
                "project": {"ci_job_token_scope_enabled": False},
                "user": {"id": 1, "name": "ci", "username": "ci", "state": "active"},
@@ -254,7 +257,8 @@ class FakeCI:
         return self._github_route(handler, method, path, query)
 
     def _github_route(self, handler: Any, method: str, path: str, query: dict) -> tuple[int, Any, dict[str, str]]:
-        not_found = (404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest", "status": "404"}, {})
+        not_found = (404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest",
+                           "status": "404"}, {})
         if path == "/user":
             if self.token_user is None:
                 return 403, {"message": "Resource not accessible by integration", "status": "403"}, {}
@@ -268,7 +272,8 @@ class FakeCI:
             key = m.group(3)[1:]
             return 200, {"total_count": len(record[key]), key: self._page(handler, record[key], query, github=True)}, {}
         if m := re.fullmatch(r"/repos/([^/]+/[^/]+)/actions/artifacts/(\d+)/zip", path):
-            artifact = next((a for r in self.github_runs.values() for a in r["artifacts"] if a["id"] == int(m.group(2))), None)
+            artifact = next((a for r in self.github_runs.values() for a in r["artifacts"]
+                             if a["id"] == int(m.group(2))), None)
             if artifact is None:
                 return not_found
             if artifact["expired"]:
@@ -298,7 +303,8 @@ class FakeCI:
         if m := re.fullmatch(r"/projects/([^/]+)/merge_requests/(\d+)/notes", path):
             if handler.command != "POST":
                 return not_found
-            form = dict(urllib.parse.parse_qsl(handler.rfile.read(int(handler.headers.get("Content-Length") or 0)).decode()))
+            sent = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+            form = dict(urllib.parse.parse_qsl(sent.decode()))
             note = {"id": next(self._ids), "body": form.get("body", ""), "author": {"username": "project_bot"}}
             self.notes.setdefault((urllib.parse.unquote(m.group(1)), int(m.group(2))), []).append(note)
             return 201, note, {}
