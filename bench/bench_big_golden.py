@@ -48,7 +48,8 @@ def write_golden(path: Path, steps: int, metrics: int, *, nudge: float = 0.0, se
                 values = 10.0 + rng.standard_normal(stop - start)
                 values *= 1.0 + nudge
                 last = stop == steps + 1
-                fh.write(",\n".join(f'            "{s}": {v!r}' for s, v in zip(range(start, stop), values.tolist())))
+                fh.write(",\n".join(f'            "{s}": {v!r}'
+                                     for s, v in zip(range(start, stop), values.tolist(), strict=True)))
                 fh.write("\n" if last else ",\n")
             fh.write("        }\n    }" + (",\n" if m < len(names) - 1 else "\n"))
         fh.write("}")
@@ -94,7 +95,8 @@ def main() -> int:
     base_seconds, base_rss, _, _ = results["json.load (baseline)"]
     failed = False
     for label, (seconds, rss, code_, last) in results.items():
-        ratio = "" if label.startswith("json") else f"   {seconds / base_seconds:5.2f}x time, {rss / base_rss:5.2f}x memory"
+        ratio = ("" if label.startswith("json")
+                 else f"   {seconds / base_seconds:5.2f}x time, {rss / base_rss:5.2f}x memory")
         print(f"  {label:22} {seconds:7.1f} s  peak RSS {rss / 2**20:7.0f} MiB  exit {code_}{ratio}")
         if not label.startswith("json"):
             within = rss < LIMIT_BYTES and code_ in (0, 1)

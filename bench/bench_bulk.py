@@ -39,7 +39,8 @@ sys.path.insert(0, str(REPO))
 
 from goldens import workflow  # noqa: E402
 from goldens.megatron.case import read_megatron_case  # noqa: E402
-from tests.builders import inference_doc, megatron_oracle, megatron_verdict, training_doc, write_megatron_case  # noqa: E402
+from tests.builders import inference_doc, training_doc, write_megatron_case  # noqa: E402
+from tests.oracle import megatron_oracle, megatron_verdict  # noqa: E402
 
 UTILS = REPO.parent / "shared" / "fixtures" / "megatron" / "python_test_utils"
 MODELS = ("bert", "gpt", "moe", "hybrid", "t5")
@@ -220,7 +221,9 @@ def main() -> None:
                 t_theirs, theirs = megatron_loop(m, store, candidates)
                 t_bare, bare = pipeline_loop(m, store, candidates)
                 t_ours, mine = ours(store, candidates)
-                theirs_best, bare_best, ours_best = min(theirs_best, t_theirs), min(bare_best, t_bare), min(ours_best, t_ours)
+                theirs_best = min(theirs_best, t_theirs)
+                bare_best = min(bare_best, t_bare)
+                ours_best = min(ours_best, t_ours)
                 megatron_verdict_count = len(theirs)
         same = theirs == mine == bare
         failing = sum(not v for v in theirs.values())

@@ -87,7 +87,8 @@ def main() -> None:
             theirs_cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                           str(package / "test_pretraining_regular_pipeline.py"),
                           "--golden-values-path", str(case / reference), "--actual-values-path", str(case / candidate),
-                          "--train-iters", str(config.train_iters), "--model-config-path", str(case / "model_config.yaml")]
+                          "--train-iters", str(config.train_iters),
+                          "--model-config-path", str(case / "model_config.yaml")]
             if config.allow_nondeterministic:
                 theirs_cmd.append("--allow-nondeterministic-algo")
             ours_cmd = [golden, "diff", str(case / reference), str(case / candidate), "--policy", "megatron"]
@@ -101,7 +102,8 @@ def main() -> None:
         print(f"slowest golden diff {slowest:.3f} s (target <= 0.25 s: {'OK' if slowest <= 0.25 else 'OVER'}); "
               f"lowest ratio {lowest:.1f}× (target >= 2: {'OK' if lowest >= 2 else 'UNDER'})")
         case = MEGATRON / "test_cases" / PAIRS[0][0]
-        heavy = heavy_imports(["golden", "diff", str(case / PAIRS[0][1]), str(case / PAIRS[0][2]), "--policy", "megatron"])
+        heavy = heavy_imports(["golden", "diff", str(case / PAIRS[0][1]), str(case / PAIRS[0][2]),
+                               "--policy", "megatron"])
         print(f"heavy modules imported by golden diff among {', '.join(HEAVY)}: {', '.join(heavy) or 'none'}")
     finally:
         shutil.rmtree(root, ignore_errors=True)

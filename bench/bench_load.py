@@ -92,8 +92,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="golden-bench-") as tmp:
-        measure(f"synthetic ({len(METRICS)} metrics x {args.steps} steps)", make_files(Path(tmp), args.files, args.steps),
-                args.repeat)
+        measure(f"synthetic ({len(METRICS)} metrics x {args.steps} steps)",
+                make_files(Path(tmp), args.files, args.steps), args.repeat)
     if SHARED.is_dir():
         real = sorted(p for p in SHARED.rglob("golden_values_*.json"))
         real += sorted(p for p in (SHARED / "history").rglob("*_golden_values_*.json"))

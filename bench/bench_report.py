@@ -58,8 +58,9 @@ def build_results(cases: int, steps: int, seed: int = 0) -> list[ComparisonResul
         if i % 4 == 0:
             run["lm loss"] = reference["lm loss"] * np.where(grid > steps * 0.6, 1.08, 1.0)
         case = f"gpt/gpt3_mcore_te_tp2_pp2_case_{i:02d}"
-        results.append(compare(side_from_goldens(golden(reference, grid), f"store/{case}/golden_values_dev_dgx_h100.json"),
-                               side_from_goldens(golden(run, grid), f"candidates/{case}/golden_values_dev_dgx_h100.json"),
+        name = "golden_values_dev_dgx_h100.json"
+        results.append(compare(side_from_goldens(golden(reference, grid), f"store/{case}/{name}"),
+                               side_from_goldens(golden(run, grid), f"candidates/{case}/{name}"),
                                preset("megatron" if i % 2 else "default"),
                                case=case, env="dev", platform="dgx_h100"))
     return results

@@ -136,7 +136,7 @@ def measure(what: str, store: Path, candidates: Path, out: Path | None) -> dict:
     from bench_bulk import candidate_pairs
 
     from goldens import workflow
-    from tests.builders import megatron_oracle, megatron_verdict
+    from tests.oracle import megatron_oracle, megatron_verdict
 
     if what == "megatron":
         with megatron_oracle(UTILS) as m:
@@ -217,7 +217,8 @@ def main() -> None:
               f"({failing} failing by Megatron's verdict); findings of ours: {len(ours['findings'])}")
         for label, got in (("Megatron's test functions in one process", theirs), ("golden judge (verdicts only)", ours),
                            ("golden judge + all reports", full)):
-            print(f"{label + ':':42s} {got['cpu']:7.2f} s CPU ({got['seconds']:.2f} s wall), peak {got['peak_mb']:.0f} MB")
+            print(f"{label + ':':42s} {got['cpu']:7.2f} s CPU ({got['seconds']:.2f} s wall), "
+                  f"peak {got['peak_mb']:.0f} MB")
         print(f"ratio Megatron / golden judge (CPU): {theirs['cpu'] / ours['cpu']:.2f}× (target >= 1: "
               f"{'OK' if ours['cpu'] <= theirs['cpu'] else 'SLOWER'}); judge + reports / verdicts: "
               f"{full['cpu'] / ours['cpu']:.2f}× (target <= 3: {'OK' if full['cpu'] <= 3 * ours['cpu'] else 'OVER'}); "

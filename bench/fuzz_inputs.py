@@ -40,8 +40,7 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.* below
 
 from goldens.core.errors import GoldenError
 from goldens.core.sanitize import line, markdown, text
@@ -51,8 +50,10 @@ from goldens.files.bounded import load_json_bytes
 from goldens.files.case import load_yaml
 from goldens.files.formats import read_any_golden
 from goldens.megatron.case import read_megatron_case
-from tests.builders import HostileServer, training_doc
+from tests.builders import training_doc
+from tests.fakes.hostile_server import HostileServer
 
+REPO = Path(__file__).resolve().parents[1]
 TOKEN = "fuzz-token-91c2"
 SHARED = REPO.parent / "shared" / "fixtures" / "megatron" / "test_cases"
 
@@ -84,7 +85,8 @@ def bomb(levels: int, width: int) -> str:
 
 FRAGMENTS = ["&x ", "*x", "<<: *x\n", "!!python/object:os.system ", "!!binary ", "? ", "- ", "[", "]", "{", "}",
              ": ", "\n  ", "'", '"', "\\u0000", "\x1b[31m", "\ufeff", "9" * 5000, "²", "null", "~", "1e999",
-             "0x" + "f" * 80, "1:2:3:4:5", "--train-iters: ", "METRICS: ", "TEST_TYPE: ckpt-resume\n", "\t", "%YAML 1.1\n"]
+             "0x" + "f" * 80, "1:2:3:4:5", "--train-iters: ", "METRICS: ", "TEST_TYPE: ckpt-resume\n", "\t",
+             "%YAML 1.1\n"]
 
 
 def mutate_text(rng: random.Random, source: str, fragments: list[str]) -> str:
@@ -118,8 +120,8 @@ def yaml_inputs(rng: random.Random):
 
 
 GOLDEN_FRAGMENTS = ['"' + "1" * 4400 + '"', "1" * 5000, "[" * 3000, '{"values": ', '"nan"', "NaN", "-Infinity",
-                    '"lm loss"', '"start_step": ', '"step_interval": 0', '"²"', '"\\ud800"', "1e400", ",", ":", "{", "}",
-                    "null", "true", '"01"', '"values": []', "\x00", '"' + "x" * 10000 + '"']
+                    '"lm loss"', '"start_step": ', '"step_interval": 0', '"²"', '"\\ud800"', "1e400", ",", ":", "{",
+                    "}", "null", "true", '"01"', '"values": []', "\x00", '"' + "x" * 10000 + '"']
 
 
 def golden_inputs(rng: random.Random):
@@ -239,7 +241,8 @@ def race_round(scratch: Path, index: int) -> list[str]:
     for case in ("c0", "c1", "c2", "c3"):
         (store.root / case / "golden_values_dev_cpu.json").write_text(json.dumps(training_doc([1, 2, 3])))
     commit_all(repo, "seed")
-    runs = [write_run(scratch / f"race{index}" / "runs", c, f"{c}-r", {"lm loss": LOSS}) for c in ("c0", "c1", "c2", "c3")]
+    runs = [write_run(scratch / f"race{index}" / "runs", c, f"{c}-r", {"lm loss": LOSS})
+            for c in ("c0", "c1", "c2", "c3")]
     results = race(scratch / f"race{index}", [["approve", str(r), "--store", str(store.root), "--reason", "race",
                                                "--approver", f"p{i}", "--env", "dev", "--platform", "cpu"]
                                               for i, r in enumerate(runs)])
@@ -261,7 +264,8 @@ def main() -> int:
     tracebacks: list[tuple[str, str]] = []
     hangs: list[str] = []
     slowest: Counter[str] = Counter()
-    generators = {"yaml": yaml_inputs(rng), "golden": golden_inputs(rng), "api": api_inputs(rng), "zip": zip_inputs(rng)}
+    generators = {"yaml": yaml_inputs(rng), "golden": golden_inputs(rng), "api": api_inputs(rng),
+                  "zip": zip_inputs(rng)}
     weights = {"yaml": 3, "golden": 3, "api": 2, "zip": 2, "http": 1, "text": 1}
     expected = (GoldenError,)
     started = time.monotonic()

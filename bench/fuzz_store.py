@@ -69,7 +69,8 @@ class Hang(BaseException):
 
 # ---------------------------------------------------------------- the healthy store, built once
 
-def build_template(root: Path, *, cases: Path | None = None, commit: Callable[[str], Any] = lambda message: None) -> None:
+def build_template(root: Path, *, cases: Path | None = None,
+                   commit: Callable[[str], Any] = lambda message: None) -> None:
     """cases/ (tiny: 3 versions, other: a resume pair adopted then approved), a staged candidate
     for tiny, and runs/ holding runs for both cases. ``commit`` is called after each approval (a
     git store: the person commits it)."""
@@ -106,8 +107,8 @@ def build_template(root: Path, *, cases: Path | None = None, commit: Callable[[s
                     reason=f"v{version}", source_run_id=f"run-{version}", fingerprint="fp")
         commit(f"tiny v{version}")
     halves = golden(1.0)
-    resumed = GoldenSet({"lm loss": MetricSeries("lm loss", steps, np.where(steps > 10, halves.metrics["lm loss"].values,
-                                                                           np.nan), 1, 20, 1)})
+    second_half = np.where(steps > 10, halves.metrics["lm loss"].values, np.nan)
+    resumed = GoldenSet({"lm loss": MetricSeries("lm loss", steps, second_half, 1, 20, 1)})
     (cases / "other" / PLAIN).write_text(dumps_golden(halves))
     (cases / "other" / SECOND).write_text(dumps_golden(resumed))
     store.adopt("other", approver="importer")
@@ -298,8 +299,8 @@ def m_forge_entry(w: World) -> None:
         return
     head = dict(entries[-1])
     victim = w.outside / "victim.json"
-    name = w.rng.choice(HOSTILE_NAMES + [str(victim)])
-    blob = w.rng.choice(HOSTILE_HASHES + [hashlib.sha256(victim.read_bytes()).hexdigest()])
+    name = w.rng.choice([*HOSTILE_NAMES, str(victim)])
+    blob = w.rng.choice([*HOSTILE_HASHES, hashlib.sha256(victim.read_bytes()).hexdigest()])
     previous = w.rng.choice([None, hashlib.sha256(victim.read_bytes()).hexdigest(), blob])
     head.update(version=len(entries) + 1, files={name: {"hash": blob, "previous_hash": previous, "summary": None}})
     entries.append(head)
@@ -435,7 +436,8 @@ def m_intent(w: World) -> None:
 
 def m_temp_files(w: World) -> None:
     case = w.case()
-    for folder, name in ((case, f".{PLAIN}.abcd1234.tmp"), (case / ".golden" / "objects", f".{'c' * 64}.json.zz99xx00.tmp"),
+    for folder, name in ((case, f".{PLAIN}.abcd1234.tmp"),
+                         (case / ".golden" / "objects", f".{'c' * 64}.json.zz99xx00.tmp"),
                          (case / ".golden", ".intent.json.q1w2e3r4.tmp")):
         if folder.is_dir() and not folder.is_symlink() and _plain_file_or_absent(folder / name):
             (folder / name).write_text("half")
@@ -454,7 +456,8 @@ def m_pending_record(w: World) -> None:
     doc = {"schema": "golden.pending/1", "case": w.rng.choice(["tiny", "../x", "other"]),
            "env": w.rng.choice(["dev", "e" * 150]), "platform": w.rng.choice(["cpu", "p" * 150, "a/b"]),
            "run_id": "r", "artifact": w.rng.choice([str(w.outside / "victim.json"), str(w.outside / "dir"),
-                                                    str(w.sandbox / "runs" / "run-tiny" / "artifact.json"), "/dev/zero"]),
+                                                    str(w.sandbox / "runs" / "run-tiny" / "artifact.json"),
+                                                    "/dev/zero"]),
            "base_version": w.rng.choice([0, 3, None, -1, "x"]), "metrics": []}
     name = w.rng.choice(["dev_cpu.json", "lts_cpu.json", "x" * 250 + ".json"])
     if _plain_file_or_absent(pending / name):
@@ -767,7 +770,8 @@ def main() -> int:
     os.environ.pop("GOLDEN_STORE", None)
     started = time.perf_counter()
     stats = run_fuzz(args.stores, seed=args.seed, progress=True, backend=args.backend)
-    print(f"{args.backend} backend: {stats.stores} damaged stores, {stats.commands} commands in {time.perf_counter() - started:.0f} s")
+    print(f"{args.backend} backend: {stats.stores} damaged stores, {stats.commands} commands "
+          f"in {time.perf_counter() - started:.0f} s")
     print("exit codes: " + ", ".join(f"{code}: {n}" for code, n in sorted(stats.exit_codes.items(), key=str)))
     print("mutations: " + ", ".join(f"{name} {n}" for name, n in stats.mutations.most_common()))
     total = sum(stats.kinds.values())

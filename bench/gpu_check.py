@@ -130,8 +130,9 @@ def family_on_cuda(case: str, work: Path) -> dict:
         artifact = report.artifact
         first, second = artifact.phases[1].metrics, artifact.phases[2].metrics
         result["resume_exact"] = all(
-            dict(zip(first[n].steps.tolist(), first[n].values.tolist())).get(s) == v
-            for n in ("lm loss", "num-zeros") for s, v in zip(second[n].steps.tolist(), second[n].values.tolist()))
+            dict(zip(first[n].steps.tolist(), first[n].values.tolist(), strict=True)).get(s) == v
+            for n in ("lm loss", "num-zeros")
+            for s, v in zip(second[n].steps.tolist(), second[n].values.tolist(), strict=True))
         result["optimizer"] = artifact.provenance.get("fingerprint_fields", {}).get("kernels", {}).get("optimizer")
     except GoldenError as exc:
         result.update(exit=2, error=str(exc))
@@ -142,11 +143,12 @@ def real_data_guard(work: Path) -> dict:
     """`golden check` of a Megatron case folder against its real-data GPU golden (dgx_h100) must be
     refused (exit 2) instead of failing on lm loss 10.5 vs 6.2; the guard is the same on any device,
     so the run is the case's cpu-tiny shrink. Uses ../shared's GPT case where present."""
-    folder = REPO.parent / "shared" / "fixtures" / "megatron" / "test_cases" / "gpt" / "gpt3_mcore_tp4_pp1_resume_torch_dist"
+    folder = REPO.parent / "shared" / "fixtures" / "megatron" / "test_cases" / "gpt"
+    folder /= "gpt3_mcore_tp4_pp1_resume_torch_dist"
     if not folder.is_dir():
         return {"refused": True, "line": f"skipped: {folder} is absent"}
-    proc = subprocess.run([sys.executable, "-m", "goldens", "check", str(folder), "--platform", "dgx_h100", "--out", str(work / "guard")], cwd=REPO,
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "goldens", "check", str(folder), "--platform", "dgx_h100",
+                           "--out", str(work / "guard")], cwd=REPO, capture_output=True, text=True)
     line = (proc.stderr.strip().splitlines() or [""])[-1]
     return {"refused": proc.returncode == 2 and "real data" in line, "exit": proc.returncode, "line": line}
 

@@ -42,8 +42,10 @@ def goldens(version: int) -> dict:
     steps = np.arange(1, STEPS + 1, dtype=np.int64)
     loss = 10.0 - steps / 64.0 + version * 1e-3
     resumed = np.where(steps > STEPS // 2, loss, np.nan)
-    return {GoldenKey(CASE, "dev", "cpu", 1): GoldenSet({"lm loss": MetricSeries("lm loss", steps, loss, 1, STEPS, 1)}),
-            GoldenKey(CASE, "dev", "cpu", 2): GoldenSet({"lm loss": MetricSeries("lm loss", steps, resumed, 1, STEPS, 1)})}
+    first = MetricSeries("lm loss", steps, loss, 1, STEPS, 1)
+    second = MetricSeries("lm loss", steps, resumed, 1, STEPS, 1)
+    return {GoldenKey(CASE, "dev", "cpu", 1): GoldenSet({"lm loss": first}),
+            GoldenKey(CASE, "dev", "cpu", 2): GoldenSet({"lm loss": second})}
 
 
 def writer(root: str, stop: multiprocessing.synchronize.Event, writer_id: int, written: Any) -> None:

@@ -1,4 +1,4 @@
-"""Fixtures shared by the whole suite; the builders they use are in tests/builders.py."""
+"""Fixtures shared by the whole suite; the builders they use are in tests/builders.py, the fakes in tests/fakes/."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from goldens.store import GoldenStore
-from tests.builders import LOSS, ZEROS, FakeCI, make_store, seed
+from tests.builders import LOSS, ZEROS, make_store, seed
+from tests.fakes.ci_server import FakeCI
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -48,7 +49,7 @@ def runs(tmp_path) -> Path:
 
 @pytest.fixture
 def fake_ci():
-    """GitHub's and GitLab's APIs on 127.0.0.1 (``builders.FakeCI``), stopped after the test (and
+    """GitHub's and GitLab's APIs on 127.0.0.1 (``fakes.ci_server.FakeCI``), stopped after the test (and
     by itself after two minutes in any case)."""
     ci = FakeCI().start()
     yield ci

@@ -112,7 +112,7 @@ def test_accept_makes_the_run_the_golden_with_a_ledger_entry(store, runs):
 
 def test_selective_accept_keeps_the_other_metrics_and_the_ledger_says_so(store, runs):
     run = write_run(runs, "tiny", "r1", {"lm loss": shifted(LOSS, 1.1), "num-zeros": shifted(ZEROS, 2)})
-    [outcome] = accept(store, approve.candidates_for_run(store, run), selection=Selection(metrics=("num-zeros",)))
+    [_outcome] = accept(store, approve.candidates_for_run(store, run), selection=Selection(metrics=("num-zeros",)))
     assert golden_values(store) == {"lm loss": LOSS, "num-zeros": shifted(ZEROS, 2)}
     selection = store.current_entry("tiny").provenance["selection"]
     assert selection == {"partial": True, "metrics": ["num-zeros"], "only_failing": False,
@@ -168,7 +168,7 @@ def test_a_direct_run_needs_a_target_when_it_declares_none(store, runs):
     with pytest.raises(ApprovalRefused, match="give --env and --platform"):
         approve.candidates_for_run(store, run)
     runner_like = write_run(runs, "tiny", "r2", {"lm loss": LOSS}, env=None)   # the runner names no env
-    with pytest.raises(ApprovalRefused, match="targets: give --env$"):
+    with pytest.raises(ApprovalRefused, match=r"targets: give --env$"):
         approve.candidates_for_run(store, runner_like)
     [candidate] = approve.candidates_for_run(store, run, env="lts", platform="cpu")
     assert (candidate.env, candidate.platform, candidate.base_version) == ("lts", "cpu", None)
@@ -203,14 +203,14 @@ def _inf_at_3():
 
 
 GUARDRAILS = {
-    "no reason": (dict(), dict(reason=None), "a reason is required"),
-    "blank reason": (dict(), dict(reason="  \t"), "a reason is required"),
-    "incomplete run": (dict(status="incomplete"), dict(), r"is incomplete \(rank 3 died\): only a complete run"),
-    "failed run": (dict(status="failed"), dict(), r"is failed \(rank 3 died\)"),
-    "inf": (dict(metrics=_inf_at_3()), dict(), "'num-zeros' .* is infinite at step 3"),
-    "env differs": (dict(env="lts"), dict(), "ran with env 'lts' but the target golden is dev/cpu"),
-    "platform differs": (dict(platform="dgx_h100"), dict(), "ran with platform 'dgx_h100'"),
-    "CI": (dict(), dict(ci=True), "CI never writes goldens"),
+    "no reason": ({}, {"reason": None}, "a reason is required"),
+    "blank reason": ({}, {"reason": "  \t"}, "a reason is required"),
+    "incomplete run": ({"status": "incomplete"}, {}, r"is incomplete \(rank 3 died\): only a complete run"),
+    "failed run": ({"status": "failed"}, {}, r"is failed \(rank 3 died\)"),
+    "inf": ({"metrics": _inf_at_3()}, {}, "'num-zeros' .* is infinite at step 3"),
+    "env differs": ({"env": "lts"}, {}, "ran with env 'lts' but the target golden is dev/cpu"),
+    "platform differs": ({"platform": "dgx_h100"}, {}, "ran with platform 'dgx_h100'"),
+    "CI": ({}, {"ci": True}, "CI never writes goldens"),
 }
 
 
@@ -523,7 +523,8 @@ def test_the_review_screen_fits_100_by_30_with_the_failing_row_on_it_and_a_faili
     assert passing_rows and "metric-1-0-" in passing_rows[0]  # then passing rows, in order, as many as fit
     failing_only = _screen(view, failing_only=True)
     assert [line for line in failing_only if "fail" in line and "lm loss" in line]
-    assert not [line for line in failing_only if "metric-" in line] and "28 metric(s) not shown" in "\n".join(failing_only)
+    assert not [line for line in failing_only if "metric-" in line]
+    assert "28 metric(s) not shown" in "\n".join(failing_only)
     assert "f every row" in "\n".join(failing_only) and "f failing only" in "\n".join(lines)
 
 

@@ -198,7 +198,7 @@ def test_review_without_a_terminal_prints_the_commands_that_work(world, monkeypa
     reject_line = next(line for line in lines if line.startswith("golden reject") and "other" in line)
     import shlex
 
-    args = shlex.split(approve_line.replace("'WHY'", "'checked by hand'"))[1:] + ["--approver", "ada"]
+    args = [*shlex.split(approve_line.replace("'WHY'", "'checked by hand'"))[1:], "--approver", "ada"]
     assert golden(*args).exit_code == 0
     assert golden(*shlex.split(reject_line)[1:]).exit_code == 0
     assert approve.list_pending(store) == []

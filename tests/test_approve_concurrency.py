@@ -113,7 +113,8 @@ def test_eight_processes_approving_in_a_git_store(tmp_path):
         run = write_run(runs, "tiny", f"tiny-{i}", {m: shifted(v, 1 + (i + 1) / 100) for m, v in base.items()})
         commands.append(["approve", str(run), "--metric", metric])
     for name, factor in (("same-a", 1.5), ("same-b", 2.5)):
-        commands.append(["approve", str(write_run(runs, "same", name, {m: shifted(v, factor) for m, v in base.items()}))])
+        shifted_run = write_run(runs, "same", name, {m: shifted(v, factor) for m, v in base.items()})
+        commands.append(["approve", str(shifted_run)])
     commands.append(["approve", str(write_run(runs, "c6", "c6-run", {m: shifted(v, 3.0) for m, v in base.items()}))])
     results = race(tmp_path, [[*c, "--store", str(store.root), "--reason", "race", "--approver", f"p{i}"]
                               for i, c in enumerate(commands)])

@@ -1,7 +1,7 @@
 """The CI wiring: the composite GitHub Action (.github/actions/golden/action.yml) with its steps run
-here in a fake GITHUB_* environment (``builders.ActionRun``: run scripts in bash, ``uses:`` steps
+here in a fake GITHUB_* environment (``fakes.actions.ActionRun``: run scripts in bash, ``uses:`` steps
 checked for their inputs), and the GitLab job (ci/golden.gitlab-ci.yml) run the same way; both
-against the loopback GitHub/GitLab server (``builders.FakeCI``)."""
+against the loopback GitHub/GitLab server (``fakes.ci_server.FakeCI``)."""
 from __future__ import annotations
 
 import html
@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.builders import ActionRun, FakeCI, gitlab_results_zip
+from tests.fakes.actions import ActionRun
+from tests.fakes.ci_server import FakeCI, gitlab_results_zip
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ACTION = REPO_ROOT / ".github" / "actions" / "golden" / "action.yml"
@@ -34,7 +35,7 @@ def megatron_golden(loss: list[float]) -> str:
     """A golden as Megatron's CI writes it (indent 4, no trailing newline)."""
     steps = range(1, len(loss) + 1)
     return json.dumps({"lm loss": {"start_step": 1, "end_step": len(loss), "step_interval": 1,
-                                   "values": {str(s): v for s, v in zip(steps, loss)}},
+                                   "values": {str(s): v for s, v in zip(steps, loss, strict=True)}},
                        "num-zeros": {"start_step": 1, "end_step": len(loss), "step_interval": 1,
                                      "values": {str(s): 5000.0 + s for s in steps}}}, indent=4)
 
@@ -214,7 +215,7 @@ def test_the_gitlab_job_fetches_judges_reports_and_notes_the_merge_request(tmp_p
     megatron_store(tmp_path)
     fake_ci.gitlab_pipeline(PROJECT, PIPELINE)
     fake_ci.gitlab_bridge(PROJECT, PIPELINE, "functional:run_dev", 2790600)
-    for (model, case), loss in zip(CASES, (DRIFTED, LOSS)):
+    for (model, case), loss in zip(CASES, (DRIFTED, LOSS), strict=True):
         fake_ci.gitlab_job(PROJECT, 2790600, case, model, "failed",
                            gitlab_results_zip(case, "dev", {FILE: megatron_golden(loss)}))
     job = yaml.safe_load(GITLAB_JOB.read_text())[".golden"]
@@ -229,7 +230,8 @@ def test_the_gitlab_job_fetches_judges_reports_and_notes_the_merge_request(tmp_p
     done = subprocess.run(["bash", "-e", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 1, done.stderr  # the gpt case drifted: the job fails
-    assert (tmp_path / "golden-report" / "junit.xml").is_file() and (tmp_path / "golden-report" / "report.html").is_file()
+    assert (tmp_path / "golden-report" / "junit.xml").is_file()
+    assert (tmp_path / "golden-report" / "report.html").is_file()
     [note] = fake_ci.notes[(PROJECT, 7)]
     assert note["body"].startswith("## ❌ Golden check failed: 1 of 2 case(s) failed")
     assert "--store store --reason" in html.unescape(note["body"])

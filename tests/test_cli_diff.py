@@ -86,7 +86,7 @@ def test_json_format_is_the_result_and_round_trips(tmp_path):
     out = golden(str(a), str(b), "--format", "json")
     assert out.exit_code == 1
     result = ComparisonResult.from_json(json.loads(out.stdout))
-    loss = [m for m in result.metric_verdicts() if m.metric == "lm loss"][0]
+    loss = next(m for m in result.metric_verdicts() if m.metric == "lm loss")
     assert loss.verdict == Verdict.FAIL and loss.failing_steps == 20
     assert loss.steps.golden.tolist() == LOSS.tolist()  # full precision out
 
@@ -221,7 +221,8 @@ def test_saved_copies_with_a_prefix_keep_env_platform_and_phase(tmp_path):
     # A maintainer saves two revisions side by side: git show REV:path > REV_golden_values_….json
     time = 1.0 + 0.0 * STEPS
     slower = 1.5 + 0.0 * STEPS  # +50 %: out of the step-time rule
-    old, new = tmp_path / "ad2ab2ca12_golden_values_dev_dgx_h100.json", tmp_path / "f5b2ec0130_golden_values_dev_dgx_h100.json"
+    old = tmp_path / "ad2ab2ca12_golden_values_dev_dgx_h100.json"
+    new = tmp_path / "f5b2ec0130_golden_values_dev_dgx_h100.json"
     old.write_text(dumps_golden(golden_set({"lm loss": LOSS, "iteration-time": time})))
     new.write_text(dumps_golden(golden_set({"lm loss": LOSS, "iteration-time": slower})))
     out = golden(str(old), str(new), "--format", "json")
@@ -369,7 +370,7 @@ def test_a_failed_run_is_compared_and_says_so(tmp_path, fp1_store):
     assert out.exit_code == 1
     result = ComparisonResult.from_json(json.loads(out.stdout))
     assert "candidate: the run's status is 'failed': rank 3 died" in result.warnings
-    loss = [m for m in result.metric_verdicts() if m.metric == "lm loss"][0]
+    loss = next(m for m in result.metric_verdicts() if m.metric == "lm loss")
     assert loss.step_counts == {"pass": 10, "missing": 10}
 
 
@@ -392,7 +393,8 @@ def test_table_in_a_log_keeps_every_full_precision_number_on_one_line(tmp_path, 
         path = tmp_path / side / "golden_values_dev_cpu.json"
         path.parent.mkdir()
         path.write_text(dumps_golden(golden_set({names["lm loss"]: loss, names["num-zeros"]: ZEROS})))
-    result = golden(str(tmp_path / "a" / "golden_values_dev_cpu.json"), str(tmp_path / "b" / "golden_values_dev_cpu.json"))
+    result = golden(str(tmp_path / "a" / "golden_values_dev_cpu.json"),
+                    str(tmp_path / "b" / "golden_values_dev_cpu.json"))
     assert result.exit_code == 1, result.output
     table = result.output.split("why:")[0]
     for number in ("6.9530158042907715", "7.300666594505317"):

@@ -173,7 +173,8 @@ def test_a_folder_where_the_store_expects_a_file_is_reported_and_refused_in_one_
     if where.endswith(".jsonl"):
         result = run("history", CASE, "--store", str(store_root))
         assert result.exit_code == 2
-        assert result.output == f"error: cannot read {target}: it is a folder, expected a regular file; run golden fsck\n"
+        assert result.output == (f"error: cannot read {target}: it is a folder, expected a regular file; "
+                                 "run golden fsck\n")
     assert target.is_dir()  # reported, never repaired away
 
 
@@ -236,7 +237,7 @@ def test_every_megatron_history_revision_loads_and_shows(megatron_fixtures, tmp_
             assert golden == read_golden_bytes(files[key.filename()])
         result = run("show", f"resume@v{number}", "--store", str(tmp_path))
         assert result.exit_code == 0 and f"v{number}: imported" in result.output
-        for name, data in files.items():
+        for data in files.values():
             assert repr(float(read_golden_bytes(data).metrics["lm loss"].values[-1])) in result.output
 
 

@@ -35,7 +35,7 @@ def pol(**kw):
 
 
 def statuses(verdict):
-    return dict(zip(verdict.steps.step.tolist(), verdict.steps.statuses().tolist()))
+    return dict(zip(verdict.steps.step.tolist(), verdict.steps.statuses().tolist(), strict=True))
 
 
 def side(label, metrics, phase2=None, **kw):
@@ -430,12 +430,13 @@ def test_result_round_trips_through_json_and_frames_every_step():
     back = ComparisonResult.from_json(json.loads(text))
     assert back == result
     frame = result.frame()
-    assert list(frame.columns) == ["check", "phase", "metric", "step", "golden", "actual", "delta", "rel_diff", "status"]
+    assert list(frame.columns) == ["check", "phase", "metric", "step", "golden", "actual", "delta", "rel_diff",
+                                   "status"]
     loss = frame[frame.metric == "lm loss"]
     assert loss.step.tolist() == [1, 2, 3, 4]
     assert loss.status.tolist() == ["pass", "empty", "fail", "extra"]
     assert loss.rel_diff.iloc[0] == pytest.approx(0.01)
-    scalar = [m for m in result.metric_verdicts() if m.metric == "iteration_timing_avg"][0]
+    scalar = next(m for m in result.metric_verdicts() if m.metric == "iteration_timing_avg")
     assert scalar.verdict == Verdict.MISSING and scalar.passed  # runs never produce scalar entries
 
 
@@ -455,8 +456,9 @@ def test_result_json_written_a_block_at_a_time_is_json_dumps_text(monkeypatch):
 def test_a_malformed_result_document_names_the_section_it_broke_in():
     from goldens.core.errors import FormatError
 
-    good = compare(side("g", [series("lm loss", [1, 2], [1.0, 2.0])]), side("a", [series("lm loss", [1, 2], [1.0, 2.5])],
-                   phase2=[series("lm loss", [2], [2.5])]), preset("default")).to_json()
+    good = compare(side("g", [series("lm loss", [1, 2], [1.0, 2.0])]),
+                   side("a", [series("lm loss", [1, 2], [1.0, 2.5])], phase2=[series("lm loss", [2], [2.5])]),
+                   preset("default")).to_json()
 
     def broken(edit):
         doc = json.loads(json.dumps(good))
@@ -465,7 +467,8 @@ def test_a_malformed_result_document_names_the_section_it_broke_in():
             ComparisonResult.from_json(doc)
         return caught.value.key, caught.value.reason
 
-    assert broken(lambda d: d["phases"][0]["metrics"][0].pop("rule")) == ("phases[0].metrics[0]", "missing field 'rule'")
+    assert broken(lambda d: d["phases"][0]["metrics"][0].pop("rule")) == ("phases[0].metrics[0]",
+                                                                           "missing field 'rule'")
     assert broken(lambda d: d["phases"][0]["metrics"][0]["steps"]["status"].__setitem__(0, "bogus")) == (
         "phases[0].metrics[0].steps", "'bogus' is not a valid StepStatus")
     assert broken(lambda d: d["phases"][0].__setitem__("verdict", "maybe")) == (
@@ -588,4 +591,5 @@ def test_steps_without_a_value_on_either_side_are_named_in_the_count():
     a = series("lm loss", [1, 2, 3, 4], [np.nan, np.nan, 9.1, 8.0])
     v = compare_metric("lm loss", g, a, pol(rtol=0.05), Context(phase=2, exact=False, same_platform=True))
     assert v.passed and v.total_steps == 4  # T counts the listed steps (Megatron's allowance)
-    assert v.explanation.startswith("all 4 steps within the rule; 2 of the 4 with no value on either side (not compared)")
+    assert v.explanation.startswith("all 4 steps within the rule; "
+                                    "2 of the 4 with no value on either side (not compared)")

@@ -92,7 +92,7 @@ def base_values(metric: str, steps) -> dict:
     values = scale * (1.0 + 0.01 * rng.standard_normal(len(steps)))
     if metric == "num-zeros":
         values = np.round(values)
-    return {int(s): float(v) for s, v in zip(steps, values)}
+    return {int(s): float(v) for s, v in zip(steps, values, strict=True)}
 
 
 def perturb(values: dict, steps, factor: float) -> dict:

@@ -1,6 +1,7 @@
 """The engine on real Megatron-LM goldens (../shared; skipped where absent)."""
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -36,9 +37,10 @@ def test_every_real_golden_equals_itself_bit_exactly(megatron_fixtures, policy):
 def test_consecutive_history_revisions_compare_and_round_trip(megatron_fixtures):
     history = megatron_fixtures / "history" / "bert_mcore_tp2_pp2_resume_torch_dist_local_spec"
     index = json.loads((history / "index.json").read_text())
-    revisions = [history / f for entry in index for f in entry["files"] if f.endswith("golden_values_dev_dgx_h100.json")]
+    revisions = [history / f for entry in index for f in entry["files"]
+                 if f.endswith("golden_values_dev_dgx_h100.json")]
     assert len(revisions) >= 3
-    for old, new in zip(revisions, revisions[1:]):
+    for old, new in itertools.pairwise(revisions):
         result = compare(side_from_goldens({1: read_golden(old)}, old.name),
                          side_from_goldens({1: read_golden(new)}, new.name), preset("megatron"))
         assert result.metric_verdicts() and not result.exact_applied

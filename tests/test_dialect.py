@@ -31,12 +31,12 @@ from tests.builders import (
     MODEL_CONFIG,
     megatron_artifact,
     megatron_doc,
-    megatron_oracle,
     odd_tree,
     series,
     tree_bytes,
     write_tensorboard,
 )
+from tests.oracle import megatron_oracle
 
 
 def golden(*args: str):
@@ -91,7 +91,8 @@ def test_a_new_file_is_laid_out_as_the_extraction_writes_it():
 @pytest.mark.parametrize("dump", [lambda d: json.dumps(d), lambda d: json.dumps(d, indent=4) + "\n",
                                   lambda d: json.dumps(d, indent=2), lambda d: json.dumps(d, separators=(",", ":"))])
 def test_an_existing_file_keeps_its_layout_and_key_order(dump):
-    old = {"num-zeros": megatron_doc(range(1, 4), 10.0)["num-zeros"], "lm loss": megatron_doc(range(1, 4), 10.0)["lm loss"]}
+    doc = megatron_doc(range(1, 4), 10.0)
+    old = {"num-zeros": doc["num-zeros"], "lm loss": doc["lm loss"]}
     old["lm loss"] = {"values": old["lm loss"]["values"], "start_step": 1, "end_step": 3, "step_interval": 1}
     existing = dump(old).encode()
     new = _golden(old)
@@ -171,7 +172,8 @@ def test_approve_into_a_megatron_tree_rounds_and_keeps_everything_else(tree, tmp
     assert validate_golden_file(path).findings == ()           # no warning about its own file
     after = tree_bytes(tree)
     changed = {k for k in after if before.get(k) != after[k]}
-    assert {k for k in changed if not k.startswith("gpt/resume/.golden/")} == {"gpt/resume/golden_values_dev_dgx_h100.json"}
+    assert {k for k in changed if not k.startswith("gpt/resume/.golden/")} == {
+        "gpt/resume/golden_values_dev_dgx_h100.json"}
 
 
 def test_a_selective_approval_keeps_the_one_line_layout_and_untouched_text(tree, tmp_path):
@@ -187,7 +189,7 @@ def test_a_selective_approval_keeps_the_one_line_layout_and_untouched_text(tree,
     assert json.dumps(json.loads(text)["lm loss"]) == json.dumps(json.loads(original)["lm loss"])  # kept as written
     assert json.loads(text)["num-zeros"]["values"]["2"] == megatron_value(1006.0 * 1.05)
     assert {k: v for k, v in tree_bytes(tree).items() if k in others and not k.startswith("bert/oneline/.golden")} \
-        == {k: v for k, v in others.items()}
+        == others
     assert golden("rollback", "oneline", "--to", "v1", "--store", str(tree), "--reason", "back",
                   "--approver", "ada").exit_code == 0
     assert path.read_text() == original                          # the exact bytes again, one line

@@ -1,5 +1,5 @@
 """``golden fetch``: candidate golden values from a GitHub workflow run or a GitLab pipeline, against
-GitHub's and GitLab's REST shapes served on the loopback (``builders.FakeCI``); no real network."""
+GitHub's and GitLab's REST shapes served on the loopback (``fakes.ci_server.FakeCI``); no real network."""
 from __future__ import annotations
 
 import json
@@ -16,7 +16,8 @@ from goldens.fetch.github import artifact_test, job_test_key, model_and_test, wo
 from goldens.fetch.gitlab import golden_members
 from goldens.fetch.http import check_base_url, next_link
 from goldens.fetch.land import hostile_member
-from tests.builders import FakeCI, gitlab_results_zip, tree_bytes, zip_bytes
+from tests.builders import tree_bytes
+from tests.fakes.ci_server import FakeCI, gitlab_results_zip, zip_bytes
 
 REPO = "NVIDIA/Megatron-LM"
 RUN = 16482213
@@ -102,7 +103,7 @@ def test_paging_without_link_headers_goes_on_while_pages_are_full(fake_ci, tmp_p
 
 def test_the_newest_upload_of_a_job_wins_and_ambiguity_or_expiry_is_a_note(fake_ci, tmp_path):
     fake_ci.github_run(REPO, RUN)
-    job, _ = fake_ci.github_test(REPO, RUN, "gpt", "gpt3_retry", "failure", {"golden_values_dev.json": "old"})
+    _job, _ = fake_ci.github_test(REPO, RUN, "gpt", "gpt3_retry", "failure", {"golden_values_dev.json": "old"})
     fake_ci.github_artifact(REPO, RUN, f"logs-gpt3_retry-{RUN}-8f2c1e4a-retry",
                             zip_bytes({"golden_values_dev.json": "new"}), created_at="2025-06-01T13:00:00Z")
     fake_ci.github_test(REPO, RUN, "gpt", "same_name", "failure", {"golden_values_dev.json": "gpt"})
@@ -164,7 +165,7 @@ def _hostile_file(ci):
 
 
 def _server_error_after_one(ci):
-    first, second = (a["id"] for a in ci.github_runs[(REPO, RUN)]["artifacts"][:2])
+    _first, second = (a["id"] for a in ci.github_runs[(REPO, RUN)]["artifacts"][:2])
     ci.fail(rf"/actions/artifacts/{second}/zip", 502)  # the first one is fetched and staged by then
 
 
@@ -292,10 +293,11 @@ def megatron_pipeline(ci: FakeCI) -> None:
     ci.gitlab_bridge(PROJECT, PIPELINE, "functional:run_dev", 2790600)
     ci.gitlab_bridge(PROJECT, PIPELINE, "functional:run_lts", 2790700)
     ci.gitlab_bridge(PROJECT, PIPELINE, "functional:run_nightly", None)  # not started: no downstream
-    archive = gitlab_results_zip("gpt3_mcore_te_tp2_pp2", "dev", {"golden_values_dev_dgx_h100.json": GOLDEN_A}, iteration=2)
+    archive = gitlab_results_zip("gpt3_mcore_te_tp2_pp2", "dev", {"golden_values_dev_dgx_h100.json": GOLDEN_A},
+                                 iteration=2)
     old = gitlab_results_zip("gpt3_mcore_te_tp2_pp2", "dev", {"golden_values_dev_dgx_h100.json": b"iteration 1"})
     ci.gitlab_job(PROJECT, 2790600, "gpt3_mcore_te_tp2_pp2", "gpt", "failed", zip_bytes({
-        **{n: z for n, z in _members(old).items()}, **_members(archive)}))
+        **_members(old), **_members(archive)}))
     ci.gitlab_job(PROJECT, 2790600, "bert_mcore_tp2_pp2", "bert", "success", gitlab_results_zip(
         "bert_mcore_tp2_pp2", "dev", {"golden_values_dev_dgx_h100.json": GOLDEN_B}))
     ci.gitlab_job(PROJECT, 2790600, "t5_220m", "t5", "failed", None)
@@ -350,7 +352,8 @@ def test_gitlab_with_the_job_token_and_a_functional_pipeline_given_directly(fake
     ({"RO_API_TOKEN": "wrong"}, None, "GitLab API: 401 Unauthorized on GET /api/v4/projects/adlr%2Fmegatron-lm/"
                                       f"pipelines/{PIPELINE}: 401 Unauthorized ($RO_API_TOKEN was refused)"),
     ({"CI_PROJECT_ID": None}, None, "which project? give --project"),
-    ({}, (r"/pipelines/2790600/jobs", 429, {"Retry-After": "30"}), "GitLab API rate limit reached for 30 s (429 on GET"),
+    ({}, (r"/pipelines/2790600/jobs", 429, {"Retry-After": "30"}),
+     "GitLab API rate limit reached for 30 s (429 on GET"),
     ({}, (r"/pipelines/2790700/jobs", 403, {}), "GitLab API: 403 Forbidden on GET"),
 ])
 def test_gitlab_errors_are_one_line_exit_2_and_write_nothing(fake_ci, tmp_path, env_change, spoil, message):

@@ -214,7 +214,7 @@ def _metric(draw):
     if draw(st.booleans()):
         values = draw(st.lists(_value, min_size=len(steps), max_size=len(steps)))
         return {"start_step": steps[0], "end_step": steps[-1], "step_interval": draw(st.integers(1, 100)),
-                "values": {str(s): v for s, v in zip(steps, values)}}
+                "values": {str(s): v for s, v in zip(steps, values, strict=True)}}
     start, interval = draw(st.integers(0, 100)), draw(st.integers(1, 100))
     values = draw(st.lists(_value, min_size=1, max_size=30))
     return {"start_step": start, "end_step": start + interval * len(values), "step_interval": interval,
@@ -251,7 +251,7 @@ def test_any_float64_survives_write_and_read_exactly(values):
 
 
 def test_shared_megatron_files_round_trip(megatron_fixtures):
-    files = [p for p in (megatron_fixtures / "test_cases" / "bert").rglob("*.json")]  # every real BERT golden
+    files = list((megatron_fixtures / "test_cases" / "bert").rglob("*.json"))  # every real BERT golden
     files += [p for p in (megatron_fixtures / "history").rglob("*.json") if p.name != "index.json"]
     assert len(files) >= 40
     canonical = 0

@@ -98,7 +98,7 @@ def test_an_approval_lands_in_the_work_tree_as_golden_plus_record(store, repo, t
     assert approved.commit == git(repo, "rev-parse", "HEAD") and approved.reason == "new init"
     assert approved.source_run_id == "r1" and fresh.fingerprint_of(KEY) == "fp-1"
     assert approved.files[KEY.filename()].summary["lm loss"].changed_steps == 20
-    assert [p for p in fresh.fsck(repair=False)] == []
+    assert list(fresh.fsck(repair=False)) == []
 
 
 def test_a_pair_whose_2nd_file_stays_the_same_gets_no_no_op_record_for_it(tmp_path):
@@ -217,13 +217,15 @@ def test_the_change_report_reads_git_and_skips_an_unreadable_file(tmp_path):
 def test_two_branches_approving_different_goldens_merge_cleanly(store, repo, tmp_path, second_target):
     git(repo, "checkout", "-q", "-b", "branch-a")
     run_a = write_run(tmp_path / "runs", "tiny", "ra", {"lm loss": shifted(LOSS, 1.1)})
-    assert invoke("approve", str(run_a), "--store", str(store.root), "--reason", "a", "--approver", "ada").exit_code == 0
+    assert invoke("approve", str(run_a), "--store", str(store.root), "--reason", "a",
+                  "--approver", "ada").exit_code == 0
     commit_all(repo, "approve tiny dev/cpu")
     git(repo, "checkout", "-q", "master")
     git(repo, "checkout", "-q", "-b", "branch-b")
     case, env, platform = second_target
     run_b = write_run(tmp_path / "runs", case, "rb", {"lm loss": shifted(LOSS, 0.9)}, env=env, platform=platform)
-    assert invoke("approve", str(run_b), "--store", str(store.root), "--reason", "b", "--approver", "bob").exit_code == 0
+    assert invoke("approve", str(run_b), "--store", str(store.root), "--reason", "b",
+                  "--approver", "bob").exit_code == 0
     commit_all(repo, f"approve {case} {env}/{platform}")
     git(repo, "checkout", "-q", "branch-a")
     merged = subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "merge",
@@ -312,7 +314,7 @@ def test_migrate_moves_the_ledger_into_records_and_keeps_its_provenance(tmp_path
     assert (record["approver"], record["reason"], record["source_run_id"]) == ("ada", "second", "seed-run")
     commit_all(repo, "migrate the ledger into git")
     history = GoldenStore(ledger_store.root).history("tiny")
-    assert [(v.commit, v.approver) for v in history][0] == (old_commit, "runner")  # attributed from the ledger
+    assert next((v.commit, v.approver) for v in history) == (old_commit, "runner")  # attributed from the ledger
     assert all(v.attributed for v in history) and GoldenStore(ledger_store.root).fsck(repair=False) == []
 
 
@@ -335,9 +337,9 @@ def test_the_store_s_own_files_weigh_at_most_2_percent_of_the_goldens(megatron_f
     tree = repo / "test_cases"
     shutil.copytree(megatron_fixtures / "test_cases", tree)
     commit_all(repo, "Megatron's test_cases")
-    for case, platform in (("bert/bert_mcore_tp2_pp2", "dgx_h100"), ("moe/gpt3_mcore_te_tp2_pp2_ep4_etp1_memory_speed",
-                                                                      "dgx_h100"), ("t5/t5_mcore_tp4_pp1_resume_torch_dist",
-                                                                                     "dgx_a100")):
+    for case, platform in (("bert/bert_mcore_tp2_pp2", "dgx_h100"),
+                           ("moe/gpt3_mcore_te_tp2_pp2_ep4_etp1_memory_speed", "dgx_h100"),
+                           ("t5/t5_mcore_tp4_pp1_resume_torch_dist", "dgx_a100")):
         golden_file = tree / case / f"golden_values_dev_{platform}.json"
         doc = json.loads(golden_file.read_text())
         steps = [int(s) for s in doc["lm loss"]["values"]]
@@ -346,7 +348,7 @@ def test_the_store_s_own_files_weigh_at_most_2_percent_of_the_goldens(megatron_f
         assert out.exit_code == 0, out.output
     commit_all(repo, "three approvals")
     own = [p for p in tree.rglob("*") if p.is_file() and (".approvals" in p.parts or ".golden-store" in p.parts)]
-    goldens = [p for p in tree.rglob("golden_values*.json")]
+    goldens = list(tree.rglob("golden_values*.json"))
     weight = sum(p.stat().st_size for p in own) / sum(p.stat().st_size for p in goldens)
     assert len([p for p in own if ".approvals" in p.parts]) == 3
     assert weight <= 0.02, weight

@@ -136,7 +136,7 @@ CASE = "tiny"
 
 
 def timing_values(steady: float) -> dict[int, float]:
-    return {int(s): float(v) for s, v in zip(STEPS, timing(steady).values)}
+    return {int(s): float(v) for s, v in zip(STEPS, timing(steady).values, strict=True)}
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ Hand-made cases for each attack found, and hypothesis for their neighbours; well
 The longer run of the same generators is bench/fuzz_inputs.py."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -27,20 +28,19 @@ from goldens.files.bounded import Bounds, load_json_bytes, load_yaml_text, yaml_
 from goldens.files.formats import load_json_text, parse_golden
 from goldens.megatron.case import read_megatron_case
 from tests.builders import (
-    HostileServer,
     commit_all,
     git_repo,
     invoke,
     make_store,
     one_line_refusal,
-    patched_zip,
     seed,
     shifted,
     training_doc,
     write_megatron_case,
     write_run,
-    zip_bytes,
 )
+from tests.fakes.ci_server import zip_bytes
+from tests.fakes.hostile_server import HostileServer, patched_zip
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "hostile-test-token-7f3a"
@@ -115,15 +115,13 @@ def test_a_train_iters_no_int_can_be_is_not_a_number(tmp_path):
     store, _ = megatron_pair(tmp_path, 'TEST_TYPE: ckpt-resume\nMODEL_ARGS:\n  --train-iters: "²"\n')
     case = read_megatron_case(store / "gpt" / "case_a" / "model_config.yaml")
     assert case.train_iters is None
+    from goldens.core.errors import GoldenError
     from goldens.files.case import load_yaml
     from runner.megatron_case import import_model_config
 
     config = store / "gpt" / "case_a" / "model_config.yaml"
-    try:
+    with contextlib.suppress(GoldenError):  # imported, or refused; any other exception fails the test
         import_model_config(load_yaml(config), name="case_a", path=config)
-    except Exception as exc:
-        from goldens.core.errors import GoldenError
-        assert isinstance(exc, GoldenError), repr(exc)
 
 
 @pytest.mark.parametrize("text, key", [
@@ -159,7 +157,10 @@ def test_any_yaml_is_a_document_or_one_format_error(source):
     try:
         load_yaml_text(source, "f.yaml", Bounds(max_nodes=5000))
     except FormatError as exc:
-        assert "\n" not in str(exc) and len(str(exc)) < 400
+        refusal = str(exc)
+    else:
+        refusal = ""
+    assert "\n" not in refusal and len(refusal) < 400
 
 
 # ---------------------------------------------------------------- JSON bounds and golden digits
@@ -184,7 +185,10 @@ def test_any_json_is_a_document_or_one_format_error(data):
     try:
         load_json_bytes(data, bounds=Bounds(max_depth=8))
     except FormatError as exc:
-        assert "\n" not in str(exc)
+        refusal = str(exc)
+    else:
+        refusal = ""
+    assert "\n" not in refusal
 
 
 def test_a_step_key_of_4400_digits_is_one_line_and_a_finding_in_a_batch(tmp_path):
@@ -215,15 +219,19 @@ def test_a_golden_of_200k_metrics_is_refused_not_compared_for_minutes(tmp_path):
 @QUICK
 @given(st.dictionaries(st.text(max_size=6), st.one_of(
     st.floats(), st.text(max_size=6), st.none(),
-    st.fixed_dictionaries({"values": st.dictionaries(st.text("0123456789²", max_size=30), st.floats() | st.text(max_size=4),
-                                                     max_size=4)},
-                          optional={"start_step": st.integers() | st.text(max_size=5), "step_interval": st.integers()})),
+    st.fixed_dictionaries({"values": st.dictionaries(st.text("0123456789²", max_size=30),
+                                                     st.floats() | st.text(max_size=4), max_size=4)},
+                          optional={"start_step": st.integers() | st.text(max_size=5),
+                                    "step_interval": st.integers()})),
     max_size=4))
 def test_any_golden_document_is_read_or_one_format_error(doc):
     try:
         parse_golden(load_json_text(json.dumps(doc), "g.json"), path="g.json")
     except FormatError as exc:
-        assert "\n" not in str(exc)
+        refusal = str(exc)
+    else:
+        refusal = ""
+    assert "\n" not in refusal
 
 
 # ---------------------------------------------------------------- 2. the token stays on its origin
@@ -330,9 +338,13 @@ def test_the_fetch_deadline_spans_requests(servers):
     api, _ = servers
     api.route("/slow", lambda h: (time.sleep(0.4), h.send(200, [{}])))
     session = client(api, fetch_s=1.0)
-    with pytest.raises(FetchError, match="deadline"):
+
+    def ten_requests() -> None:
         for _ in range(10):
             session.json("/slow")
+
+    with pytest.raises(FetchError, match="deadline"):
+        ten_requests()
 
 
 def test_a_download_over_its_cap_stops_while_it_arrives(servers, tmp_path):
@@ -358,9 +370,14 @@ def test_a_download_over_its_cap_stops_while_it_arrives(servers, tmp_path):
 def test_a_damaged_zip_member_is_one_line(tmp_path, archive, words):
     path = tmp_path / "a.zip"
     path.write_bytes(archive)
-    with pytest.raises(FetchError, match=words), Archive(path, "artifact x") as opened:
-        for name in opened.names:
-            opened.read(name)
+
+    def read_every_member() -> None:
+        with Archive(path, "artifact x") as opened:
+            for name in opened.names:
+                opened.read(name)
+
+    with pytest.raises(FetchError, match=words):
+        read_every_member()
 
 
 def test_members_and_landed_bytes_are_capped(tmp_path):
@@ -379,7 +396,7 @@ def test_members_and_landed_bytes_are_capped(tmp_path):
 def test_limits_come_from_the_environment_and_refuse_nonsense():
     assert Limits.from_env({"GOLDEN_FETCH_PAGE_BYTES": "1234", "GOLDEN_FETCH_REQUEST_S": "2.5"}).page_bytes == 1234
     for bad in ("-1", "x", "9" * 50, "0"):
-        with pytest.raises(FetchError, match="GOLDEN_FETCH_MEMBERS|members"):
+        with pytest.raises(FetchError, match=r"GOLDEN_FETCH_MEMBERS|members"):
             Limits.from_env({"GOLDEN_FETCH_MEMBERS": bad})
 
 
@@ -395,7 +412,8 @@ def test_fetch_of_hostile_names_and_members_is_one_line_or_a_note_never_a_comman
     env = {**UNSET, "GITHUB_TOKEN": fake_ci.TOKEN, "GITHUB_REPOSITORY": repo, "GITHUB_API_URL": fake_ci.url}
     out = invoke("fetch", "github", str(run), "--out", str(tmp_path / "c"), env=env)
     assert out.exit_code == 0, out.output
-    assert not any(l.lstrip().startswith("::") for l in out.output.splitlines()) and "\x1b" not in out.output
+    assert not any(printed.lstrip().startswith("::") for printed in out.output.splitlines())
+    assert "\x1b" not in out.output
     # GitLab: an iteration folder of 5,000 digits is no iteration (a note), never a ValueError
     fake_ci.gitlab_pipeline("g/p", 9)
     fake_ci.gitlab_job("g/p", 9, "t1", "functional", "failed", zip_bytes({
@@ -420,8 +438,8 @@ def test_fetch_of_a_zip_bomb_of_members_lands_nothing(fake_ci, tmp_path):
 
 def comment(env: dict, report: Path) -> subprocess.CompletedProcess:
     script = REPO / ".github" / "actions" / "golden" / "pr_comment.py"
-    return subprocess.run([sys.executable, str(script), str(report)], capture_output=True, text=True, timeout=60, check=False,
-                          env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), **env})
+    return subprocess.run([sys.executable, str(script), str(report)], capture_output=True, text=True, timeout=60,
+                          check=False, env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), **env})
 
 
 @pytest.fixture
@@ -445,14 +463,16 @@ def test_the_pr_comment_never_leaks_the_token_nor_fails_the_job(servers, report,
     done = comment({"GITHUB_TOKEN": TOKEN, "GITHUB_REPOSITORY": "o/r", "PR_NUMBER": "5", "GITHUB_API_URL": api.url},
                    report)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("::warning::the pull-request comment was not posted") and "Traceback" not in done.stderr
+    assert done.stdout.startswith("::warning::the pull-request comment was not posted")
+    assert "Traceback" not in done.stderr
     assert done.stdout.count("\n") == 1
     assert other.reached(TOKEN) == [] and other.requests == []
 
 
 def test_the_pr_comment_edits_only_its_own_user_s_comment(fake_ci, report):
     repo = "o/r"
-    fake_ci.comments[(repo, 5)] = [{"id": 99, "body": "<!-- golden-report -->\nmallory's", "user": {"login": "mallory"}}]
+    fake_ci.comments[(repo, 5)] = [{"id": 99, "body": "<!-- golden-report -->\nmallory's",
+                                    "user": {"login": "mallory"}}]
     env = {"GITHUB_TOKEN": fake_ci.TOKEN, "GITHUB_REPOSITORY": repo, "PR_NUMBER": "5", "GITHUB_API_URL": fake_ci.url}
     first = comment(env, report)
     assert first.returncode == 0 and "commented on" in first.stdout, first.stdout + first.stderr
@@ -472,7 +492,7 @@ def test_the_pr_comment_edits_only_its_own_user_s_comment(fake_ci, report):
 def test_the_sanitiser():
     hostile = "a\nb\x1b]8;;http://x\x07link\x1b]8;;\x07\x1b[2J\x9b31m\r::error::x\u202e @admin `x` [l](u)"
     assert line(hostile) == "a⏎blink⏎:\u2060:error:\u2060:x @admin `x` [l](u)"
-    assert "\x1b" not in text(hostile) and not any(l.startswith("::") for l in text(hostile).splitlines())
+    assert "\x1b" not in text(hostile) and not any(shown.startswith("::") for shown in text(hostile).splitlines())
     assert markdown("@admin [l](u) *b*") == "&#64;admin \\[l\\]\\(u\\) \\*b\\*"
     assert markdown_code("--a`b") == "``--a`b``"
     assert "::" not in line(":::x::::") and line("a:b") == "a:b"  # found by bench/fuzz_inputs.py
@@ -509,7 +529,7 @@ def test_judge_markdown_escapes_finding_paths(tmp_path):
     weird.write_text(json.dumps(doc))
     out = invoke("judge", str(tmp_path / "cand"), "--store", str(tmp_path / "store"), "--format", "md")
     assert out.exit_code == 1, out.output
-    finding = next(l for l in out.stdout.splitlines() if l.startswith("| no-case"))  # the findings table
+    finding = next(row for row in out.stdout.splitlines() if row.startswith("| no-case"))  # the findings table
     assert "\\[link\\](http" in finding and "[link](" not in finding  # brackets escaped: no link
     assert "@admin" not in finding and "admin" in finding  # the mention is broken, the name kept
     assert finding.count(" | ") == 3  # the backquote and brackets never split or open a cell
@@ -545,25 +565,23 @@ def test_nothing_under_golden_store_is_written_before_the_lock_is_held(tmp_path)
     assert entered.is_set() and (backend.store_dir / ".gitignore").read_bytes() == b"*\n"
 
 
-def test_parallel_approves_on_a_fresh_git_store(tmp_path, trials: int = 1):
+def test_parallel_approves_on_a_fresh_git_store(tmp_path):
     """Four approvals racing on a store with no .golden-store yet (bench/fuzz_inputs.py --races N
-    repeats it many times)."""
+    runs such rounds many times)."""
     from tests.builders import LOSS
     from tests.test_approve_concurrency import race
 
-    for trial in range(trials):
-        repo = git_repo(tmp_path / f"repo{trial}")
-        store = make_store(repo / "cases", ("c0", "c1", "c2", "c3"))
-        for case in ("c0", "c1", "c2", "c3"):
-            folder = store.root / case
-            (folder / "golden_values_dev_cpu.json").write_text(json.dumps(training_doc([1, 2, 3])))
-        commit_all(repo, "seed")
-        assert not (store.root / ".golden-store").exists()
-        runs = [write_run(tmp_path / f"runs{trial}", case, f"{case}-r", {"lm loss": LOSS}) for case in
-                ("c0", "c1", "c2", "c3")]
-        results = race(tmp_path, [["approve", str(run), "--store", str(store.root), "--reason", "race", "--approver",
-                                   f"p{i}", "--env", "dev", "--platform", "cpu"] for i, run in enumerate(runs)])
-        assert [r.returncode for r in results] == [0] * 4, [r.stderr for r in results]
+    repo = git_repo(tmp_path / "repo")
+    store = make_store(repo / "cases", ("c0", "c1", "c2", "c3"))
+    for case in ("c0", "c1", "c2", "c3"):
+        folder = store.root / case
+        (folder / "golden_values_dev_cpu.json").write_text(json.dumps(training_doc([1, 2, 3])))
+    commit_all(repo, "seed")
+    assert not (store.root / ".golden-store").exists()
+    runs = [write_run(tmp_path / "runs", case, f"{case}-r", {"lm loss": LOSS}) for case in ("c0", "c1", "c2", "c3")]
+    results = race(tmp_path, [["approve", str(run), "--store", str(store.root), "--reason", "race", "--approver",
+                               f"p{i}", "--env", "dev", "--platform", "cpu"] for i, run in enumerate(runs)])
+    assert [r.returncode for r in results] == [0] * 4, [r.stderr for r in results]
 
 
 # ---------------------------------------------------------------- 7. the action's inputs

@@ -3,7 +3,7 @@ fetch a CI run's candidate goldens → judge them all in one process → reports
 that changed on purpose → every candidate now passes, and the history says who approved what and why.
 
 The store is a Megatron-style test_cases tree in a git work tree (the git backend, Megatron's write
-dialect); the CI run is GitHub Actions' REST API served on 127.0.0.1 (``builders.FakeCI``).
+dialect); the CI run is GitHub Actions' REST API served on 127.0.0.1 (``fakes.ci_server.FakeCI``).
 """
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from goldens.cli import app
 from goldens.store import GoldenStore
-from tests.builders import commit_all, git_repo, training_doc, write_megatron_case, zip_bytes
+from tests.builders import commit_all, git_repo, training_doc, write_megatron_case
+from tests.fakes.ci_server import zip_bytes
 
 REPO = "NVIDIA/Megatron-LM"
 RUN = 20261129

@@ -73,13 +73,16 @@ def tree(tmp_path) -> Path:
     with one of each problem: a run 10 % off, a broken file, a _2nd alone, an unknown case."""
     store, cand = tmp_path / "store", tmp_path / "cand"
     golden = training_doc(range(1, 41))
-    write_megatron_case(store / "gpt", "ok", CONFIG.format(test_type="regular"), {"golden_values_dev_dgx_h100.json": golden})
-    write_megatron_case(store / "gpt", "bad", CONFIG.format(test_type="regular"), {"golden_values_dev_dgx_h100.json": golden})
+    regular = CONFIG.format(test_type="regular")
+    write_megatron_case(store / "gpt", "ok", regular, {"golden_values_dev_dgx_h100.json": golden})
+    write_megatron_case(store / "gpt", "bad", regular, {"golden_values_dev_dgx_h100.json": golden})
     write_megatron_case(store / "moe", "resume", CONFIG.format(test_type="ckpt-resume"),
                         {"golden_values_dev_dgx_h100.json": golden})
-    write_megatron_case(store / "moe", "infer", "TEST_TYPE: frozen-start\nMODE: inference\nMETRICS: [generated_tokens]\n",
+    write_megatron_case(store / "moe", "infer",
+                        "TEST_TYPE: frozen-start\nMODE: inference\nMETRICS: [generated_tokens]\n",
                         {"golden_values_dev_dgx_h100.json": inference_doc()})
-    second = {name: {**m, "values": {k: v for k, v in m["values"].items() if int(k) > 20}} for name, m in golden.items()}
+    second = {name: {**m, "values": {k: v for k, v in m["values"].items() if int(k) > 20}}
+              for name, m in golden.items()}
     worse = copy.deepcopy(golden)
     worse["lm loss"]["values"] = {k: v * 1.1 for k, v in worse["lm loss"]["values"].items()}
     for folder, files in {"gpt/ok": {"golden_values_dev_dgx_h100.json": golden},
@@ -110,7 +113,8 @@ def test_judge_a_tree_in_one_process(tree):
     assert sorted(f["kind"] for f in doc["findings"]) == ["broken", "no-case", "no-golden", "unpaired"]
     broken = next(f for f in doc["findings"] if f["kind"] == "broken")
     assert "truncated JSON" in broken["message"] and broken["case"] == "gpt/ok"
-    assert doc["summary"] == {"targets": 4, "passed": 3, "failed": 1, "regressions": 1, "findings": 4, "preexisting": {}}
+    assert doc["summary"] == {"targets": 4, "passed": 3, "failed": 1, "regressions": 1, "findings": 4,
+                              "preexisting": {}}
     results = sorted((tree / "out" / "results").glob("*.json"))
     assert [p.name for p in results] == ["gpt--bad__dev__dgx_h100.json", "gpt--ok__dev__dgx_h100.json",
                                          "moe--infer__dev__dgx_h100.json", "moe--resume__dev__dgx_h100.json"]

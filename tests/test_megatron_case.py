@@ -94,7 +94,7 @@ def test_the_test_type_decides_which_of_megatrons_tests_run(tmp_path, text, pipe
 
 def test_rl_is_refused_by_name(tmp_path):
     case = case_of(tmp_path, "TEST_TYPE: frozen-start\nMODE: rl\n")
-    with pytest.raises(GoldenError, match="test_grpo_training_loop.py"):
+    with pytest.raises(GoldenError, match=r"test_grpo_training_loop\.py"):
         build_policies(preset_name="megatron", megatron_case=case)
 
 

@@ -25,7 +25,8 @@ from goldens.core.megatron import INFERENCE, RESUME
 from goldens.files.formats import parse_golden_filename
 from goldens.megatron.case import read_megatron_case
 from goldens.store import GoldenStore
-from tests.builders import inference_doc, megatron_oracle, megatron_verdict, training_doc, write_megatron_case
+from tests.builders import inference_doc, training_doc, write_megatron_case
+from tests.oracle import megatron_oracle, megatron_verdict
 
 pytest.importorskip("tensorboard", reason="Megatron's common.py imports tensorboard (extra 'tb')")
 
@@ -271,7 +272,8 @@ def test_every_real_case_perturbed_gets_megatrons_verdict(megatron_fixtures, tmp
                     got = ours(store_root, path, case_dir.name, force)
                     failing += not expected
                     if got != expected:
-                        disagreements.append(f"{case_dir.name}/{golden.name} [{what}{', forced approx' if force else ''}]"
+                        forced = ", forced approx" if force else ""
+                        disagreements.append(f"{case_dir.name}/{golden.name} [{what}{forced}]"
                                              f": golden {got}, Megatron {expected}")
     print(f"real (case, perturbation) pairs: {checked}, agree: {checked - len(disagreements)}, "
           f"Megatron fails {failing}")
@@ -327,7 +329,8 @@ SYNTHETIC = [
         f"  - {m}\n" for m in ("generated_tokens", "logprobs", "generated_text", "routing_indices", "throughput",
                                "mem-max-allocated-bytes"))), inference_doc(routing=True)),
     ("inference_routing_run", config("frozen-start", mode="MODE: inference\n",
-                                     metrics="METRICS: [routing_indices, generated_tokens]\n"), inference_doc(routing=True)),
+                                     metrics="METRICS: [routing_indices, generated_tokens]\n"),
+     inference_doc(routing=True)),
     ("inference_tokens_only", config("frozen-start", mode="MODE: inference\n", metrics="METRICS: [generated_tokens]\n"),
      inference_doc(run_level=False)),
     ("inference_lptc_listed", config("frozen-start", mode="MODE: inference\n",

@@ -115,7 +115,8 @@ def measured_at_1280(markup: str, tmp_path: Path) -> dict:
                     "style-src 'unsafe-inline'; img-src data:; script-src 'unsafe-inline'\">", markup)
     page.write_text(markup.replace("</body>", MEASURE + "</body>"), encoding="utf-8")
     # 1,280 px less a 16 px vertical scrollbar: what a desktop browser leaves for the page
-    done = chromium(page, tmp_path / "profile-measure", "--dump-dom", f"--window-size={WINDOW},900", "--hide-scrollbars")
+    done = chromium(page, tmp_path / "profile-measure", "--dump-dom", f"--window-size={WINDOW},900",
+                    "--hide-scrollbars")
     assert done.returncode == 0, done.stderr[-2000:]
     found = re.search(r'data-measured="([^"]*)"', done.stdout)
     assert found, done.stdout[-2000:]
@@ -157,7 +158,8 @@ def test_the_change_report_fits_a_1280_px_window(tmp_path: Path):
     name = "gpt/gpt3_mcore_te_tp2_pp2_ep4_etp1_resume_torch_dist_dist_optimizer/golden_values_dev_dgx_h100.json"
     base = {name: golden_set({m: [1.0, 2.0, 3.0] for m in metrics})}
     head = {name: golden_set({m: [1.0, 2.0 + 1e-7 * i, 3.5] for i, m in enumerate(metrics)})}
-    measured = measured_at_1280(changes_html(compare_revisions(base, head, base_label="main", head_label="pr")), tmp_path)
+    changes = compare_revisions(base, head, base_label="main", head_label="pr")
+    measured = measured_at_1280(changes_html(changes), tmp_path)
     assert measured["page"] <= WINDOW and measured["right"] <= WINDOW and measured["hidden"] == 0
 
 

@@ -5,6 +5,7 @@ from the raw JSON (Megatron's real history), independently of reports.changes.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import statistics
@@ -73,13 +74,15 @@ def test_sign_follows_new_minus_old_over_abs_old():
 
 
 def test_metric_without_usable_shared_step_is_a_note_not_a_row():
-    base = parsed_goldens({"f.json": {"lm loss": {"values": {"1": 1.0, "2": "nan"}, "start_step": 1, "step_interval": 1}}})
-    head = parsed_goldens({"f.json": {"lm loss": {"values": {"2": 3.0, "3": 1.0}, "start_step": 2, "step_interval": 1}}})
+    base = parsed_goldens({"f.json": {"lm loss": {"values": {"1": 1.0, "2": "nan"},
+                                                  "start_step": 1, "step_interval": 1}}})
+    head = parsed_goldens({"f.json": {"lm loss": {"values": {"2": 3.0, "3": 1.0},
+                                                  "start_step": 2, "step_interval": 1}}})
     changes = compare_revisions(base, head, base_label="a", head_label="b")
     assert changes.rows.empty
     assert changes.notes == ("f.json: metric 'lm loss' has no shared step with a usable value",
-                             "f.json: metric 'lm loss' steps changed: step 1 dropped; step 3 added; step 2 no longer nan; "
-                             "start_step 1 → 2")
+                             "f.json: metric 'lm loss' steps changed: step 1 dropped; step 3 added; "
+                             "step 2 no longer nan; start_step 1 → 2")
     assert "No metric changed." in changes_markdown(changes)
 
 
@@ -203,7 +206,7 @@ def test_megatron_history_matches_an_independent_computation(megatron_fixtures: 
     for case_dir in sorted((megatron_fixtures / "history").iterdir()):
         index = json.loads((case_dir / "index.json").read_text())
         revisions = [{f.split("_", 1)[1]: case_dir / f for f in entry["files"]} for entry in index]
-        for old_rev, new_rev in zip(revisions, revisions[1:]):
+        for old_rev, new_rev in itertools.pairwise(revisions):
             changes = compare_revisions({n: read_golden(p) for n, p in old_rev.items()},
                                         {n: read_golden(p) for n, p in new_rev.items()},
                                         base_label="old", head_label="new")

@@ -28,7 +28,8 @@ def test_one_testcase_per_case_metric_and_resume_check_with_the_explanation_as_f
                                       "1 failing step, 0 allowed")
     # the values as they are, the derived Δ without float noise (8.8 - 8.0 = 0.8000000000000007)
     assert "worst step 3: golden 8 → actual 8.8 (Δ 0.8, Δ% +10%)" in failure.text
-    assert suites[0].find("system-out").text == ("to approve (after review): golden approve runs/bert_tp2_pp2-1/artifact.json "
+    assert suites[0].find("system-out").text == ("to approve (after review): golden approve "
+                                                "runs/bert_tp2_pp2-1/artifact.json "
                                                 "--case bert_tp2_pp2 --env dev --platform cpu "
                                                 "--reason '<why these values are right>'")
     assert cases[1].find("failure") is None and cases[2].find("failure") is None

@@ -97,7 +97,8 @@ def test_within_rule_is_written_and_an_older_result_without_it_still_reads():
     assert [m.within_rule for m in older.metric_verdicts()] == [None] * 5
     assert failing_summary(older) == "5 metric(s) passed"  # nothing claimed that was not recorded
     doc["phases"][0]["metrics"][0]["within_rule"] = "yes"
-    with pytest.raises(FormatError, match=r"'phases\[0\]\.metrics\[0\]\.within_rule': expected true, false or null, got 'yes'"):
+    with pytest.raises(FormatError, match=r"'phases\[0\]\.metrics\[0\]\.within_rule': "
+                                          r"expected true, false or null, got 'yes'"):
         ComparisonResult.from_json(doc)
 
 
@@ -142,7 +143,8 @@ def test_the_command_a_report_shows_approves_the_run(store, runs, monkeypatch):
     # golden diff shows the same command, on one line however long (a log has no right edge)
     shown_by_diff = CliRunner().invoke(app, ["diff", str(run), "--store", str(store.root)], env={"COLUMNS": "60"})
     assert shown_by_diff.exit_code == 1
-    assert f"to approve (after review; the reason is yours to write): {html.unescape(command)}\n" in shown_by_diff.stdout
+    shown = f"to approve (after review; the reason is yours to write): {html.unescape(command)}\n"
+    assert shown in shown_by_diff.stdout
     argv = shlex.split(html.unescape(command))
     assert argv[:2] == ["golden", "approve"] and argv[-2:] == ["--reason", "<why these values are right>"]
     argv[-1] = "loss +10 % after the fused-kernel change"

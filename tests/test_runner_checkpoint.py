@@ -22,7 +22,6 @@ from runner.checkpoint import RESULTS_QUEUE_CHECKED, use_in_process_results_queu
 @pytest.fixture
 def fresh_queue(monkeypatch):
     monkeypatch.setattr(fsa, "_results_queue", None)
-    yield
 
 
 def test_guard_lists_the_installed_version():

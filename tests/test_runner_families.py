@@ -170,8 +170,8 @@ def test_a_preflight_is_judged_on_itself_only(tmp_path):
 
     subs = {"megatron_case": {"substitutions": {"Transformer Engine": "local spec"}}}
     artifact = _artifact(tmp_path, subs, resumed=(6.5, 6.0))
-    with pytest.raises(FormatError, match="CPU pre-flight on substitutes .Transformer Engine → local spec.: it is "
-                                          "judged only on itself"):
+    with pytest.raises(FormatError, match=r"CPU pre-flight on substitutes \(Transformer Engine → local spec\): it is "
+                                          r"judged only on itself"):
         refuse_preflight(load_artifact_side(artifact))
     assert smoke_problems(artifact) == []
     assert smoke_problems(_artifact(tmp_path, subs, resumed=(6.5, 6.0000001))) == [
@@ -196,7 +196,7 @@ def test_a_run_on_the_generated_corpus_is_never_judged_against_megatrons_goldens
             label = str(megatron_folder / "golden_values_dev_dgx_h100.json")
             fingerprint = None
 
-    with pytest.raises(FormatError, match="recorded by Megatron's CI on its real data .* not comparable"):
+    with pytest.raises(FormatError, match=r"recorded by Megatron's CI on its real data .* not comparable"):
         refuse_other_data(run, Reference, megatron_folder)
     Reference.side.fingerprint = "sha256:ours"  # a golden an approval of this toolkit wrote
     refuse_other_data(run, Reference, megatron_folder)

@@ -44,6 +44,6 @@ def test_data_parallelism_is_kept_and_the_resume_stays_bit_exact(tmp_path):
     assert artifact.status == "complete" and artifact.provenance["dp"] == 2
     first, second = artifact.phases[1].metrics, artifact.phases[2].metrics
     for name in ("lm loss", "num-zeros"):
-        ran = dict(zip(first[name].steps.tolist(), first[name].values.tolist()))
+        ran = dict(zip(first[name].steps.tolist(), first[name].values.tolist(), strict=True))
         assert {s: ran[s] for s in second[name].steps.tolist()} == dict(
-            zip(second[name].steps.tolist(), second[name].values.tolist())), name
+            zip(second[name].steps.tolist(), second[name].values.tolist(), strict=True)), name

@@ -56,8 +56,8 @@ def state(rank, st, step=None, error=None, t=0.0, failed_while=None):
 
 def test_a_signal_death_is_named_even_when_peers_report_connection_errors():
     states = {0: state(0, "failed", 3, "RuntimeError: Connection closed by peer [127.0.0.1]:1", 5.0, "training"),
-              1: state(1, "training", 3), 2: state(2, "training", 2), 3: state(3, "failed", 3,
-                                                                               "RuntimeError: Connection reset", 5.1, "training")}
+              1: state(1, "training", 3), 2: state(2, "training", 2),
+              3: state(3, "failed", 3, "RuntimeError: Connection reset", 5.1, "training")}
     outcome = {"status": "failed", "failures": [
         {"rank": 0, "exitcode": 1, "signal": None, "time": 5.0, "stopped": False},
         {"rank": 2, "exitcode": -9, "signal": "SIGKILL", "time": 5.2, "stopped": False},
@@ -111,7 +111,8 @@ def test_rank_status_round_trip(tmp_path):
     states = read_states(tmp_path)
     assert list(states) == [2]
     st = states[2]
-    assert (st.state, st.step, st.error, st.activity, st.pid) == ("failed", 5, "ValueError: bad", "training", os.getpid())
+    assert (st.state, st.step, st.error, st.activity, st.pid) == ("failed", 5, "ValueError: bad", "training",
+                                                                  os.getpid())
     assert one_line(RunError("our own\nmessage")) == "our own"
 
 
@@ -142,8 +143,8 @@ def test_metrics_tail_returns_only_complete_new_lines(tmp_path):
     path = tmp_path / "metrics.jsonl"
     tail = MetricsTail(path)
     assert tail.new_steps() == []
-    path.write_text(json.dumps({"event": "ready", "time": 1}) + "\n" + json.dumps({"step": 1, "metrics": {"lm loss": 7.5}})
-                    + "\n" + '{"step": 2, "metr')
+    path.write_text(json.dumps({"event": "ready", "time": 1}) + "\n"
+                    + json.dumps({"step": 1, "metrics": {"lm loss": 7.5}}) + "\n" + '{"step": 2, "metr')
     assert tail.new_steps() == [(1, {"lm loss": 7.5})]
     with path.open("a") as fh:
         fh.write('ics": {"lm loss": 7.25}}\n')
@@ -290,7 +291,7 @@ def test_the_fork_server_refuses_to_fork_a_threaded_process(cfg, tmp_path):
     helper = threading.Thread(target=stop.wait)
     helper.start()
     try:
-        with pytest.raises(RuntimeError, match="refusing to fork: the launcher process has [2-9]"):
+        with pytest.raises(RuntimeError, match=r"refusing to fork: the launcher process has [2-9]"):
             forkserver.run_phase(plan.plan_path)
     finally:
         stop.set()

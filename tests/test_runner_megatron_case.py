@@ -165,8 +165,8 @@ def test_an_unknown_flag_in_a_case_folder_fails_the_case_in_one_line(tmp_path):
     folder = tmp_path / "bert_odd"
     folder.mkdir()
     (folder / "model_config.yaml").write_text(yaml.safe_dump(with_args(**{"--recompute-granularity": "full"})))
-    with pytest.raises(GoldenError, match=r"model_config.yaml: key 'MODEL_ARGS.--recompute-granularity': unknown Megatron "
-                                          r"flag --recompute-granularity"):
+    with pytest.raises(GoldenError, match=r"model_config\.yaml: key 'MODEL_ARGS\.--recompute-granularity': "
+                                          r"unknown Megatron flag --recompute-granularity"):
         load_case_definition(folder)
 
 
@@ -242,7 +242,7 @@ def test_case_folder_takes_a_path_or_a_store_name(tmp_path):
     with pytest.raises(FormatError, match="no such case folder"):
         case_folder(str(tmp_path / "absent"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FormatError, match="holds neither case.yaml nor Megatron's model_config.yaml"):
+    with pytest.raises(FormatError, match=r"holds neither case\.yaml nor Megatron's model_config\.yaml"):
         case_folder(str(tmp_path / "empty"))
 
 
@@ -299,7 +299,8 @@ def _without_spec() -> dict:
 
 @pytest.mark.parametrize("doc, fragment", [
     (with_args(**{"--use-torch-fsdp2": True}), "unknown Megatron flag --use-torch-fsdp2"),
-    (_without_spec(), "case bert_odd cannot run here: needs Transformer Engine: --transformer-impl: neither --spec local"),
+    (_without_spec(),
+     "case bert_odd cannot run here: needs Transformer Engine: --transformer-impl: neither --spec local"),
 ])
 def test_golden_run_of_a_megatron_store_case_it_cannot_run_is_one_line_and_exit_2(tmp_path, doc, fragment):
     """A store that is a Megatron tree (model_config.yaml only): the CLI refuses the case by the flag's
@@ -313,8 +314,8 @@ def test_golden_run_of_a_megatron_store_case_it_cannot_run_is_one_line_and_exit_
     case.mkdir(parents=True)
     (case / "model_config.yaml").write_text(yaml.safe_dump(doc))
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "goldens", "run", "bert_odd", "--store", str(store), "--out", str(out)],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "goldens", "run", "bert_odd", "--store", str(store),
+                           "--out", str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and fragment in lines[0], proc.stderr

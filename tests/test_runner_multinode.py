@@ -126,7 +126,8 @@ DONE = {"status": "complete", "error": None, "host": "a"}
      ("incomplete", "node 0 (a) ended without reporting (srun exit code 1; slurm job 9 FAILED; see logs/slurm.log)")),
     ({0: {"status": "failed", "error": "rank 1 failed in phase 1: gloo connection closed"},
       1: {"status": "failed", "error": "rank 3 failed in phase 1 while training: ValueError: bad"}},
-     {"state": "FAILED", "srun_exit": 1}, ("failed", "node 1: rank 3 failed in phase 1 while training: ValueError: bad")),
+     {"state": "FAILED", "srun_exit": 1},
+     ("failed", "node 1: rank 3 failed in phase 1 while training: ValueError: bad")),
     ({}, {"srun_exit": 1, "srun_said": "Unable to create step for job 9: More processors requested than permitted"},
      ("failed", "srun exited with code 1 before any node started: Unable to create step for job 9: More "
                 "processors requested than permitted")),
@@ -218,7 +219,8 @@ def slurm_cluster(tmp_path_factory):
                         timeout=180)
     try:
         if up.returncode != 0:
-            pytest.skip(f"Slurm cannot start here: {up.stderr.strip().splitlines()[-1] if up.stderr.strip() else up.returncode}")
+            said = up.stderr.strip().splitlines()[-1] if up.stderr.strip() else up.returncode
+            pytest.skip(f"Slurm cannot start here: {said}")
         yield {"SLURM_CONF": up.stdout.strip()}
     finally:
         subprocess.run([str(REPO / "ci" / "slurm_down.sh"), str(state)], capture_output=True, timeout=120)

@@ -156,7 +156,7 @@ def test_real_repeat_with_one_seed_feeds_golden_stats(tmp_path):
     artifacts = [read_artifact(Path(p)) for p in paths]
     assert [a.provenance["seed"] for a in artifacts] == [42, 42]
     assert all(a.status == "complete" and Path(p).parent.parent == tmp_path / "runs"
-               for a, p in zip(artifacts, paths))
+               for a, p in zip(artifacts, paths, strict=True))
     first, second = (a.phases[1].metrics["lm loss"].values for a in artifacts)
     assert first.tobytes() == second.tobytes()
 

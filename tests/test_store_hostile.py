@@ -124,7 +124,8 @@ HOSTILE_ENTRIES = {
                                  "../../outside/created.json": {"hash": blob, "previous_hash": None, "summary": None}},
     "absolute": lambda w, blob: {str(w.outside / "victim.json"): {"hash": None, "previous_hash": sha256_hex(
                                      (w.outside / "victim.json").read_bytes()), "summary": None},
-                                 str(w.outside / "created.json"): {"hash": blob, "previous_hash": None, "summary": None}},
+                                 str(w.outside / "created.json"): {"hash": blob, "previous_hash": None,
+                                                                   "summary": None}},
     "blob name": lambda w, blob: {"golden_values_dev_cpu.json": {
         "hash": "../../../../outside/victim", "previous_hash": sha256_hex((w.case_dir / KEY.filename()).read_bytes()),
         "summary": None}},
@@ -319,8 +320,8 @@ LINKS = {  # name: (make the link, the commands that must refuse: exit 2, one li
     ".pending/CASE": (_pending_case, PENDING_WRITES),
     ".pending/CASE/FILE": (_pending_file, PENDING_WRITES),
     "ledger.jsonl": (_ledger, STORE_WRITES),
-    ".golden/objects": (_objects, STORE_WRITES + ("show v1",)),
-    ".golden": (_history, STORE_WRITES + ("history", "show", "show v1")),
+    ".golden/objects": (_objects, (*STORE_WRITES, "show v1")),
+    ".golden": (_history, (*STORE_WRITES, "history", "show", "show v1")),
     ".golden/lock": (_lock, STORE_WRITES),
     "plain golden file": (_plain, STORE_WRITES),
     "a blob": (_blob, STORE_WRITES),
@@ -405,11 +406,11 @@ def _plain_dir(w):
 
 
 WRONG_TYPES = {
-    ".golden is a file": (_history_file, STORE_WRITES + ("history", "show v1")),
+    ".golden is a file": (_history_file, (*STORE_WRITES, "history", "show v1")),
     ".pending is a file": (_pending_is_file, PENDING_WRITES),
     "a candidate file is a folder": (_candidate_dir, PENDING_WRITES),
-    "objects is a file": (_objects_file, STORE_WRITES + ("show v1",)),
-    "ledger is a folder": (_ledger_dir, STORE_WRITES + ("history",)),
+    "objects is a file": (_objects_file, (*STORE_WRITES, "show v1")),
+    "ledger is a folder": (_ledger_dir, (*STORE_WRITES, "history")),
     "plain golden file is a folder": (_plain_dir, STORE_WRITES),
 }
 
@@ -553,7 +554,7 @@ def test_a_read_only_check_waits_for_a_write_in_progress_instead_of_reporting_it
 
     monkeypatch.setattr(ledger_module, "append_line", pause_after_the_commit)
     writer = threading.Thread(target=world.store.write, args=(CASE, {KEY: golden_set({"lm loss": [5.0]})}),
-                              kwargs=dict(approver="w", reason="concurrent"))
+                              kwargs={"approver": "w", "reason": "concurrent"})
     writer.start()
     assert committed.wait(20)
     found: list = []
@@ -639,9 +640,10 @@ def test_grid_checks_count_absent_steps_arithmetically():
 
 
 def test_an_interrupted_write_blob_is_deleted_only_with_the_proof_the_write_left(world, monkeypatch):
-    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+    with monkeypatch.context() as patched:
         patched.setattr(ledger_module, "append_line", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
-        world.store.write(CASE, {KEY: golden_set({"lm loss": [9.0]})}, approver="a", reason="r")
+        with pytest.raises(KeyboardInterrupt):
+            world.store.write(CASE, {KEY: golden_set({"lm loss": [9.0]})}, approver="a", reason="r")
     intent = world.case_dir / ".golden" / "intent.json"
     assert intent.is_file()
     code, problems = fsck_json(world)

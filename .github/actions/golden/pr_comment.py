@@ -54,14 +54,16 @@ def main(report_path: str, env=os.environ) -> int:
     if not number.isascii() or not number.isdigit() or len(number) > 12 or repo.count("/") != 1:
         raise FetchError("PR_NUMBER must be a number and GITHUB_REPOSITORY owner/name")
     base = check_base_url(env.get("GITHUB_API_URL") or "https://api.github.com", "the GitHub API URL")
-    api = Api("GitHub", base, {"Authorization": f"Bearer {env['GITHUB_TOKEN']}", "Accept": "application/vnd.github+json",
+    api = Api("GitHub", base, {"Authorization": f"Bearer {env['GITHUB_TOKEN']}",
+                               "Accept": "application/vnd.github+json",
                                "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "golden-toolkit-action"},
               limits=Limits.from_env(env))
     with open(report_path, encoding="utf-8", errors="replace") as fh:
         report = fh.read(LIMIT + 1)
     body = f"{MARKER}\n{unmention(report)}"
     if len(body) > LIMIT:
-        body = f"{MARKER}\nThe golden report is too long for a comment: see the job's step summary and its report artifact."
+        body = (f"{MARKER}\nThe golden report is too long for a comment: see the job's step summary and its "
+                "report artifact.")
     me = _login(own_login(api, env))
     thread = f"/repos/{repo}/issues/{int(number)}/comments"
     ours = [c for c in api.pages(thread)
