@@ -30,6 +30,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from ..core.errors import StoreError
 from ..files.atomic import atomic_write_bytes, fsync_dir
 from ..files.case import check_case_path
@@ -37,7 +39,9 @@ from ..files.formats import parse_golden_filename
 from ..files.gitrepo import Change, Commit, GitRepo
 from ..files.validate import ERROR, WARNING
 from .approvals import RECORDS_DIR, ApprovalRecord, golden_name, record_name, repository_relative
-from .records import FileRecord, LedgerEntry, Problem, sha256_hex, summary_or_none
+from .backend import GIT
+from .ledger import IMPORTED, plain_golden_files
+from .records import FileRecord, LedgerEntry, Problem, now_iso, run_provenance, sha256_hex, summary_or_none
 from .safety import FILE, FOLDER, make_folder, path_problem, read_regular, require_safe, shared_lock, temp_files_in
 from .versions import UNATTRIBUTED, WORKTREE, Version, VersionConflict
 
@@ -89,7 +93,7 @@ def _case_folder_of(path: str) -> str:
 class GitHistory:
     """History, writes and the integrity check of a store inside a git work tree."""
 
-    name = "git"
+    name = GIT
 
     def __init__(self, root: Path, repo: GitRepo, *, lock_timeout: float = 30.0):
         self.root = root
@@ -337,8 +341,6 @@ class GitHistory:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        from filelock import FileLock, Timeout
-
         self._inside(self.store_dir / LOCK_FILE)
         unsafe = self.unsafe_paths()
         if unsafe:
@@ -360,6 +362,58 @@ class GitHistory:
             yield
         finally:
             lock.release()
+
+    def record(self, case: str, case_dir: Path, payload: dict[str, bytes | None], meta: dict[str, Any], *,
+               files: list[str], expected_version: int | None = None,
+               expected_files: Mapping[str, str | None] | None = None) -> Version:
+        """One approval: the golden bytes and an approval record (``meta``, one time for all its files)
+        for each of ``files``, as one journal. ``expected_files``: file → the sha256 it was planned on."""
+        stamped = dict(meta, time=now_iso())
+        records = {name: stamped for name in files}
+        expected = None if expected_files is None else dict(expected_files)
+        (done,) = self.apply([CaseWrite(case, case_dir, payload, records, expected)])
+        return done.versions[0]
+
+    def rollback(self, case: str, case_dir: Path, ref: str, payload: dict[str, bytes | None],
+                 current: Mapping[str, bytes | None], *, approver: str, reason: str) -> Version:
+        """``payload`` with a record per file carrying the run of the version that wrote it at ``ref``
+        (the commit ``ref`` resolves to: ``rollback_to``); ``current`` must still hold when written."""
+        commit_of = self.resolve(ref)
+        records, time = {}, now_iso()
+        for filename, data in payload.items():
+            writer = self.writer_of(case, case_dir, filename, ref) if data is not None else None
+            records[filename] = {
+                "approver": approver, "reason": reason, "action": "rollback", "time": time,
+                "source_run_id": writer.source_run_id if writer else None,
+                "fingerprint": writer.fingerprint if writer else None,
+                "provenance": dict(run_provenance(writer.provenance if writer else None), rollback_to=commit_of)}
+        expected = {name: None if (data := current.get(name)) is None else sha256_hex(data) for name in payload}
+        (done,) = self.apply([CaseWrite(case, case_dir, payload, records, expected)])
+        return done.versions[0]
+
+    def unrecorded(self, case_dir: Path) -> list[str]:
+        """The case's golden files that no approval record describes as they are."""
+        out = []
+        for path in plain_golden_files(case_dir):
+            record = self.worktree_record(case_dir, path.name)
+            if record is None or record.hash != sha256_hex(read_regular(path) or b""):
+                out.append(path.name)
+        return out
+
+    def nothing_to_adopt(self, case: str, case_dir: Path) -> str | None:
+        if self.unrecorded(case_dir):
+            return None
+        return "nothing to adopt, the golden files match their approval records"
+
+    def adopt(self, cases: list[tuple[str, Path]], *, approver: str, reason: str) -> list[tuple[str, Version]]:
+        """An approval record ("imported") for each golden file no record describes, every case in
+        one journal."""
+        meta = {"approver": approver, "reason": reason, "action": IMPORTED, "time": now_iso(), "source_run_id": None,
+                "fingerprint": None, "provenance": None, "summary": None}
+        writes = [CaseWrite(case, case_dir, {}, dict.fromkeys(self.unrecorded(case_dir), meta))
+                  for case, case_dir in cases]
+        self.apply(writes)
+        return [(write.case, write.versions[0]) for write in writes]
 
     def apply(self, writes: list[CaseWrite]) -> list[CaseWrite]:
         """Write every case's goldens and records as one journal (all or nothing); each write's
