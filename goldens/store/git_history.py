@@ -22,6 +22,7 @@ caller allows it deliberately.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -207,10 +208,8 @@ class GitHistory:
         for commit, goldens, records, ledger in touched:
             recs = {}
             for filename, blob in records.items():
-                try:
+                with contextlib.suppress(StoreError):  # an unreadable committed record attributes nothing
                     recs[filename] = ApprovalRecord.from_bytes(blobs[blob], f"{commit.hash[:12]}:{RECORDS_DIR}")
-                except StoreError:
-                    pass
             changes = {name: (blobs.get(c.old) if c.old else None, blobs.get(c.new) if c.new else None)
                        for name, c in goldens.items()}
             for name, record in recs.items():  # a record committed for bytes an earlier commit brought (adopt)
@@ -250,7 +249,7 @@ class GitHistory:
         changes.update({name: (data, data) for name, data in readopted.items()})
         recs = {name: r for name in changes if (r := self.worktree_record(case_dir, name)) is not None}
         changes = {name: c for name, c in changes.items()
-                   if name in changed or (name in recs and recs[name].hash == sha256_hex(c[1]))}
+                   if name in changed or (name in recs and c[1] is not None and recs[name].hash == sha256_hex(c[1]))}
         return self._versions(changes, recs, [], ref=WORKTREE, commit=None, time="", author=None, subject=None)
 
     def _versions(self, changes: Mapping[str, tuple[bytes | None, bytes | None]],
@@ -258,12 +257,13 @@ class GitHistory:
                   commit: str | None, time: str, author: str | None, subject: str | None) -> list[Version]:
         """The versions one commit (or the work tree) holds: its changed files grouped by what
         attributes them — an approval record, a ledger entry, or nothing."""
-        groups: dict[tuple, tuple[Any, dict[str, FileRecord]]] = {}
+        groups: dict[tuple[Any, ...], tuple[ApprovalRecord | LedgerEntry | None, dict[str, FileRecord]]] = {}
         for name, (old, new) in sorted(changes.items()):
             new_hash = None if new is None else sha256_hex(new)
             old_hash = None if old is None else sha256_hex(old)
             record = records.get(name)
-            source: Any = None
+            source: ApprovalRecord | LedgerEntry | None = None
+            key: tuple[Any, ...]
             summary = None
             if record is not None and record.file == name and record.hash == new_hash:
                 source, key = record, ("record", record.identity)
@@ -285,7 +285,8 @@ class GitHistory:
                                    commit=commit, author=author, subject=subject,
                                    notes=("changed outside the golden tool (no approval record describes it)",)))
                 continue
-            notes = (f"from the ledger (v{source.version}) committed with it",) if isinstance(source, LedgerEntry) else ()
+            notes = ((f"from the ledger (v{source.version}) committed with it",) if isinstance(source, LedgerEntry)
+                     else ())
             out.append(Version(ref=ref, number=0, time=source.time, approver=source.approver, reason=source.reason,
                                action=source.action, source_run_id=source.source_run_id,
                                fingerprint=source.fingerprint, provenance=source.provenance, files=files,
@@ -321,13 +322,14 @@ class GitHistory:
         """The attributed version that wrote exactly the bytes the file holds now (or at ``ref``)."""
         if ref is None and not self.may_attribute(case_dir):
             return None
-        data = self.current(case_dir, filename) if ref is None else self.version_bytes(case, case_dir, ref).get(filename)
+        data = (self.current(case_dir, filename) if ref is None
+                else self.version_bytes(case, case_dir, ref).get(filename))
         if data is None:
             return None
         digest = sha256_hex(data)
         for version in reversed(self.history(case, case_dir)):
-            record = version.files.get(filename)
-            if record is not None and record.hash == digest and version.attributed:
+            written = version.files.get(filename)
+            if written is not None and written.hash == digest and version.attributed:
                 return version
         record = self.worktree_record(case_dir, filename) if ref is None else None
         if record is not None and record.hash == digest:  # committed long ago, beyond the log's reach
@@ -369,7 +371,7 @@ class GitHistory:
         """One approval: the golden bytes and an approval record (``meta``, one time for all its files)
         for each of ``files``, as one journal. ``expected_files``: file → the sha256 it was planned on."""
         stamped = dict(meta, time=now_iso())
-        records = {name: stamped for name in files}
+        records = dict.fromkeys(files, stamped)
         expected = None if expected_files is None else dict(expected_files)
         (done,) = self.apply([CaseWrite(case, case_dir, payload, records, expected)])
         return done.versions[0]
@@ -458,7 +460,8 @@ class GitHistory:
             meta = dict(write.records[name])
             meta["provenance"] = repository_relative(meta.get("provenance"), self.repo.top)
             new_hash = None if after is None else sha256_hex(after)
-            old_hash = meta["previous_hash"] if "previous_hash" in meta else (None if before is None else sha256_hex(before))
+            old_hash = (meta["previous_hash"] if "previous_hash" in meta
+                        else None if before is None else sha256_hex(before))
             summary = meta["summary"] if "summary" in meta else summary_or_none(before, after, name)
             record = ApprovalRecord.made(name, new_hash, old_hash, summary, meta)
             files[self._inside(self.record_path(write.case_dir, name))] = record.to_bytes()
@@ -553,7 +556,7 @@ class GitHistory:
         try:
             doc = self._read_journal()
         except StoreError as exc:
-            return problems + [Problem("-", "unreadable-journal", str(exc), path=str(self.journal_path))]
+            return [*problems, Problem("-", "unreadable-journal", str(exc), path=str(self.journal_path))]
         if doc is None:
             return problems
         folders = set()
@@ -563,7 +566,7 @@ class GitHistory:
                 require_safe([(target.parent, FOLDER), (target, FILE)])
                 folders.add(target.parent)
         except StoreError as exc:  # a forged journal: nothing it names is touched
-            return problems + [Problem("-", "unreadable-journal", f"{self.journal_path}: {exc}",
+            return [*problems, Problem("-", "unreadable-journal", f"{self.journal_path}: {exc}",
                                        path=str(self.journal_path))]
         for folder in sorted(folders):
             problems += self._temp_files(folder, "-", repair=repair)
@@ -591,7 +594,7 @@ class GitHistory:
                 found.append((Path(entry.path), why))
         why = path_problem(records, FOLDER)
         if why is not None:
-            return found + [(records, why)]
+            return [*found, (records, why)]
         if records.is_dir():
             found += [(Path(e.path), why) for e in sorted(os.scandir(records), key=lambda e: e.name)
                       if (why := path_problem(Path(e.path), FILE)) is not None]
