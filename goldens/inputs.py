@@ -9,31 +9,34 @@ history-aware timing check. Everything here reads; nothing writes.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .core.compare import Side, recorded_identity, side_from_artifact, side_from_goldens, side_from_inference
+from .core.compare.history import uses_history
 from .core.errors import FormatError, GoldenError, NotATrainingGolden, PolicyError, StoreError
-from .core.megatron import MegatronCase
+from .core.megatron import Detection, MegatronCase
 from .core.model import Artifact, GoldenKey, MetricSeries
+from .core.pairing import ARTIFACT, GOLDEN, CandidateFile, Finding
 from .core.policy import PRESETS, PolicySet, build_policies
 from .files.case import CASE_FILE, load_case, load_yaml
 from .files.formats import (
     ARTIFACT_SCHEMA,
+    MEGATRON_RUN_SOURCE,
     is_inference_doc,
     parse_artifact,
     parse_golden,
     parse_golden_filename,
     parse_inference,
+    read_artifact,
     read_inference,
     read_json,
+    read_run,
 )
 from .megatron.case import MODEL_CONFIG, find_model_config, read_megatron_case
-
-if TYPE_CHECKING:
-    from .core.pairing import CandidateFile, Finding
+from .store import GoldenStore, Version, parse_case_ref
 
 RUNS_DIR = "runs"
 
@@ -65,7 +68,7 @@ def artifact_path(text: str, runs_dir: Path) -> Path | None:
 
 def load_artifact_side(artifact: Artifact, label: str | None = None) -> Loaded:
     prov = artifact.provenance
-    notes = ()
+    notes: tuple[str, ...] = ()
     if artifact.status != "complete":
         notes = (f"the run's status is {artifact.status!r}" + (f": {artifact.error}" if artifact.error else ""),)
     env, platform = prov.get("env"), prov.get("platform")
@@ -90,7 +93,7 @@ def load_file(path: Path) -> Loaded:
     if is_inference_doc(doc):
         return Loaded(side_from_inference(parse_inference(doc, path=path), str(path), platform=platform),
                       case if parsed else None, env, platform)
-    key = GoldenKey(case, env, platform, phase) if parsed else None
+    key = GoldenKey(case, *parsed) if parsed else None
     golden = parse_golden(doc, path=path, key=key)
     args = megatron_model_args(path.parent)
     return Loaded(side_from_goldens({phase: golden}, str(path), model_args=args, platform=platform),
@@ -137,11 +140,12 @@ def megatron_model_args(case_dir: Path) -> Mapping[str, Any] | None:
 
 # ---------------------------------------------------------------- the store
 
-def _provenance_parts(entry: Any) -> tuple[str | None, Mapping[str, Any] | None, Mapping[str, Any] | None]:
-    """(fingerprint, fingerprint fields, model args) of the ledger entry that wrote a golden."""
-    if entry is None:
+def _provenance_parts(version: Version | None
+                      ) -> tuple[str | None, Mapping[str, Any] | None, Mapping[str, Any] | None]:
+    """(fingerprint, fingerprint fields, model args) of the version that wrote a golden."""
+    if version is None:
         return None, None, None
-    return (entry.fingerprint, *recorded_identity(entry.provenance))
+    return (version.fingerprint, *recorded_identity(version.provenance))
 
 
 def pick_target(keys: list[GoldenKey], env: str | None, platform: str | None, what: str) -> tuple[str, str]:
@@ -157,9 +161,9 @@ def pick_target(keys: list[GoldenKey], env: str | None, platform: str | None, wh
     raise StoreError(f"{what} has goldens for several targets ({listing}): give --env and --platform")
 
 
-def load_store_golden(store: Any, case: str, env: str | None, platform: str | None,
+def load_store_golden(store: GoldenStore, case: str, env: str | None, platform: str | None,
                       phases: tuple[int, ...] | None = None, keys: list[GoldenKey] | None = None, *,
-                      policies: Any = None) -> Loaded:
+                      policies: PolicySet | None = None) -> Loaded:
     """The current golden of (case, env, platform): phase 1 and, for a resume case, ``_2nd`` — unless
     ``phases`` (the policy's compared phases) leaves it out: then it is not even read. ``keys``: the
     case's golden files, when the caller has listed them already. ``case``: its path in the store, or
@@ -195,14 +199,13 @@ def load_store_golden(store: Any, case: str, env: str | None, platform: str | No
                   platform, notes=notes)
 
 
-def needs_history(policies: Any, metrics: Any) -> bool:
+def needs_history(policies: PolicySet, metrics: Iterable[str]) -> bool:
     """Whether any of ``metrics`` is judged by a rule that reads the approved history."""
-    from .core.compare.history import uses_history
-
     return any((p := policies.resolve(name).policy) is not None and uses_history(p) for name in metrics)
 
 
-def approved_history(store: Any, case: str, env: str, platform: str) -> dict[int, dict[str, tuple[MetricSeries, ...]]]:
+def approved_history(store: GoldenStore, case: str, env: str,
+                     platform: str) -> dict[int, dict[str, tuple[MetricSeries, ...]]]:
     """phase → metric → the series of every content the history recorded for this golden (same
     env and platform), oldest first. One sample per distinct content: a rollback to an earlier
     version, or a version that touched only other files, adds nothing. Imported (and, in git,
@@ -230,14 +233,14 @@ def approved_history(store: Any, case: str, env: str, platform: str) -> dict[int
             for phase, metrics in history.items()}
 
 
-def has_golden(store: Any, case: str, env: str | None, platform: str | None,
+def has_golden(store: GoldenStore, case: str, env: str | None, platform: str | None,
                keys: list[GoldenKey] | None = None) -> bool:
     """Whether the case has a phase-1 golden for the target (an unknown case raises)."""
     return any(k.phase == 1 and (env is None or k.env == env) and (platform is None or k.platform == platform)
                for k in (store.keys(case) if keys is None else keys))
 
 
-def load_store_version(store: Any, case: str, version: str, env: str | None, platform: str | None) -> Loaded:
+def load_store_version(store: GoldenStore, case: str, version: str, env: str | None, platform: str | None) -> Loaded:
     """``CASE@REF``: the case's goldens as of a version (``vN`` in a ledger store, a git revision in
     a git store); an unreadable file of another target does not matter."""
     case = store.resolve(case)
@@ -261,9 +264,7 @@ def is_version_ref(text: str) -> bool:
     return "@" in text and not Path(text).exists()
 
 
-def open_store(root: Path | None) -> Any:
-    from .store import GoldenStore
-
+def open_store(root: Path | None) -> GoldenStore:
     return GoldenStore(root)
 
 
@@ -271,8 +272,6 @@ def load_operand(text: str, *, store_root: Path | None, env: str | None, platfor
                  runs_dir: Path = Path(RUNS_DIR)) -> Loaded:
     """One operand of ``golden diff REF CAND``: CASE@REF, a golden file, an artifact or a run."""
     if is_version_ref(text):
-        from .store import parse_case_ref
-
         case, version = parse_case_ref(text)
         if version is None:
             raise StoreError(f"{text!r}: give a version, e.g. {case}@v3 (ledger) or {case}@HEAD~1 (git)")
@@ -288,8 +287,6 @@ def load_run(text: str, runs_dir: Path = Path(RUNS_DIR), *, env: str | None = No
     """A run operand: an artifact, its folder, a run id under ``runs_dir``, or a Megatron
     golden_values file (with its ``_2nd`` pair) taken as a candidate run (``formats.megatron_run``;
     ``env`` / ``platform`` override its file name's)."""
-    from .files.formats import read_run
-
     path = artifact_path(text, runs_dir)
     if path is None:
         raise FormatError("no such file, run folder or run id", path=text)
@@ -334,13 +331,13 @@ def newest_run(runs_dir: Path, case: str | None) -> Path:
 
 # ---------------------------------------------------------------- policies
 
-def case_metrics(store: Any, case: str | None) -> tuple[Any, str | None]:
+def case_metrics(store: GoldenStore | Path | None, case: str | None) -> tuple[Any, str | None]:
     """The case.yaml ``metrics:`` section of a case in the store — an open ``GoldenStore``, or its
     root — (None when there is none)."""
     if case is None:
         return None, None
     try:
-        case_dir = (store if hasattr(store, "case_dir") else open_store(store)).case_dir(case)
+        case_dir = (store if isinstance(store, GoldenStore) else open_store(store)).case_dir(case)
     except StoreError:
         return None, None  # not a case of this store, or a name several cases share
     if not (case_dir / CASE_FILE).is_file():
@@ -354,7 +351,7 @@ PolicyChoice = str | PolicySet | Mapping[str, Any] | None
 
 
 def load_policies(policy: PolicyChoice, *, case_policy: Any = None, case_source: str | None = None,
-                  megatron_case: MegatronCase | None = None, generation: Any = None) -> PolicySet:
+                  megatron_case: MegatronCase | None = None, generation: Detection | None = None) -> PolicySet:
     """``--policy`` is a preset name or a YAML/JSON policy file; a Megatron case's model_config.yaml
     decides for a preset that follows it (megatron), case.yaml's ``metrics`` overlays that and the
     file overlays all. From Python (the library API): a ``PolicySet`` takes a preset's place, and a
@@ -394,9 +391,6 @@ def find_candidates(paths: Sequence[str | Path]) -> tuple[list[CandidateFile], l
     golden_values files and run artifacts, each with the folder it was found in relative to the path it
     was given in. A file that cannot be read as a candidate is a finding. A path that does not exist
     is a usage error (FormatError): nothing was given to judge there."""
-    from .core.pairing import ARTIFACT, GOLDEN, CandidateFile, Finding
-    from .files.formats import read_artifact
-
     files: list[CandidateFile] = []
     findings: list[Finding] = []
     for raw in paths:
@@ -429,18 +423,18 @@ def find_candidates(paths: Sequence[str | Path]) -> tuple[list[CandidateFile], l
                 except GoldenError as exc:
                     findings.append(Finding(str(path), "broken", str(exc)))
                     continue
-                env, platform = artifact.provenance.get("env"), artifact.provenance.get("platform")
-                files.append(CandidateFile(str(path), ARTIFACT, env if isinstance(env, str) else None,
-                                           platform if isinstance(platform, str) else None, 1, folder, top,
-                                           artifact.case))
+                declared_env, declared_platform = (artifact.provenance.get("env"),
+                                                   artifact.provenance.get("platform"))
+                files.append(CandidateFile(str(path), ARTIFACT,
+                                           declared_env if isinstance(declared_env, str) else None,
+                                           declared_platform if isinstance(declared_platform, str) else None, 1,
+                                           folder, top, artifact.case))
     return files, findings
 
 
 def from_golden_files(loaded: Loaded) -> bool:
     """A side read from golden_values files (a golden, or Megatron's CI output as a candidate run),
     not a run artifact of this toolkit."""
-    from .files.formats import MEGATRON_RUN_SOURCE
-
     return loaded.artifact is None or loaded.artifact.provenance.get("source") == MEGATRON_RUN_SOURCE
 
 

@@ -26,7 +26,14 @@ import numpy as np
 from ..core.errors import FormatError, StoreError
 from ..core.megatron import LEGACY, Generation
 from ..core.model import GoldenSet, MetricSeries, number_to_json
-from ..files.formats import dumps_golden, load_json_text, metric_to_json, parse_metric, step_interval_of
+from ..files.formats import (
+    dumps_golden,
+    load_json_text,
+    metric_to_json,
+    parse_golden_bytes,
+    parse_metric,
+    step_interval_of,
+)
 from ..files.validate import MEGATRON_CASE_FILE
 
 FULL = "full"
@@ -170,6 +177,4 @@ def render(golden: GoldenSet, dialect: str, existing: bytes | None, generation: 
 
 def written_golden(data: bytes, where: str) -> GoldenSet:
     """What a rendered file holds, parsed back (the store validates what it will write)."""
-    from ..files.formats import parse_golden_bytes
-
     return parse_golden_bytes(data, where)

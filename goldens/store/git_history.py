@@ -22,6 +22,7 @@ caller allows it deliberately.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -30,6 +31,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from ..core.errors import StoreError
 from ..files.atomic import atomic_write_bytes, fsync_dir
 from ..files.case import check_case_path
@@ -37,7 +40,9 @@ from ..files.formats import parse_golden_filename
 from ..files.gitrepo import Change, Commit, GitRepo
 from ..files.validate import ERROR, WARNING
 from .approvals import RECORDS_DIR, ApprovalRecord, golden_name, record_name, repository_relative
-from .records import FileRecord, LedgerEntry, Problem, sha256_hex, summary_or_none
+from .backend import GIT
+from .ledger import IMPORTED, plain_golden_files
+from .records import FileRecord, LedgerEntry, Problem, now_iso, run_provenance, sha256_hex, summary_or_none
 from .safety import FILE, FOLDER, make_folder, path_problem, read_regular, require_safe, shared_lock, temp_files_in
 from .versions import UNATTRIBUTED, WORKTREE, Version, VersionConflict
 
@@ -89,7 +94,7 @@ def _case_folder_of(path: str) -> str:
 class GitHistory:
     """History, writes and the integrity check of a store inside a git work tree."""
 
-    name = "git"
+    name = GIT
 
     def __init__(self, root: Path, repo: GitRepo, *, lock_timeout: float = 30.0):
         self.root = root
@@ -203,10 +208,8 @@ class GitHistory:
         for commit, goldens, records, ledger in touched:
             recs = {}
             for filename, blob in records.items():
-                try:
+                with contextlib.suppress(StoreError):  # an unreadable committed record attributes nothing
                     recs[filename] = ApprovalRecord.from_bytes(blobs[blob], f"{commit.hash[:12]}:{RECORDS_DIR}")
-                except StoreError:
-                    pass
             changes = {name: (blobs.get(c.old) if c.old else None, blobs.get(c.new) if c.new else None)
                        for name, c in goldens.items()}
             for name, record in recs.items():  # a record committed for bytes an earlier commit brought (adopt)
@@ -246,7 +249,7 @@ class GitHistory:
         changes.update({name: (data, data) for name, data in readopted.items()})
         recs = {name: r for name in changes if (r := self.worktree_record(case_dir, name)) is not None}
         changes = {name: c for name, c in changes.items()
-                   if name in changed or (name in recs and recs[name].hash == sha256_hex(c[1]))}
+                   if name in changed or (name in recs and c[1] is not None and recs[name].hash == sha256_hex(c[1]))}
         return self._versions(changes, recs, [], ref=WORKTREE, commit=None, time="", author=None, subject=None)
 
     def _versions(self, changes: Mapping[str, tuple[bytes | None, bytes | None]],
@@ -254,12 +257,13 @@ class GitHistory:
                   commit: str | None, time: str, author: str | None, subject: str | None) -> list[Version]:
         """The versions one commit (or the work tree) holds: its changed files grouped by what
         attributes them — an approval record, a ledger entry, or nothing."""
-        groups: dict[tuple, tuple[Any, dict[str, FileRecord]]] = {}
+        groups: dict[tuple[Any, ...], tuple[ApprovalRecord | LedgerEntry | None, dict[str, FileRecord]]] = {}
         for name, (old, new) in sorted(changes.items()):
             new_hash = None if new is None else sha256_hex(new)
             old_hash = None if old is None else sha256_hex(old)
             record = records.get(name)
-            source: Any = None
+            source: ApprovalRecord | LedgerEntry | None = None
+            key: tuple[Any, ...]
             summary = None
             if record is not None and record.file == name and record.hash == new_hash:
                 source, key = record, ("record", record.identity)
@@ -281,7 +285,8 @@ class GitHistory:
                                    commit=commit, author=author, subject=subject,
                                    notes=("changed outside the golden tool (no approval record describes it)",)))
                 continue
-            notes = (f"from the ledger (v{source.version}) committed with it",) if isinstance(source, LedgerEntry) else ()
+            notes = ((f"from the ledger (v{source.version}) committed with it",) if isinstance(source, LedgerEntry)
+                     else ())
             out.append(Version(ref=ref, number=0, time=source.time, approver=source.approver, reason=source.reason,
                                action=source.action, source_run_id=source.source_run_id,
                                fingerprint=source.fingerprint, provenance=source.provenance, files=files,
@@ -317,13 +322,14 @@ class GitHistory:
         """The attributed version that wrote exactly the bytes the file holds now (or at ``ref``)."""
         if ref is None and not self.may_attribute(case_dir):
             return None
-        data = self.current(case_dir, filename) if ref is None else self.version_bytes(case, case_dir, ref).get(filename)
+        data = (self.current(case_dir, filename) if ref is None
+                else self.version_bytes(case, case_dir, ref).get(filename))
         if data is None:
             return None
         digest = sha256_hex(data)
         for version in reversed(self.history(case, case_dir)):
-            record = version.files.get(filename)
-            if record is not None and record.hash == digest and version.attributed:
+            written = version.files.get(filename)
+            if written is not None and written.hash == digest and version.attributed:
                 return version
         record = self.worktree_record(case_dir, filename) if ref is None else None
         if record is not None and record.hash == digest:  # committed long ago, beyond the log's reach
@@ -337,8 +343,6 @@ class GitHistory:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        from filelock import FileLock, Timeout
-
         self._inside(self.store_dir / LOCK_FILE)
         unsafe = self.unsafe_paths()
         if unsafe:
@@ -360,6 +364,58 @@ class GitHistory:
             yield
         finally:
             lock.release()
+
+    def record(self, case: str, case_dir: Path, payload: dict[str, bytes | None], meta: dict[str, Any], *,
+               files: list[str], expected_version: int | None = None,
+               expected_files: Mapping[str, str | None] | None = None) -> Version:
+        """One approval: the golden bytes and an approval record (``meta``, one time for all its files)
+        for each of ``files``, as one journal. ``expected_files``: file → the sha256 it was planned on."""
+        stamped = dict(meta, time=now_iso())
+        records = dict.fromkeys(files, stamped)
+        expected = None if expected_files is None else dict(expected_files)
+        (done,) = self.apply([CaseWrite(case, case_dir, payload, records, expected)])
+        return done.versions[0]
+
+    def rollback(self, case: str, case_dir: Path, ref: str, payload: dict[str, bytes | None],
+                 current: Mapping[str, bytes | None], *, approver: str, reason: str) -> Version:
+        """``payload`` with a record per file carrying the run of the version that wrote it at ``ref``
+        (the commit ``ref`` resolves to: ``rollback_to``); ``current`` must still hold when written."""
+        commit_of = self.resolve(ref)
+        records, time = {}, now_iso()
+        for filename, data in payload.items():
+            writer = self.writer_of(case, case_dir, filename, ref) if data is not None else None
+            records[filename] = {
+                "approver": approver, "reason": reason, "action": "rollback", "time": time,
+                "source_run_id": writer.source_run_id if writer else None,
+                "fingerprint": writer.fingerprint if writer else None,
+                "provenance": dict(run_provenance(writer.provenance if writer else None), rollback_to=commit_of)}
+        expected = {name: None if (data := current.get(name)) is None else sha256_hex(data) for name in payload}
+        (done,) = self.apply([CaseWrite(case, case_dir, payload, records, expected)])
+        return done.versions[0]
+
+    def unrecorded(self, case_dir: Path) -> list[str]:
+        """The case's golden files that no approval record describes as they are."""
+        out = []
+        for path in plain_golden_files(case_dir):
+            record = self.worktree_record(case_dir, path.name)
+            if record is None or record.hash != sha256_hex(read_regular(path) or b""):
+                out.append(path.name)
+        return out
+
+    def nothing_to_adopt(self, case: str, case_dir: Path) -> str | None:
+        if self.unrecorded(case_dir):
+            return None
+        return "nothing to adopt, the golden files match their approval records"
+
+    def adopt(self, cases: list[tuple[str, Path]], *, approver: str, reason: str) -> list[tuple[str, Version]]:
+        """An approval record ("imported") for each golden file no record describes, every case in
+        one journal."""
+        meta = {"approver": approver, "reason": reason, "action": IMPORTED, "time": now_iso(), "source_run_id": None,
+                "fingerprint": None, "provenance": None, "summary": None}
+        writes = [CaseWrite(case, case_dir, {}, dict.fromkeys(self.unrecorded(case_dir), meta))
+                  for case, case_dir in cases]
+        self.apply(writes)
+        return [(write.case, write.versions[0]) for write in writes]
 
     def apply(self, writes: list[CaseWrite]) -> list[CaseWrite]:
         """Write every case's goldens and records as one journal (all or nothing); each write's
@@ -404,7 +460,8 @@ class GitHistory:
             meta = dict(write.records[name])
             meta["provenance"] = repository_relative(meta.get("provenance"), self.repo.top)
             new_hash = None if after is None else sha256_hex(after)
-            old_hash = meta["previous_hash"] if "previous_hash" in meta else (None if before is None else sha256_hex(before))
+            old_hash = (meta["previous_hash"] if "previous_hash" in meta
+                        else None if before is None else sha256_hex(before))
             summary = meta["summary"] if "summary" in meta else summary_or_none(before, after, name)
             record = ApprovalRecord.made(name, new_hash, old_hash, summary, meta)
             files[self._inside(self.record_path(write.case_dir, name))] = record.to_bytes()
@@ -499,7 +556,7 @@ class GitHistory:
         try:
             doc = self._read_journal()
         except StoreError as exc:
-            return problems + [Problem("-", "unreadable-journal", str(exc), path=str(self.journal_path))]
+            return [*problems, Problem("-", "unreadable-journal", str(exc), path=str(self.journal_path))]
         if doc is None:
             return problems
         folders = set()
@@ -509,7 +566,7 @@ class GitHistory:
                 require_safe([(target.parent, FOLDER), (target, FILE)])
                 folders.add(target.parent)
         except StoreError as exc:  # a forged journal: nothing it names is touched
-            return problems + [Problem("-", "unreadable-journal", f"{self.journal_path}: {exc}",
+            return [*problems, Problem("-", "unreadable-journal", f"{self.journal_path}: {exc}",
                                        path=str(self.journal_path))]
         for folder in sorted(folders):
             problems += self._temp_files(folder, "-", repair=repair)
@@ -537,7 +594,7 @@ class GitHistory:
                 found.append((Path(entry.path), why))
         why = path_problem(records, FOLDER)
         if why is not None:
-            return found + [(records, why)]
+            return [*found, (records, why)]
         if records.is_dir():
             found += [(Path(e.path), why) for e in sorted(os.scandir(records), key=lambda e: e.name)
                       if (why := path_problem(Path(e.path), FILE)) is not None]

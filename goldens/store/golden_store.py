@@ -7,8 +7,10 @@ rendered in the tree's write dialect (``dialect``), then handed to the history b
 
 - ``git`` (``git_history``): in a git work tree, git is the history; each golden's approval
   record is committed beside it. Versions are commits (``CASE@<commit>``).
-- ``ledger`` (``LedgerHistory`` below, over ``ledger`` / ``recovery`` / ``records``): outside git,
+- ``ledger`` (``ledger_history``, over ``ledger`` / ``recovery`` / ``records``): outside git,
   content-addressed blobs and a hash-chained ledger per case. Versions are ``CASE@vN``.
+
+Both keep ``backend.HistoryBackend``: the front door never asks which one it holds.
 
 The backend is chosen automatically — git when the store lies in a git work tree (and is not
 ignored there) and holds no ledger history yet (``golden migrate`` moves one into git) — or
@@ -17,69 +19,41 @@ explicitly (``$GOLDEN_BACKEND``); ``golden fsck`` says which and why.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..core.errors import GoldenError, StoreError
+from ..core.megatron import Detection
 from ..core.model import GoldenKey, GoldenSet
 from ..files.case import check_case_path
 from ..files.formats import parse_golden_bytes, parse_golden_filename
 from ..files.gitrepo import GitRepo
 from ..files.validate import ERROR, check_golden_set, declared_metrics
+from ..megatron import detect_generation
+from .backend import GIT, LEDGER, HistoryBackend
 from .dialect import DIALECT_ENV, MEGATRON, check_dialect, detect_dialect, render_megatron
-from .git_history import CaseWrite, GitHistory
+from .git_history import GitHistory
 from .identity import default_approver
 from .ledger import (
-    HISTORY_DIR,
-    IMPORTED,
-    LOCK_FILE,
-    LedgerEntry,
     checked_filename,
-    checked_ledger,
-    commit,
-    commit_untracked,
-    file_state,
     key_order,
-    layout_problems,
     ledger_path,
-    lock_path,
     plain_golden_files,
-    read_blob,
     read_bytes,
-    require_safe_layout,
-    untracked,
     validated_meta,
     validated_payload,
 )
-from .records import Problem, now_iso, sha256_hex
-from .recovery import fsck_case, recover, recover_or_refuse
-from .safety import (
-    PENDING_DIR,
-    in_ci,
-    make_folder,
-    pending_problems,
-    read_regular,
-    refuse_in_ci,
-    shared_lock,
-    version_number,
-)
+from .ledger_history import LedgerHistory
+from .records import Problem, sha256_hex
+from .safety import PENDING_DIR, in_ci, pending_problems, read_regular, refuse_in_ci
 from .tree import CaseTree
-from .versions import Version, VersionConflict
-
-if TYPE_CHECKING:
-    from ..core.megatron import Detection
+from .versions import NothingToRestore, Version
 
 STORE_ENV = "GOLDEN_STORE"
 BACKEND_ENV = "GOLDEN_BACKEND"
 DEFAULT_STORE = "cases"
-LEDGER, GIT = "ledger", "git"
-
-
-class NothingToRestore(StoreError):
-    """A rollback whose target the golden files already hold (or a version that does not exist)."""
 
 
 def default_store_root() -> Path:
@@ -104,136 +78,12 @@ def parse_case_ref(ref: str) -> tuple[str, str | None]:
     return case, version
 
 
-def ledger_number(ref: str) -> int:
-    """``v3`` / ``3`` → 3 (a ledger store's versions; ASCII digits only, bounded)."""
-    number = version_number(ref)
-    if number is None:
-        raise StoreError(f"invalid version {ref[:40]!r}: this store's history is a ledger, "
-                         f"use CASE@vN with N ≥ 1 (ASCII digits)")
-    return number
-
-
-def run_provenance(provenance: dict[str, Any] | None) -> dict[str, Any]:
-    """A version's run provenance (fingerprint fields, model args) without what that approval picked."""
-    return {k: v for k, v in (provenance or {}).items() if k not in ("selection", "rollback_to")}
-
-
-# ---------------------------------------------------------------- the ledger backend
-
-class LedgerHistory:
-    """History outside git: per case, content-addressed blobs and a hash-chained ledger
-    (``ledger``, ``recovery``); ``CASE@vN`` is the case as of ledger entry N."""
-
-    name = LEDGER
-
-    def __init__(self, root: Path, *, lock_timeout: float = 30.0):
-        self.root = root
-        self.lock_timeout = lock_timeout
-
-    def entries(self, case: str, case_dir: Path) -> list[LedgerEntry]:
-        return list(checked_ledger(case, case_dir).entries)
-
-    def history(self, case: str, case_dir: Path) -> list[Version]:
-        return [Version.from_entry(e) for e in self.entries(case, case_dir)]
-
-    def version_bytes(self, case: str, case_dir: Path, ref: str) -> dict[str, bytes]:
-        """The case's golden files as of ledger entry ``ref`` (exact bytes, from the blobs)."""
-        version = ledger_number(ref)
-        entries = self.entries(case, case_dir)
-        if not 1 <= version <= len(entries):
-            raise NothingToRestore(f"{case} has no version v{version} "
-                             f"({'versions v1 … v' + str(len(entries)) if entries else 'no history yet'})")
-        out: dict[str, bytes] = {}
-        for filename, digest in file_state(entries[:version]).items():
-            if digest is None or parse_golden_filename(filename) is None:
-                continue
-            data = read_blob(case_dir, digest)
-            if data is None or sha256_hex(data) != digest:
-                raise StoreError(f"{case}@v{version}: blob {digest} is {'missing' if data is None else 'corrupt'}; "
-                                 f"run golden fsck")
-            out[filename] = data
-        return out
-
-    def writer_of(self, case: str, case_dir: Path, filename: str, ref: str | None = None) -> Version | None:
-        """The entry (up to version ``ref``) whose write made this file what it is; None when no entry
-        wrote it or the last one to touch it removed it."""
-        entries = self.entries(case, case_dir)
-        for entry in reversed(entries if ref is None else entries[:ledger_number(ref)]):
-            record = entry.files.get(filename)
-            if record is not None:
-                return Version.from_entry(entry) if record.hash is not None else None
-        return None
-
-    def write(self, case: str, case_dir: Path, payload: dict[str, bytes | None], meta: dict[str, Any], *,
-              expected_version: int | None = None) -> Version:
-        """Record a new version and make it current. Plain golden files found changed outside the
-        store are first recorded as an "imported" version, so nothing is lost. ``expected_version``
-        (0 = no history yet) raises ``VersionConflict`` if the head moved."""
-        if expected_version is not None and (not isinstance(expected_version, int) or isinstance(expected_version, bool)
-                                             or expected_version < 0):
-            raise StoreError(f"expected_version must be a version number ≥ 0, got {expected_version!r}")
-        if expected_version not in (None, 0) and not ledger_path(case_dir).exists():
-            raise VersionConflict(f"{case}: expected v{expected_version} but the case has no history yet")
-        with self.locked(case, case_dir):
-            ledger = recover_or_refuse(case, case_dir)  # whole, its chain verified
-            head = ledger.entries[-1].version if ledger.entries else 0
-            if expected_version is not None and head != expected_version:
-                raise VersionConflict(f"{case}: expected v{expected_version} but the ledger head is v{head} "
-                                      f"(someone wrote in between)")
-            entries = list(ledger.entries)
-            imported = commit_untracked(case_dir, entries, approver=meta["approver"],
-                                         reason=f"recorded golden files changed outside the store before {meta['action']}")
-            if imported is not None:
-                entries.append(imported)
-            return Version.from_entry(commit(case_dir, entries, payload, **meta))
-
-    def adopt(self, case: str, case_dir: Path, *, approver: str, reason: str) -> Version | None:
-        """Record the plain golden files as they are (exact bytes); None when they match the head."""
-        with self.locked(case, case_dir):
-            entries = list(recover_or_refuse(case, case_dir).entries)
-            entry = commit_untracked(case_dir, entries, approver=approver, reason=reason)
-        return None if entry is None else Version.from_entry(entry)
-
-    def preflight_adopt(self, case: str, case_dir: Path) -> bool:
-        """Whether adopting would record anything; StoreError when the history is not sound (read only)."""
-        unrepaired = [p for p in recover(case, case_dir, repair=False) if p.severity == ERROR and not p.repaired]
-        if unrepaired:
-            raise StoreError(f"{case}: {unrepaired[0].message}; nothing written, run golden fsck")
-        return bool(untracked(case_dir, list(checked_ledger(case, case_dir).entries)))
-
-    @contextmanager
-    def locked(self, case: str, case_dir: Path) -> Iterator[None]:
-        from filelock import FileLock, Timeout
-
-        require_safe_layout(case, case_dir)  # nothing, the lock included, is made through a symlink
-        history = case_dir / HISTORY_DIR
-        make_folder(history)
-        lock = FileLock(str(history / LOCK_FILE), timeout=self.lock_timeout)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise StoreError(f"{case}: another writer holds the lock {history / LOCK_FILE} "
-                             f"(waited {self.lock_timeout:g} s)") from None
-        try:
-            yield
-        finally:
-            lock.release()
-
-    def fsck(self, cases: list[tuple[str, Path]], *, repair: bool) -> list[Problem]:
-        """Every case's ledger lines and chain, blobs, plain files against the head; with ``repair``
-        (under each case's lock, never through an unsafe path) what a crash leaves is repaired."""
-        problems: list[Problem] = []
-        for case, case_dir in cases:
-            if not os.path.lexists(case_dir / HISTORY_DIR):
-                continue
-            safe = not layout_problems(case_dir)
-            if repair and safe:
-                with self.locked(case, case_dir):
-                    problems += fsck_case(case, case_dir, repair=True)
-            else:  # a shared lock: a write in progress is waited for, never reported as damage
-                with shared_lock(lock_path(case_dir), self.lock_timeout) if safe else nullcontext():
-                    problems += fsck_case(case, case_dir, repair=False)
-        return problems
+def golden_key(case: str, filename: str) -> GoldenKey:
+    """The key of a golden file the store listed (listing keeps only golden file names)."""
+    parsed = parse_golden_filename(filename)
+    if parsed is None:
+        raise StoreError(f"{case}: {filename!r} is not a golden_values_<env>_<platform>[_2nd].json file")
+    return GoldenKey(case, *parsed)
 
 
 # ---------------------------------------------------------------- the store
@@ -256,11 +106,11 @@ class GoldenStore:
         self._backend_choice = backend
         self._dialect_choice = dialect
         self._tree: CaseTree | None = None
-        self._backend: Any = None
+        self._backend: HistoryBackend | None = None
         self.backend_why = ""
         self._dialect: tuple[str, str] | None = None
         self._generation_choice = generation
-        self._generation: Any = None
+        self._generation: Detection | None = None
 
     # ------------------------------------------------------------ the tree, the backend, the dialect
 
@@ -271,7 +121,7 @@ class GoldenStore:
         return self._tree
 
     @property
-    def backend(self) -> LedgerHistory | Any:
+    def backend(self) -> HistoryBackend:
         """The history backend (``LedgerHistory`` or ``GitHistory``), chosen once."""
         if self._backend is None:
             choice = self._backend_choice or os.environ.get(BACKEND_ENV) or None
@@ -291,7 +141,7 @@ class GoldenStore:
                                     f"`golden migrate` moves it into git")
             else:
                 self.backend_why = f"inside the git work tree {repo.top}"
-            if (choice or (GIT if repo is not None and not ledgers else LEDGER)) == GIT:
+            if repo is not None and (choice or (LEDGER if ledgers else GIT)) == GIT:
                 self._backend = GitHistory(self.root, repo, lock_timeout=self.lock_timeout)
             else:
                 self._backend = LedgerHistory(self.root, lock_timeout=self.lock_timeout)
@@ -320,8 +170,6 @@ class GoldenStore:
         """Which generation of Megatron's conventions this tree follows, and why (``goldens.megatron``):
         the megatron preset judges and the Megatron dialect writes by its row."""
         if self._generation is None:
-            from ..megatron import detect_generation
-
             self._generation = detect_generation(self.root, self._generation_choice)
         return self._generation
 
@@ -361,7 +209,7 @@ class GoldenStore:
     def keys(self, case: str) -> list[GoldenKey]:
         """The current golden files of a case (plain files whose names the store can address)."""
         case = self.resolve(case)
-        keys = [GoldenKey(case, *parse_golden_filename(p.name)) for p in plain_golden_files(self.case_dir(case))]
+        keys = [golden_key(case, p.name) for p in plain_golden_files(self.case_dir(case))]
         return sorted(keys, key=key_order)
 
     def read(self, key: GoldenKey) -> GoldenSet:
@@ -389,7 +237,7 @@ class GoldenStore:
                     out[key] = exc
             return out
         for filename, data in self.version_bytes(case, ref).items():
-            key = GoldenKey(case, *parse_golden_filename(filename))
+            key = golden_key(case, filename)
             try:
                 golden = parse_golden_bytes(data, f"{case}@{ref}/{filename}")
                 out[key] = GoldenSet(golden.metrics, golden.scalars, key=key, source=f"{case}@{ref}/{filename}")
@@ -411,7 +259,8 @@ class GoldenStore:
         case = self.resolve(case)
         return self.backend.version_bytes(case, self.case_dir(case), str(ref))
 
-    def read_version(self, case: str, ref: str | int, keys: list[GoldenKey] | None = None) -> dict[GoldenKey, GoldenSet]:
+    def read_version(self, case: str, ref: str | int,
+                     keys: list[GoldenKey] | None = None) -> dict[GoldenKey, GoldenSet]:
         """The case's goldens as of ``ref`` (``vN`` in a ledger store, a revision in git); with ``keys``
         only those are parsed, so an unreadable neighbour does not matter."""
         case = self.resolve(case)
@@ -421,7 +270,7 @@ class GoldenStore:
         for filename, data in self.version_bytes(case, ref).items():
             if wanted is not None and filename not in wanted:
                 continue
-            key = GoldenKey(case, *parse_golden_filename(filename))
+            key = golden_key(case, filename)
             golden = parse_golden_bytes(data, f"{case}@{ref}/{filename}")
             out[key] = GoldenSet(golden.metrics, golden.scalars, key=key, source=f"{case}@{ref}/{filename}")
         return {key: out[key] for key in sorted(out, key=key_order)}
@@ -464,7 +313,8 @@ class GoldenStore:
             out[GoldenKey(case, key.env, key.platform, key.phase)] = golden
         return out
 
-    def _rendered(self, case: str, case_dir: Path, goldens: dict[GoldenKey, GoldenSet | None]) -> dict[str, bytes | None]:
+    def _rendered(self, case: str, case_dir: Path,
+                  goldens: dict[GoldenKey, GoldenSet | None]) -> dict[str, bytes | None]:
         """filename → the bytes to write (None: remove), every check done first. In the Megatron
         dialect a file whose content would not change is left out."""
         payload = validated_payload(case, case_dir, goldens)  # refuses what no golden may hold
@@ -506,15 +356,8 @@ class GoldenStore:
         meta = validated_meta(approver=approver, reason=reason, action=action, source_run_id=source_run_id,
                               fingerprint=fingerprint, provenance=provenance)
         refuse_in_ci(action, ci, allow_ci)
-        if self.backend_name == LEDGER:
-            if not payload:  # the Megatron dialect left every file as it is: record the approval anyway
-                payload = {k.filename(): read_bytes(case_dir / k.filename()) for k in goldens}
-            return self.backend.write(case, case_dir, payload, meta, expected_version=expected_version)
-        stamped = dict(meta, time=now_iso())  # one approval: one time for all its files
-        records = {k.filename(): stamped for k in goldens}
-        (done,) = self.backend.apply([CaseWrite(case, case_dir, payload, records,
-                                                None if expected_files is None else dict(expected_files))])
-        return done.versions[0]
+        return self.backend.record(case, case_dir, payload, meta, files=[k.filename() for k in goldens],
+                                   expected_version=expected_version, expected_files=expected_files)
 
     def restore(self, case: str, ref: str, *, approver: str, reason: str, ci: bool | None = None,
                 allow_ci: bool = False) -> Version:
@@ -538,28 +381,10 @@ class GoldenStore:
                                                   known_metrics=known) if f.severity == ERROR]
             if errors:
                 raise StoreError(f"{case}@{ref}/{filename} cannot be restored: {errors[0].message}")
-        approver, reason = (validated_meta(approver=approver, reason=reason, action="rollback", source_run_id=None,
-                                           fingerprint=None, provenance=None)[k] for k in ("approver", "reason"))
-        if self.backend_name == LEDGER:
-            number = ledger_number(ref)
-            entries = self.backend.entries(case, case_dir)
-            source = entries[number - 1]
-            meta = dict(approver=approver, reason=reason, action="rollback", source_run_id=source.source_run_id,
-                        fingerprint=source.fingerprint,
-                        provenance=dict(run_provenance(source.provenance), rollback_to=number))
-            return self.backend.write(case, case_dir, payload, meta, expected_version=entries[-1].version)
-        commit_of = self.backend.resolve(ref)
-        records, time = {}, now_iso()
-        for filename in payload:
-            writer = self.backend.writer_of(case, case_dir, filename, ref) if payload[filename] is not None else None
-            records[filename] = dict(
-                approver=approver, reason=reason, action="rollback", time=time,
-                source_run_id=writer.source_run_id if writer else None,
-                fingerprint=writer.fingerprint if writer else None,
-                provenance=dict(run_provenance(writer.provenance if writer else None), rollback_to=commit_of))
-        expected = {n: (None if n not in current else sha256_hex(current[n])) for n in payload}
-        (done,) = self.backend.apply([CaseWrite(case, case_dir, payload, records, expected)])
-        return done.versions[0]
+        meta = validated_meta(approver=approver, reason=reason, action="rollback", source_run_id=None,
+                              fingerprint=None, provenance=None)
+        return self.backend.rollback(case, case_dir, ref, payload, current, approver=meta["approver"],
+                                     reason=meta["reason"])
 
     def adopt(self, case: str, *, approver: str | None = None, reason: str = "imported existing golden files",
               ci: bool | None = None, allow_ci: bool = False) -> Version:
@@ -582,45 +407,19 @@ class GoldenStore:
         approver = approver or default_approver(self.root)
         targets = [self.resolve(c) for c in (self.cases() if cases is None else cases)]
         skipped: list[tuple[str, str]] = []
-        todo: list[str] = []
-        git = self.backend_name == GIT
+        todo: list[tuple[str, Path]] = []
         for case in targets:
             case_dir = self.case_dir(case)
-            if not plain_golden_files(case_dir):
-                why = f"no golden_values_<env>_<platform>.json file to adopt in {case_dir}"
-                if not skip_empty:
-                    raise StoreError(f"{case}: {why}")
-                skipped.append((case, why))
+            why = (self.backend.nothing_to_adopt(case, case_dir) if plain_golden_files(case_dir)
+                   else f"no golden_values_<env>_<platform>.json file to adopt in {case_dir}")
+            if why is None:
+                todo.append((case, case_dir))
                 continue
-            if (self._unrecorded(case, case_dir) if git else self.backend.preflight_adopt(case, case_dir)):
-                todo.append(case)
-                continue
-            why = "nothing to adopt, the golden files match their " + ("approval records" if git else "ledger head")
             if not skip_empty:
                 raise StoreError(f"{case}: {why}")
             skipped.append((case, why))
-        if not git:
-            adopted = []
-            for case in todo:
-                version = self.backend.adopt(case, self.case_dir(case), approver=approver, reason=reason)
-                if version is not None:
-                    adopted.append((case, version))
-            return AdoptReport(tuple(adopted), tuple(skipped))
-        meta = dict(approver=approver, reason=reason, action=IMPORTED, time=now_iso(), source_run_id=None,
-                    fingerprint=None, provenance=None, summary=None)
-        writes = [CaseWrite(case, self.case_dir(case), {}, dict.fromkeys(self._unrecorded(case, self.case_dir(case)), meta))
-                  for case in todo]
-        self.backend.apply(writes)
-        return AdoptReport(tuple((w.case, w.versions[0]) for w in writes), tuple(skipped))
-
-    def _unrecorded(self, case: str, case_dir: Path) -> list[str]:
-        """Golden files (git store) that no approval record describes as they are."""
-        out = []
-        for path in plain_golden_files(case_dir):
-            record = self.backend.worktree_record(case_dir, path.name)
-            if record is None or record.hash != sha256_hex(read_bytes(path) or b""):
-                out.append(path.name)
-        return out
+        adopted = self.backend.adopt(todo, approver=approver, reason=reason)
+        return AdoptReport(tuple(adopted), tuple(skipped))
 
     # ------------------------------------------------------------ integrity
 

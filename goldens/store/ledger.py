@@ -23,8 +23,9 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ class Ledger:
     committed_bytes: int = 0
     torn_tail: bytes = b""
     bad_lines: tuple[tuple[int, str], ...] = ()
-    entry_docs: tuple[dict, ...] = field(default=(), repr=False)  # each entry's JSON, as read
+    entry_docs: tuple[dict[str, Any], ...] = field(default=(), repr=False)  # each entry's JSON, as read
     entry_lines: tuple[bytes, ...] = field(default=(), repr=False)  # and its line's bytes
     missing_newline: bool = False
     exists: bool = False
@@ -202,7 +203,7 @@ def our_temp(name: str, folder: Path) -> str | None:
 def temp_files(case_dir: Path) -> list[Path]:
     """Temp files our own writers left (exact names, regular files) in the case folder, .golden, objects."""
     return sorted(path for folder in (case_dir, case_dir / HISTORY_DIR, objects_dir(case_dir))
-                  for path in temp_files_in(folder, lambda target, folder=folder: _ours(target, folder)))
+                  for path in temp_files_in(folder, partial(_ours, folder=folder)))
 
 
 # ---------------------------------------------------------------- what a write stores, checked first
@@ -271,7 +272,7 @@ class _Torn(ValueError):
     """The bytes are the beginning of a JSON line that was never finished."""
 
 
-def parse_line(line: bytes) -> tuple[dict, LedgerEntry]:
+def parse_line(line: bytes) -> tuple[dict[str, Any], LedgerEntry]:
     """One ledger line → its JSON and its entry (``ValueError`` saying why it is unreadable)."""
     try:
         text = line.decode("utf-8")
@@ -299,7 +300,10 @@ def read_ledger(case_dir: Path) -> Ledger:
     data = data or b""
     lines = data.split(b"\n")
     tail = lines.pop()  # the bytes after the last newline
-    entries, docs, raws, bad = [], [], [], []
+    entries: list[LedgerEntry] = []
+    docs: list[dict[str, Any]] = []
+    raws: list[bytes] = []
+    bad: list[tuple[int, str]] = []
     last_parsed = False
     for number, line in enumerate(lines + ([tail] if tail else []), start=1):
         last_parsed = False
@@ -325,7 +329,7 @@ def read_ledger(case_dir: Path) -> Ledger:
 _OWN_HASH = re.compile(rb'"entry_hash":"([0-9a-f]{64})",')
 
 
-def hashes_to_itself(line: bytes, doc: dict) -> bool:
+def hashes_to_itself(line: bytes, doc: dict[str, Any]) -> bool:
     """Whether an entry hashes to its own ``entry_hash``. A line as our writer makes it is the
     canonical JSON, so the hash is of its bytes less that one member (the first: keys are sorted,
     and no key before it holds an object) — one sha256 per line, no re-encoding; any other line is
@@ -341,7 +345,8 @@ def chain_breaks(ledger: Ledger) -> list[str]:
     before, each hashing to its own ``entry_hash`` (an edit, a reorder, a dropped or repeated line)."""
     breaks = []
     previous = None
-    for number, (line, doc, entry) in enumerate(zip(ledger.entry_lines, ledger.entry_docs, ledger.entries), start=1):
+    rows = zip(ledger.entry_lines, ledger.entry_docs, ledger.entries, strict=True)  # read together, one per line
+    for number, (line, doc, entry) in enumerate(rows, start=1):
         if entry.version != number:
             breaks.append(f"entry {number} says version {entry.version}")
         if entry.prev_entry_hash != previous:
@@ -352,7 +357,7 @@ def chain_breaks(ledger: Ledger) -> list[str]:
     return breaks
 
 
-def has_blobs(case_dir: Path, ignore: set[str] = frozenset()) -> bool:
+def has_blobs(case_dir: Path, ignore: Collection[str] = frozenset()) -> bool:
     """Whether the objects folder holds a blob (``ignore``: blobs known to be a write's temporaries)."""
     objects = objects_dir(case_dir)
     if path_problem(objects, FOLDER) is not None or not objects.is_dir():
@@ -362,7 +367,7 @@ def has_blobs(case_dir: Path, ignore: set[str] = frozenset()) -> bool:
 
 
 def ledger_damage(case: str, case_dir: Path, ledger: Ledger, *, breaks: list[str] | None = None,
-                  ignore: set[str] = frozenset()) -> list[tuple[str, str]]:
+                  ignore: Collection[str] = frozenset()) -> list[tuple[str, str]]:
     """(kind, message) for each reason the ledger cannot be trusted as the whole history: an
     unreadable line, a broken chain (``breaks`` when already computed), or no ledger beside blobs
     (``ignore``: blobs a write in progress added)."""

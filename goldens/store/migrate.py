@@ -13,9 +13,11 @@ running it again after a crash finishes the job. The user then commits the resul
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..core.errors import StoreError
 from ..files.gitrepo import GitRepo
@@ -56,7 +58,9 @@ def migrate_to_git(store: GoldenStore, *, ci: bool | None = None, allow_ci: bool
         if errors:
             raise StoreError(f"{case}: {errors[0].message}; run golden fsck first (nothing migrated)")
         entries = read_ledger(case_dir).entries
-        records, recorded, unattributed = {}, [], []
+        records: dict[str, dict[str, Any]] = {}
+        recorded: list[tuple[str, int]] = []
+        unattributed: list[str] = []
         for path in plain_golden_files(case_dir):
             digest = sha256_hex(path.read_bytes())
             entry = next((e for e in reversed(entries) if path.name in e.files
@@ -65,18 +69,16 @@ def migrate_to_git(store: GoldenStore, *, ci: bool | None = None, allow_ci: bool
                 unattributed.append(path.name)
                 continue
             file = entry.files[path.name]
-            records[path.name] = dict(approver=entry.approver, reason=entry.reason, action=entry.action,
-                                      time=entry.time, source_run_id=entry.source_run_id,
-                                      fingerprint=entry.fingerprint, provenance=entry.provenance,
-                                      previous_hash=file.previous_hash, summary=file.summary)
+            records[path.name] = {"approver": entry.approver, "reason": entry.reason, "action": entry.action,
+                                  "time": entry.time, "source_run_id": entry.source_run_id,
+                                  "fingerprint": entry.fingerprint, "provenance": entry.provenance,
+                                  "previous_hash": file.previous_hash, "summary": file.summary}
             recorded.append((path.name, entry.version))
         writes.append(CaseWrite(case, case_dir, {}, records))
         plans.append((case, case_dir, tuple(recorded), tuple(unattributed)))
     git.apply([w for w in writes if w.records])
-    done = []
-    for case, case_dir, recorded, unattributed in plans:
-        done.append(Migrated(case, recorded, unattributed, _remove_ledger(case_dir)))
-    return done
+    return [Migrated(case, recorded_files, unattributed_files, _remove_ledger(case_dir))
+            for case, case_dir, recorded_files, unattributed_files in plans]
 
 
 def _remove_ledger(case_dir: Path) -> tuple[str, ...]:
@@ -94,8 +96,6 @@ def _remove_ledger(case_dir: Path) -> tuple[str, ...]:
     for tmp in sorted(history.glob(".*.tmp")) if history.is_dir() else ():
         tmp.unlink()
         removed.append(f"{HISTORY_DIR}/{tmp.name}")
-    try:
+    with contextlib.suppress(OSError):  # something that is not the ledger's stays, and the folder with it
         history.rmdir()
-    except OSError:
-        pass  # something that is not the ledger's stays, and the folder with it
     return tuple(removed)

@@ -190,6 +190,11 @@ def entry_hash_of(entry_json: Mapping[str, Any]) -> str:
     return sha256_hex(canonical_json({k: v for k, v in entry_json.items() if k != "entry_hash"}))
 
 
+def run_provenance(provenance: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A version's run provenance (fingerprint fields, model args) without what that approval picked."""
+    return {k: v for k, v in (provenance or {}).items() if k not in ("selection", "rollback_to")}
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 

@@ -153,8 +153,8 @@ def temp_files_in(folder: Path, ours: Callable[[str], bool]) -> list[Path]:
     if path_problem(folder, FOLDER) is not None or not folder.is_dir():
         return []
     with os.scandir(folder) as entries:
-        return sorted(Path(e.path) for e in entries
-                      if (target := temp_target(e.name)) is not None and ours(target) and e.is_file(follow_symlinks=False))
+        return sorted(Path(e.path) for e in entries if (target := temp_target(e.name)) is not None
+                      and ours(target) and e.is_file(follow_symlinks=False))
 
 
 def make_folder(path: Path) -> None:

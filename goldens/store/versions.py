@@ -20,6 +20,10 @@ class VersionConflict(StoreError):
     """The golden moved since the caller read it (optimistic concurrency): plan again."""
 
 
+class NothingToRestore(StoreError):
+    """A rollback whose target the golden files already hold (or a version that does not exist)."""
+
+
 UNATTRIBUTED = "unattributed"
 WORKTREE = "worktree"  # the ref of a git store's uncommitted change
 
