@@ -20,16 +20,10 @@ from .core.megatron import MegatronCase
 from .core.model import Artifact, GoldenKey, MetricSeries
 from .core.policy import PRESETS, PolicySet, build_policies
 from .files.case import CASE_FILE, load_case, load_yaml
-from .files.formats import (
-    ARTIFACT_SCHEMA,
-    is_inference_doc,
-    parse_artifact,
-    parse_golden,
-    parse_golden_filename,
-    parse_inference,
-    read_inference,
-    read_json,
-)
+from .files.formats.artifact import ARTIFACT_SCHEMA, parse_artifact
+from .files.formats.golden import parse_golden, parse_golden_filename, read_golden_json
+from .files.formats.inference import is_inference_doc, parse_inference, read_inference
+from .files.formats.jsontext import read_json
 from .megatron.case import MODEL_CONFIG, find_model_config, read_megatron_case
 
 if TYPE_CHECKING:
@@ -77,7 +71,7 @@ def load_artifact_side(artifact: Artifact, label: str | None = None) -> Loaded:
 def load_file(path: Path) -> Loaded:
     """A JSON file: an artifact (by its schema), a Megatron golden file (one phase) or an inference
     golden (keyed by request id)."""
-    doc = read_json(path, golden=True)
+    doc = read_golden_json(path)
     if isinstance(doc, dict) and "schema" in doc:
         doc = read_json(path)  # not a golden: read it again as it is (its provenance exactly as written)
     if isinstance(doc, dict) and doc.get("schema") == ARTIFACT_SCHEMA:
@@ -286,9 +280,9 @@ def load_operand(text: str, *, store_root: Path | None, env: str | None, platfor
 def load_run(text: str, runs_dir: Path = Path(RUNS_DIR), *, env: str | None = None,
              platform: str | None = None) -> Loaded:
     """A run operand: an artifact, its folder, a run id under ``runs_dir``, or a Megatron
-    golden_values file (with its ``_2nd`` pair) taken as a candidate run (``formats.megatron_run``;
+    golden_values file (with its ``_2nd`` pair) taken as a candidate run (``formats.run.megatron_run``;
     ``env`` / ``platform`` override its file name's)."""
-    from .files.formats import read_run
+    from .files.formats.run import read_run
 
     path = artifact_path(text, runs_dir)
     if path is None:
@@ -395,7 +389,7 @@ def find_candidates(paths: Sequence[str | Path]) -> tuple[list[CandidateFile], l
     was given in. A file that cannot be read as a candidate is a finding. A path that does not exist
     is a usage error (FormatError): nothing was given to judge there."""
     from .core.pairing import ARTIFACT, GOLDEN, CandidateFile, Finding
-    from .files.formats import read_artifact
+    from .files.formats.artifact import read_artifact
 
     files: list[CandidateFile] = []
     findings: list[Finding] = []
@@ -439,7 +433,7 @@ def find_candidates(paths: Sequence[str | Path]) -> tuple[list[CandidateFile], l
 def from_golden_files(loaded: Loaded) -> bool:
     """A side read from golden_values files (a golden, or Megatron's CI output as a candidate run),
     not a run artifact of this toolkit."""
-    from .files.formats import MEGATRON_RUN_SOURCE
+    from .files.formats.run import MEGATRON_RUN_SOURCE
 
     return loaded.artifact is None or loaded.artifact.provenance.get("source") == MEGATRON_RUN_SOURCE
 

@@ -493,7 +493,8 @@ def _load_target(target: Any) -> Loaded:
     from . import inputs
     from .core.errors import NotATrainingGolden
     from .core.pairing import ARTIFACT
-    from .files.formats import megatron_run, read_artifact
+    from .files.formats.artifact import read_artifact
+    from .files.formats.run import megatron_run
 
     path = Path(target.path)
     if target.kind == ARTIFACT:

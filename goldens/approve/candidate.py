@@ -28,7 +28,8 @@ from ..core.errors import FormatError, GoldenError, StoreError
 from ..core.model import Artifact, GoldenKey
 from ..files.atomic import atomic_write_text
 from ..files.case import check_case_path, check_name
-from ..files.formats import read_json, read_run
+from ..files.formats.jsontext import read_json
+from ..files.formats.run import read_run
 from ..store import STORE_ENV
 from ..store.safety import PENDING_DIR, in_ci, pending_problems, plain_name
 from ..store.tree import case_matches, check_case_pattern

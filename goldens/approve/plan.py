@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import FormatError
 from ..core.model import Artifact, GoldenKey, GoldenSet, MetricSeries
-from ..files.formats import artifact_phase_golden
+from ..files.formats.artifact import artifact_phase_golden
 from .candidate import Candidate, candidate_run, target_files, target_keys
 from .guardrails import ApprovalRefused, check_base_version, check_finite, check_run, check_writable
 from .runs import case_of_run

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from ..core.errors import GoldenError, StoreError
 from ..core.model import Artifact
 from ..files.case import check_name
-from ..files.formats import MEGATRON_RUN_SOURCE, read_run
+from ..files.formats.run import MEGATRON_RUN_SOURCE, read_run
 from .candidate import Candidate, list_pending, now_iso, run_target
 from .guardrails import ApprovalRefused
 

@@ -49,7 +49,7 @@ def import_tb(
 
     require_extra("tb", "import-tb")
     from ..files.case import check_case_path
-    from ..files.formats import check_run_id, dumps_artifact
+    from ..files.formats.artifact import check_run_id, dumps_artifact
     from ..files.ingest import import_tensorboard
 
     _refuse_folders(out)
@@ -93,7 +93,7 @@ def stats(
     """
     from ..core.policy import preset
     from ..core.stats import recommend_all, render_policy_yaml, spread
-    from ..files.formats import read_artifact
+    from ..files.formats.artifact import read_artifact
 
     _refuse_folders(out, table)
     artifacts = [read_artifact(p) for p in runs]

@@ -194,7 +194,7 @@ def show(
 
     A file that cannot be read (an empty or {} golden) is named with the reason; the others are shown."""
     from ..core.errors import GoldenError
-    from ..files.formats import metric_to_json
+    from ..files.formats.golden import metric_to_json
     from ..store import parse_case_ref
 
     case, version = parse_case_ref(ref)

@@ -27,7 +27,8 @@ from ..core.errors import FormatError, NotATrainingGolden
 from ..core.megatron import CHECK_THRESHOLDS
 from ..core.model import GoldenSet, MetricSeries
 from .case import CASE_FILE, load_yaml
-from .formats import StepValues, grid_size, grid_steps, parse_golden, parse_golden_filename, read_json
+from .formats.golden import StepValues, parse_golden, parse_golden_filename, read_golden_json
+from .formats.numeric import grid_size, grid_steps
 
 MEGATRON_CASE_FILE = "model_config.yaml"
 CASE_DEFINITION_FILES = (CASE_FILE, MEGATRON_CASE_FILE)
@@ -250,7 +251,7 @@ def validate_golden_file(path: str | Path, *, known_metrics: Iterable[str] | Non
         findings.append(Finding(WARNING, "name does not follow golden_values_<env>_<platform>[_2nd].json; "
                                          "the store cannot address it"))
     try:
-        doc = read_json(p, golden=True)
+        doc = read_golden_json(p)
         golden = parse_golden(doc, path=p)
     except NotATrainingGolden:
         findings.append(Finding(WARNING, "not a training golden (an inference golden keyed by request id); "

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..core.errors import FormatError, GoldenError, StoreError
 from ..core.megatron import REGULAR, Detection
-from ..files.formats import load_json_text
+from ..files.formats.jsontext import load_json_text
 from ..files.validate import CASE_DEFINITION_FILES, CASE_FILE, ERROR, FileReport, Finding, is_golden_name, validate_file
 from .case import MODEL_CONFIG, read_megatron_case
 from .detect import detect_generation
