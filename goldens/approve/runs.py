@@ -68,8 +68,8 @@ def candidates_for_run(store: GoldenStore, run: str | Path, *, case: str | None 
         return staged
     declared_env, declared_platform = run_target(artifact)
     env, platform = env or declared_env, platform or declared_platform
-    missing = [f"--{what}" for what, value in (("env", env), ("platform", platform)) if value is None]
-    if missing:
+    if env is None or platform is None:
+        missing = [f"--{what}" for what, value in (("env", env), ("platform", platform)) if value is None]
         raise ApprovalRefused(f"run {artifact.run_id!r} does not say which golden it targets: "
                               f"give {' and '.join(missing)}")
     return [Candidate(case=the_case, env=check_name(env, "env"),

@@ -108,10 +108,9 @@ def _metrics(doc: dict[str, Any], config: str, name: str, *, inference: bool) ->
         return DEFAULT_METRICS, f"metrics: Megatron's default {list(DEFAULT_METRICS)} ({name} has no METRICS)"
     raw = doc["METRICS"]
     if raw is None or raw == []:
-        if not inference:
-            if raw is None:
-                raise FormatError("METRICS is null: Megatron's pretraining test iterates it (TypeError, the "
-                                  "test fails)", path=config)
+        if not inference and raw is None:
+            raise FormatError("METRICS is null: Megatron's pretraining test iterates it (TypeError, the "
+                              "test fails)", path=config)
         return (), f"metrics: none (METRICS is {'null' if raw is None else '[]'} in {name}: nothing is checked)"
     if not isinstance(raw, list):
         raise FormatError(f"METRICS must be a list of metric names, got {type(raw).__name__}", path=config)

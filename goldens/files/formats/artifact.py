@@ -23,12 +23,14 @@ ARTIFACT_SCHEMA = "golden.artifact/1"
 ARTIFACT_STATUSES = ("complete", "incomplete", "failed")
 
 
-def _require(mapping: Mapping[str, Any], field: str, types: type | tuple[type, ...], *, path: object, where: str) -> Any:
+def _require(mapping: Mapping[str, Any], field: str, types: type | tuple[type, ...], *, path: object,
+             where: str) -> Any:
     if field not in mapping:
         raise FormatError(f"missing required field {field!r}", path=path, key=where or None)
     value = mapping[field]
-    if not isinstance(value, types) or (isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,))):
-        names = types.__name__ if isinstance(types, type) else " or ".join(t.__name__ for t in types)
+    allowed = types if isinstance(types, tuple) else (types,)
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in allowed):
+        names = " or ".join(t.__name__ for t in allowed)
         raise FormatError(f"expected {names}, got {type(value).__name__}", path=path,
                           key=f"{where}.{field}" if where else field)
     return value

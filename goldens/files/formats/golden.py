@@ -71,10 +71,9 @@ def _golden_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = unique_keys(pairs)
     values = obj.get("values")
     if type(values) is dict and obj.keys() <= _METRIC_FIELDS:
-        keys = list(values)
-        steps = fast_steps(keys)
+        steps = fast_steps(list(values))
         numbers = None if steps is None else fast_values(list(values.values()))
-        if numbers is not None:
+        if steps is not None and numbers is not None:
             obj["values"] = StepValues(steps, numbers)
     return obj
 
@@ -210,7 +209,8 @@ def metric_to_json(series: MetricSeries) -> dict[str, Any]:
     out["start_step"] = series.start_step if series.start_step is not None else (int(present[0]) if present.size else 0)
     out["end_step"] = series.end_step if series.end_step is not None else (int(present[-1]) if present.size else 0)
     out["step_interval"] = series.step_interval if series.step_interval is not None else step_interval_of(present)
-    out["values"] = {str(s): number_to_json(v) for s, v in zip(series.steps.tolist(), series.values.tolist())}
+    steps, values = series.steps.tolist(), series.values.tolist()
+    out["values"] = {str(s): number_to_json(v) for s, v in zip(steps, values, strict=True)}
     if series.precision is not None:
         out[PRECISION_FIELD] = series.precision
     return out

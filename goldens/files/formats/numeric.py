@@ -105,7 +105,7 @@ def value_array(raw: list[Any], labels: Iterable[str], *, path: object, key: str
     fast = fast_values(raw)
     if fast is not None:
         return fast
-    return np.array([to_float(v, path=path, key=f"{key}{label}") for label, v in zip(labels, raw)],
+    return np.array([to_float(v, path=path, key=f"{key}{label}") for label, v in zip(labels, raw, strict=True)],
                     dtype=np.float64)
 
 

@@ -22,8 +22,9 @@ def megatron_run(path: str | Path, *, case: str | None = None, env: str | None =
 
     Env and platform come from the file name unless given; the case is the folder's name unless
     given; the run id is the file's name plus a hash of the content, so the same files are the same
-    candidate whatever target they are approved for. Phase 2 is the ``_2nd`` file from its first value on (the steps it ran).
-    A candidate has no fingerprint: it is judged in the approximate regime unless forced.
+    candidate whatever target they are approved for. Phase 2 is the ``_2nd`` file from its first value
+    on (the steps it ran). A candidate has no fingerprint: it is judged in the approximate regime unless
+    forced.
     """
     given = Path(path)
     parsed = parse_golden_filename(given)
