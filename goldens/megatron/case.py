@@ -25,7 +25,7 @@ from typing import Any
 
 from ..core.errors import FormatError
 from ..core.megatron import DEFAULT_METRICS, INFERENCE, REGULAR, RESUME, RESUME_TEST_TYPES, MegatronCase
-from ..files.bounded import short
+from ..files.bounded import short, yaml_document
 
 MODEL_CONFIG = "model_config.yaml"
 
@@ -39,8 +39,6 @@ def find_model_config(folder: Path) -> Path | None:
 def read_megatron_case(path: Path) -> MegatronCase:
     """Read a model_config.yaml as Megatron's CI does; a setting Megatron's test itself errors on
     (METRICS null or not a list) is a FormatError naming it — Megatron's job fails there too."""
-    from ..files.bounded import yaml_document
-
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
