@@ -31,7 +31,7 @@ def make_files(folder: Path, count: int, steps: int) -> list[Path]:
     import numpy as np
 
     from goldens.core.model import GoldenSet, MetricSeries
-    from goldens.files.formats import dumps_golden
+    from goldens.files.formats.golden import dumps_golden
 
     rng = np.random.default_rng(0)
     grid = np.arange(1, steps + 1, dtype=np.int64)
@@ -73,7 +73,7 @@ def plain_json(path: Path) -> object:
 
 
 def measure(label: str, files: list[Path], repeat: int) -> None:
-    from goldens.files.formats import read_golden
+    from goldens.files.formats.golden import read_golden
 
     for path in files:  # warm the page cache and the imports
         read_golden(path)

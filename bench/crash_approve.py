@@ -51,7 +51,7 @@ if str(REPO) not in sys.path:
 
 from goldens import approve  # noqa: E402  (after the path set-up above)
 from goldens.core.model import Artifact, MetricSeries, Phase  # noqa: E402
-from goldens.files.formats import dumps_artifact  # noqa: E402
+from goldens.files.formats.artifact import dumps_artifact  # noqa: E402
 from goldens.store import GoldenStore  # noqa: E402
 
 CASE = "crash_case"

@@ -57,7 +57,7 @@ def content(version: int) -> dict:
 
 
 def content_bytes(version: int) -> dict[str, bytes]:
-    from goldens.files.formats import dumps_golden
+    from goldens.files.formats.golden import dumps_golden
 
     return {key.filename(): dumps_golden(golden).encode() for key, golden in content(version).items()}
 

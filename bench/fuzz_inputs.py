@@ -6,7 +6,7 @@ Targets (each a generator of hostile inputs and the one call that must take them
   (bytes, digits, aliases, anchors, nesting, billion-laughs levels, tags) — through
   ``read_megatron_case`` and ``case.load_yaml``: a case or one ``FormatError``;
 - ``golden``: golden JSON texts — real ones mutated (digits in step keys, nesting, duplicate keys,
-  odd values, truncation, many metrics) — through ``formats.read_any_golden``;
+  odd values, truncation, many metrics) — through ``formats.golden.read_any_golden``;
 - ``api``: API answers' bytes through ``bounded.load_json_bytes``;
 - ``zip``: artifact archives mutated (bytes, method and flag fields, truncation) through
   ``fetch.land.Archive``: names, members or one ``FetchError``;
@@ -48,7 +48,7 @@ from goldens.fetch.http import Api, Limits
 from goldens.fetch.land import Archive
 from goldens.files.bounded import load_json_bytes
 from goldens.files.case import load_yaml
-from goldens.files.formats import read_any_golden
+from goldens.files.formats.golden import read_any_golden
 from goldens.megatron.case import read_megatron_case
 from tests.builders import training_doc
 from tests.fakes.hostile_server import HostileServer

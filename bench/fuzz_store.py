@@ -78,7 +78,8 @@ def build_template(root: Path, *, cases: Path | None = None,
 
     from goldens import approve
     from goldens.core.model import Artifact, GoldenKey, GoldenSet, MetricSeries, Phase
-    from goldens.files.formats import dumps_artifact, dumps_golden
+    from goldens.files.formats.artifact import dumps_artifact
+    from goldens.files.formats.golden import dumps_golden
     from goldens.store import GoldenStore
 
     steps = np.arange(1, 21, dtype=np.int64)

@@ -65,7 +65,7 @@ def decisions(definition, profile: str) -> dict:
 
 def judge(run_dir: Path, cfg) -> dict:
     """What the run must show; returns {check: passed} plus notes."""
-    from goldens.files.formats import read_artifact
+    from goldens.files.formats.artifact import read_artifact
 
     artifact = read_artifact(run_dir)
     checks = {"complete": artifact.status == "complete"}

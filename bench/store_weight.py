@@ -49,7 +49,7 @@ def golden(*args: str) -> float:
 
 def targets(tree: Path, count: int) -> list[tuple[str, Path]]:
     """The first ``count`` cases (one golden each, different cases) whose goldens read as training goldens."""
-    from goldens.files.formats import read_golden
+    from goldens.files.formats.golden import read_golden
     from goldens.store import GoldenStore
 
     store = GoldenStore(tree, backend="ledger")
@@ -73,7 +73,8 @@ def targets(tree: Path, count: int) -> list[tuple[str, Path]]:
 def write_runs(runs: Path, tree: Path, chosen: list[tuple[str, Path]]) -> list[Path]:
     """A run per chosen golden: its metrics at full precision, 1 % off (so each approval writes)."""
     from goldens.core.model import Artifact, MetricSeries, Phase
-    from goldens.files.formats import dumps_artifact, parse_golden_filename, read_golden
+    from goldens.files.formats.artifact import dumps_artifact
+    from goldens.files.formats.golden import parse_golden_filename, read_golden
 
     made = []
     for number, (case, path) in enumerate(chosen):

@@ -24,7 +24,8 @@ from .core.model import Artifact, GoldenKey, GoldenSet, InferenceGolden, MetricS
 from .core.policy import PolicySet, preset
 from .core.result import ComparisonResult
 from .files.atomic import atomic_write_text
-from .files.formats import MEGATRON_RUN_SOURCE, load_json_text, parse_golden, read_any_golden
+from .files.formats.golden import load_golden_text, parse_golden, read_any_golden
+from .files.formats.run import MEGATRON_RUN_SOURCE
 from .inputs import Loaded, PolicyChoice, load_artifact_side, load_operand
 from .inputs import load_run as load_run_operand
 from .store import GoldenStore
@@ -93,7 +94,7 @@ def _phase(number: int, text: str) -> Phase:
     """One phase from a golden_values document's text; a resumed phase from its first value on (the
     steps before it are padding, not steps it ran)."""
     where = METRICS_LABEL if number == 1 else f"{METRICS_LABEL} (resumed phase)"
-    golden = parse_golden(load_json_text(text, where, golden=True), path=where)
+    golden = parse_golden(load_golden_text(text, where), path=where)
     if golden.scalars:
         raise FormatError(f"scalar entries ({', '.join(golden.scalars)}) cannot be a candidate run: only per-step "
                           f"metrics", path=where)

@@ -22,19 +22,11 @@ from .core.model import Artifact, GoldenKey, MetricSeries
 from .core.pairing import ARTIFACT, GOLDEN, CandidateFile, Finding
 from .core.policy import PRESETS, PolicySet, build_policies
 from .files.case import CASE_FILE, load_case, load_yaml
-from .files.formats import (
-    ARTIFACT_SCHEMA,
-    MEGATRON_RUN_SOURCE,
-    is_inference_doc,
-    parse_artifact,
-    parse_golden,
-    parse_golden_filename,
-    parse_inference,
-    read_artifact,
-    read_inference,
-    read_json,
-    read_run,
-)
+from .files.formats.artifact import ARTIFACT_SCHEMA, parse_artifact, read_artifact
+from .files.formats.golden import parse_golden, parse_golden_filename, read_golden_json
+from .files.formats.inference import is_inference_doc, parse_inference, read_inference
+from .files.formats.jsontext import read_json
+from .files.formats.run import MEGATRON_RUN_SOURCE, read_run
 from .megatron.case import MODEL_CONFIG, find_model_config, read_megatron_case
 from .store import GoldenStore, Version, parse_case_ref
 
@@ -80,7 +72,7 @@ def load_artifact_side(artifact: Artifact, label: str | None = None) -> Loaded:
 def load_file(path: Path) -> Loaded:
     """A JSON file: an artifact (by its schema), a Megatron golden file (one phase) or an inference
     golden (keyed by request id)."""
-    doc = read_json(path, golden=True)
+    doc = read_golden_json(path)
     if isinstance(doc, dict) and "schema" in doc:
         doc = read_json(path)  # not a golden: read it again as it is (its provenance exactly as written)
     if isinstance(doc, dict) and doc.get("schema") == ARTIFACT_SCHEMA:
@@ -285,7 +277,7 @@ def load_operand(text: str, *, store_root: Path | None, env: str | None, platfor
 def load_run(text: str, runs_dir: Path = Path(RUNS_DIR), *, env: str | None = None,
              platform: str | None = None) -> Loaded:
     """A run operand: an artifact, its folder, a run id under ``runs_dir``, or a Megatron
-    golden_values file (with its ``_2nd`` pair) taken as a candidate run (``formats.megatron_run``;
+    golden_values file (with its ``_2nd`` pair) taken as a candidate run (``formats.run.megatron_run``;
     ``env`` / ``platform`` override its file name's)."""
     path = artifact_path(text, runs_dir)
     if path is None:

@@ -42,7 +42,9 @@ from .core.result import RESUME_CHECK, ComparisonResult, check_name
 from .core.stats import MetricSpread, Recommendation, recommend_all, render_policy_yaml, spread
 from .files.atomic import atomic_write_text
 from .files.case import CASE_FILE
-from .files.formats import megatron_run, metric_to_json, read_artifact
+from .files.formats.artifact import read_artifact
+from .files.formats.golden import metric_to_json
+from .files.formats.run import megatron_run
 from .files.validate import ERROR, WARNING, FileReport, ValidationSummary, validate_paths
 from .files.validate import Finding as FileFinding
 from .inputs import Loaded, PolicyChoice

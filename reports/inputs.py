@@ -15,7 +15,7 @@ from typing import Any
 
 from goldens.core.errors import FormatError, GoldenError, StoreError
 from goldens.core.result import ComparisonResult
-from goldens.files.formats import read_json
+from goldens.files.formats.jsontext import read_json
 from reports.document import CaseEntry, Report
 from reports.json_report import findings_from_json, results_from_json
 

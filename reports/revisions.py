@@ -16,7 +16,7 @@ from pathlib import Path
 
 from goldens.core.errors import FormatError, NotATrainingGolden, StoreError
 from goldens.core.model import GoldenSet
-from goldens.files.formats import parse_golden_bytes, parse_golden_filename
+from goldens.files.formats.golden import parse_golden_bytes, parse_golden_filename
 
 _STORE_VERSIONS = re.compile(r"^(?P<case>[A-Za-z0-9][A-Za-z0-9_./-]*)@(?P<base>[^@{}\s]+?)\.\.(?P<head>[^@{}\s.][^@{}\s]*)$")
 

@@ -2,7 +2,8 @@
 
 Phases come from rank 0's ``metrics.jsonl`` (full precision, steps in order; a phase that died
 keeps the steps it finished), provenance from the resolved config and the environment rank 0
-reported (its fingerprint), and on a multi-node run every node's record (``nodes/``). Written with ``goldens.files.formats.dumps_artifact``, atomically.
+reported (its fingerprint), and on a multi-node run every node's record (``nodes/``). Written with
+``goldens.files.formats.artifact.dumps_artifact``, atomically.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 from goldens.core.model import Artifact, MetricSeries, Phase
 from goldens.files.atomic import atomic_write_text
-from goldens.files.formats import dumps_artifact
+from goldens.files.formats.artifact import dumps_artifact
 
 from .config import RunConfig
 from .metrics import artifact_metric_names, read_log

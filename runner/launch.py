@@ -655,7 +655,7 @@ def _joined_report(cfg: RunConfig, run_dir: Path, outcomes: list[PhaseOutcome], 
     """What a node that does not write the artifact returns: node 0's artifact once it is written
     (``wait``), so every node's ``golden run`` reports the run's outcome; a Slurm task, whose
     submitter writes it after the job, returns without it."""
-    from goldens.files.formats import read_artifact
+    from goldens.files.formats.artifact import read_artifact
 
     from .artifact import ARTIFACT_FILE
 

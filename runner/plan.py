@@ -5,7 +5,7 @@ passes its path). Standard library only: the torchrun entry reads it before impo
 
 Run folder layout (``runs/<run-id>/``)::
 
-    artifact.json                       the normalized result (goldens.files.formats schema)
+    artifact.json                       the normalized result (goldens.files.formats.artifact schema)
     run.json                            the resolved RunConfig
     checkpoints/iter_0000010/           the resume checkpoint in the case's format: torch (Megatron's
                                         legacy mp_rank_XX[_YYY]/model_optim_rng.pt) or torch_dist

@@ -49,7 +49,8 @@ from goldens.core.result import (
     StructuralDrift,
     Verdict,
 )
-from goldens.files.formats import dumps_artifact, parse_golden
+from goldens.files.formats.artifact import dumps_artifact
+from goldens.files.formats.golden import parse_golden
 from goldens.store import GoldenStore
 
 # ---------------------------------------------------------------- series and golden sets

@@ -14,7 +14,8 @@ from goldens.core.compare import compare, side_from_artifact, side_from_goldens
 from goldens.core.errors import FormatError, GoldenError
 from goldens.core.model import GoldenKey
 from goldens.core.policy import preset
-from goldens.files.formats import read_artifact, read_golden
+from goldens.files.formats.artifact import read_artifact
+from goldens.files.formats.golden import read_golden
 from goldens.store import GoldenStore
 from tests.builders import LOSS, ZEROS, ScriptedIO, seed, shifted, tree_bytes, write_run
 

@@ -13,7 +13,7 @@ from goldens import approve
 from goldens.cli import app
 from goldens.cli import approve as approve_command
 from goldens.core.model import GoldenKey, GoldenSet, MetricSeries
-from goldens.files.formats import read_golden
+from goldens.files.formats.golden import read_golden
 from goldens.store import GoldenStore
 from goldens.store.dialect import megatron_value
 from tests.builders import LOSS, ZEROS, ScriptedIO, make_store, seed, shifted, tree_bytes, write_run

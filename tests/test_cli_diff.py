@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from goldens.cli import app
 from goldens.core.model import GoldenKey
 from goldens.core.result import ComparisonResult, Verdict
-from goldens.files.formats import dumps_golden
+from goldens.files.formats.golden import dumps_golden
 from goldens.store import GoldenStore
 from tests.builders import golden_set, make_store, seed, series, write_run
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from goldens.cli import app
 from goldens.core.model import GoldenKey, GoldenSet
-from goldens.files.formats import dumps_golden, read_golden
+from goldens.files.formats.golden import dumps_golden, read_golden
 from goldens.store import GoldenStore
 from tests.builders import golden_set, make_store
 
@@ -242,7 +242,8 @@ def test_every_megatron_history_revision_loads_and_shows(megatron_fixtures, tmp_
 
 
 def read_golden_bytes(data: bytes) -> GoldenSet:
-    from goldens.files.formats import load_json_text, parse_golden
+    from goldens.files.formats.golden import parse_golden
+    from goldens.files.formats.jsontext import load_json_text
 
     return parse_golden(load_json_text(data.decode()))
 

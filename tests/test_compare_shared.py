@@ -10,7 +10,7 @@ from goldens.core.compare import compare, resume_check, side_from_goldens
 from goldens.core.errors import NotATrainingGolden
 from goldens.core.policy import preset
 from goldens.core.result import ComparisonResult, Verdict
-from goldens.files.formats import parse_golden_filename, read_golden
+from goldens.files.formats.golden import parse_golden_filename, read_golden
 
 
 def training_goldens(root):

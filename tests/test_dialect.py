@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from goldens.cli import app
 from goldens.cli.extras import missing_reason
 from goldens.core.model import GoldenKey, GoldenSet, MetricSeries
-from goldens.files.formats import metric_to_json, parse_golden, read_golden
+from goldens.files.formats.golden import metric_to_json, parse_golden, read_golden
 from goldens.files.validate import validate_golden_file
 from goldens.store import GoldenStore
 from goldens.store.dialect import (

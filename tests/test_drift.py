@@ -106,7 +106,9 @@ def _resume_artifact(phase1_steps, phase2_steps, interval=1):
 def _golden_pair(artifact):
     """The Megatron file pair of a run, read back as written (the _2nd file padded with "nan")."""
     from goldens.core.compare import side_from_goldens
-    from goldens.files.formats import artifact_phase_golden, dumps_golden, load_json_text, parse_golden
+    from goldens.files.formats.artifact import artifact_phase_golden
+    from goldens.files.formats.golden import dumps_golden, parse_golden
+    from goldens.files.formats.jsontext import load_json_text
 
     span = (artifact.phases[1].first_step, artifact.phases[2].last_step)
     files = {1: artifact_phase_golden(artifact, 1), 2: artifact_phase_golden(artifact, 2, span=span)}

@@ -391,7 +391,7 @@ def test_the_gitlab_folder_rule():
 
 
 def test_fetched_candidates_read_as_goldens(fake_ci, tmp_path):
-    from goldens.files.formats import parse_golden_bytes
+    from goldens.files.formats.golden import parse_golden_bytes
 
     megatron_run(fake_ci)
     fetched = fetch("github", RUN, tmp_path / "c", env=github_env(fake_ci))

@@ -12,21 +12,24 @@ from hypothesis import strategies as st
 
 from goldens.core.errors import FormatError, NotATrainingGolden
 from goldens.core.model import Artifact, GoldenKey, GoldenSet, MetricSeries, Phase
-from goldens.files.formats import (
+from goldens.files.formats.artifact import (
     ARTIFACT_SCHEMA,
     artifact_phase_golden,
     dumps_artifact,
-    dumps_golden,
     export_megatron,
-    load_json_text,
-    megatron_grid,
     parse_artifact,
+    read_artifact,
+)
+from goldens.files.formats.golden import (
+    dumps_golden,
+    load_golden_text,
     parse_golden,
     parse_golden_filename,
     parse_metric,
-    read_artifact,
     read_golden,
 )
+from goldens.files.formats.jsontext import load_json_text
+from goldens.files.formats.numeric import megatron_grid
 from tests.builders import series
 
 VARIANTS = Path(__file__).parent / "fixtures" / "megatron_variants"
@@ -386,9 +389,9 @@ def test_an_integer_past_pythons_digit_limit_is_a_format_error():
 def _read_both_ways(text: str, where: object):
     """What parse_golden makes of the text read plainly and read as a golden (values as arrays)."""
     out = []
-    for golden in (False, True):
+    for load in (load_json_text, load_golden_text):
         try:
-            out.append(parse_golden(load_json_text(text, where, golden=golden), path=where))
+            out.append(parse_golden(load(text, where), path=where))
         except FormatError as exc:
             out.append((type(exc).__name__, str(exc)))
     return out
@@ -434,9 +437,9 @@ def test_the_golden_reader_agrees_with_the_plain_reader_on_odd_values(doc):
 
 
 def test_the_golden_reader_keeps_metric_values_as_arrays():
-    from goldens.files.formats import StepValues
+    from goldens.files.formats.golden import StepValues
 
-    doc = load_json_text(json.dumps({"lm loss": {"values": {"1": 1.0, "5": 2.0}}}), "g.json", golden=True)
+    doc = load_golden_text(json.dumps({"lm loss": {"values": {"1": 1.0, "5": 2.0}}}), "g.json")
     values = doc["lm loss"]["values"]
     assert isinstance(values, StepValues) and values.steps.tolist() == [1, 5] and values.values.tolist() == [1.0, 2.0]
     assert load_json_text('{"provenance": {"values": {"1": 1}}}', "a.json") == {"provenance": {"values": {"1": 1}}}

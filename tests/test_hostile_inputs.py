@@ -25,7 +25,8 @@ from goldens.fetch import FetchError
 from goldens.fetch.http import Api, Limits
 from goldens.fetch.land import Archive, Staging
 from goldens.files.bounded import Bounds, load_json_bytes, load_yaml_text, yaml_document
-from goldens.files.formats import load_json_text, parse_golden
+from goldens.files.formats.golden import parse_golden
+from goldens.files.formats.jsontext import load_json_text
 from goldens.megatron.case import read_megatron_case
 from tests.builders import (
     commit_all,

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from goldens.cli import app
 from goldens.core.errors import FormatError
-from goldens.files.formats import read_artifact
+from goldens.files.formats.artifact import read_artifact
 from goldens.files.ingest import discover_phases, import_tensorboard, read_event_file
 
 # Values that float32 cannot hold exactly: the import must return float64(float32(x)), no rounding.

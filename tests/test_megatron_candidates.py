@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from goldens.cli import app
 from goldens.core.errors import FormatError
-from goldens.files.formats import megatron_run, read_golden, read_run
+from goldens.files.formats.golden import read_golden
+from goldens.files.formats.run import megatron_run, read_run
 from goldens.store import GoldenStore
 from goldens.store.dialect import megatron_value
 

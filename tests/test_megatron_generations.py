@@ -23,7 +23,7 @@ from goldens.core.compare.engine import round_each
 from goldens.core.megatron import CHECK_THRESHOLDS, COMPARATOR_FILES, GENERATIONS, generation
 from goldens.core.model import GoldenKey, GoldenSet, MetricSeries
 from goldens.core.policy.presets import MEGATRON_PRESET
-from goldens.files.formats import read_golden
+from goldens.files.formats.golden import read_golden
 from goldens.files.validate import ERROR, OK, WARNING
 from goldens.megatron import NEWER_COMPARATOR, detect_generation
 from goldens.megatron.lint import lint_changed

@@ -22,7 +22,7 @@ import pytest
 from goldens import inputs, workflow
 from goldens.core.errors import GoldenError
 from goldens.core.megatron import INFERENCE, RESUME
-from goldens.files.formats import parse_golden_filename
+from goldens.files.formats.golden import parse_golden_filename
 from goldens.megatron.case import read_megatron_case
 from goldens.store import GoldenStore
 from tests.builders import inference_doc, training_doc, write_megatron_case

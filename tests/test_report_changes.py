@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from goldens.core.errors import StoreError
-from goldens.files.formats import parse_golden, read_golden
+from goldens.files.formats.golden import parse_golden, read_golden
 from reports.changes import BUCKETS, compare_revisions, decade_bucket
 from reports.markdown import changes_markdown
 from reports.revisions import parse_change_spec, read_git_revisions

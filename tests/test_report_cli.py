@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from goldens.cli import app as golden_app
-from goldens.files.formats import ARTIFACT_SCHEMA
+from goldens.files.formats.artifact import ARTIFACT_SCHEMA
 from tests.builders import BASE, HEAD, git_store, make_store, parse_html, result
 
 ALL_FILES = {"report.md", "report.html", "junit.xml", "report.json"}
@@ -48,7 +48,7 @@ def test_a_run_gets_its_report_beside_it_and_a_failure_exits_1(app, tmp_path):
 
 def test_golden_side_provenance_comes_from_the_store_ledger(app, tmp_path):
     from goldens.core.model import GoldenKey
-    from goldens.files.formats import parse_golden
+    from goldens.files.formats.golden import parse_golden
 
     run = make_run(tmp_path, "g", fail=False)
     store = make_store(tmp_path / "cases", ("case_g",), case_yaml="{}\n")

@@ -28,7 +28,8 @@ from goldens.cli import app
 from goldens.cli import run as run_command
 from goldens.core.errors import RunError
 from goldens.core.model import Artifact, Phase
-from goldens.files.formats import dumps_artifact, read_artifact, read_golden
+from goldens.files.formats.artifact import dumps_artifact, read_artifact
+from goldens.files.formats.golden import read_golden
 from runner.config import load_case_definition
 from runner.launch import RunReport, TorchrunLauncher
 from runner.plan import TRACKER_FILE, PhasePlan

@@ -21,7 +21,7 @@ if missing_reason("runner"):
 
 
 from goldens.core.errors import RunError
-from goldens.files.formats import read_artifact
+from goldens.files.formats.artifact import read_artifact
 from runner.config import load_case_definition
 from runner.launch import RunOptions, RunReport, run_case
 from runner.plan import TRACKER_FILE

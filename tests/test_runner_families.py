@@ -147,7 +147,7 @@ def test_every_shared_case_runs_or_is_refused_naming_a_family_or_feature():
 # ---------------------------------------------------------------- guards on judging
 
 def _artifact(tmp_path, provenance, values=(7.0, 6.5, 6.0), resumed=None):
-    from goldens.files.formats import read_artifact
+    from goldens.files.formats.artifact import read_artifact
 
     metrics = {"lm loss": {"start_step": 1, "end_step": len(values), "step_interval": 1,
                            "values": {str(i + 1): v for i, v in enumerate(values)}}}

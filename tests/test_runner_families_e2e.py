@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from goldens.cli.extras import missing_reason
-from goldens.files.formats import read_artifact
+from goldens.files.formats.artifact import read_artifact
 
 if missing_reason("runner"):
     pytest.skip(missing_reason("runner"), allow_module_level=True)

@@ -19,7 +19,7 @@ if missing_reason("runner"):
 import psutil
 
 from goldens.core.errors import RunError
-from goldens.files.formats import artifact_to_json, parse_artifact, read_artifact
+from goldens.files.formats.artifact import artifact_to_json, parse_artifact, read_artifact
 from runner.artifact import assemble, write
 from runner.config import RunConfig, load_case_definition
 from runner.faults import Fault, InjectedFault, maybe_inject

@@ -19,7 +19,7 @@ if missing_reason("runner"):
 
 
 from goldens.core.errors import RunError
-from goldens.files.formats import read_artifact
+from goldens.files.formats.artifact import read_artifact
 from runner import run_folder, slurm
 from runner.config import load_case_definition
 from runner.launch import RunOptions, run_case

@@ -138,7 +138,7 @@ def test_real_repeat_with_one_seed_feeds_golden_stats(tmp_path):
     pytest.importorskip("megatron.core")
     import yaml
 
-    from goldens.files.formats import read_artifact
+    from goldens.files.formats.artifact import read_artifact
 
     store = tmp_path / "store"
     (store / CASE).mkdir(parents=True)

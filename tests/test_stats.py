@@ -14,7 +14,7 @@ from goldens.core.errors import GoldenError, PolicyError
 from goldens.core.model import Artifact, MetricSeries, Phase
 from goldens.core.policy import build_policies, preset
 from goldens.core.stats import EPS32, history_timing_check, policy_document, recommend_all, render_policy_yaml, spread
-from goldens.files.formats import dumps_artifact
+from goldens.files.formats.artifact import dumps_artifact
 
 T_995_2 = 9.924843200918271   # Student t, 0.995 quantile, 2 degrees of freedom (tables: 9.9248)
 T_995_4 = 4.604094871415897   # 4 degrees of freedom (tables: 4.6041)

@@ -10,7 +10,7 @@ import pytest
 
 from goldens.core.errors import StoreError
 from goldens.core.model import GoldenKey, GoldenSet, MetricSeries
-from goldens.files.formats import dumps_golden, read_golden
+from goldens.files.formats.golden import dumps_golden, read_golden
 from goldens.store import (
     IMPORTED,
     GoldenStore,

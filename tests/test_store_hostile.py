@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from goldens.core.model import GoldenKey, MetricSeries
-from goldens.files.formats import dumps_golden
+from goldens.files.formats.golden import dumps_golden
 from goldens.store import GoldenStore, entry_hash_of, sha256_hex
 from goldens.store import ledger as ledger_module
 from goldens.store.records import canonical_json
@@ -653,7 +653,7 @@ def test_an_interrupted_write_blob_is_deleted_only_with_the_proof_the_write_left
 
 def test_a_golden_set_with_a_huge_grid_is_refused_not_padded():
     from goldens.core.errors import FormatError
-    from goldens.files.formats import megatron_grid
+    from goldens.files.formats.numeric import megatron_grid
 
     with pytest.raises(FormatError, match="steps"):
         megatron_grid(1, 2**53, 1)

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from goldens import workflow
 from goldens.cli import app
-from goldens.files.formats import read_artifact
+from goldens.files.formats.artifact import read_artifact
 from tests.builders import LOSS, ZEROS, shifted, write_run
 
 REPO = Path(__file__).resolve().parents[1]

@@ -5,6 +5,9 @@ person then accepts it — a new golden version through the store — or rejects
 function for both), one at a time in ``review`` or in bulk. Every guardrail (``guardrails``)
 refuses *before* anything is written. ``plan`` builds what an accept writes; ``runs`` resolves
 which run is meant; ``prune`` clears what no run backs.
+
+The modules import one way: ``candidate`` at the bottom, ``guardrails`` above it, ``runs`` and
+``prune`` above those, then ``plan``, ``operations`` and ``review`` on top.
 """
 from __future__ import annotations
 
@@ -18,10 +21,12 @@ from .candidate import (
                         list_pending,
                         pending_root,
                         read_candidate,
+                        run_target,
                         stage_candidate,
 )
 from .guardrails import (
                         ApprovalRefused,
+                        approved_since,
                         check_base_version,
                         check_finite,
                         check_run,
@@ -31,9 +36,9 @@ from .guardrails import (
 )
 from .operations import CONFLICT_RETRIES, Operation, Outcome, apply, discard, rollback
 from .plan import KeyChange, Plan, Selection, goldens_at, merge, plan_accept, recorded_selection
-from .prune import CASE_DEFINITIONS, PruneReport, approved_since, prune, prune_check
+from .prune import CASE_DEFINITIONS, PruneReport, prune, prune_check
 from .review import REVIEW_KEYS, CandidateView, MetricView, ReviewIO, ReviewSummary, candidate_view, review
-from .runs import candidates_for_run, resolve_run, run_target
+from .runs import candidates_for_run, resolve_run
 
 __all__ = [
                         "CASE_DEFINITIONS",

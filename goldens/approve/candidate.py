@@ -25,12 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import FormatError, GoldenError, StoreError
-from ..core.model import Artifact
+from ..core.model import Artifact, GoldenKey
 from ..files.atomic import atomic_write_text
 from ..files.case import check_case_path, check_name
+from ..files.formats.jsontext import read_json
+from ..files.formats.run import read_run
 from ..store import STORE_ENV
-from ..store.safety import PENDING_DIR, pending_problems, plain_name
-from .guardrails import in_ci
+from ..store.safety import PENDING_DIR, in_ci, pending_problems, plain_name
+from ..store.tree import case_matches, check_case_pattern
 
 if TYPE_CHECKING:
     from ..core.result import ComparisonResult, MetricVerdict
@@ -92,7 +94,8 @@ class Candidate:
     def to_json(self) -> dict[str, Any]:
         return {"schema": PENDING_SCHEMA, "case": self.case, "env": self.env, "platform": self.platform,
                 "run_id": self.run_id, "artifact": self.artifact, "base_version": self.base_version,
-                "base_files": self.base_files, "fingerprint": self.fingerprint, "created": self.created, "verdict": self.verdict,
+                "base_files": self.base_files, "fingerprint": self.fingerprint, "created": self.created,
+                "verdict": self.verdict,
                 "metrics": [m.to_json() for m in self.metrics]}
 
     @classmethod
@@ -170,11 +173,14 @@ def current_version(store: GoldenStore, case: str) -> int:
     return 0 if entry is None else int(entry.number)
 
 
+def target_keys(case: str, env: str, platform: str) -> list[GoldenKey]:
+    """The goldens of one target: phase 1 and the ``_2nd`` file."""
+    return [GoldenKey(case, env, platform, phase) for phase in (1, 2)]
+
+
 def target_files(case: str, env: str, platform: str) -> list[str]:
     """The golden files of one target: phase 1 and the ``_2nd`` file."""
-    from ..core.model import GoldenKey
-
-    return [GoldenKey(case, env, platform, phase).filename() for phase in (1, 2)]
+    return [key.filename() for key in target_keys(case, env, platform)]
 
 
 def _summarise(result: ComparisonResult | None) -> tuple[str, tuple[CandidateMetric, ...]]:
@@ -199,7 +205,6 @@ def stage_candidate(store: GoldenStore, artifact: Artifact | str | Path, env: st
     if in_ci(ci):
         return None
     if not isinstance(artifact, Artifact):
-        from ..files.formats import read_run
         artifact = read_run(artifact, env=env, platform=platform)
     if not artifact.source:
         raise GoldenError(f"run {artifact.run_id!r}: the artifact has no file to point the candidate at")
@@ -222,16 +227,20 @@ def stage_candidate(store: GoldenStore, artifact: Artifact | str | Path, env: st
 
 
 def read_candidate(path: Path) -> Candidate:
-    from ..files.formats import read_json
-
     return Candidate.from_json(read_json(path), path=path)
+
+
+def run_target(artifact: Artifact) -> tuple[str | None, str | None]:
+    """The env and platform a run declares it ran as (provenance ``env`` / ``platform``): what a
+    candidate made from the run targets, and what an approval checks the candidate against."""
+    prov = artifact.provenance or {}
+    env, platform = prov.get("env"), prov.get("platform")
+    return (env if isinstance(env, str) else None, platform if isinstance(platform, str) else None)
 
 
 def candidate_run(candidate: Candidate) -> Artifact:
     """The run a candidate points at, read only when it is a regular file or a run folder (a pipe
     or a device there is refused, never read)."""
-    from ..files.formats import read_run
-
     path = Path(candidate.artifact)
     try:
         mode = os.stat(path).st_mode
@@ -247,8 +256,6 @@ def list_pending(store: GoldenStore, *, case: str | None = None, env: str | None
     """Staged candidates, sorted by case, env, platform. ``case`` is a case path, a bare name or a
     glob (``gpt/*``); env and platform match exactly; with ``metrics``, only candidates whose run
     holds one of them (what a bulk approval of those metrics can take)."""
-    from ..store.tree import case_matches, check_case_pattern
-
     root = pending_root(store)
     if case is not None:
         check_case_pattern(case)
@@ -279,8 +286,6 @@ def _holds_any(candidate: Candidate, metrics: tuple[str, ...]) -> bool:
     """Whether the candidate's run has one of ``metrics`` (its staged verdicts say; else its run)."""
     if candidate.metrics:
         return any(m.metric in metrics for m in candidate.metrics)
-    from ..files.formats import read_run
-
     try:
         run = read_run(candidate.artifact, env=candidate.env, platform=candidate.platform)
     except GoldenError:

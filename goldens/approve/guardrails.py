@@ -4,17 +4,20 @@ candidate, a value a golden cannot hold, a golden file the store would refuse.
 """
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ..core.errors import GoldenError
-from ..core.model import Artifact, GoldenKey, MetricSeries
+from ..core.model import Artifact, GoldenKey, GoldenSet, MetricSeries
+from ..files.validate import ERROR, check_golden_set, declared_metrics
 from ..store.safety import in_ci
+from .candidate import Candidate, current_version, run_target, target_files, target_keys
 
 if TYPE_CHECKING:
     from ..store import GoldenStore, Version
-    from .candidate import Candidate
-    from .plan import KeyChange
 
 
 class ApprovalRefused(GoldenError):
@@ -45,8 +48,6 @@ def check_run(artifact: Artifact, candidate: Candidate) -> None:
         why = f" ({artifact.error})" if artifact.error else ""
         raise ApprovalRefused(f"run {artifact.run_id!r} is {artifact.status}{why}: "
                               f"only a complete run can become a golden")
-    from .runs import run_target
-
     env, platform = run_target(artifact)
     for what, declared, wanted in (("env", env, candidate.env), ("platform", platform, candidate.platform)):
         if declared is not None and declared != wanted:
@@ -60,21 +61,18 @@ def check_base_version(store: GoldenStore, candidate: Candidate) -> int:
     written after the candidate's that touched the target's files); a git store, whose versions
     are commits, by what the files hold (``base_files``). An approval of another env/platform of
     the case does not make a candidate stale."""
-    from .candidate import current_version, target_files
-
-    files = target_files(candidate.case, candidate.env, candidate.platform)
+    keys = {key.filename(): key for key in target_keys(candidate.case, candidate.env, candidate.platform)}
+    files = list(keys)
     if store.backend_name != "ledger":
         if candidate.base_files is not None and store.file_hashes(candidate.case, files) != candidate.base_files:
             changed = [f for f, h in store.file_hashes(candidate.case, files).items()
                        if h != candidate.base_files.get(f)]
-            writer = store.writer_of(GoldenKey(candidate.case, *_target_of(changed[0])))
+            writer = store.writer_of(keys[changed[0]])
             who = f" ({writer.action} by {writer.approver})" if writer is not None else " (by another tool)"
             raise ApprovalRefused(f"{candidate.target}: the candidate from run {candidate.run_id!r} was made "
                                   f"against other contents of {changed[0]}, which changed since{who}; re-run "
                                   f"golden diff to stage it against the current golden")
         if candidate.path is not None:
-            from .prune import approved_since
-
             landed = approved_since(store, candidate)
             if landed is not None:
                 raise ApprovalRefused(f"{candidate.target}: run {candidate.run_id!r} was already approved "
@@ -106,17 +104,34 @@ def check_base_version(store: GoldenStore, candidate: Candidate) -> int:
     return current
 
 
-def _target_of(filename: str) -> tuple[str, str, int]:
-    from ..files.formats import parse_golden_filename
+def approved_since(store: GoldenStore, candidate: Candidate) -> Version | None:
+    """The version that approved this very run after the candidate was staged (a crash between
+    the commit and discarding the candidate leaves it staged). In a git store, whose versions are
+    commits, any version of the target that came from this run."""
+    if candidate.base_version is None or candidate.case not in store.cases():
+        return None
+    if store.backend_name != "ledger":
+        files = set(target_files(candidate.case, candidate.env, candidate.platform))
+        return next((v for v in store.history(candidate.case)
+                     if v.source_run_id == candidate.run_id and files & set(v.files)
+                     and later_than(v.time, candidate.created)), None)
+    return next((e for e in store.history(candidate.case)
+                 if int(e.number) > candidate.base_version and e.source_run_id == candidate.run_id), None)
 
-    return parse_golden_filename(filename)  # type: ignore[return-value]
+
+def later_than(approved: str, staged: str) -> bool:
+    """Whether an approval's time is after a candidate's staging time (ISO 8601, any offset); a
+    time that does not parse counts as later (the safe side: refuse a second approval)."""
+    try:
+        return datetime.fromisoformat(approved.replace("Z", "+00:00")) >= \
+            datetime.fromisoformat(staged.replace("Z", "+00:00"))
+    except ValueError:
+        return True
 
 
 def check_finite(key: GoldenKey, run_id: str, new: MetricSeries, golden: MetricSeries | None) -> None:
     """No inf ever; no all-NaN new metric. A NaN among values is a step with no value, as Megatron's
     reader and comparator take it (its CI writes such goldens): never a reason to refuse."""
-    import numpy as np
-
     where = f"run {run_id!r}: {new.name!r} (phase {key.phase})"
     if np.isinf(new.values).any():
         step = int(new.steps[np.isinf(new.values)][0])
@@ -125,12 +140,11 @@ def check_finite(key: GoldenKey, run_id: str, new: MetricSeries, golden: MetricS
         raise ApprovalRefused(f"{where} has no value at any step; a golden needs numbers")
 
 
-def check_writable(store: GoldenStore, change: KeyChange) -> None:
-    """The store's own validation, run before the first write of a batch (so it writes nothing)."""
-    from ..files.validate import ERROR, check_golden_set, declared_metrics
-
-    known = declared_metrics(Path(store.case_dir(change.key.case)))
-    errors = [f for f in check_golden_set(change.golden, known_metrics=known) if f.severity == ERROR]
+def check_writable(store: GoldenStore, key: GoldenKey, golden: GoldenSet) -> None:
+    """The store's own validation of a golden an approval would write, run before the first write
+    of a batch (so it writes nothing)."""
+    known = declared_metrics(Path(store.case_dir(key.case)))
+    errors = [f for f in check_golden_set(golden, known_metrics=known) if f.severity == ERROR]
     if errors:
-        raise ApprovalRefused(f"{change.key.case}/{change.key.filename()}: {errors[0].message}")
+        raise ApprovalRefused(f"{key.case}/{key.filename()}: {errors[0].message}")
 

@@ -17,7 +17,7 @@ from ..store import NothingToRestore, VersionConflict
 from ..store.identity import resolve_approver
 from .candidate import Candidate, read_candidate, remove_empty_folders
 from .guardrails import ApprovalRefused, refuse_in_ci, require_reason
-from .plan import Plan, Selection, plan_accept
+from .plan import EVERY_METRIC, Plan, Selection, plan_accept
 
 if TYPE_CHECKING:
     from ..store import GoldenStore, Version
@@ -76,7 +76,7 @@ def _commit(store: GoldenStore, candidate: Candidate, selection: Selection, *, r
 
 
 def apply(operation: Operation, store: GoldenStore, candidates: Sequence[Candidate], *,
-          reason: str | None = None, approver: str | None = None, selection: Selection = Selection(),
+          reason: str | None = None, approver: str | None = None, selection: Selection = EVERY_METRIC,
           ci: bool | None = None, allow_ci: bool = False) -> list[Outcome]:
     """Accept or reject candidates — one path for both, like insta.
 

@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import FormatError
 from ..core.model import Artifact, GoldenKey, GoldenSet, MetricSeries
-from .candidate import Candidate, candidate_run
+from ..files.formats.artifact import artifact_phase_golden
+from .candidate import Candidate, candidate_run, target_files, target_keys
 from .guardrails import ApprovalRefused, check_base_version, check_finite, check_run, check_writable
+from .runs import case_of_run
 
 if TYPE_CHECKING:
     from ..store import GoldenStore
@@ -24,6 +26,9 @@ class Selection:
     @property
     def partial(self) -> bool:
         return bool(self.metrics) or self.only_failing
+
+
+EVERY_METRIC = Selection()  # the default: the run's every metric (frozen, so one shared instance)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,8 +83,6 @@ def recorded_selection(provenance: Any) -> dict[str, tuple[tuple[str, ...], tupl
 
 def run_phase_sets(artifact: Artifact) -> dict[int, GoldenSet]:
     """The run's phases as Megatron golden sets (phase 2 padded to the whole run, like ``_2nd``)."""
-    from ..files.formats import artifact_phase_golden
-
     sets = {}
     if 1 in artifact.phases:
         sets[1] = artifact_phase_golden(artifact, 1)
@@ -151,20 +154,17 @@ def goldens_at(store: GoldenStore, case: str, version: int,
     return store.read_version(case, version, keys=keys)
 
 
-def plan_accept(store: GoldenStore, candidate: Candidate, selection: Selection = Selection()) -> Plan | None:
+def plan_accept(store: GoldenStore, candidate: Candidate, selection: Selection = EVERY_METRIC) -> Plan | None:
     """Every check, then the new golden sets; ``None`` when the selection picks nothing."""
     try:
         artifact = candidate_run(candidate)
     except FormatError as exc:
         raise ApprovalRefused(f"{candidate.target}: cannot read run {candidate.run_id!r}: {exc}") from None
-    from .candidate import target_files
-    from .runs import case_of_run
-
     artifact = replace(artifact, case=case_of_run(store, artifact, candidate.case))
     check_run(artifact, candidate)
     base_files = store.file_hashes(candidate.case, target_files(candidate.case, candidate.env, candidate.platform))
     base = check_base_version(store, candidate)
-    targets = [GoldenKey(candidate.case, candidate.env, candidate.platform, phase) for phase in (1, 2)]
+    targets = target_keys(candidate.case, candidate.env, candidate.platform)
     goldens = goldens_at(store, candidate.case, base, keys=targets)
     run_sets = run_phase_sets(artifact)
     chosen = chosen_metrics(candidate, selection, run_sets)
@@ -178,7 +178,7 @@ def plan_accept(store: GoldenStore, candidate: Candidate, selection: Selection =
             check_finite(key, candidate.run_id, run_set.metrics[name],
                          None if current is None else current.metrics.get(name))
         change = merge(current, run_set, chosen[phase], key)
-        check_writable(store, change)
+        check_writable(store, change.key, change.golden)
         changes.append(change)
     if not changes:
         return None

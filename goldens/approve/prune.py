@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.errors import FormatError
+from ..files.validate import ERROR, validate_golden_file
+from ..store import Problem
 from ..store.safety import in_ci
-from .candidate import Candidate, candidate_run, checked_pending_root, read_candidate, remove_empty_folders
+from .candidate import candidate_run, checked_pending_root, read_candidate, remove_empty_folders
+from .guardrails import approved_since
 
 if TYPE_CHECKING:
-    from ..store import GoldenStore, Problem, Version
+    from ..store import GoldenStore
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,9 +36,6 @@ CASE_DEFINITIONS = ("case.yaml", "model_config.yaml")  # ours, and a Megatron ch
 
 
 def prune_check(store: GoldenStore) -> PruneReport:
-    from ..files.validate import ERROR, validate_golden_file
-    from ..store import Problem
-
     orphans = []
     findings = [p for p in store.findings() if p.kind != "orphan-folder"]
     for case in store.cases():
@@ -68,35 +68,6 @@ def prune_check(store: GoldenStore) -> PruneReport:
         if landed is not None:
             stale.append((path, f"run {candidate.run_id!r} was already approved as {landed.label}"))
     return PruneReport(orphan_goldens=tuple(orphans), stale_candidates=tuple(stale), findings=tuple(findings))
-
-
-def approved_since(store: GoldenStore, candidate: Candidate) -> Version | None:
-    """The version that approved this very run after the candidate was staged (a crash between
-    the commit and discarding the candidate leaves it staged). In a git store, whose versions are
-    commits, any version of the target that came from this run."""
-    from .candidate import target_files
-
-    if candidate.base_version is None or candidate.case not in store.cases():
-        return None
-    if store.backend_name != "ledger":
-        files = set(target_files(candidate.case, candidate.env, candidate.platform))
-        return next((v for v in store.history(candidate.case)
-                     if v.source_run_id == candidate.run_id and files & set(v.files)
-                     and later_than(v.time, candidate.created)), None)
-    return next((e for e in store.history(candidate.case)
-                 if int(e.number) > candidate.base_version and e.source_run_id == candidate.run_id), None)
-
-
-def later_than(approved: str, staged: str) -> bool:
-    """Whether an approval's time is after a candidate's staging time (ISO 8601, any offset); a
-    time that does not parse counts as later (the safe side: refuse a second approval)."""
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(approved.replace("Z", "+00:00")) >= \
-            datetime.fromisoformat(staged.replace("Z", "+00:00"))
-    except ValueError:
-        return True
 
 
 def prune(store: GoldenStore, *, ci: bool | None = None) -> PruneReport:

@@ -7,11 +7,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
+
 from ..core.errors import FormatError, GoldenError
 from ..core.model import GoldenKey, MetricSeries
-from .candidate import Candidate, candidate_run, current_version
+from .candidate import Candidate, candidate_run, current_version, target_keys
 from .operations import Operation, Outcome, apply
-from .plan import Selection, chosen_metrics, goldens_at, plan_accept, run_phase_sets
+from .plan import EVERY_METRIC, Selection, chosen_metrics, goldens_at, plan_accept, run_phase_sets
 
 if TYPE_CHECKING:
     from ..store import GoldenStore
@@ -38,10 +40,8 @@ class CandidateView:
     problem: str | None = None   # why accepting it would be refused, known before asking
 
 
-def candidate_view(store: GoldenStore, candidate: Candidate, selection: Selection = Selection()) -> CandidateView:
+def candidate_view(store: GoldenStore, candidate: Candidate, selection: Selection = EVERY_METRIC) -> CandidateView:
     """Everything the review screen shows; a refusal found now is shown, not raised."""
-    import numpy as np
-
     try:
         artifact = candidate_run(candidate)
     except FormatError as exc:
@@ -52,7 +52,7 @@ def candidate_view(store: GoldenStore, candidate: Candidate, selection: Selectio
     except GoldenError as exc:
         problem = str(exc)
     staged = {(m.phase, m.metric): m for m in candidate.metrics}
-    targets = [GoldenKey(candidate.case, candidate.env, candidate.platform, phase) for phase in (1, 2)]
+    targets = target_keys(candidate.case, candidate.env, candidate.platform)
     goldens = goldens_at(store, candidate.case, current_version(store, candidate.case), keys=targets)
     run_sets = run_phase_sets(artifact)
     chosen = chosen_metrics(candidate, selection, run_sets) if problem is None else {}
@@ -65,18 +65,17 @@ def candidate_view(store: GoldenStore, candidate: Candidate, selection: Selectio
             g = current.metrics.get(name) if current else None
             r = run_set.metrics.get(name)
             steps = np.union1d(g.steps if g is not None else [], r.steps if r is not None else []).astype(np.int64)
+            was = staged.get((phase, name))
             views.append(MetricView(
                 phase=phase, metric=name,
-                verdict=staged[(phase, name)].verdict if (phase, name) in staged else ("new" if g is None else "not compared"),
-                explanation=staged[(phase, name)].explanation if (phase, name) in staged else "",
+                verdict=was.verdict if was is not None else ("new" if g is None else "not compared"),
+                explanation=was.explanation if was is not None else "",
                 steps=steps, golden=_on_grid(steps, g), run=_on_grid(steps, r),
                 selected=name in chosen.get(phase, set())))
     return CandidateView(candidate=candidate, metrics=tuple(views), problem=problem)
 
 
 def _on_grid(steps: Any, series: MetricSeries | None) -> Any:
-    import numpy as np
-
     return np.full(steps.shape, np.nan) if series is None else series.on_grid(steps)
 
 
@@ -104,7 +103,7 @@ class ReviewSummary:
 
 
 def review(store: GoldenStore, candidates: Iterable[Candidate], io: ReviewIO, *, reason: str | None = None,
-           approver: str | None = None, selection: Selection = Selection(), ci: bool | None = None,
+           approver: str | None = None, selection: Selection = EVERY_METRIC, ci: bool | None = None,
            allow_ci: bool = False) -> ReviewSummary:
     """One candidate at a time: a accept, r reject, s skip; A / R for all remaining; q quit."""
     pending = list(candidates)

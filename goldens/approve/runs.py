@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 from ..core.errors import GoldenError, StoreError
 from ..core.model import Artifact
 from ..files.case import check_name
-from .candidate import Candidate, list_pending, now_iso
+from ..files.formats.run import MEGATRON_RUN_SOURCE, read_run
+from .candidate import Candidate, list_pending, now_iso, run_target
 from .guardrails import ApprovalRefused
 
 if TYPE_CHECKING:
@@ -27,21 +28,12 @@ def resolve_run(run: str | Path, runs_dir: str | Path = "runs") -> Path:
                       f"or a run id under {runs_dir}/")
 
 
-def run_target(artifact: Artifact) -> tuple[str | None, str | None]:
-    """The env and platform a run declares it ran as (provenance ``env`` / ``platform``)."""
-    prov = artifact.provenance or {}
-    env, platform = prov.get("env"), prov.get("platform")
-    return (env if isinstance(env, str) else None, platform if isinstance(platform, str) else None)
-
-
 def case_of_run(store: GoldenStore, artifact: Artifact, given: str | None = None) -> str:
     """The store case a run is for, as a path. ``given`` (``--case``) wins — a run artifact must
     agree with it; a Megatron golden file has no case of its own, so it takes any. Else the run's own
     case resolved in the store; for a Megatron golden file first the longest tail of its folder's path
     that names a case here (``…/moe/x/golden_values_….json`` → ``moe/x``), so a tree downloaded beside
     the store finds its cases even where a name repeats."""
-    from ..files.formats import MEGATRON_RUN_SOURCE
-
     megatron = (artifact.provenance or {}).get("source") == MEGATRON_RUN_SOURCE
     if given is not None:
         case = store.resolve(given)
@@ -67,8 +59,6 @@ def candidates_for_run(store: GoldenStore, run: str | Path, *, case: str | None 
                        runs_dir: str | Path = "runs") -> list[Candidate]:
     """The candidate(s) for one run: its staged candidate if there is one (with the staged
     base version), else one made now for the target given or declared by the run."""
-    from ..files.formats import read_run
-
     path = resolve_run(run, runs_dir)
     artifact = read_run(path, env=env, platform=platform)
     the_case = case_of_run(store, artifact, case)
@@ -78,8 +68,8 @@ def candidates_for_run(store: GoldenStore, run: str | Path, *, case: str | None 
         return staged
     declared_env, declared_platform = run_target(artifact)
     env, platform = env or declared_env, platform or declared_platform
-    missing = [f"--{what}" for what, value in (("env", env), ("platform", platform)) if value is None]
-    if missing:
+    if env is None or platform is None:
+        missing = [f"--{what}" for what, value in (("env", env), ("platform", platform)) if value is None]
         raise ApprovalRefused(f"run {artifact.run_id!r} does not say which golden it targets: "
                               f"give {' and '.join(missing)}")
     return [Candidate(case=the_case, env=check_name(env, "env"),

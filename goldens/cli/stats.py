@@ -45,7 +45,7 @@ def import_tb(
 ) -> None:
     """TensorBoard event files → a run artifact at full precision (float32 values kept exactly)."""
     require_extra("tb", "import-tb")
-    from ..files.formats import check_run_id, dumps_artifact
+    from ..files.formats.artifact import check_run_id, dumps_artifact
     from ..files.ingest import import_tensorboard
 
     _refuse_folders(out)

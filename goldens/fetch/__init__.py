@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import github, gitlab
 from .http import FetchError
 from .land import Staging
 
@@ -51,20 +52,15 @@ def fetch(source: str, run_id: int, out: Path, *, repo: str | None = None, proje
     if source == "github":
         if project is not None:
             raise FetchError("--project is for gitlab; GitHub takes --repo OWNER/NAME")
-        from .github import connect, fetch_run
-
-        where = connect(repo, api_url, env)
+        where = github.connect(repo, api_url, env)
         with Staging(out, where.api.limits) as staging:
-            notes = fetch_run(where, run_id, staging, only_failing=only_failing)
+            notes = github.fetch_run(where, run_id, staging, only_failing=only_failing)
             files = staging.commit()
     else:
         if repo is not None:
             raise FetchError("--repo is for github; GitLab takes --project ID|GROUP/NAME")
-        from .gitlab import connect as connect_gitlab
-        from .gitlab import fetch_pipeline
-
-        place = connect_gitlab(project, api_url, env)
+        place = gitlab.connect(project, api_url, env)
         with Staging(out, place.api.limits) as staging:
-            notes = fetch_pipeline(place, run_id, staging, only_failing=only_failing)
+            notes = gitlab.fetch_pipeline(place, run_id, staging, only_failing=only_failing)
             files = staging.commit()
     return Fetched(out, tuple(files), tuple(notes))

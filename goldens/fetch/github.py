@@ -159,12 +159,13 @@ def fetch_run(github: GitHub, run_id: int, staging: Staging, *, only_failing: bo
     run = api.json(f"{base}/runs/{run_id}")
     if not isinstance(run, dict):
         raise FetchError(f"GitHub API: run {run_id} is not an object")
-    jobs = [typed(j, {"id": int, "name": str}, "GitHub API: a job") for j in api.pages(f"{base}/runs/{run_id}/jobs", "jobs")]
+    jobs = [typed(j, {"id": int, "name": str}, "GitHub API: a job")
+            for j in api.pages(f"{base}/runs/{run_id}/jobs", "jobs")]
     artifacts = [typed(a, {"id": int, "name": str}, "GitHub API: an artifact")
                  for a in api.pages(f"{base}/runs/{run_id}/artifacts", "artifacts")]
     picks, notes = _plan(run_id, jobs, artifacts, only_failing)
-    notes.insert(0, f"run {run_id} of {github.repo}: {run.get('status')}, {run.get('conclusion') or 'no conclusion yet'}; "
-                    f"{len(jobs)} job(s), {len(artifacts)} artifact(s)")
+    notes.insert(0, f"run {run_id} of {github.repo}: {run.get('status')}, "
+                    f"{run.get('conclusion') or 'no conclusion yet'}; {len(jobs)} job(s), {len(artifacts)} artifact(s)")
     for pick in picks:
         name = str(pick.artifact.get("name"))
         source = f"artifact {name}"

@@ -50,8 +50,8 @@ def connect(project: str | None, api_url: str | None, env: Mapping[str, str] = o
     if not project:
         raise FetchError("which project? give --project ID|GROUP/NAME (or set CI_PROJECT_ID)")
     endpoint = env.get("GITLAB_ENDPOINT")
-    base = check_base_url(api_url or env.get("CI_API_V4_URL") or (f"https://{endpoint}/api/v4" if endpoint else DEFAULT_API),
-                          "the GitLab API URL")
+    default = f"https://{endpoint}/api/v4" if endpoint else DEFAULT_API
+    base = check_base_url(api_url or env.get("CI_API_V4_URL") or default, "the GitLab API URL")
     variable = next((v for v in PRIVATE_TOKEN_VARIABLES if env.get(v)), None)
     if variable is not None:
         header = "PRIVATE-TOKEN"
@@ -60,7 +60,8 @@ def connect(project: str | None, api_url: str | None, env: Mapping[str, str] = o
     else:
         raise FetchError(f"no GitLab token: set {' or '.join(PRIVATE_TOKEN_VARIABLES)} (read_api scope), or run "
                          "inside a GitLab job (CI_JOB_TOKEN)")
-    hints = {401: f"${variable} was refused", 403: f"the token in ${variable} may lack read_api or access to the project",
+    hints = {401: f"${variable} was refused",
+             403: f"the token in ${variable} may lack read_api or access to the project",
              404: f"no such pipeline or job in project {project}, or the token in ${variable} cannot see it"}
     api = Api("GitLab", base, {header: env[variable], "Accept": "application/json",
                                "User-Agent": "golden-toolkit-fetch"}, hints=hints, limits=Limits.from_env(env))

@@ -17,10 +17,12 @@ What a hostile server (or a hostile ``Link`` header) cannot do with it:
 """
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
 import socket
+import ssl
 import threading
 import time
 import urllib.error
@@ -145,18 +147,17 @@ class _Watchdog:
         self.expired = True
         sock = connection.sock
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):  # already closed: nothing left to cut
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def cancel(self) -> None:
         for timer in self._timers:
             timer.cancel()
 
 
-def _watched(base: type, watchdog: _Watchdog) -> type:
-    class Watched(base):  # type: ignore[misc, valid-type]
+def _watched(base: type, watchdog: _Watchdog) -> type[http.client.HTTPConnection]:
+    """``base`` (HTTPConnection or HTTPSConnection) with the watchdog armed at each connect."""
+    class Watched(base):
         def connect(self) -> None:
             watchdog.arm(self)  # before the TCP and TLS handshakes, which can trickle too
             super().connect()
@@ -179,6 +180,8 @@ class _Http(urllib.request.HTTPHandler):
 
 
 class _Https(urllib.request.HTTPSHandler):
+    _context: ssl.SSLContext | None  # HTTPSHandler's own, set by its __init__ (typeshed leaves it out)
+
     def __init__(self, watchdog: _Watchdog):
         super().__init__()
         self.watchdog = watchdog
@@ -351,7 +354,8 @@ class Api:
         finally:
             watchdog.cancel()
         try:
-            return load_json_bytes(raw or b"null", bounds=replace(API_BOUNDS, max_bytes=self.limits.page_bytes)), headers
+            bounds = replace(API_BOUNDS, max_bytes=self.limits.page_bytes)
+            return load_json_bytes(raw or b"null", bounds=bounds), headers
         except FormatError as exc:
             raise FetchError(f"{self.service} API answered {method} {self._where(url)} with something unusable: "
                              f"{exc}") from None

@@ -152,7 +152,7 @@ class Staging:
                 if (self.out / folder).exists() and not (self.out / folder).is_dir():
                     raise FetchError(f"{self.out / folder} exists and is not a folder")
         try:
-            for relative, target in zip(sorted(self.files), written):
+            for relative, target in zip(sorted(self.files), written, strict=True):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tree / Path(*relative.parts), target)
         except OSError as exc:

@@ -4,6 +4,7 @@ A reader (or a process killed at any instant) sees the old file or the new one, 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterable
@@ -39,10 +40,8 @@ def write_temp(target: Path, data: bytes) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     return Path(tmp)
 

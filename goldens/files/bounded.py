@@ -110,7 +110,8 @@ def _check_events(text: str, bounds: Bounds, path: object, loader: type) -> None
             aliases += 1
             if aliases > bounds.max_aliases:
                 raise refuse(f"more than {bounds.max_aliases} YAML aliases; refused", label)
-            expanded += sizes.get(event.anchor, 1)
+            anchor = event.anchor  # typed optional: an alias always names one
+            expanded += 1 if anchor is None else sizes.get(anchor, 1)
         else:
             expanded += 1
         if expanded > bounds.max_nodes:
@@ -155,7 +156,8 @@ def yaml_document(text: str, path: object = None, bounds: Bounds = CONFIG_BOUNDS
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise FormatError(f"invalid YAML{where}: {' '.join(str(problem).split())[:200]}", path=path) from None
-    except (ValueError, OverflowError, RecursionError, MemoryError, TypeError) as exc:  # a scalar the constructor cannot take
+    except (ValueError, OverflowError, RecursionError, MemoryError, TypeError) as exc:
+        # a scalar the constructor cannot take
         raise FormatError(f"invalid YAML: {type(exc).__name__}: {' '.join(str(exc).split())[:120]}",
                           path=path) from None
     finally:

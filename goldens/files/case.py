@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import FormatError, StoreError
+from .bounded import load_yaml_text
 
 CASE_FILE = "case.yaml"
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
@@ -42,8 +43,6 @@ def check_case_path(ref: str, what: str = "case") -> str:
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML mapping file (``case.yaml``, ``model_config.yaml``, a policy), parsed within
     ``bounded.CONFIG_BOUNDS`` (size, depth, aliases, keys, digits) by the safe loader."""
-    from .bounded import load_yaml_text
-
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")

@@ -163,7 +163,8 @@ class GitRepo:
             subject, _, body = body.partition(b"\x00")
             fields = body.lstrip(b"\n").split(b"\x00")
             changes = []
-            for meta, path in zip(fields[0::2], fields[1::2]):
+            # (meta, path) pairs; the NUL that ends the last path leaves an empty field with no pair
+            for meta, path in zip(fields[0::2], fields[1::2], strict=False):
                 if not meta.startswith(b":"):
                     continue
                 parts = meta[1:].decode().split()

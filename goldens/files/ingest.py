@@ -178,7 +178,7 @@ def _tensor_scalar(tensor: Any, *, path: Path, where: str) -> tuple[float, bool]
 
 def _event_files(directory: Path) -> list[Path]:
     """Event files directly in ``directory`` or its ``results/`` folder (Megatron's two places)."""
-    found = []
+    found: list[Path] = []
     for folder in (directory, directory / "results"):
         if folder.is_dir():
             found.extend(f for f in folder.iterdir()
@@ -236,7 +236,7 @@ def merge_scalars(files: list[EventFileScalars]) -> dict[str, MetricSeries]:
             narrow[data.exact] = False
             # Exact widening even if a protobuf backend handed float32 back as its shortest decimal.
             values[narrow] = values[narrow].astype(np.float32).astype(np.float64)
-            merged.setdefault(tag, {}).update(zip(data.steps, values.tolist()))
+            merged.setdefault(tag, {}).update(zip(data.steps, values.tolist(), strict=True))
     return {tag: _with_grid(MetricSeries.from_mapping(tag, by_step)) for tag, by_step in merged.items()}
 
 

@@ -27,7 +27,8 @@ from ..core.errors import FormatError, NotATrainingGolden
 from ..core.megatron import CHECK_THRESHOLDS
 from ..core.model import GoldenSet, MetricSeries
 from .case import CASE_FILE, load_yaml
-from .formats import StepValues, grid_size, grid_steps, parse_golden, parse_golden_filename, read_json
+from .formats.golden import StepValues, parse_golden, parse_golden_filename, read_golden_json
+from .formats.numeric import grid_size, grid_steps
 
 MEGATRON_CASE_FILE = "model_config.yaml"
 CASE_DEFINITION_FILES = (CASE_FILE, MEGATRON_CASE_FILE)
@@ -129,11 +130,11 @@ def check_grid(series: MetricSeries) -> list[Finding]:
     """The steps against the header's start/end/interval (Megatron's grid: start 1, interval 5
     → 1, 5, 10, …): steps outside the range or off the grid are errors, grid steps absent a warning."""
     name, steps = series.name, series.steps
-    header = (series.start_step, series.end_step, series.step_interval)
-    if None in header:
-        missing = [f for f, v in zip(("start_step", "end_step", "step_interval"), header) if v is None]
+    start, end, interval = series.start_step, series.end_step, series.step_interval
+    if start is None or end is None or interval is None:
+        header = {"start_step": start, "end_step": end, "step_interval": interval}
+        missing = [f for f, v in header.items() if v is None]
         return [Finding(WARNING, f"{name!r}: no {', '.join(missing)} in the metric header", metric=name)]
-    start, end, interval = header
     if interval <= 0:
         return [Finding(ERROR, f"{name!r}: step_interval must be positive, got {interval}", metric=name)]
     if end < start:
@@ -220,7 +221,8 @@ def _written_order_findings(doc: dict[str, Any]) -> list[Finding]:
     for name, raw in doc.items():
         values = raw.get("values") if isinstance(raw, dict) else None
         if isinstance(values, (dict, StepValues)) and len(values) > 1:
-            steps = values.steps if isinstance(values, StepValues) else np.array([int(s) for s in values], dtype=np.int64)
+            steps = (values.steps if isinstance(values, StepValues)
+                     else np.array([int(s) for s in values], dtype=np.int64))
             descending = np.flatnonzero(np.diff(steps) <= 0)
             if descending.size:
                 at = int(steps[descending[0] + 1])
@@ -250,7 +252,7 @@ def validate_golden_file(path: str | Path, *, known_metrics: Iterable[str] | Non
         findings.append(Finding(WARNING, "name does not follow golden_values_<env>_<platform>[_2nd].json; "
                                          "the store cannot address it"))
     try:
-        doc = read_json(p, golden=True)
+        doc = read_golden_json(p)
         golden = parse_golden(doc, path=p)
     except NotATrainingGolden:
         findings.append(Finding(WARNING, "not a training golden (an inference golden keyed by request id); "

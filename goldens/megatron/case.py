@@ -25,7 +25,7 @@ from typing import Any
 
 from ..core.errors import FormatError
 from ..core.megatron import DEFAULT_METRICS, INFERENCE, REGULAR, RESUME, RESUME_TEST_TYPES, MegatronCase
-from ..files.bounded import short
+from ..files.bounded import short, yaml_document
 
 MODEL_CONFIG = "model_config.yaml"
 
@@ -39,8 +39,6 @@ def find_model_config(folder: Path) -> Path | None:
 def read_megatron_case(path: Path) -> MegatronCase:
     """Read a model_config.yaml as Megatron's CI does; a setting Megatron's test itself errors on
     (METRICS null or not a list) is a FormatError naming it — Megatron's job fails there too."""
-    from ..files.bounded import yaml_document
-
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -108,10 +106,9 @@ def _metrics(doc: dict[str, Any], config: str, name: str, *, inference: bool) ->
         return DEFAULT_METRICS, f"metrics: Megatron's default {list(DEFAULT_METRICS)} ({name} has no METRICS)"
     raw = doc["METRICS"]
     if raw is None or raw == []:
-        if not inference:
-            if raw is None:
-                raise FormatError("METRICS is null: Megatron's pretraining test iterates it (TypeError, the "
-                                  "test fails)", path=config)
+        if not inference and raw is None:
+            raise FormatError("METRICS is null: Megatron's pretraining test iterates it (TypeError, the "
+                              "test fails)", path=config)
         return (), f"metrics: none (METRICS is {'null' if raw is None else '[]'} in {name}: nothing is checked)"
     if not isinstance(raw, list):
         raise FormatError(f"METRICS must be a list of metric names, got {type(raw).__name__}", path=config)

@@ -22,7 +22,8 @@ from typing import Any
 
 from ..core.errors import FormatError, GoldenError, StoreError
 from ..core.megatron import REGULAR, Detection
-from ..files.formats import load_json_text
+from ..files.formats.jsontext import load_json_text
+from ..files.gitrepo import GitRepo
 from ..files.validate import CASE_DEFINITION_FILES, CASE_FILE, ERROR, FileReport, Finding, is_golden_name, validate_file
 from .case import MODEL_CONFIG, read_megatron_case
 from .detect import detect_generation
@@ -42,11 +43,11 @@ class ChangedFile:
 def changed_files(base: str | None, files: Iterable[str | Path], cwd: Path) -> list[ChangedFile]:
     """The golden files to lint: ``files`` (against ``base`` when given), else every golden file that
     differs between ``base`` (default HEAD) and the work tree, pure renames left out."""
-    from ..files.gitrepo import GitRepo
-
     given = [Path(f) for f in files]
-    repo = GitRepo.find(cwd) if base is not None or not given else None
-    if (base is not None or not given) and repo is None:
+    if given and base is None:
+        return [ChangedFile(p, None, True) for p in given if is_golden_name(p.name)]
+    repo = GitRepo.find(cwd)
+    if repo is None:
         raise GoldenError(f"--changed without FILES needs a git work tree (none at {cwd})")
     if given:
         paths = [p for p in given if is_golden_name(p.name)]
@@ -68,12 +69,10 @@ def changed_files(base: str | None, files: Iterable[str | Path], cwd: Path) -> l
         untracked = repo.git("ls-files", "-z", "--others", "--exclude-standard")
         paths += [repo.top / f.decode("utf-8", "surrogateescape") for f in untracked.split(b"\0")
                   if f and is_golden_name(Path(f.decode("utf-8", "surrogateescape")).name)]
-    if base is None:
-        return [ChangedFile(p, None, True) if given else ChangedFile(p, _at(repo, "HEAD", p), False) for p in paths]
-    return [ChangedFile(p, _at(repo, base, p), False) for p in paths]
+    return [ChangedFile(p, _at(repo, base or "HEAD", p), False) for p in paths]
 
 
-def _at(repo: Any, ref: str, path: Path) -> bytes | None:
+def _at(repo: GitRepo, ref: str, path: Path) -> bytes | None:
     """A file's bytes at ``ref`` (None: it did not exist there)."""
     prefix = repo.prefix(path.parent)
     try:
@@ -177,13 +176,13 @@ def lint_changed(files: Iterable[str | Path] = (), *, base: str | None = None, c
                  ) -> tuple[list[FileReport], list[Detection]]:
     """Every changed golden file linted by its tree's generation (a case definition given among the files
     is validated as ``golden validate`` does); the detections used (one per tree)."""
-    files = [Path(f) for f in files]
-    for path in files:
+    given = [Path(f) for f in files]
+    for path in given:
         if not path.exists():
             raise FormatError("no such file or directory", path=path)
-    changed = changed_files(base, files, Path.cwd() if cwd is None else cwd)
+    changed = changed_files(base, given, Path.cwd() if cwd is None else cwd)
     detections: dict[Path, Detection] = {}
-    reports = [validate_file(p) for p in files if p.name in CASE_DEFINITION_FILES]
+    reports = [validate_file(p) for p in given if p.name in CASE_DEFINITION_FILES]
     for item in changed:
         root = _tree_root(item.path.resolve().parent)
         if root not in detections:

@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..core.errors import StoreError
-from ..files.formats import parse_golden_filename
+from ..files.formats.golden import parse_golden_filename
 from .records import MetricChange, canonical_json
 
 RECORDS_DIR = ".approvals"

@@ -1,7 +1,7 @@
 """Write dialects: how a golden file is written into a tree, so the tree's own readers accept it.
 
 - ``full`` (our own store): every value at full precision, the current Megatron layout
-  (``formats.dumps_golden``).
+  (``formats.golden.dumps_golden``).
 - ``megatron`` (a Megatron-LM checkout's ``tests/functional_tests/test_cases``): each value as
   Megatron's extraction writes it in the tree's generation (``goldens.megatron``) — the float32
   TensorBoard holds, ``round(x, 5)`` before PR #7087, at full precision with
@@ -26,14 +26,9 @@ import numpy as np
 from ..core.errors import FormatError, StoreError
 from ..core.megatron import LEGACY, Generation
 from ..core.model import GoldenSet, MetricSeries, number_to_json
-from ..files.formats import (
-    dumps_golden,
-    load_json_text,
-    metric_to_json,
-    parse_golden_bytes,
-    parse_metric,
-    step_interval_of,
-)
+from ..files.formats.golden import dumps_golden, metric_to_json, parse_golden_bytes, parse_metric
+from ..files.formats.jsontext import load_json_text
+from ..files.formats.numeric import step_interval_of
 from ..files.validate import MEGATRON_CASE_FILE
 
 FULL = "full"

@@ -36,7 +36,7 @@ from filelock import FileLock, Timeout
 from ..core.errors import StoreError
 from ..files.atomic import atomic_write_bytes, fsync_dir
 from ..files.case import check_case_path
-from ..files.formats import parse_golden_filename
+from ..files.formats.golden import parse_golden_filename
 from ..files.gitrepo import Change, Commit, GitRepo
 from ..files.validate import ERROR, WARNING
 from .approvals import RECORDS_DIR, ApprovalRecord, golden_name, record_name, repository_relative

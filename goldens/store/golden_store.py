@@ -28,7 +28,7 @@ from ..core.errors import GoldenError, StoreError
 from ..core.megatron import Detection
 from ..core.model import GoldenKey, GoldenSet
 from ..files.case import check_case_path
-from ..files.formats import parse_golden_bytes, parse_golden_filename
+from ..files.formats.golden import parse_golden_bytes, parse_golden_filename
 from ..files.gitrepo import GitRepo
 from ..files.validate import ERROR, check_golden_set, declared_metrics
 from ..megatron import detect_generation

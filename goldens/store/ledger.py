@@ -33,7 +33,7 @@ from ..core.errors import StoreError
 from ..core.model import GoldenKey, GoldenSet
 from ..files.atomic import atomic_write_bytes, fsync_dir, install, write_temp
 from ..files.case import check_name
-from ..files.formats import dumps_golden, parse_golden_filename
+from ..files.formats.golden import dumps_golden, parse_golden_filename
 from ..files.validate import ERROR, check_golden_set, declared_metrics
 from .records import HASH, FileRecord, LedgerEntry, canonical_json, entry_hash_of, now_iso, sha256_hex, summary_or_none
 from .safety import FILE, FOLDER, path_problem, plain_name, read_regular, require_safe, temp_files_in, temp_target

@@ -12,7 +12,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from ..core.errors import StoreError
-from ..files.formats import parse_golden_filename
+from ..files.formats.golden import parse_golden_filename
 from ..files.validate import ERROR
 from .backend import LEDGER
 from .ledger import (

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..core.errors import FormatError
 from ..core.model import GoldenSet, MetricSeries
-from ..files.formats import parse_golden_bytes, parse_golden_filename
+from ..files.formats.golden import parse_golden_bytes, parse_golden_filename
 from ..files.validate import ERROR
 from .safety import MAX_FILE_NAME
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..core.errors import StoreError
-from ..files.formats import parse_golden_filename
+from ..files.formats.golden import parse_golden_filename
 
 ENV_TYPO_EDITS = 2
 

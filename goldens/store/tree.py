@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..core.errors import StoreError
 from ..files.case import CASE_FILE, check_case_path
-from ..files.formats import parse_golden_filename
+from ..files.formats.golden import parse_golden_filename
 from ..files.validate import MEGATRON_CASE_FILE, WARNING, is_golden_name
 from .records import Problem
 
