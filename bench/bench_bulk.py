@@ -14,7 +14,7 @@ Two baselines from Megatron (its python_test_utils from ../shared, imported in-p
 and TRAIN_ITERS given as run_ci_test.sh derives them: its test functions as CI calls them per
 candidate (the regular one reads both files and the model_config and calls ``common.pipeline``; the
 resume one for resume cases; the inference one) — and, stricter, ``common.pipeline`` alone looped,
-the checks of each case built once beforehand. Ours: ``goldens.workflow.judge_bulk`` on the
+the checks of each case built once beforehand. Ours: ``goldens.workflow.bulk.judge_bulk`` on the
 candidates folder — finding, pairing, reading, judging, all of it. Target: ours at least as fast as
 the stricter baseline, every verdict identical.
 
@@ -37,8 +37,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from goldens import workflow  # noqa: E402
 from goldens.megatron.case import read_megatron_case  # noqa: E402
+from goldens.workflow.bulk import judge_bulk  # noqa: E402
 from tests.builders import inference_doc, training_doc, write_megatron_case  # noqa: E402
 from tests.oracle import megatron_oracle, megatron_verdict  # noqa: E402
 
@@ -196,7 +196,7 @@ def pipeline_loop(m, store: Path, candidates: Path) -> tuple[float, dict]:
 
 def ours(store: Path, candidates: Path) -> tuple[float, dict]:
     start = time.perf_counter()
-    bulk = workflow.judge_bulk([candidates], store_root=store, policy="megatron", stage=False)
+    bulk = judge_bulk([candidates], store_root=store, policy="megatron", stage=False)
     elapsed = time.perf_counter() - start
     if bulk.findings:
         raise SystemExit(f"unexpected findings: {[f.message for f in bulk.findings[:3]]}")

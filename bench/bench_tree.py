@@ -13,7 +13,7 @@ off, a step spiked, memory up), as Megatron's CI downloads them.
 Each measurement runs in its own process (peak RSS is that process's own):
 - ``megatron``: Megatron's test functions (python_test_utils, unmodified) as its CI calls them, per
   candidate — reading both files and the case's model_config.yaml;
-- ``verdicts``: ``goldens.workflow.judge_bulk`` (find, pair, read, judge) with the megatron policy;
+- ``verdicts``: ``goldens.workflow.bulk.judge_bulk`` (find, pair, read, judge) with the megatron policy;
 - ``reports``: the same, then ``publish_bulk`` (results, findings, Markdown, HTML, JUnit, JSON).
 Printed: the times, ratios, peak memory, the report sizes, and whether every verdict is identical.
 
@@ -135,7 +135,7 @@ def _peak_mb() -> float:
 def measure(what: str, store: Path, candidates: Path, out: Path | None) -> dict:
     from bench_bulk import candidate_pairs
 
-    from goldens import workflow
+    from goldens.workflow.bulk import judge_bulk, publish_bulk
     from tests.oracle import megatron_oracle, megatron_verdict
 
     if what == "megatron":
@@ -149,9 +149,9 @@ def measure(what: str, store: Path, candidates: Path, out: Path | None) -> dict:
     import reports.html
     import reports.markdown  # noqa: F401
     start, cpu = time.perf_counter(), _cpu()
-    bulk = workflow.judge_bulk([candidates], store_root=store, policy="megatron", stage=False)
+    bulk = judge_bulk([candidates], store_root=store, policy="megatron", stage=False)
     if what == "reports":
-        workflow.publish_bulk(bulk, out, store_root=store)
+        publish_bulk(bulk, out, store_root=store)
     return {"seconds": time.perf_counter() - start, "cpu": _cpu() - cpu, "peak_mb": _peak_mb(),
             "findings": [f.to_json() for f in bulk.findings],
             "verdicts": {f"{j.case}|{j.env}_{j.platform}": j.passed for j in bulk.judgements}}

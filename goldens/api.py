@@ -18,7 +18,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import workflow
 from .core.errors import FormatError, GoldenError, StoreError
 from .core.model import Artifact, GoldenKey, GoldenSet, InferenceGolden, MetricSeries, Phase, valued_span
 from .core.policy import PolicySet, preset
@@ -29,6 +28,8 @@ from .files.formats.run import MEGATRON_RUN_SOURCE
 from .inputs import Loaded, PolicyChoice, load_artifact_side, load_operand
 from .inputs import load_run as load_run_operand
 from .store import GoldenStore
+from .workflow.judge import judge_run
+from .workflow.operands import compare_operands
 
 __all__ = ["ComparisonResult", "GoldenError", "GoldenStore", "PolicySet", "Run", "judge", "load_golden", "load_run",
            "open_store", "preset", "run_from_metrics", "save_metrics"]
@@ -178,11 +179,11 @@ def judge(candidate: Any, *, store: GoldenStore | str | Path | None = None, refe
                               "or the other")
         ref = load_operand(str(reference), store_root=store_obj.root, env=env, platform=platform)
         texts = (str(reference), str(candidate) if isinstance(candidate, (str, Path)) else run.side.label)
-        judgement = workflow.compare_operands(ref, run, store_root=store_obj.root, case=case, env=env,
-                                              platform=platform, policy=the_policy, force=force, texts=texts)
+        judgement = compare_operands(ref, run, store_root=store_obj.root, case=case, env=env,
+                                     platform=platform, policy=the_policy, force=force, texts=texts)
     else:
-        judgement = workflow.judge_run(store_obj, run, case=case, env=env, platform=platform, policy=the_policy,
-                                       force=force, stage=stage)
+        judgement = judge_run(store_obj, run, case=case, env=env, platform=platform, policy=the_policy,
+                              force=force, stage=stage)
     if judgement.result is None:
         raise StoreError("; ".join(judgement.notes) or f"case {judgement.case!r} has no golden")
     if judgement.notes:

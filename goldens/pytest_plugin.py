@@ -30,7 +30,7 @@ from .core.errors import FormatError, GoldenError
 if TYPE_CHECKING:
     from .core.policy import PolicySet
     from .core.result import ComparisonResult
-    from .workflow import Judgement
+    from .workflow.judge import Judgement
 
 STORE_INI = "golden_store"
 RUNS_INI = "golden_runs"
@@ -101,7 +101,8 @@ class GoldenValues:
     def _judge(self, metrics: Any, case: str | None, env: str | None, platform: str | None,
                policy: str | Path | PolicySet | Mapping[str, Any] | None, force: str | None,
                second: Any) -> Judgement:
-        from . import api, workflow
+        from . import api
+        from .workflow.judge import judge_run, should_stage
 
         if isinstance(metrics, Mapping) and case is None:
             raise FormatError("a metrics dict names no case: give case=")
@@ -109,9 +110,9 @@ class GoldenValues:
         the_policy = api.policy_argument(policy)
         run = (api.run_from_metrics(metrics, second=second, case=case, env=env, platform=platform)
                if isinstance(metrics, Mapping) else api.run_of(metrics, case=case, env=env, platform=platform))
-        judgement = workflow.judge_run(store, run, case=case, env=env, platform=platform, policy=the_policy,
-                                       force=force, stage=False)
-        if not self.regen or not workflow.should_stage(judgement.result):
+        judgement = judge_run(store, run, case=case, env=env, platform=platform, policy=the_policy,
+                              force=force, stage=False)
+        if not self.regen or not should_stage(judgement.result):
             return judgement
         if isinstance(metrics, Mapping):  # a candidate points at a file: keep the dict as Megatron's CI would
             target_env, target_platform = judgement.env or env, judgement.platform or platform
@@ -121,8 +122,8 @@ class GoldenValues:
             saved = api.save_metrics(metrics, self.runs / str(judgement.case), env=target_env,
                                      platform=target_platform, second=second)
             run = api.load_run(saved)
-        return workflow.judge_run(store, run, case=judgement.case, env=judgement.env or env,
-                                  platform=judgement.platform or platform, policy=the_policy, force=force, stage=True)
+        return judge_run(store, run, case=judgement.case, env=judgement.env or env,
+                         platform=judgement.platform or platform, policy=the_policy, force=force, stage=True)
 
     def _why(self, judgement: Judgement) -> str:
         """The failure message: what ``golden diff`` prints (its table, then the why lines), as plain

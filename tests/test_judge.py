@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from goldens import workflow
 from goldens.cli import app
 from goldens.core.pairing import ARTIFACT, GOLDEN, CandidateFile, pair_candidates, resolve_case
 from goldens.core.result import ComparisonResult
+from goldens.workflow.bulk import judge_bulk
+from goldens.workflow.operands import diff
 from tests.builders import artifact, inference_doc, training_doc, write_megatron_case, write_run
 
 # ---------------------------------------------------------------- pairing (pure)
@@ -127,10 +128,10 @@ def test_judge_a_tree_in_one_process(tree):
 
 
 def test_the_bulk_verdicts_are_the_single_verdicts(tree):
-    bulk = workflow.judge_bulk([tree / "cand"], store_root=tree / "store", policy="megatron", stage=False)
+    bulk = judge_bulk([tree / "cand"], store_root=tree / "store", policy="megatron", stage=False)
     for judgement in bulk.judgements:
         path = tree / "cand" / judgement.case / "golden_values_dev_dgx_h100.json"
-        single = workflow.diff([str(path)], store_root=tree / "store", policy="megatron")
+        single = diff([str(path)], store_root=tree / "store", policy="megatron")
         assert single.result.to_json() == judgement.result.to_json()
 
 
@@ -158,7 +159,7 @@ def test_run_artifacts_are_judged_by_the_case_they_declare(tmp_path, store, runs
     write_run(runs, "tiny", "r1", {"lm loss": {s: 10.0 - 0.25 * s + 1e-9 * s * s for s in range(1, 21)},
                                    "num-zeros": {s: float(1000 + 3 * s) for s in range(1, 21)}})
     write_run(runs, "tiny", "r2", {"lm loss": dict.fromkeys(range(1, 21), 11.0)})
-    bulk = workflow.judge_bulk([runs], store_root=store.root, stage=False)
+    bulk = judge_bulk([runs], store_root=store.root, stage=False)
     assert [f.kind for f in bulk.findings] == ["duplicate"]
     assert [j.case for j in bulk.judgements] == ["tiny"] and bulk.judgements[0].passed
     assert artifact  # the builder module's artifacts are what write_run writes
@@ -261,7 +262,7 @@ def test_a_tree_in_git_is_judged_with_one_history_pass_not_one_per_target(tree, 
     golden_file.write_text(golden_file.read_text().replace("10.", "10.0", 1))
     commit_all(tree, "a new golden")
     calls = git_calls(monkeypatch)
-    bulk = workflow.judge_bulk([tree / "cand"], store_root=tree / "store", policy="megatron", stage=False)
+    bulk = judge_bulk([tree / "cand"], store_root=tree / "store", policy="megatron", stage=False)
     assert len(bulk.judgements) == 4
     assert calls.count("log") == 1, calls
     assert "cat-file" not in calls and "ls-tree" not in calls, calls
@@ -276,7 +277,7 @@ def test_history_rules_still_read_the_history_once(tree, monkeypatch):
     git_repo(tree)
     commit_all(tree, "the tree")
     calls = git_calls(monkeypatch)
-    workflow.judge_bulk([tree / "cand"], store_root=tree / "store", stage=False)
+    judge_bulk([tree / "cand"], store_root=tree / "store", stage=False)
     assert calls.count("log") == 1, calls
 
 
@@ -308,12 +309,12 @@ def test_a_failure_the_committed_goldens_share_is_pre_existing_and_a_real_one_a_
     (case / "golden_values_dev_dgx_h100_2nd.json").write_text(json.dumps(bad_second))
     cand = tree / "cand" / "moe" / "resume"
     (cand / "golden_values_dev_dgx_h100_2nd.json").write_text(json.dumps(bad_second))
-    bulk = workflow.judge_bulk([cand], store_root=tree / "store", policy="megatron", stage=False)
+    bulk = judge_bulk([cand], store_root=tree / "store", policy="megatron", stage=False)
     [r] = bulk.results
     assert not r.passed and r.preexisting == ("resume check",) and not r.regression
     worse = {name: {**m, "values": {k: v * 1.5 for k, v in m["values"].items()}} for name, m in golden_doc.items()}
     (cand / "golden_values_dev_dgx_h100.json").write_text(json.dumps(worse))
-    [r] = workflow.judge_bulk([cand], store_root=tree / "store", policy="megatron", stage=False).results
+    [r] = judge_bulk([cand], store_root=tree / "store", policy="megatron", stage=False).results
     assert r.regression and r.preexisting == ("resume check",)  # lm loss 50 % off is the candidate's own
 
 

@@ -49,12 +49,13 @@ def test_the_contracts_break_on_a_deliberate_violation(tmp_path):
     model = root / "goldens" / "core" / "model.py"
     model.write_text(model.read_text() + "\n\ndef _render():\n    from ..cli import app\n    return app\n")
     sneaky = root / "goldens" / "store" / "sneaky.py"
-    sneaky.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..workflow import Judgement\n")
+    sneaky.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                      "    from ..workflow.judge import Judgement\n")
     (root / "goldens" / "core" / "peek.py").write_text("import subprocess\n")
     out = lint_imports(root)
     assert out.returncode == 1
     assert "goldens.core.model -> goldens.cli" in out.stdout
-    assert "goldens.store.sneaky -> goldens.workflow" in out.stdout
+    assert "goldens.store.sneaky -> goldens.workflow.judge" in out.stdout
     assert "goldens.core.peek -> subprocess" in out.stdout
     assert "Contracts: 1 kept, 2 broken." in out.stdout
 

@@ -9,7 +9,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from goldens import inputs, workflow
+from goldens import inputs
 from goldens.cli import app
 from goldens.core.errors import FormatError, GoldenError
 from goldens.core.megatron import DEFAULT_METRICS, INFERENCE, REGULAR, RESUME
@@ -17,6 +17,7 @@ from goldens.core.policy import build_policies
 from goldens.core.result import Verdict
 from goldens.megatron.case import read_megatron_case
 from goldens.store import GoldenStore
+from goldens.workflow.judge import judge_run
 from tests.builders import inference_doc, training_doc, write_megatron_case
 
 
@@ -113,8 +114,8 @@ def test_the_case_overlays_the_megatron_preset_only(tmp_path):
 # ---------------------------------------------------------------- judged through the workflow
 
 def judge(store_root, candidate, case, **kw):
-    return workflow.judge_run(GoldenStore(store_root), inputs.load_run(str(candidate)), case=case,
-                              policy="megatron", stage=False, **kw)
+    return judge_run(GoldenStore(store_root), inputs.load_run(str(candidate)), case=case,
+                     policy="megatron", stage=False, **kw)
 
 
 def write_candidate(folder, doc, second=None):
@@ -255,8 +256,8 @@ def test_a_golden_megatrons_reader_refuses_cannot_pass_in_a_megatron_case(tmp_pa
         with pytest.raises(FormatError, match="Megatron's reader refuses the file"):
             judge(tmp_path / "store", write_candidate(tmp_path / name / name, golden), name)
         # the default preset reads the same golden and judges it
-        assert workflow.judge_run(GoldenStore(tmp_path / "store"), inputs.load_run(str(tmp_path / name / name /
-                                  "golden_values_dev_dgx_h100.json")), case=name, stage=False).result is not None
+        assert judge_run(GoldenStore(tmp_path / "store"), inputs.load_run(str(tmp_path / name / name /
+                         "golden_values_dev_dgx_h100.json")), case=name, stage=False).result is not None
 
 
 def test_an_inference_golden_written_as_json_inside_a_string_is_read_as_megatron_reads_it(tmp_path):
@@ -278,6 +279,6 @@ def test_only_a_policy_that_follows_model_config_reads_it(tmp_path):
     candidate = write_candidate(tmp_path / "ci" / "broken_config", golden)
     with pytest.raises(FormatError, match="METRICS is null"):
         judge(tmp_path / "store", candidate, "broken_config")
-    default = workflow.judge_run(GoldenStore(tmp_path / "store"), inputs.load_run(str(candidate)),
-                                 case="broken_config", stage=False)
+    default = judge_run(GoldenStore(tmp_path / "store"), inputs.load_run(str(candidate)),
+                        case="broken_config", stage=False)
     assert default.passed and default.result.choices == ()

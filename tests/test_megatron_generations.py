@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from goldens import inputs, workflow
+from goldens import inputs
 from goldens.core.compare.engine import round_each
 from goldens.core.megatron import CHECK_THRESHOLDS, COMPARATOR_FILES, GENERATIONS, generation
 from goldens.core.model import GoldenKey, GoldenSet, MetricSeries
@@ -28,6 +28,7 @@ from goldens.files.validate import ERROR, OK, WARNING
 from goldens.megatron import NEWER_COMPARATOR, detect_generation
 from goldens.megatron.lint import lint_changed
 from goldens.store import GoldenStore
+from goldens.workflow.judge import judge_run
 from tests.builders import invoke, write_megatron_case
 
 ULP_ABOVE_HALF = float(np.nextafter(np.float32(0.5), np.float32(1.0)))  # 0.5 + one float32 ULP
@@ -61,8 +62,8 @@ def judge(tmp_path: Path, config: str, golden: dict, actual: dict, row: str | No
     candidate = tmp_path / "ci" / GOLDEN
     candidate.parent.mkdir(parents=True, exist_ok=True)
     candidate.write_text(json.dumps(actual, indent=4))
-    judgement = workflow.judge_run(GoldenStore(root, generation=row), inputs.load_run(str(candidate)),
-                                   case="gpt/case", policy="megatron", stage=False)
+    judgement = judge_run(GoldenStore(root, generation=row), inputs.load_run(str(candidate)),
+                          case="gpt/case", policy="megatron", stage=False)
     return {v.metric: v.passed for v in judgement.result.phases[0].metrics}
 
 
@@ -313,8 +314,8 @@ def test_a_comparator_the_table_does_not_know_is_said_once(tmp_path, megatron_fi
     candidate = tmp_path / "ci" / GOLDEN
     candidate.parent.mkdir()
     candidate.write_text(json.dumps(golden_doc(1.0, loss_marked=False)))
-    judgement = workflow.judge_run(GoldenStore(root), inputs.load_run(str(candidate)), case="gpt/case",
-                                   policy="megatron", stage=False)
+    judgement = judge_run(GoldenStore(root), inputs.load_run(str(candidate)), case="gpt/case",
+                          policy="megatron", stage=False)
     assert sum(NEWER_COMPARATOR in w for w in judgement.result.warnings) == 1
     fsck = invoke("fsck", "--store", str(root), "--no-repair")
     assert fsck.output.count(NEWER_COMPARATOR) == 1
@@ -368,8 +369,8 @@ def judged_result(tmp_path: Path, config: str, golden: dict, actual: dict, row: 
     candidate = tmp_path / "ci" / GOLDEN
     candidate.parent.mkdir(parents=True, exist_ok=True)
     candidate.write_text(json.dumps(actual, indent=4))
-    return workflow.judge_run(GoldenStore(root, generation=row), inputs.load_run(str(candidate)),
-                              case="gpt/case", policy="megatron", stage=False).result
+    return judge_run(GoldenStore(root, generation=row), inputs.load_run(str(candidate)),
+                     case="gpt/case", policy="megatron", stage=False).result
 
 
 def test_an_exact_failure_lists_each_sample_at_full_precision_in_every_format(tmp_path):

@@ -19,12 +19,13 @@ from typing import Any
 
 import pytest
 
-from goldens import inputs, workflow
+from goldens import inputs
 from goldens.core.errors import GoldenError
 from goldens.core.megatron import INFERENCE, RESUME
 from goldens.files.formats.golden import parse_golden_filename
 from goldens.megatron.case import read_megatron_case
 from goldens.store import GoldenStore
+from goldens.workflow.judge import judge_run
 from tests.builders import inference_doc, training_doc, write_megatron_case
 from tests.oracle import megatron_oracle, megatron_verdict
 
@@ -38,8 +39,8 @@ def ours(store_root: Path, candidate: Path, case: str, force: str | None = None)
     """``golden``'s verdict: the candidate (with its _2nd file) against the store's golden, megatron preset."""
     try:
         run = inputs.load_run(str(candidate))
-        return workflow.judge_run(GoldenStore(store_root), run, case=case, policy="megatron", force=force,
-                                  stage=False).passed
+        return judge_run(GoldenStore(store_root), run, case=case, policy="megatron", force=force,
+                         stage=False).passed
     except GoldenError:
         return False  # a file or setting Megatron's test errors on: a finding, never a pass
 

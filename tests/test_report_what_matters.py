@@ -19,7 +19,7 @@ from goldens.core.policy import preset
 from goldens.core.precision import derived_precision
 from goldens.core.result import ComparisonResult, MetricVerdict, Verdict
 from goldens.store import GoldenStore
-from goldens.workflow import diff
+from goldens.workflow.operands import diff
 from reports import text as fmt
 from reports.document import Report, approve_command, failing_summary, verdict_line
 from reports.html import result_html

@@ -247,7 +247,7 @@ def judge(artifact, store_root):
     """The artifact against the store's dev/cpu golden, as golden check judges it (nothing staged)."""
     from goldens.inputs import load_artifact_side
     from goldens.store import GoldenStore
-    from goldens.workflow import judge_run
+    from goldens.workflow.judge import judge_run
 
     return judge_run(GoldenStore(store_root), load_artifact_side(artifact), env="dev", platform="cpu",
                      stage=False).result

@@ -165,7 +165,7 @@ def _artifact(tmp_path, provenance, values=(7.0, 6.5, 6.0), resumed=None):
 
 def test_a_preflight_is_judged_on_itself_only(tmp_path):
     from goldens.inputs import load_artifact_side
-    from goldens.workflow import refuse_preflight
+    from goldens.workflow.judge import refuse_preflight
     from runner.artifact import smoke_problems
 
     subs = {"megatron_case": {"substitutions": {"Transformer Engine": "local spec"}}}
@@ -184,7 +184,7 @@ def test_a_preflight_is_judged_on_itself_only(tmp_path):
 
 def test_a_run_on_the_generated_corpus_is_never_judged_against_megatrons_goldens(tmp_path):
     from goldens.inputs import load_artifact_side
-    from goldens.workflow import refuse_other_data
+    from goldens.workflow.judge import refuse_other_data
 
     run = load_artifact_side(_artifact(tmp_path, {"corpus": "generated"}))
     megatron_folder = tmp_path / "gpt" / "case"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from goldens import workflow
 from goldens.cli import app
 from goldens.files.formats.artifact import read_artifact
+from goldens.workflow import judge
 from tests.builders import LOSS, ZEROS, shifted, write_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,7 +67,7 @@ def judged_by(command: str, request, run: Path, store):
 ])
 def test_diff_and_check_follow_one_staging_rule(store, runs, monkeypatch, request, command, rule, passing_staged,
                                                 failing_staged):
-    monkeypatch.setattr(workflow, "should_stage", rule)
+    monkeypatch.setattr(judge, "should_stage", rule)
     passing = write_run(runs, "tiny", "good", {"lm loss": LOSS, "num-zeros": ZEROS})
     failing = write_run(runs, "tiny", "bad", {"lm loss": shifted(LOSS, 1.3), "num-zeros": ZEROS})
     for run, expected in ((passing, passing_staged), (failing, failing_staged)):
@@ -98,7 +98,7 @@ def test_judge_run_without_staging_writes_nothing(store, runs):
     from goldens.inputs import load_run
 
     failing = write_run(runs, "tiny", "bad", {"lm loss": shifted(LOSS, 1.3), "num-zeros": ZEROS})
-    judgement = workflow.judge_run(store, load_run(str(failing)), stage=False)
+    judgement = judge.judge_run(store, load_run(str(failing)), stage=False)
     assert not judgement.passed and judgement.staged is None and pending_of(store) == []
 
 
@@ -154,12 +154,13 @@ def test_every_write_records_the_approver_by_one_rule(store, runs, tmp_path, mon
 def test_a_diff_rewrites_the_result_its_run_folder_keeps(store, runs):
     """``golden check`` kept result.json (PASS) beside the run; the run is judged again and fails: the
     kept result says FAIL and ``golden report RUN`` exits 1 (before: it still showed PASS)."""
-    from goldens import workflow as wf
+    from goldens.workflow.operands import diff
+    from goldens.workflow.publish import publish
     from tests.builders import LOSS, ZEROS, invoke, write_run
 
     run_dir = write_run(runs, "tiny", "r1", {"lm loss": LOSS, "num-zeros": ZEROS}).parent
-    passing = wf.diff([str(run_dir)], store_root=store.root, runs_dir=runs)
-    wf.publish(passing, run_dir, store_root=store.root)
+    passing = diff([str(run_dir)], store_root=store.root, runs_dir=runs)
+    publish(passing, run_dir, store_root=store.root)
     assert json.loads((run_dir / "result.json").read_text())["verdict"] == "pass"
     write_run(runs, "tiny", "r1", {"lm loss": {s: v * 1.5 for s, v in LOSS.items()}, "num-zeros": ZEROS})
     out = invoke("diff", str(run_dir), "--store", str(store.root), env={"CI": "true"})
@@ -167,5 +168,5 @@ def test_a_diff_rewrites_the_result_its_run_folder_keeps(store, runs):
     assert json.loads((run_dir / "result.json").read_text())["verdict"] == "fail"
     assert invoke("report", str(run_dir), "--store", str(store.root)).exit_code == 1
     fresh = write_run(runs, "tiny", "r2", {"lm loss": LOSS, "num-zeros": ZEROS}).parent
-    wf.diff([str(fresh)], store_root=store.root, runs_dir=runs)
+    diff([str(fresh)], store_root=store.root, runs_dir=runs)
     assert not (fresh / "result.json").exists()  # a run folder without a kept result gets none

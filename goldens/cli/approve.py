@@ -71,7 +71,7 @@ def accept(run: RunArg = None, pending: PendingFlag = False, store: StoreOpt = N
     has no golden for, close to a name the store knows (dve for dev), is refused: did you mean…?
     (--new-env / --new-platform: a new one on purpose)."""
     from .. import approve
-    from ..workflow import select_candidates
+    from ..workflow.select import select_candidates
     from .review_screen import accepted_line
 
     approve.require_reason(reason)
@@ -97,7 +97,7 @@ def reject(run: RunArg = None, pending: PendingFlag = False, store: StoreOpt = N
            allow_ci: AllowCiOpt = False) -> None:
     """Discard staged candidates; the goldens stay as they are."""
     from .. import approve
-    from ..workflow import select_candidates
+    from ..workflow.select import select_candidates
 
     approve.refuse_in_ci(None, allow_ci)
     golden_store = open_store(store)

@@ -1,6 +1,6 @@
 """``golden diff``: compare a run with its golden, or any two of golden files, artifacts, versions.
 
-Parse, call ``goldens.workflow.diff``, render, exit: 0 pass, 1 a regression/difference (or no
+Parse, call ``goldens.workflow.operands.diff``, render, exit: 0 pass, 1 a regression/difference (or no
 golden yet), 2 usage or input error. The workflow and the renderers are imported inside the
 functions (the start-up rule in ``goldens.cli``).
 """
@@ -46,14 +46,15 @@ def diff(targets: TargetsArg = None, case: CaseOpt = None, env: EnvOpt = None, p
     A run that fails (or has no golden yet) is staged for `golden review`, outside CI. An --env or
     --platform the store has no golden for, close to one it knows (dve for dev), is refused: did you
     mean…? (--new-env / --new-platform: a new one on purpose)."""
-    from .. import workflow
+    from ..workflow.judge import force_regime
+    from ..workflow.operands import diff
 
     check_result_format(fmt)
     if generation is not None:
         known_generation(generation)
-    judgement = workflow.diff(list(targets or []), store_root=store, case=case, env=env, platform=platform,
-                              policy=policy, force=workflow.force_regime(exact), generation=generation,
-                              new_env=new_env, new_platform=new_platform)
+    judgement = diff(list(targets or []), store_root=store, case=case, env=env, platform=platform,
+                     policy=policy, force=force_regime(exact), generation=generation,
+                     new_env=new_env, new_platform=new_platform)
     if judgement.result is not None:
         emit(judgement.result, fmt, store=None if store is None else str(store), verbose=verbose)
     tell(judgement.notes)

@@ -27,7 +27,7 @@ from .common import console, handles_errors, progress_bar, writes_to_terminal
 from .options import ExactOpt, GenerationOpt, PolicyOpt, StoreOpt, out_option
 
 if TYPE_CHECKING:
-    from ..workflow import BulkJudgement
+    from ..workflow.bulk import BulkJudgement
 
 JUDGE_FORMATS = ("table", "json", "md")
 
@@ -53,17 +53,18 @@ def judge(paths: PathsArg, store: StoreOpt = None, policy: PolicyOpt = None, exa
     """Judge many candidates against the store in one process: one combined result and report.
 
     Unpaired or unreadable files are findings (exit 1), never a crash of the batch."""
-    from .. import workflow
     from ..approve import in_ci
+    from ..workflow.bulk import judge_bulk, publish_bulk
+    from ..workflow.judge import force_regime
 
     if fmt not in JUDGE_FORMATS:
         raise GoldenError(f"--format must be one of {', '.join(JUDGE_FORMATS)}, got {fmt!r}")
     with progress_bar("judging") as advance:
-        bulk = workflow.judge_bulk(paths, store_root=store, policy=policy, force=workflow.force_regime(exact),
-                                   stage=not in_ci(None) if stage is None else stage, generation=generation,
-                                   progress=advance)
+        bulk = judge_bulk(paths, store_root=store, policy=policy, force=force_regime(exact),
+                          stage=not in_ci(None) if stage is None else stage, generation=generation,
+                          progress=advance)
     if out is not None:
-        workflow.publish_bulk(bulk, out, store_root=store)
+        publish_bulk(bulk, out, store_root=store)
     if fmt == "json":
         emit_json(bulk)
     elif fmt == "md":
@@ -93,7 +94,7 @@ def emit_table(bulk: BulkJudgement) -> None:
     from rich.markup import escape as markup_escape
     from rich.table import Table
 
-    from ..workflow import FAIL_VERDICT, PASS_VERDICT
+    from ..workflow.bulk import FAIL_VERDICT, PASS_VERDICT
 
     styles = {PASS_VERDICT: "green", FAIL_VERDICT: "bold red"}  # a pre-existing failure, a finding: yellow
 

@@ -1,7 +1,7 @@
 """``golden run`` and ``golden check``: run a case for real; ``check`` then judges it (the main job).
 
 ``execute`` runs the case with a progress display (``runner.launch.run_case``); ``check`` hands
-the run to ``goldens.workflow.check_run`` — the judge/stage path ``golden diff`` shares — and
+the run to ``goldens.workflow.publish.check_run`` — the judge/stage path ``golden diff`` shares — and
 renders; the run configuration with the command line's overrides is
 ``runner.config.resolve_run_config``. The runner (and through it psutil), rich and the workflow
 load inside the commands (the start-up rule in ``goldens.cli``). Torch is never imported in this
@@ -149,7 +149,9 @@ def check(case: CaseArg, store: StoreOpt = None, env: EnvOpt = None, platform: P
     require_extra("runner", "check")
     from runner.config import store_of_case
 
-    from .. import inputs, workflow
+    from .. import inputs
+    from ..workflow.judge import force_regime
+    from ..workflow.publish import check_run
 
     check_result_format(fmt)
     inputs.load_policies(policy)  # a bad --policy or generation is reported before the run, not after it
@@ -158,10 +160,10 @@ def check(case: CaseArg, store: StoreOpt = None, env: EnvOpt = None, platform: P
     report = execute(case=case, store=store, profile=profile, out=out, device=device, timeout=timeout,
                      seed=seed, launcher=launcher, nnodes=None, torchrun_args=())
     _print_summary(report, stream=sys.stderr)
-    judgement, published = workflow.check_run(report, store_root=store_of_case(case, store), env=env or "dev",
-                                              platform=None if platform == "auto" else platform,
-                                              policy=policy, force=workflow.force_regime(exact),
-                                              generation=generation, new_env=new_env, new_platform=new_platform)
+    judgement, published = check_run(report, store_root=store_of_case(case, store), env=env or "dev",
+                                     platform=None if platform == "auto" else platform,
+                                     policy=policy, force=force_regime(exact),
+                                     generation=generation, new_env=new_env, new_platform=new_platform)
     if judgement.result is not None:
         emit(judgement.result, fmt, verbose=verbose)
     if published is not None:

@@ -87,7 +87,7 @@ def stats(
     golden stats runs/ID1 runs/ID2 runs/ID3 --out policy.yaml; review policy.yaml and use it
     with golden diff --policy policy.yaml (or copy its metrics: into case.yaml).
     """
-    from ..workflow import calibrate
+    from ..workflow.calibration import calibrate
 
     _refuse_folders(out, table)
     found = calibrate(runs, preset_name=preset_name, band=band)

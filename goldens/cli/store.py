@@ -62,7 +62,7 @@ def validate(
     error, 2 for a usage error such as a path that does not exist.
     """
     from ..files.validate import ERROR, OK, WARNING
-    from ..workflow import validate_tree
+    from ..workflow.validate import validate_tree
 
     if changed:
         _lint_changed(paths or [], base, generation, allow_legacy_precision, as_json, strict)
@@ -153,7 +153,7 @@ def show(
     """Print a case's golden series at full precision (current files, or CASE@REF from the history).
 
     A file that cannot be read (an empty or {} golden) is named with the reason; the others are shown."""
-    from ..workflow import show_case
+    from ..workflow.show import show_case
 
     view = show_case(open_store(store), ref, env=env, platform=platform, metrics=metric or (), phase=phase)
     if as_json:

@@ -10,7 +10,7 @@ provenance) that is the target, paired with the store's golden of (case, env, pl
 Whatever cannot be paired is a ``Finding`` — never an exception: a ``_2nd`` file without its run-1
 file, a folder no store case matches (or several do), a second candidate for a target already
 taken, a target the store has no golden for. Files and the store are read by the caller
-(``goldens.workflow.judge_bulk``); here are only names.
+(``goldens.workflow.bulk.judge_bulk``); here are only names.
 """
 from __future__ import annotations
 
