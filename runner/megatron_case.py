@@ -35,6 +35,8 @@ from typing import Any
 from goldens.core.errors import FormatError, RunError
 from goldens.files.bounded import short
 
+from .case_family import detect
+
 MODEL_CONFIG_FILE = "model_config.yaml"
 # Megatron's CI (tests/test_utils/recipes/h100/bert.yaml: ``nodes: 1, gpus: 8``) runs every BERT
 # case on one node of 8 GPUs; the file itself does not say, so the import takes it from there.
@@ -549,12 +551,10 @@ def _bad(path: object, key: str, message: str) -> FormatError:
 def import_model_config(doc: Mapping[str, Any], *, name: str, path: Path | None = None,
                         folder: str | None = None) -> MegatronCase:
     """Translate Megatron's ``model_config.yaml`` (parsed) into the runner's sections, accounting for
-    every entry. The model family comes first (runner/families.detect; ``folder`` is the folder
+    every entry. The model family comes first (runner/case_family.detect; ``folder`` is the folder
     holding the case folder): a family not built here is refused by name before any flag is read.
     A case refused for a feature lists the flags nobody has read as ``unread``; in a case that
     would run, an unknown flag, variable or key is a FormatError naming it."""
-    from .families import detect
-
     if not isinstance(doc, Mapping):
         raise FormatError("expected a mapping at the top level", path=path)
     family = detect(doc, folder=folder, name=name)

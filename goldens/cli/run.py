@@ -1,6 +1,7 @@
 """``golden run`` and ``golden check``: run a case for real; ``check`` then judges it (the main job).
 
-``execute`` runs the case with a progress display (``runner.launch.run_case``); ``check`` hands
+``execute`` runs the case with a progress display (``runner.launch.run_case``, or
+``runner.slurm.run_on_slurm`` for ``--launcher slurm``); ``check`` hands
 the run to ``goldens.workflow.check_run`` — the judge/stage path ``golden diff`` shares — and
 renders. Only typer and the standard library are imported at module level; the runner (and
 through it psutil), rich and the comparison engine load inside the commands. Torch is never
@@ -229,6 +230,7 @@ def execute(*, case: str, store: Path | None, profile: str | None, out: Path | N
     """Run the resolved case with a progress display, in ``out`` or ``<runs_root>/<run-id>``
     (``runs_root`` default: runs/)."""
     from runner.launch import RunOptions, run_case
+    from runner.slurm import run_on_slurm
 
     allocated = os.environ.get("SLURM_JOB_NUM_NODES", "")
     if launcher == "slurm" and nnodes is None and allocated.isdigit():  # inside an allocation: all its nodes
@@ -239,7 +241,8 @@ def execute(*, case: str, store: Path | None, profile: str | None, out: Path | N
     options = RunOptions(run_dir=run_dir, launcher=launcher, torchrun_args=torchrun_args, node_rank=node_rank,
                          slurm_args=slurm_args)
     with progress_display(cfg) as (on_progress, on_phase):
-        return run_case(cfg, options, on_progress=on_progress, on_phase=on_phase)
+        run = run_on_slurm if launcher == "slurm" else run_case
+        return run(cfg, options, on_progress=on_progress, on_phase=on_phase)
 
 
 def new_run_id(case: str, profile: str) -> str:
