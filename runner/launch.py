@@ -26,6 +26,7 @@ CLI process.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -37,10 +38,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import psutil
 
@@ -106,10 +106,8 @@ def kill_tree(root_pid: int) -> list[int]:
             break
         for proc in new:
             seen[proc.pid] = proc
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 proc.send_signal(signal.SIGSTOP)
-            except psutil.NoSuchProcess:
-                pass
         for proc in list(seen.values()):  # children of frozen processes found by another pass
             try:
                 for child in proc.children(recursive=True):
@@ -119,10 +117,8 @@ def kill_tree(root_pid: int) -> list[int]:
             except psutil.NoSuchProcess:
                 pass
     for proc in sorted(seen.values(), key=lambda p: p.pid == root_pid):
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
-        except psutil.NoSuchProcess:
-            pass
     psutil.wait_procs(list(seen.values()), timeout=5)
     return sorted(seen)
 
@@ -196,7 +192,7 @@ class TorchrunLauncher:
         self.node_rank = node_rank
         self.proc: subprocess.Popen | None = None
         self.outcome_path: Path | None = None
-        self._log = None
+        self._log: BinaryIO | None = None
 
     def command(self, plan: PhasePlan, outcome_path: Path) -> list[str]:
         args = ["--nproc-per-node", str(self.cfg.nproc_per_node), "--max-restarts", "0",
@@ -259,7 +255,7 @@ class ForkLauncher:
         self.ready = False
         self._buffer = b""
         self._pending = b""  # the next request, sent once the server reports ready
-        self._log = None
+        self._log: BinaryIO | None = None
 
     def _start(self) -> None:
         log_path = self.run_dir / "logs" / "forkserver.log"
@@ -322,10 +318,8 @@ class ForkLauncher:
         if self.proc is not None and self.proc.poll() is None:
             assert self.proc.stdin is not None
             self.proc.stdin.close()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):  # killed below
                 self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
         self.kill()
 
 
@@ -542,7 +536,7 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, as a CI job's cancel or timeout sends it: handled like Ctrl-C."""
 
 
-@contextmanager
+@contextlib.contextmanager
 def sigterm_stops_the_run() -> Iterator[None]:
     """While the run is supervised here, SIGTERM stops the ranks and still writes the artifact
     (status ``incomplete``) as Ctrl-C does; Python's default would exit without either."""
@@ -609,7 +603,7 @@ def run_case(cfg: RunConfig, options: RunOptions, *, on_progress: ProgressFn | N
                     on_phase(1)
                 outcomes.append(run_phase(launcher, plan1, timeout_s=cfg.launch.phase_timeout_s,
                                           on_progress=on_progress))
-            if cfg.resumes and all(o.status == "ok" for o in outcomes):
+            if plan2 is not None and all(o.status == "ok" for o in outcomes):
                 if node:  # global rank 0 commits the checkpoint: wait until node 0's phase 1 has ended
                     run_folder.wait_for(replace(plan1, node_rank=0).outcome_path, cfg.launch.phase_timeout_s,
                                         "node 0 to end phase 1")

@@ -34,6 +34,7 @@ from typing import Any
 
 from goldens.core.errors import FormatError, RunError
 from goldens.files.bounded import short
+from goldens.files.case import check_name, load_yaml
 
 from .case_family import detect
 
@@ -620,7 +621,7 @@ def import_model_config(doc: Mapping[str, Any], *, name: str, path: Path | None 
     par["world_size"] = MEGATRON_CI_GPUS if MEGATRON_CI_GPUS % model_parallel == 0 else model_parallel
     substitutions = {}
     if refused and not problems and all(e.feature in SUBSTITUTES for e in refused):
-        substitutions = {e.feature: SUBSTITUTES[e.feature] for e in refused}
+        substitutions = {feature: SUBSTITUTES[feature] for e in refused if (feature := e.feature) is not None}
     return MegatronCase(name=name, path=path, test_type=test_type, sections=ctx.sections,
                         entries=tuple(entries), metrics=metrics, from_entries=frozenset(ctx.from_entries),
                         family=family.name, family_evidence=family.evidence, substitutions=substitutions)
@@ -717,8 +718,6 @@ def _metrics(value: Any, path: object) -> tuple[str, ...]:
 
 def load_model_config(folder: str | Path) -> MegatronCase:
     """``<folder>/model_config.yaml`` imported; the folder's name is the case's name."""
-    from goldens.files.case import check_name, load_yaml
-
     folder = Path(folder)
     path = folder / MODEL_CONFIG_FILE
     if not path.is_file():

@@ -28,6 +28,7 @@ imports it): no torch.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -204,10 +205,8 @@ def run_on_slurm(cfg: RunConfig, options: RunOptions, *, on_progress: ProgressFn
                 if on_phase:
                     on_phase(1)
                 while srun_exit is None:
-                    try:
+                    with contextlib.suppress(subprocess.TimeoutExpired):  # still running: show progress
                         srun_exit = proc.wait(timeout=0.5)
-                    except subprocess.TimeoutExpired:
-                        pass
                     for phase, tail in tails.items():
                         for step, metrics in tail.new_steps():
                             if on_progress:

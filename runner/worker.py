@@ -10,7 +10,12 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import traceback
 import warnings
+
+from .faults import maybe_inject
+from .plan import PhasePlan
+from .status import RankStatus
 
 PR_SET_PDEATHSIG = 1
 
@@ -49,10 +54,6 @@ def before_megatron_import(device: str) -> tuple[str, ...]:
 
 
 def main(argv: list[str]) -> int:
-    from .faults import maybe_inject
-    from .plan import PhasePlan
-    from .status import RankStatus
-
     die_with_parent()
     plan = PhasePlan.read(argv[0])
     rank = int(os.environ["RANK"])
@@ -68,8 +69,6 @@ def main(argv: list[str]) -> int:
         run_phase(plan, status)
     except BaseException as exc:
         status.fail(exc)
-        import traceback
-
         traceback.print_exc()
         return 1
     status.update("done")

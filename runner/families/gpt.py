@@ -163,7 +163,8 @@ class SequenceParallelTorchNorm:
 
         norm = torch.nn.LayerNorm(normalized_shape=hidden_size, eps=eps)
         for param in norm.parameters():
-            param.sequence_parallel = config.sequence_parallel
+            # megatron's own attribute on a torch Parameter (its norms set it the same way)
+            param.sequence_parallel = config.sequence_parallel  # type: ignore[attr-defined]
         return norm
 
 
