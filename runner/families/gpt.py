@@ -9,6 +9,8 @@ The MoE family (runner/families/moe.py) is this module with megatron-core's MoE 
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import importlib.util
 from collections.abc import Iterator
@@ -171,9 +173,6 @@ class SequenceParallelTorchNorm:
 def with_sequence_parallel_norms(spec: Any) -> Any:
     """A copy of a layer or block spec with megatron's WrappedTorchNorm swapped for
     :class:`SequenceParallelTorchNorm` (only where Apex is absent; see there)."""
-    import copy
-    import dataclasses
-
     from megatron.core.transformer.spec_utils import ModuleSpec
     from megatron.core.transformer.torch_norm import WrappedTorchNorm
 
