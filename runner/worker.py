@@ -14,7 +14,7 @@ import sys
 import traceback
 import warnings
 
-from .compat import skip_jit_fuser_binding
+from . import compat
 from .faults import maybe_inject
 from .plan import PhasePlan
 from .status import RankStatus
@@ -47,7 +47,7 @@ def before_megatron_import(device: str) -> tuple[str, ...]:
     rest of the CPU layer (compat.install) is applied only by a CPU rank's distributed.setup."""
     if device != "cpu":
         return ()
-    skip_jit_fuser_binding()
+    compat.skip_jit_fuser_binding()
     return ("compat.skip_jit_fuser_binding",)
 
 
