@@ -54,8 +54,8 @@ class Budget:
         return True
 
     def add_table(self, headers: Sequence[str], rows_by_priority: Sequence[Sequence[str]], *,
-                  align: Sequence[str] | None = None, reserve: int = 0,
-                  omitted_note: Callable[[int], str], display_order: Callable[[list[int]], list[int]] | None = None) -> int:
+                  align: Sequence[str] | None = None, reserve: int = 0, omitted_note: Callable[[int], str],
+                  display_order: Callable[[list[int]], list[int]] | None = None) -> int:
         """Add a complete table of as many rows as fit (most important first), then a note.
 
         ``reserve`` keeps room for what must still follow; ``display_order`` reorders the kept

@@ -9,7 +9,15 @@ from pathlib import Path
 from goldens.core.errors import GoldenError
 from goldens.core.pairing import Finding
 from goldens.core.result import ComparisonResult
+from goldens.files.atomic import atomic_write_chunks
+from goldens.store import GoldenStore, default_store_root
 from reports.changes import GoldenChanges, compare_revisions
+from reports.document import CaseEntry, Report
+from reports.html import changes_html, result_html
+from reports.inputs import golden_provenance, load_inputs, open_report_store
+from reports.json_report import bulk_json_chunks, changes_json, result_json
+from reports.junit import result_junit
+from reports.markdown import changes_markdown, result_markdown
 from reports.output import CHANGES_FILES, RESULT_FILES, append_step_summary, write_all
 from reports.revisions import Revision, parse_change_spec, read_git_revisions
 
@@ -26,13 +34,6 @@ def build_result_report(inputs: Sequence[str | Path], out: Path | None, formats:
                         store: Path | None = None, findings: Sequence[Finding] = ()) -> Written:
     """Results from run folders / result files → the requested formats in ``out`` (default: beside the run).
     ``findings``: files a bulk judgement could not judge; every format carries them (and fails)."""
-    from goldens.store import default_store_root
-    from reports.html import result_html
-    from reports.inputs import load_inputs
-    from reports.json_report import result_json
-    from reports.junit import result_junit
-    from reports.markdown import result_markdown
-
     given = store
     store = store or default_store_root()
     report, default_out = load_inputs(inputs, store if store.is_dir() else None)
@@ -53,15 +54,6 @@ def build_bulk_report(results: Sequence[ComparisonResult], out: Path, formats: S
     """The reports of a whole tree judged in one process, from the results in memory (never written and
     read back): the goldens' provenance from one store (its history read once), the HTML light, the
     JSON streamed a result at a time with per-step data only where a metric failed."""
-    from goldens.files.atomic import atomic_write_chunks
-    from goldens.store import default_store_root
-    from reports.document import CaseEntry, Report
-    from reports.html import result_html
-    from reports.inputs import golden_provenance, open_report_store
-    from reports.json_report import bulk_json_chunks
-    from reports.junit import result_junit
-    from reports.markdown import result_markdown
-
     root = store or default_store_root()
     provenance = open_report_store(root if root.is_dir() else None)
     report = Report(tuple(CaseEntry(r, reference_provenance=golden_provenance(provenance, r)) for r in results),
@@ -81,11 +73,9 @@ def build_bulk_report(results: Sequence[ComparisonResult], out: Path, formats: S
 
 def read_changes(spec_text: str, store: Path | None) -> GoldenChanges:
     """``BASE..HEAD`` over the git history of ``store``, or ``CASE@A..B`` from its history."""
-    from goldens.store import default_store_root
-
     spec = parse_change_spec(spec_text)
     store = store or default_store_root()
-    if spec.is_store_versions:
+    if spec.case is not None:  # CASE@A..B: two versions of one case in the store
         base, head = (_store_revision(store, spec.case, v) for v in (spec.base, spec.head))
     else:
         base, head = read_git_revisions(store, spec.base, spec.head)
@@ -95,9 +85,6 @@ def read_changes(spec_text: str, store: Path | None) -> GoldenChanges:
 
 def _store_revision(root: Path, case: str, ref: str) -> Revision:
     """One version of a case; a file that cannot be read there is skipped with a note."""
-    from goldens.core.errors import GoldenError
-    from goldens.store import GoldenStore
-
     store = GoldenStore(root)
     case = store.resolve(case)
     ref = f"v{ref}" if ref.isdigit() and store.backend_name == "ledger" else ref
@@ -112,10 +99,6 @@ def _store_revision(root: Path, case: str, ref: str) -> Revision:
 
 def build_changes_report(spec_text: str, store: Path | None, out: Path | None, formats: Sequence[str]) -> Written:
     """The golden-change report; without ``out`` only the Markdown is produced (for stdout)."""
-    from reports.html import changes_html
-    from reports.json_report import changes_json
-    from reports.markdown import changes_markdown
-
     changes = read_changes(spec_text, store)
     markdown = changes_markdown(changes)
     files: list[Path] = []

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from goldens.core.model import GoldenSet, MetricSeries
 
@@ -63,7 +64,7 @@ class GoldenChanges:
 
 def metric_diff(old: MetricSeries, new: MetricSeries) -> MetricDiff:
     """Mean of (new − old)/|old| over steps both hold with finite values and |old| ≥ the floor."""
-    shared, old_at, new_at = np.intersect1d(old.steps, new.steps, assume_unique=True, return_indices=True)
+    _, old_at, new_at = np.intersect1d(old.steps, new.steps, assume_unique=True, return_indices=True)
     old_values = old.values[old_at]
     new_values = new.values[new_at]
     usable = np.isfinite(old_values) & np.isfinite(new_values) & (np.abs(old_values) >= OLD_MAGNITUDE_FLOOR)
@@ -111,12 +112,12 @@ def step_change(old: MetricSeries, new: MetricSeries) -> str | None:
     return "; ".join(parts) or None
 
 
-def decade_bucket(magnitudes: np.ndarray) -> np.ndarray:
+def decade_bucket(magnitudes: ArrayLike) -> np.ndarray:
     """Index into BUCKETS for each magnitude: 0 for exactly zero, then one bucket per decade edge."""
-    magnitudes = np.asarray(magnitudes, dtype=np.float64)
+    values = np.asarray(magnitudes, dtype=np.float64)
     # side="right": a magnitude equal to an edge belongs to the next bucket ("< 1e-6" excludes 1e-6).
-    index = 1 + np.searchsorted(np.asarray(DECADE_EDGES), magnitudes, side="right")
-    return np.where(magnitudes == 0, 0, index)
+    index = 1 + np.searchsorted(np.asarray(DECADE_EDGES), values, side="right")
+    return np.where(values == 0, 0, index)
 
 
 def _series_of(golden: GoldenSet) -> dict[str, MetricSeries]:

@@ -5,8 +5,10 @@ Renderers take a ``Report`` and return text; nothing here reads files (``reports
 from __future__ import annotations
 
 import shlex
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from goldens.core.pairing import Finding
@@ -62,7 +64,8 @@ class Report:
 
     def to_json(self, *, steps: bool = True) -> dict[str, Any]:
         return {"schema": REPORT_SCHEMA, "verdict": "pass" if self.passed else "fail",
-                "cases": len(self.entries), "failed": len(self.failed), "findings": [f.to_json() for f in self.findings],
+                "cases": len(self.entries), "failed": len(self.failed),
+                "findings": [f.to_json() for f in self.findings],
                 "results": [e.result.to_json(steps=steps) for e in self.entries]}
 
 
@@ -80,8 +83,6 @@ def severity(result: ComparisonResult) -> int:
 
 def failing_metrics(report: Report) -> list[tuple[str, int]]:
     """Each failing check (a metric, or the resume check) with how many cases it fails in, most first."""
-    from collections import Counter
-
     counts = Counter(check.split(": ", 1)[-1] for e in report.failed for check in dict.fromkeys(
         e.result.failing_checks()))
     return counts.most_common()
@@ -210,8 +211,6 @@ def approve_command(result: ComparisonResult, store: str | None = None) -> str |
 def _is_version_ref(operand: str) -> bool:
     """``CASE@REF`` as ``golden diff`` reads it (goldens.inputs.is_version_ref): an '@' in an
     operand that is no file here."""
-    from pathlib import Path
-
     return "@" in operand and not Path(operand).exists()
 
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 import datetime as _dt
 import re
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from goldens.core.compare import flatten_mapping
 from goldens.core.result import MetricVerdict
 from reports import text as fmt
-from reports.changes import BUCKETS, GoldenChanges
+from reports.changes import BUCKETS, GoldenChanges, decade_bucket
 from reports.document import (
     CaseEntry,
     Report,
@@ -42,9 +44,7 @@ LIGHT_MAX_PLOTS = 100    # a light page plots failing metrics only, the first 10
 LIGHT_PLOT_BYTES = 1_000_000  # and stops once its plots hold 1 MB (a 4,000-step plot is ~40 kB)
 
 
-def _environment():
-    from jinja2 import Environment, PackageLoader, StrictUndefined
-
+def _environment() -> Environment:
     return Environment(loader=PackageLoader("reports", "templates"), autoescape=True,
                        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
@@ -134,7 +134,8 @@ def _provenance_rows(entry: CaseEntry) -> list[tuple[str, str, str]]:
     return [(k, str(reference.get(k, "—")), str(candidate.get(k, "—"))) for k in keys if k != "fingerprint"]
 
 
-def _case_view(index: int, entry: CaseEntry, plotter: _Plotter, store: str | None, light: bool = False) -> dict[str, Any]:
+def _case_view(index: int, entry: CaseEntry, plotter: _Plotter, store: str | None,
+               light: bool = False) -> dict[str, Any]:
     """One case's section; ``light``: its table lists only what failed or is out of tolerance."""
     r = entry.result
     shown = lambda ms: [m for m in ms if not light or not m.passed or m.report_only_out_of_tolerance]
@@ -153,8 +154,6 @@ def _case_view(index: int, entry: CaseEntry, plotter: _Plotter, store: str | Non
 
 
 def _common() -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         toolkit = version("golden-toolkit")
     except PackageNotFoundError:
@@ -190,7 +189,7 @@ def changes_html(changes: GoldenChanges) -> str:
     widest = max((max(r[b] for b in BUCKETS) for r in summary), default=1) or 1
     by_file = []
     for name, group in changes.rows.groupby("file", sort=False):
-        diffs = dict(zip(group["metric"], group["mean_rel_diff"]))
+        diffs = dict(zip(group["metric"], group["mean_rel_diff"], strict=True))
         by_file.append({"file": name, "steps": int(group["n_steps"].max()),
                         "cells": [(fmt.signed(diffs[m]), _bucket_class(diffs[m])) if m in diffs else ("—", "")
                                   for m in metrics]})
@@ -200,7 +199,5 @@ def changes_html(changes: GoldenChanges) -> str:
 
 
 def _bucket_class(value: float) -> str:
-    from reports.changes import decade_bucket
-
     return f"b{int(decade_bucket([abs(value)])[0])}"
 

@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from goldens.core.errors import FormatError, GoldenError, StoreError
+from goldens.core.model import GoldenKey
+from goldens.core.pairing import Finding
 from goldens.core.result import ComparisonResult
 from goldens.files.formats.jsontext import read_json
+from goldens.store import GoldenStore
 from reports.document import CaseEntry, Report
 from reports.json_report import findings_from_json, results_from_json
 
@@ -34,7 +37,7 @@ def _artifact_provenance(run_dir: Path) -> dict[str, Any]:
     return dict(provenance) if isinstance(provenance, dict) else {}
 
 
-def golden_provenance(store: Any, result: ComparisonResult) -> dict[str, Any]:
+def golden_provenance(store: GoldenStore | None, result: ComparisonResult) -> dict[str, Any]:
     """Who approved the golden, when, why and from which run: the version that wrote it. ``store``:
     one ``GoldenStore`` for every result of a report (its history is read once), or None.
 
@@ -43,8 +46,6 @@ def golden_provenance(store: Any, result: ComparisonResult) -> dict[str, Any]:
     """
     if store is None or not (result.case and result.env and result.platform):
         return {}
-    from goldens.core.model import GoldenKey
-
     try:
         version = store.writer_of(GoldenKey(store.resolve(result.case), result.env, result.platform))
     except StoreError as exc:
@@ -55,13 +56,11 @@ def golden_provenance(store: Any, result: ComparisonResult) -> dict[str, Any]:
             "reason": version.reason, "source run": version.source_run_id or "—", **(version.provenance or {})}
 
 
-def open_report_store(root: Path | None) -> Any:
+def open_report_store(root: Path | None) -> GoldenStore | None:
     """The store whose history gives the goldens' provenance (None: no store, or one that cannot be
     opened — provenance is informational)."""
     if root is None:
         return None
-    from goldens.store import GoldenStore
-
     try:
         return GoldenStore(root)
     except StoreError:
@@ -72,7 +71,7 @@ def load_inputs(paths: Sequence[str | Path], store_root: Path | None = None) -> 
     """Every result in ``paths``, plus the default output folder (None when there are several)."""
     store = open_report_store(store_root)
     entries: list[CaseEntry] = []
-    findings: list = []
+    findings: list[Finding] = []
     beside: list[Path] = []
     for raw in paths:
         path = Path(raw)

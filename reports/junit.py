@@ -92,7 +92,9 @@ def result_junit(report: Report) -> str:
         suite.set("failures", str(failures))
         suite.set("errors", "0")
         suite.set("skipped", str(skipped))
-        total_tests, total_failures, total_skipped = total_tests + tests, total_failures + failures, total_skipped + skipped
+        total_tests += tests
+        total_failures += failures
+        total_skipped += skipped
     errors = _findings_suite(suites, report)
     suites.set("tests", str(total_tests + errors))
     suites.set("failures", str(total_failures))

@@ -37,9 +37,9 @@ def result_markdown(report: Report, *, limit: int = GITHUB_COMMENT_LIMIT) -> str
     """Headline, a one-row-per-case summary, then each case's details (failing first) while they fit."""
     out = Budget(limit)
     out.add(f"## {headline(report)}\n\n")
-    failing = failing_line(report)
-    if failing:
-        out.add(f"**{fmt.md(failing)}**\n\n")
+    failing_text = failing_line(report)
+    if failing_text:
+        out.add(f"**{fmt.md(failing_text)}**\n\n")
     if report.findings:
         _findings_section(out, report)
     ordered = report.by_importance()
@@ -47,10 +47,10 @@ def result_markdown(report: Report, *, limit: int = GITHUB_COMMENT_LIMIT) -> str
                      _resume_cell(e.result), "exact" if e.result.exact_applied else "approx"]
                     for e in ordered]
     details_room = min(out.left // 2, 2000)  # room for at least the first failing case's details
-    failing = len(report.failed)
+    failing_cases = len(report.failed)
 
     def not_listed(n: int) -> str:
-        failing_among = max(0, failing - (len(ordered) - n))
+        failing_among = max(0, failing_cases - (len(ordered) - n))
         return f"\n_{n} more case(s) not listed ({failing_among} of them failing)._\n"
 
     omitted_cases = out.add_table(["", "case", "metrics", "resume check", "regime"], summary_rows,
@@ -192,11 +192,10 @@ def changes_markdown(changes: GoldenChanges, *, limit: int = GITHUB_COMMENT_LIMI
 def _per_file_table(out: Budget, changes: GoldenChanges) -> None:
     rows = changes.rows
     metrics = list(changes.summary["metric"])
-    by_file = {name: group for name, group in rows.groupby("file", sort=False)}
     table_rows = []
     largest = []
-    for name, group in by_file.items():
-        diffs = dict(zip(group["metric"], group["mean_rel_diff"]))
+    for name, group in rows.groupby("file", sort=False):
+        diffs = dict(zip(group["metric"], group["mean_rel_diff"], strict=True))
         table_rows.append([fmt.md(name), str(int(group["n_steps"].max())),
                            *(fmt.signed(diffs[m]) if m in diffs else "—" for m in metrics)])
         largest.append(float(group["mean_rel_diff"].abs().max()))

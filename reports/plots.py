@@ -12,10 +12,12 @@ inside one SVG (clip paths, markers) carry the caller's ``salt`` so several SVGs
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from goldens.core.precision import derived_precision
 from goldens.core.result import STEP_STATUS_CODE, MetricVerdict, Rule, StepStatus
@@ -91,27 +93,29 @@ def _thin(n: int, status: np.ndarray) -> np.ndarray:
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """(first, last) index of each run of True in ``mask``."""
     edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1  # every run has both
+    return [(int(first), int(last)) for first, last in zip(starts, ends, strict=True)]
 
 
 def _ticks(lo: float, hi: float, count: int, *, integer: bool = False) -> np.ndarray:
     """Round tick values inside [lo, hi] (matplotlib's locator: steps of 1, 2, 2.5, 5 × 10^k)."""
     from matplotlib.ticker import MaxNLocator
 
-    values = MaxNLocator(nbins=count, steps=[1, 2, 2.5, 5, 10], integer=integer).tick_values(lo, hi)
+    locator = MaxNLocator(nbins=count, steps=[1, 2, 2.5, 5, 10], integer=integer)
+    values = np.asarray(locator.tick_values(lo, hi), dtype=np.float64)
     return values[(values >= lo - 1e-9 * abs(hi - lo)) & (values <= hi + 1e-9 * abs(hi - lo))]
 
 
-def tick_labels(values: Sequence[float]) -> list[str]:
+def tick_labels(ticks: Iterable[float]) -> list[str]:
     """The shortest labels that name every tick (``%.Ng`` with the least N that reads back to
     within a millionth of the tick spacing), free of float noise: 0.30000000000000004 reads 0.3."""
-    values = [float(v) for v in values]
+    values = [float(v) for v in ticks]
     if not values:
         return []
-    spacing = min((abs(b - a) for a, b in zip(values, values[1:])), default=0.0) or abs(values[0])
+    spacing = min((abs(b - a) for a, b in pairwise(values)), default=0.0) or abs(values[0])
     for digits in range(1, 16):
         labels = [f"{v:.{digits}g}" for v in values]
-        if all(abs(float(label) - v) <= 1e-6 * spacing for label, v in zip(labels, values)):
+        if all(abs(float(label) - v) <= 1e-6 * spacing for label, v in zip(labels, values, strict=True)):
             # 2.4e+10 or 24000000000, 0.3 or 3e-01: whichever is shorter
             return [min(label, derived_precision(float(label)), key=len) for label in labels]
     return [derived_precision(v) for v in values]
@@ -127,11 +131,11 @@ class _Axes:
         self.left, self.right = left, WIDTH - RIGHT
         self.top, self.bottom = panel
 
-    def x(self, steps: np.ndarray) -> np.ndarray:
+    def x(self, steps: ArrayLike) -> np.ndarray:
         span = (self.x1 - self.x0) or 1.0
         return self.left + (np.asarray(steps, dtype=np.float64) - self.x0) / span * (self.right - self.left)
 
-    def y(self, values: np.ndarray) -> np.ndarray:
+    def y(self, values: ArrayLike) -> np.ndarray:
         span = (self.y1 - self.y0) or 1.0
         y = self.bottom - (np.asarray(values, dtype=np.float64) - self.y0) / span * (self.bottom - self.top)
         return np.clip(y, -1e5, 1e5)  # far outside the panel: clipped anyway, and never an overflow
@@ -177,14 +181,14 @@ def _band(axes: _Axes, x: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> s
 def _crosses(axes: _Axes, steps: np.ndarray, values: np.ndarray) -> str:
     xs, ys = axes.x(steps), axes.y(values)
     ok = np.isfinite(xs) & np.isfinite(ys)
-    data = "".join(f"M{x - 7:.0f},{y - 7:.0f}l14,14m0,-14l-14,14" for x, y in zip(xs[ok], ys[ok]))
+    data = "".join(f"M{x - 7:.0f},{y - 7:.0f}l14,14m0,-14l-14,14" for x, y in zip(xs[ok], ys[ok], strict=True))
     return f'<path d="{data}" stroke="{RED}" stroke-width="3" fill="none"/>' if data else ""
 
 
 def _triangles(axes: _Axes, steps: np.ndarray, values: np.ndarray) -> str:
     xs, ys = axes.x(steps), axes.y(values)
     ok = np.isfinite(xs) & np.isfinite(ys)
-    data = "".join(f"M{x - 7:.0f},{y - 6:.0f}h14l-7,12z" for x, y in zip(xs[ok], ys[ok]))
+    data = "".join(f"M{x - 7:.0f},{y - 6:.0f}h14l-7,12z" for x, y in zip(xs[ok], ys[ok], strict=True))
     return f'<path d="{data}" fill="{ORANGE}"/>' if data else ""
 
 
@@ -202,7 +206,7 @@ def _fit(*groups) -> tuple[float, float]:
 
 def _y_axis(axes: _Axes, ticks: np.ndarray, labels: list[str], title: str) -> str:
     parts = []
-    for value, label in zip(ticks, labels):
+    for value, label in zip(ticks, labels, strict=True):
         y = float(axes.y(value))
         parts.append(f'<path d="M{axes.left:.0f},{y:.0f}H{axes.right}" stroke="#d0d7de" stroke-width="1"/>'
                      f'<text x="{axes.left - 8:.0f}" y="{y + 7:.0f}" text-anchor="end">{label}</text>')
@@ -213,7 +217,8 @@ def _y_axis(axes: _Axes, ticks: np.ndarray, labels: list[str], title: str) -> st
 
 def _legend(entries: list[tuple[str, str]]) -> str:
     """Fixed labels (never input names) in a row above the values panel, right-aligned."""
-    parts, x = [], WIDTH - RIGHT
+    parts: list[str] = []
+    x: float = WIDTH - RIGHT
     for swatch, label in reversed(entries):
         x -= len(label) * CHAR + 12
         parts.append(f'<text x="{x:.0f}" y="{TOP_PANEL[0] - 14}">{label}</text>')
@@ -240,7 +245,9 @@ def metric_svg(verdict: MetricVerdict, *, salt: str) -> str | None:
     golden, actual, status = table.golden[pick], table.actual[pick], table.status[pick]
     residual = actual - golden
     reduced_golden = verdict.golden_value
-    summary = verdict.rule.mode == "summary" and reduced_golden is not None and math.isfinite(reduced_golden)
+    if verdict.rule.mode != "summary" or reduced_golden is None or not math.isfinite(reduced_golden):
+        reduced_golden = None  # a summary rule's reduced golden, or none to draw
+    summary = reduced_golden is not None
 
     centre = np.full_like(golden, reduced_golden) if summary else golden
     band = tolerance_band(verdict.rule, centre)
@@ -289,7 +296,7 @@ def metric_svg(verdict: MetricVerdict, *, salt: str) -> str | None:
     out.append(f'<g clip-path="url(#{salt}-top)">')
     if band is not None:
         out.append(_band(top, step[at], centre[at] - band.below[at], centre[at] + band.above[at]))
-    if summary:
+    if reduced_golden is not None:
         out.append(_line(top.x(x_range), top.y([reduced_golden] * 2), "#1f2328", 1.6, ' stroke-dasharray="3,4"'))
         if verdict.actual_value is not None:
             out.append(_line(top.x(x_range), top.y([verdict.actual_value] * 2), BLUE, 1.6, ' stroke-dasharray="3,4"'))
@@ -314,7 +321,7 @@ def metric_svg(verdict: MetricVerdict, *, salt: str) -> str | None:
         out.append(f'<rect x="{axes.left:.0f}" y="{axes.top}" width="{axes.right - axes.left:.0f}" '
                    f'height="{axes.bottom - axes.top}" fill="none" stroke="#57606a" stroke-width="1.5"/>')
     x_ticks = _ticks(float(step.min()), float(step.max()), 8, integer=True)
-    for value, label in zip(x_ticks, tick_labels(x_ticks)):
+    for value, label in zip(x_ticks, tick_labels(x_ticks), strict=True):
         x = float(bottom.x(value))
         out.append(f'<path d="M{x:.0f},{BOTTOM_PANEL[1]}v8" stroke="#57606a" stroke-width="1.5"/>'
                    f'<text x="{x:.0f}" y="{BOTTOM_PANEL[1] + 30}" text-anchor="middle">{label}</text>')

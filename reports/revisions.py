@@ -18,7 +18,8 @@ from goldens.core.errors import FormatError, NotATrainingGolden, StoreError
 from goldens.core.model import GoldenSet
 from goldens.files.formats.golden import parse_golden_bytes, parse_golden_filename
 
-_STORE_VERSIONS = re.compile(r"^(?P<case>[A-Za-z0-9][A-Za-z0-9_./-]*)@(?P<base>[^@{}\s]+?)\.\.(?P<head>[^@{}\s.][^@{}\s]*)$")
+_STORE_VERSIONS = re.compile(r"^(?P<case>[A-Za-z0-9][A-Za-z0-9_./-]*)"
+                             r"@(?P<base>[^@{}\s]+?)\.\.(?P<head>[^@{}\s.][^@{}\s]*)$")
 
 
 @dataclass(frozen=True)
@@ -38,10 +39,6 @@ class ChangeSpec:
     base: str
     head: str
     case: str | None = None  # set for CASE@A..B
-
-    @property
-    def is_store_versions(self) -> bool:
-        return self.case is not None
 
 
 def parse_change_spec(text: str) -> ChangeSpec:
@@ -139,9 +136,10 @@ def read_git_revisions(store: str | Path, base_ref: str, head_ref: str) -> tuple
                     parsed[blob_id] = "not a training golden"
                 except FormatError as exc:
                     parsed[blob_id] = f"unreadable: {exc.reason}"
-            if isinstance(parsed[blob_id], str):
-                skipped.append(f"{path} at {ref}: {parsed[blob_id]} (skipped)")
+            golden = parsed[blob_id]
+            if isinstance(golden, str):
+                skipped.append(f"{path} at {ref}: {golden} (skipped)")
             else:
-                goldens[path] = parsed[blob_id]
+                goldens[path] = golden
         revisions.append(Revision(ref, goldens, dict(listings[ref]), tuple(skipped)))
     return revisions[0], revisions[1]

@@ -7,9 +7,10 @@ in ``goldens.cli.common``.
 """
 from __future__ import annotations
 
-from typing import Any
+from rich.markup import escape
+from rich.table import Table
 
-from goldens.core.result import ComparisonResult, Verdict
+from goldens.core.result import ComparisonResult, MetricVerdict, Verdict
 from reports import text as fmt
 from reports.document import approve_command, drift_lines, failing_summary, verdict_line
 
@@ -22,18 +23,15 @@ STYLE = {Verdict.PASS: "green", Verdict.FAIL: "bold red", Verdict.MISSING: "red"
          Verdict.SKIPPED: "dim"}
 
 
-def _rows(result: ComparisonResult) -> list[tuple[Any, str]]:
+def _rows(result: ComparisonResult) -> list[tuple[MetricVerdict, str]]:
     rows = [(m, "") for m in result.metric_verdicts()]
     if result.resume is not None:
         rows += [(m, "resume ") for m in result.resume.metrics]
     return rows
 
 
-def result_table(result: ComparisonResult) -> Any:
+def result_table(result: ComparisonResult) -> Table:
     """One row per metric verdict (the resume check's rows last)."""
-    from rich.markup import escape
-    from rich.table import Table
-
     style = STYLE
     where = "/".join(x for x in (result.env, result.platform) if x)
     title = f"{result.case or ''} {where}".strip() or "golden diff"
@@ -56,8 +54,6 @@ def result_table(result: ComparisonResult) -> Any:
 def result_lines(result: ComparisonResult, store: str | None = None) -> list[str]:
     """What is printed under the table, as rich markup (user data escaped); ``store`` as the user
     gave it, for the approve command of a failing case."""
-    from rich.markup import escape
-
     style = STYLE
     out = ["[dim]failing = failing/allowed/judged steps; Δ% at the worst step (summary: of the reduced values)[/]",
            "why:"]
@@ -66,7 +62,7 @@ def result_lines(result: ComparisonResult, store: str | None = None) -> list[str
                    f"\n      [dim]rule: {escape(m.rule.text)}[/]")
         if m.samples:
             out.append(f"      {escape(fmt.samples_caption(m))}:")
-            out += ["        " + escape(", ".join(f"{h} {v}" for h, v in zip(fmt.SAMPLE_HEADERS, row)))
+            out += ["        " + escape(", ".join(f"{h} {v}" for h, v in zip(fmt.SAMPLE_HEADERS, row, strict=True)))
                     for row in fmt.sample_rows(m)]
     fp = result.fingerprint
     out.append(f"regime: {'exact' if fp.exact_applied else 'approx'} — {escape(fp.reason)}")
@@ -95,8 +91,6 @@ def pass_line(result: ComparisonResult) -> str:
     """A pass in one line (rich markup): verdict, target, what passed, what was compared under which
     policy — e.g. 'PASS tiny dev/cpu · 2 metric(s) passed; resume check passed · RUN vs GOLDEN (policy
     default) · details: -v'."""
-    from rich.markup import escape
-
     where = " ".join(x for x in (result.case, "/".join(x for x in (result.env, result.platform) if x)) if x)
     notes = len(drift_lines(result)) + len(result.warnings)
     said = f" · {notes} note(s)" if notes else ""

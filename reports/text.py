@@ -21,6 +21,7 @@ import math
 import re
 
 from goldens.core import sanitize
+from goldens.core.modes import MODES
 from goldens.core.precision import derived_precision, full_precision
 from goldens.core.result import MetricVerdict, Sample
 
@@ -54,8 +55,6 @@ def reduced_by_arithmetic(m: MetricVerdict) -> bool:
     """Whether the verdict's golden and actual values were computed (a median or mean of the
     window) rather than read at a step — the mode says (``goldens.core.modes.Mode.computes_values``); a
     mode this version does not know (a result from elsewhere) shows its values as read."""
-    from goldens.core.modes import MODES
-
     mode = MODES.get(m.rule.mode)
     return mode is not None and mode.computes_values(m.rule.params)
 
@@ -106,7 +105,8 @@ def md_html(text: object) -> str:
 SAMPLE_HEADERS = ("step", "golden", "actual", "abs error", "rel error", "tolerance")
 
 
-def sample_number(x: float | None, decimals: int | None, scale: float | None = None, *, derived_from: bool = False) -> str:
+def sample_number(x: float | None, decimals: int | None, scale: float | None = None, *,
+                  derived_from: bool = False) -> str:
     """A number of a failing sample: ``decimals`` fixed decimals (a rounded comparison); else a value at
     full precision, or — ``derived_from``: an error or tolerance computed from values of magnitude
     ``scale`` — in its shortest faithful form (``derived``)."""

@@ -8,6 +8,7 @@ reported (its fingerprint), and on a multi-node run every node's record (``nodes
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -104,12 +105,10 @@ def smoke_problems(artifact: Artifact) -> list[str]:
     """What a CPU pre-flight is judged on, itself only: it completed, its loss is finite and falls
     over phase 1, and phase 2 (resumed in fresh processes) equals phase 1 bit for bit on every
     step both ran. Empty when it passes."""
-    import math
-
     problems = [] if artifact.status == "complete" else [f"the run is {artifact.status}"]
     first = artifact.phases.get(1)
     loss = first.metrics.get("lm loss") if first is not None else None
-    if loss is None or not len(loss.values):
+    if first is None or loss is None or not len(loss.values):
         return [*problems, "phase 1 recorded no lm loss"]
     values = [float(v) for v in loss.values]
     if not all(math.isfinite(v) for v in values):
@@ -117,12 +116,14 @@ def smoke_problems(artifact: Artifact) -> list[str]:
     elif not values[-1] < values[0]:
         problems.append(f"lm loss did not fall ({values[0]!r} → {values[-1]!r})")
     second = artifact.phases.get(2)
-    for name in SMOKE_METRICS if second is not None else ():
+    if second is None:
+        return problems
+    for name in SMOKE_METRICS:
         before, after = first.metrics.get(name), second.metrics.get(name)
         if before is None or after is None:
             continue
-        ran = dict(zip(before.steps.tolist(), before.values.tolist()))
-        differ = [step for step, value in zip(after.steps.tolist(), after.values.tolist())
+        ran = dict(zip(before.steps.tolist(), before.values.tolist(), strict=True))  # a series: one value a step
+        differ = [step for step, value in zip(after.steps.tolist(), after.values.tolist(), strict=True)
                   if step in ran and ran[step] != value]
         if differ:
             problems.append(f"{name} after the resume differs from phase 1 at step(s) {differ[:5]}")

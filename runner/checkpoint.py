@@ -34,6 +34,7 @@ checks the module still looks as expected and otherwise leaves megatron alone.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import queue
 import random
@@ -43,9 +44,11 @@ from pathlib import Path
 from typing import Any
 
 from goldens.core.errors import RunError
+from goldens.files.atomic import atomic_write_text
 
 from .faults import maybe_inject
 from .plan import TRACKER_FILE, PhasePlan, checkpoint_dir, read_tracker
+from .status import one_line
 
 # megatron-core versions whose filesystem_async.py was read for the results-queue shim.
 RESULTS_QUEUE_CHECKED = ("0.16.",)
@@ -84,8 +87,6 @@ def use_in_process_results_queue() -> bool:
 
 def _require_psutil() -> None:
     """megatron's torch_dist writer processes call psutil and hang without it (undeclared)."""
-    import importlib.util
-
     if importlib.util.find_spec("psutil") is None:
         raise RunError("psutil is not installed: megatron-core's torch_dist writer hangs without it "
                        "(pip install psutil)")
@@ -194,17 +195,18 @@ def commit(trainer: Any, root: Path, iteration: int) -> None:
     """Collective: after every rank's write, rank 0 writes the tracker, Megatron's commit point."""
     import torch
 
-    from goldens.files.atomic import atomic_write_text
-
     torch.distributed.barrier()
     if trainer.layout.rank == 0:
         atomic_write_text(root / TRACKER_FILE, str(iteration))  # as Megatron: no newline
     torch.distributed.barrier()
 
 
-def find(plan: PhasePlan) -> Path:
-    """The committed checkpoint folder a phase resumes from, or a RunError saying what is wrong."""
+def find(plan: PhasePlan) -> tuple[Path, int]:
+    """The committed checkpoint folder a phase resumes from and its iteration, or a RunError saying
+    what is wrong."""
     want = plan.resume_from
+    if want is None:
+        raise RunError(f"phase {plan.phase} does not resume from a checkpoint")
     committed = read_tracker(plan.checkpoint_root)
     target = checkpoint_dir(plan.checkpoint_root, want)
     if committed is None:
@@ -214,13 +216,11 @@ def find(plan: PhasePlan) -> Path:
         raise RunError(f"the last committed checkpoint is iteration {committed}, not {want}")
     if not target.is_dir():
         raise RunError(f"{target} is missing")
-    return target
+    return target, want
 
 
 def _load_failure(exc: BaseException) -> str:
     """One line for a failed load; torch's CheckpointException carries each rank's own error."""
-    from .status import one_line
-
     failures = getattr(exc, "failures", None)
     if isinstance(failures, dict) and failures:
         ranks = sorted(failures)
@@ -293,21 +293,19 @@ class LegacyCheckpointer(Checkpointer):
     def load(self, trainer: Any, plan: PhasePlan) -> Resumed:
         import torch
 
-        find(plan)
-        iteration = plan.resume_from
+        _, iteration = find(plan)
         path = self._file(trainer, plan.checkpoint_root, iteration)
         if not path.is_file():
-            raise RunError(f"checkpoint {path.parent.parent} has no file for this rank ({path.relative_to(plan.checkpoint_root)})")
+            raise RunError(f"checkpoint {path.parent.parent} has no file for this rank "
+                           f"({path.relative_to(plan.checkpoint_root)})")
         try:
             # weights_only (torch's default): megatron.core registers Namespace & co. as safe globals.
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            from .status import one_line
-
             raise RunError(f"cannot load checkpoint {path}: {one_line(exc)}") from exc
         if not isinstance(state, dict) or state.get("iteration") != iteration:
-            raise RunError(f"checkpoint {path} holds iteration {state.get('iteration') if isinstance(state, dict) else None}"
-                           f", expected {iteration}")
+            held = state.get("iteration") if isinstance(state, dict) else None
+            raise RunError(f"checkpoint {path} holds iteration {held}, expected {iteration}")
         consumed = check_args(state.get("args"), trainer, path, iteration)
         self._apply(trainer, state, plan, state["model"])
         restore_rng(state["rng_state"][0], trainer.cfg.launch.device)
@@ -357,10 +355,10 @@ class DistCheckpointer(Checkpointer):
         from megatron.core import dist_checkpointing
         from megatron.core.dist_checkpointing.serialization import get_default_load_sharded_strategy
 
-        target = find(plan)
+        target, iteration = find(plan)
         if not dist_checkpointing.check_is_distributed_checkpoint(str(target)):
             raise RunError(f"{target} is not a distributed (torch_dist) checkpoint")
-        template = self._state(trainer, plan.resume_from, loading=True, with_optimizer=plan.load_optimizer)
+        template = self._state(trainer, iteration, loading=True, with_optimizer=plan.load_optimizer)
         try:
             loaded = dist_checkpointing.load(template, str(target), get_default_load_sharded_strategy(str(target)),
                                              strict=trainer.cfg.checkpoint.dist_ckpt_strictness)
@@ -371,12 +369,12 @@ class DistCheckpointer(Checkpointer):
             raise RunError(f"cannot load checkpoint {target}: {_load_failure(exc)}") from exc
         if isinstance(loaded, tuple):  # the return_* strictness modes add the mismatched keys
             loaded = loaded[0]
-        if loaded.get("iteration") != plan.resume_from:
-            raise RunError(f"checkpoint {target} holds iteration {loaded.get('iteration')}, expected {plan.resume_from}")
-        consumed = check_args(loaded.get("args"), trainer, target, plan.resume_from)
+        if loaded.get("iteration") != iteration:
+            raise RunError(f"checkpoint {target} holds iteration {loaded.get('iteration')}, expected {iteration}")
+        consumed = check_args(loaded.get("args"), trainer, target, iteration)
         self._apply(trainer, loaded, plan, loaded["model"])
         restore_rng(loaded["rng_state"][0], trainer.cfg.launch.device)
-        return Resumed(plan.resume_from, consumed)
+        return Resumed(iteration, consumed)
 
 
 CHECKPOINTERS: dict[str, type[Checkpointer]] = {c.format: c for c in (LegacyCheckpointer, DistCheckpointer)}

@@ -37,7 +37,7 @@ class _DisableFuserAfterExec(importlib.abc.Loader):
         return self.inner.create_module(spec)
 
     def exec_module(self, module: Any) -> None:
-        self.inner.exec_module(module)  # type: ignore[attr-defined]
+        self.inner.exec_module(module)
         module.disable_jit_fuser()
 
 
@@ -199,7 +199,8 @@ def install() -> None:
     # torch.cuda.current_device() used as a device: p2p receive buffers, the param-and-grad
     # buffer, GlobalMemoryBuffer, broadcast_data, the torch_dist saver.
     _installed["current_device"] = torch.cuda.current_device
-    torch.cuda.current_device = lambda: torch.device("cpu")
+    # A device where torch's stub says int: on purpose, megatron passes the result as a device.
+    torch.cuda.current_device = lambda: torch.device("cpu")  # type: ignore[assignment,return-value]
     # torch.cuda.synchronize(): p2p communication, DDP, checkpoint preloading.
     _installed["synchronize"] = torch.cuda.synchronize
     torch.cuda.synchronize = lambda device=None: None

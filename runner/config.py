@@ -19,13 +19,25 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from goldens.core.errors import FormatError, GoldenError
+from goldens.core.errors import FormatError, GoldenError, StoreError
+from goldens.files.case import CASE_FILE, check_case_path, check_name, load_yaml
+
+from .megatron_case import (
+    MODEL_CONFIG_FILE,
+    MegatronCase,
+    cpu_tiny_shrink,
+    data_parallel_size,
+    import_model_config,
+    load_model_config,
+)
 
 DEVICES = ("cpu", "cuda")
 FAMILIES = ("bert", "gpt", "moe", "t5")  # runner/families: one builder each
@@ -399,7 +411,7 @@ class RunConfig:
         if model.num_attention_heads % tp:
             raise ValueError(f"num_attention_heads {model.num_attention_heads} must be divisible by "
                              f"tensor_model_parallel_size {tp}")
-        if model.family == "moe":
+        if model.num_experts is not None:  # a MoE model: num_experts is set exactly for family moe
             ep, etp = par.expert_model_parallel_size, par.expert_tp_size
             if model.num_experts % ep:
                 raise ValueError(f"num_experts {model.num_experts} must be divisible by "
@@ -476,9 +488,6 @@ class RunConfig:
         seed and determinism, test type) — not where or how long it runs, nor the checkpoint's
         format. Saved in every checkpoint and checked on resume: a checkpoint of another
         configuration is refused instead of resumed into a different run."""
-        import hashlib
-        import json
-
         doc = self.to_dict()
         training = {name: doc[name] for name in ("model", "parallelism", "schedule", "optimizer", "data")}
         training["determinism"] = {k: v for k, v in doc["determinism"].items() if k != "env"}
@@ -549,7 +558,7 @@ class CaseDefinition:
     profiles: tuple[str, ...]
     metrics: Mapping[str, Any]
     test_type: str = "ckpt-resume"
-    megatron: Any = None  # runner.megatron_case.MegatronCase
+    megatron: MegatronCase | None = None
 
     def base_sections(self) -> dict[str, Any]:
         """The sections every profile overrides: the Megatron import (if any), then case.yaml's."""
@@ -577,10 +586,12 @@ class CaseDefinition:
             raise FormatError(f"unknown section(s) {unknown}; allowed: {', '.join(SECTIONS)}",
                               path=self.path, key=f"profiles.{chosen}")
         sections = merge_sections(merge_sections(self.base_sections(), prof), overrides)
-        record = self.megatron.record() if self.megatron is not None else None
-        if preflight:
-            # A smoke run on substitutes: judged only on itself, never against the case's goldens.
-            record = {**record, "substitutions": dict(self.megatron.substitutions)}
+        record = None
+        if self.megatron is not None:
+            record = self.megatron.record()
+            if preflight:
+                # A smoke run on substitutes: judged only on itself, never against the case's goldens.
+                record = {**record, "substitutions": dict(self.megatron.substitutions)}
         return _build_run_config(self.name, chosen, sections, path=self.path, where=f"profiles.{chosen}.",
                                  test_type=self.test_type, megatron=record)
 
@@ -623,7 +634,7 @@ def parse_case(doc: Mapping[str, Any], *, name: str, path: Path) -> CaseDefiniti
                           profiles=tuple(profiles), metrics=metrics, test_type=test_type, megatron=megatron)
 
 
-def _referenced_megatron_case(doc: Mapping[str, Any], *, name: str, path: Path) -> Any:
+def _referenced_megatron_case(doc: Mapping[str, Any], *, name: str, path: Path) -> MegatronCase | None:
     ref = doc.get("megatron")
     if ref is None:
         return None
@@ -633,10 +644,6 @@ def _referenced_megatron_case(doc: Mapping[str, Any], *, name: str, path: Path) 
     target = path.parent / ref
     if not target.is_file():
         raise FormatError(f"no such file {target}", path=path, key="megatron")
-    from goldens.files.case import load_yaml
-
-    from .megatron_case import import_model_config
-
     megatron = import_model_config(load_yaml(target), name=name, path=target, folder=path.parent.resolve().parent.name)
     for section in SECTIONS:
         own = doc.get(section) or {}
@@ -653,10 +660,6 @@ def megatron_case_definition(folder: str | Path, case: str | None = None) -> Cas
     """A Megatron case folder as it is (``model_config.yaml`` and its goldens, no case.yaml):
     profiles ``full`` (the import) and ``cpu-tiny`` (the reviewed shrink), cpu-tiny by default;
     named ``case`` (its path in the store) when given, else by its folder."""
-    from goldens.files.case import check_case_path
-
-    from .megatron_case import cpu_tiny_shrink, data_parallel_size, load_model_config
-
     megatron = load_model_config(folder)
     name = check_case_path(case) if case is not None else megatron.name
     profiles = {"full": {}, "cpu-tiny": cpu_tiny_shrink(megatron) if megatron.runnable else {}}
@@ -665,7 +668,7 @@ def megatron_case_definition(folder: str | Path, case: str | None = None) -> Cas
     if megatron.preflight_ready:
         profiles[PREFLIGHT_PROFILE] = cpu_tiny_shrink(megatron)
     doc = {"case": name, "profiles": profiles, "default_profile": "cpu-tiny"}
-    return CaseDefinition(name=name, path=megatron.path, document=doc, default_profile="cpu-tiny",
+    return CaseDefinition(name=name, path=Path(folder) / MODEL_CONFIG_FILE, document=doc, default_profile="cpu-tiny",
                           profiles=tuple(profiles), metrics={}, test_type=megatron.test_type, megatron=megatron)
 
 
@@ -673,10 +676,6 @@ def load_case_definition(case_dir: str | Path, case: str | None = None) -> CaseD
     """``<case_dir>/case.yaml`` parsed and checked, or else a Megatron case folder's
     ``model_config.yaml`` imported; the case's name is its path in the store (``case``), else the
     folder's name."""
-    from goldens.files.case import CASE_FILE, check_case_path, check_name, load_yaml
-
-    from .megatron_case import MODEL_CONFIG_FILE
-
     folder = Path(case_dir)
     path = folder / CASE_FILE
     if not path.is_file():
@@ -693,11 +692,7 @@ def locate_case(case: str, store: str | Path | None = None) -> tuple[Path, str |
     given as such): CASE itself when it is a folder (absolute, or existing from here) holding a
     case.yaml or a Megatron model_config.yaml (``golden run path/to/test_cases/bert/<case>``); else
     the store's case of that path, or of that name where only one case has it."""
-    from goldens.core.errors import StoreError
-    from goldens.files.case import CASE_FILE
-    from goldens.store import GoldenStore
-
-    from .megatron_case import MODEL_CONFIG_FILE
+    from goldens.store import GoldenStore  # only the CLI locates a case: the ranks read configs without the store
 
     given = Path(case)
     if given.is_absolute() or given.is_dir():

@@ -155,8 +155,11 @@ def int64_batch(keys: tuple[str, ...]) -> Callable[[list[Any]], dict[str, Any]]:
     return collate
 
 
+BERT_BATCH = int64_batch(BATCH_KEYS)  # BERT's samples, the default collation
+
+
 def batches(dataset: Any, *, first_sample: int, micro_batch_size: int, dp_rank: int, dp_size: int,
-            collate: Callable[[list[Any]], dict[str, Any]] = int64_batch(BATCH_KEYS)) -> Iterator[dict[str, Any]]:
+            collate: Callable[[list[Any]], dict[str, Any]] = BERT_BATCH) -> Iterator[dict[str, Any]]:
     """Micro-batches in Megatron's pretraining-sampler order, starting at ``first_sample``
     (= consumed samples, i.e. iteration × global batch size on resume); ``collate`` makes one batch of
     a micro-batch's samples (each family's dataset yields its own sample type)."""

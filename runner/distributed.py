@@ -20,6 +20,7 @@ import random
 from dataclasses import dataclass
 from datetime import timedelta
 
+from . import compat
 from .config import RunConfig
 
 # What --deterministic-mode requires of the environment (Megatron-LM's determinism.py): a value
@@ -92,8 +93,6 @@ def setup(cfg: RunConfig) -> Layout:
                            f"{cfg.parallelism.world_size}")
     cpu = cfg.launch.device == "cpu"
     if cpu:
-        from . import compat
-
         compat.install()
     else:
         torch.cuda.set_device(local_rank)

@@ -24,17 +24,26 @@ Multi-process-per-node GPU runs and multi-node runs use torchrun (``runner/torch
 """
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import os
 import signal
 import socket
 import sys
+import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
+from .compat import skip_jit_fuser_binding
+from .plan import PhasePlan
+from .worker import die_with_parent, main
+
 PRELOAD = (
-    "runner.train", "runner.families.bert", "megatron.core.models.bert.bert_model", "megatron.core.models.bert.bert_layer_specs",
+    "runner.train", "runner.families.bert", "megatron.core.models.bert.bert_model",
+    "megatron.core.models.bert.bert_layer_specs",
     "megatron.core.optimizer", "megatron.core.distributed", "megatron.core.pipeline_parallel",
     "megatron.core.dist_checkpointing", "megatron.core.dist_checkpointing.strategies.torch",
     "megatron.core.dist_checkpointing.strategies.filesystem_async", "megatron.core.optimizer_param_scheduler",
@@ -51,8 +60,6 @@ def thread_count() -> int:
     try:
         return len(os.listdir("/proc/self/task"))
     except OSError:
-        import threading
-
         return threading.active_count()
 
 
@@ -90,8 +97,6 @@ def _child(plan_path: Path, rank: int, world_size: int, port: int, threads: int 
                           LOCAL_WORLD_SIZE=str(world_size), GROUP_RANK="0",
                           MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        from .worker import main
-
         code = main([str(plan_path)])
     finally:
         try:
@@ -102,16 +107,12 @@ def _child(plan_path: Path, rank: int, world_size: int, port: int, threads: int 
 
 
 def _kill_group(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
         os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def run_phase(plan_path: Path) -> dict[str, Any]:
     """Fork every rank of the phase, supervise them, return the outcome."""
-    from .plan import PhasePlan
-
     plan = PhasePlan.read(plan_path)
     world_size = plan.run.parallelism.world_size
     threads = thread_count()
@@ -125,18 +126,16 @@ def run_phase(plan_path: Path) -> dict[str, Any]:
         pid = os.fork()
         if pid == 0:
             _child(plan_path, rank, world_size, port, plan.run.determinism.threads_per_rank)
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # the child sets it too; it may be gone
             os.setpgid(pid, pid)
-        except (ProcessLookupError, PermissionError):
-            pass
         children[pid] = rank
     failures: list[dict[str, Any]] = []
     stopping = False
     while children:
         pid, status = os.waitpid(-1, 0)
-        rank = children.pop(pid, None)
-        if rank is None:
+        if pid not in children:
             continue
+        rank = children.pop(pid)
         _kill_group(pid)  # whatever the rank forked (checkpoint writers) goes with it
         code = os.waitstatus_to_exitcode(status)
         if code == 0:
@@ -152,17 +151,11 @@ def run_phase(plan_path: Path) -> dict[str, Any]:
 
 
 def serve() -> int:
-    from .compat import skip_jit_fuser_binding
-    from .worker import die_with_parent
-
     die_with_parent()
     # Ctrl-C reaches the whole foreground process group: the launcher decides what to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     skip_jit_fuser_binding()
-    import importlib
-    import warnings
-
     warnings.filterwarnings("ignore", message=r".*(Apex|Transformer Engine).*")
     for name in PRELOAD:
         importlib.import_module(name)

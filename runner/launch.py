@@ -12,7 +12,8 @@ Two launchers produce the same outcome record:
 - ``fork`` (``runner/forkserver.py``): single-node CPU only; imports once, forks the ranks.
   ``auto`` picks it for single-node CPU runs, torchrun otherwise.
 
-``slurm`` (``runner/slurm.py``) runs one torchrun per node under ``srun`` and supervises the job.
+``slurm`` (``runner/slurm.py``, built on this module: ``run_on_slurm`` in place of ``run_case``)
+runs one torchrun per node under ``srun`` and supervises the job.
 
 Failure handling, whichever launcher: a rank that fails stops the phase (the launcher kills
 the other ranks); a phase past its timeout is stopped here — every process of the launcher's
@@ -20,27 +21,35 @@ tree is frozen (SIGSTOP), collected again, then killed (SIGKILL), so nothing is 
 the error names the rank and the phase; the artifact is written (status ``failed`` for an
 error, ``incomplete`` when stopped from outside) and ``RunError`` (exit 2) is raised.
 
-Only the standard library and psutil are imported here: no torch in the CLI process.
+Only the standard library, psutil and the artifact's writer are imported here: no torch in the
+CLI process.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
+
+import psutil
 
 from goldens.core.errors import RunError
+from goldens.core.model import Artifact
+from goldens.files.formats.artifact import read_artifact
 
 from . import run_folder
+from .artifact import ARTIFACT_FILE, assemble, write
 from .config import RunConfig
 from .plan import PhasePlan, checkpoint_dir, read_tracker
 from .status import STATES, RankState, read_states
@@ -82,8 +91,6 @@ def kill_tree(root_pid: int) -> list[int]:
     then SIGKILL everything, the root last. Workers torchrun starts sit in their own sessions,
     so the tree — not the process group — is what must be walked.
     """
-    import psutil
-
     try:
         root = psutil.Process(root_pid)
     except psutil.NoSuchProcess:
@@ -99,10 +106,8 @@ def kill_tree(root_pid: int) -> list[int]:
             break
         for proc in new:
             seen[proc.pid] = proc
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 proc.send_signal(signal.SIGSTOP)
-            except psutil.NoSuchProcess:
-                pass
         for proc in list(seen.values()):  # children of frozen processes found by another pass
             try:
                 for child in proc.children(recursive=True):
@@ -112,10 +117,8 @@ def kill_tree(root_pid: int) -> list[int]:
             except psutil.NoSuchProcess:
                 pass
     for proc in sorted(seen.values(), key=lambda p: p.pid == root_pid):
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
-        except psutil.NoSuchProcess:
-            pass
     psutil.wait_procs(list(seen.values()), timeout=5)
     return sorted(seen)
 
@@ -154,7 +157,7 @@ def phase_endpoint(args: tuple[str, ...], phase: int) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _child_env(cfg: RunConfig, extra: Mapping[str, str]) -> dict[str, str]:
+def child_env(cfg: RunConfig, extra: Mapping[str, str]) -> dict[str, str]:
     threads = str(cfg.determinism.threads_per_rank)
     env = {**os.environ, **cfg.determinism.env, **extra,
            "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
@@ -189,7 +192,7 @@ class TorchrunLauncher:
         self.node_rank = node_rank
         self.proc: subprocess.Popen | None = None
         self.outcome_path: Path | None = None
-        self._log = None
+        self._log: BinaryIO | None = None
 
     def command(self, plan: PhasePlan, outcome_path: Path) -> list[str]:
         args = ["--nproc-per-node", str(self.cfg.nproc_per_node), "--max-restarts", "0",
@@ -211,7 +214,7 @@ class TorchrunLauncher:
         self._log = plan.torchrun_log.open("ab")
         self.proc = subprocess.Popen(self.command(plan, self.outcome_path), stdin=subprocess.DEVNULL,
                                      stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=_child_env(self.cfg, self.env), cwd=str(plan.run_dir))
+                                     env=child_env(self.cfg, self.env), cwd=str(plan.run_dir))
 
     def poll(self, wait_s: float) -> dict[str, Any] | None:
         assert self.proc is not None and self.outcome_path is not None
@@ -252,7 +255,7 @@ class ForkLauncher:
         self.ready = False
         self._buffer = b""
         self._pending = b""  # the next request, sent once the server reports ready
-        self._log = None
+        self._log: BinaryIO | None = None
 
     def _start(self) -> None:
         log_path = self.run_dir / "logs" / "forkserver.log"
@@ -260,7 +263,7 @@ class ForkLauncher:
         self._log = log_path.open("ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "runner.forkserver"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._log,
-                                     env=_child_env(self.cfg, self.env), cwd=str(self.run_dir))
+                                     env=child_env(self.cfg, self.env), cwd=str(self.run_dir))
 
     def begin(self, plan: PhasePlan) -> None:
         if self.proc is None:
@@ -315,10 +318,8 @@ class ForkLauncher:
         if self.proc is not None and self.proc.poll() is None:
             assert self.proc.stdin is not None
             self.proc.stdin.close()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):  # killed below
                 self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
         self.kill()
 
 
@@ -327,6 +328,8 @@ def launcher_kind(choice: str, cfg: RunConfig, torchrun_args: tuple[str, ...] = 
     before the run folder is made, so a bad combination writes nothing and starts nothing."""
     if choice not in LAUNCHERS:
         raise RunError(f"launcher must be one of {', '.join(LAUNCHERS)}, got {choice!r}")
+    if choice == "slurm":
+        raise RunError("--launcher slurm runs through runner.slurm.run_on_slurm (one torchrun per node under srun)")
     names = _option_names(torchrun_args)
     if names & DERIVED_OPTIONS:
         raise RunError(f"--torchrun-arg {', '.join(sorted(names & DERIVED_OPTIONS))}: golden sets it from the case "
@@ -484,15 +487,13 @@ class RunOptions:
 class RunReport:
     """What run_case hands back: the artifact (also on disk) and per-phase wall times."""
 
-    artifact: Any  # goldens.core.model.Artifact
+    artifact: Artifact | None  # None for a Slurm task: its submitter writes the artifact
     artifact_path: Path
     outcomes: tuple[PhaseOutcome, ...]
 
 
 def _reuse_phase1(source: Path, run_dir: Path, cfg: RunConfig) -> None:
     """Copy another run's phase-1 logs, checkpoint and data so phase 2 can resume from them."""
-    import shutil
-
     plan_path = source / "logs" / "phase1" / "plan.json"
     if not plan_path.is_file():
         raise RunError(f"{source} is not a run folder with a phase 1 (no {plan_path})")
@@ -535,12 +536,10 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, as a CI job's cancel or timeout sends it: handled like Ctrl-C."""
 
 
-@contextmanager
+@contextlib.contextmanager
 def sigterm_stops_the_run() -> Iterator[None]:
     """While the run is supervised here, SIGTERM stops the ranks and still writes the artifact
     (status ``incomplete``) as Ctrl-C does; Python's default would exit without either."""
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -560,12 +559,6 @@ def run_case(cfg: RunConfig, options: RunOptions, *, on_progress: ProgressFn | N
     """Phase 1 (train, save at the midpoint), then for a ckpt-resume case phase 2 (fresh processes,
     resume, train on); writes ``artifact.json`` whatever happens and raises RunError if the run did
     not complete."""
-    from .artifact import assemble, write
-
-    if options.launcher == "slurm":
-        from .slurm import run_on_slurm
-
-        return run_on_slurm(cfg, options, on_progress=on_progress, on_phase=on_phase)
     run_dir = options.run_dir.resolve()
     if options.reuse_phase1_from is not None and not cfg.resumes:
         raise RunError(f"a {cfg.test_type} case has no phase 2 to resume: reusing phase 1 needs a ckpt-resume case")
@@ -610,7 +603,7 @@ def run_case(cfg: RunConfig, options: RunOptions, *, on_progress: ProgressFn | N
                     on_phase(1)
                 outcomes.append(run_phase(launcher, plan1, timeout_s=cfg.launch.phase_timeout_s,
                                           on_progress=on_progress))
-            if cfg.resumes and all(o.status == "ok" for o in outcomes):
+            if plan2 is not None and all(o.status == "ok" for o in outcomes):
                 if node:  # global rank 0 commits the checkpoint: wait until node 0's phase 1 has ended
                     run_folder.wait_for(replace(plan1, node_rank=0).outcome_path, cfg.launch.phase_timeout_s,
                                         "node 0 to end phase 1")
@@ -655,10 +648,6 @@ def _joined_report(cfg: RunConfig, run_dir: Path, outcomes: list[PhaseOutcome], 
     """What a node that does not write the artifact returns: node 0's artifact once it is written
     (``wait``), so every node's ``golden run`` reports the run's outcome; a Slurm task, whose
     submitter writes it after the job, returns without it."""
-    from goldens.files.formats.artifact import read_artifact
-
-    from .artifact import ARTIFACT_FILE
-
     path = run_dir / ARTIFACT_FILE
     if not wait:
         if status != "complete":

@@ -34,6 +34,9 @@ from typing import Any
 
 from goldens.core.errors import FormatError, RunError
 from goldens.files.bounded import short
+from goldens.files.case import check_name, load_yaml
+
+from .case_family import detect
 
 MODEL_CONFIG_FILE = "model_config.yaml"
 # Megatron's CI (tests/test_utils/recipes/h100/bert.yaml: ``nodes: 1, gpus: 8``) runs every BERT
@@ -549,12 +552,10 @@ def _bad(path: object, key: str, message: str) -> FormatError:
 def import_model_config(doc: Mapping[str, Any], *, name: str, path: Path | None = None,
                         folder: str | None = None) -> MegatronCase:
     """Translate Megatron's ``model_config.yaml`` (parsed) into the runner's sections, accounting for
-    every entry. The model family comes first (runner/families.detect; ``folder`` is the folder
+    every entry. The model family comes first (runner/case_family.detect; ``folder`` is the folder
     holding the case folder): a family not built here is refused by name before any flag is read.
     A case refused for a feature lists the flags nobody has read as ``unread``; in a case that
     would run, an unknown flag, variable or key is a FormatError naming it."""
-    from .families import detect
-
     if not isinstance(doc, Mapping):
         raise FormatError("expected a mapping at the top level", path=path)
     family = detect(doc, folder=folder, name=name)
@@ -620,7 +621,7 @@ def import_model_config(doc: Mapping[str, Any], *, name: str, path: Path | None 
     par["world_size"] = MEGATRON_CI_GPUS if MEGATRON_CI_GPUS % model_parallel == 0 else model_parallel
     substitutions = {}
     if refused and not problems and all(e.feature in SUBSTITUTES for e in refused):
-        substitutions = {e.feature: SUBSTITUTES[e.feature] for e in refused}
+        substitutions = {feature: SUBSTITUTES[feature] for e in refused if (feature := e.feature) is not None}
     return MegatronCase(name=name, path=path, test_type=test_type, sections=ctx.sections,
                         entries=tuple(entries), metrics=metrics, from_entries=frozenset(ctx.from_entries),
                         family=family.name, family_evidence=family.evidence, substitutions=substitutions)
@@ -717,8 +718,6 @@ def _metrics(value: Any, path: object) -> tuple[str, ...]:
 
 def load_model_config(folder: str | Path) -> MegatronCase:
     """``<folder>/model_config.yaml`` imported; the folder's name is the case's name."""
-    from goldens.files.case import check_name, load_yaml
-
     folder = Path(folder)
     path = folder / MODEL_CONFIG_FILE
     if not path.is_file():

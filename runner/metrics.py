@@ -34,7 +34,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 ARTIFACT_METRICS = ("lm loss", "sop loss", "num-zeros", "iteration-time")
 CPU_MEMORY = ("cpu-max-rss-anon-bytes",)
@@ -137,7 +137,7 @@ class Recorder:
         self.device = device
         self.rank = rank
         self.phase = phase
-        self._jsonl = None
+        self._jsonl: TextIO | None = None
         self._writer = None
         if rank == 0:
             from torch.utils.tensorboard import SummaryWriter
@@ -149,7 +149,7 @@ class Recorder:
     def event(self, name: str, **fields: Any) -> None:
         """A timing or lifecycle event (rank 0 only), e.g. ready, save, load."""
         if self._jsonl is not None:
-            self._write({"event": name, "time": time.time(), **fields})
+            _write_line(self._jsonl, {"event": name, "time": time.time(), **fields})
 
     def record(self, step: int, local: dict[str, float]) -> dict[str, float]:
         """Collective: every rank passes what it owns; rank 0 returns and writes the gathered step."""
@@ -158,24 +158,26 @@ class Recorder:
         device = "cuda" if self.device == "cuda" else "cpu"
         vector = torch.tensor([local.get(n, -math.inf) for n in self.names], dtype=torch.float64, device=device)
         torch.distributed.all_reduce(vector, op=torch.distributed.ReduceOp.MAX)
-        values = dict(zip(self.names, vector.tolist()))
+        values = dict(zip(self.names, vector.tolist(), strict=True))  # the vector holds one value per name
         gathered = {n: v for n, v in values.items() if v != -math.inf}
-        if self.rank == 0:
-            self._write({"step": step, "phase": self.phase, "time": time.time(), "metrics": gathered})
+        if self._jsonl is not None:  # rank 0: the log and TensorBoard
+            _write_line(self._jsonl, {"step": step, "phase": self.phase, "time": time.time(), "metrics": gathered})
+        if self._writer is not None:
             for name, value in gathered.items():
                 # float64 tensors (not float32 simple_value): import-tb then gives back these exact numbers
                 self._writer.add_scalar(name, value, step, new_style=True, double_precision=True)
         return gathered
-
-    def _write(self, doc: dict[str, Any]) -> None:
-        self._jsonl.write(json.dumps(doc, allow_nan=True) + "\n")
-        self._jsonl.flush()
 
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
         if self._jsonl is not None:
             self._jsonl.close()
+
+
+def _write_line(jsonl: TextIO, doc: dict[str, Any]) -> None:
+    jsonl.write(json.dumps(doc, allow_nan=True) + "\n")
+    jsonl.flush()
 
 
 def read_log(path: Path) -> tuple[dict[int, dict[str, float]], list[dict[str, Any]]]:

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from goldens.files.atomic import atomic_write_text
+
 from .config import RunConfig
 
 TRACKER_FILE = "latest_checkpointed_iteration.txt"
@@ -118,8 +120,6 @@ class PhasePlan:
                    node_rank=doc.get("node_rank"))
 
     def write(self) -> Path:
-        from goldens.files.atomic import atomic_write_text
-
         atomic_write_text(self.plan_path, json.dumps(self.to_dict(), indent=2) + "\n")
         return self.plan_path
 

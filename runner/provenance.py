@@ -13,6 +13,7 @@ library and runs in the launcher.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -23,10 +24,12 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from .config import RunConfig
+from .distributed import DETERMINISM_ENV
 
 # x86/ARM feature flags that change which kernels (and so which float rounding) run.
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512dq", "avx512bw", "avx512vl",
@@ -79,8 +82,6 @@ def environment_fields(cfg: RunConfig, kernels: Mapping[str, Any] | None = None)
     par = cfg.parallelism
     env = dict(cfg.determinism.env)
     if cfg.launch.device == "cuda":  # what the ranks run with, --deterministic-mode's defaults included
-        from .distributed import DETERMINISM_ENV
-
         env.update({k: os.environ[k] for k in ("NCCL_ALGO", *DETERMINISM_ENV) if k in os.environ})
     return {
         "device": device,
@@ -134,8 +135,6 @@ def git_info(directory: Path) -> dict[str, Any]:
 
 def versions() -> dict[str, str]:
     """Library versions from package metadata (no torch import in the launcher)."""
-    from importlib import metadata
-
     def version(dist: str) -> str:
         try:
             return metadata.version(dist)
@@ -150,8 +149,6 @@ def model_args(cfg: RunConfig) -> dict[str, Any]:
     """The case's arguments as run (drift between a run and a golden is reported per key). A field
     the model families added (``config.FAMILY_FIELD``) is listed where it differs from its default,
     so a BERT run's arguments read as they did before families existed."""
-    import dataclasses
-
     doc = cfg.to_dict()
     for section in ("model", "parallelism"):
         for f in dataclasses.fields(getattr(cfg, section)):

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from goldens.core.errors import RunError
+from goldens.files.atomic import atomic_write_text
 
 from .config import RunConfig
 
@@ -118,8 +119,6 @@ def register_node(run_dir: Path, node_rank: int) -> None:
 def finish_node(run_dir: Path, node_rank: int, *, status: str, error: str | None,
                 walls: dict[int, float]) -> None:
     """Add how this node's run ended to its record (atomically: a reader sees old or new)."""
-    from goldens.files.atomic import atomic_write_text
-
     path = node_record_path(run_dir, node_rank)
     record = read_node_record(path) or {"node_rank": node_rank}
     record.update(status=status, error=error, phase_wall_s={str(k): v for k, v in walls.items()},

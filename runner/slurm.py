@@ -23,10 +23,12 @@ signals of ``scancel`` and of the time limit delivered to the tasks, the step to
 task fails with ``--kill-on-bad-exit``). submitit's strengths — asynchronous submission of a
 pickled Python function, job arrays, requeueing, results read back through pickles — are not
 needed here, and it would add a dependency whose job monitoring is itself built on sacct/squeue.
-Only the standard library is imported here (the CLI process imports it).
+Only the standard library, psutil and the artifact's writer are imported here (the CLI process
+imports it): no torch.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -43,7 +45,22 @@ from typing import Any
 from goldens.core.errors import RunError
 
 from . import run_folder
+from .artifact import assemble, write
 from .config import RunConfig
+from .launch import (
+    RUN_DIR_ENV,
+    MetricsTail,
+    PhaseOutcome,
+    ProgressFn,
+    RunOptions,
+    RunReport,
+    Terminated,
+    check_device,
+    child_env,
+    kill_tree,
+    run_case,
+    sigterm_stops_the_run,
+)
 
 SRUN_LOG = Path("logs") / "slurm.log"
 # Job states that mean the job was stopped from outside the run, and what they mean.
@@ -161,23 +178,10 @@ def judge_job(records: Mapping[int, Mapping[str, Any]], nnodes: int, *, srun_exi
     return "complete", None
 
 
-def run_on_slurm(cfg: RunConfig, options: Any, *, on_progress: Callable[..., None] | None = None,
-                 on_phase: Callable[[int], None] | None = None) -> Any:
+def run_on_slurm(cfg: RunConfig, options: RunOptions, *, on_progress: ProgressFn | None = None,
+                 on_phase: Callable[[int], None] | None = None) -> RunReport:
     """Submit the run as one srun job step, follow it, judge it, write the artifact (the submitter's
     side; see the module docstring). Returns a RunReport or raises RunError as run_case does."""
-    from .artifact import assemble, write
-    from .launch import (
-        RUN_DIR_ENV,
-        MetricsTail,
-        PhaseOutcome,
-        RunReport,
-        Terminated,
-        _child_env,
-        check_device,
-        kill_tree,
-        sigterm_stops_the_run,
-    )
-
     if shutil.which("srun") is None:
         raise RunError("--launcher slurm needs Slurm's srun on PATH (run on a Slurm login node or inside an "
                        "allocation)")
@@ -190,7 +194,7 @@ def run_on_slurm(cfg: RunConfig, options: Any, *, on_progress: Callable[..., Non
     run_folder.create(run_dir, cfg)
     log_path = run_dir / SRUN_LOG
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = _child_env(cfg, {**options.env, RUN_DIR_ENV: str(run_dir)})
+    env = child_env(cfg, {**options.env, RUN_DIR_ENV: str(run_dir)})
     tails = {phase: MetricsTail(run_dir / "logs" / f"phase{phase}" / "metrics.jsonl") for phase in cfg.phases}
     started, stopped, srun_exit = time.monotonic(), None, None
     with log_path.open("ab") as log:
@@ -201,10 +205,8 @@ def run_on_slurm(cfg: RunConfig, options: Any, *, on_progress: Callable[..., Non
                 if on_phase:
                     on_phase(1)
                 while srun_exit is None:
-                    try:
+                    with contextlib.suppress(subprocess.TimeoutExpired):  # still running: show progress
                         srun_exit = proc.wait(timeout=0.5)
-                    except subprocess.TimeoutExpired:
-                        pass
                     for phase, tail in tails.items():
                         for step, metrics in tail.new_steps():
                             if on_progress:
@@ -247,8 +249,6 @@ def _stop_srun(proc: subprocess.Popen, kill_tree: Callable[[int], Any]) -> int |
 
 def node_main(run_dir: Path) -> int:
     """One srun task = one node: join the run, run its phases with one torchrun per phase."""
-    from .launch import RunOptions, run_case
-
     env = os.environ
     try:
         node_rank, nnodes = int(env["SLURM_NODEID"]), int(env["SLURM_NNODES"])

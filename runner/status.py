@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from goldens.core.errors import GoldenError
+
 STATES = ("starting", "importing", "building", "loading", "training", "saving", "done", "failed")
 
 
 def one_line(exc: BaseException) -> str:
     """``Type: first line of the message`` (our own errors without the type) for a one-line error."""
-    from goldens.core.errors import GoldenError
-
     text = " ".join(str(exc).split("\n")[0].split()) or "(no message)"
     return (text if isinstance(exc, GoldenError) else f"{type(exc).__name__}: {text}")[:500]
 

@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from .worker import die_with_parent
+
 
 def failure_records(failures: dict) -> list[dict]:
     """ProcessFailure objects → plain records. SIGTERM means the agent stopped that rank itself
@@ -24,8 +26,6 @@ def failure_records(failures: dict) -> list[dict]:
 
 
 def main(argv: list[str]) -> int:
-    from .worker import die_with_parent
-
     die_with_parent()  # before importing torch (seconds): a parent killed meanwhile must take us along
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run

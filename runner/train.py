@@ -11,6 +11,7 @@ from . import trainer as trainers
 from .faults import maybe_inject
 from .metrics import IntervalTimer, MemoryTracker, Recorder
 from .plan import PhasePlan
+from .provenance import environment_fields
 from .status import RankStatus
 
 
@@ -23,8 +24,6 @@ def run_phase(plan: PhasePlan, status: RankStatus) -> None:
     try:
         trainer = trainers.build(cfg, layout)
         if layout.rank == 0:
-            from .provenance import environment_fields
-
             plan.environment_path.write_text(json.dumps(environment_fields(cfg, trainer.kernels), indent=2) + "\n")
         dataset = build_dataset(plan, trainer)
         consumed = 0
@@ -68,8 +67,8 @@ def train(plan: PhasePlan, trainer: trainers.Trainer, batches: Iterator[dict[str
     """
     cfg, layout = plan.run, trainer.layout
     device = cfg.launch.device
-    reports_timing = layout.rank == layout.world_size - 1
-    memory = MemoryTracker(device) if reports_timing else None
+    # The last rank reports timing and memory, as Megatron's TensorBoard writer does.
+    memory = MemoryTracker(device) if layout.rank == layout.world_size - 1 else None
     gbs = cfg.schedule.global_batch_size
     timer = IntervalTimer(device)
     status.update("training")
@@ -82,7 +81,7 @@ def train(plan: PhasePlan, trainer: trainers.Trainer, batches: Iterator[dict[str
         first = step == plan.first_step
         elapsed = timer.elapsed(reset=not first)
         local = {**result.losses, "learning-rate": result.learning_rate}
-        if reports_timing:
+        if memory is not None:
             if not first:
                 local["iteration-time"] = elapsed / iterations
             local.update(memory.read())

@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from . import kernels
 from .config import FUSIONS, RunConfig
 from .distributed import Layout
+from .families import train_spec
 from .families.spec import TrainSpec
 
 
@@ -26,7 +28,7 @@ class Trainer:
     cfg: RunConfig
     layout: Layout
     kernels: dict[str, Any]  # runner.kernels.record(): which fused kernels run, and why
-    spec: TrainSpec | None = None
+    spec: TrainSpec
 
 
 def transformer_config(cfg: RunConfig, fusions: dict[str, bool] | None = None) -> Any:
@@ -80,8 +82,6 @@ def transformer_config(cfg: RunConfig, fusions: dict[str, bool] | None = None) -
 def family_fields(cfg: RunConfig) -> dict[str, Any]:
     """TransformerConfig fields the architecture sets beyond BERT's (none for BERT: its config is
     what it was before families existed)."""
-    from .families import train_spec
-
     return train_spec(cfg.model.family).config_fields(cfg)
 
 
@@ -100,9 +100,6 @@ def build(cfg: RunConfig, layout: Layout) -> Trainer:
     from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
     from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
     from megatron.core.pipeline_parallel import get_forward_backward_func
-
-    from . import kernels
-    from .families import train_spec
 
     m, o, s = cfg.model, cfg.optimizer, cfg.schedule
     spec = train_spec(m.family)

@@ -7,10 +7,17 @@ Any exception becomes a one-line error in this rank's status file and exit code 
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import sys
+import traceback
 import warnings
+
+from . import compat
+from .faults import maybe_inject
+from .plan import PhasePlan
+from .status import RankStatus
 
 PR_SET_PDEATHSIG = 1
 
@@ -24,8 +31,6 @@ def die_with_parent() -> None:
     """
     if not sys.platform.startswith("linux"):
         return
-    import ctypes
-
     parent = os.getppid()
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -42,17 +47,11 @@ def before_megatron_import(device: str) -> tuple[str, ...]:
     rest of the CPU layer (compat.install) is applied only by a CPU rank's distributed.setup."""
     if device != "cpu":
         return ()
-    from .compat import skip_jit_fuser_binding
-
-    skip_jit_fuser_binding()
+    compat.skip_jit_fuser_binding()
     return ("compat.skip_jit_fuser_binding",)
 
 
 def main(argv: list[str]) -> int:
-    from .faults import maybe_inject
-    from .plan import PhasePlan
-    from .status import RankStatus
-
     die_with_parent()
     plan = PhasePlan.read(argv[0])
     rank = int(os.environ["RANK"])
@@ -63,13 +62,11 @@ def main(argv: list[str]) -> int:
         before_megatron_import(plan.run.launch.device)
         # megatron-core warns once per module that Apex/Transformer Engine are absent: by design here.
         warnings.filterwarnings("ignore", message=r".*(Apex|Transformer Engine).*")
-        from .train import run_phase
+        from .train import run_phase  # the training stack enters after the CPU fuser hook, whatever it imports
 
         run_phase(plan, status)
     except BaseException as exc:
         status.fail(exc)
-        import traceback
-
         traceback.print_exc()
         return 1
     status.update("done")

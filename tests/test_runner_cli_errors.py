@@ -280,8 +280,8 @@ def test_cpu_ranks_never_see_a_gpu_and_cuda_ranks_see_the_hosts(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     cpu = load_case_definition(STORE / CASE).run_config("cpu-tiny")
     cuda = load_case_definition(STORE / CASE).run_config("cuda-smoke")
-    assert runner.launch._child_env(cpu, {})["CUDA_VISIBLE_DEVICES"] == ""
-    assert runner.launch._child_env(cuda, {})["CUDA_VISIBLE_DEVICES"] == "0,1"
+    assert runner.launch.child_env(cpu, {})["CUDA_VISIBLE_DEVICES"] == ""
+    assert runner.launch.child_env(cuda, {})["CUDA_VISIBLE_DEVICES"] == "0,1"
 
 
 def test_a_cpu_rank_environment_hides_the_hosts_gpus_from_torch():
@@ -290,7 +290,7 @@ def test_a_cpu_rank_environment_hides_the_hosts_gpus_from_torch():
         pytest.skip("needs a GPU host: on a CPU-only host there is no GPU to hide")
     cpu = load_case_definition(STORE / CASE).run_config("cpu-tiny")
     probe = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
-                           env=runner.launch._child_env(cpu, {}), capture_output=True, text=True, timeout=120)
+                           env=runner.launch.child_env(cpu, {}), capture_output=True, text=True, timeout=120)
     assert probe.stdout.strip() == "False", probe.stderr[-500:]
 
 

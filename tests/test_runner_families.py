@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from goldens.core.errors import FormatError
+from runner.case_family import BUILT, detect
 from runner.config import DP_PROFILE, PREFLIGHT_PROFILE, OptimizerConfig, load_case_definition, megatron_case_definition
-from runner.families import BUILT, detect
 from runner.megatron_case import CaseRefused, import_model_config
 
 REPO = Path(__file__).resolve().parents[1]

@@ -95,7 +95,7 @@ def test_the_two_node_slurm_plan(cfg, tmp_path, monkeypatch):
     asked, started = [], []
     monkeypatch.setattr(slurm, "_tool", lambda *cmd: asked.append(cmd) or
                         ("node7\nnode8\n" if cmd[1] == "show" else "10.0.0.7\n"))
-    monkeypatch.setattr("runner.launch.run_case", lambda cfg, options: started.append((cfg, options)))
+    monkeypatch.setattr("runner.slurm.run_case", lambda cfg, options: started.append((cfg, options)))
     monkeypatch.delenv("GOLDEN_RDZV_PORT", raising=False)
     for node in ("0", "1"):
         monkeypatch.setenv("SLURM_NODEID", node)

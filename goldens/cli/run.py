@@ -1,6 +1,7 @@
 """``golden run`` and ``golden check``: run a case for real; ``check`` then judges it (the main job).
 
-``execute`` runs the case with a progress display (``runner.launch.run_case``); ``check`` hands
+``execute`` runs the case with a progress display (``runner.launch.run_case``, or
+``runner.slurm.run_on_slurm`` for ``--launcher slurm``); ``check`` hands
 the run to ``goldens.workflow.publish.check_run`` — the judge/stage path ``golden diff`` shares — and
 renders; the run configuration with the command line's overrides is
 ``runner.config.resolve_run_config``. The runner (and through it psutil), rich and the workflow
@@ -192,6 +193,7 @@ def execute(*, case: str, store: Path | None, profile: str | None, out: Path | N
     from runner.config import resolve_run_config
     from runner.launch import RunOptions, run_case
     from runner.run_folder import new_run_id
+    from runner.slurm import run_on_slurm
 
     allocated = os.environ.get("SLURM_JOB_NUM_NODES", "")
     if launcher == "slurm" and nnodes is None and allocated.isdigit():  # inside an allocation: all its nodes
@@ -201,7 +203,8 @@ def execute(*, case: str, store: Path | None, profile: str | None, out: Path | N
     options = RunOptions(run_dir=run_dir, launcher=launcher, torchrun_args=torchrun_args, node_rank=node_rank,
                          slurm_args=slurm_args)
     with progress_display(cfg) as (on_progress, on_phase):
-        return run_case(cfg, options, on_progress=on_progress, on_phase=on_phase)
+        run = run_on_slurm if launcher == "slurm" else run_case
+        return run(cfg, options, on_progress=on_progress, on_phase=on_phase)
 
 
 @contextmanager

@@ -9,6 +9,8 @@ The MoE family (runner/families/moe.py) is this module with megatron-core's MoE 
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import importlib.util
 from collections.abc import Iterator
@@ -163,16 +165,14 @@ class SequenceParallelTorchNorm:
 
         norm = torch.nn.LayerNorm(normalized_shape=hidden_size, eps=eps)
         for param in norm.parameters():
-            param.sequence_parallel = config.sequence_parallel
+            # megatron's own attribute on a torch Parameter (its norms set it the same way)
+            param.sequence_parallel = config.sequence_parallel  # type: ignore[attr-defined]
         return norm
 
 
 def with_sequence_parallel_norms(spec: Any) -> Any:
     """A copy of a layer or block spec with megatron's WrappedTorchNorm swapped for
     :class:`SequenceParallelTorchNorm` (only where Apex is absent; see there)."""
-    import copy
-    import dataclasses
-
     from megatron.core.transformer.spec_utils import ModuleSpec
     from megatron.core.transformer.torch_norm import WrappedTorchNorm
 

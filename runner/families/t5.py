@@ -5,6 +5,7 @@ T5MaskedWordPieceDataset (span corruption with sentinel tokens) over the generat
 (RunConfig does too)."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 from collections.abc import Iterator
@@ -114,8 +115,6 @@ def forward_step(data_iterator: Iterator[dict[str, Any]] | None, model: Any) -> 
 def build_model(cfg: RunConfig, tconfig: Any, layout: Any) -> Any:
     """``pretrain_t5.model_provider``: the decoder's config is the run's with the decoder's depth,
     the encoder's a copy with the encoder's."""
-    import copy
-
     from megatron.core.models.T5.t5_model import T5Model
     from megatron.core.models.T5.t5_spec import (
         get_t5_decoder_with_local_block_spec,
