@@ -182,6 +182,27 @@ def test_a_preflight_is_judged_on_itself_only(tmp_path):
         "lm loss did not fall (6.0 → 6.1)"]
 
 
+def test_golden_run_prints_a_preflights_verdict_on_itself(tmp_path, capsys):
+    import types
+
+    import typer
+
+    from goldens.cli.run import _preflight_verdict
+
+    subs = {"megatron_case": {"substitutions": {"Transformer Engine": "local spec"}}}
+    _preflight_verdict(types.SimpleNamespace(artifact=_artifact(tmp_path, subs, resumed=(6.5, 6.0))))
+    assert capsys.readouterr().out == ("pre-flight (substituted: Transformer Engine → local spec): passed — built, "
+                                       "trained, saved, resumed bit-exactly, finite falling loss\n")
+    with pytest.raises(typer.Exit) as exited:
+        _preflight_verdict(types.SimpleNamespace(artifact=_artifact(tmp_path, subs, values=(6.0, 6.5, 6.1))))
+    assert exited.value.exit_code == 1
+    assert capsys.readouterr().out == ("pre-flight (substituted: Transformer Engine → local spec): lm loss did not "
+                                       "fall (6.0 → 6.1)\n")
+    _preflight_verdict(types.SimpleNamespace(artifact=_artifact(tmp_path, {})))  # a run of the case as written
+    _preflight_verdict(types.SimpleNamespace(artifact=None))  # a Slurm node task: its submitter reports
+    assert capsys.readouterr().out == ""
+
+
 def test_a_run_on_the_generated_corpus_is_never_judged_against_megatrons_goldens(tmp_path):
     from goldens.inputs import load_artifact_side
     from goldens.workflow.judge import refuse_other_data

@@ -247,14 +247,14 @@ def progress_display(cfg: Any) -> Iterator[tuple[Any, Any]]:
 
 def _preflight_verdict(report: Any) -> None:
     """A CPU pre-flight's verdict on itself (runner.artifact.smoke_problems): exit 1 if it fails."""
-    provenance = getattr(report.artifact, "provenance", None) or {}
-    substitutions = (provenance.get("megatron_case") or {}).get("substitutions")
-    if not substitutions:
-        return
     from runner.artifact import smoke_problems
 
+    from ..files.formats.artifact import preflight_substitutions
+
+    subs = preflight_substitutions(report.artifact) if report.artifact is not None else None
+    if not subs:
+        return
     problems = smoke_problems(report.artifact)
-    subs = "; ".join(f"{k} → {v}" for k, v in substitutions.items())
     print(f"pre-flight (substituted: {subs}): " + ("; ".join(problems) if problems else
           "passed — built, trained, saved, resumed bit-exactly, finite falling loss"))
     if problems:

@@ -23,6 +23,7 @@ from ..core.errors import EXIT_DIFFERENCE, EXIT_PASS, FormatError, GoldenError
 from ..core.model import GoldenKey
 from ..core.result import RESUME_CHECK, ComparisonResult, check_name
 from ..files.case import CASE_FILE
+from ..files.formats.artifact import preflight_substitutions
 from ..inputs import Loaded, PolicyChoice
 from ..store import GoldenStore
 from ..store.target_names import refuse_typos
@@ -116,9 +117,8 @@ def refuse_preflight(run: Loaded) -> None:
     says so) — never against the case's goldens."""
     if run.artifact is None:
         return
-    substitutions = (run.artifact.provenance.get("megatron_case") or {}).get("substitutions")
-    if substitutions:
-        subs = "; ".join(f"{k} → {v}" for k, v in substitutions.items())
+    subs = preflight_substitutions(run.artifact)
+    if subs:
         raise FormatError(f"run {run.artifact.run_id} is a CPU pre-flight on substitutes ({subs}): it is judged only "
                           "on itself (golden run prints its smoke verdict), never against the case's goldens")
 

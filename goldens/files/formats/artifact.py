@@ -54,6 +54,15 @@ def check_run_id(run_id: str, *, path: object = None) -> str:
     return run_id
 
 
+def preflight_substitutions(artifact: Artifact) -> str | None:
+    """A CPU pre-flight's substitutions as one line (``feature → what ran instead; …``), as the runner
+    recorded them in ``provenance.megatron_case``; None for a run of the case as written."""
+    substitutions = (artifact.provenance.get("megatron_case") or {}).get("substitutions")
+    if not substitutions:
+        return None
+    return "; ".join(f"{k} → {v}" for k, v in substitutions.items())
+
+
 def parse_artifact(doc: Any, *, path: object = None) -> Artifact:
     if not isinstance(doc, dict):
         raise FormatError("expected an artifact object", path=path)
