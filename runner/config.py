@@ -30,6 +30,7 @@ from typing import Any
 from goldens.core.errors import FormatError, GoldenError, StoreError
 from goldens.files.case import CASE_FILE, check_case_path, check_name, load_yaml
 
+from .case_family import BUILT
 from .megatron_case import (
     MODEL_CONFIG_FILE,
     MegatronCase,
@@ -40,7 +41,6 @@ from .megatron_case import (
 )
 
 DEVICES = ("cpu", "cuda")
-FAMILIES = ("bert", "gpt", "moe", "t5")  # runner/families: one builder each
 MOE_LOAD_BALANCING = ("aux_loss", "seq_aux_loss", "sinkhorn", "none")
 MOE_DISPATCHERS = ("allgather", "alltoall")
 # Fields the model families added (issue 25): recorded in a run's model_args only where set, so the
@@ -125,8 +125,8 @@ class ModelConfig:
     calculate_per_token_loss: bool = field(default=False, metadata=FAMILY_FIELD)
 
     def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
+        if self.family not in BUILT:
+            raise ValueError(f"family must be one of {', '.join(BUILT)}, got {self.family!r}")
         for name in ("kv_channels", "num_experts", "decoder_num_layers", "decoder_seq_length"):
             if getattr(self, name) is not None:
                 _positive(name, getattr(self, name))
