@@ -30,7 +30,7 @@ from ..files.atomic import atomic_write_text
 from ..files.case import check_case_path, check_name
 from ..files.formats.jsontext import read_json
 from ..files.formats.run import read_run
-from ..store import STORE_ENV
+from ..store import LEDGER, STORE_ENV
 from ..store.safety import PENDING_DIR, in_ci, pending_problems, plain_name
 from ..store.tree import case_matches, check_case_pattern
 
@@ -167,7 +167,7 @@ def now_iso() -> str:
 def current_version(store: GoldenStore, case: str) -> int:
     """The case's ledger version (0 without history, and always in a git store, whose versions are
     commits: there ``base_files`` says what a candidate was compared against)."""
-    if store.backend_name != "ledger":
+    if store.backend_name != LEDGER:
         return 0
     entry = store.current_entry(case)
     return 0 if entry is None else int(entry.number)

@@ -13,6 +13,7 @@ import numpy as np
 from ..core.errors import GoldenError
 from ..core.model import Artifact, GoldenKey, GoldenSet, MetricSeries
 from ..files.validate import ERROR, check_golden_set, declared_metrics
+from ..store import LEDGER
 from ..store.safety import in_ci
 from .candidate import Candidate, current_version, run_target, target_files, target_keys
 
@@ -63,7 +64,7 @@ def check_base_version(store: GoldenStore, candidate: Candidate) -> int:
     the case does not make a candidate stale."""
     keys = {key.filename(): key for key in target_keys(candidate.case, candidate.env, candidate.platform)}
     files = list(keys)
-    if store.backend_name != "ledger":
+    if store.backend_name != LEDGER:
         if candidate.base_files is not None and store.file_hashes(candidate.case, files) != candidate.base_files:
             changed = [f for f, h in store.file_hashes(candidate.case, files).items()
                        if h != candidate.base_files.get(f)]
@@ -110,7 +111,7 @@ def approved_since(store: GoldenStore, candidate: Candidate) -> Version | None:
     commits, any version of the target that came from this run."""
     if candidate.base_version is None or candidate.case not in store.cases():
         return None
-    if store.backend_name != "ledger":
+    if store.backend_name != LEDGER:
         files = set(target_files(candidate.case, candidate.env, candidate.platform))
         return next((v for v in store.history(candidate.case)
                      if v.source_run_id == candidate.run_id and files & set(v.files)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import FormatError
 from ..core.model import Artifact, GoldenKey, GoldenSet, MetricSeries
 from ..files.formats.artifact import artifact_phase_golden
+from ..store import LEDGER
 from .candidate import Candidate, candidate_run, target_files, target_keys
 from .guardrails import ApprovalRefused, check_base_version, check_finite, check_run, check_writable
 from .runs import case_of_run
@@ -149,7 +150,7 @@ def goldens_at(store: GoldenStore, case: str, version: int,
     plain files, and so has a git store, whose writes check the files they planned on
     (``base_files``) and plan again when those moved.
     """
-    if version == 0 or store.backend_name != "ledger":
+    if version == 0 or store.backend_name != LEDGER:
         return {key: store.read(key) for key in store.keys(case) if keys is None or key in keys}
     return store.read_version(case, version, keys=keys)
 

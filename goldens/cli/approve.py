@@ -150,13 +150,13 @@ def rollback(case: Annotated[str, typer.Argument(help="The case to roll back: it
     """Write a new version whose files hold exactly the bytes they held at REF (history is never
     rewritten; files that already hold them are not touched)."""
     from .. import approve
-    from ..store import parse_case_ref
+    from ..store import GIT, parse_case_ref
 
     golden_store = open_store(store)
     case = golden_store.resolve(case)
     parse_case_ref(f"{case}@{to}")  # REF checked as any CASE@REF is (bounded, printable, no leading '-')
     version = approve.rollback(golden_store, case, to, reason=reason, approver=approver, allow_ci=allow_ci)
-    where = ("the work tree (commit the goldens and their records)" if golden_store.backend_name == "git"
+    where = ("the work tree (commit the goldens and their records)" if golden_store.backend_name == GIT
              else version.label)
     print(f"rolled back {case} to the content of {to} as {where}")
 

@@ -215,6 +215,7 @@ def history(
     versions are the commits that changed the case's goldens; one no approval record describes was
     changed by another tool and is shown as unattributed."""
     from ..approve import recorded_selection
+    from ..store import LEDGER
     from .review_screen import took_and_kept
 
     golden_store = open_store(store)
@@ -224,7 +225,7 @@ def history(
         echo_json({"case": case, "backend": golden_store.backend_name, "versions": [v.to_json() for v in versions]})
         return
     if not versions:
-        hint = (f"`golden adopt {case}` records them as v1" if golden_store.backend_name == "ledger"
+        hint = (f"`golden adopt {case}` records them as v1" if golden_store.backend_name == LEDGER
                 else "no commit has changed them in this repository")
         say(f"{case}: no history yet (plain files only; {hint})")
         return
