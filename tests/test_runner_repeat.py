@@ -51,7 +51,7 @@ def fake_execute(monkeypatch, tmp_path):
             raise RunError(f"rank 1 died in phase 1 (artifact: run{len(calls)}/artifact.json, status failed)")
         root = kwargs["out"] or kwargs.get("runs_root") or Path("runs")
         path = tmp_path / root / f"run{len(calls)}" / "artifact.json"
-        artifact = SimpleNamespace(status="complete", phases={})
+        artifact = SimpleNamespace(status="complete", phases={}, provenance={})
         return SimpleNamespace(artifact=artifact, artifact_path=path)
 
     monkeypatch.setattr(run_command, "execute", execute)
